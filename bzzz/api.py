@@ -1,0 +1,84 @@
+"""The agent's HTTP API: ``/healthz``, ``/metrics``, ``/api/v1/status`` (ASGI on hypercorn/trio).
+
+The status document is built by a callable the agent passes in; nothing here reads secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger("bzzz.api")
+
+
+class Api:
+    def __init__(self, status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
+                 healthy: Callable[[], bool] = lambda: True) -> None:
+        self._status = status
+        self._metrics = metrics
+        self._healthy = healthy
+        self.bound: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if method not in ("GET", "HEAD"):
+            await self._reply(send, 405, b'{"error": "method not allowed"}\n', "application/json")
+            return
+        try:
+            if path == "/healthz":
+                ok = self._healthy()
+                await self._reply(send, 200 if ok else 503, b"ok\n" if ok else b"starting\n",
+                                  "text/plain")
+            elif path == "/metrics":
+                await self._reply(send, 200, self._metrics(), CONTENT_TYPE_LATEST)
+            elif path in ("/api/v1/status", "/api/v1/status/"):
+                body = json.dumps(self._status(), indent=1, sort_keys=True).encode() + b"\n"
+                await self._reply(send, 200, body, "application/json")
+            else:
+                await self._reply(send, 404, b'{"error": "not found"}\n', "application/json")
+        except Exception:
+            log.exception("api error on %s", path)
+            await self._reply(send, 500, b'{"error": "internal error"}\n', "application/json")
+
+    @staticmethod
+    async def _reply(send, status: int, body: bytes, content_type: str) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type.encode()),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def run(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        config = HypercornConfig()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("bzzz.api.server")
+        config.graceful_timeout = 1.0
+        config.keep_alive_timeout = 5.0
+        api = self
+
+        class _Started:
+            """Records the bound addresses hypercorn reports, then passes them on."""
+
+            def started(self, value=None) -> None:
+                api.bound = list(value or [])
+                task_status.started(api.bound)
+
+        await serve(self, config, task_status=_Started(), mode="asgi")

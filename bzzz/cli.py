@@ -1,0 +1,142 @@
+"""The ``bzzz`` command line (thin: parsing, then a call into the package)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _load(config_path: str | None):
+    from .config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise CliError(f"config error: {exc}", 2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import trio
+
+    from . import logs
+    from .agent import Agent
+    from .identity import IdentityError
+    from .p2p.pnet import PnetError
+
+    config = _load(args.config)
+    logs.setup(config.log_level, config.log_format, config.node_id)
+    try:
+        agent = Agent(config)
+    except (IdentityError, PnetError) as exc:
+        raise CliError(str(exc), 2) from None
+    try:
+        trio.run(agent.run)
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc.strerror or exc}") from None
+    return 0
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    from .identity import IdentityError, load_or_create
+
+    data_dir = args.data_dir or os.environ.get("BZZZ_DATA_DIR") or "./data"
+    try:
+        print(load_or_create(data_dir).peer_id.to_base58())
+    except IdentityError as exc:
+        raise CliError(str(exc), 2) from None
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import httpx
+
+    url = args.api
+    if url is None:
+        host, _, port = os.environ.get("BZZZ_API_LISTEN", "127.0.0.1:8090").rpartition(":")
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        resp = httpx.get(url.rstrip("/") + "/api/v1/status", timeout=5)
+        resp.raise_for_status()
+        status = resp.json()
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the agent at {url}: {exc}") from None
+    except ValueError:
+        raise CliError(f"{url} did not answer with JSON") from None
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"node      {status.get('node_id')}  ({status.get('peer_id')})")
+    print(f"version   {status.get('version')}")
+    print(f"addrs     {', '.join(status.get('addrs', []))}")
+    print(f"offers    {', '.join(status.get('capabilities', []))}")
+    peers = status.get("peers", [])
+    print(f"peers     {len(peers)}")
+    for p in peers:
+        load = p.get("load", {})
+        print(f"  {p.get('node_id', '?'):20} {p.get('peer_id', '')[:20]}…  "
+              f"load {load.get('running', '?')}/{load.get('max', '?')}  "
+              f"{', '.join(p.get('capabilities', []))}")
+    tasks = status.get("tasks", [])
+    print(f"tasks     {len(tasks)}")
+    for t in tasks:
+        print(f"  {t.get('repo')}#{t.get('issue')}  {t.get('state')}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(agents=args.agents, tasks=args.tasks, exit_after=args.exit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bzzz", description="Bzzz: a decentralized task mesh")
+    parser.add_argument("--version", action="version", version=f"bzzz {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the agent daemon")
+    p.add_argument("--config", help="TOML configuration file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("id", help="print this node's peer id (creates the identity if missing)")
+    p.add_argument("--data-dir", help="data directory (default: $BZZZ_DATA_DIR or ./data)")
+    p.set_defaults(func=cmd_id)
+
+    p = sub.add_parser("status", help="what a running agent knows")
+    p.add_argument("--api", help="agent API URL (default: from $BZZZ_API_LISTEN)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="a local mesh of agents on this machine")
+    p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")
+    p.add_argument("--tasks", type=int, default=12, help="sample tasks (with the task issue)")
+    p.add_argument("--exit", action="store_true", help="exit after the summary")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"bzzz: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

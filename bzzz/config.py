@@ -1,0 +1,184 @@
+"""The agent's configuration: one pydantic model, read from TOML and overridden by ``BZZZ_*``.
+
+Precedence (highest first): environment variables, the TOML file, the defaults below.
+Nested fields use a double underscore (``BZZZ_GITHUB__URL``). A list-valued variable takes a
+JSON list or a comma-separated string; switches take on/off, true/false, 1/0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Mapping
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "BZZZ_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the field."""
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string wherever a list is expected."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a valid JSON list: {exc.msg}") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+StrList = Annotated[list[str], BeforeValidator(_split_list)]
+
+
+def _check_multiaddr(text: str) -> str:
+    from multiaddr import Multiaddr
+
+    try:
+        Multiaddr(text)
+    except Exception as exc:  # multiaddr raises several unrelated types
+        raise ValueError(f"{text!r} is not a multiaddr ({exc})") from None
+    return text
+
+
+class GitHubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "https://api.github.com"
+    token_file: Path | None = None
+    repos: StrList = Field(default_factory=list)
+    poll_interval: float = Field(5.0, gt=0)
+
+    @field_validator("repos")
+    @classmethod
+    def _repos_are_owner_name(cls, repos: list[str]) -> list[str]:
+        for repo in repos:
+            owner, _, name = repo.partition("/")
+            if not owner or not name or "/" in name:
+                raise ValueError(f"{repo!r} is not owner/name")
+        return repos
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    data_dir: Path = Path("./data")
+    listen: StrList = Field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    api_listen: str = "127.0.0.1:8090"
+    mdns: bool = True
+    bootstrap: StrList = Field(default_factory=list)
+    psk_file: Path | None = None
+    # None means "detect from the machine"; a list is added to what is detected.
+    capabilities: StrList | None = None
+    detect_capabilities: bool = True
+    ollama_url: str | None = None
+    announce_interval: float = Field(5.0, gt=0, le=3600)
+    max_tasks: int = Field(1, ge=0, le=1024)
+    log_level: str = "info"
+    log_format: str = Field("json", pattern="^(json|text)$")
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
+
+    @field_validator("listen", "bootstrap")
+    @classmethod
+    def _multiaddrs(cls, addrs: list[str]) -> list[str]:
+        return [_check_multiaddr(a) for a in addrs]
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_not_empty(cls, addrs: list[str]) -> list[str]:
+        if not addrs:
+            raise ValueError("at least one listen address is needed")
+        return addrs
+
+    @field_validator("api_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def api_host_port(self) -> tuple[str, int]:
+        host, _, port = self.api_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``BZZZ_A__B=value`` into ``{"a": {"b": "value"}}``."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        if not all(path):
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    if "GITHUB_TOKEN_FILE" in env and "token_file" not in out.get("github", {}):
+        out.setdefault("github", {})["token_file"] = env["GITHUB_TOKEN_FILE"]
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _first_error(exc: ValidationError, env_keys: set[str]) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "config"
+    env_name = ENV_PREFIX + field.upper().replace(".", "__")
+    where = f" (from {env_name})" if env_name in env_keys else ""
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{field}{where}: {msg}"
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the configuration; raise ConfigError with one clear line."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, {k for k in env if k.startswith(ENV_PREFIX)})) from None

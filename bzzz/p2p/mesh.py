@@ -1,0 +1,147 @@
+"""Capability announcements and the live peer table, on top of :class:`P2PNode`.
+
+Announces at start, on change and every ``interval`` seconds; says goodbye on shutdown;
+drops a peer after 3 silent intervals; validates every message and counts each drop by kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+
+from ..metrics import Metrics
+from . import envelope
+from .envelope import Announcement, Departure, EnvelopeError
+from .node import P2PNode
+from .peertable import PeerTable
+
+log = logging.getLogger("bzzz.mesh")
+
+TOPIC_CAPABILITIES = "bzzz/capabilities/1"
+TOPIC_HELP = "bzzz/help/1"
+SILENT_INTERVALS = 3
+
+
+class Mesh:
+    def __init__(self, node: P2PNode, node_id: str, capabilities: list[str], *,
+                 interval: float = 5.0, max_tasks: int = 1, log_key: str = "",
+                 metrics: Metrics | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.node_id = node_id
+        self.capabilities = list(capabilities)
+        self.interval = interval
+        self.max_tasks = max_tasks
+        self.running_tasks = 0
+        self.log_key = log_key
+        self.metrics = metrics or Metrics()
+        self.table = PeerTable(timeout=SILENT_INTERVALS * interval)
+        self.drops: dict[str, int] = {r: 0 for r in envelope.REASONS}
+        self._wall = wall_clock
+        self._seq = 0
+        self._changed = trio.Event()
+        self.table_changed = trio.Event()  # replaced after each set; for waiters
+        node.on_message(TOPIC_CAPABILITIES, self._handle)
+
+    # ---------------------------------------------------------------- inbound
+
+    def _handle(self, signer: str, data: bytes) -> bool:
+        if signer == self.node.peer_id:
+            return True  # our own publish, validated on the way out
+        now = self._wall()
+        try:
+            msg = envelope.parse(data, signer, now)
+        except EnvelopeError as exc:
+            self.drops[exc.reason] += 1
+            self.metrics.messages_dropped.labels(TOPIC_CAPABILITIES, exc.reason).inc()
+            log.debug("dropped capability message from %s: %s", signer, exc)
+            return False
+        if isinstance(msg, Announcement):
+            self.metrics.messages_received.labels(TOPIC_CAPABILITIES, "capabilities").inc()
+            self.metrics.announce_latency.observe(max(0.0, now - msg.ts))
+            event = self.table.update(msg, now)
+            if event in ("new", "changed"):
+                self.metrics.peer_events.labels(event).inc()
+                if event == "new":
+                    log.info("peer joined", extra={"peer": signer, "peer_node": msg.node_id})
+                self._notify()
+            self.node.offer_peer(msg.peer_id, msg.addrs, "announcement")
+        elif isinstance(msg, Departure):
+            self.metrics.messages_received.labels(TOPIC_CAPABILITIES, "departure").inc()
+            if self.table.depart(msg.peer_id, msg.ts):
+                self.metrics.peer_events.labels("departed").inc()
+                log.info("peer departed", extra={"peer": signer, "peer_node": msg.node_id})
+                self._notify()
+        self.metrics.peers.set(len(self.table))
+        return True
+
+    def _notify(self) -> None:
+        self.table_changed.set()
+        self.table_changed = trio.Event()
+
+    # ---------------------------------------------------------------- outbound
+
+    def announcement(self) -> Announcement:
+        self._seq += 1
+        return Announcement(
+            peer_id=self.node.peer_id, node_id=self.node_id, ts=self._wall(),
+            capabilities=tuple(self.capabilities), addrs=tuple(self.node.addrs()),
+            log_key=self.log_key, load=(self.running_tasks, self.max_tasks), seq=self._seq)
+
+    def set_capabilities(self, capabilities: list[str]) -> None:
+        if list(capabilities) != self.capabilities:
+            self.capabilities = list(capabilities)
+            self._changed.set()
+
+    def set_load(self, running: int) -> None:
+        if running != self.running_tasks:
+            self.running_tasks = running
+            self._changed.set()
+
+    async def announce(self) -> None:
+        await self.node.publish(TOPIC_CAPABILITIES, envelope.encode_announcement(self.announcement()))
+        self.metrics.announcements_sent.inc()
+
+    async def depart(self) -> None:
+        data = envelope.encode_departure(Departure(self.node.peer_id, self.node_id, self._wall()))
+        await self.node.publish(TOPIC_CAPABILITIES, data)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await self.node.subscribe(TOPIC_CAPABILITIES)
+        known_subscribers: set = set()
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire_loop)
+            next_at = trio.current_time()
+            while True:
+                # Announce at once when a peer subscribes to the topic, so a newcomer does
+                # not wait a whole interval to learn about us.
+                subscribers = set(self.node.pubsub.peer_topics.get(TOPIC_CAPABILITIES, ()))
+                newcomer = bool(subscribers - known_subscribers)
+                known_subscribers = subscribers
+                self.metrics.connections.set(len(self.node.connected_peers()))
+                if newcomer or self._changed.is_set() or trio.current_time() >= next_at:
+                    self._changed = trio.Event()
+                    try:
+                        await self.announce()
+                    except Exception:
+                        self.metrics.loop_errors.labels("announce").inc()
+                        log.exception("announcement failed")
+                    next_at = trio.current_time() + self.interval
+                with trio.move_on_after(min(0.25, self.interval)):
+                    await self._changed.wait()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await trio.sleep(min(1.0, self.interval / 2))
+            gone = self.table.expire(self._wall())
+            for pid in gone:
+                self.metrics.peer_events.labels("expired").inc()
+                log.info("peer silent for %d intervals, dropped", SILENT_INTERVALS,
+                         extra={"peer": pid})
+            if gone:
+                self.metrics.peers.set(len(self.table))
+                self._notify()

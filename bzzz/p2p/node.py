@@ -1,0 +1,288 @@
+"""The P2P node: one libp2p host with gossipsub, Kademlia, mDNS and a dialler.
+
+The rest of Bzzz sees only this class: ``publish``, ``on_message`` (a validating handler per
+topic), the advertised addresses and the connected peers.
+
+Messages are handled in the pubsub *topic validator*: py-libp2p calls it once per new message
+before delivery, while its subscription channel holds 32 messages and drops the rest under
+load. A handler returns True to accept (and forward) a message, False to reject it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import trio
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
+
+from ..identity import Identity
+from . import addrs as addrs_mod
+from .connector import DialPlan
+from .host import SECURITY_STATS, build_host
+from .mdns import MdnsDiscovery, Sighting
+from .pnet import PnetStats
+
+log = logging.getLogger("bzzz.p2p")
+
+# py-libp2p logs a warning for every message its small subscription channel drops; we do
+# not read that channel (see the module docstring), so those warnings are noise.
+logging.getLogger("libp2p.pubsub.pubsub").setLevel(logging.ERROR)
+
+Handler = Callable[[str, bytes], bool]
+DIAL_TIMEOUT = 5.0
+DHT_FAST_PERIOD = 1.0
+DHT_SLOW_PERIOD = 10.0
+DHT_FAST_FOR = 30.0
+
+
+class _ConnNotifee(INotifee):
+    """Forwards connection events into trio channels (never blocks the swarm)."""
+
+    def __init__(self, send: trio.MemorySendChannel) -> None:
+        self._send = send
+
+    def _put(self, event: tuple[str, str]) -> None:
+        try:
+            self._send.send_nowait(event)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._put(("connected", conn.muxed_conn.peer_id.to_base58()))
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._put(("disconnected", conn.muxed_conn.peer_id.to_base58()))
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+
+def _make_gossipsub() -> GossipSub:
+    # Daemon settings (py-libp2p's defaults are a 120 s heartbeat and a 10 msg/s cap that
+    # also drops our own publishes). A 1 s heartbeat also bounds the equivocation cache,
+    # which py-libp2p trims only in its heartbeat.
+    return GossipSub(
+        [PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6, degree_low=4, degree_high=12,
+        heartbeat_interval=1, heartbeat_initial_delay=0.1,
+        time_to_live=30,
+        spam_protection_enabled=False,
+        prune_back_off=10,
+    )
+
+
+class P2PNode:
+    def __init__(self, identity: Identity, listen: Sequence[str], *, mdns: bool = True,
+                 bootstrap: Sequence[str] = (), psk: bytes | None = None,
+                 clock: Callable[[], float] = trio.current_time) -> None:
+        self.identity = identity
+        self.peer_id = identity.peer_id.to_base58()
+        self.listen = list(listen)
+        self.mdns_enabled = mdns
+        self.bootstrap = list(bootstrap)
+        self.pnet_stats = PnetStats()
+        self.security_stats = SECURITY_STATS
+        self.host = build_host(identity.key_pair, self.listen, psk=psk,
+                               pnet_stats=self.pnet_stats)
+        self.gossipsub = _make_gossipsub()
+        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
+                             max_inbound_rpc_size=1 << 20)
+        self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
+        self.plan = DialPlan(self.peer_id)
+        self._clock = clock
+        self._handlers: dict[str, Handler] = {}
+        self._wake = trio.Event()
+        self._events_send, self._events_recv = trio.open_memory_channel(1024)
+        self._sightings_send, self._sightings_recv = trio.open_memory_channel(256)
+        self.host.get_network().register_notifee(_ConnNotifee(self._events_send))
+        self.dial_attempts = 0
+        self.dial_failures = 0
+        self.started = trio.Event()
+        self.mdns: MdnsDiscovery | None = None
+
+    # ------------------------------------------------------------------ public surface
+
+    def addrs(self) -> list[str]:
+        """Dialable addresses, with ``/p2p/<id>``."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected_peers(self) -> set[str]:
+        return {p.to_base58() for p in self.host.get_connected_peers()}
+
+    def on_message(self, topic: str, handler: Handler) -> None:
+        """Register the handler for a topic: called with (signer peer id, data)."""
+        self._handlers[topic] = handler
+
+        def validator(forwarder: ID, msg) -> bool:
+            try:
+                return bool(handler(ID(msg.from_id).to_base58(), bytes(msg.data)))
+            except Exception:  # a handler bug must not kill the pubsub read loop
+                log.exception("handler for %s failed", topic)
+                return False
+
+        self.pubsub.set_topic_validator(topic, validator, False)
+
+    async def subscribe(self, topic: str) -> None:
+        sub = await self.pubsub.subscribe(topic)
+        # Delivery happens in the validator; empty the library's channel so it never fills.
+        self._nursery.start_soon(self._drain, sub)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self.pubsub.publish(topic, data)
+
+    def offer_peer(self, peer_id: str, addrs: Sequence[str], source: str) -> None:
+        """A peer and its addresses learnt from anywhere (announcements, mDNS, DHT)."""
+        if self.plan.offer(peer_id, tuple(addrs), source, self._clock()):
+            self._wake.set()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listen_addrs = [Multiaddr(a) for a in self.listen]
+        async with self.host.run(listen_addrs), trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with background_trio_service(self.pubsub), \
+                    background_trio_service(self.gossipsub), \
+                    background_trio_service(self.dht):
+                await self.pubsub.wait_until_ready()
+                for text in self.bootstrap:
+                    self._offer_bootstrap(text)
+                nursery.start_soon(self._connection_events)
+                nursery.start_soon(self._sightings)
+                nursery.start_soon(self._dial_loop)
+                nursery.start_soon(self._dht_loop)
+                if self.mdns_enabled:
+                    await nursery.start(self._run_mdns)
+                self.started.set()
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def flush(self, timeout: float = 1.0) -> None:
+        """Wait (bounded) until pubsub's outbound queues are empty, e.g. before shutdown."""
+        with trio.move_on_after(timeout):
+            while any(len(q) for q in self.pubsub.peer_queues.values()):
+                await trio.sleep(0.005)
+            await trio.sleep(0)  # let the writer that popped the last RPC finish its write
+
+    async def close_connections(self) -> None:
+        for peer in list(self.host.get_connected_peers()):
+            with trio.move_on_after(1):
+                try:
+                    await self.host.disconnect(peer)
+                except Exception:
+                    pass
+
+    async def _drain(self, sub) -> None:
+        async for _ in sub:
+            pass
+
+    def _offer_bootstrap(self, text: str) -> None:
+        try:
+            info = info_from_p2p_addr(Multiaddr(text))
+        except Exception:
+            log.warning("bootstrap address %s has no /p2p/ peer id; skipped", text)
+            return
+        if self.plan.offer(info.peer_id.to_base58(), (text,), "bootstrap", self._clock(),
+                           pinned=True):
+            self._wake.set()
+
+    async def _run_mdns(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        ips = addrs_mod.listen_ips(self.listen, addrs_mod.interface_ipv4s().values())
+        self.mdns = MdnsDiscovery(self.peer_id, ips, self._sightings_send.clone())
+        port = next((p for a in self.host.get_transport_addrs()
+                     if (p := addrs_mod.tcp_port(a))), 0)
+        await self.mdns.run(self.addrs(), port, task_status=task_status)
+
+    async def _sightings(self) -> None:
+        async for s in self._sightings_recv:
+            s: Sighting
+            self.offer_peer(s.peer_id, s.addrs, s.source)
+
+    async def _connection_events(self) -> None:
+        async for kind, peer_id in self._events_recv:
+            if kind == "connected":
+                # Feed the DHT from connections (py-libp2p's routing table is not).
+                try:
+                    await self.dht.add_peer(ID.from_base58(peer_id), skip_server_mode_check=True)
+                except Exception:
+                    log.debug("dht add_peer %s failed", peer_id, exc_info=True)
+            elif peer_id not in self.connected_peers():
+                self.plan.disconnected(peer_id, self._clock())
+                self._wake.set()
+
+    async def _dial_loop(self) -> None:
+        limiter = trio.CapacityLimiter(16)
+        while True:
+            now = self._clock()
+            for cand in self.plan.due(now, self.connected_peers()):
+                self.plan.started(cand.peer_id, now)
+                self._nursery.start_soon(self._dial, cand.peer_id, cand.addrs, limiter)
+            self._wake = trio.Event()
+            with trio.move_on_after(0.5):
+                await self._wake.wait()
+
+    async def _dial(self, peer_id: str, addrs: tuple[str, ...], limiter) -> None:
+        async with limiter:
+            self.dial_attempts += 1
+            try:
+                maddrs = [Multiaddr(a) for a in addrs]
+                info = PeerInfo(ID.from_base58(peer_id),
+                                [m.decapsulate(Multiaddr(f"/p2p/{peer_id}")) for m in maddrs])
+                with trio.fail_after(DIAL_TIMEOUT):
+                    await self.host.connect(info)
+            except Exception as exc:  # dial errors come in many library types
+                self.dial_failures += 1
+                delay = self.plan.failed(peer_id, self._clock())
+                log.debug("dial %s failed (%s); retry in %.1f s", peer_id, exc, delay)
+            else:
+                self.plan.succeeded(peer_id, self._clock())
+
+    async def _dht_loop(self) -> None:
+        """Walk the DHT for our own id so that peers beyond the bootstrap become known."""
+        start = self._clock()
+        self_key = self.identity.peer_id.to_bytes()
+        while True:
+            elapsed = self._clock() - start
+            await trio.sleep(DHT_FAST_PERIOD if elapsed < DHT_FAST_FOR else DHT_SLOW_PERIOD)
+            if not self.host.get_connected_peers():
+                continue
+            try:
+                with trio.move_on_after(10):
+                    found = await self.dht.peer_routing.find_closest_peers_network(self_key)
+            except Exception:
+                log.debug("dht lookup failed", exc_info=True)
+                continue
+            peerstore = self.host.get_peerstore()
+            for pid in set(found) | set(self.dht.routing_table.get_peer_ids()):
+                pid_text = pid.to_base58()
+                if pid_text == self.peer_id:
+                    continue
+                try:
+                    known = peerstore.addrs(pid)
+                except Exception:
+                    continue
+                addrs = [f"{a}/p2p/{pid_text}" for a in known
+                         if "/p2p/" not in str(a) and not str(a).startswith("/ip4/0.0.0.0")]
+                if addrs:
+                    self.offer_peer(pid_text, addrs, "dht")
+
