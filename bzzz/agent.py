@@ -79,9 +79,7 @@ class Agent:
             "log": {"key": self.mesh.log_key, "length": 0},
             "drops": dict(self.mesh.drops),
             "pnet": {"enabled": self.config.psk_file is not None,
-                     "rejected": self.node.pnet_stats.rejected_wrong_key
-                     + self.node.pnet_stats.rejected_timeout
-                     + self.node.pnet_stats.rejected_other},
+                     "rejected": self.node.pnet_stats.rejected},
         }
 
     def render_metrics(self) -> bytes:

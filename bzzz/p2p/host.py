@@ -41,9 +41,17 @@ class SecurityStats:
 
 
 SECURITY_STATS = SecurityStats()
-# psk hex -> (key, stats, timeout): lets the patched swarm hook find the host's pnet settings.
-_PNET_REGISTRY: dict[str, tuple[bytes, PnetStats, float]] = {}
 _patched = False
+
+
+@dataclass(frozen=True)
+class PnetSettings:
+    """Handed to the swarm as its ``psk``: py-libp2p only stores that value and passes it
+    back to ``new_protected_conn``, so each host carries its own key, counters and deadline."""
+
+    key: bytes
+    stats: PnetStats
+    timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
 
 
 def _patch_libp2p() -> None:
@@ -55,10 +63,10 @@ def _patch_libp2p() -> None:
     # 1. pnet: py-libp2p's swarm calls a module-level new_protected_conn(raw_conn, psk_hex).
     import libp2p.network.swarm as swarm_mod
 
-    def new_protected_conn(conn, psk: str):
-        key, stats, timeout = _PNET_REGISTRY.get(psk) or (bytes.fromhex(psk), PnetStats(),
-                                                         DEFAULT_HANDSHAKE_TIMEOUT)
-        return PnetConnection(conn, key, stats, timeout)
+    def new_protected_conn(conn, psk):
+        if not isinstance(psk, PnetSettings):  # a plain hex key, as py-libp2p takes it
+            psk = PnetSettings(bytes.fromhex(psk), PnetStats())
+        return PnetConnection(conn, psk.key, psk.stats, psk.timeout)
 
     swarm_mod.new_protected_conn = new_protected_conn
 
@@ -99,10 +107,9 @@ def build_host(
 ) -> IHost:
     """A host with Noise, Yamux and TCP, advertising real interface addresses."""
     listen_addrs = [Multiaddr(a) for a in listen]
-    psk_hex = None
+    pnet = None
     if psk is not None:
-        psk_hex = psk.hex()
-        _PNET_REGISTRY[psk_hex] = (psk, pnet_stats or PnetStats(), pnet_timeout)
+        pnet = PnetSettings(psk, pnet_stats or PnetStats(), pnet_timeout)
 
     def advertise(candidates: list[Multiaddr]) -> list[Multiaddr]:
         return addrs_mod.expand_wildcards(candidates, addrs_mod.interface_ipv4s().values())
@@ -113,7 +120,7 @@ def build_host(
                                                    noise_privkey=new_x25519_key_pair().private_key)},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=listen_addrs,
-        psk=psk_hex,
+        psk=pnet,  # type: ignore[arg-type]  # see PnetSettings
         negotiate_timeout=NEGOTIATE_TIMEOUT,
         addrs_factory=advertise,
         # observed addresses from identify are what a NAT shows; we advertise our own only

@@ -281,8 +281,9 @@ class P2PNode:
                     known = peerstore.addrs(pid)
                 except Exception:
                     continue
-                addrs = [f"{a}/p2p/{pid_text}" for a in known
-                         if "/p2p/" not in str(a) and not str(a).startswith("/ip4/0.0.0.0")]
+                suffix = f"/p2p/{pid_text}"
+                addrs = [str(a) if str(a).endswith(suffix) else f"{a}{suffix}" for a in known
+                         if not str(a).startswith("/ip4/0.0.0.0")]
                 if addrs:
                     self.offer_peer(pid_text, addrs, "dht")
 

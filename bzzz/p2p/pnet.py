@@ -37,6 +37,10 @@ class PnetError(Exception):
     """A pnet key file is invalid, or a peer is not in our private network."""
 
 
+class _NoPnet(Exception):
+    """Internal: the peer speaks libp2p without pnet."""
+
+
 # ---------------------------------------------------------------- the cipher (no I/O)
 
 def _rotl(v: int, c: int) -> int:
@@ -151,6 +155,7 @@ class PnetStats:
 
     handshakes: int = 0
     rejected_wrong_key: int = 0
+    rejected_no_pnet: int = 0
     rejected_timeout: int = 0
     rejected_other: int = 0
     on_reject: list = field(default_factory=list)
@@ -158,12 +163,19 @@ class PnetStats:
     def reject(self, reason: str) -> None:
         if reason == "wrong_key":
             self.rejected_wrong_key += 1
+        elif reason == "no_pnet":
+            self.rejected_no_pnet += 1
         elif reason == "timeout":
             self.rejected_timeout += 1
         else:
             self.rejected_other += 1
         for callback in self.on_reject:
             callback(reason)
+
+    @property
+    def rejected(self) -> int:
+        return (self.rejected_wrong_key + self.rejected_no_pnet + self.rejected_timeout
+                + self.rejected_other)
 
 
 class PnetConnection(RawConnection):
@@ -211,13 +223,17 @@ class PnetConnection(RawConnection):
             assert self._writer is not None
             await self._conn.write(self._writer.xor(data))
 
-    async def _read_exactly(self, n: int) -> bytes:
+    async def _read_exactly(self, n: int, *, nonce: bool = False) -> bytes:
         buf = self._pending
         while len(buf) < n:
             chunk = await self._conn.read(max(n - len(buf), 4096))
             if not chunk:
                 raise PnetError("connection closed during the pnet handshake")
             buf += chunk
+            if nonce and buf[:len(MULTISTREAM_HEADER)] == MULTISTREAM_HEADER:
+                # A cleartext multistream header where the nonce belongs: the peer is
+                # not using a private network at all (odds of a random nonce: 2**-160).
+                raise _NoPnet()
         self._pending = buf[n:]
         return buf[:n]
 
@@ -227,13 +243,17 @@ class PnetConnection(RawConnection):
             with trio.fail_after(self._timeout):
                 async with self._write_lock:
                     await self._ensure_writer()
-                nonce = await self._read_exactly(NONCE_SIZE)
+                nonce = await self._read_exactly(NONCE_SIZE, nonce=True)
                 self._reader = XSalsa20(self._key, nonce)
                 head = self._reader.xor(await self._read_exactly(len(MULTISTREAM_HEADER)))
         except trio.TooSlowError:
             self._stats.reject("timeout")
             await self._abort()
             raise PnetError("pnet handshake timed out (is the peer in this private network?)")
+        except _NoPnet:
+            self._stats.reject("no_pnet")
+            await self._abort()
+            raise PnetError("peer is not using a private network") from None
         except PnetError:
             self._stats.reject("closed")
             await self._abort()

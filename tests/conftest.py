@@ -1,0 +1,27 @@
+import os
+
+import pytest
+
+from bzzz.testing import netns
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip outside CI when a prerequisite is missing; under CI a missing one is a failure."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def lab():
+    ok, reason = netns.available()
+    require(ok, f"network namespaces unavailable: {reason}")
+    with netns.Lab() as the_lab:
+        yield the_lab
+        # On failure, show what the agents said.
+        for agent in the_lab.agents:
+            print(f"--- {agent.name} log tail ---\n{agent.log_tail(30)}")

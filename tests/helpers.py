@@ -1,0 +1,46 @@
+"""In-process helpers: agents and raw nodes on loopback, and condition waits."""
+
+import socket
+
+import trio
+
+from bzzz.agent import Agent
+from bzzz.config import Config
+from bzzz.identity import load_or_create
+from bzzz.p2p.node import P2PNode
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def agent_config(tmp_path, name: str, **overrides) -> Config:
+    values = dict(node_id=name, data_dir=tmp_path / name, listen=["/ip4/127.0.0.1/tcp/0"],
+                  api_listen=f"127.0.0.1:{free_port()}", mdns=False, detect_capabilities=False,
+                  capabilities=["shell", f"cap-{name}"], announce_interval=1.0)
+    values.update(overrides)
+    return Config(**values)
+
+
+async def start_agent(nursery, tmp_path, name: str, **overrides) -> Agent:
+    agent = Agent(agent_config(tmp_path, name, **overrides))
+    await nursery.start(lambda task_status: agent.run(task_status, handle_signals=False))
+    return agent
+
+
+async def start_node(nursery, tmp_path, name: str, **kw) -> P2PNode:
+    node = P2PNode(load_or_create(tmp_path / name), ["/ip4/127.0.0.1/tcp/0"], mdns=False, **kw)
+    await nursery.start(node.run)
+    return node
+
+
+async def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
+    with trio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if value:
+                return value
+            await trio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

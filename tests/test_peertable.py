@@ -1,0 +1,33 @@
+from bzzz.p2p.envelope import Announcement
+from bzzz.p2p.peertable import PeerTable
+
+
+def ann(pid="p1", ts=100.0, seq=1, caps=("shell",)):
+    return Announcement(pid, "n-" + pid, ts, caps, ("/ip4/1.2.3.4/tcp/1/p2p/" + pid,), "", (0, 1), seq)
+
+
+def test_new_refresh_change_outdated():
+    t = PeerTable(timeout=15)
+    assert t.update(ann(), 100) == "new"
+    assert t.update(ann(ts=105, seq=2), 105) == "refreshed"
+    assert t.update(ann(ts=110, seq=3, caps=("shell", "git")), 110) == "changed"
+    assert t.update(ann(ts=101, seq=9), 111) == "outdated"
+    assert t.get("p1").announcement.capabilities == ("shell", "git")
+
+
+def test_expiry_after_silence():
+    t = PeerTable(timeout=15)
+    t.update(ann("a"), 100)
+    t.update(ann("b"), 110)
+    assert t.expire(114.9) == []
+    assert t.expire(115.1) == ["a"]
+    assert "b" in t and "a" not in t
+
+
+def test_departure_unless_reannounced_later():
+    t = PeerTable(timeout=15)
+    t.update(ann(ts=100), 100)
+    assert not t.depart("p1", ts=99)  # a goodbye older than the last hello
+    assert t.depart("p1", ts=101)
+    assert len(t) == 0
+    assert not t.depart("p1", ts=102)
