@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs: iproute2 (network namespaces), Node.js and npm
+# (the js-libp2p interop peer). Installs only what is missing; needs root to install.
+set -euo pipefail
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-deps: missing ${missing[*]} and not root; install them (apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+echo "system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,49 @@
+# Bzzz: `make demo` and `make test` work from a fresh clone (they install what they need).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+JS     := tests/js
+JSSTAMP := $(JS)/node_modules/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all install demo test unit system-deps js-deps bench bench-quick clean
+
+all: install
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	@bash .ci/system-deps.sh
+
+$(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JSSTAMP)
+
+js-deps: system-deps $(JSSTAMP)
+
+demo: install
+	$(BIN)/bzzz demo
+
+# The whole suite, then a quick smoke run of every benchmark.
+test: install system-deps js-deps
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory bench-quick
+
+unit: install
+	$(BIN)/python -m pytest -q -m "not netns and not js" $(PYTEST_ARGS)
+
+bench-quick: install
+	@for b in bench/*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
+
+bench: install system-deps
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .pytest_cache
