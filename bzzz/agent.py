@@ -78,6 +78,7 @@ class Agent:
             "tasks": list(self.tasks),
             "log": {"key": self.mesh.log_key, "length": 0},
             "drops": dict(self.mesh.drops),
+            "announcement_age": self.mesh.age_quantiles(),
             "pnet": {"enabled": self.config.psk_file is not None,
                      "rejected": self.node.pnet_stats.rejected},
         }

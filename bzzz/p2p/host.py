@@ -12,6 +12,7 @@ Every patch of the library lives in :func:`_patch_libp2p`, applied once on impor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,18 @@ KAD_PROTOCOL = TProtocol("/bzzz/kad/1.0.0")
 NEGOTIATE_TIMEOUT = 10
 
 
+# Per-peer outbound pubsub queue (py-libp2p: 32 RPCs, then silent drops).
+OUTBOUND_QUEUE = 1024
+RECORD_RECHECK = 1.0  # seconds between checks that our signed peer record is current
+INTERFACE_CACHE = 2.0  # seconds interface addresses are cached for advertising
+
+
 @dataclass
 class SecurityStats:
     """Counts of what the library would otherwise drop without a trace."""
 
     pubsub_bad_signature: int = 0
+    pubsub_outbound_dropped: int = 0
 
 
 SECURITY_STATS = SecurityStats()
@@ -94,6 +102,81 @@ def _patch_libp2p() -> None:
 
     pubsub_mod.signature_validator = counting_signature_validator
 
+    # 4. A deeper per-peer outbound queue, and count what still overflows it.
+    import libp2p.pubsub.rpc_queue as rpc_queue_mod
+
+    class DeeperRpcQueue(rpc_queue_mod.RpcQueue):
+        def __init__(self, max_size: int = OUTBOUND_QUEUE, **kw) -> None:
+            super().__init__(max_size=max_size, **kw)
+            self.max_size = max_size
+
+    pubsub_mod.RpcQueue = DeeperRpcQueue
+    original_drop = pubsub_mod.drop_rpc if hasattr(pubsub_mod, "drop_rpc") else None
+    if original_drop is not None:
+        def counting_drop(peer_id, rpc) -> None:
+            SECURITY_STATS.pubsub_outbound_dropped += 1
+            original_drop(peer_id, rpc)
+
+        pubsub_mod.drop_rpc = counting_drop
+
+
+    # 5. Per-RPC peer-record work. On send, py-libp2p re-reads our addresses and marshals
+    #    our signed peer record for every RPC; on receive, it verifies the sender's record
+    #    (one more Ed25519 verification) for every RPC. Cache both: the record is re-issued
+    #    when our addresses change (checked at most every RECORD_RECHECK seconds), and a
+    #    sender record is verified once per distinct byte string.
+    import libp2p.pubsub.floodsub as floodsub_mod
+    import libp2p.pubsub.gossipsub as gossipsub_mod
+    import libp2p.pubsub.utils as pubsub_utils
+
+    original_env = pubsub_mod.env_to_send_in_RPC
+    env_cache: dict[int, tuple[float, tuple[bytes, bool]]] = {}
+
+    def cached_env_to_send_in_rpc(host) -> tuple[bytes, bool]:
+        now = time.monotonic()
+        hit = env_cache.get(id(host))
+        if hit is not None and now - hit[0] < RECORD_RECHECK:
+            return hit[1][0], False
+        result = original_env(host)
+        env_cache[id(host)] = (now, result)
+        return result
+
+    original_consume = pubsub_utils.maybe_consume_signed_record
+    consumed: dict[tuple[int, bytes], bytes] = {}
+
+    def cached_consume(msg, host, peer_id) -> bool:
+        if not msg.HasField("senderRecord"):
+            return True
+        key = (id(host), peer_id.to_bytes())
+        record = bytes(msg.senderRecord)
+        if consumed.get(key) == record:
+            return True
+        ok = original_consume(msg, host, peer_id)
+        if ok:
+            if len(consumed) > 4096:
+                consumed.clear()
+            consumed[key] = record
+        return ok
+
+    for module in (pubsub_mod, gossipsub_mod, floodsub_mod):
+        if hasattr(module, "env_to_send_in_RPC"):
+            module.env_to_send_in_RPC = cached_env_to_send_in_rpc
+        if hasattr(module, "maybe_consume_signed_record"):
+            module.maybe_consume_signed_record = cached_consume
+
+    # 6. Yamux: py-libp2p sends a WINDOW_UPDATE after every read unless PY_YAMUX_RELEASE_ON_READ
+    #    is 0, and re-reads its tuning variables from the environment on every frame. Use
+    #    go-yamux's batching (update once half the window is consumed), decided once.
+    import os
+
+    import libp2p.stream_muxer.yamux.yamux as yamux_mod
+
+    release_on_read = os.environ.get("PY_YAMUX_RELEASE_ON_READ", "0").upper() not in (
+        "0", "FALSE", "NO")
+    debug = yamux_mod._perf_yamux_debug_enabled()
+    yamux_mod._yamux_release_on_read = lambda: release_on_read
+    yamux_mod._perf_yamux_debug_enabled = lambda: debug
+
 
 _patch_libp2p()
 
@@ -111,8 +194,16 @@ def build_host(
     if psk is not None:
         pnet = PnetSettings(psk, pnet_stats or PnetStats(), pnet_timeout)
 
+    cache: dict[str, tuple[float, list[str]]] = {}
+
     def advertise(candidates: list[Multiaddr]) -> list[Multiaddr]:
-        return addrs_mod.expand_wildcards(candidates, addrs_mod.interface_ipv4s().values())
+        # py-libp2p asks for our addresses on hot paths; enumerate interfaces at most
+        # every INTERFACE_CACHE seconds.
+        now = time.monotonic()
+        hit = cache.get("ips")
+        if hit is None or now - hit[0] > INTERFACE_CACHE:
+            hit = cache["ips"] = (now, list(addrs_mod.interface_ipv4s().values()))
+        return addrs_mod.expand_wildcards(candidates, hit[1])
 
     return new_host(
         key_pair=key_pair,

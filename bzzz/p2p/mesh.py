@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -40,6 +41,7 @@ class Mesh:
         self.metrics = metrics or Metrics()
         self.table = PeerTable(timeout=SILENT_INTERVALS * interval)
         self.drops: dict[str, int] = {r: 0 for r in envelope.REASONS}
+        self.ages: deque[float] = deque(maxlen=2048)  # recent announcement ages on arrival
         self._wall = wall_clock
         self._seq = 0
         self._changed = trio.Event()
@@ -61,7 +63,9 @@ class Mesh:
             return False
         if isinstance(msg, Announcement):
             self.metrics.messages_received.labels(TOPIC_CAPABILITIES, "capabilities").inc()
-            self.metrics.announce_latency.observe(max(0.0, now - msg.ts))
+            age = max(0.0, now - msg.ts)
+            self.ages.append(age)
+            self.metrics.announce_latency.observe(age)
             event = self.table.update(msg, now)
             if event in ("new", "changed"):
                 self.metrics.peer_events.labels(event).inc()
@@ -77,6 +81,14 @@ class Mesh:
                 self._notify()
         self.metrics.peers.set(len(self.table))
         return True
+
+    def age_quantiles(self) -> dict[str, float | int]:
+        """p50/p99 (ms) of recent announcement ages on arrival: gossip propagation delay."""
+        ages = sorted(self.ages)
+        if not ages:
+            return {"n": 0}
+        pick = lambda q: round(1000 * ages[min(len(ages) - 1, int(q * len(ages)))], 2)  # noqa: E731
+        return {"n": len(ages), "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
     def _notify(self) -> None:
         self.table_changed.set()

@@ -38,6 +38,7 @@ logging.getLogger("libp2p.pubsub.pubsub").setLevel(logging.ERROR)
 
 Handler = Callable[[str, bytes], bool]
 DIAL_TIMEOUT = 5.0
+PUBLISH_BACKPRESSURE_LIMIT = 5.0  # seconds a publish waits for a slow peer's queue
 DHT_FAST_PERIOD = 1.0
 DHT_SLOW_PERIOD = 10.0
 DHT_FAST_FOR = 30.0
@@ -145,6 +146,15 @@ class P2PNode:
         self._nursery.start_soon(self._drain, sub)
 
     async def publish(self, topic: str, data: bytes) -> None:
+        """Publish, waiting for room rather than letting py-libp2p drop our own message.
+
+        py-libp2p drops an RPC when a peer's outbound queue is full; before publishing we
+        wait (bounded) until every queue is below three quarters of its depth.
+        """
+        with trio.move_on_after(PUBLISH_BACKPRESSURE_LIMIT):
+            while any(len(q) >= q.max_size * 3 // 4 for q in self.pubsub.peer_queues.values()
+                      if hasattr(q, "max_size")):
+                await trio.sleep(0.001)
         await self.pubsub.publish(topic, data)
 
     def offer_peer(self, peer_id: str, addrs: Sequence[str], source: str) -> None:

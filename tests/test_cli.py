@@ -1,0 +1,78 @@
+"""The command line as a user runs it (separate processes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .helpers import free_port
+
+
+def bzzz(*args, env=None, timeout=30):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bzzz", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+def test_id_is_stable(tmp_path):
+    first = bzzz("id", "--data-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    again = bzzz("id", env={"BZZZ_DATA_DIR": str(tmp_path)})
+    assert again.stdout == first.stdout and first.stdout.startswith("12D3KooW")
+
+
+def test_corrupt_identity_is_a_clear_error(tmp_path):
+    (tmp_path / "identity.key").write_bytes(b"garbage")
+    r = bzzz("id", "--data-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "corrupt identity key" in r.stderr
+
+
+@pytest.mark.parametrize("env,field", [({"BZZZ_MDNS": "sometimes"}, "mdns"),
+                                       ({"BZZZ_LISTEN": "nonsense"}, "listen")])
+def test_bad_config_exits_2_with_one_line(tmp_path, env, field):
+    r = bzzz("run", env={"BZZZ_DATA_DIR": str(tmp_path), **env})
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"bzzz: config error: {field}") and r.stderr.count("\n") == 1
+
+
+def test_missing_psk_file_is_a_clear_error(tmp_path):
+    r = bzzz("run", env={"BZZZ_DATA_DIR": str(tmp_path),
+                         "BZZZ_PSK_FILE": str(tmp_path / "nope.key")})
+    assert r.returncode == 2 and "nope.key" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_status_of_an_agent_that_is_not_there():
+    r = bzzz("status", "--api", f"127.0.0.1:{free_port()}")
+    assert r.returncode == 1 and "cannot reach the agent" in r.stderr
+
+
+def test_run_status_and_sigterm(tmp_path):
+    api = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    env.update({"BZZZ_DATA_DIR": str(tmp_path), "BZZZ_API_LISTEN": api, "BZZZ_MDNS": "off",
+                "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_NODE_ID": "cli-node",
+                "BZZZ_CAPABILITIES": "shell,extra"})
+    proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        from bzzz.testing.netns import wait_for
+
+        def up():
+            r = bzzz("status", "--api", api, "--json")
+            return r.returncode == 0 and json.loads(r.stdout)
+
+        status = wait_for(up, 20, 0.2, "agent status")
+        assert status["node_id"] == "cli-node" and "extra" in status["capabilities"]
+        human = bzzz("status", "--api", api)
+        assert "cli-node" in human.stdout and "peers     0" in human.stdout
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(line["msg"] == "agent started" for line in lines)
+    assert any(line["msg"] == "signal received, shutting down" for line in lines)
