@@ -18,6 +18,7 @@ import trio
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from bzzz import logs  # noqa: E402
 from bzzz.agent import Agent  # noqa: E402
 from bzzz.config import Config  # noqa: E402
 
@@ -91,6 +92,7 @@ async def main() -> None:
     p.add_argument("--receiver-id", default="")
     p.add_argument("--report-every", type=int, default=10_000)
     args = p.parse_args()
+    logs.setup("error", "text")
     config = Config(node_id=args.role, data_dir=args.data_dir, listen=["/ip4/127.0.0.1/tcp/0"],
                     api_listen=args.api, mdns=False, detect_capabilities=False,
                     capabilities=["bench"],

@@ -76,3 +76,17 @@ def test_run_status_and_sigterm(tmp_path):
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(line["msg"] == "agent started" for line in lines)
     assert any(line["msg"] == "signal received, shutting down" for line in lines)
+
+
+def test_demo_forms_a_mesh_and_exits(tmp_path):
+    r = bzzz("demo", "--agents", "3", "--exit", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Mesh formed" in r.stdout and "every agent sees the other 2" in r.stdout
+    for i in (1, 2, 3):
+        assert f"agent-{i} is up" in r.stdout
+    assert r.stdout.count(" sees agent-") == 6
+
+
+def test_demo_rejects_bad_agent_count():
+    r = bzzz("demo", "--agents", "0", "--exit")
+    assert r.returncode == 2 and "--agents" in r.stderr

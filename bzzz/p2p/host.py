@@ -164,6 +164,12 @@ def _patch_libp2p() -> None:
         if hasattr(module, "maybe_consume_signed_record"):
             module.maybe_consume_signed_record = cached_consume
 
+    # 7. The seen-message cache: one compact table instead of a bytes object per message id
+    #    (and a sweeper thread per cache); see bzzz.p2p.seencache for the memory story.
+    from .seencache import SeenCache
+
+    pubsub_mod.LastSeenCache = SeenCache
+
     # 6. Yamux: py-libp2p sends a WINDOW_UPDATE after every read unless PY_YAMUX_RELEASE_ON_READ
     #    is 0, and re-reads its tuning variables from the environment on every frame. Use
     #    go-yamux's batching (update once half the window is consumed), decided once.

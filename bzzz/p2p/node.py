@@ -11,6 +11,7 @@ load. A handler returns True to accept (and forward) a message, False to reject 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import trio
@@ -75,18 +76,31 @@ class _ConnNotifee(INotifee):
         pass
 
 
+class _Discard(list):
+    """A list that keeps nothing (for py-libp2p bookkeeping we do not use)."""
+
+    def append(self, item) -> None:
+        pass
+
+
 def _make_gossipsub() -> GossipSub:
     # Daemon settings (py-libp2p's defaults are a 120 s heartbeat and a 10 msg/s cap that
     # also drops our own publishes). A 1 s heartbeat also bounds the equivocation cache,
     # which py-libp2p trims only in its heartbeat.
-    return GossipSub(
+    gs = GossipSub(
         [PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=6, degree_low=4, degree_high=12,
         heartbeat_interval=1, heartbeat_initial_delay=0.1,
         time_to_live=30,
         spam_protection_enabled=False,
         prune_back_off=10,
+        # Adaptive gossip rates "delivery health" from a timestamp kept per published
+        # message for 60 s (counting every one as a success); those floats pin memory
+        # (see seencache.py) and, with adaptive gossip off, would never be trimmed at all.
+        adaptive_gossip_enabled=False,
     )
+    gs.recent_message_deliveries = defaultdict(_Discard)
+    return gs
 
 
 class P2PNode:
@@ -103,8 +117,10 @@ class P2PNode:
         self.host = build_host(identity.key_pair, self.listen, psk=psk,
                                pnet_stats=self.pnet_stats)
         self.gossipsub = _make_gossipsub()
+        # seen_ttl: our envelopes go stale after 60 s, so a duplicate older than that is
+        # rejected anyway; the cache keeps ids for 60 to 120 s.
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
-                             max_inbound_rpc_size=1 << 20)
+                             max_inbound_rpc_size=1 << 20, seen_ttl=60)
         self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
         self.plan = DialPlan(self.peer_id)
         self._clock = clock

@@ -1,0 +1,238 @@
+"""Mesh benchmarks (issue: foundation). One JSON object per line:
+{"bench", "metric", "value", "unit", "target", "ok", "params", ...}
+
+  discovery    N agents (`bzzz run`) in N network namespaces on one bridge, mDNS only:
+               seconds from all answering /healthz to complete peer tables (N = 2, 4, 8)
+  propagation  capability-announcement age on arrival across 8 agents, p50 / p99
+  throughput   200-byte gossip messages between two agent processes, none lost
+  rss          receiver agent RSS idle, and growth over 100,000 received messages
+  startup      process start to /healthz 200
+
+Run as `python bench/mesh.py [--quick]`; namespace parts need root (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bzzz.testing import netns  # noqa: E402
+
+PY = sys.executable
+
+
+def emit(metric: str, value, unit: str, target: str, ok: bool | None, **params) -> None:
+    line = {"bench": "mesh", "metric": metric, "value": value, "unit": unit, "target": target,
+            "ok": ok, "params": params}
+    print(json.dumps(line), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+# ------------------------------------------------------------------ namespaces
+
+def discovery(sizes: list[int]) -> None:
+    for n in sizes:
+        with netns.Lab() as lab:
+            sw = lab.switch("sw")
+            agents = [lab.agent(f"a{i}", lab.host(f"h{i}", sw, f"10.231.1.{i + 1}/24"),
+                                env={"BZZZ_DETECT_CAPABILITIES": "off",
+                                     "BZZZ_CAPABILITIES": f"shell,c{i}"}) for i in range(n)]
+            t_launch = time.monotonic()
+            for a in agents:
+                a.start()
+            for a in agents:
+                a.wait_healthy(60)
+            t_healthy = time.monotonic()
+            ids = {a.peer_id for a in agents}
+            netns.wait_for(lambda: all(a.peer_ids() == ids - {a.peer_id} for a in agents),
+                           30, 0.02, "full mesh")
+            t_mesh = time.monotonic()
+        formation = round(t_mesh - t_healthy, 3)
+        emit(f"mesh_formation_{n}_agents", formation, "s", "8 agents <= 3 s",
+             formation <= 3.0 if n == 8 else None, agents=n, discovery="mdns",
+             launch_to_mesh_s=round(t_mesh - t_launch, 3),
+             launch_to_all_healthy_s=round(t_healthy - t_launch, 3))
+
+
+def propagation(n: int, seconds: float) -> None:
+    with netns.Lab() as lab:
+        sw = lab.switch("sw")
+        agents = [lab.agent(f"a{i}", lab.host(f"h{i}", sw, f"10.231.1.{i + 1}/24"),
+                            env={"BZZZ_DETECT_CAPABILITIES": "off",
+                                 "BZZZ_ANNOUNCE_INTERVAL": "0.5"}) for i in range(n)]
+        for a in agents:
+            a.start()
+        for a in agents:
+            a.wait_healthy(60)
+        ids = {a.peer_id for a in agents}
+        netns.wait_for(lambda: all(a.peer_ids() == ids - {a.peer_id} for a in agents), 30)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # let announcements accumulate
+            time.sleep(0.1)
+        ages = [a.status()["announcement_age"] for a in agents]
+    p50 = statistics.median(x["p50_ms"] for x in ages)
+    p99 = max(x["p99_ms"] for x in ages)
+    samples = sum(x["n"] for x in ages)
+    emit("announcement_propagation_p50", p50, "ms", "p50 <= 50 ms", p50 <= 50, agents=n,
+         samples=samples, how="median over agents of each agent's p50")
+    emit("announcement_propagation_p99", p99, "ms", "(reported)", None, agents=n,
+         samples=samples, how="max over agents of each agent's p99")
+
+
+# ------------------------------------------------------------------ two agent processes
+
+class GossipPair:
+    def __init__(self, report_every: int) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bzzz-bench-"))
+        peer = str(ROOT / "bench" / "_gossip_peer.py")
+        self.receiver = subprocess.Popen(
+            [PY, peer, "receiver", "--data-dir", str(self.tmp / "r"),
+             "--api", f"127.0.0.1:{free_port()}", "--report-every", str(report_every)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        ready = self._line(self.receiver, 60)
+        self.receiver_pid = ready["pid"]
+        self.sender = subprocess.Popen(
+            [PY, peer, "sender", "--data-dir", str(self.tmp / "s"),
+             "--api", f"127.0.0.1:{free_port()}", "--bootstrap", ready["addr"],
+             "--receiver-id", ready["peer_id"]],
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._line(self.sender, 60)
+        self.received = 0
+
+    @staticmethod
+    def _line(proc, timeout: float) -> dict:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("bench peer did not answer")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("bench peer exited")
+        return json.loads(line)
+
+    def send(self, count: int, timeout: float = 300) -> dict:
+        """Send `count` messages; wait until all arrive (or time out): a report dict."""
+        target = self.received + count
+        t0 = time.time()
+        self.sender.stdin.write(f"{count}\n")
+        self.sender.stdin.flush()
+        last = None
+        deadline = time.monotonic() + timeout
+        while self.received < target and time.monotonic() < deadline:
+            try:
+                report = self._line(self.receiver, max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            self.received = report["received"]
+            last = report
+        return {"t0": t0, "last": last, "lost": target - self.received}
+
+    def close(self) -> None:
+        for p in (self.sender, self.receiver):
+            p.kill()
+            p.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def throughput_and_rss(messages: int, soak: int) -> None:
+    unit = min(messages, soak) // 4 or 1
+    pair = GossipPair(report_every=unit)
+    try:
+        time.sleep(2)  # idle settle before the idle reading (not a synchronisation)
+        idle = rss_mb(pair.receiver_pid)
+        r = pair.send(messages)
+        rate = round(messages / (r["last"]["last"] - r["t0"]), 1) if r["last"] else 0.0
+        emit("gossip_throughput", rate, "msg/s", ">= 1000 msg/s, none lost",
+             rate >= 1000 and r["lost"] == 0, messages=messages, size=200, lost=r["lost"],
+             latency_p50_ms=round(r["last"]["p50_ms"], 1) if r["last"] else None,
+             note="sender publishes as fast as back-pressure allows; latency is queueing")
+        emit("agent_rss_idle", round(idle, 1), "MB", "<= 120 MB", idle <= 120)
+        after_first = rss_mb(pair.receiver_pid)
+        r1 = pair.send(soak)
+        after_soak = rss_mb(pair.receiver_pid)
+        r2 = pair.send(soak)
+        after_soak2 = rss_mb(pair.receiver_pid)
+        growth = round(100 * (after_soak2 - after_soak) / after_soak, 2)
+        emit("agent_rss_growth", growth, "%", "< 5 % growth", growth < 5 and after_soak2 <= 120,
+             messages_per_round=soak, lost=r1["lost"] + r2["lost"],
+             rss_idle_mb=round(idle, 1), rss_after_throughput_mb=round(after_first, 1),
+             rss_after_round1_mb=round(after_soak, 1), rss_after_round2_mb=round(after_soak2, 1),
+             how="growth between two rounds of received messages (steady state)")
+    finally:
+        pair.close()
+
+
+def startup(runs: int) -> None:
+    times = []
+    for _ in range(runs):
+        tmp = tempfile.mkdtemp(prefix="bzzz-start-")
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+        env.update({"BZZZ_DATA_DIR": tmp, "BZZZ_API_LISTEN": f"127.0.0.1:{port}",
+                    "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_MDNS": "off"})
+        t0 = time.monotonic()
+        proc = subprocess.Popen([PY, "-m", "bzzz", "run"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() - t0 > 30 or proc.poll() is not None:
+                    raise RuntimeError("agent did not become healthy")
+                time.sleep(0.01)
+            times.append(time.monotonic() - t0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            shutil.rmtree(tmp, ignore_errors=True)
+    value = round(statistics.median(times), 3)
+    emit("start_to_healthz", value, "s", "<= 2.5 s", value <= 2.5, runs=runs,
+         all_runs=[round(t, 3) for t in times])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small smoke run (CI)")
+    args = p.parse_args()
+    ok, why = netns.available()
+    if ok:
+        discovery([2] if args.quick else [2, 4, 8])
+        propagation(3 if args.quick else 8, 2 if args.quick else 8)
+    else:
+        emit("mesh_formation", None, "s", "8 agents <= 3 s", None, skipped=why)
+    throughput_and_rss(2_000 if args.quick else 20_000, 2_000 if args.quick else 100_000)
+    startup(1 if args.quick else 5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
