@@ -98,6 +98,7 @@ async def main() -> None:
                     capabilities=["bench"],
                     bootstrap=[args.bootstrap] if args.bootstrap else [])
     agent = Agent(config)
+    agent.maintenance_interval = float(os.environ.get("BZZZ_BENCH_TRIM", "30"))
     async with trio.open_nursery() as nursery:
         await nursery.start(agent.run)
         if args.role == "receiver":

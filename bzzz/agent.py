@@ -6,6 +6,7 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import time
@@ -26,6 +27,30 @@ from .p2p.pnet import load_psk
 log = logging.getLogger("bzzz.agent")
 
 SHUTDOWN_BUDGET = 3.0
+MAINTENANCE_INTERVAL = 30.0
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+async def _maintenance(interval: float) -> None:
+    """Hand freed heap back to the OS after bursts of traffic.
+
+    glibc keeps freed memory for reuse; after a burst of messages a Python daemon can sit
+    on tens of MB it no longer needs. malloc_trim(0) returns it (a few ms every interval).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return
+    while True:
+        await trio.sleep(interval)
+        trim(0)
 
 
 class Agent:
@@ -52,6 +77,7 @@ class Agent:
                                   lambda: self.node.security_stats.pubsub_bad_signature)
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set)
         self.tasks: list[dict[str, Any]] = []
+        self.maintenance_interval = MAINTENANCE_INTERVAL
         self.ready = trio.Event()
         self.started_at = time.time()
 
@@ -95,6 +121,7 @@ class Agent:
             await nursery.start(self.node.run)
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
+            nursery.start_soon(_maintenance, self.maintenance_interval)
             log.info("agent started", extra={"peer": self.peer_id,
                                              "addrs": ",".join(self.node.addrs()),
                                              "api": ",".join(self.api.bound)})

@@ -38,6 +38,7 @@ NEGOTIATE_TIMEOUT = 10
 OUTBOUND_QUEUE = 1024
 RECORD_RECHECK = 1.0  # seconds between checks that our signed peer record is current
 INTERFACE_CACHE = 2.0  # seconds interface addresses are cached for advertising
+YAMUX_MAX_WINDOW = 1024 * 1024  # per-stream receive window cap (py-libp2p: 16 MiB)
 
 
 @dataclass
@@ -182,6 +183,9 @@ def _patch_libp2p() -> None:
     debug = yamux_mod._perf_yamux_debug_enabled()
     yamux_mod._yamux_release_on_read = lambda: release_on_read
     yamux_mod._perf_yamux_debug_enabled = lambda: debug
+    # Receive windows auto-tune up to 16 MiB per stream, all of it buffered in memory when
+    # the reader lags; Bzzz's streams carry gossip and small control messages.
+    yamux_mod.MAX_WINDOW_SIZE = YAMUX_MAX_WINDOW
 
 
 _patch_libp2p()

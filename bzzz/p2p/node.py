@@ -120,7 +120,11 @@ class P2PNode:
         # seen_ttl: our envelopes go stale after 60 s, so a duplicate older than that is
         # rejected anyway; the cache keeps ids for 60 to 120 s.
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
-                             max_inbound_rpc_size=1 << 20, seen_ttl=60)
+                             max_inbound_rpc_size=1 << 20, seen_ttl=60,
+                             # Messages are de-duplicated before validation, so this
+                             # cache only serves concurrent duplicates; 1,000 entries
+                             # scattered over a burst pin memory for nothing.
+                             validation_cache_size=64)
         self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
         self.plan = DialPlan(self.peer_id)
         self._clock = clock
