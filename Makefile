@@ -40,10 +40,10 @@ unit: install
 	$(BIN)/python -m pytest -q -m "not netns and not js" $(PYTEST_ARGS)
 
 bench-quick: install
-	@for b in bench/*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
 
 bench: install system-deps
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .pytest_cache

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-from . import __version__
+from . import __version__, logs
 from .api import Api
 from .config import Config
 from .identity import Identity, load_or_create
@@ -53,12 +53,26 @@ async def _maintenance(interval: float) -> None:
         trim(0)
 
 
+def _register_token_secret(config: Config) -> None:
+    """Make sure a configured GitHub token can never reach a log line."""
+    path = config.github.token_file
+    if path is None:
+        return
+    try:
+        logs.register_secret(path.read_text().strip())
+    except OSError:
+        pass  # reported by the GitHub client when it needs the token
+
+
 class Agent:
     def __init__(self, config: Config, identity: Identity | None = None) -> None:
         self.config = config
         self.identity = identity or load_or_create(config.data_dir)
         self.peer_id = self.identity.peer_id.to_base58()
         psk = load_psk(config.psk_file) if config.psk_file else None
+        if psk is not None:
+            logs.register_secret(psk.hex())
+        _register_token_secret(config)
         self.metrics = Metrics()
         self.metrics.info.labels(config.node_id, self.peer_id, __version__).set(1)
         self.capabilities = caps_mod.detect(config.capabilities, config.detect_capabilities,
