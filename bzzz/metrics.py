@@ -44,7 +44,8 @@ class Metrics:
         self.dials = Counter("bzzz_dials", "Outgoing dial attempts", ["result"], registry=r)
         self.announce_latency = Histogram(
             "bzzz_announcement_age_seconds", "Age of capability announcements on arrival",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r)
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r)
         self.loop_errors = Counter("bzzz_loop_errors", "Errors caught in service loops",
                                    ["service"], registry=r)
 

@@ -83,11 +83,31 @@ class _Discard(list):
         pass
 
 
+class _FloodPublishGossipSub(GossipSub):
+    """Gossipsub with go-libp2p's ``floodPublish``: our own messages go to every peer
+    subscribed to the topic, not only to our mesh peers, so a newcomer or a peer outside our
+    mesh gets them in one hop instead of waiting for a heartbeat's gossip. Forwarded
+    messages follow the mesh as usual."""
+
+    def _get_peers_to_send(self, topic_ids, msg_forwarder, origin, msg_id=None):
+        if self.pubsub is None or origin != self.pubsub.my_id:
+            yield from super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id)
+            return
+        peers: set[ID] = set()
+        for topic in topic_ids:
+            peers.update(self.pubsub.peer_topics.get(topic, ()))
+        scorer = self.scorer
+        for peer in peers - {msg_forwarder, origin}:
+            if scorer is not None and scorer.is_graylisted(peer, list(topic_ids)):
+                continue
+            yield peer
+
+
 def _make_gossipsub() -> GossipSub:
     # Daemon settings (py-libp2p's defaults are a 120 s heartbeat and a 10 msg/s cap that
     # also drops our own publishes). A 1 s heartbeat also bounds the equivocation cache,
     # which py-libp2p trims only in its heartbeat.
-    gs = GossipSub(
+    gs = _FloodPublishGossipSub(
         [PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=6, degree_low=4, degree_high=12,
         heartbeat_interval=1, heartbeat_initial_delay=0.1,
