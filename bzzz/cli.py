@@ -95,6 +95,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devhub(args: argparse.Namespace) -> int:
+    import signal
+
+    import trio
+
+    from .devhub.server import DevHub
+    from .devhub.state import HubError
+
+    seed = None
+    if args.seed:
+        try:
+            with open(args.seed, encoding="utf-8") as fh:
+                seed = json.load(fh)
+        except OSError as exc:
+            raise CliError(f"seed file {args.seed}: {exc.strerror}", 2) from None
+        except ValueError as exc:
+            raise CliError(f"seed file {args.seed}: not valid JSON ({exc})", 2) from None
+    try:
+        devhub = DevHub(args.host, args.port, args.state, seed)
+    except HubError as exc:
+        raise CliError(f"seed file {args.seed}: {exc.message}", 2) from None
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from None
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(devhub.run)
+            print(url, flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -118,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", help="agent API URL (default: from $BZZZ_API_LISTEN)")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("devhub", help="the GitHub-compatible REST server on its own")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    p.add_argument("--state", help="JSON file the state is saved to and loaded from")
+    p.add_argument("--seed", help='JSON {"users": [{"login", "token"}], "repos": '
+                                  '[{"full_name", "push": [...], "read": [...]}]}')
+    p.set_defaults(func=cmd_devhub)
 
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")

@@ -1,0 +1,536 @@
+"""devhub's HTTP surface: a GitHub REST subset as an ASGI app (served by hypercorn on trio).
+
+Per request: authenticate (``token X`` / ``Bearer X``), spend the token's hourly budget,
+apply the secondary limit to content-creating requests, inject configured faults, route,
+then add GitHub's headers (``X-RateLimit-*``, weak ``ETag``, ``Link`` pagination). A ``304``
+to ``If-None-Match`` is refunded, as GitHub does not count it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode
+
+import trio
+
+from .limits import Fault, Faults, RateLimits
+from .render import Renderer
+from .state import Hub, HubError, Repo
+
+DOCS = "https://docs.github.com/rest"
+MAX_BODY = 25 * 1024 * 1024
+WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
+
+
+class Request:
+    def __init__(self, method: str, path: str, query: dict[str, list[str]],
+                 headers: dict[str, str], body: bytes, login: str | None, base: str) -> None:
+        self.method, self.path, self.query, self.headers = method, path, query, headers
+        self.body, self.login, self.base = body, login, base
+        self.now = int(time.time())
+        self._json: Any = None
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def json(self) -> Any:
+        if self._json is None:
+            if not self.body:
+                self._json = {}
+            else:
+                try:
+                    self._json = json.loads(self.body)
+                except (ValueError, UnicodeDecodeError):
+                    raise HubError(400, "Problems parsing JSON") from None
+        return self._json
+
+    def obj(self) -> dict[str, Any]:
+        doc = self.json()
+        if not isinstance(doc, dict):
+            raise HubError(400, "Problems parsing JSON")
+        return doc
+
+    def actor(self) -> str:
+        if self.login is None:
+            raise HubError(401, "Requires authentication")
+        return self.login
+
+
+Response = tuple[int, Any, dict[str, str]]
+Handler = Callable[..., Response]
+
+
+def _page(req: Request, items: list) -> tuple[list, dict[str, str]]:
+    """GitHub pagination: ``per_page`` (default 30, max 100), ``page``, and a Link header."""
+    try:
+        per_page = max(1, min(100, int(req.arg("per_page", "30"))))
+        page = max(1, int(req.arg("page", "1")))
+    except ValueError:
+        raise HubError(422, "Validation Failed: per_page and page must be integers") from None
+    last = max(1, -(-len(items) // per_page))
+    chunk = items[(page - 1) * per_page: page * per_page]
+    links = []
+
+    def url(p: int) -> str:
+        q = {k: v[-1] for k, v in req.query.items()}
+        q.update(per_page=str(per_page), page=str(p))
+        return f"{req.base}{quote(req.path)}?{urlencode(q)}"
+
+    if page < last:
+        links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
+    if page > 1:
+        links += [f'<{url(1)}>; rel="first"', f'<{url(page - 1)}>; rel="prev"']
+    return chunk, ({"link": ", ".join(links)} if links else {})
+
+
+class DevHubApp:
+    def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.hub = hub or Hub()
+        self.limits = limits or RateLimits()
+        self.faults = Faults()
+        self.stats: Counter[tuple[str, str, str]] = Counter()  # (login, method, route)
+        self.on_change = on_change or (lambda: None)
+        self.routes: list[tuple[str, re.Pattern, Handler, str]] = []
+        self._routes()
+
+    # ------------------------------------------------------------------ routing table
+
+    def route(self, method: str, template: str, handler: Handler) -> None:
+        pattern = "^" + re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", template) + "$"
+        self.routes.append((method, re.compile(pattern), handler, template))
+
+    def _routes(self) -> None:
+        r = self.route
+        R = "/repos/{owner}/{repo}"
+        r("GET", "/user", self.get_user)
+        r("GET", "/users/{login}", self.get_named_user)
+        r("GET", "/rate_limit", self.get_rate_limit)
+        r("GET", R, self.get_repo)
+        r("GET", R + "/labels", self.list_labels)
+        r("POST", R + "/labels", self.create_label)
+        r("GET", R + "/labels/{name}", self.get_label)
+        r("GET", R + "/issues", self.list_issues)
+        r("POST", R + "/issues", self.create_issue)
+        r("GET", R + "/issues/comments", self.list_repo_comments)
+        r("GET", R + "/issues/comments/{id}", self.get_comment)
+        r("PATCH", R + "/issues/comments/{id}", self.edit_comment)
+        r("GET", R + "/issues/events", self.list_repo_events)
+        r("GET", R + "/issues/{number}", self.get_issue)
+        r("PATCH", R + "/issues/{number}", self.edit_issue)
+        r("POST", R + "/issues/{number}/assignees", self.add_assignees)
+        r("DELETE", R + "/issues/{number}/assignees", self.remove_assignees)
+        r("GET", R + "/assignees", self.list_assignees)
+        r("GET", R + "/assignees/{login}", self.check_assignee)
+        r("GET", R + "/issues/{number}/labels", self.list_issue_labels)
+        r("POST", R + "/issues/{number}/labels", self.add_issue_labels)
+        r("PUT", R + "/issues/{number}/labels", self.set_issue_labels)
+        r("DELETE", R + "/issues/{number}/labels", self.clear_issue_labels)
+        r("DELETE", R + "/issues/{number}/labels/{name}", self.remove_issue_label)
+        r("GET", R + "/issues/{number}/comments", self.list_comments)
+        r("POST", R + "/issues/{number}/comments", self.create_comment)
+        r("GET", R + "/issues/{number}/events", self.list_events)
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                await self._send(send, 413, {"message": "Payload too large"}, {})
+                return
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        status, payload, extra = await self.handle(scope["method"], scope["path"],
+                                                  scope.get("query_string", b"").decode(),
+                                                  headers, body, scope.get("client"))
+        await self._send(send, status, payload, extra)
+
+    @staticmethod
+    async def _send(send, status: int, payload: Any, headers: dict[str, str]) -> None:
+        if isinstance(payload, (bytes, bytearray)):
+            data = bytes(payload)
+        elif payload is None or status in (204, 304):
+            data = b""
+        else:
+            data = json.dumps(payload).encode()
+        out = [(b"content-type", headers.pop("content-type",
+                                             "application/json; charset=utf-8").encode())]
+        out += [(k.encode(), str(v).encode()) for k, v in headers.items()]
+        out.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": data})
+
+    # ------------------------------------------------------------------ the pipeline
+
+    async def handle(self, method: str, path: str, query: str, headers: dict[str, str],
+                     body: bytes, client=None) -> Response:
+        if path.startswith("/_devhub/"):
+            return self.admin(method, path, body)
+        base = f"http://{headers.get('host', 'localhost')}"
+        auth = headers.get("authorization", "")
+        token = None
+        if auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() in ("token", "bearer") and value.strip():
+                token = value.strip()
+            else:
+                return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
+        login = self.hub.login_for(token)
+        if token and login is None:
+            return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
+        key = f"token:{token}" if token else f"ip:{client[0] if client else '?'}"
+        now = time.time()
+        req = Request(method, unquote(path), parse_qs(query, keep_blank_values=True), headers,
+                      body, login, base)
+        match = self._match(method, req.path)
+        route = match[2] if match else "unknown"
+        self.stats[(login or "-", method, route)] += 1
+
+        delay, injected = self.faults.decide(method, req.path)
+        if delay:
+            await trio.sleep(delay)
+
+        counts = path != "/rate_limit"
+        ok, budget = (self.limits.spend(key, login is not None, now) if counts
+                      else (True, self.limits.budget(key, login is not None, now)))
+        rl = {"x-ratelimit-limit": budget.limit, "x-ratelimit-remaining": budget.remaining,
+              "x-ratelimit-reset": budget.reset, "x-ratelimit-used": budget.used,
+              "x-ratelimit-resource": "core", "x-github-media-type": "github.v3; format=json",
+              "x-github-request-id": hashlib.sha1(f"{now}{path}".encode()).hexdigest()[:16]}
+        if not ok:
+            msg = (f"API rate limit exceeded for user ID {self.hub.users[login].id}."
+                   if login else "API rate limit exceeded.")
+            return 403, {"message": msg, "documentation_url": DOCS}, rl
+        if method in WRITE_METHODS:
+            retry = self.limits.secondary(key, now)
+            if retry is not None:
+                return 403, {"message": "You have exceeded a secondary rate limit. Please wait "
+                             "a few minutes before you try again.",
+                             "documentation_url": DOCS}, {**rl, "retry-after": str(retry)}
+        if injected is not None:
+            return injected, {"message": "Server Error (injected)"}, rl
+        if match is None:
+            return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
+        handler, params = match[0], match[1]
+        try:
+            status, payload, extra = handler(req, **params)
+        except HubError as err:
+            doc = {"message": err.message, "documentation_url": DOCS}
+            if err.errors:
+                doc["errors"] = err.errors
+            return err.status, doc, rl
+        if method in WRITE_METHODS:
+            self.on_change()
+        headers_out = {**rl, **extra}
+        if method == "GET" and status == 200:
+            etag = 'W/"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()
+                                        ).hexdigest() + '"'
+            headers_out["etag"] = etag
+            if headers.get("if-none-match") in (etag, etag[2:]):
+                refunded = self.limits.refund(key, login is not None, now)
+                headers_out.update({"x-ratelimit-remaining": refunded.remaining,
+                                    "x-ratelimit-used": refunded.used})
+                return 304, None, headers_out
+        return status, payload, headers_out
+
+    def _match(self, method: str, path: str):
+        for m, pattern, handler, template in self.routes:
+            if m == method:
+                found = pattern.match(path)
+                if found:
+                    return handler, found.groupdict(), template
+        return None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _repo(self, req: Request, owner: str, repo: str) -> Repo:
+        return self.hub.repo(owner, repo, req.login)
+
+    def _r(self, req: Request) -> Renderer:
+        return Renderer(self.hub, req.base)
+
+    @staticmethod
+    def _number(value: str) -> int:
+        if not value.isdigit():
+            raise HubError(404, "Not Found")
+        return int(value)
+
+    # ------------------------------------------------------------------ users and repos
+
+    def get_user(self, req: Request) -> Response:
+        return 200, self._r(req).user(req.actor()), {}
+
+    def get_named_user(self, req: Request, login: str) -> Response:
+        self.hub.user(login)
+        return 200, self._r(req).user(login), {}
+
+    def get_rate_limit(self, req: Request) -> Response:
+        key = f"token:{req.headers.get('authorization', '').partition(' ')[2].strip()}" \
+            if req.login else "ip:?"
+        b = self.limits.budget(key, req.login is not None, time.time())
+        core = {"limit": b.limit, "remaining": b.remaining, "reset": b.reset, "used": b.used,
+                "resource": "core"}
+        return 200, {"resources": {"core": core}, "rate": core}, {}
+
+    def get_repo(self, req: Request, owner: str, repo: str) -> Response:
+        return 200, self._r(req).repo(self._repo(req, owner, repo), req.login), {}
+
+    # ------------------------------------------------------------------ labels
+
+    def list_labels(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        items, links = _page(req, sorted(r.labels.values(), key=lambda x: x.name.lower()))
+        render = self._r(req)
+        return 200, [render.label(r, x) for x in items], links
+
+    def create_label(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        doc = req.obj()
+        label = self.hub.create_label(r, req.actor(), doc.get("name", ""),
+                                      doc.get("color", "ededed"), doc.get("description"))
+        return 201, self._r(req).label(r, label), {}
+
+    def get_label(self, req: Request, owner: str, repo: str, name: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return 200, self._r(req).label(r, self.hub.label(r, name)), {}
+
+    # ------------------------------------------------------------------ issues
+
+    def list_issues(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        state = req.arg("state", "open")
+        if state not in ("open", "closed", "all"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "field": "state", "code": "invalid"}])
+        items = [i for i in r.issues.values() if state == "all" or i.state == state]
+        labels = [x.strip().lower() for x in (req.arg("labels") or "").split(",") if x.strip()]
+        if labels:
+            items = [i for i in items if set(labels) <= {x.lower() for x in i.labels}]
+        assignee = req.arg("assignee")
+        if assignee == "none":
+            items = [i for i in items if not i.assignees]
+        elif assignee == "*":
+            items = [i for i in items if i.assignees]
+        elif assignee:
+            items = [i for i in items if assignee in i.assignees]
+        creator = req.arg("creator")
+        if creator:
+            items = [i for i in items if i.user == creator]
+        since = req.arg("since")
+        if since:
+            try:
+                since_ts = int(time.mktime(time.strptime(since.replace("Z", ""),
+                                                         "%Y-%m-%dT%H:%M:%S")) - time.timezone)
+            except ValueError:
+                raise HubError(422, "Validation Failed: since must be ISO 8601") from None
+            items = [i for i in items if i.updated_at >= since_ts]
+        sort = req.arg("sort", "created")
+        key = {"created": lambda i: (i.created_at, i.number),
+               "updated": lambda i: (i.updated_at, i.number),
+               "comments": lambda i: (i.comments, i.number)}.get(sort)
+        if key is None:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "field": "sort", "code": "invalid"}])
+        items.sort(key=key, reverse=req.arg("direction", "desc") != "asc")
+        page, links = _page(req, items)
+        render = self._r(req)
+        return 200, [render.issue(r, i) for i in page], links
+
+    def create_issue(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        doc = req.obj()
+        assignees = doc.get("assignees")
+        if assignees is None and doc.get("assignee"):
+            assignees = [doc["assignee"]]
+        issue = self.hub.create_issue(r, req.actor(), req.now, doc.get("title"), doc.get("body"),
+                                      doc.get("labels"), assignees)
+        return 201, self._r(req).issue(r, issue), {}
+
+    def get_issue(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return 200, self._r(req).issue(r, self.hub.issue(r, self._number(number))), {}
+
+    def edit_issue(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        issue = self.hub.update_issue(r, self._number(number), req.actor(), req.now, req.obj())
+        return 200, self._r(req).issue(r, issue), {}
+
+    # ------------------------------------------------------------------ assignees
+
+    def add_assignees(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        issue = self.hub.add_assignees(r, self._number(number), req.actor(), req.now,
+                                       req.obj().get("assignees", []))
+        return 201, self._r(req).issue(r, issue), {}
+
+    def remove_assignees(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        issue = self.hub.remove_assignees(r, self._number(number), req.actor(), req.now,
+                                          req.obj().get("assignees", []))
+        return 200, self._r(req).issue(r, issue), {}
+
+    def list_assignees(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        logins = sorted({r.owner} | r.push)
+        page, links = _page(req, logins)
+        render = self._r(req)
+        return 200, [render.user(x) for x in page], links
+
+    def check_assignee(self, req: Request, owner: str, repo: str, login: str) -> Response:
+        r = self._repo(req, owner, repo)
+        if login in self.hub.users and r.can_push(login):
+            return 204, None, {}
+        raise HubError(404, "Not Found")
+
+    # ------------------------------------------------------------------ issue labels
+
+    def _issue_labels(self, req: Request, r: Repo, number: int) -> Response:
+        issue = self.hub.issue(r, number)
+        render = self._r(req)
+        return 200, [render.label(r, r.labels[x.lower()]) for x in issue.labels], {}
+
+    def list_issue_labels(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        return self._issue_labels(req, self._repo(req, owner, repo), self._number(number))
+
+    @staticmethod
+    def _label_names(req: Request) -> Any:
+        doc = req.json()
+        return doc.get("labels", []) if isinstance(doc, dict) else doc
+
+    def add_issue_labels(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.add_labels(r, self._number(number), req.actor(), req.now, self._label_names(req))
+        return self._issue_labels(req, r, self._number(number))
+
+    def set_issue_labels(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.set_labels(r, self._number(number), req.actor(), req.now, self._label_names(req))
+        return self._issue_labels(req, r, self._number(number))
+
+    def clear_issue_labels(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.set_labels(r, self._number(number), req.actor(), req.now, [])
+        return 204, None, {}
+
+    def remove_issue_label(self, req: Request, owner: str, repo: str, number: str,
+                           name: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.remove_label(r, self._number(number), req.actor(), req.now, name)
+        return self._issue_labels(req, r, self._number(number))
+
+    # ------------------------------------------------------------------ comments and events
+
+    def list_comments(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        n = self._number(number)
+        self.hub.issue(r, n)
+        items = sorted((c for c in r.comments.values() if c.issue == n), key=lambda c: c.id)
+        page, links = _page(req, items)
+        render = self._r(req)
+        return 200, [render.comment(r, c) for c in page], links
+
+    def list_repo_comments(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        items = sorted(r.comments.values(), key=lambda c: c.id)
+        page, links = _page(req, items)
+        render = self._r(req)
+        return 200, [render.comment(r, c) for c in page], links
+
+    def create_comment(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        c = self.hub.create_comment(r, self._number(number), req.actor(), req.now,
+                                    req.obj().get("body"))
+        return 201, self._r(req).comment(r, c), {}
+
+    def get_comment(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return 200, self._r(req).comment(r, self.hub.comment(r, self._number(id))), {}
+
+    def edit_comment(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        c = self.hub.edit_comment(r, self._number(id), req.actor(), req.now,
+                                  req.obj().get("body"))
+        return 200, self._r(req).comment(r, c), {}
+
+    def list_events(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        n = self._number(number)
+        self.hub.issue(r, n)
+        page, links = _page(req, [e for e in r.events if e.issue == n])
+        render = self._r(req)
+        return 200, [render.event(r, e) for e in page], links
+
+    def list_repo_events(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        page, links = _page(req, list(reversed(r.events)))
+        render = self._r(req)
+        return 200, [render.event(r, e, with_issue=True) for e in page], links
+
+    # ------------------------------------------------------------------ admin API
+
+    def admin(self, method: str, path: str, body: bytes) -> Response:
+        try:
+            doc = json.loads(body) if body else {}
+        except ValueError:
+            return 400, {"message": "Problems parsing JSON"}, {}
+        now = time.time()
+        try:
+            if path == "/_devhub/health" and method == "GET":
+                return 200, {"ok": True, "repos": len(self.hub.repos)}, {}
+            if path == "/_devhub/seed" and method == "POST":
+                self.hub.seed(doc, int(now))
+                self.on_change()
+                return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
+            if path == "/_devhub/stats" and method == "GET":
+                per: dict[str, dict[str, int]] = {}
+                for (login, m, route), n in self.stats.items():
+                    per.setdefault(login, {})[f"{m} {route}"] = n
+                return 200, {"requests": per, "total": sum(self.stats.values())}, {}
+            if path == "/_devhub/stats" and method == "DELETE":
+                self.stats.clear()
+                return 204, None, {}
+            if path == "/_devhub/faults" and method == "POST":
+                self.faults.add(Fault(doc.get("pattern", "."),
+                                      tuple(doc.get("latency_ms", (0, 0))),
+                                      float(doc.get("error_rate", 0.0)),
+                                      int(doc.get("error_status", 502))))
+                return 201, {"faults": len(self.faults.rules)}, {}
+            if path == "/_devhub/faults" and method == "DELETE":
+                self.faults.clear()
+                return 204, None, {}
+            if path == "/_devhub/limits" and method == "POST":
+                if "hourly" in doc:
+                    self.limits.hourly = int(doc["hourly"])
+                if "secondary_per_minute" in doc:
+                    v = doc["secondary_per_minute"]
+                    self.limits.secondary_per_minute = None if v is None else int(v)
+                if "secondary_burst" in doc:  # the next N writes (of one token, or all) get 403
+                    key = f"token:{doc['token']}" if doc.get("token") else "*"
+                    self.limits.force_secondary(key, int(doc["secondary_burst"]))
+                return 200, {"hourly": self.limits.hourly,
+                             "secondary_per_minute": self.limits.secondary_per_minute}, {}
+        except (HubError, ValueError, TypeError, re.error) as exc:
+            status = exc.status if isinstance(exc, HubError) else 422
+            return status, {"message": str(exc)}, {}
+        return 404, {"message": "Not Found"}, {}

@@ -1,0 +1,144 @@
+"""Running devhub: in a trio nursery, in a background thread (for synchronous clients such as
+PyGithub in tests), or as ``bzzz devhub``. State lives in memory and, with ``state_file``, is
+saved atomically (write, fsync, rename) shortly after each change and on shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from .app import DevHubApp
+from .limits import RateLimits
+from .state import Hub
+
+SAVE_DELAY = 0.2
+
+
+def load_state(path: Path) -> Hub:
+    try:
+        return Hub.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return Hub()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a devhub state file ({exc})") from None
+
+
+def save_state(hub: Hub, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    data = json.dumps(hub.to_json()).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class DevHub:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_file: str | None = None,
+                 seed: dict[str, Any] | None = None, limits: RateLimits | None = None) -> None:
+        self.host, self.port = host, port
+        self.state_file = Path(state_file) if state_file else None
+        hub = load_state(self.state_file) if self.state_file else Hub()
+        self.app = DevHubApp(hub, limits, on_change=self._changed)
+        if seed:
+            hub.seed(seed, int(time.time()))
+        self.url = ""
+        self._changed_flag = False
+
+    @property
+    def hub(self) -> Hub:
+        return self.app.hub
+
+    def _changed(self) -> None:
+        self._changed_flag = True
+
+    async def _saver(self) -> None:
+        while True:
+            await trio.sleep(SAVE_DELAY)
+            if self._changed_flag and self.state_file:
+                self._changed_flag = False
+                save_state(self.hub, self.state_file)
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        config = HypercornConfig()
+        config.bind = [f"{self.host}:{self.port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = 1.0
+        config.keep_alive_timeout = 30.0
+        devhub = self
+
+        class _Started:
+            def started(self, value=None) -> None:
+                devhub.url = (value or [""])[0].replace("0.0.0.0", "127.0.0.1")
+                task_status.started(devhub.url)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.state_file:
+                    nursery.start_soon(self._saver)
+                await serve(self.app, config, task_status=_Started(), mode="asgi")
+        finally:
+            if self.state_file:
+                save_state(self.hub, self.state_file)
+
+
+class DevHubThread:
+    """devhub on its own trio loop in a background thread: ``with DevHubThread(seed=...) as d``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.devhub = DevHub(**kwargs)
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return self.devhub.url
+
+    @property
+    def app(self) -> DevHubApp:
+        return self.devhub.app
+
+    def __enter__(self) -> "DevHubThread":
+        def target() -> None:
+            async def main() -> None:
+                with trio.CancelScope() as scope:
+                    self._cancel = scope
+                    self._token = trio.lowlevel.current_trio_token()
+                    async with trio.open_nursery() as nursery:
+                        await nursery.start(self.devhub.run)
+                        self._started.set()
+            try:
+                trio.run(main)
+            except BaseException as exc:  # reported to the caller
+                self.error = exc
+                self._started.set()
+
+        self._thread = threading.Thread(target=target, daemon=True, name="devhub")
+        self._thread.start()
+        self._started.wait(30)
+        if self.error is not None or not self.url:
+            raise RuntimeError(f"devhub did not start: {self.error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None and self._cancel is not None:
+            try:
+                trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
+            except trio.RunFinishedError:
+                pass
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,474 @@
+"""devhub's state and GitHub's issue semantics (a core: no I/O, time passed in).
+
+Every rule here is GitHub's, including the awkward ones Bzzz must cope with
+(shared/FACTS.md): adding assignees is additive, silently ignores logins without push
+access and silently stops at 10; a PATCH with ``assignees`` replaces the set (last writer
+wins); issue events have 1 s timestamps and increasing ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_ASSIGNEES = 10
+DEFAULT_LABEL_COLOR = "ededed"
+
+
+class HubError(Exception):
+    """An API error: HTTP status and GitHub's message."""
+
+    def __init__(self, status: int, message: str, errors: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+
+def not_found() -> HubError:
+    return HubError(404, "Not Found")
+
+
+@dataclass
+class User:
+    login: str
+    id: int
+    site_admin: bool = False
+
+
+@dataclass
+class Label:
+    id: int
+    name: str
+    color: str = DEFAULT_LABEL_COLOR
+    description: str | None = None
+
+
+@dataclass
+class Comment:
+    id: int
+    issue: int
+    user: str
+    body: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class Event:
+    id: int
+    issue: int
+    event: str
+    actor: str
+    created_at: int
+    assignee: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class Issue:
+    number: int
+    id: int
+    title: str
+    body: str | None
+    user: str
+    created_at: int
+    updated_at: int
+    state: str = "open"
+    state_reason: str | None = None
+    closed_at: int | None = None
+    closed_by: str | None = None
+    labels: list[str] = field(default_factory=list)
+    assignees: list[str] = field(default_factory=list)
+    comments: int = 0
+    locked: bool = False
+    pull: dict | None = None  # set for pull requests (they share the issue numbering)
+
+
+@dataclass
+class Repo:
+    id: int
+    owner: str
+    name: str
+    private: bool = False
+    push: set[str] = field(default_factory=set)
+    read: set[str] = field(default_factory=set)
+    labels: dict[str, Label] = field(default_factory=dict)  # lower-case name -> label
+    issues: dict[int, Issue] = field(default_factory=dict)
+    comments: dict[int, Comment] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    hooks: dict[int, dict] = field(default_factory=dict)
+    next_number: int = 1
+    created_at: int = 0
+    default_branch: str = "main"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def can_push(self, login: str | None) -> bool:
+        return login is not None and (login == self.owner or login in self.push)
+
+    def can_read(self, login: str | None) -> bool:
+        if not self.private:
+            return True
+        return login is not None and (self.can_push(login) or login in self.read)
+
+
+class Hub:
+    """All users, tokens and repositories; every mutation goes through a method here."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+        self.tokens: dict[str, str] = {}  # token -> login
+        self.repos: dict[str, Repo] = {}  # lower-case full name -> repo
+        self._ids = itertools.count(1)
+        self.version = 0  # bumped on every mutation (persistence, ETags)
+
+    # ------------------------------------------------------------ ids and lookups
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def touch(self) -> None:
+        self.version += 1
+
+    def user(self, login: str) -> User:
+        user = self.users.get(login)
+        if user is None:
+            raise not_found()
+        return user
+
+    def login_for(self, token: str | None) -> str | None:
+        return self.tokens.get(token) if token else None
+
+    def repo(self, owner: str, name: str, viewer: str | None) -> Repo:
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        if repo is None or not repo.can_read(viewer):
+            raise not_found()  # GitHub hides private repos behind a 404
+        return repo
+
+    # ------------------------------------------------------------ seeding
+
+    def add_user(self, login: str, token: str | None = None) -> User:
+        if not login or "/" in login:
+            raise HubError(422, f"invalid login {login!r}")
+        user = self.users.get(login)
+        if user is None:
+            user = self.users[login] = User(login, self.new_id())
+        if token:
+            self.tokens[token] = login
+        self.touch()
+        return user
+
+    def add_repo(self, full_name: str, now: int, push: list[str] = (), read: list[str] = (),
+                 private: bool = False) -> Repo:
+        owner, _, name = full_name.partition("/")
+        if not owner or not name or "/" in name:
+            raise HubError(422, f"invalid repository name {full_name!r}")
+        if owner not in self.users:
+            self.add_user(owner)
+        key = full_name.lower()
+        repo = self.repos.get(key)
+        if repo is None:
+            repo = self.repos[key] = Repo(self.new_id(), owner, name, private=private,
+                                          created_at=now)
+        for login in push:
+            self.add_user(login) if login not in self.users else None
+            repo.push.add(login)
+        for login in read:
+            self.add_user(login) if login not in self.users else None
+            repo.read.add(login)
+        self.touch()
+        return repo
+
+    def seed(self, doc: dict[str, Any], now: int) -> None:
+        """Apply a seed document: ``{"users": [{"login", "token"}], "repos": [...]}``."""
+        if not isinstance(doc, dict):
+            raise HubError(422, "seed must be a JSON object")
+        for u in doc.get("users", []):
+            if not isinstance(u, dict) or not isinstance(u.get("login"), str):
+                raise HubError(422, "each user needs a login")
+            self.add_user(u["login"], u.get("token"))
+        for r in doc.get("repos", []):
+            if not isinstance(r, dict) or not isinstance(r.get("full_name"), str):
+                raise HubError(422, "each repo needs a full_name")
+            self.add_repo(r["full_name"], now, r.get("push", []), r.get("read", []),
+                          bool(r.get("private", False)))
+
+    # ------------------------------------------------------------ labels
+
+    def label(self, repo: Repo, name: str) -> Label:
+        label = repo.labels.get(name.lower())
+        if label is None:
+            raise not_found()
+        return label
+
+    def create_label(self, repo: Repo, actor: str, name: str, color: str = DEFAULT_LABEL_COLOR,
+                     description: str | None = None) -> Label:
+        self._require_push(repo, actor)
+        if not name or len(name) > 50:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Label", "code": "invalid", "field": "name"}])
+        if name.lower() in repo.labels:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Label", "code": "already_exists", "field": "name"}])
+        label = Label(self.new_id(), name, color.lstrip("#") or DEFAULT_LABEL_COLOR, description)
+        repo.labels[name.lower()] = label
+        self.touch()
+        return label
+
+    def _ensure_label(self, repo: Repo, name: str) -> Label:
+        label = repo.labels.get(name.lower())
+        if label is None:  # GitHub creates labels named on an issue by a pusher
+            label = repo.labels[name.lower()] = Label(self.new_id(), name)
+        return label
+
+    # ------------------------------------------------------------ issues
+
+    def issue(self, repo: Repo, number: int) -> Issue:
+        issue = repo.issues.get(number)
+        if issue is None:
+            raise not_found()
+        return issue
+
+    def _event(self, repo: Repo, issue: Issue, kind: str, actor: str, now: int,
+               assignee: str | None = None, label: str | None = None) -> None:
+        repo.events.append(Event(self.new_id(), issue.number, kind, actor, now, assignee, label))
+
+    def create_issue(self, repo: Repo, actor: str, now: int, title: Any, body: Any = None,
+                     labels: Any = None, assignees: Any = None) -> Issue:
+        if not isinstance(title, (str, int)) or str(title) == "":
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "code": "missing_field", "field": "title"}])
+        if body is not None and not isinstance(body, str):
+            raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+        issue = Issue(repo.next_number, self.new_id(), str(title), body, actor, now, now)
+        repo.next_number += 1
+        repo.issues[issue.number] = issue
+        if repo.can_push(actor):  # others' labels and assignees are silently dropped
+            for name in _names(labels, "labels"):
+                label = self._ensure_label(repo, name)
+                if label.name not in issue.labels:
+                    issue.labels.append(label.name)
+                    self._event(repo, issue, "labeled", actor, now, label=label.name)
+            self._assign(repo, issue, _names(assignees, "assignees"), actor, now)
+        self.touch()
+        return issue
+
+    def update_issue(self, repo: Repo, number: int, actor: str, now: int,
+                     changes: dict[str, Any]) -> Issue:
+        issue = self.issue(repo, number)
+        pusher = repo.can_push(actor)
+        if not pusher and actor != issue.user:
+            raise HubError(403, "Must have push access to edit this issue.")
+        if "title" in changes:
+            if not isinstance(changes["title"], str) or not changes["title"]:
+                raise HubError(422, "Validation Failed",
+                               [{"resource": "Issue", "code": "missing_field", "field": "title"}])
+            issue.title = changes["title"]
+        if "body" in changes:
+            if changes["body"] is not None and not isinstance(changes["body"], str):
+                raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+            issue.body = changes["body"]
+        if "state" in changes:
+            state = changes["state"]
+            if state not in ("open", "closed"):
+                raise HubError(422, "Validation Failed",
+                               [{"resource": "Issue", "code": "invalid", "field": "state"}])
+            if state != issue.state:
+                issue.state = state
+                if state == "closed":
+                    issue.closed_at, issue.closed_by = now, actor
+                    issue.state_reason = changes.get("state_reason") or "completed"
+                    self._event(repo, issue, "closed", actor, now)
+                else:
+                    issue.closed_at, issue.closed_by = None, None
+                    issue.state_reason = "reopened"
+                    self._event(repo, issue, "reopened", actor, now)
+        if pusher and "labels" in changes:
+            self.set_labels(repo, number, actor, now, changes["labels"], touch=False)
+        if pusher and ("assignees" in changes or "assignee" in changes):
+            wanted = changes.get("assignees")
+            if wanted is None and "assignee" in changes:
+                wanted = [changes["assignee"]] if changes["assignee"] else []
+            wanted = [w for w in _names(wanted, "assignees") if self._assignable(repo, w)]
+            for gone in [a for a in issue.assignees if a not in wanted]:
+                issue.assignees.remove(gone)
+                self._event(repo, issue, "unassigned", actor, now, assignee=gone)
+            self._assign(repo, issue, wanted, actor, now)
+        issue.updated_at = now
+        self.touch()
+        return issue
+
+    # ------------------------------------------------------------ assignees
+
+    def _assignable(self, repo: Repo, login: str) -> bool:
+        return login in self.users and repo.can_push(login)
+
+    def _assign(self, repo: Repo, issue: Issue, logins: list[str], actor: str, now: int) -> None:
+        for login in logins:
+            if len(issue.assignees) >= MAX_ASSIGNEES:
+                break  # silently dropped, as on GitHub
+            if login in issue.assignees or not self._assignable(repo, login):
+                continue  # silently ignored
+            issue.assignees.append(login)
+            self._event(repo, issue, "assigned", actor, now, assignee=login)
+
+    def add_assignees(self, repo: Repo, number: int, actor: str, now: int, logins: Any) -> Issue:
+        issue = self.issue(repo, number)
+        if repo.can_push(actor):
+            self._assign(repo, issue, _names(logins, "assignees"), actor, now)
+            issue.updated_at = now
+            self.touch()
+        return issue
+
+    def remove_assignees(self, repo: Repo, number: int, actor: str, now: int,
+                         logins: Any) -> Issue:
+        issue = self.issue(repo, number)
+        if repo.can_push(actor):
+            for login in _names(logins, "assignees"):
+                if login in issue.assignees:
+                    issue.assignees.remove(login)
+                    self._event(repo, issue, "unassigned", actor, now, assignee=login)
+            issue.updated_at = now
+            self.touch()
+        return issue
+
+    # ------------------------------------------------------------ issue labels
+
+    def add_labels(self, repo: Repo, number: int, actor: str, now: int, names: Any) -> Issue:
+        self._require_push(repo, actor)
+        issue = self.issue(repo, number)
+        for name in _names(names, "labels"):
+            label = self._ensure_label(repo, name)
+            if label.name not in issue.labels:
+                issue.labels.append(label.name)
+                self._event(repo, issue, "labeled", actor, now, label=label.name)
+        issue.updated_at = now
+        self.touch()
+        return issue
+
+    def set_labels(self, repo: Repo, number: int, actor: str, now: int, names: Any,
+                   touch: bool = True) -> Issue:
+        self._require_push(repo, actor)
+        issue = self.issue(repo, number)
+        wanted = [self._ensure_label(repo, n).name for n in _names(names, "labels")]
+        for gone in [x for x in issue.labels if x not in wanted]:
+            issue.labels.remove(gone)
+            self._event(repo, issue, "unlabeled", actor, now, label=gone)
+        for name in wanted:
+            if name not in issue.labels:
+                issue.labels.append(name)
+                self._event(repo, issue, "labeled", actor, now, label=name)
+        if touch:
+            issue.updated_at = now
+            self.touch()
+        return issue
+
+    def remove_label(self, repo: Repo, number: int, actor: str, now: int, name: str) -> Issue:
+        self._require_push(repo, actor)
+        issue = self.issue(repo, number)
+        match = next((x for x in issue.labels if x.lower() == name.lower()), None)
+        if match is None:
+            raise HubError(404, "Label does not exist")
+        issue.labels.remove(match)
+        self._event(repo, issue, "unlabeled", actor, now, label=match)
+        issue.updated_at = now
+        self.touch()
+        return issue
+
+    # ------------------------------------------------------------ comments
+
+    def create_comment(self, repo: Repo, number: int, actor: str, now: int, body: Any) -> Comment:
+        issue = self.issue(repo, number)
+        if not isinstance(body, str) or not body:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+        if issue.locked and not repo.can_push(actor):
+            raise HubError(403, "Unable to create comment because issue is locked.")
+        comment = Comment(self.new_id(), number, actor, body, now, now)
+        repo.comments[comment.id] = comment
+        issue.comments += 1
+        issue.updated_at = now
+        self.touch()
+        return comment
+
+    def comment(self, repo: Repo, comment_id: int) -> Comment:
+        comment = repo.comments.get(comment_id)
+        if comment is None:
+            raise not_found()
+        return comment
+
+    def edit_comment(self, repo: Repo, comment_id: int, actor: str, now: int, body: Any) -> Comment:
+        comment = self.comment(repo, comment_id)
+        if actor != comment.user and not repo.can_push(actor):
+            raise HubError(403, "Must have push access to edit this comment.")
+        if not isinstance(body, str) or not body:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
+        comment.body, comment.updated_at = body, now
+        self.touch()
+        return comment
+
+    # ------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _require_push(repo: Repo, actor: str | None) -> None:
+        if not repo.can_push(actor):
+            raise HubError(403, "Must have push access to repository")
+
+    # ------------------------------------------------------------ persistence
+
+    def to_json(self) -> dict[str, Any]:
+        repos = []
+        for repo in self.repos.values():
+            d = asdict(repo)
+            d["push"], d["read"] = sorted(repo.push), sorted(repo.read)
+            d["labels"] = list(d["labels"].values())
+            d["issues"] = list(d["issues"].values())
+            d["comments"] = list(d["comments"].values())
+            d["hooks"] = list(repo.hooks.values())
+            repos.append(d)
+        return {"format": 1, "next_id": next(self._ids), "users": [asdict(u) for u in self.users.values()],
+                "tokens": self.tokens, "repos": repos}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Hub":
+        hub = cls()
+        if doc.get("format") != 1:
+            raise ValueError("unknown devhub state format")
+        for u in doc["users"]:
+            hub.users[u["login"]] = User(**u)
+        hub.tokens = dict(doc["tokens"])
+        for d in doc["repos"]:
+            repo = Repo(id=d["id"], owner=d["owner"], name=d["name"], private=d["private"],
+                        push=set(d["push"]), read=set(d["read"]), next_number=d["next_number"],
+                        created_at=d["created_at"], default_branch=d["default_branch"])
+            repo.labels = {x["name"].lower(): Label(**x) for x in d["labels"]}
+            repo.issues = {x["number"]: Issue(**x) for x in d["issues"]}
+            repo.comments = {x["id"]: Comment(**x) for x in d["comments"]}
+            repo.events = [Event(**x) for x in d["events"]]
+            repo.hooks = {h["id"]: h for h in d["hooks"]}
+            hub.repos[repo.full_name.lower()] = repo
+        hub._ids = itertools.count(doc["next_id"])
+        return hub
+
+
+def _names(value: Any, field_name: str) -> list[str]:
+    """A list of names from a JSON value (strings, or objects with ``name``/``login``)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise HubError(422, f"Invalid request.\n\nFor 'properties/{field_name}', is not an array.")
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("name") or item.get("login")
+        if not isinstance(item, str) or not item:
+            raise HubError(422, f"Invalid request.\n\nFor 'items', {item!r} is not a string.")
+        out.append(item)
+    return out
