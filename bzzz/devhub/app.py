@@ -8,9 +8,12 @@ to ``If-None-Match`` is refunded, as GitHub does not count it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import inspect
 import json
 import re
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode
 
 import trio
 
+from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .render import Renderer
 from .state import Hub, HubError, Repo
@@ -92,19 +96,30 @@ def _page(req: Request, items: list) -> tuple[list, dict[str, str]]:
 
 class DevHubApp:
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 git_root: str | None = None) -> None:
         self.hub = hub or Hub()
+        self.git = GitStore(git_root or tempfile.mkdtemp(prefix="devhub-git-"))
         self.limits = limits or RateLimits()
         self.faults = Faults()
         self.stats: Counter[tuple[str, str, str]] = Counter()  # (login, method, route)
         self.on_change = on_change or (lambda: None)
         self.routes: list[tuple[str, re.Pattern, Handler, str]] = []
         self._routes()
+        self.sync_git()
+
+    def sync_git(self) -> None:
+        """Make sure every repository has its bare git repository (after seeding)."""
+        for repo in self.hub.repos.values():
+            self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(time.time()),
+                            repo.default_branch)
 
     # ------------------------------------------------------------------ routing table
 
     def route(self, method: str, template: str, handler: Handler) -> None:
-        pattern = "^" + re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", template) + "$"
+        pattern = "^" + re.sub(r"\{(\w+)(\*?)\}",
+                               lambda m: f"(?P<{m.group(1)}>{'.+' if m.group(2) else '[^/]+'})",
+                               template) + "$"
         self.routes.append((method, re.compile(pattern), handler, template))
 
     def _routes(self) -> None:
@@ -137,6 +152,19 @@ class DevHubApp:
         r("GET", R + "/issues/{number}/comments", self.list_comments)
         r("POST", R + "/issues/{number}/comments", self.create_comment)
         r("GET", R + "/issues/{number}/events", self.list_events)
+        r("POST", R + "/git/blobs", self.create_blob)
+        r("GET", R + "/git/blobs/{sha}", self.get_blob)
+        r("POST", R + "/git/trees", self.create_tree)
+        r("GET", R + "/git/trees/{sha}", self.get_tree)
+        r("POST", R + "/git/commits", self.create_commit)
+        r("GET", R + "/git/commits/{sha}", self.get_commit)
+        r("GET", R + "/git/refs", self.list_refs)
+        r("POST", R + "/git/refs", self.create_ref)
+        r("GET", R + "/git/ref/{ref*}", self.get_ref)
+        r("GET", R + "/git/refs/{ref*}", self.get_ref)
+        r("GET", R + "/git/matching-refs/{ref*}", self.matching_refs)
+        r("PATCH", R + "/git/refs/{ref*}", self.update_ref)
+        r("DELETE", R + "/git/refs/{ref*}", self.delete_ref)
 
     # ------------------------------------------------------------------ ASGI
 
@@ -234,12 +262,17 @@ class DevHubApp:
             return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
         handler, params = match[0], match[1]
         try:
-            status, payload, extra = handler(req, **params)
+            result = handler(req, **params)
+            if inspect.isawaitable(result):
+                result = await result
+            status, payload, extra = result
         except HubError as err:
             doc = {"message": err.message, "documentation_url": DOCS}
             if err.errors:
                 doc["errors"] = err.errors
             return err.status, doc, rl
+        except GitError as err:
+            return err.status, {"message": err.message, "documentation_url": DOCS}, rl
         if method in WRITE_METHODS:
             self.on_change()
         headers_out = {**rl, **extra}
@@ -487,6 +520,151 @@ class DevHubApp:
         render = self._r(req)
         return 200, [render.event(r, e, with_issue=True) for e in page], links
 
+    # ------------------------------------------------------------------ git data
+
+    def _git_url(self, req: Request, r: Repo, kind: str, sha: str) -> str:
+        return f"{req.base}/repos/{r.full_name}/git/{kind}/{sha}"
+
+    def _writable(self, req: Request, owner: str, repo: str) -> Repo:
+        r = self._repo(req, owner, repo)
+        if not r.can_push(req.actor()):
+            raise HubError(403, "Resource not accessible by integration")
+        return r
+
+    async def create_blob(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._writable(req, owner, repo)
+        doc = req.obj()
+        content, encoding = doc.get("content"), doc.get("encoding", "utf-8")
+        if not isinstance(content, str):
+            raise HubError(422, "Invalid request.\n\n\"content\" wasn't supplied.")
+        if encoding == "base64":
+            try:
+                data = base64.b64decode(content, validate=False)
+            except ValueError:
+                raise HubError(422, "content is not valid Base64") from None
+        elif encoding in ("utf-8", "utf8"):
+            data = content.encode()
+        else:
+            raise HubError(422, f"encoding {encoding!r} is not supported")
+        sha = await self.git.write_blob(r.full_name, data)
+        return 201, {"sha": sha, "url": self._git_url(req, r, "blobs", sha)}, {}
+
+    async def get_blob(self, req: Request, owner: str, repo: str, sha: str) -> Response:
+        r = self._repo(req, owner, repo)
+        data = await self.git.read_blob(r.full_name, sha)
+        return 200, {"sha": sha, "node_id": sha, "size": len(data),
+                     "url": self._git_url(req, r, "blobs", sha),
+                     "content": base64.encodebytes(data).decode(), "encoding": "base64"}, {}
+
+    def _tree_doc(self, req: Request, r: Repo, sha: str, entries: list[dict]) -> dict:
+        for e in entries:
+            kind = {"blob": "blobs", "tree": "trees"}.get(e["type"], "commits")
+            e["url"] = self._git_url(req, r, kind, e["sha"])
+        return {"sha": sha, "url": self._git_url(req, r, "trees", sha), "tree": entries,
+                "truncated": False}
+
+    async def create_tree(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._writable(req, owner, repo)
+        doc = req.obj()
+        entries = doc.get("tree")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise HubError(422, "Invalid tree info")
+        sha = await self.git.write_tree(r.full_name, entries, doc.get("base_tree"))
+        return 201, self._tree_doc(req, r, sha, await self.git.read_tree(r.full_name, sha)), {}
+
+    async def get_tree(self, req: Request, owner: str, repo: str, sha: str) -> Response:
+        r = self._repo(req, owner, repo)
+        entries = await self.git.read_tree(r.full_name, sha, bool(req.arg("recursive")))
+        return 200, self._tree_doc(req, r, sha, entries), {}
+
+    def _commit_doc(self, req: Request, r: Repo, c: dict) -> dict:
+        def person(p: dict) -> dict:
+            return {"name": p["name"], "email": p["email"],
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p["unix"]))}
+
+        return {"sha": c["sha"], "node_id": c["sha"], "url": self._git_url(req, r, "commits", c["sha"]),
+                "html_url": f"{req.base}/{r.full_name}/commit/{c['sha']}",
+                "author": person(c["author"]), "committer": person(c["committer"]),
+                "tree": {"sha": c["tree"], "url": self._git_url(req, r, "trees", c["tree"])},
+                "message": c["message"].rstrip("\n"),
+                "parents": [{"sha": p, "url": self._git_url(req, r, "commits", p),
+                             "html_url": f"{req.base}/{r.full_name}/commit/{p}"}
+                            for p in c["parents"]],
+                "verification": {"verified": False, "reason": "unsigned", "signature": None,
+                                 "payload": None}}
+
+    async def create_commit(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._writable(req, owner, repo)
+        doc = req.obj()
+        message, tree, parents = doc.get("message"), doc.get("tree"), doc.get("parents", [])
+        if not isinstance(message, str) or not isinstance(tree, str) or not isinstance(parents, list):
+            raise HubError(422, "Invalid request: message, tree and parents are required")
+
+        def ident(d: object) -> Identity:
+            user = self.hub.users[req.actor()]
+            d = d if isinstance(d, dict) else {}
+            return Identity(str(d.get("name") or user.login),
+                            str(d.get("email") or f"{user.login}@users.devhub"),
+                            f"{req.now} +0000")
+
+        sha = await self.git.write_commit(r.full_name, message, tree, [str(p) for p in parents],
+                                          ident(doc.get("author")), ident(doc.get("committer")))
+        return 201, self._commit_doc(req, r, await self.git.read_commit(r.full_name, sha)), {}
+
+    async def get_commit(self, req: Request, owner: str, repo: str, sha: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return 200, self._commit_doc(req, r, await self.git.read_commit(r.full_name, sha)), {}
+
+    def _ref_doc(self, req: Request, r: Repo, name: str, sha: str) -> dict:
+        return {"ref": name, "node_id": name,
+                "url": f"{req.base}/repos/{r.full_name}/git/{name}",
+                "object": {"sha": sha, "type": "commit",
+                           "url": self._git_url(req, r, "commits", sha)}}
+
+    async def list_refs(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        page, links = _page(req, await self.git.refs(r.full_name))
+        return 200, [self._ref_doc(req, r, n, s) for n, s in page], links
+
+    async def matching_refs(self, req: Request, owner: str, repo: str, ref: str) -> Response:
+        r = self._repo(req, owner, repo)
+        prefix = "refs/" + ref
+        found = [(n, s) for n, s in await self.git.refs(r.full_name) if n.startswith(prefix)]
+        return 200, [self._ref_doc(req, r, n, s) for n, s in found], {}
+
+    async def get_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
+        r = self._repo(req, owner, repo)
+        name = ref if ref.startswith("refs/") else "refs/" + ref
+        sha = await self.git.resolve(r.full_name, name)
+        if sha is None:
+            raise HubError(404, "Not Found")
+        return 200, self._ref_doc(req, r, name, sha), {}
+
+    async def create_ref(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._writable(req, owner, repo)
+        doc = req.obj()
+        ref, sha = doc.get("ref"), doc.get("sha")
+        if not isinstance(ref, str) or not isinstance(sha, str):
+            raise HubError(422, "Invalid request.\n\n\"ref\" and \"sha\" are required.")
+        await self.git.create_ref(r.full_name, ref, sha)
+        return 201, self._ref_doc(req, r, ref, sha), {}
+
+    async def update_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
+        r = self._writable(req, owner, repo)
+        doc = req.obj()
+        sha, force = doc.get("sha"), bool(doc.get("force", False))
+        if not isinstance(sha, str):
+            raise HubError(422, "Invalid request.\n\n\"sha\" wasn't supplied.")
+        name = ref if ref.startswith("refs/") else "refs/" + ref
+        await self.git.update_ref(r.full_name, name, sha, force)
+        return 200, self._ref_doc(req, r, name, sha), {}
+
+    async def delete_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
+        r = self._writable(req, owner, repo)
+        name = ref if ref.startswith("refs/") else "refs/" + ref
+        await self.git.delete_ref(r.full_name, name)
+        return 204, None, {}
+
     # ------------------------------------------------------------------ admin API
 
     def admin(self, method: str, path: str, body: bytes) -> Response:
@@ -500,6 +678,7 @@ class DevHubApp:
                 return 200, {"ok": True, "repos": len(self.hub.repos)}, {}
             if path == "/_devhub/seed" and method == "POST":
                 self.hub.seed(doc, int(now))
+                self.sync_git()
                 self.on_change()
                 return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
             if path == "/_devhub/stats" and method == "GET":

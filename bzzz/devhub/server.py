@@ -49,9 +49,10 @@ class DevHub:
         self.host, self.port = host, port
         self.state_file = Path(state_file) if state_file else None
         hub = load_state(self.state_file) if self.state_file else Hub()
-        self.app = DevHubApp(hub, limits, on_change=self._changed)
         if seed:
             hub.seed(seed, int(time.time()))
+        git_root = str(self.state_file) + ".git.d" if self.state_file else None
+        self.app = DevHubApp(hub, limits, on_change=self._changed, git_root=git_root)
         self.url = ""
         self._changed_flag = False
 

@@ -1,0 +1,258 @@
+"""Real git behind devhub: one bare repository per repo, driven by the ``git`` command.
+
+The git data API (blobs, trees, commits, refs) and smart HTTP (clone, push) work on the same
+repositories, so a branch pushed with ``git push`` is visible in the refs API and a claim ref
+made through the API can be fetched. Ref updates are compare-and-set at two levels: a
+per-repository trio lock serialises devhub's own updates, and ``git update-ref`` is given the
+expected old value, so exactly one of any number of concurrent creators wins.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+ZERO = "0" * 40
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "HOME": "/nonexistent",
+}
+
+
+class GitError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Identity:
+    name: str
+    email: str
+    date: str  # git's "<unix seconds> +0000"
+
+
+def valid_ref_name(ref: str) -> bool:
+    """GitHub's rule (starts with refs/, at least two slashes) plus git's own."""
+    if not ref.startswith("refs/") or ref.count("/") < 2:
+        return False
+    bad = ("..", "//", "@{", "\\", " ", "~", "^", ":", "?", "*", "[")
+    if any(b in ref for b in bad) or ref.endswith(("/", ".lock", ".")):
+        return False
+    return all(0x20 < ord(ch) < 0x7F for ch in ref)
+
+
+class GitStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, trio.Lock] = {}
+
+    def path(self, full_name: str) -> Path:
+        owner, name = full_name.lower().split("/", 1)
+        return self.root / owner / f"{name}.git"
+
+    def _env(self, full_name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env.update(GIT_ENV)
+        env["GIT_DIR"] = str(self.path(full_name))
+        env.update(extra or {})
+        return env
+
+    # ------------------------------------------------------------------ setup (sync)
+
+    def ensure(self, full_name: str, owner: str, now: int, branch: str = "main") -> None:
+        """Create the bare repository with one commit on ``branch`` (GitHub's auto-init)."""
+        path = self.path(full_name)
+        if (path / "HEAD").exists():
+            return
+        path.mkdir(parents=True, exist_ok=True)
+        env = self._env(full_name)
+
+        def git(*args: str, data: bytes | None = None) -> str:
+            return subprocess.run(["git", *args], env=env, input=data, capture_output=True,
+                                  check=True).stdout.decode().strip()
+
+        git("init", "--bare", "--quiet", f"--initial-branch={branch}", str(path))
+        git("config", "http.receivepack", "true")
+        readme = git("hash-object", "-w", "--stdin",
+                     data=f"# {full_name.split('/')[1]}\n".encode())
+        tree = git("mktree", data=f"100644 blob {readme}\tREADME.md\n".encode())
+        ident = {"GIT_AUTHOR_NAME": owner, "GIT_AUTHOR_EMAIL": f"{owner}@users.devhub",
+                 "GIT_AUTHOR_DATE": f"{now} +0000", "GIT_COMMITTER_NAME": owner,
+                 "GIT_COMMITTER_EMAIL": f"{owner}@users.devhub",
+                 "GIT_COMMITTER_DATE": f"{now} +0000"}
+        commit = subprocess.run(["git", "commit-tree", tree, "-m", "Initial commit"],
+                                env={**env, **ident}, capture_output=True, check=True
+                                ).stdout.decode().strip()
+        git("update-ref", f"refs/heads/{branch}", commit, ZERO)
+
+    # ------------------------------------------------------------------ plumbing (async)
+
+    async def _git(self, full_name: str, *args: str, data: bytes | None = None,
+                   env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        result = await trio.run_process(["git", *args], stdin=data, capture_stdout=True,
+                                        capture_stderr=True, check=False,
+                                        env=self._env(full_name, env))
+        if check and result.returncode != 0:
+            raise GitError(422, result.stderr.decode(errors="replace").strip() or "git failed")
+        return result
+
+    async def object_type(self, full_name: str, sha: str) -> str | None:
+        if not SHA_RE.match(sha):
+            return None
+        r = await self._git(full_name, "cat-file", "-t", sha, check=False)
+        return r.stdout.decode().strip() if r.returncode == 0 else None
+
+    async def write_blob(self, full_name: str, content: bytes) -> str:
+        r = await self._git(full_name, "hash-object", "-w", "--stdin", data=content)
+        return r.stdout.decode().strip()
+
+    async def read_blob(self, full_name: str, sha: str) -> bytes:
+        if await self.object_type(full_name, sha) != "blob":
+            raise GitError(404, "Not Found")
+        return (await self._git(full_name, "cat-file", "blob", sha)).stdout
+
+    async def write_tree(self, full_name: str, entries: list[dict], base_tree: str | None) -> str:
+        """Entries: {path, mode, type, sha | content}; nested paths allowed (via an index)."""
+        index = self.path(full_name) / f"tmp-index-{os.getpid()}-{id(entries)}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            if base_tree:
+                if await self.object_type(full_name, base_tree) != "tree":
+                    raise GitError(422, "base_tree is not a valid tree oid")
+                await self._git(full_name, "read-tree", base_tree, env=env)
+            else:
+                await self._git(full_name, "read-tree", "--empty", env=env)
+            for e in entries:
+                path, mode = e.get("path"), e.get("mode", "100644")
+                if not isinstance(path, str) or not path or path.startswith("/"):
+                    raise GitError(422, "tree.path is invalid")
+                if mode not in ("100644", "100755", "040000", "160000", "120000"):
+                    raise GitError(422, f"tree.mode {mode!r} is invalid")
+                if "content" in e and e["content"] is not None:
+                    sha = await self.write_blob(full_name, str(e["content"]).encode())
+                elif e.get("sha") is None and "sha" in e:
+                    await self._git(full_name, "update-index", "--force-remove", path, env=env)
+                    continue
+                else:
+                    sha = e.get("sha")
+                    if not isinstance(sha, str) or await self.object_type(full_name, sha) is None:
+                        raise GitError(422, f"tree.sha {sha} is not a valid object")
+                await self._git(full_name, "update-index", "--add", "--cacheinfo",
+                                f"{mode},{sha},{path}", env=env)
+            return (await self._git(full_name, "write-tree", env=env)).stdout.decode().strip()
+        finally:
+            index.unlink(missing_ok=True)
+
+    async def read_tree(self, full_name: str, sha: str, recursive: bool = False) -> list[dict]:
+        if await self.object_type(full_name, sha) not in ("tree", "commit"):
+            raise GitError(404, "Not Found")
+        args = ["ls-tree", "-l", "-z"] + (["-r", "-t"] if recursive else []) + [sha]
+        out = (await self._git(full_name, *args)).stdout.decode()
+        entries = []
+        for line in filter(None, out.split("\0")):
+            meta, path = line.split("\t", 1)
+            mode, kind, obj, size = meta.split()
+            entry = {"path": path, "mode": mode, "type": kind, "sha": obj}
+            if size != "-":
+                entry["size"] = int(size)
+            entries.append(entry)
+        return entries
+
+    async def write_commit(self, full_name: str, message: str, tree: str, parents: list[str],
+                           author: Identity, committer: Identity) -> str:
+        if await self.object_type(full_name, tree) != "tree":
+            raise GitError(422, "Tree SHA does not exist")
+        args = ["commit-tree", tree]
+        for p in parents:
+            if await self.object_type(full_name, p) != "commit":
+                raise GitError(422, "Parent SHA does not exist or is not a commit object")
+            args += ["-p", p]
+        env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+               "GIT_AUTHOR_DATE": author.date, "GIT_COMMITTER_NAME": committer.name,
+               "GIT_COMMITTER_EMAIL": committer.email, "GIT_COMMITTER_DATE": committer.date}
+        r = await self._git(full_name, *args, data=message.encode(), env=env)
+        return r.stdout.decode().strip()
+
+    async def read_commit(self, full_name: str, sha: str) -> dict:
+        if await self.object_type(full_name, sha) != "commit":
+            raise GitError(404, "Not Found")
+        raw = (await self._git(full_name, "cat-file", "commit", sha)).stdout.decode(
+            errors="replace")
+        head, _, message = raw.partition("\n\n")
+        doc: dict = {"sha": sha, "parents": [], "message": message}
+        for line in head.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "tree":
+                doc["tree"] = value
+            elif key == "parent":
+                doc["parents"].append(value)
+            elif key in ("author", "committer"):
+                name, _, rest = value.partition(" <")
+                email, _, when = rest.partition("> ")
+                doc[key] = {"name": name, "email": email, "unix": int(when.split()[0])}
+        return doc
+
+    # ------------------------------------------------------------------ refs
+
+    def _lock(self, full_name: str) -> trio.Lock:
+        return self._locks.setdefault(full_name.lower(), trio.Lock())
+
+    async def refs(self, full_name: str, prefix: str = "refs/") -> list[tuple[str, str]]:
+        out = (await self._git(full_name, "for-each-ref", "--format=%(refname) %(objectname)",
+                               prefix)).stdout.decode()
+        pairs = [line.split(" ", 1) for line in out.splitlines() if line]
+        return [(name, sha) for name, sha in pairs]
+
+    async def resolve(self, full_name: str, ref: str) -> str | None:
+        r = await self._git(full_name, "rev-parse", "--verify", "--quiet", ref + "^{}",
+                            check=False)
+        if r.returncode != 0:
+            return None
+        exists = await self._git(full_name, "show-ref", "--verify", "--quiet", ref, check=False)
+        return r.stdout.decode().strip() if exists.returncode == 0 else None
+
+    async def create_ref(self, full_name: str, ref: str, sha: str) -> None:
+        if not valid_ref_name(ref):
+            raise GitError(422, "Reference name is not valid" if ref.startswith("refs/")
+                           else "Reference name must start with 'refs/' and have at least two slashes.")
+        if await self.object_type(full_name, sha) is None:
+            raise GitError(422, "Object does not exist")
+        async with self._lock(full_name):
+            r = await self._git(full_name, "update-ref", ref, sha, ZERO, check=False)
+        if r.returncode != 0:
+            raise GitError(422, "Reference already exists")
+
+    async def update_ref(self, full_name: str, ref: str, sha: str, force: bool) -> None:
+        if await self.object_type(full_name, sha) is None:
+            raise GitError(422, "Object does not exist")
+        async with self._lock(full_name):
+            old = await self.resolve(full_name, ref)
+            if old is None:
+                raise GitError(422, "Reference does not exist")
+            if not force and old != sha:
+                fast_forward = await self._git(full_name, "merge-base", "--is-ancestor", old, sha,
+                                               check=False)
+                if fast_forward.returncode != 0:
+                    raise GitError(422, "Update is not a fast forward")
+            r = await self._git(full_name, "update-ref", ref, sha, old, check=False)
+        if r.returncode != 0:
+            raise GitError(422, "Update is not a fast forward")
+
+    async def delete_ref(self, full_name: str, ref: str) -> None:
+        async with self._lock(full_name):
+            old = await self.resolve(full_name, ref)
+            if old is None:
+                raise GitError(422, "Reference does not exist")
+            r = await self._git(full_name, "update-ref", "-d", ref, old, check=False)
+        if r.returncode != 0:
+            raise GitError(422, "Reference does not exist")
