@@ -114,3 +114,53 @@ async def test_fifty_concurrent_creators_exactly_one_wins(hub):
     assert sorted(statuses) == [201] + [422] * 49
     winner = repo.get_git_ref("bzzz/claims/200").object.sha
     assert winner in commits
+
+
+def _git(*args, cwd=None):
+    import os
+    import subprocess
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
+    return subprocess.run(["git", "-c", "user.name=bob", "-c", "user.email=bob@example.invalid",
+                           *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_clone_commit_push_then_pull_request(hub, tmp_path):
+    port = hub.url.rsplit(":", 1)[1]
+    remote = f"http://x-access-token:t-bob@127.0.0.1:{port}/alice/widgets.git"
+    assert _git("clone", "-q", remote, str(tmp_path / "w")).returncode == 0
+    work = tmp_path / "w"
+    assert (work / "README.md").exists()
+    _git("checkout", "-q", "-b", "bzzz/task-7", cwd=work)
+    (work / "result.txt").write_text("done\n")
+    _git("add", "result.txt", cwd=work)
+    assert _git("commit", "-qm", "task 7 result", cwd=work).returncode == 0
+    pushed = _git("push", "-q", "origin", "bzzz/task-7", cwd=work)
+    assert pushed.returncode == 0, pushed.stderr
+    repo = gh(hub, "t-bob").get_repo("alice/widgets")
+    head_sha = _git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert repo.get_git_ref("heads/bzzz/task-7").object.sha == head_sha  # push shows in refs API
+    pr = repo.create_pull(title="Task 7", body="result", head="bzzz/task-7", base="main")
+    assert pr.head.sha == head_sha and pr.base.ref == "main" and pr.state == "open"
+    assert repo.get_pull(pr.number).title == "Task 7"
+    assert pr.number in [p.number for p in repo.get_pulls()]
+    assert repo.get_issue(pr.number).pull_request is not None  # shares the issue numbering
+    with pytest.raises(GithubException) as err:
+        repo.create_pull(title="nope", body="", head="no-such-branch", base="main")
+    assert err.value.status == 422
+
+
+def test_git_http_auth(hub, tmp_path):
+    port = hub.url.rsplit(":", 1)[1]
+    anon = _git("clone", "-q", f"http://127.0.0.1:{port}/alice/secret.git", str(tmp_path / "a"))
+    assert anon.returncode != 0  # private: 401 challenge, no prompt possible
+    bad = _git("clone", "-q", f"http://x:wrong@127.0.0.1:{port}/alice/secret.git",
+               str(tmp_path / "b"))
+    assert bad.returncode != 0
+    reader = f"http://x-access-token:t-carol@127.0.0.1:{port}/alice/widgets.git"
+    assert _git("clone", "-q", reader, str(tmp_path / "c")).returncode == 0  # read access
+    work = tmp_path / "c"
+    _git("checkout", "-q", "-b", "carol-branch", cwd=work)
+    (work / "c.txt").write_text("c\n")
+    _git("add", "c.txt", cwd=work)
+    _git("commit", "-qm", "c", cwd=work)
+    assert _git("push", "-q", "origin", "carol-branch", cwd=work).returncode != 0  # no push

@@ -32,6 +32,10 @@ MAX_BODY = 25 * 1024 * 1024
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
 
+_SMART_HTTP = re.compile(
+    r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
+
+
 class Request:
     def __init__(self, method: str, path: str, query: dict[str, list[str]],
                  headers: dict[str, str], body: bytes, login: str | None, base: str) -> None:
@@ -152,6 +156,9 @@ class DevHubApp:
         r("GET", R + "/issues/{number}/comments", self.list_comments)
         r("POST", R + "/issues/{number}/comments", self.create_comment)
         r("GET", R + "/issues/{number}/events", self.list_events)
+        r("GET", R + "/pulls", self.list_pulls)
+        r("POST", R + "/pulls", self.create_pull)
+        r("GET", R + "/pulls/{number}", self.get_pull)
         r("POST", R + "/git/blobs", self.create_blob)
         r("GET", R + "/git/blobs/{sha}", self.get_blob)
         r("POST", R + "/git/trees", self.create_tree)
@@ -215,6 +222,9 @@ class DevHubApp:
                      body: bytes, client=None) -> Response:
         if path.startswith("/_devhub/"):
             return self.admin(method, path, body)
+        smart = _SMART_HTTP.match(path)
+        if smart:
+            return await self.smart_http(method, smart, query, headers, body)
         base = f"http://{headers.get('host', 'localhost')}"
         auth = headers.get("authorization", "")
         token = None
@@ -519,6 +529,129 @@ class DevHubApp:
         page, links = _page(req, list(reversed(r.events)))
         render = self._r(req)
         return 200, [render.event(r, e, with_issue=True) for e in page], links
+
+    # ------------------------------------------------------------------ pull requests
+
+    async def _pull_doc(self, req: Request, r: Repo, issue) -> dict:
+        doc = self._r(req).issue(r, issue)
+        pull = issue.pull
+        url = f"{req.base}/repos/{r.full_name}/pulls/{issue.number}"
+        repo_doc = self._r(req).repo(r, req.login)
+
+        async def side(ref: str) -> dict:
+            sha = await self.git.resolve(r.full_name, f"refs/heads/{ref}")
+            return {"label": f"{r.owner}:{ref}", "ref": ref, "sha": sha,
+                    "user": self._r(req).user(r.owner), "repo": repo_doc}
+
+        doc.pop("pull_request", None)
+        doc.update({
+            "url": url, "html_url": f"{req.base}/{r.full_name}/pull/{issue.number}",
+            "issue_url": f"{req.base}/repos/{r.full_name}/issues/{issue.number}",
+            "diff_url": f"{req.base}/{r.full_name}/pull/{issue.number}.diff",
+            "patch_url": f"{req.base}/{r.full_name}/pull/{issue.number}.patch",
+            "commits_url": f"{url}/commits", "review_comments_url": f"{url}/comments",
+            "statuses_url": f"{req.base}/repos/{r.full_name}/statuses/",
+            "head": await side(pull["head"]), "base": await side(pull["base"]),
+            "draft": pull["draft"], "merged": pull["merged"], "merged_at": None,
+            "mergeable": None, "merge_commit_sha": None, "requested_reviewers": [],
+        })
+        return doc
+
+    async def create_pull(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        doc = req.obj()
+        head, base = doc.get("head"), doc.get("base")
+        if not isinstance(head, str) or not isinstance(base, str):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequest", "code": "missing_field", "field": "head"}])
+        head = head.split(":", 1)[-1]  # "owner:branch" form
+        for field_name, ref in (("head", head), ("base", base)):
+            if await self.git.resolve(r.full_name, f"refs/heads/{ref}") is None:
+                raise HubError(422, "Validation Failed",
+                               [{"resource": "PullRequest", "code": "invalid", "field": field_name}])
+        if head == base:
+            raise HubError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
+                                                       "message": f"No commits between {base} and {head}"}])
+        issue = self.hub.create_pull(r, req.actor(), req.now, doc.get("title"), doc.get("body"),
+                                     head, base, bool(doc.get("draft", False)))
+        return 201, await self._pull_doc(req, r, issue), {}
+
+    async def get_pull(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        issue = self.hub.issue(r, self._number(number))
+        if issue.pull is None:
+            raise HubError(404, "Not Found")
+        return 200, await self._pull_doc(req, r, issue), {}
+
+    async def list_pulls(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        state = req.arg("state", "open")
+        items = sorted((i for i in r.issues.values() if i.pull is not None
+                        and (state == "all" or i.state == state)),
+                       key=lambda i: i.number, reverse=req.arg("direction", "desc") != "asc")
+        page, links = _page(req, items)
+        return 200, [await self._pull_doc(req, r, i) for i in page], links
+
+    # ------------------------------------------------------------------ smart HTTP (git clone/push)
+
+    def _basic_login(self, headers: dict[str, str]) -> tuple[bool, str | None]:
+        """(credentials given, login): Basic auth with the token as user or password."""
+        auth = headers.get("authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return True, None
+            return True, self.hub.login_for(password) or self.hub.login_for(user)
+        if scheme.lower() in ("token", "bearer"):
+            return True, self.hub.login_for(value.strip())
+        return False, None
+
+    async def smart_http(self, method: str, m: re.Match, query: str, headers: dict[str, str],
+                         body: bytes) -> Response:
+        given, login = self._basic_login(headers)
+        challenge = {"www-authenticate": 'Basic realm="devhub"', "content-type": "text/plain"}
+        if given and login is None:
+            return 401, b"Bad credentials\n", challenge
+        repo = self.hub.repos.get(f"{m['owner']}/{m['repo']}".lower())
+        if repo is None or not repo.can_read(login):
+            return (401, b"Authentication required\n", challenge) if login is None else \
+                (404, b"Repository not found\n", {"content-type": "text/plain"})
+        pushing = m["rest"] == "git-receive-pack" or "service=git-receive-pack" in query
+        if pushing and not repo.can_push(login):
+            return (401, b"Authentication required\n", challenge) if login is None else \
+                (403, b"Permission denied\n", {"content-type": "text/plain"})
+        self.stats[(login or "-", method, "git " + m["rest"])] += 1
+        owner, name = repo.full_name.lower().split("/", 1)
+        env = {
+            "GIT_PROJECT_ROOT": str(self.git.root), "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{owner}/{name}.git/{m['rest']}", "REQUEST_METHOD": method,
+            "QUERY_STRING": query, "CONTENT_TYPE": headers.get("content-type", ""),
+            "REMOTE_USER": login or "anonymous", "REMOTE_ADDR": "127.0.0.1",
+            "PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
+        }
+        if headers.get("content-encoding"):
+            env["HTTP_CONTENT_ENCODING"] = headers["content-encoding"]
+        if headers.get("git-protocol"):
+            env["GIT_PROTOCOL"] = headers["git-protocol"]
+        result = await trio.run_process(["git", "http-backend"], stdin=body, capture_stdout=True,
+                                        capture_stderr=True, check=False, env=env)
+        out = result.stdout
+        split = out.find(b"\r\n\r\n")
+        sep = 4
+        if split < 0:
+            split, sep = out.find(b"\n\n"), 2
+        if result.returncode != 0 or split < 0:
+            return 500, b"git http-backend failed\n", {"content-type": "text/plain"}
+        status, extra = 200, {}
+        for line in out[:split].decode("latin-1").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key:
+                extra[key.lower()] = value.strip()
+        return status, out[split + sep:], extra
 
     # ------------------------------------------------------------------ git data
 

@@ -302,6 +302,13 @@ class Hub:
         self.touch()
         return issue
 
+    def create_pull(self, repo: Repo, actor: str, now: int, title: Any, body: Any, head: str,
+                    base: str, draft: bool = False) -> Issue:
+        """A pull request: an issue with a ``pull`` part (the app checks the branches)."""
+        issue = self.create_issue(repo, actor, now, title, body)
+        issue.pull = {"head": head, "base": base, "draft": bool(draft), "merged": False}
+        return issue
+
     # ------------------------------------------------------------ assignees
 
     def _assignable(self, repo: Repo, login: str) -> bool:
