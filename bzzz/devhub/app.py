@@ -26,6 +26,7 @@ from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .render import Renderer
 from .state import Hub, HubError, Repo
+from .webhooks import Delivery, DeliveryLog, sign
 
 DOCS = "https://docs.github.com/rest"
 MAX_BODY = 25 * 1024 * 1024
@@ -111,6 +112,9 @@ class DevHubApp:
         self.routes: list[tuple[str, re.Pattern, Handler, str]] = []
         self._routes()
         self.sync_git()
+        self.nursery: trio.Nursery | None = None  # set by the server; webhooks are sent from it
+        self.deliveries = DeliveryLog()
+        self.webhook_timeout = 10.0
 
     def sync_git(self) -> None:
         """Make sure every repository has its bare git repository (after seeding)."""
@@ -156,6 +160,12 @@ class DevHubApp:
         r("GET", R + "/issues/{number}/comments", self.list_comments)
         r("POST", R + "/issues/{number}/comments", self.create_comment)
         r("GET", R + "/issues/{number}/events", self.list_events)
+        r("GET", R + "/hooks", self.list_hooks)
+        r("POST", R + "/hooks", self.create_hook)
+        r("GET", R + "/hooks/{id}", self.get_hook)
+        r("DELETE", R + "/hooks/{id}", self.delete_hook)
+        r("GET", R + "/hooks/{id}/deliveries", self.list_deliveries)
+        r("POST", R + "/hooks/{id}/deliveries/{delivery}/attempts", self.redeliver)
         r("GET", R + "/pulls", self.list_pulls)
         r("POST", R + "/pulls", self.create_pull)
         r("GET", R + "/pulls/{number}", self.get_pull)
@@ -285,6 +295,7 @@ class DevHubApp:
             return err.status, {"message": err.message, "documentation_url": DOCS}, rl
         if method in WRITE_METHODS:
             self.on_change()
+            self._dispatch_webhooks(req.base)
         headers_out = {**rl, **extra}
         if method == "GET" and status == 200:
             etag = 'W/"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()
@@ -529,6 +540,110 @@ class DevHubApp:
         page, links = _page(req, list(reversed(r.events)))
         render = self._r(req)
         return 200, [render.event(r, e, with_issue=True) for e in page], links
+
+    # ------------------------------------------------------------------ webhooks
+
+    def _hook_doc(self, req: Request, r: Repo, hook: dict) -> dict:
+        config = dict(hook["config"])
+        if config.get("secret"):
+            config["secret"] = "********"  # GitHub never returns the secret
+        url = f"{req.base}/repos/{r.full_name}/hooks/{hook['id']}"
+        return {"type": "Repository", "id": hook["id"], "name": "web", "active": hook["active"],
+                "events": hook["events"], "config": config, "url": url,
+                "test_url": f"{url}/test", "ping_url": f"{url}/pings",
+                "deliveries_url": f"{url}/deliveries",
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["created_at"])),
+                "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["updated_at"]))}
+
+    def _hook(self, r: Repo, hook_id: str) -> dict:
+        hook = r.hooks.get(self._number(hook_id))
+        if hook is None:
+            raise HubError(404, "Not Found")
+        return hook
+
+    def list_hooks(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._writable(req, owner, repo)
+        return 200, [self._hook_doc(req, r, h) for h in r.hooks.values()], {}
+
+    def create_hook(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._repo(req, owner, repo)
+        hook = self.hub.create_hook(r, req.actor(), req.now, req.obj())
+        return 201, self._hook_doc(req, r, hook), {}
+
+    def get_hook(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._writable(req, owner, repo)
+        return 200, self._hook_doc(req, r, self._hook(r, id)), {}
+
+    def delete_hook(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.delete_hook(r, req.actor(), self._number(id))
+        return 204, None, {}
+
+    def list_deliveries(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._writable(req, owner, repo)
+        hook = self._hook(r, id)
+        out = [{"id": d.id, "guid": d.guid, "event": d.event, "action": d.action,
+                "status_code": d.status_code or 0, "redelivery": d.redelivery,
+                "duration": d.duration, "status": "OK" if d.status_code and d.status_code < 300
+                else (d.error or "pending")}
+               for d in reversed(self.deliveries.deliveries) if d.hook_id == hook["id"]]
+        return 200, out, {}
+
+    def redeliver(self, req: Request, owner: str, repo: str, id: str, delivery: str) -> Response:
+        r = self._writable(req, owner, repo)
+        hook = self._hook(r, id)
+        original = self.deliveries.find(hook["id"], self._number(delivery))
+        if original is None:
+            raise HubError(404, "Not Found")
+        again = self.deliveries.new(self.hub.new_id(), hook["id"], original.event,
+                                    original.action, original.body, guid=original.guid)
+        self._send_delivery(hook, again)
+        return 202, {}, {}
+
+    def _dispatch_webhooks(self, base: str) -> None:
+        outbox, self.hub.outbox = self.hub.outbox, []
+        render = Renderer(self.hub, base)
+        for repo_key, event, action, number, extra in outbox:
+            r = self.hub.repos.get(repo_key)
+            if r is None or number not in r.issues:
+                continue
+            payload = {"action": action, "issue": render.issue(r, r.issues[number]),
+                       "repository": render.repo(r, None), "sender": render.user(extra["sender"])}
+            if "assignee" in extra:
+                payload["assignee"] = render.user(extra["assignee"])
+            if "label" in extra and extra["label"].lower() in r.labels:
+                payload["label"] = render.label(r, r.labels[extra["label"].lower()])
+            if "comment" in extra and extra["comment"] in r.comments:
+                payload["comment"] = render.comment(r, r.comments[extra["comment"]])
+            body = json.dumps(payload).encode()
+            for hook in r.hooks.values():
+                if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
+                    delivery = self.deliveries.new(self.hub.new_id(), hook["id"], event, action,
+                                                   body)
+                    self._send_delivery(hook, delivery)
+
+    def _send_delivery(self, hook: dict, delivery: Delivery) -> None:
+        if self.nursery is not None:
+            self.nursery.start_soon(self._post_delivery, hook, delivery)
+
+    async def _post_delivery(self, hook: dict, d: Delivery) -> None:
+        import httpx
+
+        headers = {"content-type": "application/json", "user-agent": "GitHub-Hookshot/devhub",
+                   "x-github-event": d.event, "x-github-delivery": d.guid,
+                   "x-github-hook-id": str(hook["id"]),
+                   "x-github-hook-installation-target-type": "repository"}
+        secret = hook["config"].get("secret")
+        if secret:
+            headers["x-hub-signature-256"] = sign(secret, d.body)
+        start = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=self.webhook_timeout) as client:
+                resp = await client.post(hook["config"]["url"], content=d.body, headers=headers)
+            d.status_code = resp.status_code
+        except httpx.HTTPError as exc:
+            d.error = f"{type(exc).__name__}"
+        d.duration = round(time.monotonic() - start, 3)
 
     # ------------------------------------------------------------------ pull requests
 

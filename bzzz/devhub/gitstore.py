@@ -55,6 +55,7 @@ class GitStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, trio.Lock] = {}
+        self._known: dict[tuple[str, str], str] = {}  # (repo, sha) -> type; objects never change
 
     def path(self, full_name: str) -> Path:
         owner, name = full_name.lower().split("/", 1)
@@ -107,10 +108,19 @@ class GitStore:
         return result
 
     async def object_type(self, full_name: str, sha: str) -> str | None:
-        if not SHA_RE.match(sha):
+        if not isinstance(sha, str) or not SHA_RE.match(sha):
             return None
+        key = (full_name.lower(), sha)
+        if key in self._known:
+            return self._known[key]
         r = await self._git(full_name, "cat-file", "-t", sha, check=False)
-        return r.stdout.decode().strip() if r.returncode == 0 else None
+        if r.returncode != 0:
+            return None
+        kind = r.stdout.decode().strip()
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[key] = kind
+        return kind
 
     async def write_blob(self, full_name: str, content: bytes) -> str:
         r = await self._git(full_name, "hash-object", "-w", "--stdin", data=content)

@@ -86,6 +86,7 @@ class DevHub:
 
         try:
             async with trio.open_nursery() as nursery:
+                self.app.nursery = nursery
                 if self.state_file:
                     nursery.start_soon(self._saver)
                 await serve(self.app, config, task_status=_Started(), mode="asgi")

@@ -125,6 +125,8 @@ class Hub:
         self.repos: dict[str, Repo] = {}  # lower-case full name -> repo
         self._ids = itertools.count(1)
         self.version = 0  # bumped on every mutation (persistence, ETags)
+        # What webhooks should announce: (repo key, event, action, issue number, extra).
+        self.outbox: list[tuple[str, str, str, int, dict[str, Any]]] = []
 
     # ------------------------------------------------------------ ids and lookups
 
@@ -236,6 +238,17 @@ class Hub:
     def _event(self, repo: Repo, issue: Issue, kind: str, actor: str, now: int,
                assignee: str | None = None, label: str | None = None) -> None:
         repo.events.append(Event(self.new_id(), issue.number, kind, actor, now, assignee, label))
+        extra: dict[str, Any] = {"sender": actor}
+        if assignee is not None:
+            extra["assignee"] = assignee
+        if label is not None:
+            extra["label"] = label
+        self._announce(repo, "issues", kind, issue.number, extra)
+
+    def _announce(self, repo: Repo, event: str, action: str, number: int,
+                  extra: dict[str, Any]) -> None:
+        if repo.hooks:
+            self.outbox.append((repo.full_name.lower(), event, action, number, extra))
 
     def create_issue(self, repo: Repo, actor: str, now: int, title: Any, body: Any = None,
                      labels: Any = None, assignees: Any = None) -> Issue:
@@ -247,6 +260,7 @@ class Hub:
         issue = Issue(repo.next_number, self.new_id(), str(title), body, actor, now, now)
         repo.next_number += 1
         repo.issues[issue.number] = issue
+        self._announce(repo, "issues", "opened", issue.number, {"sender": actor})
         if repo.can_push(actor):  # others' labels and assignees are silently dropped
             for name in _names(labels, "labels"):
                 label = self._ensure_label(repo, name)
@@ -263,6 +277,9 @@ class Hub:
         pusher = repo.can_push(actor)
         if not pusher and actor != issue.user:
             raise HubError(403, "Must have push access to edit this issue.")
+        if (changes.get("title", issue.title) != issue.title
+                or changes.get("body", issue.body) != issue.body):
+            self._announce(repo, "issues", "edited", issue.number, {"sender": actor})
         if "title" in changes:
             if not isinstance(changes["title"], str) or not changes["title"]:
                 raise HubError(422, "Validation Failed",
@@ -397,6 +414,8 @@ class Hub:
             raise HubError(403, "Unable to create comment because issue is locked.")
         comment = Comment(self.new_id(), number, actor, body, now, now)
         repo.comments[comment.id] = comment
+        self._announce(repo, "issue_comment", "created", number,
+                       {"sender": actor, "comment": comment.id})
         issue.comments += 1
         issue.updated_at = now
         self.touch()
@@ -416,8 +435,38 @@ class Hub:
             raise HubError(422, "Validation Failed",
                            [{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
         comment.body, comment.updated_at = body, now
+        self._announce(repo, "issue_comment", "edited", comment.issue,
+                       {"sender": actor, "comment": comment.id})
         self.touch()
         return comment
+
+    # ------------------------------------------------------------ webhooks
+
+    def create_hook(self, repo: Repo, actor: str, now: int, doc: dict[str, Any]) -> dict:
+        self._require_push(repo, actor)
+        config = doc.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("url"), str) \
+                or not config["url"].startswith(("http://", "https://")):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Hook", "code": "custom", "message": "Config must have a url"}])
+        events = doc.get("events", ["push"])
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Hook", "code": "invalid", "field": "events"}])
+        hook = {"id": self.new_id(), "name": "web", "active": bool(doc.get("active", True)),
+                "events": events, "config": {
+                    "url": config["url"], "content_type": config.get("content_type", "json"),
+                    "secret": config.get("secret"), "insecure_ssl": str(config.get("insecure_ssl", "0"))},
+                "created_at": now, "updated_at": now}
+        repo.hooks[hook["id"]] = hook
+        self.touch()
+        return hook
+
+    def delete_hook(self, repo: Repo, actor: str, hook_id: int) -> None:
+        self._require_push(repo, actor)
+        if repo.hooks.pop(hook_id, None) is None:
+            raise not_found()
+        self.touch()
 
     # ------------------------------------------------------------ helpers
 

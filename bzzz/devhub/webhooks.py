@@ -1,0 +1,53 @@
+"""Webhook signatures (GitHub's ``X-Hub-Signature-256``) and delivery bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+MAX_DELIVERIES = 200
+
+
+def sign(secret: str | bytes, body: bytes) -> str:
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
+    """Constant-time check of an ``X-Hub-Signature-256`` header."""
+    if not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+@dataclass
+class Delivery:
+    id: int
+    guid: str
+    hook_id: int
+    event: str
+    action: str | None
+    body: bytes
+    status_code: int | None = None
+    duration: float | None = None
+    error: str | None = None
+    redelivery: bool = False
+
+
+@dataclass
+class DeliveryLog:
+    deliveries: deque = field(default_factory=lambda: deque(maxlen=MAX_DELIVERIES))
+
+    def new(self, delivery_id: int, hook_id: int, event: str, action: str | None,
+            body: bytes, guid: str | None = None) -> Delivery:
+        d = Delivery(delivery_id, guid or str(uuid.uuid4()), hook_id, event, action, body,
+                     redelivery=guid is not None)
+        self.deliveries.append(d)
+        return d
+
+    def find(self, hook_id: int, delivery_id: int) -> Delivery | None:
+        return next((d for d in self.deliveries if d.hook_id == hook_id and d.id == delivery_id),
+                    None)
