@@ -185,6 +185,26 @@ def test_rate_limit_exhaustion_and_secondary_limit(hub):
         assert c.post("/repos/alice/widgets/issues", json={"title": "x"}).status_code == 201
 
 
+def test_secondary_limit_per_minute_and_per_endpoint_bursts(hub):
+    with raw(hub, "t-dev3") as c:
+        c.post("/_devhub/limits", json={"secondary_per_minute": 3})
+        try:
+            codes = [c.post("/repos/alice/widgets/issues", json={"title": f"s{i}"}).status_code
+                     for i in range(4)]
+            assert codes == [201, 201, 201, 403]
+            assert c.get("/repos/alice/widgets").status_code == 200  # reads are not limited
+        finally:
+            c.post("/_devhub/limits", json={"secondary_per_minute": None})
+        c.post("/_devhub/faults", json={"pattern": r"^POST /repos/alice/widgets/issues/\d+/comments$",
+                                        "secondary_burst": 1})
+        number = c.post("/repos/alice/widgets/issues", json={"title": "burst"}).json()["number"]
+        first = c.post(f"/repos/alice/widgets/issues/{number}/comments", json={"body": "a"})
+        assert first.status_code == 403 and first.headers["retry-after"] == "60"
+        again = c.post(f"/repos/alice/widgets/issues/{number}/comments", json={"body": "a"})
+        assert again.status_code == 201
+        c.delete("/_devhub/faults")
+
+
 def test_fault_injection_and_request_stats(hub):
     with raw(hub, "t-dev2") as c:
         c.delete("/_devhub/faults")

@@ -255,7 +255,7 @@ class DevHubApp:
         route = match[2] if match else "unknown"
         self.stats[(login or "-", method, route)] += 1
 
-        delay, injected = self.faults.decide(method, req.path)
+        delay, injected, forced_secondary = self.faults.decide(method, req.path)
         if delay:
             await trio.sleep(delay)
 
@@ -270,8 +270,8 @@ class DevHubApp:
             msg = (f"API rate limit exceeded for user ID {self.hub.users[login].id}."
                    if login else "API rate limit exceeded.")
             return 403, {"message": msg, "documentation_url": DOCS}, rl
-        if method in WRITE_METHODS:
-            retry = self.limits.secondary(key, now)
+        if method in WRITE_METHODS or forced_secondary:
+            retry = 60 if forced_secondary else self.limits.secondary(key, now)
             if retry is not None:
                 return 403, {"message": "You have exceeded a secondary rate limit. Please wait "
                              "a few minutes before you try again.",
@@ -941,7 +941,8 @@ class DevHubApp:
                 self.faults.add(Fault(doc.get("pattern", "."),
                                       tuple(doc.get("latency_ms", (0, 0))),
                                       float(doc.get("error_rate", 0.0)),
-                                      int(doc.get("error_status", 502))))
+                                      int(doc.get("error_status", 502)),
+                                      int(doc.get("secondary_burst", 0))))
                 return 201, {"faults": len(self.faults.rules)}, {}
             if path == "/_devhub/faults" and method == "DELETE":
                 self.faults.clear()

@@ -88,6 +88,7 @@ class Fault:
     latency_ms: tuple[float, float] = (0.0, 0.0)
     error_rate: float = 0.0
     error_status: int = 502
+    secondary_burst: int = 0  # the next N matching requests get a secondary-limit 403
     compiled: re.Pattern = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,14 +106,18 @@ class Faults:
     def clear(self) -> None:
         self.rules.clear()
 
-    def decide(self, method: str, path: str) -> tuple[float, int | None]:
-        """Seconds of latency to add, and an error status to answer with (or None)."""
+    def decide(self, method: str, path: str) -> tuple[float, int | None, bool]:
+        """Latency to add (s), an error status to answer with (or None), and whether to
+        answer with a secondary-limit refusal."""
         key = f"{method} {path}"
-        delay, status = 0.0, None
+        delay, status, secondary = 0.0, None, False
         for rule in self.rules:
             if rule.compiled.search(key):
                 lo, hi = rule.latency_ms
                 delay += self.rng.uniform(lo, hi) / 1000 if hi > 0 else 0.0
+                if rule.secondary_burst > 0 and not secondary:
+                    rule.secondary_burst -= 1
+                    secondary = True
                 if status is None and rule.error_rate > 0 and self.rng.random() < rule.error_rate:
                     status = rule.error_status
-        return delay, status
+        return delay, status, secondary
