@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
+import logging
+
 import trio
 
 from .gitstore import GitError, GitStore, Identity
@@ -29,6 +31,7 @@ from .state import Hub, HubError, Repo
 from .webhooks import Delivery, DeliveryLog, sign
 
 DOCS = "https://docs.github.com/rest"
+log = logging.getLogger("bzzz.devhub")
 MAX_BODY = 25 * 1024 * 1024
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
@@ -293,6 +296,9 @@ class DevHubApp:
             return err.status, doc, rl
         except GitError as err:
             return err.status, {"message": err.message, "documentation_url": DOCS}, rl
+        except Exception:  # a devhub bug: answer like GitHub's 500, keep serving, log it
+            log.exception("devhub: %s %s failed", method, path)
+            return 500, {"message": "Server Error", "documentation_url": DOCS}, rl
         if method in WRITE_METHODS:
             self.on_change()
             self._dispatch_webhooks(req.base)
