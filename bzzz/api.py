@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .asgi import lifespan, serve_app
 
 log = logging.getLogger("bzzz.api")
 
@@ -28,13 +28,8 @@ class Api:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
@@ -66,19 +61,10 @@ class Api:
         await send({"type": "http.response.body", "body": body})
 
     async def run(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        config = HypercornConfig()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("bzzz.api.server")
-        config.graceful_timeout = 1.0
-        config.keep_alive_timeout = 5.0
-        api = self
+        async def serving(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            await serve_app(self, host, port, errorlog=logging.getLogger("bzzz.api.server"),
+                            task_status=task_status)
 
-        class _Started:
-            """Records the bound addresses hypercorn reports, then passes them on."""
-
-            def started(self, value=None) -> None:
-                api.bound = list(value or [])
-                task_status.started(api.bound)
-
-        await serve(self, config, task_status=_Started(), mode="asgi")
+        async with trio.open_nursery() as nursery:
+            self.bound = await nursery.start(serving)
+            task_status.started(self.bound)

@@ -17,6 +17,8 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair, KeyType, PrivateKey
 from libp2p.peer.id import ID
 
+from .fsutil import fsync_dir, write_synced
+
 KEY_FILE = "identity.key"
 
 
@@ -89,12 +91,7 @@ def _create(path: Path) -> Identity:
     key_pair = create_new_key_pair()
     data = key_pair.private_key.serialize()
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_synced(tmp, data, 0o600)
     try:
         # link() fails if another process created the key meanwhile: then use theirs.
         os.link(tmp, path)
@@ -102,9 +99,5 @@ def _create(path: Path) -> Identity:
         os.unlink(tmp)
         return load_or_create(path.parent)
     os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     return Identity(key_pair, path)

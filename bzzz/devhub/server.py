@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
+from ..asgi import serve_app
+from ..fsutil import write_synced
 from .app import DevHubApp
 from .limits import RateLimits
 from .state import Hub
@@ -33,13 +33,7 @@ def load_state(path: Path) -> Hub:
 
 def save_state(hub: Hub, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps(hub.to_json()).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_synced(tmp, json.dumps(hub.to_json()).encode())
     os.replace(tmp, path)
 
 
@@ -71,25 +65,16 @@ class DevHub:
                 save_state(self.hub, self.state_file)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        config = HypercornConfig()
-        config.bind = [f"{self.host}:{self.port}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.graceful_timeout = 1.0
-        config.keep_alive_timeout = 30.0
-        devhub = self
-
-        class _Started:
-            def started(self, value=None) -> None:
-                devhub.url = (value or [""])[0].replace("0.0.0.0", "127.0.0.1")
-                task_status.started(devhub.url)
-
         try:
             async with trio.open_nursery() as nursery:
                 self.app.nursery = nursery
                 if self.state_file:
                     nursery.start_soon(self._saver)
-                await serve(self.app, config, task_status=_Started(), mode="asgi")
+                bound = await nursery.start(
+                    lambda task_status: serve_app(self.app, self.host, self.port,
+                                                  keep_alive=30.0, task_status=task_status))
+                self.url = (bound or [""])[0].replace("0.0.0.0", "127.0.0.1")
+                task_status.started(self.url)
         finally:
             if self.state_file:
                 save_state(self.hub, self.state_file)
