@@ -1,0 +1,1 @@
+"""Running tasks: the Guardian (policy), executors and results."""
