@@ -1,0 +1,1 @@
+"""Finding, ranking and claiming GitHub tasks (cores without I/O, plus the GitHub adapter)."""

@@ -1,0 +1,184 @@
+"""Tasks: GitHub issues labelled ``bzzz``, parsed, filtered and ranked (a core, no I/O).
+
+Ranking: priority label (critical > high > normal > low; normal when absent), then age
+(oldest first), then repository and number for a total order. A task is eligible for a node
+when it is open, labelled ``bzzz``, not a pull request, not already done/failed/claimed,
+and every ``needs:<capability>`` label is among the node's capabilities (``needs:ollama``
+is met by any ``ollama:<model>``; ``needs:ollama:llama3`` needs that model).
+
+A node may *defer* a task to a peer that announces it can run it with a strictly lower
+load, but only for ``defer_window`` seconds after it first saw the task: a task is never
+left untaken because everyone defers.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+TASK_LABEL = "bzzz"
+PRIORITIES = ("critical", "high", "normal", "low")
+STATE_LABELS = {"claimed": "bzzz:claimed", "done": "bzzz:done", "failed": "bzzz:failed",
+                "needs-input": "bzzz:needs-input"}
+FINISHED = {STATE_LABELS["done"], STATE_LABELS["failed"], STATE_LABELS["needs-input"]}
+MAX_COMMAND = 16 * 1024
+MAX_BODY = 256 * 1024
+
+_FENCE = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*bzzz[ \t]*\r?\n(?P<code>.*?)\r?\n(?P=fence)[ \t]*$",
+                    re.S | re.M)
+
+
+class TaskError(ValueError):
+    """An issue that cannot be a task (malformed fields)."""
+
+
+def _ts(value: Any) -> float:
+    if not isinstance(value, str):
+        raise TaskError("timestamp missing")
+    try:
+        return float(calendar.timegm(time.strptime(value.replace("Z", "")[:19],
+                                                   "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        raise TaskError(f"bad timestamp {value!r}") from None
+
+
+def command_from_body(body: str | None) -> str | None:
+    """The first fenced ```bzzz block of an issue body, or None."""
+    if not body:
+        return None
+    m = _FENCE.search(body[:MAX_BODY])
+    return m.group("code") if m else None
+
+
+@dataclass(frozen=True)
+class Task:
+    repo: str
+    number: int
+    title: str
+    body: str
+    labels: frozenset[str]
+    created_at: float
+    updated_at: float
+    state: str = "open"
+    assignees: tuple[str, ...] = ()
+    is_pull: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.repo}#{self.number}"
+
+    @property
+    def priority(self) -> str:
+        found = [p for p in PRIORITIES if f"priority:{p}" in self.labels]
+        return found[0] if found else "normal"
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset(label[len("needs:"):] for label in self.labels
+                         if label.startswith("needs:") and len(label) > len("needs:"))
+
+    @property
+    def command(self) -> str | None:
+        return command_from_body(self.body)
+
+    def rank_key(self) -> tuple:
+        return (PRIORITIES.index(self.priority), self.created_at, self.repo, self.number)
+
+
+def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
+    """A Task from GitHub's issue JSON; TaskError if the fields are not what GitHub sends."""
+    if not isinstance(doc, Mapping):
+        raise TaskError("issue is not an object")
+    number = doc.get("number")
+    if not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+        raise TaskError("issue number missing")
+    labels = doc.get("labels") or []
+    if not isinstance(labels, list):
+        raise TaskError("labels is not a list")
+    names = frozenset(x.get("name") if isinstance(x, Mapping) else x for x in labels)
+    if not all(isinstance(n, str) for n in names):
+        raise TaskError("label without a name")
+    assignees = doc.get("assignees") or []
+    title, body = doc.get("title"), doc.get("body") or ""
+    if not isinstance(title, str) or not isinstance(body, str):
+        raise TaskError("title or body is not text")
+    return Task(
+        repo=repo, number=number, title=title[:1024], body=body[:MAX_BODY], labels=names,
+        created_at=_ts(doc.get("created_at")), updated_at=_ts(doc.get("updated_at")),
+        state=str(doc.get("state", "open")),
+        assignees=tuple(a.get("login", "") for a in assignees if isinstance(a, Mapping)),
+        is_pull="pull_request" in doc,
+    )
+
+
+def capability_met(need: str, capabilities: Iterable[str]) -> bool:
+    caps = set(capabilities)
+    if need in caps:
+        return True
+    return ":" not in need and any(c.startswith(need + ":") for c in caps)
+
+
+def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
+    """Why this node must not take the task (None: it may)."""
+    if task.state != "open":
+        return "closed"
+    if task.is_pull:
+        return "pull request"
+    if TASK_LABEL not in task.labels:
+        return "not labelled bzzz"
+    if task.labels & FINISHED:
+        return "already finished"
+    if STATE_LABELS["claimed"] in task.labels:
+        return "claimed"
+    caps = list(capabilities)
+    missing = sorted(n for n in task.needs if not capability_met(n, caps))
+    if missing:
+        return "needs " + ", ".join(missing)
+    return None
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What the peer table says about another node."""
+
+    peer_id: str
+    capabilities: tuple[str, ...]
+    running: int
+    max_tasks: int
+
+
+@dataclass
+class Choice:
+    take: list[Task] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # task key -> reason
+
+
+def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max_tasks: int,
+           peers: Sequence[PeerView] = (), first_seen: Mapping[str, float] | None = None,
+           now: float = 0.0, defer_window: float = 10.0) -> Choice:
+    """Which tasks to try to claim now, best first, and why the others are skipped."""
+    choice = Choice()
+    free = max(0, max_tasks - running)
+    my_load = running / max_tasks if max_tasks else 1.0
+    first_seen = first_seen or {}
+    for task in sorted(tasks, key=Task.rank_key):
+        reason = ineligible_reason(task, capabilities)
+        if reason is None and free <= len(choice.take):
+            reason = "at capacity"
+        if reason is None:
+            better = [p for p in peers
+                      if p.max_tasks > p.running
+                      and p.running / p.max_tasks < my_load
+                      and all(capability_met(n, p.capabilities) for n in task.needs)]
+            seen = first_seen.get(task.key, now)
+            if better and now - seen < defer_window:
+                reason = f"deferred to less-loaded peer {better[0].peer_id[:16]}"
+        if reason is None:
+            choice.take.append(task)
+        else:
+            choice.skipped[task.key] = reason
+    return choice
