@@ -99,6 +99,13 @@ class Config(BaseModel):
             raise ValueError("at least one listen address is needed")
         return addrs
 
+    @field_validator("node_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable() or value != value.strip():
+            raise ValueError("must be printable text without surrounding spaces")
+        return value
+
     @field_validator("api_listen")
     @classmethod
     def _host_port(cls, value: str) -> str:

@@ -51,6 +51,7 @@ def test_github_token_file_env(tmp_path):
     ({"BZZZ_GITHUB__REPOS": "noslash"}, "github.repos"),
     ({"BZZZ_ANNOUNCE_INTERVAL": "-1"}, "announce_interval"),
     ({"BZZZ_BOGUS": "1"}, "bogus"),
+    ({"BZZZ_NODE_ID": "bad\rname"}, "node_id"),
 ])
 def test_bad_values_name_the_field(env, field):
     with pytest.raises(ConfigError) as err:
