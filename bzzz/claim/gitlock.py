@@ -1,0 +1,170 @@
+"""The claim lock on GitHub: claim commits and ``refs/bzzz/claims/<n>`` (see lease.py).
+
+Costs per claim: one commit and one ref creation (the base tree is read once per repository
+and cached); a renewal or takeover is one commit and one ref update; a release is one read
+and one delete.
+
+An uncertain ref creation (the connection dropped after sending) is settled by reading the
+ref: if it points at our commit, we won. Claim commits are content-addressed orphans until
+a ref points at them, so creating one twice is harmless.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .github import GitHubClient, GitHubError, Unavailable
+from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, claim_ref, expired, parse_claim
+
+
+@dataclass(frozen=True)
+class Held:
+    number: int
+    sha: str
+    claim: Claim
+    taken_over: bool = False
+
+
+@dataclass(frozen=True)
+class Lost:
+    number: int
+    reason: str  # "held" (someone else holds it), "raced" (lost a concurrent update)
+    holder: Claim | None = None
+
+
+@dataclass(frozen=True)
+class Current:
+    sha: str
+    claim: Claim | None
+    commit_time: float
+
+
+def _unix(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    return float(calendar.timegm(time.strptime(iso.replace("Z", "")[:19], "%Y-%m-%dT%H:%M:%S")))
+
+
+class ClaimLock:
+    def __init__(self, client: GitHubClient, repo: str, node: str, peer: str, login: str, *,
+                 lease: float = DEFAULT_LEASE, grace: float = TAKEOVER_GRACE,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.gh = client
+        self.repo = repo
+        self.node, self.peer, self.login = node, peer, login
+        self.lease = lease
+        self.grace = grace
+        self.clock = clock
+        self._base: tuple[str, str] | None = None  # (commit sha, tree sha) of the default branch
+
+    def _path(self, tail: str) -> str:
+        return f"/repos/{self.repo}/{tail}"
+
+    async def _base_commit(self) -> tuple[str, str]:
+        if self._base is None:
+            repo = (await self.gh.request("GET", f"/repos/{self.repo}")).data
+            branch = repo.get("default_branch", "main")
+            ref = (await self.gh.request("GET", self._path(f"git/ref/heads/{branch}"))).data
+            sha = ref["object"]["sha"]
+            commit = (await self.gh.request("GET", self._path(f"git/commits/{sha}"))).data
+            self._base = (sha, commit["tree"]["sha"])
+        return self._base
+
+    async def _commit(self, claim: Claim, parent: str) -> str:
+        _, tree = await self._base_commit()
+        reply = await self.gh.request("POST", self._path("git/commits"), retry=True,
+                                      json={"message": claim.message(), "tree": tree,
+                                            "parents": [parent]})
+        return reply.data["sha"]
+
+    async def read(self, number: int) -> Current | None:
+        try:
+            ref = (await self.gh.request("GET", self._path(f"git/ref/bzzz/claims/{number}"))).data
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        sha = ref["object"]["sha"]
+        commit = (await self.gh.request("GET", self._path(f"git/commits/{sha}"))).data
+        return Current(sha, parse_claim(commit.get("message", "")),
+                       _unix(commit.get("committer", {}).get("date")))
+
+    def _new_claim(self, number: int) -> Claim:
+        return Claim(f"{self.repo}#{number}", self.node, self.peer, self.login,
+                     self.clock() + self.lease)
+
+    async def acquire(self, number: int) -> Held | Lost:
+        """Claim the task, or take over an expired claim; Lost if someone else holds it."""
+        base_sha, _ = await self._base_commit()
+        claim = self._new_claim(number)
+        sha = await self._commit(claim, base_sha)
+        uncertain = False
+        for _ in range(3):
+            try:
+                await self.gh.request("POST", self._path("git/refs"), retry=False,
+                                      json={"ref": claim_ref(number), "sha": sha})
+                return Held(number, sha, claim)
+            except Unavailable:
+                uncertain = True  # did it land? settle it by reading, then maybe try again
+                current = await self.read(number)
+                if current is not None:
+                    break
+            except GitHubError as exc:
+                if exc.status != 422:
+                    raise
+                break
+        current = await self.read(number)
+        if current is None:
+            return Lost(number, "raced")  # released between our attempt and our read
+        if uncertain and current.sha == sha:
+            return Held(number, sha, claim)
+        if expired(current.claim, self.clock(), current.commit_time, self.lease, self.grace):
+            return await self._advance(number, current, takeover=True)
+        return Lost(number, "held", current.claim)
+
+    async def _advance(self, number: int, current: Current, takeover: bool,
+                       previous: Claim | None = None) -> Held | Lost:
+        now = self.clock()
+        if takeover:
+            base = current.claim or self._new_claim(number)
+            claim = base.taken_over_by(self.node, self.peer, self.login, now, self.lease)
+        else:
+            claim = (previous or current.claim).renewed(now, self.lease)
+        sha = await self._commit(claim, current.sha)
+        try:
+            await self.gh.request("PATCH", self._path(f"git/refs/bzzz/claims/{number}"),
+                                  json={"sha": sha, "force": False})
+        except GitHubError as exc:
+            if exc.status != 422:
+                raise
+            after = await self.read(number)
+            if after is not None and after.sha == sha:  # a retried PATCH that had landed
+                return Held(number, sha, claim, taken_over=takeover)
+            return Lost(number, "raced", after.claim if after else None)
+        return Held(number, sha, claim, taken_over=takeover)
+
+    async def renew(self, held: Held) -> Held | Lost:
+        """Extend our lease by fast-forwarding the ref; Lost if it moved under us."""
+        current = await self.read(held.number)
+        if current is None or current.sha != held.sha:
+            return Lost(held.number, "held", current.claim if current else None)
+        return await self._advance(held.number, current, takeover=False, previous=held.claim)
+
+    async def still_ours(self, held: Held) -> bool:
+        current = await self.read(held.number)
+        return current is not None and current.sha == held.sha
+
+    async def release(self, held: Held) -> bool:
+        """Delete the claim ref if it is still ours (True), else leave it (False)."""
+        if not await self.still_ours(held):
+            return False
+        try:
+            await self.gh.request("DELETE", self._path(f"git/refs/bzzz/claims/{held.number}"))
+        except GitHubError as exc:
+            if exc.status == 422:  # already gone
+                return False
+            raise
+        return True
