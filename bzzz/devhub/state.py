@@ -210,7 +210,11 @@ class Hub:
     def create_label(self, repo: Repo, actor: str, name: str, color: str = DEFAULT_LABEL_COLOR,
                      description: str | None = None) -> Label:
         self._require_push(repo, actor)
-        if not name or len(name) > 50:
+        if not isinstance(color, str) or (description is not None
+                                          and not isinstance(description, str)):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Label", "code": "invalid", "field": "color"}])
+        if not isinstance(name, str) or not name or len(name) > 50:
             raise HubError(422, "Validation Failed",
                            [{"resource": "Label", "code": "invalid", "field": "name"}])
         if name.lower() in repo.labels:
