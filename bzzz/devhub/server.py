@@ -123,8 +123,8 @@ class DevHubThread:
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None and self._cancel is not None:
-            try:
-                trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
+            try:  # thread-safe, and usable from inside another trio loop (async tests)
+                self._token.run_sync_soon(self._cancel.cancel)
             except trio.RunFinishedError:
                 pass
         if self._thread is not None:
