@@ -1,0 +1,74 @@
+"""The shell executor: real processes, real process groups."""
+
+import os
+
+import trio
+
+from bzzz.exec.shell import run_shell
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead too
+        return fh.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_success_and_failure(tmp_path):
+    ok = await run_shell("echo hello && echo err >&2 && pwd", tmp_path / "ws")
+    assert ok.status == "succeeded" and ok.exit_code == 0
+    assert "hello" in ok.output and "err" in ok.output
+    assert ok.output.strip().endswith(str((tmp_path / "ws").resolve()))
+    bad = await run_shell("echo partial; exit 3", tmp_path / "ws")
+    assert bad.status == "failed" and bad.exit_code == 3 and "partial" in bad.output
+
+
+async def test_refused_commands_never_start(tmp_path):
+    marker = tmp_path / "ran"
+    r = await run_shell(f"touch {marker}; sudo true", tmp_path / "ws")
+    assert r.status == "refused" and "privilege escalation" in r.verdict.explain()
+    assert not marker.exists()
+
+
+async def test_secrets_are_not_inherited(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_supersecret")
+    monkeypatch.setenv("BZZZ_PSK_FILE", "/secret/swarm.key")
+    r = await run_shell("env", tmp_path / "ws")
+    assert "ghp_supersecret" not in r.output and "BZZZ_PSK_FILE" not in r.output
+    assert "BZZZ_WORKSPACE=" in r.output
+
+
+async def test_output_is_bounded_tail(tmp_path):
+    r = await run_shell("head -c 300000 /dev/zero | tr '\\0' a; echo; echo THE-END",
+                        tmp_path / "ws", max_output=1000)
+    assert r.status == "succeeded" and r.truncated and r.output_bytes > 300000
+    assert len(r.output) <= 1000 and r.output.rstrip().endswith("THE-END")
+
+
+async def test_timeout_kills_the_whole_tree(tmp_path):
+    pidfile = tmp_path / "ws" / "child.pid"
+    start = trio.current_time()
+    r = await run_shell("sleep 100 & echo $! > child.pid; sleep 100", tmp_path / "ws",
+                        timeout=0.5, kill_grace=0.5)
+    assert r.status == "timeout"
+    assert trio.current_time() - start < 5
+    assert not alive(int(pidfile.read_text()))
+
+
+async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
+    pidfile = tmp_path / "ws" / "child.pid"
+    results = []
+    async with trio.open_nursery() as nursery:
+        async def run():
+            results.append(await run_shell(
+                "trap '' TERM; (trap '' TERM; sleep 100) & echo $! > child.pid; sleep 100",
+                tmp_path / "ws", kill_grace=0.5))
+        nursery.start_soon(run)
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            await trio.sleep(0.02)
+        start = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - start < 10 and results == []
+    assert not alive(int(pidfile.read_text()))  # even processes that ignore SIGTERM
