@@ -147,19 +147,32 @@ class ClaimLock:
         return Held(number, sha, claim, taken_over=takeover)
 
     async def renew(self, held: Held) -> Held | Lost:
-        """Extend our lease by fast-forwarding the ref; Lost if it moved under us."""
-        current = await self.read(held.number)
-        if current is None or current.sha != held.sha:
-            return Lost(held.number, "held", current.claim if current else None)
-        return await self._advance(held.number, current, takeover=False, previous=held.claim)
+        """Extend our lease by fast-forwarding the ref to a child of our claim commit (no read
+        first: a ref that moved refuses the fast-forward); Lost if it moved under us."""
+        current = Current(held.sha, held.claim, 0.0)
+        result = await self._advance(held.number, current, takeover=False, previous=held.claim)
+        if isinstance(result, Lost) and result.holder is None:
+            after = await self.read(held.number)
+            return Lost(held.number, "held", after.claim if after else None)
+        return result
+
+    async def ref_sha(self, number: int) -> str | None:
+        try:
+            ref = (await self.gh.request("GET", self._path(f"git/ref/bzzz/claims/{number}"))).data
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return ref["object"]["sha"]
 
     async def still_ours(self, held: Held) -> bool:
-        current = await self.read(held.number)
-        return current is not None and current.sha == held.sha
+        return await self.ref_sha(held.number) == held.sha
 
     async def release(self, held: Held) -> bool:
-        """Delete the claim ref if it is still ours (True), else leave it (False)."""
-        if not await self.still_ours(held):
+        """Delete the claim ref if it is still ours (True), else leave it (False). While our
+        lease is valid with a margin nobody can have taken over, so no check is needed."""
+        safe = self.clock() < held.claim.lease_expires - self.lease / 3
+        if not safe and not await self.still_ours(held):
             return False
         try:
             await self.gh.request("DELETE", self._path(f"git/refs/bzzz/claims/{held.number}"))

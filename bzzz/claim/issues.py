@@ -1,0 +1,58 @@
+"""Issue-side operations for a claimed task: assignee, labels, comments (never duplicated)."""
+
+from __future__ import annotations
+
+from .github import GitHubClient, GitHubError, Unavailable
+from .report import Comment, find_markers
+
+
+class IssueOps:
+    def __init__(self, client: GitHubClient, repo: str) -> None:
+        self.gh = client
+        self.repo = repo
+
+    def _path(self, number: int, tail: str = "") -> str:
+        return f"/repos/{self.repo}/issues/{number}{tail}"
+
+    async def assign(self, number: int, login: str) -> None:
+        # additive on GitHub, so repeating it is harmless
+        await self.gh.request("POST", self._path(number, "/assignees"), retry=True,
+                              json={"assignees": [login]})
+
+    async def add_labels(self, number: int, labels: list[str]) -> None:
+        await self.gh.request("POST", self._path(number, "/labels"), retry=True,
+                              json={"labels": labels})
+
+    async def set_labels(self, number: int, labels: list[str]) -> None:
+        await self.gh.request("PUT", self._path(number, "/labels"), json={"labels": labels})
+
+    async def close(self, number: int) -> None:
+        await self.gh.request("PATCH", self._path(number), json={"state": "closed"})
+
+    async def _has_marker(self, number: int, comment: Comment) -> bool:
+        page = 1
+        while page <= 50:
+            reply = await self.gh.request("GET", self._path(number, "/comments"),
+                                          params={"per_page": 100, "page": page})
+            for c in reply.data or []:
+                if (comment.kind, comment.key) in find_markers(c.get("body", "")):
+                    return True
+            if 'rel="next"' not in reply.headers.get("link", ""):
+                return False
+            page += 1
+        return False
+
+    async def comment_once(self, number: int, comment: Comment, attempts: int = 3) -> bool:
+        """Post a comment exactly once: after an uncertain attempt, look for its marker first.
+        True if it is on the issue."""
+        for _ in range(attempts):
+            try:
+                await self.gh.request("POST", self._path(number, "/comments"), retry=False,
+                                      json={"body": comment.body})
+                return True
+            except Unavailable:
+                if await self._has_marker(number, comment):
+                    return True
+            except GitHubError:
+                raise
+        return False

@@ -1,0 +1,278 @@
+"""The claim-and-run service: poll, choose, claim, run, report, release.
+
+One loop polls every repository (conditional requests), cancels running tasks whose issue
+left the open ``bzzz`` list (closed, or label removed), and starts an attempt for each task
+the ranking picks. An attempt claims the lock, marks the issue (assignee, ``bzzz:claimed``,
+one comment), runs the command under a cancel scope while a sibling task renews the lease,
+reports the result (one comment, ``bzzz:done`` or ``bzzz:failed``), and releases the lock.
+Every decision goes to the decision log. A GitHub outage pauses polling; running tasks keep
+running and report when GitHub answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from ..decisions import DecisionLog
+from ..exec.guardian import Policy
+from ..exec.shell import run_shell
+from . import report
+from .feed import TaskFeed
+from .github import GitHubClient, GitHubError, RateLimited, Unavailable
+from .gitlock import ClaimLock, Held, Lost
+from .issues import IssueOps
+from .lease import renewal_due
+from .task import STATE_LABELS, PeerView, Task, choose
+
+log = logging.getLogger("bzzz.claim")
+
+
+@dataclass
+class ClaimSettings:
+    repos: list[str]
+    node_id: str
+    peer_id: str
+    login: str
+    max_tasks: int = 1
+    poll_interval: float = 5.0
+    lease: float = 60.0
+    grace: float = 5.0
+    exec_timeout: float = 600.0
+    close_on_success: bool = False
+    policy: Policy | None = None
+    workroot: Path = Path("./data/work")
+    defer_window: float = 10.0
+    retry_after_failure: float = 30.0
+
+
+@dataclass
+class Running:
+    task: Task
+    since: float
+    state: str = "claiming"
+    scope: trio.CancelScope | None = None
+    held: Held | None = None
+    stop_reason: str | None = None
+
+
+class ClaimService:
+    def __init__(self, gh: GitHubClient, settings: ClaimSettings, decisions: DecisionLog, *,
+                 capabilities: Callable[[], Sequence[str]] = lambda: [],
+                 peers: Callable[[], Sequence[PeerView]] = lambda: [],
+                 on_load: Callable[[int], None] = lambda n: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.gh = gh
+        self.s = settings
+        self.decisions = decisions
+        self.capabilities = capabilities
+        self.peers = peers
+        self.on_load = on_load
+        self.clock = clock
+        self.feed = TaskFeed(gh, settings.repos)
+        self.locks = {r: ClaimLock(gh, r, settings.node_id, settings.peer_id, settings.login,
+                                   lease=settings.lease, grace=settings.grace, clock=clock)
+                      for r in settings.repos}
+        self.ops = {r: IssueOps(gh, r) for r in settings.repos}
+        self.running: dict[str, Running] = {}
+        self.not_before: dict[str, float] = {}  # task key -> when to look at it again
+        self.first_seen: dict[str, float] = {}
+        self.completed: list[dict] = []
+        self.paused_until = 0.0
+        self.github_ok = True
+        self.wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _decide(self, kind: str, task: Task | None = None, **fields) -> None:
+        entry = {"type": kind, "node": self.s.node_id, **fields}
+        if task is not None:
+            entry.update(repo=task.repo, issue=task.number)
+        self.decisions.append(entry)
+
+    def status(self) -> list[dict]:
+        return [{"repo": r.task.repo, "issue": r.task.number, "state": r.state,
+                 "since": round(r.since, 3)} for r in self.running.values()]
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                await self.tick()
+                with trio.move_on_after(self.s.poll_interval):
+                    await self.wake.wait()
+                self.wake = trio.Event()
+
+    async def tick(self) -> None:
+        now = self.clock()
+        if now < self.paused_until:
+            return
+        polled: set[str] = set()
+        for repo in self.s.repos:
+            try:
+                await self.feed.poll(repo)
+                polled.add(repo)
+                if not self.github_ok:
+                    self.github_ok = True
+                    self._decide("github_recovered")
+            except RateLimited as exc:
+                self.paused_until = exc.reset
+                self._decide("rate_limited", resume_at=exc.reset)
+                log.warning("GitHub rate limit exhausted; polling paused",
+                            extra={"resume_at": exc.reset})
+                return
+            except (Unavailable, GitHubError) as exc:
+                if self.github_ok:
+                    self._decide("github_unavailable", repo=repo, error=str(exc))
+                self.github_ok = False
+                log.warning("polling failed", extra={"repo": repo, "error": str(exc)})
+        self._cancel_vanished(polled)
+        self._schedule()
+
+    def _cancel_vanished(self, polled: set[str]) -> None:
+        for key, run in list(self.running.items()):
+            if run.task.repo in polled and run.task.number not in self.feed.repos[run.task.repo].tasks:
+                if run.scope is not None and run.stop_reason is None:
+                    run.stop_reason = "the issue was closed or lost its bzzz label"
+                    run.scope.cancel()
+
+    def _schedule(self) -> None:
+        now = self.clock()
+        candidates = []
+        for task in self.feed.all_tasks():
+            self.first_seen.setdefault(task.key, now)
+            if task.key in self.running or now < self.not_before.get(task.key, 0):
+                continue
+            candidates.append(task)
+        choice = choose(candidates, list(self.capabilities()), len(self.running),
+                        self.s.max_tasks, list(self.peers()), self.first_seen, now,
+                        self.s.defer_window)
+        for task in choice.take:
+            self.running[task.key] = Running(task, now)
+            self.on_load(len(self.running))
+            assert self._nursery is not None
+            self._nursery.start_soon(self._attempt, task)
+
+    # ------------------------------------------------------------------ one attempt
+
+    async def _attempt(self, task: Task) -> None:
+        try:
+            await self._claim_and_run(task)
+        except (GitHubError, Unavailable) as exc:
+            self._decide("attempt_failed", task, error=str(exc))
+            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
+            log.warning("task attempt failed", extra={"task": task.key, "error": str(exc)})
+        finally:
+            self.running.pop(task.key, None)
+            self.on_load(len(self.running))
+
+    async def _claim_and_run(self, task: Task) -> None:
+        lock, ops = self.locks[task.repo], self.ops[task.repo]
+        outcome = await lock.acquire(task.number)
+        if isinstance(outcome, Lost):
+            holder = outcome.holder
+            self._decide("contention_lost", task, reason=outcome.reason,
+                         holder_node=holder.node if holder else None,
+                         holder_peer=holder.peer if holder else None)
+            self.not_before[task.key] = (holder.lease_expires if holder
+                                         else self.clock() + self.s.lease)
+            return
+        held = outcome
+        run = self.running[task.key]
+        run.held, run.state = held, "claimed"
+        key = f"{self.s.node_id}:{held.claim.generation}"
+        self._decide("taken_over" if held.taken_over else "claimed", task,
+                     generation=held.claim.generation, lease_expires=held.claim.lease_expires)
+        await ops.assign(task.number, self.s.login)
+        await ops.add_labels(task.number, [STATE_LABELS["claimed"]])
+        await ops.comment_once(task.number,
+                               report.claim_comment(self.s.node_id, self.s.peer_id, key))
+        command = task.command
+        if command is None:
+            await ops.comment_once(task.number, report.no_command_comment(key, self.s.node_id))
+            await self._finish_labels(task, STATE_LABELS["needs-input"])
+            self._decide("needs_input", task)
+            await lock.release(run.held)
+            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
+            return
+        run.state = "running"
+        workspace = self.s.workroot / f"{task.repo.replace('/', '_')}-{task.number}-{held.claim.generation}"
+        result = None
+        with trio.CancelScope() as scope:
+            run.scope = scope
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease, run)
+                result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
+                                         policy=self.s.policy)
+                nursery.cancel_scope.cancel()
+        await self._report(task, run, key, result)
+
+    async def _keep_lease(self, run: Running) -> None:
+        lock = self.locks[run.task.repo]
+        while True:
+            assert run.held is not None
+            wait = run.held.claim.lease_expires - self.s.lease * 2 / 3 - self.clock()
+            await trio.sleep(max(0.05, wait))
+            if not renewal_due(run.held.claim, self.clock(), self.s.lease):
+                continue
+            try:
+                outcome = await lock.renew(run.held)
+            except (GitHubError, Unavailable) as exc:
+                log.warning("lease renewal failed; will retry", extra={"error": str(exc)})
+                await trio.sleep(min(5.0, self.s.lease / 10))
+                continue
+            if isinstance(outcome, Lost):
+                self._decide("lease_lost", run.task,
+                             holder_node=outcome.holder.node if outcome.holder else None)
+                run.stop_reason = "its claim was taken over (lease lost)"
+                run.held = None
+                if run.scope is not None:
+                    run.scope.cancel()
+                return
+            run.held = outcome
+            self._decide("renewed", run.task, generation=outcome.claim.generation)
+
+    async def _finish_labels(self, task: Task, state_label: str) -> None:
+        labels = sorted((task.labels - {STATE_LABELS["claimed"]}) | {state_label})
+        await self.ops[task.repo].set_labels(task.number, labels)
+
+    async def _report(self, task: Task, run: Running, key: str, result) -> None:
+        ops = self.ops[task.repo]
+        if result is None:  # cancelled: the process tree is already stopped
+            why = run.stop_reason or "the agent is shutting down"
+            self._decide("cancelled", task, reason=why)
+            if run.held is not None or "lease" in why:
+                with trio.move_on_after(30):
+                    await ops.comment_once(task.number, report.cancelled_comment(key, self.s.node_id, why))
+            if run.held is not None:
+                await self.locks[task.repo].release(run.held)
+            self.completed.append({"task": task.key, "status": "cancelled", "node": self.s.node_id})
+            return
+        if result.status == "refused":
+            reasons = result.verdict.reasons if result.verdict else ["refused"]
+            self._decide("guardian_refused", task, reasons=reasons)
+            await ops.comment_once(task.number, report.refusal_comment(key, self.s.node_id, reasons))
+            status_label = STATE_LABELS["failed"]
+        else:
+            self._decide("result", task, status=result.status, exit_code=result.exit_code,
+                         duration=result.duration, output_bytes=result.output_bytes)
+            await ops.comment_once(task.number, report.result_comment(
+                key, self.s.node_id, result.status, result.duration, result.exit_code,
+                result.output, result.truncated))
+            status_label = STATE_LABELS["done"] if result.status == "succeeded" else STATE_LABELS["failed"]
+        await self._finish_labels(task, status_label)
+        if result.status == "succeeded" and self.s.close_on_success:
+            await ops.close(task.number)
+        if run.held is not None:
+            await self.locks[task.repo].release(run.held)
+        self.completed.append({"task": task.key, "status": result.status,
+                               "node": self.s.node_id, "duration": result.duration})
