@@ -93,3 +93,84 @@ async def test_every_task_is_run_once_and_reported_once(tmp_path):
         results = [e for lg in logs.values() for e in lg.entries
                    if e["type"] in ("result", "guardian_refused", "needs_input")]
         assert len(results) == len(TASKS)
+
+
+async def _wait(predicate, timeout, what):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+def _service(gh, node, tmp_path, log, **kw):
+    settings = ClaimSettings(["owner/tasks"], node, f"12D3KooW{node}", "bot",
+                             poll_interval=0.2, workroot=tmp_path / node, **kw)
+    return ClaimService(gh, settings, log, capabilities=lambda: ["shell"])
+
+
+async def test_closing_the_issue_stops_the_task_and_says_so(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        pidfile = tmp_path / "n1" / "pid"
+        cmd = f"mkdir -p {tmp_path / 'n1'} && echo $$ > {pidfile} && sleep 300"
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "long", "body": body(cmd), "labels": ["bzzz"]}).json()["number"]
+        log = MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+            svc = _service(gh, "n1", tmp_path, log)
+            await nursery.start(svc.run)
+            await _wait(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, "task runs")
+            pid = int(pidfile.read_text())
+            owner.patch(f"/repos/owner/tasks/issues/{n}", json={"state": "closed"})
+            start = trio.current_time()
+            await _wait(lambda: any(e["type"] == "cancelled" for e in log.entries), 10,
+                        "cancellation")
+            assert trio.current_time() - start < 10
+            nursery.cancel_scope.cancel()
+        import os
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as fh:
+                assert fh.read().split(")")[-1].split()[0] == "Z"
+        except ProcessLookupError:
+            pass
+        comments = owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
+        assert any("stopped this task" in c["body"] and "closed" in c["body"] for c in comments)
+        assert owner.get("/repos/owner/tasks/git/matching-refs/bzzz/claims/").json() == []
+
+
+async def test_a_crashed_holder_is_taken_over_after_its_lease(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        marker = tmp_path / "ran-by"
+        cmd = f"echo $BZZZ_WORKSPACE >> {marker}; sleep 300"
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "t", "body": body(cmd), "labels": ["bzzz"]}).json()["number"]
+        log_a, log_b = MemoryDecisionLog(), MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot") as gh:
+            # node a claims and "crashes": its service is cancelled without any cleanup
+            # that could release the claim (as with kill -9, the ref stays)
+            async with trio.open_nursery() as nursery:
+                a = _service(gh, "a", tmp_path, log_a, lease=2.0, grace=0.5)
+                await nursery.start(a.run)
+                await _wait(lambda: marker.exists(), 15, "a runs the task")
+                a.locks["owner/tasks"].release = _never  # a crash releases nothing
+                nursery.cancel_scope.cancel()
+            # the command must be re-runnable: now let it finish quickly
+            owner.patch(f"/repos/owner/tasks/issues/{n}",
+                        json={"body": body(f"echo $BZZZ_WORKSPACE >> {marker}")})
+            async with trio.open_nursery() as nursery:
+                b = _service(gh, "b", tmp_path, log_b, lease=2.0, grace=0.5)
+                await nursery.start(b.run)
+                await _wait(lambda: any(e["type"] == "result" for e in log_b.entries), 20,
+                            "b takes over and completes")
+                nursery.cancel_scope.cancel()
+        kinds = [e["type"] for e in log_b.entries]
+        assert "contention_lost" in kinds or "taken_over" in kinds
+        assert "taken_over" in kinds
+        issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()
+        assert "bzzz:done" in {l["name"] for l in issue["labels"]}
+        assert len(marker.read_text().splitlines()) == 2
+
+
+async def _never(*args, **kwargs):
+    return False

@@ -51,7 +51,7 @@ def test_eligibility():
     assert ineligible_reason(issue(3, ("bzzz", "needs:ollama:qwen")), caps) == "needs ollama:qwen"
     assert ineligible_reason(issue(4, ("docs",)), caps) == "not labelled bzzz"
     assert ineligible_reason(issue(5, ("bzzz", "bzzz:done")), caps) == "already finished"
-    assert ineligible_reason(issue(6, ("bzzz", "bzzz:claimed")), caps) == "claimed"
+    assert ineligible_reason(issue(6, ("bzzz", "bzzz:claimed")), caps) is None  # lock decides
     assert ineligible_reason(issue(7, state="closed"), caps) == "closed"
     assert ineligible_reason(issue(8, pull_request={"url": "x"}), caps) == "pull request"
 

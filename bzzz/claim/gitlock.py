@@ -96,8 +96,17 @@ class ClaimLock:
         return Claim(f"{self.repo}#{number}", self.node, self.peer, self.login,
                      self.clock() + self.lease)
 
-    async def acquire(self, number: int) -> Held | Lost:
-        """Claim the task, or take over an expired claim; Lost if someone else holds it."""
+    async def acquire(self, number: int, probe_first: bool = False) -> Held | Lost:
+        """Claim the task, or take over an expired claim; Lost if someone else holds it.
+        ``probe_first``: read the ref before writing anything (cheaper for tasks that are
+        probably held: two reads instead of a commit, a failed create and two reads)."""
+        if probe_first:
+            current = await self.read(number)
+            if current is not None:
+                if expired(current.claim, self.clock(), current.commit_time, self.lease,
+                           self.grace):
+                    return await self._advance(number, current, takeover=True)
+                return Lost(number, "held", current.claim)
         base_sha, _ = await self._base_commit()
         claim = self._new_claim(number)
         sha = await self._commit(claim, base_sha)

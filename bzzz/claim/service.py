@@ -177,7 +177,8 @@ class ClaimService:
 
     async def _claim_and_run(self, task: Task) -> None:
         lock, ops = self.locks[task.repo], self.ops[task.repo]
-        outcome = await lock.acquire(task.number)
+        outcome = await lock.acquire(task.number,
+                                     probe_first=STATE_LABELS["claimed"] in task.labels)
         if isinstance(outcome, Lost):
             holder = outcome.holder
             self._decide("contention_lost", task, reason=outcome.reason,

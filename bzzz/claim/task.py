@@ -2,8 +2,7 @@
 
 Ranking: priority label (critical > high > normal > low; normal when absent), then age
 (oldest first), then repository and number for a total order. A task is eligible for a node
-when it is open, labelled ``bzzz``, not a pull request, not already done/failed/claimed,
-and every ``needs:<capability>`` label is among the node's capabilities (``needs:ollama``
+when it is open, labelled ``bzzz``, not a pull request, not already done or failed, and every ``needs:<capability>`` label is among the node's capabilities (``needs:ollama``
 is met by any ``ollama:<model>``; ``needs:ollama:llama3`` needs that model).
 
 A node may *defer* a task to a peer that announces it can run it with a strictly lower
@@ -132,8 +131,8 @@ def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
         return "not labelled bzzz"
     if task.labels & FINISHED:
         return "already finished"
-    if STATE_LABELS["claimed"] in task.labels:
-        return "claimed"
+    # `bzzz:claimed` is the visible marker, not the lock: a claimed task stays eligible so
+    # that an expired lease (a crashed holder) is taken over; the lock decides.
     caps = list(capabilities)
     missing = sorted(n for n in task.needs if not capability_met(n, caps))
     if missing:
