@@ -16,7 +16,12 @@ import trio
 
 from . import __version__, logs
 from .api import Api
+from .claim.github import GitHubClient, GitHubError
+from .claim.service import ClaimService, ClaimSettings
+from .claim.task import PeerView
 from .config import Config
+from .decisions import JsonlDecisionLog
+from .exec.guardian import Policy
 from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
@@ -53,15 +58,26 @@ async def _maintenance(interval: float) -> None:
         trim(0)
 
 
-def _register_token_secret(config: Config) -> None:
-    """Make sure a configured GitHub token can never reach a log line."""
+class AgentError(Exception):
+    """A start-up problem, phrased as one line."""
+
+
+def _read_token(config: Config) -> str | None:
+    """The GitHub token (registered as a secret so it can never reach a log line)."""
     path = config.github.token_file
     if path is None:
-        return
+        if config.github.repos:
+            raise AgentError("github.token_file (or GITHUB_TOKEN_FILE) is required when "
+                             "github.repos is set")
+        return None
     try:
-        logs.register_secret(path.read_text().strip())
-    except OSError:
-        pass  # reported by the GitHub client when it needs the token
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise AgentError(f"github.token_file {path}: {exc.strerror}") from None
+    if not token:
+        raise AgentError(f"github.token_file {path}: empty")
+    logs.register_secret(token)
+    return token
 
 
 class Agent:
@@ -72,7 +88,9 @@ class Agent:
         psk = load_psk(config.psk_file) if config.psk_file else None
         if psk is not None:
             logs.register_secret(psk.hex())
-        _register_token_secret(config)
+        self.token = _read_token(config)
+        self.decisions = JsonlDecisionLog(config.data_dir)
+        self.claims: ClaimService | None = None
         self.metrics = Metrics()
         self.metrics.info.labels(config.node_id, self.peer_id, __version__).set(1)
         self.capabilities = caps_mod.detect(config.capabilities, config.detect_capabilities,
@@ -90,7 +108,6 @@ class Agent:
                                   "Pubsub messages whose signature did not verify",
                                   lambda: self.node.security_stats.pubsub_bad_signature)
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set)
-        self.tasks: list[dict[str, Any]] = []
         self.maintenance_interval = MAINTENANCE_INTERVAL
         self.ready = trio.Event()
         self.started_at = time.time()
@@ -115,13 +132,60 @@ class Agent:
             "uptime": round(time.time() - self.started_at, 1),
             "peers": peers,
             "connections": len(self.node.connected_peers()) if self.node.started.is_set() else 0,
-            "tasks": list(self.tasks),
-            "log": {"key": self.mesh.log_key, "length": 0},
+            "tasks": self.claims.status() if self.claims else [],
+            "log": {"key": self.mesh.log_key, "length": self.decisions.length},
+            "github": self._github_status(),
             "drops": dict(self.mesh.drops),
             "announcement_age": self.mesh.age_quantiles(),
             "pnet": {"enabled": self.config.psk_file is not None,
                      "rejected": self.node.pnet_stats.rejected},
         }
+
+    def _github_status(self) -> dict[str, Any]:
+        if not self.config.github.repos:
+            return {"enabled": False}
+        c = self.claims
+        return {"enabled": True, "url": self.config.github.url, "repos": self.config.github.repos,
+                "login": c.s.login if c else None, "ok": c.github_ok if c else False,
+                "requests": c.gh.requests if c else 0,
+                "completed": len(c.completed) if c else 0}
+
+    def _peer_views(self) -> list[PeerView]:
+        return [PeerView(e.announcement.peer_id, e.announcement.capabilities,
+                         e.announcement.load[0], e.announcement.load[1])
+                for e in self.mesh.table.entries()]
+
+    async def _run_claims(self) -> None:
+        """Find our GitHub login (retrying through outages), then run the claim service."""
+        gh = GitHubClient(self.config.github.url, self.token,
+                          write_interval=self.config.github.write_interval)
+        delay = 1.0
+        while True:
+            try:
+                login = (await gh.request("GET", "/user")).data["login"]
+                break
+            except (GitHubError, KeyError, TypeError) as exc:
+                log.warning("cannot reach GitHub yet; retrying", extra={"error": str(exc),
+                                                                         "retry_in": delay})
+                await trio.sleep(delay)
+                delay = min(60.0, delay * 2)
+        cfg = self.config
+        settings = ClaimSettings(
+            repos=cfg.github.repos, node_id=cfg.node_id, peer_id=self.peer_id, login=login,
+            max_tasks=cfg.max_tasks, poll_interval=cfg.github.poll_interval,
+            lease=cfg.github.lease, exec_timeout=cfg.exec_timeout,
+            close_on_success=cfg.github.close_on_success,
+            policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
+            workroot=cfg.workspace_dir or cfg.data_dir / "work")
+        self.claims = ClaimService(gh, settings, self.decisions,
+                                   capabilities=lambda: self.capabilities,
+                                   peers=self._peer_views, on_load=self.mesh.set_load)
+        log.info("taking tasks", extra={"repos": ",".join(cfg.github.repos), "login": login})
+        try:
+            await self.claims.run()
+        finally:
+            with trio.CancelScope(shield=True):
+                await gh.aclose()
 
     def render_metrics(self) -> bytes:
         self.metrics.connections.set(len(self.node.connected_peers()))
@@ -136,6 +200,8 @@ class Agent:
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
             nursery.start_soon(_maintenance, self.maintenance_interval)
+            if self.config.github.repos:
+                nursery.start_soon(self._run_claims)
             log.info("agent started", extra={"peer": self.peer_id,
                                              "addrs": ",".join(self.node.addrs()),
                                              "api": ",".join(self.api.bound)})

@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import trio
 
     from . import logs
-    from .agent import Agent
+    from .agent import Agent, AgentError
     from .identity import IdentityError
     from .p2p.pnet import PnetError
 
@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.setup(config.log_level, config.log_format, config.node_id)
     try:
         agent = Agent(config)
-    except (IdentityError, PnetError) as exc:
+    except (IdentityError, PnetError, AgentError) as exc:
         raise CliError(str(exc), 2) from None
     try:
         trio.run(agent.run)

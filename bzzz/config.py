@@ -56,6 +56,10 @@ class GitHubConfig(BaseModel):
     token_file: Path | None = None
     repos: StrList = Field(default_factory=list)
     poll_interval: float = Field(5.0, gt=0)
+    # seconds between content-creating requests per token (GitHub: ~80 a minute at most)
+    write_interval: float = Field(0.75, ge=0)
+    lease: float = Field(60.0, ge=1)
+    close_on_success: bool = False
 
     @field_validator("repos")
     @classmethod
@@ -83,6 +87,10 @@ class Config(BaseModel):
     ollama_url: str | None = None
     announce_interval: float = Field(5.0, gt=0, le=3600)
     max_tasks: int = Field(1, ge=0, le=1024)
+    exec_timeout: float = Field(600.0, gt=0)
+    # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
+    guardian_allow: StrList | None = None
+    workspace_dir: Path | None = None
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)

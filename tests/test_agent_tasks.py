@@ -1,0 +1,91 @@
+"""Real `bzzz run` processes taking tasks from devhub."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+
+from bzzz.devhub import DevHubThread
+from bzzz.testing.netns import wait_for
+
+from .helpers import free_port
+
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+
+
+def start_agent(tmp_path, name, hub, **env):
+    (tmp_path / "token").write_text("t-bot\n")
+    api = free_port()
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_NODE_ID": name, "BZZZ_DATA_DIR": str(tmp_path / name),
+              "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_API_LISTEN": f"127.0.0.1:{api}",
+              "BZZZ_MDNS": "off", "BZZZ_GITHUB__URL": hub.url,
+              "BZZZ_GITHUB__REPOS": "owner/tasks", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "GITHUB_TOKEN_FILE": str(tmp_path / "token"),
+              **env})
+    log = open(tmp_path / f"{name}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=e, stdout=log,
+                            stderr=subprocess.STDOUT)
+    return proc, api
+
+
+def labels(owner, n):
+    return {l["name"] for l in owner.get(f"/repos/owner/tasks/issues/{n}").json()["labels"]}
+
+
+def test_agents_complete_tasks_and_the_token_never_leaks(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        numbers = [owner.post("/repos/owner/tasks/issues", json={
+            "title": f"t{i}", "body": f"```bzzz\necho task-{i}\n```", "labels": ["bzzz"]}
+        ).json()["number"] for i in range(4)]
+        agents = [start_agent(tmp_path, f"a{i}", hub, BZZZ_MAX_TASKS="2") for i in range(2)]
+        try:
+            wait_for(lambda: all("bzzz:done" in labels(owner, n) for n in numbers), 60,
+                     what="all tasks done")
+            status = httpx.get(f"http://127.0.0.1:{agents[0][1]}/api/v1/status").json()
+            assert status["github"]["enabled"] and status["github"]["login"] == "bot"
+            total = sum(httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()["github"]
+                        ["completed"] for _, api in agents)
+            assert total == 4
+        finally:
+            for proc, _ in agents:
+                proc.terminate()
+                assert proc.wait(15) == 0
+        for i in range(2):
+            text = (tmp_path / f"a{i}.log").read_text()
+            assert "t-bot" not in text
+            decisions = [json.loads(x) for x in
+                         (tmp_path / f"a{i}" / "decisions.jsonl").read_text().splitlines()]
+            assert all("type" in d and "ts" in d for d in decisions)
+
+
+def test_kill_9_of_the_holder_then_takeover_after_the_lease(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "long", "body": "```bzzz\nsleep 300\n```", "labels": ["bzzz"]}).json()["number"]
+        lease = {"BZZZ_GITHUB__LEASE": "3"}
+        a, _ = start_agent(tmp_path, "a", hub, **lease)
+        try:
+            wait_for(lambda: "bzzz:claimed" in labels(owner, n), 30, what="a claims")
+        finally:
+            a.send_signal(signal.SIGKILL)
+            a.wait(10)
+        owner.patch(f"/repos/owner/tasks/issues/{n}", json={"body": "```bzzz\necho rescued\n```"})
+        b, _ = start_agent(tmp_path, "b", hub, **lease)
+        try:
+            wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what="b takes over")
+        finally:
+            b.terminate()
+            b.wait(15)
+        comments = [c["body"] for c in owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()]
+        assert sum("Claimed by **a**" in c for c in comments) == 1
+        assert sum("Claimed by **b**" in c for c in comments) == 1
+        assert any("rescued" in c and "succeeded" in c for c in comments)
+        decisions = (tmp_path / "b" / "decisions.jsonl").read_text()
+        assert '"taken_over"' in decisions
