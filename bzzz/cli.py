@@ -135,6 +135,50 @@ def cmd_devhub(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_task_create(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .claim.task import PRIORITIES
+
+    url = (args.url or os.environ.get("BZZZ_GITHUB__URL") or "https://api.github.com").rstrip("/")
+    token_file = args.token_file or os.environ.get("GITHUB_TOKEN_FILE") or \
+        os.environ.get("BZZZ_GITHUB__TOKEN_FILE")
+    if not token_file:
+        raise CliError("a token is needed: --token-file or GITHUB_TOKEN_FILE", 2)
+    try:
+        token = open(token_file, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise CliError(f"token file {token_file}: {exc.strerror}", 2) from None
+    owner, _, name = args.repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise CliError(f"--repo {args.repo!r} is not owner/name", 2)
+    if args.priority not in PRIORITIES:
+        raise CliError(f"--priority must be one of {', '.join(PRIORITIES)}", 2)
+    labels = ["bzzz"]
+    if args.priority != "normal":
+        labels.append(f"priority:{args.priority}")
+    labels += [f"needs:{c.strip()}" for c in (args.needs or "").split(",") if c.strip()]
+    body = args.body or ""
+    if args.command:
+        body = (body + "\n\n" if body else "") + f"```bzzz\n{args.command}\n```\n"
+    try:
+        resp = httpx.post(f"{url}/repos/{args.repo}/issues", timeout=30,
+                          headers={"Authorization": f"token {token}",
+                                   "Accept": "application/vnd.github+json"},
+                          json={"title": args.title, "body": body, "labels": labels})
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {type(exc).__name__}") from None
+    if resp.status_code != 201:
+        try:
+            message = resp.json().get("message", "")
+        except ValueError:
+            message = resp.text[:200]
+        raise CliError(f"GitHub answered {resp.status_code}: {message}")
+    issue = resp.json()
+    print(f"{args.repo}#{issue['number']} {issue.get('html_url', '')}".strip())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -166,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", help='JSON {"users": [{"login", "token"}], "repos": '
                                   '[{"full_name", "push": [...], "read": [...]}]}')
     p.set_defaults(func=cmd_devhub)
+
+    p = sub.add_parser("task", help="tasks on GitHub")
+    task_sub = p.add_subparsers(dest="task_command", required=True, metavar="ACTION")
+    p = task_sub.add_parser("create", help="file a task issue, as N8N or a person would")
+    p.add_argument("--repo", required=True, help="owner/name")
+    p.add_argument("--title", required=True)
+    p.add_argument("--body", help="issue text")
+    p.add_argument("--command", help="shell command, put in a ```bzzz fenced block")
+    p.add_argument("--priority", default="normal", help="critical, high, normal or low")
+    p.add_argument("--needs", help="capabilities the task needs, comma separated")
+    p.add_argument("--url", help="REST API base URL (default $BZZZ_GITHUB__URL or GitHub)")
+    p.add_argument("--token-file", help="file holding the token (default $GITHUB_TOKEN_FILE)")
+    p.set_defaults(func=cmd_task_create)
 
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")

@@ -90,3 +90,29 @@ def test_demo_forms_a_mesh_and_exits(tmp_path):
 def test_demo_rejects_bad_agent_count():
     r = bzzz("demo", "--agents", "0", "--exit")
     assert r.returncode == 2 and "--agents" in r.stderr
+
+
+def test_task_create_files_a_task_issue(tmp_path):
+    from bzzz.claim.task import parse_issue
+    from bzzz.devhub import DevHubThread
+
+    (tmp_path / "tok").write_text("t-n8n\n")
+    seed = {"users": [{"login": "n8n", "token": "t-n8n"}],
+            "repos": [{"full_name": "n8n/tasks"}]}
+    with DevHubThread(seed=seed) as hub:
+        r = bzzz("task", "create", "--repo", "n8n/tasks", "--title", "Nightly",
+                 "--command", "make nightly", "--priority", "high", "--needs", "python,gpu",
+                 env={"BZZZ_GITHUB__URL": hub.url, "GITHUB_TOKEN_FILE": str(tmp_path / "tok")})
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("n8n/tasks#1")
+        import httpx
+        doc = httpx.get(hub.url + "/repos/n8n/tasks/issues/1").json()
+        task = parse_issue("n8n/tasks", doc)
+        assert task.priority == "high" and task.needs == {"python", "gpu"}
+        assert task.command == "make nightly"
+        bad = bzzz("task", "create", "--repo", "n8n/tasks", "--title", "x", "--priority", "urgent",
+                   env={"BZZZ_GITHUB__URL": hub.url, "GITHUB_TOKEN_FILE": str(tmp_path / "tok")})
+        assert bad.returncode == 2 and "--priority" in bad.stderr
+        denied = bzzz("task", "create", "--repo", "n8n/nope", "--title", "x",
+                      env={"BZZZ_GITHUB__URL": hub.url, "GITHUB_TOKEN_FILE": str(tmp_path / "tok")})
+        assert denied.returncode == 1 and "404" in denied.stderr
