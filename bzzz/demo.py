@@ -1,8 +1,12 @@
-"""``bzzz demo``: a local mesh of agents on this machine, shown finding each other.
+"""``bzzz demo``: devhub, a mesh of agents and sample tasks, all on this machine.
 
-Each agent is a real ``bzzz run`` process on loopback with its own data directory, API port
-and capabilities. Agents know each other's addresses as bootstrap peers (mDNS on loopback is
-not meaningful). The task flow joins the demo with the claim-and-run work.
+devhub (the GitHub-compatible server) runs on loopback with a demo repository. Each agent is
+a real ``bzzz run`` process with its own data directory, API port and capabilities; they
+share one bot login (the claim ref, not the assignee, tells them apart) and know each
+other's addresses as bootstrap peers (mDNS on loopback is not meaningful). Sample task
+issues are filed the way N8N would; the demo follows them on devhub as the agents claim,
+run and report them, then prints who ran what, duplicate claims and API requests used.
+No GitHub account and no network are needed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,30 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .devhub import DevHubThread
 from .identity import load_or_create
+
+REPO = "demo/tasks"
+BOT_TOKEN = "demo-bot-token"
+OWNER_TOKEN = "demo-owner-token"
+SEED = {"users": [{"login": "demo", "token": OWNER_TOKEN}, {"login": "bzzz-bot", "token": BOT_TOKEN}],
+        "repos": [{"full_name": REPO, "push": ["bzzz-bot"]}]}
+SAMPLE_TASKS = [
+    # title, command, priority, needs
+    ("Run the unit tests", "python3 -c \"print('42 tests passed')\"", "high", ["python"]),
+    ("Build the container image", "echo 'built image demo:latest'", "normal", ["docker"]),
+    ("Summarise the changelog", "echo 'summary: 3 features, 2 fixes'", "normal", ["ollama"]),
+    ("Hotfix smoke check", "echo 'hotfix ok'", "critical", []),
+    ("Lint the docs", "echo 'docs lint clean'", "low", []),
+    ("Flaky integration test", "echo 'assertion failed' >&2; exit 3", "normal", []),
+    ("Clean the build machine", "sudo rm -rf /var/cache", "high", []),
+    ("Count the sources", "ls -a | wc -l", "normal", []),
+    ("Report disk usage", "du -sh .", "low", []),
+    ("Stamp the release time", "date -u +%Y-%m-%dT%H:%M:%SZ", "normal", []),
+    ("Compute the checksum", "python3 -c 'print(sum(range(1000)))'", "normal", ["python"]),
+    ("Record the git version", "git --version || echo 'git missing'", "low", ["git"]),
+]
+FINAL = {"bzzz:done": "done", "bzzz:failed": "failed", "bzzz:needs-input": "needs input"}
 
 CAPABILITY_SETS = [
     ["shell", "python"],
@@ -57,7 +84,7 @@ class _Agent:
         self.proc: subprocess.Popen | None = None
         self.seen: set[str] = set()
 
-    def start(self, bootstrap: list[str]) -> None:
+    def start(self, bootstrap: list[str], github: dict[str, str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
         env.update({
             "BZZZ_NODE_ID": self.name, "BZZZ_DATA_DIR": str(self.data_dir),
@@ -66,6 +93,7 @@ class _Agent:
             "BZZZ_BOOTSTRAP": ",".join(b for b in bootstrap if b != self.addr),
             "BZZZ_CAPABILITIES": ",".join(self.capabilities),
             "BZZZ_DETECT_CAPABILITIES": "off", "BZZZ_LOG_FORMAT": "text",
+            "BZZZ_MAX_TASKS": "2", **github,
         })
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
@@ -83,23 +111,75 @@ class _Agent:
             return self.proc.wait()
 
 
+def _file_tasks(hub_url: str, count: int) -> dict[int, tuple[str, str]]:
+    import httpx
+
+    filed: dict[int, tuple[str, str]] = {}
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
+        for i in range(count):
+            title, command, priority, needs = SAMPLE_TASKS[i % len(SAMPLE_TASKS)]
+            if i >= len(SAMPLE_TASKS):
+                title = f"{title} ({i // len(SAMPLE_TASKS) + 1})"
+            labels = ["bzzz"] + ([f"priority:{priority}"] if priority != "normal" else [])
+            labels += [f"needs:{n}" for n in needs]
+            doc = c.post(f"/repos/{REPO}/issues", json={
+                "title": title, "labels": labels,
+                "body": f"Filed by the demo.\n\n```bzzz\n{command}\n```\n"}).json()
+            filed[doc["number"]] = (title, priority)
+    return filed
+
+
+def _task_states(hub_url: str) -> dict[int, dict]:
+    import httpx
+
+    out: dict[int, dict] = {}
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
+        issues = c.get(f"/repos/{REPO}/issues", params={"state": "all", "per_page": 100}).json()
+        for issue in issues:
+            names = {x["name"] for x in issue["labels"]}
+            final = next((FINAL[n] for n in FINAL if n in names), None)
+            out[issue["number"]] = {"claimed": "bzzz:claimed" in names, "final": final,
+                                    "comments": issue["comments"]}
+    return out
+
+
+def _claimers(hub_url: str, number: int) -> list[str]:
+    import httpx
+
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
+        comments = c.get(f"/repos/{REPO}/issues/{number}/comments").json()
+    return [x["body"].split("**")[1] for x in comments if "<!-- bzzz:claim:" in x["body"]]
+
+
 def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
-             out=sys.stdout, timeout: float = 60.0) -> int:
+             out=sys.stdout, timeout: float = 120.0) -> int:
     if not 1 <= agents <= 32:
         print("bzzz: --agents must be between 1 and 32", file=sys.stderr)
         return 2
+    if not 0 <= tasks <= 100:
+        print("bzzz: --tasks must be between 0 and 100", file=sys.stderr)
+        return 2
+    with DevHubThread(seed=SEED) as hub:
+        return _run(hub, agents, tasks, exit_after, out, timeout)
+
+
+def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) -> int:
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     root = Path(tempfile.mkdtemp(prefix="bzzz-demo-"))
+    (root / "token").write_text(BOT_TOKEN + "\n")
+    github = {"BZZZ_GITHUB__URL": hub.url, "BZZZ_GITHUB__REPOS": REPO,
+              "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30"}
     mesh = [_Agent(i, root) for i in range(agents)]
     names = {a.peer_id: a.name for a in mesh}
-    say(f"Bzzz demo: {agents} agents on this machine (data in {root})")
-    if tasks and tasks != 12:
-        say("  note: sample tasks arrive with the task-claiming work; --tasks has no effect yet")
+    say(f"Bzzz demo: devhub at {hub.url}, repository {REPO}, {agents} agents "
+        f"(data in {root})")
     t0 = time.monotonic()
+    stamp = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
     try:
         bootstrap = [a.addr for a in mesh]
         for a in mesh:
-            a.start(bootstrap)
+            a.start(bootstrap, github)
             say(f"  started {a.name:9} {a.peer_id[:20]}…  offers {', '.join(a.capabilities)}")
         healthy: set[str] = set()
         while True:
@@ -113,12 +193,12 @@ def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
                     continue
                 if a.name not in healthy:
                     healthy.add(a.name)
-                    say(f"  [{time.monotonic() - t0:5.2f}s] {a.name} is up: "
+                    say(f"  {stamp()} {a.name} is up: "
                         f"http://127.0.0.1:{a.api_port}/api/v1/status")
                 for peer in status["peers"]:
                     if peer["peer_id"] not in a.seen:
                         a.seen.add(peer["peer_id"])
-                        say(f"  [{time.monotonic() - t0:5.2f}s] {a.name} sees "
+                        say(f"  {stamp()} {a.name} sees "
                             f"{names.get(peer['peer_id'], peer['node_id'])} "
                             f"({', '.join(peer['capabilities'])})")
             if all(len(a.seen) == agents - 1 for a in mesh) and len(healthy) == agents:
@@ -129,13 +209,52 @@ def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
             time.sleep(0.1)
         say(f"\nMesh formed in {time.monotonic() - t0:.2f} s: every agent sees the other "
             f"{agents - 1}.")
-        say(f"  {'agent':10} {'peer id':24} {'peers':>5}  API")
-        for a in mesh:
-            say(f"  {a.name:10} {a.peer_id[:22]}… {len(a.seen):>5}  "
-                f"http://127.0.0.1:{a.api_port}/api/v1/status")
+        filed = _file_tasks(hub.url, tasks) if tasks else {}
+        if filed:
+            say(f"\nFiled {len(filed)} task issues in {REPO} (as N8N or a person would):")
+            for n, (title, prio) in filed.items():
+                say(f"  #{n:<3} {title} [{prio}]")
+            say("")
+        shown: dict[int, str] = {}
+        order: list[tuple[int, str, str]] = []
+        deadline = time.monotonic() + timeout
+        while filed and time.monotonic() < deadline:
+            for n, st in _task_states(hub.url).items():
+                if n not in filed:
+                    continue
+                if st["final"] and shown.get(n) != "final":
+                    who = (_claimers(hub.url, n) or ["?"])[-1]
+                    shown[n] = "final"
+                    order.append((n, who, st["final"]))
+                    say(f"  {stamp()} #{n:<3} {filed[n][0]}: {st['final']} ({who})")
+                elif st["claimed"] and n not in shown:
+                    who = (_claimers(hub.url, n) or ["?"])[-1]
+                    shown[n] = "claimed"
+                    say(f"  {stamp()} #{n:<3} {filed[n][0]}: claimed by {who}")
+            if len(order) == len(filed):
+                break
+            time.sleep(0.3)
+        if filed:
+            duplicates = sum(1 for n in filed if len(set(_claimers(hub.url, n))) > 1
+                             or len(_claimers(hub.url, n)) > 1)
+            stats = hub.app.stats
+            bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
+            say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "
+                f"({sum(1 for o in order if o[2] == 'done')} done, "
+                f"{sum(1 for o in order if o[2] == 'failed')} failed).")
+            say(f"  {'order':>5}  {'task':42} {'agent':10} result")
+            for i, (n, who, result) in enumerate(order, 1):
+                say(f"  {i:>5}  #{n:<3} {filed[n][0][:37]:37} {who:10} {result}")
+            say(f"  duplicate claims: {duplicates}")
+            say(f"  API requests used by the agents: {bot_requests} "
+                f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
+            if len(order) != len(filed):
+                say("  not every task finished in time; logs are in " + str(root))
+                return 1
         if exit_after:
             return 0
-        say("\nRunning; `bzzz status --api 127.0.0.1:PORT` shows an agent. Ctrl-C stops.")
+        say(f"\nRunning; devhub: {hub.url}/repos/{REPO}/issues . "
+            "`bzzz status --api 127.0.0.1:PORT` shows an agent. Ctrl-C stops.")
         while all(a.proc is not None and a.proc.poll() is None for a in mesh):
             time.sleep(0.5)
         return 1

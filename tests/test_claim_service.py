@@ -174,3 +174,28 @@ async def test_a_crashed_holder_is_taken_over_after_its_lease(tmp_path):
 
 async def _never(*args, **kwargs):
     return False
+
+
+async def test_a_stale_view_of_a_finished_task_never_runs_it_again(tmp_path):
+    from bzzz.claim.task import parse_issue
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        marker = tmp_path / "runs"
+        doc = owner.post("/repos/owner/tasks/issues", json={
+            "title": "once", "body": body(f"echo run >> {marker}"), "labels": ["bzzz"]}).json()
+        stale = parse_issue("owner/tasks", doc)  # the view before anyone ran it
+        log_a, log_b = MemoryDecisionLog(), MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+            a = _service(gh, "a", tmp_path, log_a)
+            await nursery.start(a.run)
+            await _wait(lambda: any(e["type"] == "result" for e in log_a.entries), 15, "a done")
+            nursery.cancel_scope.cancel()
+        async with GitHubClient(hub.url, "t-bot") as gh:
+            b = _service(gh, "b", tmp_path, log_b)
+            from bzzz.claim.service import Running
+            b.running[stale.key] = Running(stale, 0.0)
+            await b._claim_and_run(stale)  # the lock is free again: only the fresh read stops it
+        assert marker.read_text().splitlines() == ["run"]
+        assert [e["type"] for e in log_b.entries] == ["claim_abandoned"]
+        assert log_b.entries[0]["reason"] == "already finished"
+        assert owner.get("/repos/owner/tasks/git/matching-refs/bzzz/claims/").json() == []

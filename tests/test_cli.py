@@ -78,13 +78,16 @@ def test_run_status_and_sigterm(tmp_path):
     assert any(line["msg"] == "signal received, shutting down" for line in lines)
 
 
-def test_demo_forms_a_mesh_and_exits(tmp_path):
-    r = bzzz("demo", "--agents", "3", "--exit", timeout=120)
+def test_demo_forms_a_mesh_runs_the_tasks_and_exits(tmp_path):
+    r = bzzz("demo", "--agents", "3", "--exit", timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Mesh formed" in r.stdout and "every agent sees the other 2" in r.stdout
     for i in (1, 2, 3):
         assert f"agent-{i} is up" in r.stdout
     assert r.stdout.count(" sees agent-") == 6
+    assert "Summary: 12 of 12 tasks finished (10 done, 2 failed)." in r.stdout
+    assert "duplicate claims: 0" in r.stdout
+    assert "Clean the build machine" in r.stdout  # the one the Guardian refuses
 
 
 def test_demo_rejects_bad_agent_count():

@@ -14,6 +14,18 @@ class IssueOps:
     def _path(self, number: int, tail: str = "") -> str:
         return f"/repos/{self.repo}/issues/{number}{tail}"
 
+    async def get(self, number: int) -> dict:
+        return (await self.gh.request("GET", self._path(number))).data
+
+    async def mark_claimed(self, number: int, fresh: dict, login: str, label: str) -> None:
+        """Assignee and claimed label in one PATCH, from a fresh read of the issue (PATCH
+        replaces both sets, so they are computed from what the issue has now)."""
+        assignees = [a["login"] for a in fresh.get("assignees") or [] if isinstance(a, dict)]
+        labels = [x["name"] for x in fresh.get("labels") or [] if isinstance(x, dict)]
+        await self.gh.request("PATCH", self._path(number), json={
+            "assignees": assignees + ([login] if login not in assignees else []),
+            "labels": labels + ([label] if label not in labels else [])})
+
     async def assign(self, number: int, login: str) -> None:
         # additive on GitHub, so repeating it is harmless
         await self.gh.request("POST", self._path(number, "/assignees"), retry=True,

@@ -28,7 +28,8 @@ from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .gitlock import ClaimLock, Held, Lost
 from .issues import IssueOps
 from .lease import renewal_due
-from .task import STATE_LABELS, PeerView, Task, choose
+from .task import (STATE_LABELS, PeerView, Task, TaskError, choose, ineligible_reason,
+                   parse_issue)
 
 log = logging.getLogger("bzzz.claim")
 
@@ -190,11 +191,23 @@ class ClaimService:
         held = outcome
         run = self.running[task.key]
         run.held, run.state = held, "claimed"
+        # Our view may be a poll behind: another node may have finished the task and
+        # released the lock since. Read the issue fresh before doing anything.
+        fresh = await ops.get(task.number)
+        try:
+            task = run.task = parse_issue(task.repo, fresh)
+            stale = ineligible_reason(task, list(self.capabilities()))
+        except TaskError as exc:
+            stale = f"malformed ({exc})"
+        if stale is not None:
+            self._decide("claim_abandoned", task, reason=stale)
+            await lock.release(held)
+            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
+            return
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires)
-        await ops.assign(task.number, self.s.login)
-        await ops.add_labels(task.number, [STATE_LABELS["claimed"]])
+        await ops.mark_claimed(task.number, fresh, self.s.login, STATE_LABELS["claimed"])
         await ops.comment_once(task.number,
                                report.claim_comment(self.s.node_id, self.s.peer_id, key))
         command = task.command
