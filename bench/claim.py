@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -33,8 +34,9 @@ from bzzz.decisions import MemoryDecisionLog  # noqa: E402
 sys.path.insert(0, str(ROOT / "bench"))
 from devhub import start_devhub  # noqa: E402
 
-SEED_EXTRA = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
-              "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+SEED_EXTRA = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}]
+              + [{"login": f"bot{i}", "token": f"t-bot{i}"} for i in range(10)],
+              "repos": [{"full_name": "owner/tasks", "push": ["bot"] + [f"bot{i}" for i in range(10)]}]}
 
 
 def emit(metric, value, unit, target, ok, **params) -> None:
@@ -57,11 +59,12 @@ def bot_requests(url: str) -> dict[str, int]:
     return httpx.get(url + "/_devhub/stats").json()["requests"].get("bot", {})
 
 
-def service(gh, node, tmp, poll, max_tasks=1) -> ClaimService:
-    return ClaimService(gh, ClaimSettings(["owner/tasks"], node, f"12D3KooW{node}", "bot",
+def service(gh, node, tmp, poll, max_tasks=1, login="bot", peers=()) -> ClaimService:
+    return ClaimService(gh, ClaimSettings(["owner/tasks"], node, f"12D3KooW{node}", login,
                                           max_tasks=max_tasks, poll_interval=poll,
                                           workroot=Path(tmp) / node, lease=60),
-                        MemoryDecisionLog(), capabilities=lambda: ["shell"])
+                        MemoryDecisionLog(), capabilities=lambda: ["shell"],
+                        peers=lambda: list(peers))
 
 
 async def finished(owner: httpx.Client, numbers: list[int]) -> bool:
@@ -123,8 +126,9 @@ async def issue_to_claim(url: str, tmp: str, poll: float, samples: int) -> None:
     async with GitHubClient(url, "t-bot") as gh, trio.open_nursery() as nursery:
         svc = service(gh, "watch", tmp, poll, max_tasks=4)
         await nursery.start(svc.run)
+        rng = random.Random(7)
         for i in range(samples):
-            await trio.sleep(poll * 0.37)  # file at varying phases of the poll cycle
+            await trio.sleep(rng.uniform(0, poll))  # a uniformly random phase of the cycle
             t0 = time.time()
             (n,) = await trio.to_thread.run_sync(file_tasks, owner, 1, f"lat{i}")
             with trio.fail_after(poll * 4 + 10):
@@ -147,8 +151,12 @@ async def issue_to_claim(url: str, tmp: str, poll: float, samples: int) -> None:
 async def mesh_throughput(url: str, tmp: str, agents: int, count: int) -> None:
     owner = seed(url)
     numbers = await trio.to_thread.run_sync(file_tasks, owner, count, "mesh")
-    clients = [GitHubClient(url, "t-bot") for _ in range(agents)]
-    services = [service(c, f"m{i}", tmp, 0.3, max_tasks=4) for i, c in enumerate(clients)]
+    from bzzz.claim.task import PeerView
+    clients = [GitHubClient(url, f"t-bot{i}") for i in range(agents)]  # a token per agent
+    views = [PeerView(f"12D3KooWm{i}", ("shell",), 0, 4) for i in range(agents)]
+    services = [service(c, f"m{i}", tmp, 0.3, max_tasks=4, login=f"bot{i}",
+                        peers=[v for j, v in enumerate(views) if j != i])
+                for i, c in enumerate(clients)]
     start = time.monotonic()
     async with trio.open_nursery() as nursery:
         for s in services:
@@ -180,7 +188,7 @@ async def main_async(quick: bool) -> None:
             elif part == "idle":
                 await idle_budget(url, tmp, 3 if quick else 30)
             elif part == "latency":
-                await issue_to_claim(url, tmp, 1.0 if quick else 5.0, 3 if quick else 10)
+                await issue_to_claim(url, tmp, 1.0 if quick else 5.0, 3 if quick else 20)
             else:
                 await mesh_throughput(url, tmp, 10, 20 if quick else 200)
         finally:

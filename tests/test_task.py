@@ -104,3 +104,14 @@ def test_ranking_is_a_total_order_consistent_with_priority(specs):
     order = ["critical", "high", "normal", "low"]
     keys = [(order.index(t.priority), t.created_at) for t in picked]
     assert keys == sorted(keys) and len(picked) == len(tasks)
+
+
+def test_with_peers_nodes_spread_over_equal_tasks_but_keep_priority_first():
+    tasks = [issue(n) for n in range(1, 41)] + [issue(99, ("bzzz", "priority:critical"))]
+    peers = [PeerView(f"12D3KooWp{i}", ("shell",), 0, 2) for i in range(9)]
+    picks = [choose(tasks, ["shell"], 0, 2, peers, node_id=f"node{i}").take for i in range(10)]
+    assert all(p[0].number == 99 for p in picks)  # the critical task first, everywhere
+    seconds = {p[1].number for p in picks}
+    assert len(seconds) >= 5  # spread over the window instead of all racing for #1
+    assert all(n <= 20 for n in seconds)  # only within the window of the oldest tasks
+    assert choose(tasks, ["shell"], 0, 2).take[1].number == 1  # no peers: strict order

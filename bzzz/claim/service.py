@@ -60,6 +60,7 @@ class Running:
     scope: trio.CancelScope | None = None
     held: Held | None = None
     stop_reason: str | None = None
+    verifying: bool = False
 
 
 class ClaimService:
@@ -140,11 +141,28 @@ class ClaimService:
         self._schedule()
 
     def _cancel_vanished(self, polled: set[str]) -> None:
+        """A running task missing from a poll may only have moved between pages while we
+        read them (they are sorted by update time): confirm with a direct read first."""
         for key, run in list(self.running.items()):
             if run.task.repo in polled and run.task.number not in self.feed.repos[run.task.repo].tasks:
-                if run.scope is not None and run.stop_reason is None:
-                    run.stop_reason = "the issue was closed or lost its bzzz label"
-                    run.scope.cancel()
+                if run.scope is not None and run.stop_reason is None and not run.verifying:
+                    run.verifying = True
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._confirm_vanished, run)
+
+    async def _confirm_vanished(self, run: Running) -> None:
+        try:
+            doc = await self.ops[run.task.repo].get(run.task.number)
+        except (GitHubError, Unavailable):
+            return  # cannot tell: keep running; the next poll asks again
+        finally:
+            run.verifying = False
+        labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+        if doc.get("state") != "open" or "bzzz" not in labels:
+            if run.scope is not None and run.stop_reason is None:
+                run.stop_reason = ("the issue was closed" if doc.get("state") != "open"
+                                   else "the bzzz label was removed")
+                run.scope.cancel()
 
     def _schedule(self) -> None:
         now = self.clock()
@@ -156,7 +174,7 @@ class ClaimService:
             candidates.append(task)
         choice = choose(candidates, list(self.capabilities()), len(self.running),
                         self.s.max_tasks, list(self.peers()), self.first_seen, now,
-                        self.s.defer_window)
+                        self.s.defer_window, self.s.node_id)
         for task in choice.take:
             self.running[task.key] = Running(task, now)
             self.on_load(len(self.running))

@@ -5,6 +5,11 @@ Ranking: priority label (critical > high > normal > low; normal when absent), th
 when it is open, labelled ``bzzz``, not a pull request, not already done or failed, and every ``needs:<capability>`` label is among the node's capabilities (``needs:ollama``
 is met by any ``ollama:<model>``; ``needs:ollama:llama3`` needs that model).
 
+With peers, a node picks its share from a window of the best tasks (``free slots x mesh
+size`` of them) in a per-node hashed order, so that agents spread over tasks instead of all
+racing for the first one; priority classes still go strictly first, and age order is relaxed
+only inside that window.
+
 A node may *defer* a task to a peer that announces it can run it with a strictly lower
 load, but only for ``defer_window`` seconds after it first saw the task: a task is never
 left untaken because everyone defers.
@@ -13,6 +18,7 @@ left untaken because everyone defers.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -158,13 +164,22 @@ class Choice:
 
 def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max_tasks: int,
            peers: Sequence[PeerView] = (), first_seen: Mapping[str, float] | None = None,
-           now: float = 0.0, defer_window: float = 10.0) -> Choice:
+           now: float = 0.0, defer_window: float = 10.0, node_id: str = "") -> Choice:
     """Which tasks to try to claim now, best first, and why the others are skipped."""
     choice = Choice()
     free = max(0, max_tasks - running)
     my_load = running / max_tasks if max_tasks else 1.0
     first_seen = first_seen or {}
-    for task in sorted(tasks, key=Task.rank_key):
+    ranked = sorted(tasks, key=Task.rank_key)
+    if peers and node_id:
+        eligible = [t for t in ranked if ineligible_reason(t, capabilities) is None]
+        window = {t.key for t in eligible[: free * (len(peers) + 1)]}
+        def spread(t: Task) -> tuple:
+            digest = hashlib.sha256(f"{node_id}/{t.key}".encode()).digest()[:8]
+            return (PRIORITIES.index(t.priority), 0, digest) if t.key in window else \
+                (PRIORITIES.index(t.priority), 1, t.rank_key())
+        ranked.sort(key=spread)
+    for task in ranked:
         reason = ineligible_reason(task, capabilities)
         if reason is None and free <= len(choice.take):
             reason = "at capacity"
