@@ -81,13 +81,9 @@ class ClaimLock:
         return reply.data["sha"]
 
     async def read(self, number: int) -> Current | None:
-        try:
-            ref = (await self.gh.request("GET", self._path(f"git/ref/bzzz/claims/{number}"))).data
-        except GitHubError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        sha = ref["object"]["sha"]
+        sha = await self.ref_sha(number)
+        if sha is None:
+            return None
         commit = (await self.gh.request("GET", self._path(f"git/commits/{sha}"))).data
         return Current(sha, parse_claim(commit.get("message", "")),
                        _unix(commit.get("committer", {}).get("date")))
