@@ -188,7 +188,7 @@ async def main_async(quick: bool) -> None:
             elif part == "idle":
                 await idle_budget(url, tmp, 3 if quick else 30)
             elif part == "latency":
-                await issue_to_claim(url, tmp, 1.0 if quick else 5.0, 3 if quick else 20)
+                await issue_to_claim(url, tmp, 1.0 if quick else 5.0, 3 if quick else 40)
             else:
                 await mesh_throughput(url, tmp, 10, 20 if quick else 200)
         finally:

@@ -109,8 +109,10 @@ class ClaimService:
             self._nursery = nursery
             task_status.started()
             while True:
+                # fixed-rate polling: the interval runs from the start of each tick
+                next_at = trio.current_time() + self.s.poll_interval
                 await self.tick()
-                with trio.move_on_after(self.s.poll_interval):
+                with trio.move_on_at(next_at):
                     await self.wake.wait()
                 self.wake = trio.Event()
 
