@@ -16,6 +16,7 @@ import trio
 
 from . import __version__, logs
 from .api import Api
+from .asgi import serve_app
 from .claim.github import GitHubClient, GitHubError
 from .claim.service import ClaimService, ClaimSettings
 from .claim.task import PeerView
@@ -89,6 +90,21 @@ class Agent:
         if psk is not None:
             logs.register_secret(psk.hex())
         self.token = _read_token(config)
+        self.webhook = None
+        if config.github.webhook_listen:
+            secret_file = config.github.webhook_secret_file
+            if secret_file is None:
+                raise AgentError("github.webhook_secret_file is required with github.webhook_listen")
+            try:
+                secret = secret_file.read_text().strip()
+            except OSError as exc:
+                raise AgentError(f"github.webhook_secret_file {secret_file}: {exc.strerror}") from None
+            if not secret:
+                raise AgentError(f"github.webhook_secret_file {secret_file}: empty")
+            logs.register_secret(secret)
+            from .claim.webhook import WebhookIntake
+            self.webhook = WebhookIntake(
+                secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
         self.decisions = JsonlDecisionLog(config.data_dir)
         self.claims: ClaimService | None = None
         self.metrics = Metrics()
@@ -148,7 +164,8 @@ class Agent:
         return {"enabled": True, "url": self.config.github.url, "repos": self.config.github.repos,
                 "login": c.s.login if c else None, "ok": c.github_ok if c else False,
                 "requests": c.gh.requests if c else 0,
-                "completed": len(c.completed) if c else 0}
+                "completed": len(c.completed) if c else 0,
+                "webhooks": dict(self.webhook.counts) if self.webhook else None}
 
     def _peer_views(self) -> list[PeerView]:
         return [PeerView(e.announcement.peer_id, e.announcement.capabilities,
@@ -202,6 +219,10 @@ class Agent:
             nursery.start_soon(_maintenance, self.maintenance_interval)
             if self.config.github.repos:
                 nursery.start_soon(self._run_claims)
+            if self.webhook is not None:
+                host, _, port = self.config.github.webhook_listen.rpartition(":")
+                await nursery.start(lambda task_status: serve_app(
+                    self.webhook, host.strip("[]"), int(port), task_status=task_status))
             log.info("agent started", extra={"peer": self.peer_id,
                                              "addrs": ",".join(self.node.addrs()),
                                              "api": ",".join(self.api.bound)})

@@ -60,6 +60,9 @@ class GitHubConfig(BaseModel):
     write_interval: float = Field(0.75, ge=0)
     lease: float = Field(60.0, ge=1)
     close_on_success: bool = False
+    # webhook intake (optional; polling stays the safety net): host:port and the secret
+    webhook_listen: str | None = None
+    webhook_secret_file: Path | None = None
 
     @field_validator("repos")
     @classmethod

@@ -119,3 +119,13 @@ def test_task_create_files_a_task_issue(tmp_path):
         denied = bzzz("task", "create", "--repo", "n8n/nope", "--title", "x",
                       env={"BZZZ_GITHUB__URL": hub.url, "GITHUB_TOKEN_FILE": str(tmp_path / "tok")})
         assert denied.returncode == 1 and "404" in denied.stderr
+
+
+def test_webhook_intake_needs_a_secret_and_repos_need_a_token(tmp_path):
+    r = bzzz("run", env={"BZZZ_DATA_DIR": str(tmp_path), "BZZZ_GITHUB__REPOS": "a/b"})
+    assert r.returncode == 2 and "token_file" in r.stderr and r.stderr.count("\n") == 1
+    (tmp_path / "tok").write_text("t\n")
+    r = bzzz("run", env={"BZZZ_DATA_DIR": str(tmp_path), "BZZZ_GITHUB__REPOS": "a/b",
+                         "GITHUB_TOKEN_FILE": str(tmp_path / "tok"),
+                         "BZZZ_GITHUB__WEBHOOK_LISTEN": "127.0.0.1:0"})
+    assert r.returncode == 2 and "webhook_secret_file" in r.stderr

@@ -98,6 +98,11 @@ class ClaimService:
             entry.update(repo=task.repo, issue=task.number)
         self.decisions.append(entry)
 
+    def on_webhook(self, event: str, repo: str, payload: dict) -> None:
+        """A verified delivery for one of our repositories: poll now instead of waiting."""
+        if repo.lower() in {r.lower() for r in self.s.repos}:
+            self.wake.set()
+
     def status(self) -> list[dict]:
         return [{"repo": r.task.repo, "issue": r.task.number, "state": r.state,
                  "since": round(r.since, 3)} for r in self.running.values()]

@@ -1,0 +1,97 @@
+"""The agent's webhook intake: GitHub's ``issues`` and ``issue_comment`` deliveries.
+
+A delivery is checked (``X-Hub-Signature-256``, HMAC-SHA256 of the raw body, compared in
+constant time), de-duplicated on ``X-GitHub-Delivery`` (GitHub reuses the id when it
+redelivers), answered at once (GitHub wants 2xx within 10 s), and turned into a wake-up of
+the claim service, which then polls that repository right away. Polling stays the safety net:
+a lost delivery only costs latency. Every refusal is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict, Counter
+from collections.abc import Callable
+
+from ..asgi import lifespan
+from ..devhub.webhooks import verify
+
+log = logging.getLogger("bzzz.webhook")
+MAX_BODY = 25 * 1024 * 1024
+SEEN_DELIVERIES = 10_000
+EVENTS = {"issues", "issue_comment", "ping"}
+
+
+class WebhookIntake:
+    def __init__(self, secret: str, on_event: Callable[[str, str, dict], None]) -> None:
+        self.secret = secret
+        self.on_event = on_event  # (event, repo full name, payload)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.counts: Counter[str] = Counter()
+
+    def _duplicate(self, delivery: str) -> bool:
+        if delivery in self._seen:
+            return True
+        self._seen[delivery] = None
+        if len(self._seen) > SEEN_DELIVERIES:
+            self._seen.popitem(last=False)
+        return False
+
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+        """Decide on one delivery: (HTTP status, short reason)."""
+        if not verify(self.secret, body, headers.get("x-hub-signature-256")):
+            self.counts["bad_signature"] += 1
+            return 401, "bad signature"
+        delivery = headers.get("x-github-delivery", "")
+        event = headers.get("x-github-event", "")
+        if not delivery:
+            self.counts["malformed"] += 1
+            return 400, "no delivery id"
+        if self._duplicate(delivery):
+            self.counts["duplicate"] += 1
+            return 200, "duplicate delivery ignored"
+        if event not in EVENTS:
+            self.counts["ignored_event"] += 1
+            return 202, f"event {event!r} ignored"
+        try:
+            payload = json.loads(body)
+            repo = payload["repository"]["full_name"]
+        except (ValueError, KeyError, TypeError):
+            self.counts["malformed"] += 1
+            return 400, "malformed payload"
+        self.counts["accepted"] += 1
+        if event != "ping":
+            self.on_event(event, repo, payload)
+        return 202, "queued"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        status, reason = 404, "not found"
+        if scope["method"] == "POST" and scope["path"] in ("/", "/webhook"):
+            body = b""
+            too_big = False
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if len(body) > MAX_BODY:
+                    too_big = True
+                    break
+                if not message.get("more_body"):
+                    break
+            if too_big:
+                self.counts["oversized"] += 1
+                status, reason = 413, "payload too large"
+            else:
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                           for k, v in scope["headers"]}
+                status, reason = self.handle(headers, body)
+        data = (json.dumps({"status": reason}) + "\n").encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
