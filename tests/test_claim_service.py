@@ -54,7 +54,7 @@ async def test_every_task_is_run_once_and_reported_once(tmp_path):
                 return len(done) == len(TASKS)
 
             with trio.fail_after(30):
-                while not finished():
+                while not finished() or any(s.running for s in services):
                     await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
 
@@ -125,6 +125,7 @@ async def test_closing_the_issue_stops_the_task_and_says_so(tmp_path):
             await _wait(lambda: any(e["type"] == "cancelled" for e in log.entries), 10,
                         "cancellation")
             assert trio.current_time() - start < 10
+            await _wait(lambda: not svc.running, 10, "the attempt reported and released")
             nursery.cancel_scope.cancel()
         import os
         try:
@@ -161,8 +162,8 @@ async def test_a_crashed_holder_is_taken_over_after_its_lease(tmp_path):
             async with trio.open_nursery() as nursery:
                 b = _service(gh, "b", tmp_path, log_b, lease=2.0, grace=0.5)
                 await nursery.start(b.run)
-                await _wait(lambda: any(e["type"] == "result" for e in log_b.entries), 20,
-                            "b takes over and completes")
+                await _wait(lambda: any(e["type"] == "result" for e in log_b.entries)
+                            and not b.running, 20, "b takes over, completes and reports")
                 nursery.cancel_scope.cancel()
         kinds = [e["type"] for e in log_b.entries]
         assert "contention_lost" in kinds or "taken_over" in kinds
@@ -188,7 +189,8 @@ async def test_a_stale_view_of_a_finished_task_never_runs_it_again(tmp_path):
         async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
             a = _service(gh, "a", tmp_path, log_a)
             await nursery.start(a.run)
-            await _wait(lambda: any(e["type"] == "result" for e in log_a.entries), 15, "a done")
+            await _wait(lambda: any(e["type"] == "result" for e in log_a.entries)
+                        and not a.running, 15, "a done, reported and released")
             nursery.cancel_scope.cancel()
         async with GitHubClient(hub.url, "t-bot") as gh:
             b = _service(gh, "b", tmp_path, log_b)
