@@ -49,9 +49,10 @@ def test_agents_complete_tasks_and_the_token_never_leaks(tmp_path):
                      what="all tasks done")
             status = httpx.get(f"http://127.0.0.1:{agents[0][1]}/api/v1/status").json()
             assert status["github"]["enabled"] and status["github"]["login"] == "bot"
-            total = sum(httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()["github"]
-                        ["completed"] for _, api in agents)
-            assert total == 4
+            def completed():
+                return sum(httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()["github"]
+                           ["completed"] for _, api in agents)
+            wait_for(lambda: completed() == 4, 30, what="both agents report 4 completed")
         finally:
             for proc, _ in agents:
                 proc.terminate()
