@@ -63,22 +63,27 @@ class AgentError(Exception):
     """A start-up problem, phrased as one line."""
 
 
+def _read_secret_file(path, field: str) -> str:
+    """A secret from a file (stripped, non-empty), registered so it never reaches a log."""
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise AgentError(f"{field} {path}: {exc.strerror}") from None
+    if not secret:
+        raise AgentError(f"{field} {path}: empty")
+    logs.register_secret(secret)
+    return secret
+
+
 def _read_token(config: Config) -> str | None:
-    """The GitHub token (registered as a secret so it can never reach a log line)."""
+    """The GitHub token, required when repositories are configured."""
     path = config.github.token_file
     if path is None:
         if config.github.repos:
             raise AgentError("github.token_file (or GITHUB_TOKEN_FILE) is required when "
                              "github.repos is set")
         return None
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise AgentError(f"github.token_file {path}: {exc.strerror}") from None
-    if not token:
-        raise AgentError(f"github.token_file {path}: empty")
-    logs.register_secret(token)
-    return token
+    return _read_secret_file(path, "github.token_file")
 
 
 class Agent:
@@ -95,13 +100,7 @@ class Agent:
             secret_file = config.github.webhook_secret_file
             if secret_file is None:
                 raise AgentError("github.webhook_secret_file is required with github.webhook_listen")
-            try:
-                secret = secret_file.read_text().strip()
-            except OSError as exc:
-                raise AgentError(f"github.webhook_secret_file {secret_file}: {exc.strerror}") from None
-            if not secret:
-                raise AgentError(f"github.webhook_secret_file {secret_file}: empty")
-            logs.register_secret(secret)
+            secret = _read_secret_file(secret_file, "github.webhook_secret_file")
             from .claim.webhook import WebhookIntake
             self.webhook = WebhookIntake(
                 secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
