@@ -21,6 +21,26 @@ async def lifespan(receive, send) -> None:
             return
 
 
+MAX_BODY = 25 * 1024 * 1024  # GitHub's own limit for webhook payloads
+
+
+async def read_body(receive, limit: int = MAX_BODY) -> bytes | None:
+    """The whole request body, or None once it grows past ``limit`` bytes."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return body
+
+
+def headers(scope) -> dict[str, str]:
+    """Request headers with lower-case names."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 async def serve_app(app, host: str, port: int, *, keep_alive: float = 5.0,
                     errorlog: logging.Logger | None = None,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -37,3 +37,17 @@ def test_secrets_are_redacted_in_json_and_text(caplog):
     for out in (as_json, as_text):
         assert token not in out and "[redacted]" in out
     assert json.loads(as_json)["node"] == "n1"
+
+
+async def test_read_body_joins_chunks_and_stops_past_the_limit():
+    from bzzz.asgi import read_body
+
+    def receiver(chunks):
+        messages = [{"body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+
+        async def receive():
+            return messages.pop(0)
+        return receive
+
+    assert await read_body(receiver([b"ab", b"cd", b"e"]), limit=5) == b"abcde"
+    assert await read_body(receiver([b"abc", b"def"]), limit=5) is None

@@ -14,11 +14,11 @@ import logging
 from collections import OrderedDict, Counter
 from collections.abc import Callable
 
-from ..asgi import lifespan
+from ..asgi import MAX_BODY, lifespan, read_body
+from ..asgi import headers as request_headers
 from ..devhub.webhooks import verify
 
 log = logging.getLogger("bzzz.webhook")
-MAX_BODY = 25 * 1024 * 1024
 SEEN_DELIVERIES = 10_000
 EVENTS = {"issues", "issue_comment", "ping"}
 
@@ -73,23 +73,12 @@ class WebhookIntake:
             return
         status, reason = 404, "not found"
         if scope["method"] == "POST" and scope["path"] in ("/", "/webhook"):
-            body = b""
-            too_big = False
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if len(body) > MAX_BODY:
-                    too_big = True
-                    break
-                if not message.get("more_body"):
-                    break
-            if too_big:
+            body = await read_body(receive, MAX_BODY)
+            if body is None:
                 self.counts["oversized"] += 1
                 status, reason = 413, "payload too large"
             else:
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                           for k, v in scope["headers"]}
-                status, reason = self.handle(headers, body)
+                status, reason = self.handle(request_headers(scope), body)
         data = (json.dumps({"status": reason}) + "\n").encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),

@@ -24,7 +24,8 @@ import logging
 
 import trio
 
-from ..asgi import lifespan
+from ..asgi import MAX_BODY, lifespan, read_body
+from ..asgi import headers as request_headers
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .render import Renderer
@@ -33,7 +34,6 @@ from .webhooks import Delivery, DeliveryLog, sign
 
 DOCS = "https://docs.github.com/rest"
 log = logging.getLogger("bzzz.devhub")
-MAX_BODY = 25 * 1024 * 1024
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
 
@@ -195,19 +195,14 @@ class DevHubApp:
             return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY:
-                await self._send(send, 413, {"message": "Payload too large"}, {})
-                return
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await read_body(receive, MAX_BODY)
+        if body is None:
+            await self._send(send, 413, {"message": "Payload too large"}, {})
+            return
         status, payload, extra = await self.handle(scope["method"], scope["path"],
                                                   scope.get("query_string", b"").decode(),
-                                                  headers, body, scope.get("client"))
+                                                  request_headers(scope), body,
+                                                  scope.get("client"))
         await self._send(send, status, payload, extra)
 
     @staticmethod
