@@ -124,7 +124,6 @@ class Hub:
         self.tokens: dict[str, str] = {}  # token -> login
         self.repos: dict[str, Repo] = {}  # lower-case full name -> repo
         self._ids = itertools.count(1)
-        self.version = 0  # bumped on every mutation (persistence, ETags)
         # What webhooks should announce: (repo key, event, action, issue number, extra).
         self.outbox: list[tuple[str, str, str, int, dict[str, Any]]] = []
 
@@ -132,9 +131,6 @@ class Hub:
 
     def new_id(self) -> int:
         return next(self._ids)
-
-    def touch(self) -> None:
-        self.version += 1
 
     def user(self, login: str) -> User:
         user = self.users.get(login)
@@ -161,7 +157,6 @@ class Hub:
             user = self.users[login] = User(login, self.new_id())
         if token:
             self.tokens[token] = login
-        self.touch()
         return user
 
     def add_repo(self, full_name: str, now: int, push: list[str] = (), read: list[str] = (),
@@ -182,7 +177,6 @@ class Hub:
         for login in read:
             self.add_user(login) if login not in self.users else None
             repo.read.add(login)
-        self.touch()
         return repo
 
     def seed(self, doc: dict[str, Any], now: int) -> None:
@@ -222,7 +216,6 @@ class Hub:
                            [{"resource": "Label", "code": "already_exists", "field": "name"}])
         label = Label(self.new_id(), name, color.lstrip("#") or DEFAULT_LABEL_COLOR, description)
         repo.labels[name.lower()] = label
-        self.touch()
         return label
 
     def _ensure_label(self, repo: Repo, name: str) -> Label:
@@ -272,7 +265,6 @@ class Hub:
                     issue.labels.append(label.name)
                     self._event(repo, issue, "labeled", actor, now, label=label.name)
             self._assign(repo, issue, _names(assignees, "assignees"), actor, now)
-        self.touch()
         return issue
 
     def update_issue(self, repo: Repo, number: int, actor: str, now: int,
@@ -320,7 +312,6 @@ class Hub:
                 self._event(repo, issue, "unassigned", actor, now, assignee=gone)
             self._assign(repo, issue, wanted, actor, now)
         issue.updated_at = now
-        self.touch()
         return issue
 
     def create_pull(self, repo: Repo, actor: str, now: int, title: Any, body: Any, head: str,
@@ -349,7 +340,6 @@ class Hub:
         if repo.can_push(actor):
             self._assign(repo, issue, _names(logins, "assignees"), actor, now)
             issue.updated_at = now
-            self.touch()
         return issue
 
     def remove_assignees(self, repo: Repo, number: int, actor: str, now: int,
@@ -361,7 +351,6 @@ class Hub:
                     issue.assignees.remove(login)
                     self._event(repo, issue, "unassigned", actor, now, assignee=login)
             issue.updated_at = now
-            self.touch()
         return issue
 
     # ------------------------------------------------------------ issue labels
@@ -375,11 +364,10 @@ class Hub:
                 issue.labels.append(label.name)
                 self._event(repo, issue, "labeled", actor, now, label=label.name)
         issue.updated_at = now
-        self.touch()
         return issue
 
     def set_labels(self, repo: Repo, number: int, actor: str, now: int, names: Any,
-                   touch: bool = True) -> Issue:
+                   touch: bool = True) -> Issue:  # touch: set updated_at
         self._require_push(repo, actor)
         issue = self.issue(repo, number)
         wanted = [self._ensure_label(repo, n).name for n in _names(names, "labels")]
@@ -392,7 +380,6 @@ class Hub:
                 self._event(repo, issue, "labeled", actor, now, label=name)
         if touch:
             issue.updated_at = now
-            self.touch()
         return issue
 
     def remove_label(self, repo: Repo, number: int, actor: str, now: int, name: str) -> Issue:
@@ -404,7 +391,6 @@ class Hub:
         issue.labels.remove(match)
         self._event(repo, issue, "unlabeled", actor, now, label=match)
         issue.updated_at = now
-        self.touch()
         return issue
 
     # ------------------------------------------------------------ comments
@@ -422,7 +408,6 @@ class Hub:
                        {"sender": actor, "comment": comment.id})
         issue.comments += 1
         issue.updated_at = now
-        self.touch()
         return comment
 
     def comment(self, repo: Repo, comment_id: int) -> Comment:
@@ -441,7 +426,6 @@ class Hub:
         comment.body, comment.updated_at = body, now
         self._announce(repo, "issue_comment", "edited", comment.issue,
                        {"sender": actor, "comment": comment.id})
-        self.touch()
         return comment
 
     # ------------------------------------------------------------ webhooks
@@ -463,14 +447,12 @@ class Hub:
                     "secret": config.get("secret"), "insecure_ssl": str(config.get("insecure_ssl", "0"))},
                 "created_at": now, "updated_at": now}
         repo.hooks[hook["id"]] = hook
-        self.touch()
         return hook
 
     def delete_hook(self, repo: Repo, actor: str, hook_id: int) -> None:
         self._require_push(repo, actor)
         if repo.hooks.pop(hook_id, None) is None:
             raise not_found()
-        self.touch()
 
     # ------------------------------------------------------------ helpers
 
