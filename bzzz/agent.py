@@ -122,9 +122,12 @@ class Agent:
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
                                   "Pubsub messages whose signature did not verify",
                                   lambda: self.node.security_stats.pubsub_bad_signature)
+        self.metrics.counter_from("bzzz_dials", "Outgoing dial attempts",
+                                  lambda: self.node.dial_attempts)
+        self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
+                                  lambda: self.node.dial_failures)
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set)
         self.maintenance_interval = MAINTENANCE_INTERVAL
-        self.ready = trio.Event()
         self.started_at = time.time()
 
     # ---------------------------------------------------------------- observability
@@ -225,7 +228,6 @@ class Agent:
             log.info("agent started", extra={"peer": self.peer_id,
                                              "addrs": ",".join(self.node.addrs()),
                                              "api": ",".join(self.api.bound)})
-            self.ready.set()
             task_status.started(self)
             if handle_signals:
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

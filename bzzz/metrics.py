@@ -41,7 +41,6 @@ class Metrics:
         self.pnet_rejected = Counter("bzzz_pnet_rejected",
                                      "Connections refused by the private network",
                                      ["reason"], registry=r)
-        self.dials = Counter("bzzz_dials", "Outgoing dial attempts", ["result"], registry=r)
         self.announce_latency = Histogram(
             "bzzz_announcement_age_seconds", "Age of capability announcements on arrival",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

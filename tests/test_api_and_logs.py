@@ -20,6 +20,7 @@ async def test_endpoints(tmp_path, nursery):
                  if line and not line.startswith("#")}
         assert names and all(n.startswith("bzzz_") for n in names)
         assert "bzzz_pubsub_bad_signatures_total" in names
+        assert {"bzzz_dials_total", "bzzz_dial_failures_total"} <= names
         status = (await client.get("/api/v1/status")).json()
         assert status["peer_id"] == agent.peer_id
         assert (await client.get("/nope")).status_code == 404

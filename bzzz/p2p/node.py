@@ -148,7 +148,6 @@ class P2PNode:
         self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
         self.plan = DialPlan(self.peer_id)
         self._clock = clock
-        self._handlers: dict[str, Handler] = {}
         self._wake = trio.Event()
         self._events_send, self._events_recv = trio.open_memory_channel(1024)
         self._sightings_send, self._sightings_recv = trio.open_memory_channel(256)
@@ -169,7 +168,6 @@ class P2PNode:
 
     def on_message(self, topic: str, handler: Handler) -> None:
         """Register the handler for a topic: called with (signer peer id, data)."""
-        self._handlers[topic] = handler
 
         def validator(forwarder: ID, msg) -> bool:
             try:
