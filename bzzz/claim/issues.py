@@ -26,15 +26,6 @@ class IssueOps:
             "assignees": assignees + ([login] if login not in assignees else []),
             "labels": labels + ([label] if label not in labels else [])})
 
-    async def assign(self, number: int, login: str) -> None:
-        # additive on GitHub, so repeating it is harmless
-        await self.gh.request("POST", self._path(number, "/assignees"), retry=True,
-                              json={"assignees": [login]})
-
-    async def add_labels(self, number: int, labels: list[str]) -> None:
-        await self.gh.request("POST", self._path(number, "/labels"), retry=True,
-                              json={"labels": labels})
-
     async def set_labels(self, number: int, labels: list[str]) -> None:
         await self.gh.request("PUT", self._path(number, "/labels"), json={"labels": labels})
 
