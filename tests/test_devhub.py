@@ -1,7 +1,6 @@
 """devhub conformance: GitHub's behaviour (shared/FACTS.md) through PyGithub and raw httpx."""
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -14,7 +14,6 @@ from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTr
 from libp2p.security.secio import transport as secio
 from multiaddr import Multiaddr
 
-from bzzz.p2p import envelope
 from bzzz.p2p.host import KAD_PROTOCOL
 from bzzz.p2p.mesh import TOPIC_CAPABILITIES
 
