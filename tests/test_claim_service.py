@@ -201,3 +201,68 @@ async def test_a_stale_view_of_a_finished_task_never_runs_it_again(tmp_path):
         assert [e["type"] for e in log_b.entries] == ["claim_abandoned"]
         assert log_b.entries[0]["reason"] == "already finished"
         assert owner.get("/repos/owner/tasks/git/matching-refs/bzzz/claims/").json() == []
+
+
+async def test_a_github_outage_delays_the_report_and_never_loses_or_doubles_it(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        go = tmp_path / "go"
+        cmd = f"while [ ! -e {go} ]; do sleep 0.05; done; echo finished-in-the-outage"
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "t", "body": body(cmd), "labels": ["bzzz"]}).json()["number"]
+        log = MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot", backoff=0.05, max_backoff=0.2) as gh, \
+                trio.open_nursery() as nursery:
+            # a lease long enough to outlast the outage: nobody may take the task meanwhile
+            svc = _service(gh, "a", tmp_path, log, lease=30.0, report_retry_max=0.3)
+            await nursery.start(svc.run)
+            await _wait(lambda: svc.status() and svc.status()[0]["state"] == "running", 15,
+                        "the task runs")
+            owner.post("/_devhub/faults", json={"pattern": "^(GET|POST|PATCH|PUT|DELETE) /repos/",
+                                                "error_rate": 1.0, "error_status": 502})
+            go.touch()  # the task ends while GitHub is down
+            await _wait(lambda: svc.report_retries >= 3, 20, "reporting waits for GitHub")
+            assert svc.running and not svc.completed  # still held, nothing dropped
+            owner.delete("/_devhub/faults")
+            await _wait(lambda: not svc.running, 20, "reported and released after the outage")
+            nursery.cancel_scope.cancel()
+        comments = owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
+        results = [c for c in comments if "<!-- bzzz:result:" in c["body"]]
+        assert len(results) == 1 and "finished-in-the-outage" in results[0]["body"]
+        assert len([c for c in comments if "<!-- bzzz:claim:" in c["body"]]) == 1
+        issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()
+        assert "bzzz:done" in {l["name"] for l in issue["labels"]}
+        assert owner.get("/repos/owner/tasks/git/matching-refs/bzzz/claims/").json() == []
+        assert [e["type"] for e in log.entries].count("reported") == 1
+
+
+async def test_uncertain_comment_posts_are_checked_before_posting_again(tmp_path):
+    """A POST that landed but whose answer was lost (a 502 after the write) is found by its
+    marker on the retry: one comment, however many times GitHub failed to answer."""
+    from bzzz.claim import report
+    from bzzz.claim.github import Unavailable
+    from bzzz.claim.issues import IssueOps
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        n = owner.post("/repos/owner/tasks/issues", json={"title": "t"}).json()["number"]
+        async with GitHubClient(hub.url, "t-bot", backoff=0.01, max_backoff=0.02) as gh:
+            ops = IssueOps(gh, "owner/tasks")
+            real = gh.request
+            lost = {"left": 4}
+
+            async def lossy(method, path, **kw):
+                reply = await real(method, path, **kw)
+                if lost["left"] > 0:  # the write happened, the answer is lost
+                    lost["left"] -= 1
+                    raise Unavailable(502, "Bad Gateway", method, path)
+                return reply
+
+            gh.request = lossy
+            c = report.result_comment("a:1", "a", "succeeded", 1.0, 0, "out", False)
+            try:
+                await ops.comment_once(n, c, attempts=2)
+            except Unavailable:
+                pass  # the caller retries later (the service's _durably)
+            await ops.comment_once(n, c)
+        bodies = [x["body"] for x in owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()]
+        assert len(bodies) == 1 and "<!-- bzzz:result:a:1 -->" in bodies[0]

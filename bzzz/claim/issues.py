@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .github import GitHubClient, GitHubError, Unavailable
+from .github import GitHubClient, Unavailable
 from .report import Comment, find_markers
 
 
@@ -10,6 +10,7 @@ class IssueOps:
     def __init__(self, client: GitHubClient, repo: str) -> None:
         self.gh = client
         self.repo = repo
+        self._uncertain: set[tuple[int, str, str]] = set()  # comments whose POST may have landed
 
     def _path(self, number: int, tail: str = "") -> str:
         return f"/repos/{self.repo}/issues/{number}{tail}"
@@ -45,17 +46,23 @@ class IssueOps:
             page += 1
         return False
 
-    async def comment_once(self, number: int, comment: Comment, attempts: int = 3) -> bool:
-        """Post a comment exactly once: after an uncertain attempt, look for its marker first.
-        True if it is on the issue."""
+    async def comment_once(self, number: int, comment: Comment, attempts: int = 3) -> None:
+        """Post a comment exactly once. After an uncertain attempt (5xx, timeout) the marker is
+        looked for before any new POST, across calls too: a caller that retries after
+        :class:`Unavailable` never duplicates the comment. Raises Unavailable when GitHub did
+        not answer ``attempts`` times."""
+        mark = (number, comment.kind, comment.key)
         for _ in range(attempts):
             try:
+                if mark in self._uncertain:
+                    if await self._has_marker(number, comment):
+                        self._uncertain.discard(mark)
+                        return
                 await self.gh.request("POST", self._path(number, "/comments"), retry=False,
                                       json={"body": comment.body})
-                return True
+                self._uncertain.discard(mark)
+                return
             except Unavailable:
-                if await self._has_marker(number, comment):
-                    return True
-            except GitHubError:
-                raise
-        return False
+                self._uncertain.add(mark)
+        raise Unavailable(0, f"comment not posted after {attempts} attempts", "POST",
+                          self._path(number, "/comments"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from .task import (STATE_LABELS, PeerView, Task, TaskError, choose, ineligible_r
                    parse_issue)
 
 log = logging.getLogger("bzzz.claim")
+SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ClaimSettings:
     workroot: Path = Path("./data/work")
     defer_window: float = 10.0
     retry_after_failure: float = 30.0
+    report_retry_max: float = 30.0  # longest wait between report attempts during an outage
 
 
 @dataclass
@@ -86,6 +88,7 @@ class ClaimService:
         self.first_seen: dict[str, float] = {}
         self.completed: list[dict] = []
         self.paused_until = 0.0
+        self.report_retries = 0
         self.github_ok = True
         self.wake = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -202,7 +205,7 @@ class ClaimService:
             self.on_load(len(self.running))
 
     async def _claim_and_run(self, task: Task) -> None:
-        lock, ops = self.locks[task.repo], self.ops[task.repo]
+        lock = self.locks[task.repo]
         outcome = await lock.acquire(task.number,
                                      probe_first=STATE_LABELS["claimed"] in task.labels)
         if isinstance(outcome, Lost):
@@ -213,12 +216,34 @@ class ClaimService:
             self.not_before[task.key] = (holder.lease_expires if holder
                                          else self.clock() + self.s.lease)
             return
-        held = outcome
         run = self.running[task.key]
-        run.held, run.state = held, "claimed"
+        run.held, run.state = outcome, "claimed"
+        try:
+            async with trio.open_nursery() as keeper:
+                # the lease is kept from the claim until the result is reported, so a GitHub
+                # outage delays the work but never hands the task to someone else meanwhile
+                keeper.start_soon(self._keep_lease, run)
+                await self._holding(run)
+                keeper.cancel_scope.cancel()
+        finally:
+            if run.held is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                    await lock.release(run.held)
+
+    async def _holding(self, run: Running) -> None:
+        """Everything done while holding the claim; every GitHub step waits out an outage."""
+        task, ops = run.task, self.ops[run.task.repo]
+        held = run.held
+        assert held is not None
         # Our view may be a poll behind: another node may have finished the task and
         # released the lock since. Read the issue fresh before doing anything.
-        fresh = await ops.get(task.number)
+        fresh: dict = {}
+
+        async def read() -> None:
+            fresh.update(await ops.get(task.number))
+
+        if not await self._durably(run, "read", read):
+            return
         try:
             task = run.task = parse_issue(task.repo, fresh)
             stale = ineligible_reason(task, list(self.capabilities()))
@@ -226,21 +251,23 @@ class ClaimService:
             stale = f"malformed ({exc})"
         if stale is not None:
             self._decide("claim_abandoned", task, reason=stale)
-            await lock.release(held)
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             return
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires)
-        await ops.mark_claimed(task.number, fresh, self.s.login, STATE_LABELS["claimed"])
-        await ops.comment_once(task.number,
-                               report.claim_comment(self.s.node_id, self.s.peer_id, key))
+        if not (await self._durably(run, "mark", lambda: ops.mark_claimed(
+                    task.number, fresh, self.s.login, STATE_LABELS["claimed"]))
+                and await self._durably(run, "claim comment", lambda: ops.comment_once(
+                    task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key)))):
+            return
         command = task.command
         if command is None:
-            await ops.comment_once(task.number, report.no_command_comment(key, self.s.node_id))
-            await self._finish_labels(task, STATE_LABELS["needs-input"])
             self._decide("needs_input", task)
-            await lock.release(run.held)
+            if await self._durably(run, "comment", lambda: ops.comment_once(
+                    task.number, report.no_command_comment(key, self.s.node_id))):
+                await self._durably(run, "labels", lambda: self._finish_labels(
+                    task, STATE_LABELS["needs-input"]))
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             return
         run.state = "running"
@@ -248,12 +275,14 @@ class ClaimService:
         result = None
         with trio.CancelScope() as scope:
             run.scope = scope
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keep_lease, run)
-                result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
-                                         policy=self.s.policy)
-                nursery.cancel_scope.cancel()
-        await self._report(task, run, key, result)
+            result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
+                                     policy=self.s.policy)
+        run.scope = None
+        run.state = "reporting"
+        if result is None:
+            await self._report_cancelled(task, run, key)
+        else:
+            await self._report(task, run, key, result)
 
     async def _keep_lease(self, run: Running) -> None:
         lock = self.locks[run.task.repo]
@@ -284,34 +313,70 @@ class ClaimService:
         labels = sorted((task.labels - {STATE_LABELS["claimed"]}) | {state_label})
         await self.ops[task.repo].set_labels(task.number, labels)
 
+    async def _durably(self, run: Running, what: str, step: Callable[[], Awaitable[object]]) -> bool:
+        """Run one reporting step until GitHub answers: an outage delays a report, it never
+        loses it (the lease is renewed meanwhile). False if the step cannot succeed (a 4xx)
+        or our claim was lost while waiting (its new holder reports instead)."""
+        delay, error = 1.0, ""
+        while run.held is not None:
+            try:
+                await step()
+                return True
+            except RateLimited as exc:
+                wait, error = max(1.0, exc.reset - self.clock()), str(exc)
+            except Unavailable as exc:
+                wait, delay = delay, min(delay * 2, self.s.report_retry_max)
+                error = str(exc)
+            except GitHubError as exc:
+                self._decide("report_failed", run.task, step=what, error=str(exc))
+                log.error("could not report", extra={"task": run.task.key, "step": what,
+                                                     "error": str(exc)})
+                return False
+            else:
+                continue
+            self.report_retries += 1
+            log.warning("reporting waits for GitHub", extra={
+                "task": run.task.key, "step": what, "error": error, "retry_in": round(wait, 1)})
+            await trio.sleep(wait)
+        self._decide("report_dropped", run.task, step=what, reason="lease lost")
+        return False
+
+    async def _report_cancelled(self, task: Task, run: Running, key: str) -> None:
+        """The process tree is already stopped. On shutdown the comment gets a short shielded
+        window; the lock is released by the caller so a peer can take the task at once."""
+        why = run.stop_reason or "the agent is shutting down"
+        self._decide("cancelled", task, reason=why)
+        if run.held is not None or "lease" in why:
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                try:
+                    await self.ops[task.repo].comment_once(
+                        task.number, report.cancelled_comment(key, self.s.node_id, why))
+                except GitHubError as exc:
+                    log.warning("could not say the task was cancelled",
+                                extra={"task": task.key, "error": str(exc)})
+        self.completed.append({"task": task.key, "status": "cancelled", "node": self.s.node_id})
+
     async def _report(self, task: Task, run: Running, key: str, result) -> None:
         ops = self.ops[task.repo]
-        if result is None:  # cancelled: the process tree is already stopped
-            why = run.stop_reason or "the agent is shutting down"
-            self._decide("cancelled", task, reason=why)
-            if run.held is not None or "lease" in why:
-                with trio.move_on_after(30):
-                    await ops.comment_once(task.number, report.cancelled_comment(key, self.s.node_id, why))
-            if run.held is not None:
-                await self.locks[task.repo].release(run.held)
-            self.completed.append({"task": task.key, "status": "cancelled", "node": self.s.node_id})
-            return
         if result.status == "refused":
             reasons = result.verdict.reasons if result.verdict else ["refused"]
             self._decide("guardian_refused", task, reasons=reasons)
-            await ops.comment_once(task.number, report.refusal_comment(key, self.s.node_id, reasons))
+            comment = report.refusal_comment(key, self.s.node_id, reasons)
             status_label = STATE_LABELS["failed"]
         else:
             self._decide("result", task, status=result.status, exit_code=result.exit_code,
                          duration=result.duration, output_bytes=result.output_bytes)
-            await ops.comment_once(task.number, report.result_comment(
+            comment = report.result_comment(
                 key, self.s.node_id, result.status, result.duration, result.exit_code,
-                result.output, result.truncated))
+                result.output, result.truncated)
             status_label = STATE_LABELS["done"] if result.status == "succeeded" else STATE_LABELS["failed"]
-        await self._finish_labels(task, status_label)
+        # the comment first: a state label without its result comment would be a lie
+        if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
+            return
+        if not await self._durably(run, "labels", lambda: self._finish_labels(task, status_label)):
+            return
         if result.status == "succeeded" and self.s.close_on_success:
-            await ops.close(task.number)
-        if run.held is not None:
-            await self.locks[task.repo].release(run.held)
+            await self._durably(run, "close", lambda: ops.close(task.number))
+        self._decide("reported", task, status=result.status)
         self.completed.append({"task": task.key, "status": result.status,
                                "node": self.s.node_id, "duration": result.duration})
