@@ -23,6 +23,7 @@ from .claim.task import PeerView
 from .config import Config
 from .decisions import JsonlDecisionLog
 from .exec.guardian import Policy
+from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
@@ -86,6 +87,23 @@ def _read_token(config: Config) -> str | None:
     return _read_secret_file(path, "github.token_file")
 
 
+def _task_user(config: Config) -> RunAs | None:
+    """Who tasks run as (see exec/shell.py), checked at start: the user must exist and be
+    able to reach the workspace directory."""
+    try:
+        user = task_identity(config.task_user)
+    except TaskUserError as exc:
+        raise AgentError(str(exc)) from None
+    if user is not None and config.github.repos:
+        root = config.workspace_dir or config.data_dir / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        blocked = reachable_by(root, user)
+        if blocked is not None:
+            raise AgentError(f"tasks run as {user.name}, who cannot enter {blocked}: set "
+                             "workspace_dir to a directory that user can reach, or task_user")
+    return user
+
+
 class Agent:
     def __init__(self, config: Config, identity: Identity | None = None) -> None:
         self.config = config
@@ -104,6 +122,7 @@ class Agent:
             from .claim.webhook import WebhookIntake
             self.webhook = WebhookIntake(
                 secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
+        self.task_user = _task_user(config)
         self.decisions = JsonlDecisionLog(config.data_dir)
         self.claims: ClaimService | None = None
         self.metrics = Metrics()
@@ -193,13 +212,16 @@ class Agent:
             repos=cfg.github.repos, node_id=cfg.node_id, peer_id=self.peer_id, login=login,
             max_tasks=cfg.max_tasks, poll_interval=cfg.github.poll_interval,
             lease=cfg.github.lease, exec_timeout=cfg.exec_timeout,
+            claim_mode=cfg.github.claim_mode, settle=cfg.github.settle,
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
-            workroot=cfg.workspace_dir or cfg.data_dir / "work")
+            workroot=cfg.workspace_dir or cfg.data_dir / "work", user=self.task_user)
         self.claims = ClaimService(gh, settings, self.decisions,
                                    capabilities=lambda: self.capabilities,
                                    peers=self._peer_views, on_load=self.mesh.set_load)
-        log.info("taking tasks", extra={"repos": ",".join(cfg.github.repos), "login": login})
+        log.info("taking tasks", extra={
+            "repos": ",".join(cfg.github.repos), "login": login,
+            "task_user": self.task_user.name if self.task_user else "(the agent's)"})
         try:
             await self.claims.run()
         finally:

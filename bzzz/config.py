@@ -12,7 +12,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -59,6 +59,10 @@ class GitHubConfig(BaseModel):
     # seconds between content-creating requests per token (GitHub: ~80 a minute at most)
     write_interval: float = Field(0.75, ge=0)
     lease: float = Field(60.0, ge=1)
+    # "ref": the git-ref lock (needs contents write); "assign": a weaker lock from
+    # assignment alone, for issues-only tokens, one login per agent (see the README)
+    claim_mode: Literal["ref", "assign"] = "ref"
+    settle: float = Field(2.0, gt=0, le=60)
     close_on_success: bool = False
     # webhook intake (optional; polling stays the safety net): host:port and the secret
     webhook_listen: str | None = None
@@ -94,6 +98,8 @@ class Config(BaseModel):
     # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
+    # tasks of an agent running as root run as this user (default nobody); "root" opts out
+    task_user: str | None = None
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)

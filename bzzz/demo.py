@@ -95,6 +95,8 @@ class _Agent:
             "BZZZ_DETECT_CAPABILITIES": "off", "BZZZ_LOG_FORMAT": "text",
             "BZZZ_MAX_TASKS": "2", **github,
         })
+        if "BZZZ_WORKSPACE_DIR" in github:
+            env["BZZZ_WORKSPACE_DIR"] = str(Path(github["BZZZ_WORKSPACE_DIR"]) / self.name)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
                                          stdout=log, stderr=subprocess.STDOUT,
@@ -167,9 +169,14 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     root = Path(tempfile.mkdtemp(prefix="bzzz-demo-"))
     (root / "token").write_text(BOT_TOKEN + "\n")
+    # tasks of agents started as root run as an unprivileged user (exec/shell.py), who
+    # must reach the workspaces but never the data (keys, token): a separate directory
+    work = Path(tempfile.mkdtemp(prefix="bzzz-demo-work-"))
+    work.chmod(0o755)
     github = {"BZZZ_GITHUB__URL": hub.url, "BZZZ_GITHUB__REPOS": REPO,
               "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
-              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30"}
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30",
+              "BZZZ_WORKSPACE_DIR": str(work)}
     mesh = [_Agent(i, root) for i in range(agents)]
     names = {a.peer_id: a.name for a in mesh}
     say(f"Bzzz demo: devhub at {hub.url}, repository {REPO}, {agents} agents "

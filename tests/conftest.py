@@ -25,3 +25,15 @@ def lab():
         # On failure, show what the agents said.
         for agent in the_lab.agents:
             print(f"--- {agent.name} log tail ---\n{agent.log_tail(30)}")
+
+
+@pytest.fixture
+def workdir():
+    """A workspace root that an agent running as root can hand to its task user (pytest's
+    own temporary directories are private to root)."""
+    import shutil
+    import tempfile
+    path = tempfile.mkdtemp(prefix="bzzz-test-work-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

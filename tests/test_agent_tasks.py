@@ -11,13 +11,14 @@ import httpx
 from bzzz.devhub import DevHubThread
 from bzzz.testing.netns import wait_for
 
+from .conftest import require
 from .helpers import free_port
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
 
 
-def start_agent(tmp_path, name, hub, **env):
+def start_agent(tmp_path, name, hub, workdir, **env):
     (tmp_path / "token").write_text("t-bot\n")
     api = free_port()
     e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
@@ -26,7 +27,7 @@ def start_agent(tmp_path, name, hub, **env):
               "BZZZ_MDNS": "off", "BZZZ_GITHUB__URL": hub.url,
               "BZZZ_GITHUB__REPOS": "owner/tasks", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
               "BZZZ_GITHUB__WRITE_INTERVAL": "0", "GITHUB_TOKEN_FILE": str(tmp_path / "token"),
-              **env})
+              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, name), **env})
     log = open(tmp_path / f"{name}.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=e, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -37,13 +38,13 @@ def labels(owner, n):
     return {l["name"] for l in owner.get(f"/repos/owner/tasks/issues/{n}").json()["labels"]}
 
 
-def test_agents_complete_tasks_and_the_token_never_leaks(tmp_path):
+def test_agents_complete_tasks_and_the_token_never_leaks(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         numbers = [owner.post("/repos/owner/tasks/issues", json={
             "title": f"t{i}", "body": f"```bzzz\necho task-{i}\n```", "labels": ["bzzz"]}
         ).json()["number"] for i in range(4)]
-        agents = [start_agent(tmp_path, f"a{i}", hub, BZZZ_MAX_TASKS="2") for i in range(2)]
+        agents = [start_agent(tmp_path, f"a{i}", hub, workdir, BZZZ_MAX_TASKS="2") for i in range(2)]
         try:
             wait_for(lambda: all("bzzz:done" in labels(owner, n) for n in numbers), 60,
                      what="all tasks done")
@@ -65,20 +66,20 @@ def test_agents_complete_tasks_and_the_token_never_leaks(tmp_path):
             assert all("type" in d and "ts" in d for d in decisions)
 
 
-def test_kill_9_of_the_holder_then_takeover_after_the_lease(tmp_path):
+def test_kill_9_of_the_holder_then_takeover_after_the_lease(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         n = owner.post("/repos/owner/tasks/issues", json={
             "title": "long", "body": "```bzzz\nsleep 300\n```", "labels": ["bzzz"]}).json()["number"]
         lease = {"BZZZ_GITHUB__LEASE": "3"}
-        a, _ = start_agent(tmp_path, "a", hub, **lease)
+        a, _ = start_agent(tmp_path, "a", hub, workdir, **lease)
         try:
             wait_for(lambda: "bzzz:claimed" in labels(owner, n), 30, what="a claims")
         finally:
             a.send_signal(signal.SIGKILL)
             a.wait(10)
         owner.patch(f"/repos/owner/tasks/issues/{n}", json={"body": "```bzzz\necho rescued\n```"})
-        b, _ = start_agent(tmp_path, "b", hub, **lease)
+        b, _ = start_agent(tmp_path, "b", hub, workdir, **lease)
         try:
             wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what="b takes over")
         finally:
@@ -90,3 +91,45 @@ def test_kill_9_of_the_holder_then_takeover_after_the_lease(tmp_path):
         assert any("rescued" in c and "succeeded" in c for c in comments)
         decisions = (tmp_path / "b" / "decisions.jsonl").read_text()
         assert '"taken_over"' in decisions
+
+
+def test_an_agent_running_as_root_runs_tasks_unprivileged(tmp_path, workdir):
+    require(os.geteuid() == 0, "needs root (the agent drops privileges for its tasks)")
+    import pwd
+    nobody = pwd.getpwnam("nobody").pw_uid
+    key = tmp_path / "a" / "identity.key"
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        # a hostile task goes for the agent's key and token; it must not get them
+        cmd = f"id -u; cat {key} {tmp_path / 'token'} || echo no-secrets-for-me"
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "who", "body": f"```bzzz\n{cmd}\n```", "labels": ["bzzz"]}).json()["number"]
+        a, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: labels(owner, n) & {"bzzz:done", "bzzz:failed"}, 60, what="ran")
+        finally:
+            a.terminate()
+            a.wait(15)
+        result = [c["body"] for c in owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
+                  if "<!-- bzzz:result:" in c["body"]][0]
+        assert f"\n{nobody}\n" in result and "no-secrets-for-me" in result
+        assert "t-bot" not in result
+
+
+def test_a_workspace_the_task_user_cannot_reach_is_refused_at_start(tmp_path):
+    require(os.geteuid() == 0, "needs root (the agent drops privileges for its tasks)")
+    (tmp_path / "token").write_text("t-bot\n")
+    os.chmod(tmp_path, 0o700)
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_DATA_DIR": str(tmp_path / "a"), "BZZZ_GITHUB__URL": "http://127.0.0.1:9",
+              "BZZZ_GITHUB__REPOS": "owner/tasks", "GITHUB_TOKEN_FILE": str(tmp_path / "token"),
+              "BZZZ_API_LISTEN": f"127.0.0.1:{free_port()}", "BZZZ_MDNS": "off"})
+    r = subprocess.run([sys.executable, "-m", "bzzz", "run"], env=e, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    # names the first directory on the way that the task user cannot enter
+    assert "nobody" in r.stderr and "cannot enter /tmp/" in r.stderr and "workspace_dir" in r.stderr
+    e["BZZZ_TASK_USER"] = "no-such-user-here"
+    r = subprocess.run([sys.executable, "-m", "bzzz", "run"], env=e, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "no-such-user-here" in r.stderr

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import httpx
 
 from bzzz.devhub import DevHubThread
@@ -18,14 +20,18 @@ SEED = {"users": [{"login": "owner", "token": "t-owner"}]
         "repos": [{"full_name": "owner/tasks", "push": [f"bot{i}" for i in range(AGENTS)]}]}
 
 
-def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path):
+def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path, workdir):
     from bzzz.identity import load_or_create
     ports = [free_port() for _ in range(AGENTS)]
     ids = [load_or_create(tmp_path / f"r{i}").peer_id.to_base58() for i in range(AGENTS)]
     boot = f"/ip4/127.0.0.1/tcp/{ports[0]}/p2p/{ids[0]}"
     for i in range(AGENTS):
         (tmp_path / f"token{i}").write_text(f"t-bot{i}\n")
-    runs = tmp_path / "runs.txt"  # under /tmp: scratch space the Guardian allows
+    # under /tmp (scratch space the Guardian allows), writable by the tasks' user
+    shared = Path(workdir) / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    runs = shared / "runs.txt"
     assert str(runs).startswith("/tmp/")
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"},
@@ -49,7 +55,8 @@ def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path):
                         "BZZZ_MAX_TASKS": "3", "BZZZ_GITHUB__URL": hub.url,
                         "BZZZ_GITHUB__REPOS": "owner/tasks", "BZZZ_GITHUB__POLL_INTERVAL": "1",
                         "BZZZ_GITHUB__WRITE_INTERVAL": "0",
-                        "GITHUB_TOKEN_FILE": str(tmp_path / f"token{i}")})
+                        "GITHUB_TOKEN_FILE": str(tmp_path / f"token{i}"),
+                        "BZZZ_WORKSPACE_DIR": str(Path(workdir) / f"r{i}")})
             log = open(tmp_path / f"r{i}.log", "ab")
             procs.append(subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
                                           stdout=log, stderr=subprocess.STDOUT))

@@ -81,3 +81,38 @@ async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
     assert results == []
     # the whole tree, even processes that ignore SIGTERM, is gone within 10 s of the cancel
     assert await gone_within(int(pidfile.read_text()), 10 - (trio.current_time() - start))
+
+
+def test_who_tasks_run_as():
+    import os
+
+    import pytest
+
+    from bzzz.exec.shell import TaskUserError, task_identity
+    if os.geteuid() != 0:
+        assert task_identity(None) is None  # the agent's own user
+        with pytest.raises(TaskUserError, match="needs an agent running as root"):
+            task_identity("root")
+        return
+    nobody = task_identity(None)
+    assert nobody is not None and nobody.name == "nobody" and nobody.uid != 0
+    assert task_identity(str(nobody.uid)) == nobody
+    assert task_identity("root") is None  # explicit opt-in: no drop
+    with pytest.raises(TaskUserError, match="not a user"):
+        task_identity("no-such-user-here")
+
+
+async def test_a_dropped_task_owns_its_workspace_and_nothing_else(tmp_path):
+    import os
+
+    from bzzz.exec.shell import task_identity
+    if os.geteuid() != 0:
+        return  # covered by the agent test under CI (root)
+    user = task_identity(None)
+    ws = tmp_path / "ws"
+    tmp_path.chmod(0o755)
+    r = await run_shell(f"id -u; touch mine; touch {tmp_path}/not-mine || echo denied", ws,
+                        user=user)
+    assert r.output.split() == [str(user.uid), *r.output.split()[1:]]
+    assert "denied" in r.output and (ws / "mine").stat().st_uid == user.uid
+    assert not (tmp_path / "not-mine").exists()

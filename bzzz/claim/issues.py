@@ -18,14 +18,16 @@ class IssueOps:
     async def get(self, number: int) -> dict:
         return (await self.gh.request("GET", self._path(number))).data
 
-    async def mark_claimed(self, number: int, fresh: dict, login: str, label: str) -> None:
+    async def mark_claimed(self, number: int, fresh: dict, login: str | None, label: str) -> None:
         """Assignee and claimed label in one PATCH, from a fresh read of the issue (PATCH
-        replaces both sets, so they are computed from what the issue has now)."""
-        assignees = [a["login"] for a in fresh.get("assignees") or [] if isinstance(a, dict)]
+        replaces both sets, so they are computed from what the issue has now). No login:
+        the label only (the assign lock has assigned already)."""
         labels = [x["name"] for x in fresh.get("labels") or [] if isinstance(x, dict)]
-        await self.gh.request("PATCH", self._path(number), json={
-            "assignees": assignees + ([login] if login not in assignees else []),
-            "labels": labels + ([label] if label not in labels else [])})
+        change: dict = {"labels": labels + ([label] if label not in labels else [])}
+        if login is not None:
+            assignees = [a["login"] for a in fresh.get("assignees") or [] if isinstance(a, dict)]
+            change["assignees"] = assignees + ([login] if login not in assignees else [])
+        await self.gh.request("PATCH", self._path(number), json=change)
 
     async def set_labels(self, number: int, labels: list[str]) -> None:
         await self.gh.request("PUT", self._path(number, "/labels"), json={"labels": labels})

@@ -21,10 +21,11 @@ import trio
 
 from ..decisions import DecisionLog
 from ..exec.guardian import Policy
-from ..exec.shell import run_shell
+from ..exec.shell import RunAs, run_shell
 from . import report
 from .feed import TaskFeed
 from .github import GitHubClient, GitHubError, RateLimited, Unavailable
+from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
 from .issues import IssueOps
 from .lease import renewal_due
@@ -49,9 +50,12 @@ class ClaimSettings:
     close_on_success: bool = False
     policy: Policy | None = None
     workroot: Path = Path("./data/work")
+    user: RunAs | None = None  # who tasks run as (None: the agent's own user)
     defer_window: float = 10.0
     retry_after_failure: float = 30.0
     report_retry_max: float = 30.0  # longest wait between report attempts during an outage
+    claim_mode: str = "ref"  # "ref" (the git-ref lock) or "assign" (weaker, see assignlock.py)
+    settle: float = 2.0  # assign mode: seconds to wait for concurrent assignments to show
 
 
 @dataclass
@@ -79,9 +83,17 @@ class ClaimService:
         self.on_load = on_load
         self.clock = clock
         self.feed = TaskFeed(gh, settings.repos)
-        self.locks = {r: ClaimLock(gh, r, settings.node_id, settings.peer_id, settings.login,
-                                   lease=settings.lease, grace=settings.grace, clock=clock)
-                      for r in settings.repos}
+        self.locks: dict[str, ClaimLock | AssignLock] = {}
+        for r in settings.repos:
+            if settings.claim_mode == "assign":
+                self.locks[r] = AssignLock(gh, r, settings.node_id, settings.peer_id,
+                                           settings.login, lease=settings.lease,
+                                           grace=settings.grace, settle=settings.settle,
+                                           clock=clock)
+            else:
+                self.locks[r] = ClaimLock(gh, r, settings.node_id, settings.peer_id,
+                                          settings.login, lease=settings.lease,
+                                          grace=settings.grace, clock=clock)
         self.ops = {r: IssueOps(gh, r) for r in settings.repos}
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
@@ -256,10 +268,12 @@ class ClaimService:
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires)
-        if not (await self._durably(run, "mark", lambda: ops.mark_claimed(
-                    task.number, fresh, self.s.login, STATE_LABELS["claimed"]))
-                and await self._durably(run, "claim comment", lambda: ops.comment_once(
-                    task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key)))):
+        assigned = isinstance(self.locks[task.repo], AssignLock)  # its comment says it all
+        if not await self._durably(run, "mark", lambda: ops.mark_claimed(
+                task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):
+            return
+        if not assigned and not await self._durably(run, "claim comment", lambda: ops.comment_once(
+                task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key))):
             return
         command = task.command
         if command is None:
@@ -276,7 +290,7 @@ class ClaimService:
         with trio.CancelScope() as scope:
             run.scope = scope
             result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
-                                     policy=self.s.policy)
+                                     policy=self.s.policy, user=self.s.user)
         run.scope = None
         run.state = "reporting"
         if result is None:

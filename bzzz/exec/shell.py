@@ -6,6 +6,9 @@
   (GitHub token, keys) are never inherited.
 - Output (stdout and stderr, interleaved) is captured up to ``max_output`` bytes: the tail is
   kept, the total is counted.
+- An agent running as root runs tasks as an unprivileged user (``task_user``, default
+  ``nobody``): the workspace is handed to that user, the process gets its uid, gid and no
+  supplementary groups. Running tasks as root takes an explicit ``task_user = "root"``.
 - On timeout or cancellation (issue closed, lease lost, shutdown) the whole process group
   gets SIGTERM, then SIGKILL after ``kill_grace`` seconds.
 """
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -41,6 +45,48 @@ class Result:
     verdict: Verdict | None = None
     workspace: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    name: str
+    uid: int
+    gid: int
+
+
+class TaskUserError(ValueError):
+    pass
+
+
+def task_identity(name: str | None) -> RunAs | None:
+    """Who tasks run as: None (the agent's own user) unless the agent is root, which hands
+    tasks to ``name`` (default ``nobody``); ``root`` must be asked for by name."""
+    if os.geteuid() != 0:
+        if name is not None and name != pwd.getpwuid(os.geteuid()).pw_name:
+            raise TaskUserError(f"task_user {name!r} needs an agent running as root")
+        return None
+    name = name or "nobody"
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        raise TaskUserError(f"task_user {name!r} is not a user on this machine") from None
+    if entry.pw_uid == 0:
+        return None  # asked for explicitly: no drop
+    return RunAs(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def reachable_by(path: Path, user: RunAs) -> str | None:
+    """The first directory on the way to ``path`` (itself included) that ``user`` cannot
+    enter, if any."""
+    path = path.resolve()
+    for d in [*reversed(path.parents), path]:
+        st = d.stat()
+        mode = st.st_mode
+        ok = (mode & 0o001) or (st.st_uid == user.uid and mode & 0o100) \
+            or (st.st_gid == user.gid and mode & 0o010)
+        if not ok:
+            return str(d)
+    return None
 
 
 class _Tail:
@@ -77,19 +123,23 @@ def _kill_group(pid: int, sig: int) -> None:
 async def run_shell(command: str, workspace: str | os.PathLike[str], *,
                     timeout: float = DEFAULT_TIMEOUT, policy: Policy | None = None,
                     max_output: int = DEFAULT_MAX_OUTPUT, env: dict[str, str] | None = None,
-                    kill_grace: float = KILL_GRACE) -> Result:
+                    kill_grace: float = KILL_GRACE, user: RunAs | None = None) -> Result:
     ws = str(Path(workspace).resolve())
     verdict = check(command, ws, policy)
     if not verdict.allowed:
         return Result("refused", verdict=verdict, workspace=ws)
     Path(ws).mkdir(parents=True, exist_ok=True)
+    as_user: dict = {}
+    if user is not None:
+        os.chown(ws, user.uid, user.gid)
+        as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
     shell = shutil.which("bash") or "/bin/sh"
     tail = _Tail(max_output)
     start = time.monotonic()
     status = "failed"
     proc = await trio.lowlevel.open_process(
         [shell, "-c", command], cwd=ws, env=task_env(ws, env), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
     try:
         with trio.move_on_after(timeout) as scope:
             async for chunk in proc.stdout:
