@@ -21,7 +21,8 @@ from .claim.github import GitHubClient, GitHubError
 from .claim.service import ClaimService, ClaimSettings
 from .claim.task import PeerView
 from .config import Config
-from .decisions import JsonlDecisionLog
+from .decisions import HyperlogDecisionLog
+from .hyperlog.store import LogError
 from .exec.guardian import Policy
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .identity import Identity, load_or_create
@@ -123,7 +124,10 @@ class Agent:
             self.webhook = WebhookIntake(
                 secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
         self.task_user = _task_user(config)
-        self.decisions = JsonlDecisionLog(config.data_dir)
+        try:
+            self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
+        except (LogError, OSError) as exc:
+            raise AgentError(f"the log in {config.data_dir / 'log'}: {exc}") from None
         self.claims: ClaimService | None = None
         self.metrics = Metrics()
         self.metrics.info.labels(config.node_id, self.peer_id, __version__).set(1)
@@ -135,7 +139,7 @@ class Agent:
             lambda reason: self.metrics.pnet_rejected.labels(reason).inc())
         self.mesh = Mesh(self.node, config.node_id, self.capabilities,
                          interval=config.announce_interval, max_tasks=config.max_tasks,
-                         metrics=self.metrics)
+                         metrics=self.metrics, log_key=self.decisions.key)
         # py-libp2p drops badly signed messages before our validators see them; it counts
         # them only through our patch (bzzz.p2p.host), read at scrape time.
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
@@ -236,7 +240,14 @@ class Agent:
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED, *, handle_signals: bool = True) -> None:
         host, port = self.config.api_host_port
+        try:
+            await self._run(task_status, host, port, handle_signals)
+        finally:
+            self.decisions.close()
+
+    async def _run(self, task_status, host: str, port: int, handle_signals: bool) -> None:
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.decisions.run)
             await nursery.start(self.node.run)
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)

@@ -1,13 +1,12 @@
 """Every decision an agent takes goes through one interface (ARCHITECTURE.md principle 5).
 
-``DecisionLog.append(entry)`` takes a dict with at least ``type``; a timestamp is added. The
-signed Hypercore-compatible log plugs in here; until it lands, :class:`JsonlDecisionLog`
-keeps an append-only JSON-lines file in ``data_dir`` (each line flushed and fsynced).
+``DecisionLog.append(entry)`` takes a dict with at least ``type``; a timestamp is added. An
+agent's decisions go to its signed, Hypercore-compatible log in ``data_dir/log``
+(:class:`HyperlogDecisionLog`); tests use :class:`MemoryDecisionLog`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -34,36 +33,93 @@ class MemoryDecisionLog:
         return len(self.entries)
 
 
-class JsonlDecisionLog:
-    FILE = "decisions.jsonl"
+class HyperlogDecisionLog:
+    """The signed log (bzzz/hyperlog) behind the decision interface, with group commit.
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(data_dir) / self.FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._length = 0
-        if self.path.exists():
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-            # a torn last line (crash mid-write) is cut off, never half-read
-            good = data[: data.rfind(b"\n") + 1]
-            if len(good) != len(data):
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(len(good))
-            self._length = good.count(b"\n")
-        self._fh = open(self.path, "ab")
+    ``append`` encodes the entry and queues it; while :meth:`run` is running, a flusher
+    writes everything queued as one batch (one write, one fsync, one signature) in a worker
+    thread, so decisions taken together cost one disk flush and the event loop never waits
+    on the disk. Without the flusher (tests, tools) ``append`` writes at once. An entry is
+    durable when :meth:`flushed` returns for its index.
+    """
 
-    def append(self, entry: dict[str, Any]) -> int:
-        line = json.dumps({"ts": round(time.time(), 3), **entry}, sort_keys=True,
-                          default=str).encode() + b"\n"
-        self._fh.write(line)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._length += 1
-        return self._length - 1
+    def __init__(self, path: str | os.PathLike[str], seed: bytes) -> None:
+        from .hyperlog.entries import BlobStore
+        from .hyperlog.store import Hyperlog
+        self.log = Hyperlog.create(path, seed)
+        self.blobs = BlobStore(Path(path) / "blobs")
+        self._pending: list[bytes] = []
+        self._wake: Any = None  # a trio.Event while the flusher runs
+        self._durable: Any = None
+        self._inflight = 0  # entries being written by the flusher right now
+        self.batches = 0
+        self.errors = 0
+
+    @property
+    def key(self) -> str:
+        return self.log.key.hex()
 
     @property
     def length(self) -> int:
-        return self._length
+        return self.log.length + self._inflight + len(self._pending)
+
+    def append(self, entry: dict[str, Any]) -> int:
+        from .hyperlog.entries import encode
+        block = encode({"ts": round(time.time(), 3), **entry}, self.blobs)
+        self._pending.append(block)
+        index = self.length - 1
+        if self._wake is None:
+            self._flush_now()
+        else:
+            self._wake.set()
+        return index
+
+    def _flush_now(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            self.log.append(batch)
+            self.batches += 1
+
+    async def run(self, task_status: Any = None) -> None:
+        import trio
+        self._wake, self._durable = trio.Event(), trio.Condition()
+        if task_status is not None:
+            task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                batch, self._pending = self._pending, []
+                if not batch:
+                    continue
+                self._inflight = len(batch)
+                try:
+                    await trio.to_thread.run_sync(self.log.append, batch)
+                    self.batches += 1
+                except OSError:
+                    # the disk refused: keep the entries and try again shortly
+                    self.errors += 1
+                    self._pending[:0] = batch
+                    self._inflight = 0
+                    await trio.sleep(1.0)
+                    self._wake.set()
+                self._inflight = 0
+                async with self._durable:
+                    self._durable.notify_all()
+        finally:
+            self._wake = None
+            with trio.CancelScope(shield=True):
+                if self._pending:
+                    await trio.to_thread.run_sync(self._flush_now)
+
+    async def flushed(self, index: int) -> None:
+        """Wait until entry ``index`` is on disk."""
+        if self._durable is None:
+            return
+        async with self._durable:
+            while self.log.length <= index:
+                await self._durable.wait()
 
     def close(self) -> None:
-        self._fh.close()
+        self._flush_now()
+        self.log.close()
