@@ -185,6 +185,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(agents=args.agents, tasks=args.tasks, exit_after=args.exit)
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    from .hyperlog.tool import main as log_main
+
+    return log_main(args.log_command, args.dir, getattr(args, "json", False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bzzz", description="Bzzz: a decentralized task mesh")
     parser.add_argument("--version", action="version", version=f"bzzz {__version__}")
@@ -223,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="REST API base URL (default $BZZZ_GITHUB__URL or GitHub)")
     p.add_argument("--token-file", help="file holding the token (default $GITHUB_TOKEN_FILE)")
     p.set_defaults(func=cmd_task_create)
+
+    p = sub.add_parser("log", help="signed logs on disk: show, verify, export, append")
+    log_sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    q = log_sub.add_parser("show", help="the log's head and entries")
+    q.add_argument("dir", help="log directory (an agent's is DATA_DIR/log)")
+    q.add_argument("--json", action="store_true", help="one JSON object")
+    q = log_sub.add_parser("verify", help="check every block and signature; names the first bad block")
+    q.add_argument("dir")
+    q = log_sub.add_parser("export", help="JSON that Hypercore's own code can verify")
+    q.add_argument("dir")
+    q.add_argument("--json", action="store_true", help="JSON (the only format)")
+    q = log_sub.add_parser("append", help="each line of standard input becomes one block")
+    q.add_argument("dir")
+    for q in log_sub.choices.values():
+        q.set_defaults(func=cmd_log)
 
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")

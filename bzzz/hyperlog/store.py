@@ -43,7 +43,8 @@ _HEAD = struct.Struct("<QQ32s64s")
 _NODE = struct.Struct("<Q32s")
 _CHECKPOINT = struct.Struct("<QQ32sI")
 MAX_BLOCK = 8 * 1024 * 1024
-NODE_FLUSH = 8192  # dirty tree nodes kept in memory before they are written to the cache
+NODE_FLUSH = 8192
+CHECKPOINT_EVERY = 16384  # blocks  # dirty tree nodes kept in memory before they are written to the cache
 
 
 class LogError(Exception):
@@ -292,12 +293,11 @@ class Hyperlog:
                 scan.bad_at = at
                 break
             head = Head.unpack(payload)
-            if head.length != tree.length or head.tree_hash != tree.hash() or \
-                    not self.verifier.verify_head(head.tree_hash, head.length, head.fork,
-                                                  head.signature):
+            if head.length != tree.length or head.tree_hash != tree.hash():
                 scan.bad_at = at
                 break
-            # a valid head: everything up to here was acknowledged
+            # a head that fits: everything up to here was acknowledged (its signature is
+            # checked once, for the last head: it commits to the whole tree)
             self.tree, self.head = tree.copy(), head
             self.offsets.extend(offsets)
             offsets = array("Q")
@@ -307,6 +307,10 @@ class Hyperlog:
             self._end = scan.pos
         if self.head is None and self.tree.length:
             self.head = _last_head_before(self._log_fd, pos)
+        h = self.head
+        if h is not None and not self.verifier.verify_head(h.tree_hash, h.length, h.fork,
+                                                           h.signature):
+            raise LogCorrupt(max(0, h.length - 1), "the last signed head does not verify")
         if scan.bad_at is not None and _valid_head_after(self._log_fd, scan.bad_at, size):
             raise LogCorrupt(len(self.offsets), f"damaged data at byte {scan.bad_at} of the "
                              "log file with valid data after it (see `bzzz log verify`)")
@@ -368,6 +372,8 @@ class Hyperlog:
             self._dirty[n.index] = _NODE.pack(n.size, n.hash)
         if len(self._dirty) >= NODE_FLUSH:
             self._flush_nodes()
+        if self.tree.length - self._cached >= CHECKPOINT_EVERY:
+            self.checkpoint()  # bounds the scan after a crash
         return head
 
     def _flush_nodes(self) -> None:
