@@ -36,10 +36,15 @@ class Tree:
         node = Node(2 * self.length, len(data), leaf_hash(data))
         nodes.append(node)
         roots = self.roots
-        while roots and roots[-1].index == flat.sibling(node.index):
+        # a node merges with the root to its left while that root is its left sibling
+        # (same depth, adjacent); each merge climbs one level
+        depth, index = 0, node.index
+        while roots and roots[-1].index == index - (2 << depth):
             left = roots.pop()
-            node = Node(flat.parent(node.index), left.size + node.size,
-                        parent_hash(left.size + node.size, left.hash, node.hash))
+            size = left.size + node.size
+            index -= 1 << depth  # the parent of two siblings sits between them
+            depth += 1
+            node = Node(index, size, parent_hash(size, left.hash, node.hash))
             nodes.append(node)
         roots.append(node)
         self.length += 1
@@ -53,4 +58,6 @@ class Tree:
         return sum(r.size for r in self.roots)
 
     def copy(self) -> "Tree":
-        return Tree(self.length, self.roots)
+        twin = Tree.__new__(Tree)  # already consistent: skip the check in __init__
+        twin.length, twin.roots = self.length, list(self.roots)
+        return twin

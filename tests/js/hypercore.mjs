@@ -5,7 +5,6 @@
 //   node hypercore.mjs write SEEDHEX < blocks.json   write a core with the key pair of the
 //                                                 seed and the given blocks (hex list); print
 //                                                 its key, tree hash and signature
-//   node hypercore.mjs bench N BATCH             appends/s of 100-byte blocks
 //
 // One JSON object on stdout.
 import { createRequire } from 'node:module'
@@ -82,26 +81,8 @@ async function main () {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
-  } else if (cmd === 'bench') {
-    const n = Number(process.argv[3] || 2000)
-    const batch = Number(process.argv[4] || 1)
-    const dir = mkdtempSync(join(tmpdir(), 'bzzz-hc-'))
-    try {
-      const core = new Hypercore(dir)
-      await core.ready()
-      const block = Buffer.alloc(100, 1)
-      const t0 = process.hrtime.bigint()
-      for (let i = 0; i < n; i += batch) {
-        await core.append(batch === 1 ? block : new Array(batch).fill(block))
-      }
-      const s = Number(process.hrtime.bigint() - t0) / 1e9
-      console.log(JSON.stringify({ appends: n, batch, seconds: s, per_second: n / s }))
-      await core.close()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
   } else {
-    console.error('usage: hypercore.mjs verify|write SEEDHEX|bench N BATCH')
+    console.error('usage: hypercore.mjs verify|write SEEDHEX')
     process.exit(2)
   }
 }
