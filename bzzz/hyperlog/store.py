@@ -171,6 +171,8 @@ class Hyperlog:
         self._log_fd = -1
         self._tree_fd = -1
         self._lock_fd = -1
+        self.replica = False  # ingests verified data from others instead of signing
+        self._sealed = 0  # end of the last head frame in ``log`` (a replica may be past it)
         self._end = 0  # end of the last acknowledged frame in ``log``
         self._dirty: dict[int, bytes] = {}
         self._cached = 0  # length up to which the caches are fsynced
@@ -189,6 +191,20 @@ class Hyperlog:
             write_synced(p / "log", header)
             fsync_dir(p)
         return cls.open(p, seed, writable=True)
+
+    @classmethod
+    def create_replica(cls, path: str | os.PathLike[str], public_key: bytes) -> "Hyperlog":
+        """Open a copy of someone else's log for ingesting verified data, creating it."""
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        if not (p / "log").exists() or (p / "log").stat().st_size == 0:
+            write_synced(p / "log", _frame(K_HEADER, MAGIC + public_key), mode=0o644)
+            fsync_dir(p)
+        log = cls._open(p, None, replica=True)
+        if log.public_key != public_key:
+            log.close()
+            raise LogError(f"{p}: holds the log of another key")
+        return log
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], seed: bytes | None = None,
@@ -210,8 +226,9 @@ class Hyperlog:
         return log
 
     @classmethod
-    def _open(cls, p: Path, signer: Signer | None) -> "Hyperlog":
-        fd = os.open(p / "log", os.O_RDWR if signer else os.O_RDONLY)
+    def _open(cls, p: Path, signer: Signer | None, replica: bool = False) -> "Hyperlog":
+        writer = signer is not None or replica
+        fd = os.open(p / "log", os.O_RDWR if writer else os.O_RDONLY)
         try:
             first = os.pread(fd, 5 + len(MAGIC) + 32 + 4, 0)
             got = _read_frame(first, 0)
@@ -222,8 +239,9 @@ class Hyperlog:
             os.close(fd)
             raise
         log = cls(p, public_key, signer)
+        log.replica = replica
         log._log_fd = fd
-        if signer is not None:
+        if writer:
             log._lock_fd = os.open(p / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(log._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -241,8 +259,9 @@ class Hyperlog:
         return log
 
     def _node_from_cache(self, index: int) -> Node | None:
-        if index in self._dirty:
-            size, digest = _NODE.unpack(self._dirty[index])
+        packed = self._dirty.get(index)  # .get: a flush may run in another thread
+        if packed is not None:
+            size, digest = _NODE.unpack(packed)
             return Node(index, size, digest)
         if self._tree_fd < 0:
             return None
@@ -314,7 +333,8 @@ class Hyperlog:
         if scan.bad_at is not None and _valid_head_after(self._log_fd, scan.bad_at, size):
             raise LogCorrupt(len(self.offsets), f"damaged data at byte {scan.bad_at} of the "
                              "log file with valid data after it (see `bzzz log verify`)")
-        if self.signer is None:
+        self._sealed = self._end
+        if not self._writes:
             return  # a reader changes nothing (a writer may be appending right now)
         if self._end < size:  # a torn, never acknowledged last write
             self.recovered_bytes = size - self._end
@@ -331,6 +351,65 @@ class Hyperlog:
     @property
     def writable(self) -> bool:
         return self.signer is not None
+
+    @property
+    def _writes(self) -> bool:
+        return self.signer is not None or self.replica
+
+    def ingest(self, blocks: list[bytes], head: Head | None = None) -> None:
+        """A replica's append: blocks the caller verified against a signed head, then, once
+        the log reaches that head's length, the head itself (one fsync: durable from then
+        on; blocks past the last head are dropped if the process dies before it)."""
+        if not self.replica:
+            raise LogError("only a replica ingests")
+        tree = self.tree.copy()
+        nodes: list[Node] = []
+        parts: list[bytes] = []
+        offsets = array("Q")
+        pos = self._end
+        for block in blocks:
+            frame = _frame(K_BLOCK, bytes(block))
+            offsets.append(pos)
+            pos += len(frame)
+            parts.append(frame)
+            tree.append(bytes(block), nodes)
+        if head is not None:
+            if head.length != tree.length or head.tree_hash != tree.hash() or \
+                    not self.verifier.verify_head(head.tree_hash, head.length, head.fork,
+                                                  head.signature):
+                raise LogError(f"the head at length {head.length} does not fit the data")
+            parts.append(_frame(K_HEAD, head.pack()))
+        data = b"".join(parts)
+        if os.pwrite(self._log_fd, data, self._end) != len(data):
+            os.ftruncate(self._log_fd, self._end)
+            raise LogError("short write to the log")
+        if head is not None:
+            os.fsync(self._log_fd)
+        self._end += len(data)
+        self.tree = tree
+        self.offsets.extend(offsets)
+        for n in nodes:
+            self._dirty[n.index] = _NODE.pack(n.size, n.hash)
+        if head is not None:
+            self.head, self._sealed = head, self._end
+            if len(self._dirty) >= NODE_FLUSH:
+                self._flush_nodes()
+            if self.tree.length - self._cached >= CHECKPOINT_EVERY:
+                self.checkpoint()
+
+    def unsealed(self) -> int:
+        """Blocks ingested past the last head (verified, not yet durable)."""
+        return self.tree.length - (self.head.length if self.head else 0)
+
+    def tree_hash_at(self, length: int) -> bytes:
+        """The tree hash of the first ``length`` blocks, from stored nodes."""
+        from .crypto import tree_hash
+        if length > self.tree.length:
+            raise LogError(f"no tree at length {length} (the log has {self.tree.length})")
+        return tree_hash((n.index, n.size, n.hash) for n in self.roots_at(length))
+
+    def roots_at(self, length: int) -> list[Node]:
+        return [self.node(i) for i in flat.full_roots(2 * length)]
 
     def append(self, blocks: list[bytes]) -> Head:
         """Append a batch and sign its head: one write, one fsync. Durable on return."""
@@ -401,7 +480,10 @@ class Hyperlog:
         self._cached = self.tree.length
 
     def close(self) -> None:
-        if self.signer is not None and self._log_fd >= 0 and self._tree_fd >= 0:
+        if self.replica and self._log_fd >= 0 and self._end > self._sealed:
+            # unsealed blocks are not acknowledged: do not let a checkpoint cover them
+            self._drop_unsealed()
+        if self._writes and self._log_fd >= 0 and self._tree_fd >= 0:
             try:
                 self.checkpoint()
             except OSError:
@@ -410,6 +492,15 @@ class Hyperlog:
             if fd >= 0:
                 os.close(fd)
         self._log_fd = self._tree_fd = self._lock_fd = -1
+
+    def _drop_unsealed(self) -> None:
+        length = self.head.length if self.head else 0
+        os.ftruncate(self._log_fd, self._sealed)
+        self._end = self._sealed
+        del self.offsets[length:]
+        # nodes of the dropped blocks stay in the cache until overwritten: lookups never
+        # reach past the length
+        self.tree = Tree(length, self.roots_at(length)) if length else Tree()
 
     def __enter__(self) -> "Hyperlog":
         return self
