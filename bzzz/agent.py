@@ -28,6 +28,7 @@ from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
+from .p2p.logsync import LogSync
 from .p2p.mesh import Mesh
 from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
@@ -145,6 +146,14 @@ class Agent:
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
                                   "Pubsub messages whose signature did not verify",
                                   lambda: self.node.security_stats.pubsub_bad_signature)
+        self.logsync = LogSync(
+            self.node, self.decisions.log, config.data_dir / "replicas",
+            follow=config.replicate_logs,
+            peers=lambda: [(e.announcement.peer_id, e.announcement.log_key)
+                           for e in self.mesh.table.entries() if e.announcement.log_key])
+        self.metrics.counter_from("bzzz_log_bad_peers",
+                                  "Peers dropped for bad log data (proof, signature, size)",
+                                  lambda: self.logsync.bad_peers, label="reason")
         self.metrics.counter_from("bzzz_dials", "Outgoing dial attempts",
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
@@ -174,7 +183,8 @@ class Agent:
             "peers": peers,
             "connections": len(self.node.connected_peers()) if self.node.started.is_set() else 0,
             "tasks": self.claims.status() if self.claims else [],
-            "log": {"key": self.mesh.log_key, "length": self.decisions.length},
+            "log": {"key": self.mesh.log_key, "length": self.decisions.length,
+                    **self.logsync.status()},
             "github": self._github_status(),
             "drops": dict(self.mesh.drops),
             "announcement_age": self.mesh.age_quantiles(),
@@ -234,6 +244,7 @@ class Agent:
 
     def render_metrics(self) -> bytes:
         self.metrics.connections.set(len(self.node.connected_peers()))
+        self.metrics.log_conflicts.set(len(self.logsync.server.conflicts))
         return self.metrics.render()
 
     # ---------------------------------------------------------------- running
@@ -243,12 +254,14 @@ class Agent:
         try:
             await self._run(task_status, host, port, handle_signals)
         finally:
+            self.logsync.close()
             self.decisions.close()
 
     async def _run(self, task_status, host: str, port: int, handle_signals: bool) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.decisions.run)
             await nursery.start(self.node.run)
+            await nursery.start(self.logsync.run)
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
             nursery.start_soon(_maintenance, self.maintenance_interval)
@@ -258,6 +271,9 @@ class Agent:
                 host, _, port = self.config.github.webhook_listen.rpartition(":")
                 await nursery.start(lambda task_status: serve_app(
                     self.webhook, host.strip("[]"), int(port), task_status=task_status))
+            self.decisions.append({"type": "started", "node": self.config.node_id,
+                                   "peer": self.peer_id, "version": __version__,
+                                   "capabilities": list(self.capabilities)})
             log.info("agent started", extra={"peer": self.peer_id,
                                              "addrs": ",".join(self.node.addrs()),
                                              "api": ",".join(self.api.bound)})

@@ -188,6 +188,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_log(args: argparse.Namespace) -> int:
     from .hyperlog.tool import main as log_main
 
+    if args.log_command == "replicate":
+        import trio
+
+        from .p2p.logsync import replicate_command
+        return trio.run(lambda: replicate_command(args.source, args.key, args.dir,
+                                                  follow=args.follow, psk_file=args.psk_file))
+
     return log_main(args.log_command, args.dir, getattr(args, "json", False))
 
 
@@ -242,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="JSON (the only format)")
     q = log_sub.add_parser("append", help="each line of standard input becomes one block")
     q.add_argument("dir")
+    q = log_sub.add_parser("replicate", help="copy a log from any peer that holds it, verified")
+    q.add_argument("--from", dest="source", required=True,
+                   help="the peer: a multiaddr ending in /p2p/<peer id>")
+    q.add_argument("--key", required=True, help="the log key (64 hex digits)")
+    q.add_argument("--follow", action="store_true", help="keep following new entries")
+    q.add_argument("--psk-file", help="private network key, if the mesh uses one")
+    q.add_argument("dir", help="where the copy goes (created if missing; resumable)")
     for q in log_sub.choices.values():
         q.set_defaults(func=cmd_log)
 

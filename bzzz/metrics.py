@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -10,14 +11,21 @@ from prometheus_client.exposition import generate_latest
 
 
 class _CallbackCounter:
-    """A counter whose value is read from elsewhere (a library's own tally) at scrape time."""
+    """A counter whose value is read from elsewhere (a library's own tally) at scrape time;
+    with a label, ``read`` returns {label value: count}."""
 
-    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
-        self._name, self._doc, self._read = name, documentation, read
+    def __init__(self, name: str, documentation: str, read: Callable[[], Any],
+                 label: str | None = None) -> None:
+        self._name, self._doc, self._read, self._label = name, documentation, read, label
 
     def collect(self):
-        family = CounterMetricFamily(self._name, self._doc)
-        family.add_metric([], float(self._read()))
+        family = CounterMetricFamily(self._name, self._doc,
+                                     labels=[self._label] if self._label else None)
+        if self._label:
+            for value, count in sorted(self._read().items()):
+                family.add_metric([str(value)], float(count))
+        else:
+            family.add_metric([], float(self._read()))
         yield family
 
 
@@ -45,11 +53,15 @@ class Metrics:
             "bzzz_announcement_age_seconds", "Age of capability announcements on arrival",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r)
+        self.log_conflicts = Gauge("bzzz_log_conflicts",
+                                   "Logs frozen because their key signed two histories",
+                                   registry=r)
         self.loop_errors = Counter("bzzz_loop_errors", "Errors caught in service loops",
                                    ["service"], registry=r)
 
-    def counter_from(self, name: str, documentation: str, read: Callable[[], float]) -> None:
-        self.registry.register(_CallbackCounter(name, documentation, read))
+    def counter_from(self, name: str, documentation: str, read: Callable[[], Any],
+                     label: str | None = None) -> None:
+        self.registry.register(_CallbackCounter(name, documentation, read, label))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

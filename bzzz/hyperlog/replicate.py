@@ -326,12 +326,14 @@ class Replicator:
         self.on_progress = on_progress
         self.conflict: Conflict | None = Conflict.load(self.path)
         self.bytes = 0
+        self.on_open: Callable[[Hyperlog], None] = lambda log: None  # e.g. start serving it
 
     def _ensure(self, public_key: bytes) -> Hyperlog:
         if core_key(public_key) != self.key:
             raise PeerMisbehaved("bad_key", "the manifest does not hash to the log key")
         if self.log is None:
             self.log = Hyperlog.create_replica(self.path, public_key)
+            self.on_open(self.log)
         return self.log
 
     def close(self) -> None:
