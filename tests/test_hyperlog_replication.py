@@ -101,7 +101,7 @@ async def test_a_reader_fetches_a_log_from_a_relay_and_resumes(tmp_path):
     # the reader's stream breaks after a few answers; the next one resumes
     rep = Replicator(w.key, tmp_path / "c")
     with pytest.raises(ChannelClosed):
-        await replicate_from(relay_server, rep, stop_after=2)
+        await replicate_from(relay_server, rep, stop_after=3)
     got_before = rep.bytes
     assert 0 < rep.log.length < 20000
     await replicate_from(relay_server, rep)
@@ -109,6 +109,17 @@ async def test_a_reader_fetches_a_log_from_a_relay_and_resumes(tmp_path):
     assert rep.bytes - got_before < 20000 * 100  # it did not start again
     rep.close()
     assert verify_dir(tmp_path / "c").ok
+    # across a restart, what was sealed on the way stays: a new reader process resumes
+    fresh = Replicator(w.key, tmp_path / "d")
+    with pytest.raises(ChannelClosed):
+        await replicate_from(relay_server, fresh, stop_after=5)
+    sealed = fresh.log.head.length
+    assert 0 < sealed < 20000
+    fresh.close()
+    again = Replicator(w.key, tmp_path / "d")
+    await replicate_from(relay_server, again)
+    assert again.log.length == 20000 and again.bytes <= (20000 - sealed) * 100
+    again.close()
 
 
 def _flip(msg, field):

@@ -6,6 +6,8 @@ Messages are msgpack maps, each behind a 4-byte big-endian length; one request, 
   "length", "fork", "tree_hash", "signature", "roots": [[index, size, hash], ...]}``, or
   ``{"op": "conflict", ...evidence}`` for a frozen log, or ``{"op": "unknown"}``. With
   ``after`` the answer waits (up to ``wait`` seconds) for a head longer than ``n``: following.
+  With ``near`` (a length), the answer may instead be a head the peer stored at or after
+  that length, for a reader that seals a long copy in steps.
 - ``{"op": "blocks", "key", "start", "end", "length"}`` -> ``{"op": "blocks", "start",
   "blocks": [...], "proof": [[index, size, hash], ...]}``: blocks from ``start`` (as many as
   fit in a message, at least one) proven against the roots of the head at ``length``.
@@ -43,6 +45,7 @@ MAX_MESSAGE = 9 * 1024 * 1024
 CHUNK_BYTES = 2 * 1024 * 1024
 CHUNK_BLOCKS = 8192
 MAX_WAIT = 30.0
+SEAL_STEP = 16384  # blocks: how far a long copy goes between durable seals
 CONFLICT_FILE = "conflict"
 
 
@@ -266,6 +269,11 @@ class LogServer:
         return {"op": "error", "message": f"unknown op {op[:20]!r}"}
 
     async def _head(self, log: Hyperlog, req: dict) -> dict:
+        near = req.get("near")
+        if isinstance(near, int) and log.head is not None and 0 < near < log.head.length:
+            mid = log.head_after(near - 1)  # a head stored around there, if any
+            if mid is not None:
+                return self._head_msg(log, mid)
         after = req.get("after")
         if isinstance(after, int):
             wait = min(float(req.get("wait") or MAX_WAIT), MAX_WAIT)
@@ -276,6 +284,10 @@ class LogServer:
         if head is None:
             return {"op": "head", "public_key": log.public_key, "length": 0, "fork": 0,
                     "tree_hash": b"", "signature": b"", "roots": []}
+        return self._head_msg(log, head)
+
+    @staticmethod
+    def _head_msg(log: Hyperlog, head: Head) -> dict:
         return {"op": "head", "public_key": log.public_key, "length": head.length,
                 "fork": head.fork, "tree_hash": head.tree_hash, "signature": head.signature,
                 "roots": _nodes_out(log.roots_at(head.length))}
@@ -400,13 +412,22 @@ class Replicator:
             head, roots, _ = self._check_head(await self._ask(ch, req, "head"))
             log = self.log
             assert log is not None
+            # a long way to go: seal in steps at heads the peer stored on the way, so an
+            # interrupted copy keeps what it verified even across restarts
+            while head.length - log.length > SEAL_STEP:
+                mid, mid_roots, _ = self._check_head(await self._ask(
+                    ch, {"op": "head", "near": log.length + SEAL_STEP}, "head"))
+                if not log.length < mid.length < head.length:
+                    break
+                await self._catch_up(ch, log, mid, mid_roots, target=head.length)
             if head.length:
                 await self._catch_up(ch, log, head, roots)
             if not follow:
                 return log.length
             after = max(head.length, log.length)
 
-    async def _catch_up(self, ch: Channel, log: Hyperlog, head: Head, roots: list[Node]) -> None:
+    async def _catch_up(self, ch: Channel, log: Hyperlog, head: Head, roots: list[Node],
+                        target: int | None = None) -> None:
         have = log.length  # verified, possibly past the last seal
         if head.length <= have:
             sealed = log.head.length if log.head else 0
@@ -443,7 +464,7 @@ class Replicator:
             self.bytes += sum(len(b) for b in blocks)
             log.ingest(blocks, head if pos == head.length else None)
             if self.on_progress is not None:
-                self.on_progress(Progress(pos, head.length, self.bytes))
+                self.on_progress(Progress(pos, target or head.length, self.bytes))
 
 
 async def list_logs(ch: Channel) -> list[bytes]:

@@ -397,6 +397,22 @@ class Hyperlog:
             if self.tree.length - self._cached >= CHECKPOINT_EVERY:
                 self.checkpoint()
 
+    def head_after(self, i: int, max_frames: int = 65536) -> Head | None:
+        """The first signed head stored after block ``i`` (the end of its batch), if it is
+        within ``max_frames`` frames: lets a reader seal a long copy in steps."""
+        head = self.head
+        if head is None or not 0 <= i < head.length:
+            return None
+        end = self._sealed if self.replica else self._end
+        scan = _Scanner(self._log_fd, self.offsets[i], end)
+        for n, (_, kind, payload) in enumerate(scan):
+            if kind == K_HEAD and len(payload) == _HEAD.size:
+                found = Head.unpack(payload)
+                return found if i < found.length <= head.length else None
+            if n >= max_frames:
+                break
+        return None
+
     def unsealed(self) -> int:
         """Blocks ingested past the last head (verified, not yet durable)."""
         return self.tree.length - (self.head.length if self.head else 0)
