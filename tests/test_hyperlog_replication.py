@@ -34,14 +34,14 @@ async def replicate_from(server, rep, *, follow=False, tamper=None, stop_after=N
                 req = await serving.recv()
             except ChannelClosed:
                 return
-            if stop_after is not None and answers >= stop_after:
-                await streams[1].aclose()
-                return
-            msg = await server.answer(req)
-            if tamper is not None:
-                msg = tamper(msg)
-            answers += 1
-            await serving.send(msg)
+            async for msg in server.respond(req):
+                if stop_after is not None and answers >= stop_after:
+                    await streams[1].aclose()
+                    return
+                if tamper is not None:
+                    msg = tamper(msg)
+                answers += 1
+                await serving.send(msg)
 
     outcome = {}
 

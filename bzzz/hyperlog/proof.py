@@ -86,15 +86,19 @@ def climb(start: list[Node], roots: list[Node], proof: Iterable[Node]) -> None:
             raise ProofError(f"root {node.index} does not match the signed head")
 
 
-def range_nodes(blocks: list[bytes], start: int) -> list[Node]:
-    """The aligned subtrees of ``blocks`` (block ``start`` first), computed from the data."""
+def range_nodes(blocks: list[bytes], start: int,
+                leaves: list[bytes] | None = None) -> list[Node]:
+    """The aligned subtrees of ``blocks`` (block ``start`` first), computed from the data
+    (or from their leaf hashes, ``leaves``)."""
     from .crypto import leaf_hash
+    if leaves is None:
+        leaves = [leaf_hash(b) for b in blocks]
     out: list[Node] = []
     pos = 0
     for index in flat.spans(start, start + len(blocks)):
         count = flat.count(index)
-        layer = [Node(2 * (start + pos + k), len(b), leaf_hash(b))
-                 for k, b in enumerate(blocks[pos:pos + count])]
+        layer = [Node(2 * (start + pos + k), len(blocks[pos + k]), leaves[pos + k])
+                 for k in range(min(count, len(blocks) - pos))]
         while len(layer) > 1:
             nxt = []
             for left, right in zip(layer[::2], layer[1::2]):

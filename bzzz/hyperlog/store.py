@@ -356,7 +356,8 @@ class Hyperlog:
     def _writes(self) -> bool:
         return self.signer is not None or self.replica
 
-    def ingest(self, blocks: list[bytes], head: Head | None = None) -> None:
+    def ingest(self, blocks: list[bytes], head: Head | None = None,
+               leaves: list[bytes] | None = None) -> None:
         """A replica's append: blocks the caller verified against a signed head, then, once
         the log reaches that head's length, the head itself (one fsync: durable from then
         on; blocks past the last head are dropped if the process dies before it)."""
@@ -367,12 +368,12 @@ class Hyperlog:
         parts: list[bytes] = []
         offsets = array("Q")
         pos = self._end
-        for block in blocks:
+        for k, block in enumerate(blocks):
             frame = _frame(K_BLOCK, bytes(block))
             offsets.append(pos)
             pos += len(frame)
             parts.append(frame)
-            tree.append(bytes(block), nodes)
+            tree.append(block, nodes, leaves[k] if leaves is not None else None)
         if head is not None:
             if head.length != tree.length or head.tree_hash != tree.hash() or \
                     not self.verifier.verify_head(head.tree_hash, head.length, head.fork,

@@ -30,10 +30,12 @@ class Tree:
         if [r.index for r in self.roots] != expected:
             raise ValueError(f"roots {[r.index for r in self.roots]} do not fit length {length}")
 
-    def append(self, data: bytes, out: list[Node] | None = None) -> list[Node]:
-        """Add one leaf; returns (or extends ``out`` with) the new nodes, leaf first."""
+    def append(self, data: bytes, out: list[Node] | None = None,
+               digest: bytes | None = None) -> list[Node]:
+        """Add one leaf (``digest``: its leaf hash, if the caller computed it already);
+        returns (or extends ``out`` with) the new nodes, leaf first."""
         nodes = out if out is not None else []
-        node = Node(2 * self.length, len(data), leaf_hash(data))
+        node = Node(2 * self.length, len(data), digest or leaf_hash(data))
         nodes.append(node)
         roots = self.roots
         # a node merges with the root to its left while that root is its left sibling

@@ -1,0 +1,73 @@
+"""Helper for bench/hyperlog.py: one side of a log replication over libp2p.
+
+  python bench/_log_peer.py serve DIR          serve the log in DIR; prints its multiaddr
+  python bench/_log_peer.py fetch ADDR KEY DIR replicate, then print one JSON line:
+                                               blocks, bytes, seconds, peak RSS
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
+from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
+from multiaddr import Multiaddr  # noqa: E402
+
+from bzzz.hyperlog.replicate import PROTOCOL, LogServer, Replicator  # noqa: E402
+from bzzz.hyperlog.store import Hyperlog  # noqa: E402
+from bzzz.identity import Identity  # noqa: E402
+from bzzz.p2p.logsync import stream_channel  # noqa: E402
+from bzzz.p2p.node import P2PNode  # noqa: E402
+
+
+def _node() -> P2PNode:
+    return P2PNode(Identity(create_new_key_pair(), Path(".")), ["/ip4/127.0.0.1/tcp/0"],
+                   mdns=False)
+
+
+async def serve(path: str) -> None:
+    server = LogServer()
+    server.add(Hyperlog.open(path))
+    node = _node()
+
+    async def handle(stream) -> None:
+        await server.serve(stream_channel(stream))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        node.host.set_stream_handler(PROTOCOL, handle)
+        print(node.addrs()[0], flush=True)
+        await trio.sleep_forever()
+
+
+async def fetch(addr: str, key: str, path: str) -> None:
+    node = _node()
+    info = info_from_p2p_addr(Multiaddr(addr))
+    rep = Replicator(bytes.fromhex(key), path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await node.host.connect(info)
+        stream = await node.host.new_stream(info.peer_id, [PROTOCOL])
+        t0 = time.perf_counter()
+        length = await rep.sync(stream_channel(stream))
+        seconds = time.perf_counter() - t0
+        rep.close()
+        nursery.cancel_scope.cancel()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"blocks": length, "bytes": rep.bytes, "seconds": seconds,
+                      "peak_rss_mb": round(rss_mb, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        trio.run(serve, sys.argv[2])
+    else:
+        trio.run(fetch, *sys.argv[2:5])
