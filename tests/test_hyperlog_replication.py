@@ -261,3 +261,65 @@ async def test_following_a_growing_log(tmp_path):
                     await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert rep.log.length == 5 and rep.log.head.length == 5
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_random_mutation_of_any_answer_is_rejected(tmp_path_factory, data):
+    """Any changed byte in a head, root, proof node, block or signature the peer sends is
+    caught before anything is stored."""
+    tmp = tmp_path_factory.mktemp("mut")
+    w = writer(tmp / "w", [[b"a" * 10, b"bb", b"c" * 33], [b"d" * 7] * 9])
+    server = LogServer()
+    server.add(w)
+    rep = Replicator(w.key, tmp / "r")
+    trio.run(replicate_from, server, rep)
+    w.append([b"e" * 5] * 11)
+    picked = data.draw(st.sampled_from(["blocks", "proof", "roots", "signature", "tree_hash",
+                                        "upgrade"]))
+    salt = data.draw(st.integers(0, 10**6))
+
+    def mutate(msg):
+        msg = dict(msg)
+        field = "proof" if picked == "upgrade" else picked
+        if picked == "upgrade" and msg["op"] != "upgrade":
+            return msg
+        value = msg.get(field)
+        if isinstance(value, bytes) and value:
+            b = bytearray(value)
+            b[salt % len(b)] ^= 1 + salt % 255
+            msg[field] = bytes(b)
+        elif isinstance(value, list) and value:
+            items = [list(x) if isinstance(x, (list, tuple)) else x for x in value]
+            k = salt % len(items)
+            if isinstance(items[k], bytes):
+                b = bytearray(items[k] or b"\x00")
+                b[salt % len(b)] ^= 1 + salt % 255
+                items[k] = bytes(b)
+            else:
+                b = bytearray(items[k][2])
+                b[salt % 32] ^= 1 + salt % 255
+                items[k][2] = bytes(b)
+            msg[field] = items
+        return msg
+
+    touched = []
+
+    def tamper(msg):
+        out = mutate(msg)
+        if out != msg:
+            touched.append(msg["op"])
+        return out
+
+    try:
+        trio.run(lambda: replicate_from(server, rep, tamper=tamper))
+    except PeerMisbehaved:
+        pass
+    else:
+        assert not touched, f"a mutated {touched} answer was accepted"
+    assert rep.log.head.length in (3 + 9, 3 + 9 + 11)
+    if touched:
+        assert rep.log.head.length == 12  # nothing new sealed
+    rep.close()
+    w.close()

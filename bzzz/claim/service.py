@@ -379,7 +379,8 @@ class ClaimService:
             status_label = STATE_LABELS["failed"]
         else:
             self._decide("result", task, status=result.status, exit_code=result.exit_code,
-                         duration=result.duration, output_bytes=result.output_bytes)
+                         duration=result.duration, output_bytes=result.output_bytes,
+                         output=result.output)  # the tail; the log keeps long ones by hash
             comment = report.result_comment(
                 key, self.s.node_id, result.status, result.duration, result.exit_code,
                 result.output, result.truncated)
