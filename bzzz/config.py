@@ -98,8 +98,8 @@ class Config(BaseModel):
     # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
-    # follow (replicate and verify) the logs of the peers in the table
-    replicate_logs: bool = True
+    # how many peers' logs each agent follows (replicates and verifies); 0 turns it off
+    replicate_logs: int = Field(2, ge=0, le=1000)
     # tasks of an agent running as root run as this user (default nobody); "root" opts out
     task_user: str | None = None
     log_level: str = "info"

@@ -30,7 +30,7 @@ async def test_agents_follow_each_others_logs_and_relay_them(tmp_path):
         status = b.status()
         assert status["log"]["replicas"][key.hex()] == a.decisions.log.length
         # c knows only b: it fetches a's log from b, not from its writer
-        c = await start_agent(nursery, tmp_path, "c", replicate_logs=False, bootstrap=[
+        c = await start_agent(nursery, tmp_path, "c", replicate_logs=0, bootstrap=[
             f"{b.node.addrs()[0]}/p2p/{b.peer_id}"])
         await _until(lambda: b.peer_id in c.node.connected_peers(), 10, "c meets b")
         length = await c.logsync.sync_from(b.peer_id, key)

@@ -230,9 +230,25 @@ class LogServer:
         self.logs: dict[bytes, Hyperlog] = {}
         self.conflicts: dict[bytes, Conflict] = {}
         self.served = Counter()
+        self._grown: dict[bytes, trio.Event] = {}  # followers waiting for a longer head
+        self._token: trio.lowlevel.TrioToken | None = None
 
     def add(self, log: Hyperlog) -> None:
         self.logs[log.key] = log
+        log.listeners.append(lambda key=log.key: self._poke(key))
+
+    def _poke(self, key: bytes) -> None:
+        """A log got a new head (called from whatever thread wrote it)."""
+        if self._token is not None:
+            try:
+                self._token.run_sync_soon(self._wake, key)
+            except trio.RunFinishedError:
+                pass
+
+    def _wake(self, key: bytes) -> None:
+        event = self._grown.pop(key, None)
+        if event is not None:
+            event.set()
 
     def freeze(self, key: bytes, conflict: Conflict) -> None:
         self.conflicts[key] = conflict
@@ -290,10 +306,15 @@ class LogServer:
                 return self._head_msg(log, mid)
         after = req.get("after")
         if isinstance(after, int):
+            self._token = trio.lowlevel.current_trio_token()
             wait = min(float(req.get("wait") or MAX_WAIT), MAX_WAIT)
             with trio.move_on_after(wait):
                 while log.head is None or log.head.length <= after:
-                    await trio.sleep(0.05)
+                    event = self._grown.setdefault(log.key, trio.Event())
+                    # a head written between the check and here is caught by the timeout
+                    # at worst; poll slowly as a safety net
+                    with trio.move_on_after(1.0):
+                        await event.wait()
         head = log.head
         if head is None:
             return {"op": "head", "public_key": log.public_key, "length": 0, "fork": 0,

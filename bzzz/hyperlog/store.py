@@ -172,6 +172,7 @@ class Hyperlog:
         self._tree_fd = -1
         self._lock_fd = -1
         self.replica = False  # ingests verified data from others instead of signing
+        self.listeners: list = []  # called (from the writing thread) after each new head
         self._sealed = 0  # end of the last head frame in ``log`` (a replica may be past it)
         self._end = 0  # end of the last acknowledged frame in ``log``
         self._dirty: dict[int, bytes] = {}
@@ -470,7 +471,15 @@ class Hyperlog:
             self._flush_nodes()
         if self.tree.length - self._cached >= CHECKPOINT_EVERY:
             self.checkpoint()  # bounds the scan after a crash
+        self._grew()
         return head
+
+    def _grew(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener's trouble is not the log's
+                pass
 
     def _flush_nodes(self) -> None:
         if not self._dirty:

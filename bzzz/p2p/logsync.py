@@ -47,14 +47,14 @@ def stream_channel(stream) -> Channel:
 
 class LogSync:
     def __init__(self, node, own: Hyperlog, replicas_dir: Path, *,
-                 follow: bool = True,
+                 follow: int = 2,
                  peers: Callable[[], list[tuple[str, str]]] = lambda: []) -> None:
         self.node = node
         self.server = LogServer()
         self.server.add(own)
         self.own_key = own.key
         self.dir = replicas_dir
-        self.follow = follow
+        self.follow = follow  # how many peers' logs to follow (0: none)
         self.peers = peers  # (peer id, log key hex) of the peers in the table
         self.replicators: dict[bytes, Replicator] = {}
         self.bad_peers: Counter = Counter()  # by reason
@@ -166,15 +166,8 @@ class LogSync:
         self.node.host.set_stream_handler(PROTOCOL, self._handle)
         async with trio.open_nursery() as nursery:
             task_status.started()
-            while self.follow:
-                wanted = {}
-                for peer, key_hex in self.peers():
-                    try:
-                        key = bytes.fromhex(key_hex)
-                    except ValueError:
-                        continue
-                    if len(key) == 32 and key != self.own_key and key not in self.server.conflicts:
-                        wanted[f"{peer}/{key_hex}"] = (peer, key)
+            while self.follow > 0:
+                wanted = dict(self._choose())
                 for name in list(self.following):
                     if name not in wanted:
                         self.following.pop(name).cancel()
@@ -184,6 +177,23 @@ class LogSync:
                         self.following[name] = scope
                         nursery.start_soon(self._scoped, scope, peer, key)
                 await trio.sleep(1.0)
+
+    def _choose(self) -> list[tuple[str, tuple[str, bytes]]]:
+        """The peers' logs to follow: ``follow`` of them, picked by rendezvous hashing of
+        (our key, their key), so each log ends up followed by about ``follow`` peers however
+        large the mesh (and the monitor follows them all)."""
+        import hashlib
+        options = []
+        for peer, key_hex in self.peers():
+            try:
+                key = bytes.fromhex(key_hex)
+            except ValueError:
+                continue
+            if len(key) == 32 and key != self.own_key and key not in self.server.conflicts:
+                rank = hashlib.blake2b(self.own_key + key, digest_size=8).digest()
+                options.append((rank, f"{peer}/{key_hex}", (peer, key)))
+        options.sort()
+        return [(name, target) for _, name, target in options[: self.follow]]
 
     async def _scoped(self, scope: trio.CancelScope, peer: str, key: bytes) -> None:
         with scope:
