@@ -135,6 +135,7 @@ class Agent:
         self.capabilities = caps_mod.detect(config.capabilities, config.detect_capabilities,
                                             config.ollama_url)
         self.node = P2PNode(self.identity, config.listen, mdns=config.mdns,
+                            dial_discovered=config.dial_discovered,
                             bootstrap=config.bootstrap, psk=psk)
         self.node.pnet_stats.on_reject.append(
             lambda reason: self.metrics.pnet_rejected.labels(reason).inc())
@@ -151,6 +152,20 @@ class Agent:
             follow=config.replicate_logs,
             peers=lambda: [(e.announcement.peer_id, e.announcement.log_key)
                            for e in self.mesh.table.entries() if e.announcement.log_key])
+        from .help.service import HelpService
+        self.help = HelpService(
+            self.node, self.identity, config.node_id, self.decisions,
+            capabilities=lambda: self.capabilities,
+            load=lambda: (len(self.claims.running) if self.claims else 0, config.max_tasks),
+            candidates=self._help_candidates,
+            login=lambda: self.claims.s.login if self.claims else "",
+            broadcast=config.help_broadcast)
+        self.metrics.counter_from("bzzz_help_messages_sent", "Help messages sent, by kind",
+                                  lambda: self.help.sent, label="kind")
+        self.metrics.counter_from("bzzz_help_dropped", "Help messages dropped, by reason",
+                                  lambda: self.help.router.drops, label="reason")
+        self.metrics.counter_from("bzzz_help_requests", "Help requests handled, by outcome",
+                                  lambda: self.help.router.counts, label="outcome")
         self.metrics.counter_from("bzzz_log_bad_peers",
                                   "Peers dropped for bad log data (proof, signature, size)",
                                   lambda: self.logsync.bad_peers, label="reason")
@@ -158,7 +173,8 @@ class Agent:
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
                                   lambda: self.node.dial_failures)
-        self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set)
+        self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
+                       probe=self._help_probe)
         self.maintenance_interval = MAINTENANCE_INTERVAL
         self.started_at = time.time()
 
@@ -186,6 +202,7 @@ class Agent:
             "log": {"key": self.mesh.log_key, "length": self.decisions.length,
                     **self.logsync.status()},
             "github": self._github_status(),
+            "help": self.help.status(),
             "drops": dict(self.mesh.drops),
             "announcement_age": self.mesh.age_quantiles(),
             "pnet": {"enabled": self.config.psk_file is not None,
@@ -201,6 +218,26 @@ class Agent:
                 "requests": c.gh.requests if c else 0,
                 "completed": len(c.completed) if c else 0,
                 "webhooks": dict(self.webhook.counts) if self.webhook else None}
+
+    async def _help_probe(self, doc: dict) -> dict:
+        task = {"repo": "-", "issue": 0, "title": "probe", "needs": doc["needs"]}
+        ask = await self.help.ask(task, "probe", 1, wait=doc["wait"], grace=doc["wait"])
+        return {"request": ask.request_id, "sent_to": ask.sent_to,
+                "offers": [{"helper": o["helper"], "helper_node": o.get("helper_node"),
+                            "latency_ms": round((o.get("_at", ask.started) - ask.started) * 1e3, 2)}
+                           for o in ask.offers],
+                "declines": [{"helper": d["helper"], "helper_node": d.get("helper_node"),
+                              "reason": d.get("reason")} for d in ask.declines]}
+
+    def _help_candidates(self):
+        from .help.router import Candidate
+        now = time.time()
+        connected = self.node.connected_peers() if self.config.help_scope == "connected" else None
+        return [Candidate(e.announcement.peer_id, tuple(e.announcement.capabilities),
+                          e.announcement.load[0], e.announcement.load[1],
+                          max(0.0, now - e.last_seen))
+                for e in self.mesh.table.entries()
+                if connected is None or e.announcement.peer_id in connected]
 
     def _peer_views(self) -> list[PeerView]:
         return [PeerView(e.announcement.peer_id, e.announcement.capabilities,
@@ -232,7 +269,8 @@ class Agent:
             workroot=cfg.workspace_dir or cfg.data_dir / "work", user=self.task_user)
         self.claims = ClaimService(gh, settings, self.decisions,
                                    capabilities=lambda: self.capabilities,
-                                   peers=self._peer_views, on_load=self.mesh.set_load)
+                                   peers=self._peer_views, on_load=self.mesh.set_load,
+                                   helper=self.help if cfg.help_requests else None)
         log.info("taking tasks", extra={
             "repos": ",".join(cfg.github.repos), "login": login,
             "task_user": self.task_user.name if self.task_user else "(the agent's)"})
@@ -262,6 +300,7 @@ class Agent:
             await nursery.start(self.decisions.run)
             await nursery.start(self.node.run)
             await nursery.start(self.logsync.run)
+            await nursery.start(self.help.run)
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
             nursery.start_soon(_maintenance, self.maintenance_interval)

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .asgi import lifespan, serve_app
+from .asgi import lifespan, read_body, serve_app
 
 log = logging.getLogger("bzzz.api")
 
 
 class Api:
     def __init__(self, status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
-                 healthy: Callable[[], bool] = lambda: True) -> None:
+                 healthy: Callable[[], bool] = lambda: True,
+                 probe: Callable[[dict], Awaitable[dict]] | None = None) -> None:
         self._status = status
+        self._probe = probe
         self._metrics = metrics
         self._healthy = healthy
         self.bound: list[str] = []
@@ -33,6 +35,9 @@ class Api:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
+        if method == "POST" and path == "/api/v1/help/probe" and self._probe is not None:
+            await self._post_probe(receive, send)
+            return
         if method not in ("GET", "HEAD"):
             await self._reply(send, 405, b'{"error": "method not allowed"}\n', "application/json")
             return
@@ -51,6 +56,26 @@ class Api:
         except Exception:
             log.exception("api error on %s", path)
             await self._reply(send, 500, b'{"error": "internal error"}\n', "application/json")
+
+    async def _post_probe(self, receive, send) -> None:
+        """Ask the mesh who could take a task needing some capabilities (a real help
+        request, with no task behind it: offers are collected, nothing is handed over)."""
+        body = await read_body(receive, 64 * 1024)
+        try:
+            doc = json.loads(body or b"{}")
+            needs = doc.get("needs", [])
+            wait = float(doc.get("wait", 2.0))
+            if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs) \
+                    or not 0 < wait <= 10:
+                raise ValueError
+        except (ValueError, AttributeError, TypeError):
+            await self._reply(send, 400, b'{"error": "expected needs (a list of strings) and '
+                              b'wait (0 to 10 seconds)"}\n', "application/json")
+            return
+        assert self._probe is not None
+        result = await self._probe({"needs": needs, "wait": wait})
+        await self._reply(send, 200, json.dumps(result, sort_keys=True).encode() + b"\n",
+                          "application/json")
 
     @staticmethod
     async def _reply(send, status: int, body: bytes, content_type: str) -> None:

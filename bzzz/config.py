@@ -98,6 +98,14 @@ class Config(BaseModel):
     # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
+    # ask peers for help with a failed task (and hand it over); off: report the failure
+    help_requests: bool = True
+    # whom a help request goes to first: every peer of the capability table, or only the
+    # connected ones (forwarding reaches further); and whether it is also announced on gossip
+    help_scope: Literal["table", "connected"] = "table"
+    help_broadcast: bool = True
+    # connect to every peer heard of (announcements, DHT), or only to bootstrap/mDNS peers
+    dial_discovered: bool = True
     # how many peers' logs each agent follows (replicates and verifies); 0 turns it off
     replicate_logs: int = Field(2, ge=0, le=1000)
     # tasks of an agent running as root run as this user (default nobody); "root" opts out

@@ -161,6 +161,39 @@ class ClaimLock:
             return Lost(held.number, "held", after.claim if after else None)
         return result
 
+    async def handoff(self, held: Held, node: str, peer: str, login: str,
+                      help_entry: str) -> Held | Lost:
+        """Hand the claim to a helper: fast-forward the ref to a commit naming it (one
+        winner, as for any update). Returns the helper's Held (ours is gone); Lost if the
+        ref moved under us."""
+        claim = held.claim.taken_over_by(node, peer, login, self.clock(), self.lease, help_entry)
+        sha = await self._commit(claim, held.sha)
+        try:
+            await self.gh.request("PATCH", self._path(f"git/refs/bzzz/claims/{held.number}"),
+                                  json={"sha": sha, "force": False})
+        except GitHubError as exc:
+            if exc.status != 422:
+                raise
+            after = await self.read(held.number)
+            if after is not None and after.sha == sha:
+                return Held(held.number, sha, claim)
+            return Lost(held.number, "raced", after.claim if after else None)
+        return Held(held.number, sha, claim)
+
+    async def adopt(self, number: int, sha: str) -> Held | Lost:
+        """Take a claim handed to us: the ref must point at ``sha`` and name us."""
+        current = await self.read(number)
+        if current is None or current.sha != sha or current.claim is None or \
+                (current.claim.node, current.claim.peer) != (self.node, self.peer):
+            return Lost(number, "not handed to us", current.claim if current else None)
+        return Held(number, sha, current.claim)
+
+    async def record_help(self, held: Held, entry: str) -> Held | Lost:
+        """Add a help request to the claim (a renewal carrying it)."""
+        claim = held.claim.with_help(entry)
+        current = Current(held.sha, claim, 0.0)
+        return await self._advance(held.number, current, takeover=False, previous=claim)
+
     async def ref_sha(self, number: int) -> str | None:
         try:
             ref = (await self.gh.request("GET", self._path(f"git/ref/bzzz/claims/{number}"))).data

@@ -44,6 +44,9 @@ class Claim:
     login: str
     lease_expires: float
     generation: int = 1
+    # help requests made for this task so far, one JSON object each (see bzzz/help): the
+    # claim carries them across renewals, handoffs and takeovers, so the count is mesh-wide
+    help: tuple[str, ...] = ()
 
     def holder(self) -> tuple[str, str]:
         return self.node, self.peer
@@ -51,14 +54,19 @@ class Claim:
     def message(self) -> str:
         return (f"bzzz claim {self.task}\n\nnode: {self.node}\npeer: {self.peer}\n"
                 f"login: {self.login}\nlease-expires: {int(self.lease_expires)}\n"
-                f"generation: {self.generation}\n")
+                f"generation: {self.generation}\n" + "".join(f"help: {h}\n" for h in self.help))
 
     def renewed(self, now: float, lease: float) -> "Claim":
         return replace(self, lease_expires=now + lease, generation=self.generation + 1)
 
     def taken_over_by(self, node: str, peer: str, login: str, now: float,
-                      lease: float) -> "Claim":
-        return Claim(self.task, node, peer, login, now + lease, self.generation + 1)
+                      lease: float, help_entry: str | None = None) -> "Claim":
+        """The claim for a new holder (a takeover, or a handoff with its help entry)."""
+        history = self.help + ((help_entry,) if help_entry else ())
+        return Claim(self.task, node, peer, login, now + lease, self.generation + 1, history)
+
+    def with_help(self, entry: str) -> "Claim":
+        return replace(self, help=self.help + (entry,))
 
 
 def parse_claim(message: str) -> Claim | None:
@@ -67,15 +75,18 @@ def parse_claim(message: str) -> Claim | None:
     if not lines or not lines[0].startswith("bzzz claim "):
         return None
     values: dict[str, str] = {}
+    history: list[str] = []
     for line in lines[1:]:
         key, sep, value = line.partition(":")
-        if sep and key.strip() in _FIELDS:
+        if sep and key.strip() == "help" and len(history) < 20:
+            history.append(value.strip())
+        elif sep and key.strip() in _FIELDS:
             values[key.strip()] = value.strip()
     try:
         return Claim(task=lines[0][len("bzzz claim "):].strip(), node=values["node"],
                      peer=values["peer"], login=values.get("login", ""),
                      lease_expires=float(values["lease-expires"]),
-                     generation=int(values.get("generation", "1")))
+                     generation=int(values.get("generation", "1")), help=tuple(history))
     except (KeyError, ValueError):
         return None
 

@@ -71,3 +71,27 @@ def no_command_comment(key: str, node: str) -> Comment:
 def cancelled_comment(key: str, node: str, why: str) -> Comment:
     return Comment("cancelled", key,
                    f"{marker('cancelled', key)}\n🛑 **{node}** stopped this task: {why}.")
+
+
+def handover_comment(key: str, origin: str, helper: str, helper_peer: str, reason: str) -> Comment:
+    return Comment("handover", key,
+                   f"{marker('handover', key)}\n🤝 **{origin}** could not finish this task "
+                   f"({reason}) and handed it to **{helper}** (peer `{helper_peer}`), "
+                   "which now holds the claim.")
+
+
+def review_comment(key: str, node: str, history: list[dict]) -> Comment:
+    """The task failed after every help request it may make: what was tried, for a human."""
+    lines = [marker("review", key),
+             f"🙋 This task failed and {len(history)} help requests did not get it done: "
+             "it needs a human. What was tried:", ""]
+    for h in history:
+        who = f"handed to **{h['to']}**" if h.get("to") else "nobody took it"
+        lines.append(f"{h.get('ask', '?')}. **{h.get('by', '?')}** asked ({h.get('reason', '')}): "
+                     f"{who}.")
+        for name in h.get("offers", []):
+            lines.append(f"   - offered: {name}")
+        for name, why in h.get("declines", []):
+            lines.append(f"   - declined: {name} ({why})")
+    lines += ["", f"Reported by **{node}**. Remove the `bzzz:failed` label to try again."]
+    return Comment("review", key, "\n".join(lines))

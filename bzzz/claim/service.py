@@ -12,9 +12,10 @@ running and report when GitHub answers again.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -33,6 +34,8 @@ from .task import (STATE_LABELS, PeerView, Task, TaskError, choose, ineligible_r
                    parse_issue)
 
 log = logging.getLogger("bzzz.claim")
+# "bash: line 1: frobnicate: command not found": a capability the task turned out to need
+_MISSING_RE = re.compile(r"(?:^|\n)(?:[\w/.-]+: )?(?:line \d+: |\d+: )?([\w.+-]{1,64}): command not found")
 SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
@@ -56,6 +59,9 @@ class ClaimSettings:
     report_retry_max: float = 30.0  # longest wait between report attempts during an outage
     claim_mode: str = "ref"  # "ref" (the git-ref lock) or "assign" (weaker, see assignlock.py)
     settle: float = 2.0  # assign mode: seconds to wait for concurrent assignments to show
+    max_help: int = 3  # help requests per task, across the mesh, before a human takes over
+    help_wait: float = 3.0  # seconds the origin waits for offers
+    help_retry: float = 2.0  # pause between unanswered help requests
 
 
 @dataclass
@@ -67,6 +73,8 @@ class Running:
     held: Held | None = None
     stop_reason: str | None = None
     verifying: bool = False
+    ref_lock: trio.Lock = field(default_factory=trio.Lock)  # renewals vs handoffs
+    handed_from: str | None = None  # the node that handed this task to us
 
 
 class ClaimService:
@@ -74,13 +82,16 @@ class ClaimService:
                  capabilities: Callable[[], Sequence[str]] = lambda: [],
                  peers: Callable[[], Sequence[PeerView]] = lambda: [],
                  on_load: Callable[[int], None] = lambda n: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 helper=None, clock: Callable[[], float] = time.time) -> None:
         self.gh = gh
         self.s = settings
         self.decisions = decisions
         self.capabilities = capabilities
         self.peers = peers
         self.on_load = on_load
+        self.helper = helper  # bzzz.help.service.HelpService, or None (help off)
+        if helper is not None:
+            helper.on_handoff = self.adopt
         self.clock = clock
         self.feed = TaskFeed(gh, settings.repos)
         self.locks: dict[str, ClaimLock | AssignLock] = {}
@@ -205,9 +216,9 @@ class ClaimService:
 
     # ------------------------------------------------------------------ one attempt
 
-    async def _attempt(self, task: Task) -> None:
+    async def _attempt(self, task: Task, body=None) -> None:
         try:
-            await self._claim_and_run(task)
+            await (body or self._claim_and_run)(task)
         except (GitHubError, Unavailable) as exc:
             self._decide("attempt_failed", task, error=str(exc))
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
@@ -228,8 +239,12 @@ class ClaimService:
             self.not_before[task.key] = (holder.lease_expires if holder
                                          else self.clock() + self.s.lease)
             return
+        await self._run_held(task, outcome)
+
+    async def _run_held(self, task: Task, held: Held) -> None:
+        lock = self.locks[task.repo]
         run = self.running[task.key]
-        run.held, run.state = outcome, "claimed"
+        run.held, run.state = held, "claimed"
         try:
             async with trio.open_nursery() as keeper:
                 # the lease is kept from the claim until the result is reported, so a GitHub
@@ -275,6 +290,8 @@ class ClaimService:
         if not assigned and not await self._durably(run, "claim comment", lambda: ops.comment_once(
                 task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key))):
             return
+        if run.handed_from:
+            self._decide("help_adopted", task, origin=run.handed_from)
         command = task.command
         if command is None:
             self._decide("needs_input", task)
@@ -292,6 +309,16 @@ class ClaimService:
             result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
                                      policy=self.s.policy, user=self.s.user)
         run.scope = None
+        if result is not None and result.status in ("failed", "timeout") and \
+                self.helper is not None and run.held is not None:
+            reason = (f"exit status {result.exit_code}" if result.status == "failed"
+                      else "timed out")
+            missing = sorted(set(_MISSING_RE.findall(result.output)))[:5]
+            if result.exit_code == 127 and missing:
+                reason = f"missing here: {', '.join(missing)}"
+            run.state = "asking for help"
+            if await self._seek_help(run, task, key, reason, extra_needs=missing):
+                return
         run.state = "reporting"
         if result is None:
             await self._report_cancelled(task, run, key)
@@ -307,7 +334,10 @@ class ClaimService:
             if not renewal_due(run.held.claim, self.clock(), self.s.lease):
                 continue
             try:
-                outcome = await lock.renew(run.held)
+                async with run.ref_lock:
+                    if run.held is None:
+                        return
+                    outcome = await lock.renew(run.held)
             except (GitHubError, Unavailable) as exc:
                 log.warning("lease renewal failed; will retry", extra={"error": str(exc)})
                 await trio.sleep(min(5.0, self.s.lease / 10))
@@ -326,6 +356,104 @@ class ClaimService:
     async def _finish_labels(self, task: Task, state_label: str) -> None:
         labels = sorted((task.labels - {STATE_LABELS["claimed"]}) | {state_label})
         await self.ops[task.repo].set_labels(task.number, labels)
+
+    def _help_history(self, run: Running) -> list[dict]:
+        import json
+        out = []
+        for line in run.held.claim.help if run.held else ():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out.append(entry)
+        return out
+
+    async def _seek_help(self, run: Running, task: Task, key: str, reason: str,
+                         extra_needs: Sequence[str] = ()) -> bool:
+        """Ask the mesh for help until someone takes the task (True: handed over) or the
+        task has had its ``max_help`` requests (False: report the failure)."""
+        import json
+        lock, ops = self.locks[task.repo], self.ops[task.repo]
+        if not isinstance(lock, ClaimLock):
+            return False  # handoff moves the git-ref claim; the assign mode has none
+        while run.held is not None and len(run.held.claim.help) < self.s.max_help:
+            asked = len(run.held.claim.help) + 1
+            info = {"repo": task.repo, "issue": task.number, "title": task.title[:200],
+                    "needs": sorted(set(task.needs) | set(extra_needs))}
+            ask = await self.helper.ask(info, reason, asked, wait=self.s.help_wait)
+            entry = {"ask": asked, "by": self.s.node_id, "reason": reason, "at": int(self.clock()),
+                     "request": ask.request_id,
+                     "offers": [o.get("helper_node", "?") for o in ask.offers],
+                     "declines": [[d.get("helper_node", "?"), d.get("reason", "")[:100]]
+                                  for d in ask.declines], "to": None}
+            pick = ask.offers[0] if ask.offers else None
+            if pick is not None:
+                entry["to"] = pick.get("helper_node", "?")
+            async with run.ref_lock:
+                if run.held is None:
+                    return True
+                try:
+                    if pick is None:
+                        outcome = await lock.record_help(run.held, json.dumps(entry))
+                    else:
+                        outcome = await lock.handoff(run.held, pick["helper_node"], pick["helper"],
+                                                     pick.get("login") or self.s.login,
+                                                     json.dumps(entry))
+                except (GitHubError, Unavailable) as exc:
+                    log.warning("could not record a help request", extra={"error": str(exc)})
+                    return False
+                if isinstance(outcome, Lost):
+                    self._decide("lease_lost", task, during="help")
+                    run.held = None
+                    return True
+                if pick is None:
+                    run.held = outcome
+                    self._decide("help_unanswered", task, ask=asked, request=ask.request_id)
+                    await trio.sleep(self.s.help_retry)
+                    continue
+                # the claim is the helper's now: ours is gone, nothing to release
+                run.held = None
+            from ..help.messages import encode_handoff
+            self._decide("help_handed_over", task, ask=asked, helper=pick["helper"],
+                         helper_node=pick.get("helper_node"), request=ask.request_id,
+                         sha=outcome.sha)
+            await self.helper.send_handoff(pick["helper"], encode_handoff(
+                self.helper.sign, ask.request_id, self.helper.me, pick["helper"], task.repo,
+                task.number, outcome.sha, self.clock()))
+            handover = report.handover_comment(key, self.s.node_id, pick.get("helper_node", "?"),
+                                               pick["helper"], reason)
+            try:
+                await ops.comment_once(task.number, handover)
+            except GitHubError as exc:
+                log.warning("could not say the task was handed over", extra={"error": str(exc)})
+            return True
+        return False
+
+    async def adopt(self, body: dict) -> None:
+        """A peer handed us a task through its claim (bzzz/help): take it and run it."""
+        repo, number = body["repo"], body["issue"]
+        lock = self.locks.get(repo)
+        if not isinstance(lock, ClaimLock) or self._nursery is None:
+            return
+        self._nursery.start_soon(self._adopt, lock, repo, number, body)
+
+    async def _adopt(self, lock: ClaimLock, repo: str, number: int, body: dict) -> None:
+        try:
+            outcome = await lock.adopt(number, body["sha"])
+            if isinstance(outcome, Lost):
+                self._decide("help_adopt_failed", repo=repo, issue=number, reason=outcome.reason)
+                return
+            task = parse_issue(repo, await self.ops[repo].get(number))
+        except (GitHubError, Unavailable, TaskError) as exc:
+            self._decide("help_adopt_failed", repo=repo, issue=number, reason=str(exc))
+            return
+        if task.key in self.running:
+            return
+        run = self.running[task.key] = Running(task, self.clock())
+        run.handed_from = body.get("origin")
+        self.on_load(len(self.running))
+        await self._attempt(task, lambda t: self._run_held(t, outcome))
 
     async def _durably(self, run: Running, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run one reporting step until GitHub answers: an outage delays a report, it never
@@ -388,6 +516,13 @@ class ClaimService:
         # the comment first: a state label without its result comment would be a lie
         if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
             return
+        history = self._help_history(run)
+        if status_label == STATE_LABELS["failed"] and self.helper is not None and \
+                len(history) >= self.s.max_help:
+            self._decide("help_exhausted", task, asks=len(history))
+            review = report.review_comment(key, self.s.node_id, history)
+            if not await self._durably(run, "review", lambda: ops.comment_once(task.number, review)):
+                return
         if not await self._durably(run, "labels", lambda: self._finish_labels(task, status_label)):
             return
         if result.status == "succeeded" and self.s.close_on_success:

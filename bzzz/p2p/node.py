@@ -126,8 +126,12 @@ def _make_gossipsub() -> GossipSub:
 class P2PNode:
     def __init__(self, identity: Identity, listen: Sequence[str], *, mdns: bool = True,
                  bootstrap: Sequence[str] = (), psk: bytes | None = None,
+                 dial_discovered: bool = True,
                  clock: Callable[[], float] = trio.current_time) -> None:
         self.identity = identity
+        # False: connect only to bootstrap and mDNS peers, not to every peer heard of in
+        # announcements or the DHT (a sparse mesh; the DHT still finds peers on demand)
+        self.dial_discovered = dial_discovered
         self.peer_id = identity.peer_id.to_base58()
         self.listen = list(listen)
         self.mdns_enabled = mdns
@@ -197,6 +201,8 @@ class P2PNode:
 
     def offer_peer(self, peer_id: str, addrs: Sequence[str], source: str) -> None:
         """A peer and its addresses learnt from anywhere (announcements, mDNS, DHT)."""
+        if not self.dial_discovered and source in ("announcement", "dht"):
+            return
         if self.plan.offer(peer_id, tuple(addrs), source, self._clock()):
             self._wake.set()
 

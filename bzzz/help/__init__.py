@@ -1,0 +1,1 @@
+"""Collaborative help: hop-limited help requests and task handoff (issue: help)."""

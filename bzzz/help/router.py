@@ -1,0 +1,98 @@
+"""What a node does with a help request (a core, no I/O): drop it, offer help, or forward.
+
+- Drops are counted by reason (``malformed``, ``oversized``, ``forged``, ``rewritten``,
+  ``misaddressed``, ``loop``, ``hop_limit``, ``expired``, ``duplicate``).
+- A node that can take the task (it has every needed capability and a free slot, and is not
+  the origin) offers; the offer goes to the origin directly.
+- A node that cannot forwards to its best candidates not yet on the path, unless the request
+  was already forwarded ``MAX_FORWARDS`` times: so a request reaches at most
+  ``fanout * (1 + fanout + fanout^2 + fanout^3)`` nodes, and each node handles it once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..claim.task import capability_met
+from .messages import MAX_FORWARDS, HelpDrop, HelpRequest, Verify, decode_request
+
+
+@dataclass(frozen=True)
+class Candidate:
+    peer: str
+    capabilities: tuple[str, ...]
+    running: int
+    max_tasks: int
+    age: float = 0.0  # seconds since last seen
+
+
+def matches(needs: Sequence[str], capabilities: Sequence[str]) -> bool:
+    return all(capability_met(n, capabilities) for n in needs)
+
+
+def rank(req_needs: Sequence[str], candidates: Sequence[Candidate], exclude: set[str],
+         k: int) -> list[str]:
+    """Best first: can do the task, then free slots, then fresh, then peer id (stable)."""
+    def score(c: Candidate):
+        free = c.max_tasks - c.running
+        return (not matches(req_needs, c.capabilities), -(free > 0), c.running, c.age, c.peer)
+    return [c.peer for c in sorted(candidates, key=score) if c.peer not in exclude][:k]
+
+
+@dataclass
+class Verdict:
+    action: str  # "drop", "offer", "forward", "decline"
+    request: HelpRequest | None = None
+    reason: str = ""
+    forward_to: tuple[str, ...] = ()
+
+
+class HelpRouter:
+    def __init__(self, me: str, verify: Verify, *, fanout: int = 3) -> None:
+        self.me = me
+        self.verify = verify
+        self.fanout = fanout
+        self.seen: dict[str, float] = {}  # request id -> its deadline
+        self.drops: Counter = Counter()
+        self.counts: Counter = Counter()  # received, offered, forwarded, declined
+
+    def _forget_expired(self, now: float) -> None:
+        if len(self.seen) > 256:
+            for rid in [r for r, d in self.seen.items() if d < now]:
+                del self.seen[rid]
+
+    def mark_seen(self, req: HelpRequest) -> None:
+        self.seen[req.id] = req.deadline
+
+    def receive(self, data: bytes, sender: str | None, now: float, *,
+                capabilities: Sequence[str], running: int, max_tasks: int,
+                candidates: Sequence[Candidate]) -> Verdict:
+        self._forget_expired(now)
+        try:
+            req = decode_request(data, self.me, sender, self.verify, now)
+        except HelpDrop as exc:
+            self.drops[exc.reason] += 1
+            return Verdict("drop", reason=str(exc))
+        if req.id in self.seen:
+            self.drops["duplicate"] += 1
+            return Verdict("drop", req, "duplicate")
+        self.seen[req.id] = req.deadline
+        self.counts["received"] += 1
+        if req.origin == self.me:
+            self.drops["own"] += 1
+            return Verdict("drop", req, "our own request")
+        if matches(req.needs, capabilities) and running < max_tasks:
+            self.counts["offered"] += 1
+            return Verdict("offer", req)
+        why = "busy" if matches(req.needs, capabilities) else "lacks " + ", ".join(
+            n for n in req.needs if not matches([n], capabilities))
+        if req.forwards >= MAX_FORWARDS:
+            self.drops["hop_limit"] += 1
+            return Verdict("decline", req, f"{why}; not forwarded (hop limit)")
+        targets = rank(req.needs, candidates, set(req.path()) | {self.me}, self.fanout)
+        if not targets:
+            return Verdict("decline", req, f"{why}; nobody left to forward to")
+        self.counts["forwarded"] += 1
+        return Verdict("forward", req, why, tuple(targets))

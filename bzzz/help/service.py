@@ -1,0 +1,261 @@
+"""Help requests on the wire: ``/bzzz/help/1.0.0`` streams and the ``bzzz/help/1`` topic.
+
+A stream carries one message (4-byte length, then the message) and is closed. The origin sends
+its request to its best candidates and broadcasts it on the topic for peers it does not know;
+every node routes it once (bzzz/help/router.py); helpers answer the origin directly (dialling
+it, through the DHT if need be). The origin waits a short while for offers; handing the task
+over is the claim service's business (bzzz/claim/service.py), using :meth:`send_handoff`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+from libp2p.peer.id import ID
+
+from ..decisions import DecisionLog
+from ..p2p.mesh import TOPIC_HELP
+from .keys import signer, verify_peer
+from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, add_hop, decode_handoff,
+                       decode_response, encode_response, message_type, new_request)
+from .router import Candidate, HelpRouter, rank
+
+log = logging.getLogger("bzzz.help")
+HELP_PROTOCOL = "/bzzz/help/1.0.0"
+SEND_TIMEOUT = 5.0
+
+
+@dataclass
+class Ask:
+    """One help request of ours: the answers that came back."""
+
+    request_id: str
+    task: dict
+    sent_to: list[str]
+    offers: list[dict] = field(default_factory=list)
+    declines: list[dict] = field(default_factory=list)
+    first_offer: trio.Event = field(default_factory=trio.Event)
+    started: float = 0.0
+    first_offer_at: float | None = None
+
+
+class HelpService:
+    def __init__(self, node, identity, node_id: str, decisions: DecisionLog, *,
+                 capabilities: Callable[[], Sequence[str]],
+                 load: Callable[[], tuple[int, int]],
+                 candidates: Callable[[], list[Candidate]],
+                 login: Callable[[], str] = lambda: "",
+                 fanout: int = 3, broadcast: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.me = identity.peer_id.to_base58()
+        self.node_id = node_id
+        self.sign = signer(identity)
+        self.decisions = decisions
+        self.capabilities, self.load, self.candidates = capabilities, load, candidates
+        self.login = login
+        self.broadcast = broadcast
+        self.clock = clock
+        self.router = HelpRouter(self.me, verify_peer, fanout=fanout)
+        self.asks: dict[str, Ask] = {}
+        self.sent: Counter = Counter()  # messages sent, by kind
+        self.send_failures = 0
+        self.on_handoff: Callable[[dict], Awaitable[None]] | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _decide(self, kind: str, **fields) -> None:
+        self.decisions.append({"type": kind, "node": self.node_id, **fields})
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.node.host.set_stream_handler(HELP_PROTOCOL, self._handle_stream)
+            self.node.on_message(TOPIC_HELP, self._on_gossip)
+            await self.node.subscribe(TOPIC_HELP)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _send(self, peer: str, data: bytes, kind: str) -> bool:
+        try:
+            with trio.fail_after(SEND_TIMEOUT):
+                pid = ID.from_base58(peer)
+                if pid not in self.node.host.get_connected_peers() and not self._known(pid):
+                    await self._find(pid)
+                stream = await self.node.host.new_stream(pid, [HELP_PROTOCOL])
+                await stream.write(len(data).to_bytes(4, "big") + data)
+                await stream.close()
+        except Exception as exc:  # unreachable, reset, timed out: counted, never fatal
+            self.send_failures += 1
+            log.debug("help message not delivered", extra={"peer": peer, "kind": kind,
+                                                           "error": repr(exc)})
+            return False
+        self.sent[kind] += 1
+        return True
+
+    def _known(self, pid: ID) -> bool:
+        try:
+            return bool(self.node.host.get_peerstore().addrs(pid))
+        except Exception:  # PeerStoreError: never heard of it, or expired
+            return False
+
+    async def _find(self, pid: ID) -> None:
+        """A peer we never met: ask the DHT where it is."""
+        info = await self.node.dht.find_peer(pid)
+        if info is not None and info.addrs:
+            self.node.host.get_peerstore().add_addrs(pid, info.addrs, 600)
+
+    async def _handle_stream(self, stream) -> None:
+        sender = stream.muxed_conn.peer_id.to_base58()
+        data = bytearray()
+        try:
+            with trio.fail_after(SEND_TIMEOUT):
+                while len(data) < MAX_MESSAGE + 4:
+                    chunk = await stream.read(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except Exception:
+            pass
+        finally:
+            try:
+                await stream.close()
+            except Exception:
+                pass
+        size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
+        if size < 0 or size > MAX_MESSAGE or len(data) != 4 + size:
+            self.router.drops["oversized" if size > MAX_MESSAGE else "malformed"] += 1
+            return
+        await self._dispatch(bytes(data[4:]), sender)
+
+    def _on_gossip(self, signer_peer: str, data: bytes) -> bool:
+        if self._nursery is None:
+            return False
+        self._nursery.start_soon(self._on_request, data, None, signer_peer)
+        return True
+
+    async def _dispatch(self, data: bytes, sender: str) -> None:
+        kind = message_type(data)
+        if kind == "help_request":
+            await self._on_request(data, sender, None)
+        elif kind == "help_response":
+            self._on_response(data, sender)
+        elif kind == "help_handoff":
+            await self._on_handoff(data, sender)
+        else:
+            self.router.drops["malformed"] += 1
+
+    # ------------------------------------------------------------------ as a peer
+
+    async def _on_request(self, data: bytes, sender: str | None, gossip_signer: str | None) -> None:
+        running, max_tasks = self.load()
+        verdict = self.router.receive(
+            data, sender, self.clock(), capabilities=list(self.capabilities()),
+            running=running, max_tasks=max_tasks, candidates=self.candidates())
+        req = verdict.request
+        if req is not None and gossip_signer is not None and gossip_signer != req.origin:
+            self.router.drops["rewritten"] += 1
+            return
+        if verdict.action == "drop":
+            if verdict.reason != "our own request":
+                self._decide("help_dropped", reason=verdict.reason[:200],
+                             request=req.id if req else None)
+            return
+        assert req is not None
+        task = f"{req.task['repo']}#{req.task['issue']}"
+        if verdict.action == "offer":
+            self._decide("help_offered", request=req.id, origin=req.origin, task=task,
+                         hops=len(req.hops))
+            await self._send(req.origin, encode_response(
+                self.sign, req.id, self.me, self.node_id, True, "can take it", self.clock(),
+                self.login()), "response")
+        elif verdict.action == "forward":
+            self._decide("help_forwarded", request=req.id, task=task, to=list(verdict.forward_to),
+                         reason=verdict.reason)
+            for peer in verdict.forward_to:
+                await self._send(peer, add_hop(req, self.sign, self.me, peer).encode(), "forward")
+        else:
+            self._decide("help_declined", request=req.id, task=task, reason=verdict.reason)
+            await self._send(req.origin, encode_response(
+                self.sign, req.id, self.me, self.node_id, False, verdict.reason, self.clock()),
+                "response")
+
+    async def _on_handoff(self, data: bytes, sender: str) -> None:
+        try:
+            body = decode_handoff(data, verify_peer)
+        except HelpDrop as exc:
+            self.router.drops[exc.reason] += 1
+            return
+        if body["helper"] != self.me or body["origin"] != sender:
+            self.router.drops["misaddressed"] += 1
+            return
+        self._decide("help_handoff_received", request=body["request"], origin=body["origin"],
+                     task=f"{body['repo']}#{body['issue']}")
+        if self.on_handoff is not None:
+            await self.on_handoff(body)
+
+    # ------------------------------------------------------------------ as the origin
+
+    def _on_response(self, data: bytes, sender: str) -> None:
+        try:
+            body = decode_response(data, verify_peer)
+        except HelpDrop as exc:
+            self.router.drops[exc.reason] += 1
+            return
+        ask = self.asks.get(body["request"])
+        if ask is None or body["helper"] != sender:
+            self.router.drops["unexpected"] += 1
+            return
+        body["_at"] = self.clock()  # when it arrived (latency figures)
+        if body["accept"]:
+            ask.offers.append(body)
+            if ask.first_offer_at is None:
+                ask.first_offer_at = self.clock()
+            ask.first_offer.set()
+        else:
+            ask.declines.append(body)
+
+    async def ask(self, task: dict, reason: str, ask_no: int, *, wait: float = 3.0,
+                  grace: float = 0.2, deadline: float = 30.0) -> Ask:
+        """Send a help request and collect answers: until ``grace`` after the first offer,
+        or ``wait`` seconds."""
+        now = self.clock()
+        req = new_request(self.sign, self.me, self.node_id, task, reason, now + deadline,
+                          ask_no, now)
+        self.router.mark_seen(req)
+        targets = rank(task.get("needs", []), self.candidates(), {self.me},
+                       self.router.fanout)
+        ask = Ask(req.id, task, targets, started=now)
+        self.asks[req.id] = ask
+        self._decide("help_requested", request=req.id, task=f"{task['repo']}#{task['issue']}",
+                     ask=ask_no, reason=reason[:200], to=targets)
+        async with trio.open_nursery() as nursery:
+            for peer in targets:
+                nursery.start_soon(self._send, peer, add_hop(req, self.sign, self.me, peer).encode(),
+                                   "request")
+            if self.broadcast:
+                nursery.start_soon(self._broadcast, add_hop(req, self.sign, self.me, BROADCAST))
+        with trio.move_on_after(wait):
+            await ask.first_offer.wait()
+            await trio.sleep(grace)
+        return ask
+
+    async def _broadcast(self, req) -> None:
+        try:
+            await self.node.publish(TOPIC_HELP, req.encode())
+            self.sent["broadcast"] += 1
+        except Exception as exc:
+            log.debug("help broadcast failed", extra={"error": repr(exc)})
+
+    async def send_handoff(self, helper: str, data: bytes) -> bool:
+        return await self._send(helper, data, "handoff")
+
+    def status(self) -> dict:
+        return {"sent": dict(self.sent), "dropped": dict(self.router.drops),
+                "counts": dict(self.router.counts), "send_failures": self.send_failures}
