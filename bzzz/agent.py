@@ -150,8 +150,7 @@ class Agent:
         self.logsync = LogSync(
             self.node, self.decisions.log, config.data_dir / "replicas",
             follow=config.replicate_logs,
-            peers=lambda: [(e.announcement.peer_id, e.announcement.log_key)
-                           for e in self.mesh.table.entries() if e.announcement.log_key])
+            peers=self._log_peers)
         from .help.service import HelpService
         self.help = HelpService(
             self.node, self.identity, config.node_id, self.decisions,
@@ -159,7 +158,7 @@ class Agent:
             load=lambda: (len(self.claims.running) if self.claims else 0, config.max_tasks),
             candidates=self._help_candidates,
             login=lambda: self.claims.s.login if self.claims else "",
-            broadcast=config.help_broadcast)
+            broadcast=config.help_broadcast, keep_connections=config.dial_discovered)
         self.metrics.counter_from("bzzz_help_messages_sent", "Help messages sent, by kind",
                                   lambda: self.help.sent, label="kind")
         self.metrics.counter_from("bzzz_help_dropped", "Help messages dropped, by reason",
@@ -229,6 +228,14 @@ class Agent:
                 "declines": [{"helper": d["helper"], "helper_node": d.get("helper_node"),
                               "reason": d.get("reason")} for d in ask.declines]}
 
+    def _log_peers(self) -> list[tuple[str, str]]:
+        """Peers whose logs may be followed: all of the table, or in a sparse mesh
+        (``dial_discovered`` off) only those we are connected to anyway."""
+        connected = None if self.config.dial_discovered else self.node.connected_peers()
+        return [(e.announcement.peer_id, e.announcement.log_key)
+                for e in self.mesh.table.entries() if e.announcement.log_key
+                and (connected is None or e.announcement.peer_id in connected)]
+
     def _help_candidates(self):
         from .help.router import Candidate
         now = time.time()
@@ -264,6 +271,7 @@ class Agent:
             max_tasks=cfg.max_tasks, poll_interval=cfg.github.poll_interval,
             lease=cfg.github.lease, exec_timeout=cfg.exec_timeout,
             claim_mode=cfg.github.claim_mode, settle=cfg.github.settle,
+            help_wait=cfg.help_wait,
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=cfg.workspace_dir or cfg.data_dir / "work", user=self.task_user)

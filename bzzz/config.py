@@ -103,6 +103,7 @@ class Config(BaseModel):
     # whom a help request goes to first: every peer of the capability table, or only the
     # connected ones (forwarding reaches further); and whether it is also announced on gossip
     help_scope: Literal["table", "connected"] = "table"
+    help_wait: float = Field(3.0, gt=0, le=60)  # seconds the origin waits for offers
     help_broadcast: bool = True
     # connect to every peer heard of (announcements, DHT), or only to bootstrap/mDNS peers
     dial_discovered: bool = True

@@ -420,7 +420,7 @@ class ClaimService:
                          sha=outcome.sha)
             await self.helper.send_handoff(pick["helper"], encode_handoff(
                 self.helper.sign, ask.request_id, self.helper.me, pick["helper"], task.repo,
-                task.number, outcome.sha, self.clock()))
+                task.number, outcome.sha, self.clock()), pick.get("addrs") or ())
             handover = report.handover_comment(key, self.s.node_id, pick.get("helper_node", "?"),
                                                pick["helper"], reason)
             try:

@@ -105,10 +105,11 @@ def _digest(req_body: bytes, sig: bytes, hops: tuple[Hop, ...]) -> bytes:
 
 
 def new_request(sign: Sign, origin: str, origin_node: str, task: dict, reason: str,
-                deadline: float, ask: int, now: float) -> HelpRequest:
+                deadline: float, ask: int, now: float, addrs: list[str] | None = None) -> HelpRequest:
+    """``addrs``: where the origin listens, so a helper answers without a DHT walk."""
     body = {"id": os.urandom(16).hex(), "origin": origin, "origin_node": origin_node,
             "task": task, "reason": reason[:500], "deadline": float(deadline), "ask": int(ask),
-            "ts": float(now)}
+            "ts": float(now), "addrs": [a for a in (addrs or [])[:8] if len(a) <= 200]}
     body_bytes = msgpack.packb(body, use_bin_type=True)
     return HelpRequest(body_bytes, sign(_REQ_TAG + body_bytes), (), body)
 
@@ -131,6 +132,8 @@ def _check_body(body: Any) -> dict:
           and isinstance(body.get("deadline"), (int, float))
           and isinstance(body.get("ask"), int) and 1 <= body["ask"] <= 100
           and isinstance(body.get("ts"), (int, float))
+          and isinstance(body.get("addrs", []), list)
+          and all(isinstance(a, str) for a in body.get("addrs", []))
           and isinstance(task, dict) and isinstance(task.get("repo"), str)
           and isinstance(task.get("issue"), int) and isinstance(task.get("title", ""), str)
           and isinstance(task.get("needs", []), list)
@@ -237,10 +240,12 @@ def message_type(data: bytes) -> str | None:
 
 
 def encode_response(sign: Sign, request_id: str, helper: str, helper_node: str, accept: bool,
-                    reason: str, now: float, login: str = "") -> bytes:
+                    reason: str, now: float, login: str = "",
+                    addrs: list[str] | None = None) -> bytes:
     return _signed("help_response", _RESP_TAG, sign, {
         "request": request_id, "helper": helper, "helper_node": helper_node,
-        "accept": bool(accept), "reason": reason[:300], "login": login, "ts": float(now)})
+        "accept": bool(accept), "reason": reason[:300], "login": login, "ts": float(now),
+        "addrs": [a for a in (addrs or [])[:8] if isinstance(a, str) and len(a) <= 200]})
 
 
 def decode_response(data: bytes, verify: Verify) -> dict:

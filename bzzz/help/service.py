@@ -50,7 +50,7 @@ class HelpService:
                  load: Callable[[], tuple[int, int]],
                  candidates: Callable[[], list[Candidate]],
                  login: Callable[[], str] = lambda: "",
-                 fanout: int = 3, broadcast: bool = True,
+                 fanout: int = 3, broadcast: bool = True, keep_connections: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
         self.node = node
         self.me = identity.peer_id.to_base58()
@@ -60,6 +60,9 @@ class HelpService:
         self.capabilities, self.load, self.candidates = capabilities, load, candidates
         self.login = login
         self.broadcast = broadcast
+        # False in a sparse mesh: a connection opened just to deliver a message is closed
+        # again, so answering a request does not reshape the mesh
+        self.keep_connections = keep_connections
         self.clock = clock
         self.router = HelpRouter(self.me, verify_peer, fanout=fanout)
         self.asks: dict[str, Ask] = {}
@@ -82,15 +85,22 @@ class HelpService:
             task_status.started()
             await trio.sleep_forever()
 
-    async def _send(self, peer: str, data: bytes, kind: str) -> bool:
+    async def _send(self, peer: str, data: bytes, kind: str,
+                    addrs: Sequence[str] = ()) -> bool:
+        """Deliver one message; ``addrs`` (signed by the peer itself) spare a DHT walk."""
         try:
             with trio.fail_after(SEND_TIMEOUT):
                 pid = ID.from_base58(peer)
-                if pid not in self.node.host.get_connected_peers() and not self._known(pid):
+                connected = pid in self.node.host.get_connected_peers()
+                if not connected and addrs:
+                    self._learn(pid, addrs)
+                if not connected and not self._known(pid):
                     await self._find(pid)
                 stream = await self.node.host.new_stream(pid, [HELP_PROTOCOL])
                 await stream.write(len(data).to_bytes(4, "big") + data)
                 await stream.close()
+                if not connected and not self.keep_connections:
+                    await self.node.host.disconnect(pid)
         except Exception as exc:  # unreachable, reset, timed out: counted, never fatal
             self.send_failures += 1
             log.debug("help message not delivered", extra={"peer": peer, "kind": kind,
@@ -98,6 +108,19 @@ class HelpService:
             return False
         self.sent[kind] += 1
         return True
+
+    def _learn(self, pid: ID, addrs: Sequence[str]) -> None:
+        from multiaddr import Multiaddr
+        good = []
+        for a in addrs[:8]:
+            try:
+                m = Multiaddr(a.split("/p2p/")[0])
+            except Exception:
+                continue
+            if "/ip4/0.0.0.0" not in str(m):
+                good.append(m)
+        if good:
+            self.node.host.get_peerstore().add_addrs(pid, good, 120)
 
     def _known(self, pid: ID) -> bool:
         try:
@@ -174,7 +197,7 @@ class HelpService:
                          hops=len(req.hops))
             await self._send(req.origin, encode_response(
                 self.sign, req.id, self.me, self.node_id, True, "can take it", self.clock(),
-                self.login()), "response")
+                self.login(), self.node.addrs()), "response", req.body.get("addrs", ()))
         elif verdict.action == "forward":
             self._decide("help_forwarded", request=req.id, task=task, to=list(verdict.forward_to),
                          reason=verdict.reason)
@@ -183,8 +206,8 @@ class HelpService:
         else:
             self._decide("help_declined", request=req.id, task=task, reason=verdict.reason)
             await self._send(req.origin, encode_response(
-                self.sign, req.id, self.me, self.node_id, False, verdict.reason, self.clock()),
-                "response")
+                self.sign, req.id, self.me, self.node_id, False, verdict.reason, self.clock(),
+                addrs=self.node.addrs()), "response", req.body.get("addrs", ()))
 
     async def _on_handoff(self, data: bytes, sender: str) -> None:
         try:
@@ -227,7 +250,7 @@ class HelpService:
         or ``wait`` seconds."""
         now = self.clock()
         req = new_request(self.sign, self.me, self.node_id, task, reason, now + deadline,
-                          ask_no, now)
+                          ask_no, now, self.node.addrs())
         self.router.mark_seen(req)
         targets = rank(task.get("needs", []), self.candidates(), {self.me},
                        self.router.fanout)
@@ -253,8 +276,8 @@ class HelpService:
         except Exception as exc:
             log.debug("help broadcast failed", extra={"error": repr(exc)})
 
-    async def send_handoff(self, helper: str, data: bytes) -> bool:
-        return await self._send(helper, data, "handoff")
+    async def send_handoff(self, helper: str, data: bytes, addrs: Sequence[str] = ()) -> bool:
+        return await self._send(helper, data, "handoff", addrs)
 
     def status(self) -> dict:
         return {"sent": dict(self.sent), "dropped": dict(self.router.drops),

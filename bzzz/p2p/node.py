@@ -312,7 +312,10 @@ class P2PNode:
                 self.plan.succeeded(peer_id, self._clock())
 
     async def _dht_loop(self) -> None:
-        """Walk the DHT for our own id so that peers beyond the bootstrap become known."""
+        """Walk the DHT for our own id so that peers beyond the bootstrap become known (not in
+        a sparse mesh: the walk itself connects to them; lookups there happen on demand)."""
+        if not self.dial_discovered:
+            return
         start = self._clock()
         self_key = self.identity.peer_id.to_bytes()
         while True:

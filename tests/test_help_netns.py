@@ -1,0 +1,129 @@
+"""Help requests between real agent processes in network namespaces, with devhub."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bzzz.hyperlog.store import read_entries
+from bzzz.testing.netns import in_netns, wait_for
+
+pytestmark = pytest.mark.netns
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+# a sparse mesh: each agent connects to its bootstrap neighbour only, and sends help
+# requests to the peers it is connected to (forwarding reaches further)
+SPARSE = {"BZZZ_MDNS": "off", "BZZZ_DETECT_CAPABILITIES": "off", "BZZZ_DIAL_DISCOVERED": "off",
+          "BZZZ_HELP_SCOPE": "connected", "BZZZ_HELP_BROADCAST": "off", "BZZZ_HELP_WAIT": "1.5",
+          "BZZZ_ANNOUNCE_INTERVAL": "1"}
+
+
+def start_devhub(lab, host, workdir: Path):
+    seed = workdir / "seed.json"
+    seed.write_text(json.dumps(SEED))
+    proc = subprocess.Popen(["ip", "netns", "exec", host.ns, sys.executable, "-m", "bzzz",
+                             "devhub", "--host", host.ip, "--port", "8080", "--seed", str(seed)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://"), url
+    return proc, url
+
+
+def test_line_forwarding_handoff_and_failure_after_three_requests(lab):
+    sw = lab.switch("sw")
+    hub_host = lab.host("hub", sw, "10.77.0.100/24")
+    hub, url = start_devhub(lab, hub_host, lab.workdir)
+
+    def gh(method, path, **kw):
+        def call():
+            return httpx.request(method, url + path, headers={"Authorization": "token t-owner"},
+                                 timeout=10, **kw)
+        return in_netns(hub_host.ns, call)
+
+    try:
+        token = lab.workdir / "token"
+        token.write_text("t-bot\n")
+        names = ["a", "b", "c", "d", "e", "f"]
+        agents = []
+        for i, name in enumerate(names):
+            # the helper tool: a command only this node has
+            bindir = lab.workdir / f"bin-{name}"
+            bindir.mkdir()
+            tool = bindir / f"cap_{name}"
+            tool.write_text(f"#!/bin/sh\necho cap_{name} ran on {name}\n")
+            tool.chmod(0o755)
+            host = lab.host(f"h{name}", sw, f"10.77.0.{i + 1}/24")
+            env = {**SPARSE, "BZZZ_CAPABILITIES": f"shell,cap_{name}",
+                   "PATH": f"{bindir}:{os.environ['PATH']}", "BZZZ_TASK_USER": "root",
+                   "BZZZ_GITHUB__URL": url, "BZZZ_GITHUB__REPOS": "owner/tasks",
+                   "GITHUB_TOKEN_FILE": str(token), "BZZZ_GITHUB__WRITE_INTERVAL": "0",
+                   # only a takes tasks from GitHub; the others only ever get them handed over
+                   "BZZZ_GITHUB__POLL_INTERVAL": "0.5" if name == "a" else "3600",
+                   "BZZZ_MAX_TASKS": "4" if name == "a" else "1"}
+            if agents:
+                env["BZZZ_BOOTSTRAP"] = f"/ip4/10.77.0.{i}/tcp/4001/p2p/{agents[-1].peer_id}"
+            agent = lab.agent(name, host, env=env).start()
+            agent.wait_healthy(30)
+            agents.append(agent)
+        # each sees its neighbours (and, through gossip, the others; but connects to neighbours)
+        wait_for(lambda: all(len(x.status()["peers"]) == 5 for x in agents), 30,
+                 what="announcements crossed the line")
+        # tasks a cannot do: each needs a tool only one node of the line has. First the one
+        # only f has, four forwards away, while the line is the only way through the mesh
+        numbers = {}
+
+        def file(target):
+            numbers[target] = gh("POST", "/repos/owner/tasks/issues", json={
+                "title": f"needs {target}", "body": f"```bzzz\ncap_{target}\n```",
+                "labels": ["bzzz"]}).json()["number"]
+
+        def labels(n):
+            return {x["name"] for x in gh("GET", f"/repos/owner/tasks/issues/{n}").json()["labels"]}
+
+        file("f")
+        wait_for(lambda: labels(numbers["f"]) & {"bzzz:done", "bzzz:failed"}, 60,
+                 what="the task for f ends")
+        for target in "cde":
+            file(target)
+        wait_for(lambda: all(labels(numbers[t]) & {"bzzz:done", "bzzz:failed"} for t in "cde"),
+                 60, what="the other tasks end")
+        for target in "cde":
+            n = numbers[target]
+            assert "bzzz:done" in labels(n), (target, labels(n))
+            bodies = [c["body"] for c in gh("GET", f"/repos/owner/tasks/issues/{n}/comments").json()]
+            results = [b for b in bodies if "<!-- bzzz:result:" in b]
+            assert len(results) == 1 and f"cap_{target} ran on {target}" in results[0]
+            assert f"on **{target}**" in results[0]
+            assert any("handed it to **" + target + "**" in b for b in bodies)
+        # f is four forwards away: never reached; three requests, then a human
+        n = numbers["f"]
+        assert "bzzz:failed" in labels(n)
+        bodies = [c["body"] for c in gh("GET", f"/repos/owner/tasks/issues/{n}/comments").json()]
+        review = [b for b in bodies if "<!-- bzzz:review:" in b]
+        assert len(review) == 1 and "3 help requests" in review[0]
+        assert "nobody took it" in review[0]
+        for x in agents:
+            x.stop()
+        # through how many forwards each helper was found, from the logs
+        logs = {x.name: read_entries(x.data_dir / "log") for x in agents}
+        offered = {name: [e for e in logs[name] if e["type"] == "help_offered"] for name in names}
+        assert [e["hops"] for e in offered["c"]] == [2]   # a -> b -> c: 1 forward
+        assert [e["hops"] for e in offered["d"]] == [3]   # 2 forwards
+        assert [e["hops"] for e in offered["e"]] == [4]   # 3 forwards
+        assert offered["f"] == []                          # never reached
+        assert any(e["type"] == "help_dropped" or e["type"] == "help_declined"
+                   for e in logs["e"])                     # discarded at the limit
+        # the claim moved from a to the helper in one step: a stopped renewing it there
+        for target in "cde":
+            kinds = [e["type"] for e in logs["a"] if e.get("issue") == numbers[target]]
+            assert "help_handed_over" in kinds
+            assert "renewed" not in kinds[kinds.index("help_handed_over"):]
+            assert any(e["type"] == "help_adopted" and e.get("issue") == numbers[target]
+                       for e in logs[target])
+    finally:
+        hub.terminate()
+        hub.wait(10)
