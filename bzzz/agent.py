@@ -220,7 +220,7 @@ class Agent:
 
     async def _help_probe(self, doc: dict) -> dict:
         task = {"repo": "-", "issue": 0, "title": "probe", "needs": doc["needs"]}
-        ask = await self.help.ask(task, "probe", 1, wait=doc["wait"], grace=doc["wait"])
+        ask = await self.help.ask(task, "probe", 1, wait=doc["wait"], grace=min(0.2, doc["wait"]))
         return {"request": ask.request_id, "sent_to": ask.sent_to,
                 "offers": [{"helper": o["helper"], "helper_node": o.get("helper_node"),
                             "latency_ms": round((o.get("_at", ask.started) - ask.started) * 1e3, 2)}

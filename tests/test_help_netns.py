@@ -127,3 +127,62 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab):
     finally:
         hub.terminate()
         hub.wait(10)
+
+
+def probe(agent, needs, wait=1.5):
+    def call():
+        return httpx.post(f"http://{agent.host.ip}:{agent.api_port}/api/v1/help/probe",
+                          json={"needs": needs, "wait": wait}, timeout=20).json()
+    return in_netns(agent.host.ns, call)
+
+
+def _mesh(lab, n, subnet, ring):
+    sw = lab.switch(f"sw{subnet}")
+    hosts = [lab.host(f"m{subnet}x{i}", sw, f"10.78.{subnet}.{i + 1}/24") for i in range(n)]
+    ids = {}
+    agents = []
+    from bzzz.identity import load_or_create
+    for i, host in enumerate(hosts):
+        data = lab.workdir / f"m{subnet}-{i}"
+        ids[i] = load_or_create(data).peer_id.to_base58()
+        env = {"BZZZ_MDNS": "off", "BZZZ_DETECT_CAPABILITIES": "off",
+               "BZZZ_ANNOUNCE_INTERVAL": "1", "BZZZ_HELP_WAIT": "1.5"}
+        if ring:
+            env.update({k: v for k, v in SPARSE.items() if k.startswith("BZZZ_DIAL")
+                        or k.startswith("BZZZ_HELP")})
+        agents.append(lab.agent(f"m{subnet}-{i}", host, env=env, data_dir=data))
+    for i, a in enumerate(agents):
+        if ring:  # each knows its two neighbours
+            near = [(i - 1) % n, (i + 1) % n]
+        else:     # one bootstrap peer; the mesh connects everyone
+            near = [0] if i else []
+        a.env["BZZZ_BOOTSTRAP"] = ",".join(f"/ip4/10.78.{subnet}.{j + 1}/tcp/4001/p2p/{ids[j]}"
+                                           for j in near)
+        a.start()
+    for a in agents:
+        a.wait_healthy(30)
+    return agents
+
+
+@pytest.mark.parametrize("shape", ["ring", "full"])
+def test_each_node_handles_a_request_once_in_a_ring_and_a_full_mesh(lab, shape):
+    agents = _mesh(lab, 6, 1 if shape == "ring" else 2, ring=shape == "ring")
+    wait_for(lambda: all(len(a.status()["peers"]) == 5 for a in agents), 30,
+             what="everyone announced")
+    got = probe(agents[0], ["cap_nobody"])
+    assert got["offers"] == []
+
+    def settled():
+        return all(a.status()["help"]["counts"].get("received", 0) == 1 for a in agents[1:])
+    wait_for(settled, 10, what="every other node handled the request, once")
+    statuses = [a.status()["help"] for a in agents]
+    duplicates = sum(s["dropped"].get("duplicate", 0) for s in statuses)
+    loops = sum(s["dropped"].get("loop", 0) for s in statuses)
+    forwarded = sum(s["counts"].get("forwarded", 0) for s in statuses)
+    sent = sum(sum(s["sent"].values()) for s in statuses)
+    print(f"{shape}: forwarded by {forwarded} nodes, {duplicates} duplicates dropped, "
+          f"{sent} messages in all")
+    assert loops == 0
+    assert duplicates > 0 or shape == "full"  # the ring's two ways round meet
+    # bounded: the origin's fan-out and at most three forwards of three each
+    assert sent <= 3 + 1 + 3 * (3 + 9 + 27) + 6
