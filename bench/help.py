@@ -98,8 +98,18 @@ def mesh_messages(n: int) -> None:
         probe(agents[0], ["cap_nobody"], 1.0)
         netns.wait_for(lambda: all(a.status()["help"]["counts"].get("received", 0) >= 1
                                    for a in agents[1:]), 10, what="all handled it")
-        time.sleep(0.5)  # let the last declines land (a settling pause, not a wait on state)
-        sent = total() - before
+        # until the count stops moving (forwards and declines still in flight)
+        last = [total(), 0.0]
+
+        def stable() -> bool:
+            now = total()
+            if now != last[0]:
+                last[0], last[1] = now, time.monotonic()
+                return False
+            return time.monotonic() - last[1] >= 1.0
+        last[1] = time.monotonic()
+        netns.wait_for(stable, 20, 0.2, what="no more help messages")
+        sent = last[0] - before
         per_node = FANOUT + 1  # each node handles a request once: <= fanout forwards + 1 answer
         bound_nodes = FANOUT + 1 + (n - 1) * per_node
         bound_hops = FANOUT * (1 + FANOUT + FANOUT ** 2 + FANOUT ** 3) + 1

@@ -323,11 +323,15 @@ class P2PNode:
             await trio.sleep(DHT_FAST_PERIOD if elapsed < DHT_FAST_FOR else DHT_SLOW_PERIOD)
             if not self.host.get_connected_peers():
                 continue
+            found: list = []
             try:
-                with trio.move_on_after(10):
+                with trio.move_on_after(10) as scope:
                     found = await self.dht.peer_routing.find_closest_peers_network(self_key)
             except Exception:
                 log.debug("dht lookup failed", exc_info=True)
+                continue
+            if scope.cancelled_caught:
+                log.debug("dht lookup timed out")  # (used to leave `found` unset: a crash)
                 continue
             peerstore = self.host.get_peerstore()
             for pid in set(found) | set(self.dht.routing_table.get_peer_ids()):
