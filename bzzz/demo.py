@@ -145,12 +145,28 @@ def _task_states(hub_url: str) -> dict[int, dict]:
     return out
 
 
-def _claimers(hub_url: str, number: int) -> list[str]:
+def _comments(hub_url: str, number: int) -> list[str]:
     import httpx
 
     with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
-        comments = c.get(f"/repos/{REPO}/issues/{number}/comments").json()
-    return [x["body"].split("**")[1] for x in comments if "<!-- bzzz:claim:" in x["body"]]
+        return [x["body"] for x in c.get(f"/repos/{REPO}/issues/{number}/comments").json()]
+
+
+def _claimers(hub_url: str, number: int) -> list[str]:
+    return [b.split("**")[1] for b in _comments(hub_url, number) if "<!-- bzzz:claim:" in b]
+
+
+def _duplicate_claims(hub_url: str, number: int) -> int:
+    """Claims beyond the first that no handover explains (a helper taking a task handed to
+    it through the claim is a new claim comment, not a second holder)."""
+    bodies = _comments(hub_url, number)
+    claims = sum(1 for b in bodies if "<!-- bzzz:claim:" in b)
+    handovers = sum(1 for b in bodies if "<!-- bzzz:handover:" in b)
+    return max(0, claims - handovers - 1)
+
+
+def _handovers(hub_url: str, number: int) -> int:
+    return sum(1 for b in _comments(hub_url, number) if "<!-- bzzz:handover:" in b)
 
 
 def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
@@ -242,8 +258,8 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
                 break
             time.sleep(0.3)
         if filed:
-            duplicates = sum(1 for n in filed if len(set(_claimers(hub.url, n))) > 1
-                             or len(_claimers(hub.url, n)) > 1)
+            duplicates = sum(_duplicate_claims(hub.url, n) for n in filed)
+            handed = sum(_handovers(hub.url, n) for n in filed)
             stats = hub.app.stats
             bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
             say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "
@@ -253,6 +269,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
             for i, (n, who, result) in enumerate(order, 1):
                 say(f"  {i:>5}  #{n:<3} {filed[n][0][:37]:37} {who:10} {result}")
             say(f"  duplicate claims: {duplicates}")
+            say(f"  handed over to a helper after a failure: {handed}")
             say(f"  API requests used by the agents: {bot_requests} "
                 f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
             if len(order) != len(filed):
