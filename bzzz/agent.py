@@ -223,6 +223,7 @@ class Agent:
         ask = await self.help.ask(task, "probe", 1, wait=doc["wait"], grace=min(0.2, doc["wait"]))
         return {"request": ask.request_id, "sent_to": ask.sent_to,
                 "offers": [{"helper": o["helper"], "helper_node": o.get("helper_node"),
+                            "hops": o.get("hops"),
                             "latency_ms": round((o.get("_at", ask.started) - ask.started) * 1e3, 2)}
                            for o in ask.offers],
                 "declines": [{"helper": d["helper"], "helper_node": d.get("helper_node"),

@@ -241,10 +241,11 @@ def message_type(data: bytes) -> str | None:
 
 def encode_response(sign: Sign, request_id: str, helper: str, helper_node: str, accept: bool,
                     reason: str, now: float, login: str = "",
-                    addrs: list[str] | None = None) -> bytes:
+                    addrs: list[str] | None = None, hops: int = 0) -> bytes:
     return _signed("help_response", _RESP_TAG, sign, {
         "request": request_id, "helper": helper, "helper_node": helper_node,
         "accept": bool(accept), "reason": reason[:300], "login": login, "ts": float(now),
+        "hops": int(hops),
         "addrs": [a for a in (addrs or [])[:8] if isinstance(a, str) and len(a) <= 200]})
 
 

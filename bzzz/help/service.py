@@ -197,7 +197,8 @@ class HelpService:
                          hops=len(req.hops))
             await self._send(req.origin, encode_response(
                 self.sign, req.id, self.me, self.node_id, True, "can take it", self.clock(),
-                self.login(), self.node.addrs()), "response", req.body.get("addrs", ()))
+                self.login(), self.node.addrs(), len(req.hops)), "response",
+                req.body.get("addrs", ()))
         elif verdict.action == "forward":
             self._decide("help_forwarded", request=req.id, task=task, to=list(verdict.forward_to),
                          reason=verdict.reason)
