@@ -140,6 +140,12 @@ class P2PNode:
         self.security_stats = SECURITY_STATS
         self.host = build_host(identity.key_pair, self.listen, psk=psk,
                                pnet_stats=self.pnet_stats)
+        if not dial_discovered:
+            # py-libp2p's AutoConnector dials peerstore entries toward 50 connections, and
+            # at once after every disconnect: it would undo a sparse mesh
+            async def _no_auto_connect() -> None:
+                return None
+            self.host.get_network().auto_connector.maybe_connect = _no_auto_connect
         self.gossipsub = _make_gossipsub()
         # seen_ttl: our envelopes go stale after 60 s, so a duplicate older than that is
         # rejected anyway; the cache keeps ids for 60 to 120 s.
