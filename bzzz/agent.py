@@ -180,8 +180,10 @@ class Agent:
     # ---------------------------------------------------------------- observability
 
     def status(self) -> dict[str, Any]:
+        connected = self.node.connected_peers() if self.node.started.is_set() else set()
         peers = [{
             "peer_id": e.announcement.peer_id,
+            "connected": e.announcement.peer_id in connected,
             "node_id": e.announcement.node_id,
             "addrs": list(e.announcement.addrs),
             "capabilities": list(e.announcement.capabilities),

@@ -63,6 +63,7 @@ class HelpService:
         # False in a sparse mesh: a connection opened just to deliver a message is closed
         # again, so answering a request does not reshape the mesh
         self.keep_connections = keep_connections
+        self._opened: set[str] = set()  # peers connected to only to deliver help messages
         self.clock = clock
         self.router = HelpRouter(self.me, verify_peer, fanout=fanout)
         self.asks: dict[str, Ask] = {}
@@ -96,10 +97,13 @@ class HelpService:
                     self._learn(pid, addrs)
                 if not connected and not self._known(pid):
                     await self._find(pid)
+                if not connected and not self.keep_connections:
+                    self._opened.add(peer)
                 stream = await self.node.host.new_stream(pid, [HELP_PROTOCOL])
                 await stream.write(len(data).to_bytes(4, "big") + data)
                 await stream.close()
-                if not connected and not self.keep_connections:
+                if peer in self._opened:  # a connection of ours, only for help: close it
+                    self._opened.discard(peer)
                     await self.node.host.disconnect(pid)
         except Exception as exc:  # unreachable, reset, timed out: counted, never fatal
             self.send_failures += 1

@@ -123,6 +123,9 @@ def _make_gossipsub() -> GossipSub:
     return gs
 
 
+SPARSE_KEEP_TIME = 5.0  # seconds a connection must last to count as a neighbour
+
+
 class P2PNode:
     def __init__(self, identity: Identity, listen: Sequence[str], *, mdns: bool = True,
                  bootstrap: Sequence[str] = (), psk: bytes | None = None,
@@ -281,14 +284,27 @@ class P2PNode:
     async def _connection_events(self) -> None:
         async for kind, peer_id in self._events_recv:
             if kind == "connected":
-                # Feed the DHT from connections (py-libp2p's routing table is not).
-                try:
-                    await self.dht.add_peer(ID.from_base58(peer_id), skip_server_mode_check=True)
-                except Exception:
-                    log.debug("dht add_peer %s failed", peer_id, exc_info=True)
+                if self.dial_discovered:
+                    await self._to_dht(peer_id)
+                else:
+                    # A sparse mesh: a connection that only carried one message (a help
+                    # answer) must not enter the routing table, whose upkeep would redial it
+                    self._nursery.start_soon(self._to_dht_if_kept, peer_id)
             elif peer_id not in self.connected_peers():
                 self.plan.disconnected(peer_id, self._clock())
                 self._wake.set()
+
+    async def _to_dht(self, peer_id: str) -> None:
+        """Feed the DHT from connections (py-libp2p's routing table is not)."""
+        try:
+            await self.dht.add_peer(ID.from_base58(peer_id), skip_server_mode_check=True)
+        except Exception:
+            log.debug("dht add_peer %s failed", peer_id, exc_info=True)
+
+    async def _to_dht_if_kept(self, peer_id: str) -> None:
+        await trio.sleep(SPARSE_KEEP_TIME)
+        if peer_id in self.connected_peers():
+            await self._to_dht(peer_id)
 
     async def _dial_loop(self) -> None:
         limiter = trio.CapacityLimiter(16)
