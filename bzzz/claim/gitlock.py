@@ -138,7 +138,13 @@ class ClaimLock:
             claim = base.taken_over_by(self.node, self.peer, self.login, now, self.lease)
         else:
             claim = (previous or current.claim).renewed(now, self.lease)
-        sha = await self._commit(claim, current.sha)
+        return await self._fast_forward(number, current.sha, claim, takeover)
+
+    async def _fast_forward(self, number: int, parent: str, claim: Claim,
+                            taken_over: bool = False) -> Held | Lost:
+        """Move the ref to a new claim commit, child of ``parent``: one winner among
+        concurrent updates (``force=false`` refuses anything but a fast-forward)."""
+        sha = await self._commit(claim, parent)
         try:
             await self.gh.request("PATCH", self._path(f"git/refs/bzzz/claims/{number}"),
                                   json={"sha": sha, "force": False})
@@ -147,9 +153,9 @@ class ClaimLock:
                 raise
             after = await self.read(number)
             if after is not None and after.sha == sha:  # a retried PATCH that had landed
-                return Held(number, sha, claim, taken_over=takeover)
+                return Held(number, sha, claim, taken_over=taken_over)
             return Lost(number, "raced", after.claim if after else None)
-        return Held(number, sha, claim, taken_over=takeover)
+        return Held(number, sha, claim, taken_over=taken_over)
 
     async def renew(self, held: Held) -> Held | Lost:
         """Extend our lease by fast-forwarding the ref to a child of our claim commit (no read
@@ -167,18 +173,7 @@ class ClaimLock:
         winner, as for any update). Returns the helper's Held (ours is gone); Lost if the
         ref moved under us."""
         claim = held.claim.taken_over_by(node, peer, login, self.clock(), self.lease, help_entry)
-        sha = await self._commit(claim, held.sha)
-        try:
-            await self.gh.request("PATCH", self._path(f"git/refs/bzzz/claims/{held.number}"),
-                                  json={"sha": sha, "force": False})
-        except GitHubError as exc:
-            if exc.status != 422:
-                raise
-            after = await self.read(held.number)
-            if after is not None and after.sha == sha:
-                return Held(held.number, sha, claim)
-            return Lost(held.number, "raced", after.claim if after else None)
-        return Held(held.number, sha, claim)
+        return await self._fast_forward(held.number, held.sha, claim)
 
     async def adopt(self, number: int, sha: str) -> Held | Lost:
         """Take a claim handed to us: the ref must point at ``sha`` and name us."""
@@ -190,9 +185,8 @@ class ClaimLock:
 
     async def record_help(self, held: Held, entry: str) -> Held | Lost:
         """Add a help request to the claim (a renewal carrying it)."""
-        claim = held.claim.with_help(entry)
-        current = Current(held.sha, claim, 0.0)
-        return await self._advance(held.number, current, takeover=False, previous=claim)
+        claim = held.claim.with_help(entry).renewed(self.clock(), self.lease)
+        return await self._fast_forward(held.number, held.sha, claim)
 
     async def ref_sha(self, number: int) -> str | None:
         try:
