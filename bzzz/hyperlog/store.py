@@ -93,6 +93,23 @@ def _read_frame(buf: bytes | memoryview, pos: int) -> tuple[int, int, int] | Non
     return kind, pos + 5, end
 
 
+def _start_log(p: Path, public_key: bytes, mode: int) -> None:
+    """A new log file: the header frame (magic and the writer's public key), on disk."""
+    p.mkdir(parents=True, exist_ok=True)
+    if not (p / "log").exists() or (p / "log").stat().st_size == 0:
+        write_synced(p / "log", _frame(K_HEADER, MAGIC + public_key), mode=mode)
+        fsync_dir(p)
+
+
+def _read_header(fd: int) -> tuple[bytes, int]:
+    """(the writer's public key, where the first block frame starts)."""
+    first = os.pread(fd, 5 + len(MAGIC) + 32 + 4, 0)
+    got = _read_frame(first, 0)
+    if got is None or got[0] != K_HEADER or first[5:5 + len(MAGIC)] != MAGIC:
+        raise LogCorrupt(None, "not a Bzzz log (bad header)")
+    return bytes(first[5 + len(MAGIC): 5 + len(MAGIC) + 32]), got[2]
+
+
 class _Scanner:
     """Intact frames from ``pos`` on, read in large chunks; stops at the first bad or
     incomplete one (``bad_at``) or at the end. ``pos`` is the end of the last frame yielded."""
@@ -185,22 +202,14 @@ class Hyperlog:
     def create(cls, path: str | os.PathLike[str], seed: bytes) -> "Hyperlog":
         """Open the log in ``path`` for writing, creating it if missing."""
         p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        signer = Signer(seed)
-        if not (p / "log").exists() or (p / "log").stat().st_size == 0:
-            header = _frame(K_HEADER, MAGIC + signer.public_key)
-            write_synced(p / "log", header)
-            fsync_dir(p)
+        _start_log(p, Signer(seed).public_key, mode=0o600)
         return cls.open(p, seed, writable=True)
 
     @classmethod
     def create_replica(cls, path: str | os.PathLike[str], public_key: bytes) -> "Hyperlog":
         """Open a copy of someone else's log for ingesting verified data, creating it."""
         p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        if not (p / "log").exists() or (p / "log").stat().st_size == 0:
-            write_synced(p / "log", _frame(K_HEADER, MAGIC + public_key), mode=0o644)
-            fsync_dir(p)
+        _start_log(p, public_key, mode=0o644)
         log = cls._open(p, None, replica=True)
         if log.public_key != public_key:
             log.close()
@@ -231,11 +240,7 @@ class Hyperlog:
         writer = signer is not None or replica
         fd = os.open(p / "log", os.O_RDWR if writer else os.O_RDONLY)
         try:
-            first = os.pread(fd, 5 + len(MAGIC) + 32 + 4, 0)
-            got = _read_frame(first, 0)
-            if got is None or got[0] != K_HEADER or first[5:5 + len(MAGIC)] != MAGIC:
-                raise LogCorrupt(None, "not a Bzzz log (bad header)")
-            public_key = bytes(first[5 + len(MAGIC): 5 + len(MAGIC) + 32])
+            public_key, header_end = _read_header(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -253,7 +258,7 @@ class Hyperlog:
         elif (p / "tree").exists():
             log._tree_fd = os.open(p / "tree", os.O_RDONLY)
         try:
-            log._recover(got[2])
+            log._recover(header_end)
         except BaseException:
             log.close()
             raise
@@ -583,16 +588,15 @@ def verify_dir(path: str | os.PathLike[str]) -> Report:
     except OSError as exc:
         return Report(False, 0, None, f"{p / 'log'}: {exc.strerror}")
     try:
-        first = os.pread(fd, 5 + len(MAGIC) + 32 + 4, 0)
-        got = _read_frame(first, 0)
-        if got is None or got[0] != K_HEADER or first[5:5 + len(MAGIC)] != MAGIC:
-            return Report(False, 0, None, "not a Bzzz log (bad header)")
-        public_key = bytes(first[5 + len(MAGIC): 5 + len(MAGIC) + 32])
+        try:
+            public_key, header_end = _read_header(fd)
+        except LogCorrupt as exc:
+            return Report(False, 0, None, exc.why)
         verifier = Verifier(public_key)
         size = os.fstat(fd).st_size
         tree, verified, head = Tree(), 0, None
         nodes: list[Node] = []
-        scan = _Scanner(fd, got[2], size)
+        scan = _Scanner(fd, header_end, size)
         cache = p / "tree"
         cache_fd = os.open(cache, os.O_RDONLY) if cache.exists() else -1
         try:
