@@ -17,20 +17,12 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
 from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
 from multiaddr import Multiaddr  # noqa: E402
 
 from bzzz.hyperlog.replicate import PROTOCOL, LogServer, Replicator  # noqa: E402
 from bzzz.hyperlog.store import Hyperlog  # noqa: E402
-from bzzz.identity import Identity  # noqa: E402
-from bzzz.p2p.logsync import stream_channel  # noqa: E402
-from bzzz.p2p.node import P2PNode  # noqa: E402
-
-
-def _node() -> P2PNode:
-    return P2PNode(Identity(create_new_key_pair(), Path(".")), ["/ip4/127.0.0.1/tcp/0"],
-                   mdns=False)
+from bzzz.p2p.logsync import ephemeral_node as _node, stream_channel  # noqa: E402
 
 
 async def serve(path: str) -> None:

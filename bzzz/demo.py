@@ -156,17 +156,14 @@ def _claimers(hub_url: str, number: int) -> list[str]:
     return [b.split("**")[1] for b in _comments(hub_url, number) if "<!-- bzzz:claim:" in b]
 
 
-def _duplicate_claims(hub_url: str, number: int) -> int:
-    """Claims beyond the first that no handover explains (a helper taking a task handed to
-    it through the claim is a new claim comment, not a second holder)."""
+def _claim_counts(hub_url: str, number: int) -> tuple[int, int]:
+    """(duplicate claims, handovers): claims beyond the first that no handover explains (a
+    helper taking a task handed to it through the claim is a new claim comment, not a
+    second holder)."""
     bodies = _comments(hub_url, number)
     claims = sum(1 for b in bodies if "<!-- bzzz:claim:" in b)
     handovers = sum(1 for b in bodies if "<!-- bzzz:handover:" in b)
-    return max(0, claims - handovers - 1)
-
-
-def _handovers(hub_url: str, number: int) -> int:
-    return sum(1 for b in _comments(hub_url, number) if "<!-- bzzz:handover:" in b)
+    return max(0, claims - handovers - 1), handovers
 
 
 def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
@@ -258,8 +255,9 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
                 break
             time.sleep(0.3)
         if filed:
-            duplicates = sum(_duplicate_claims(hub.url, n) for n in filed)
-            handed = sum(_handovers(hub.url, n) for n in filed)
+            counts = [_claim_counts(hub.url, n) for n in filed]
+            duplicates = sum(d for d, _ in counts)
+            handed = sum(h for _, h in counts)
             stats = hub.app.stats
             bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
             say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "

@@ -104,12 +104,17 @@ def _digest(req_body: bytes, sig: bytes, hops: tuple[Hop, ...]) -> bytes:
     return d
 
 
+def _addrs(addrs: list[str] | None) -> list[str]:
+    """Where a sender listens, as it puts it in a message: a few, of sane length."""
+    return [a for a in (addrs or [])[:8] if isinstance(a, str) and len(a) <= 200]
+
+
 def new_request(sign: Sign, origin: str, origin_node: str, task: dict, reason: str,
                 deadline: float, ask: int, now: float, addrs: list[str] | None = None) -> HelpRequest:
     """``addrs``: where the origin listens, so a helper answers without a DHT walk."""
     body = {"id": os.urandom(16).hex(), "origin": origin, "origin_node": origin_node,
             "task": task, "reason": reason[:500], "deadline": float(deadline), "ask": int(ask),
-            "ts": float(now), "addrs": [a for a in (addrs or [])[:8] if len(a) <= 200]}
+            "ts": float(now), "addrs": _addrs(addrs)}
     body_bytes = msgpack.packb(body, use_bin_type=True)
     return HelpRequest(body_bytes, sign(_REQ_TAG + body_bytes), (), body)
 
@@ -246,7 +251,7 @@ def encode_response(sign: Sign, request_id: str, helper: str, helper_node: str, 
         "request": request_id, "helper": helper, "helper_node": helper_node,
         "accept": bool(accept), "reason": reason[:300], "login": login, "ts": float(now),
         "hops": int(hops),
-        "addrs": [a for a in (addrs or [])[:8] if isinstance(a, str) and len(a) <= 200]})
+        "addrs": _addrs(addrs)})
 
 
 def decode_response(data: bytes, verify: Verify) -> dict:

@@ -202,6 +202,17 @@ class LogSync:
 
 # ---------------------------------------------------------------------- the command line
 
+def ephemeral_node(psk: bytes | None = None):
+    """A throwaway libp2p node (fresh identity, loopback, no mDNS) for one-off clients."""
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    from ..identity import Identity
+    from .node import P2PNode
+
+    return P2PNode(Identity(create_new_key_pair(), Path(".")), ["/ip4/127.0.0.1/tcp/0"],
+                   mdns=False, psk=psk)
+
+
 async def replicate_command(source: str, key_hex: str, path: str, *, follow: bool = False,
                             psk_file: str | None = None, out=None, err=None) -> int:
     """``bzzz log replicate``: a throwaway libp2p identity dials ``source`` (a multiaddr
@@ -210,12 +221,9 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
     import sys
     import time
 
-    from libp2p.crypto.ed25519 import create_new_key_pair
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from multiaddr import Multiaddr
 
-    from ..identity import Identity
-    from .node import P2PNode
     from .pnet import load_psk
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -231,8 +239,7 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
         err.write(f"bzzz: log replicate: {source!r} is not a multiaddr ending in /p2p/<peer id>\n")
         return 2
     psk = load_psk(psk_file) if psk_file else None
-    node = P2PNode(Identity(create_new_key_pair(), Path(".")), ["/ip4/127.0.0.1/tcp/0"],
-                   mdns=False, psk=psk)
+    node = ephemeral_node(psk)
     rep = Replicator(key, path)
     started, shown = time.monotonic(), [0.0]
 
