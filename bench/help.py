@@ -44,10 +44,7 @@ def emit(metric, value, unit, target, ok, **params) -> None:
 
 
 def probe(agent, needs: list[str], wait: float) -> dict:
-    def call():
-        return httpx.post(f"http://{agent.host.ip}:{agent.api_port}/api/v1/help/probe",
-                          json={"needs": needs, "wait": wait}, timeout=30).json()
-    return netns.in_netns(agent.host.ns, call)
+    return agent.probe(needs, wait)
 
 
 def _line(lab, subnet: int) -> tuple[list, list[str]]:

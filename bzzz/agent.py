@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from . import __version__, logs
-from .api import Api
+from .api import Api, is_loopback
 from .asgi import serve_app
 from .claim.github import GitHubClient, GitHubError
 from .claim.service import ClaimService, ClaimSettings
@@ -110,6 +110,7 @@ class Agent:
     def __init__(self, config: Config, identity: Identity | None = None) -> None:
         self.config = config
         self.identity = identity or load_or_create(config.data_dir)
+        logs.register_secret(self.identity.seed)  # its hex spellings never leave the agent
         self.peer_id = self.identity.peer_id.to_base58()
         psk = load_psk(config.psk_file) if config.psk_file else None
         if psk is not None:
@@ -172,8 +173,11 @@ class Agent:
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
                                   lambda: self.node.dial_failures)
+        api_token = (_read_secret_file(config.api_token_file, "api_token_file")
+                     if config.api_token_file else None)
+        self.api_loopback = is_loopback(config.api_host_port[0])
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
-                       probe=self._help_probe)
+                       probe=self._help_probe, token=api_token, loopback=self.api_loopback)
         self.maintenance_interval = MAINTENANCE_INTERVAL
         self.started_at = time.time()
 
@@ -274,7 +278,8 @@ class Agent:
             max_tasks=cfg.max_tasks, poll_interval=cfg.github.poll_interval,
             lease=cfg.github.lease, exec_timeout=cfg.exec_timeout,
             claim_mode=cfg.github.claim_mode, settle=cfg.github.settle,
-            help_wait=cfg.help_wait,
+            help_wait=cfg.help_wait, trust_ttl=cfg.github.trust_ttl,
+            intake_state=cfg.data_dir / "intake.json",
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=cfg.workspace_dir or cfg.data_dir / "work", user=self.task_user)

@@ -1,10 +1,16 @@
 """The agent's HTTP API: ``/healthz``, ``/metrics``, ``/api/v1/status`` (ASGI on hypercorn/trio).
 
-The status document is built by a callable the agent passes in; nothing here reads secrets.
+The status document is built by a callable the agent passes in; nothing here reads secrets,
+and what is served passes the redactor. Endpoints that act (``POST /api/v1/help/probe`` and
+later ones) need ``Authorization: Bearer <api token>`` whenever a token is configured, and
+are refused outright when the API listens beyond loopback without one: reading is open,
+acting is not.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,6 +20,7 @@ import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .asgi import lifespan, read_body, serve_app
+from .redact import redact_value
 
 log = logging.getLogger("bzzz.api")
 
@@ -21,8 +28,11 @@ log = logging.getLogger("bzzz.api")
 class Api:
     def __init__(self, status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
                  healthy: Callable[[], bool] = lambda: True,
-                 probe: Callable[[dict], Awaitable[dict]] | None = None) -> None:
+                 probe: Callable[[dict], Awaitable[dict]] | None = None,
+                 token: str | None = None, loopback: bool = True) -> None:
         self._status = status
+        self._token = token
+        self._loopback = loopback
         self._probe = probe
         self._metrics = metrics
         self._healthy = healthy
@@ -36,6 +46,11 @@ class Api:
             return
         path, method = scope["path"], scope["method"]
         if method == "POST" and path == "/api/v1/help/probe" and self._probe is not None:
+            denied = self._denied(scope)
+            if denied is not None:
+                await self._reply(send, denied[0], denied[1], "application/json",
+                                  [(b"www-authenticate", b'Bearer realm="bzzz"')])
+                return
             await self._post_probe(receive, send)
             return
         if method not in ("GET", "HEAD"):
@@ -49,13 +64,31 @@ class Api:
             elif path == "/metrics":
                 await self._reply(send, 200, self._metrics(), CONTENT_TYPE_LATEST)
             elif path in ("/api/v1/status", "/api/v1/status/"):
-                body = json.dumps(self._status(), indent=1, sort_keys=True).encode() + b"\n"
+                body = json.dumps(redact_value(self._status()), indent=1,
+                                  sort_keys=True).encode() + b"\n"
                 await self._reply(send, 200, body, "application/json")
             else:
                 await self._reply(send, 404, b'{"error": "not found"}\n', "application/json")
         except Exception:
             log.exception("api error on %s", path)
             await self._reply(send, 500, b'{"error": "internal error"}\n', "application/json")
+
+    def _denied(self, scope) -> tuple[int, bytes] | None:
+        """Why a request to an acting endpoint is refused (None: it may act)."""
+        if self._token is None:
+            if self._loopback:
+                return None
+            return 403, (b'{"error": "this endpoint needs api_token_file when the API listens '
+                         b'beyond loopback"}\n')
+        sent = b""
+        for name, value in scope.get("headers") or ():
+            if name.lower() == b"authorization":
+                sent = value
+        scheme, _, given = sent.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(),
+                                                                  self._token.encode()):
+            return 401, b'{"error": "a valid bearer token is needed"}\n'
+        return None
 
     async def _post_probe(self, receive, send) -> None:
         """Ask the mesh who could take a task needing some capabilities (a real help
@@ -78,11 +111,12 @@ class Api:
                           "application/json")
 
     @staticmethod
-    async def _reply(send, status: int, body: bytes, content_type: str) -> None:
+    async def _reply(send, status: int, body: bytes, content_type: str,
+                     extra: list[tuple[bytes, bytes]] = ()) -> None:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", content_type.encode()),
                                 (b"content-length", str(len(body)).encode()),
-                                (b"cache-control", b"no-store")]})
+                                (b"cache-control", b"no-store"), *extra]})
         await send({"type": "http.response.body", "body": body})
 
     async def run(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -93,3 +127,13 @@ class Api:
         async with trio.open_nursery() as nursery:
             self.bound = await nursery.start(serving)
             task_status.started(self.bound)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an API listen host is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -67,6 +67,8 @@ class GitHubConfig(BaseModel):
     # webhook intake (optional; polling stays the safety net): host:port and the secret
     webhook_listen: str | None = None
     webhook_secret_file: Path | None = None
+    # seconds a permission answer (who may push) is cached for the trust rule
+    trust_ttl: float = Field(60.0, ge=0, le=3600)
 
     @field_validator("repos")
     @classmethod
@@ -111,6 +113,19 @@ class Config(BaseModel):
     replicate_logs: int = Field(2, ge=0, le=1000)
     # tasks of an agent running as root run as this user (default nobody); "root" opts out
     task_user: str | None = None
+    # where tasks run: "auto" (a container engine if one answers, else bubblewrap),
+    # "container", "bwrap", or "none" (unconfined: tasks can read what the agent can)
+    sandbox: Literal["auto", "container", "bwrap", "none"] = "auto"
+    docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
+    task_image: str = "debian:bookworm-slim"  # the container executor's default image
+    task_network: Literal["bridge", "none"] = "bridge"
+    task_memory: str = Field("2g", pattern=r"^[0-9]+[kmg]?$")
+    task_cpus: float = Field(1.0, gt=0, le=256)
+    task_pids: int = Field(512, ge=16, le=1_000_000)
+    # the host's path of workspace_dir when the agent itself runs in a container
+    task_workspace_host_dir: Path | None = None
+    # bearer token for the API's endpoints that act (needed when api_listen is not loopback)
+    api_token_file: Path | None = None
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)

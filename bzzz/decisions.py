@@ -1,6 +1,7 @@
 """Every decision an agent takes goes through one interface (ARCHITECTURE.md principle 5).
 
-``DecisionLog.append(entry)`` takes a dict with at least ``type``; a timestamp is added. An
+``DecisionLog.append(entry)`` takes a dict with at least ``type``; a timestamp is added and
+every string passes the redactor (bzzz/redact.py) before it is signed into the log. An
 agent's decisions go to its signed, Hypercore-compatible log in ``data_dir/log``
 (:class:`HyperlogDecisionLog`); tests use :class:`MemoryDecisionLog`.
 """
@@ -11,6 +12,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
+
+from .redact import redact_value
 
 
 class DecisionLog(Protocol):
@@ -25,7 +28,7 @@ class MemoryDecisionLog:
         self.entries: list[dict[str, Any]] = []
 
     def append(self, entry: dict[str, Any]) -> int:
-        self.entries.append({"ts": round(time.time(), 3), **entry})
+        self.entries.append(redact_value({"ts": round(time.time(), 3), **entry}))
         return len(self.entries) - 1
 
     @property
@@ -65,7 +68,7 @@ class HyperlogDecisionLog:
 
     def append(self, entry: dict[str, Any]) -> int:
         from .hyperlog.entries import encode
-        block = encode({"ts": round(time.time(), 3), **entry}, self.blobs)
+        block = encode(redact_value({"ts": round(time.time(), 3), **entry}), self.blobs)
         self._pending.append(block)
         index = self.length - 1
         if self._wake is None:

@@ -1,8 +1,7 @@
 """Structured logs: one JSON object per line on stderr (or plain text), secrets redacted.
 
-Any value registered with :func:`register_secret` (tokens, keys) is replaced by ``[redacted]``
-wherever it appears in a log line, so a secret that slips into an exception text still never
-reaches the log.
+Every line passes the agent's one redactor (bzzz/redact.py): a registered secret (tokens,
+keys) or a well-known token shape that slips into an exception text never reaches the log.
 """
 
 from __future__ import annotations
@@ -12,24 +11,9 @@ import logging
 import sys
 import time
 
-_SECRETS: set[str] = set()
+from .redact import redact, register as register_secret  # noqa: F401 (re-exported)
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-
-def register_secret(value: str | bytes | None) -> None:
-    if not value:
-        return
-    text = value.decode(errors="replace") if isinstance(value, bytes) else value
-    text = text.strip()
-    if len(text) >= 6:
-        _SECRETS.add(text)
-
-
-def redact(text: str) -> str:
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 class JsonFormatter(logging.Formatter):

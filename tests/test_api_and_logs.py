@@ -52,3 +52,42 @@ async def test_read_body_joins_chunks_and_stops_past_the_limit():
 
     assert await read_body(receiver([b"ab", b"cd", b"e"]), limit=5) == b"abcde"
     assert await read_body(receiver([b"abc", b"def"]), limit=5) is None
+
+
+async def test_acting_endpoints_need_the_bearer_token(tmp_path, nursery):
+    token_file = tmp_path / "api-token"
+    token_file.write_text("api-secret-0123456789\n")
+    agent = await start_agent(nursery, tmp_path, "a", api_token_file=token_file)
+    async with httpx.AsyncClient(base_url=agent.api.bound[0]) as client:
+        body = {"needs": ["nothing"], "wait": 0.1}
+        none = await client.post("/api/v1/help/probe", json=body)
+        assert none.status_code == 401 and "bearer" in none.headers["www-authenticate"].lower()
+        wrong = await client.post("/api/v1/help/probe", json=body,
+                                  headers={"Authorization": "Bearer api-secret-0123456788"})
+        assert wrong.status_code == 401
+        right = await client.post("/api/v1/help/probe", json=body,
+                                  headers={"Authorization": "Bearer api-secret-0123456789"})
+        assert right.status_code == 200 and "offers" in right.json()
+        # reading stays open, and the token never appears in what is served
+        status = await client.get("/api/v1/status")
+        assert status.status_code == 200 and "api-secret" not in status.text
+
+
+def test_beyond_loopback_without_a_token_refuses_to_act():
+    from bzzz.api import Api, is_loopback
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    api = Api(lambda: {}, lambda: b"", token=None, loopback=False)
+    denied = api._denied({"headers": []})
+    assert denied is not None and denied[0] == 403 and b"api_token_file" in denied[1]
+    assert Api(lambda: {}, lambda: b"", token=None, loopback=True)._denied({"headers": []}) is None
+
+
+async def test_status_is_redacted(tmp_path, nursery):
+    from bzzz.redact import register
+    agent = await start_agent(nursery, tmp_path, "b")
+    register("very-secret-node-value")
+    agent.config.node_id = "very-secret-node-value"  # something secret slips into status
+    async with httpx.AsyncClient(base_url=agent.api.bound[0]) as client:
+        text = (await client.get("/api/v1/status")).text
+    assert "very-secret-node-value" not in text and "[redacted]" in text

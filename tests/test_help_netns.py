@@ -130,10 +130,7 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab, target):
 
 
 def probe(agent, needs, wait=1.5):
-    def call():
-        return httpx.post(f"http://{agent.host.ip}:{agent.api_port}/api/v1/help/probe",
-                          json={"needs": needs, "wait": wait}, timeout=20).json()
-    return in_netns(agent.host.ns, call)
+    return agent.probe(needs, wait, timeout=20)
 
 
 def _mesh(lab, n, subnet, ring):

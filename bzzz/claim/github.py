@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import trio
 
+from ..redact import redact_value
+
 USER_AGENT = "bzzz-agent"
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
@@ -100,6 +102,8 @@ class GitHubClient:
                       retry: bool | None = None) -> Reply:
         """One logical request. ``retry`` defaults to True except for POST."""
         retry = (method != "POST") if retry is None else retry
+        if json is not None:
+            json = redact_value(json)  # every text we send to GitHub passes the redactor
         headers = {"If-None-Match": etag} if etag else {}
         last: Exception | None = None
         for attempt in range(self.attempts):

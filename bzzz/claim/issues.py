@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .github import GitHubClient, Unavailable
+from urllib.parse import quote
+
+from .github import GitHubClient, GitHubError, Unavailable
 from .report import Comment, find_markers
 
 
@@ -35,18 +37,38 @@ class IssueOps:
     async def close(self, number: int) -> None:
         await self.gh.request("PATCH", self._path(number), json={"state": "closed"})
 
-    async def _has_marker(self, number: int, comment: Comment) -> bool:
+    async def add_labels(self, number: int, labels: list[str]) -> None:
+        """Additive (POST): safe beside another agent's label changes."""
+        await self.gh.request("POST", self._path(number, "/labels"), json={"labels": labels})
+
+    async def remove_label(self, number: int, label: str) -> None:
+        try:
+            await self.gh.request("DELETE", self._path(number, f"/labels/{quote(label, safe='')}"))
+        except GitHubError as exc:
+            if exc.status != 404 or isinstance(exc, Unavailable):
+                raise  # 404: it was not there, which is what we wanted
+
+    async def react(self, comment_id: int, content: str) -> None:
+        """A reaction on a comment, so people see a command was taken."""
+        await self.gh.request("POST", f"/repos/{self.repo}/issues/comments/{comment_id}/reactions",
+                              json={"content": content})
+
+    async def comments(self, number: int, max_pages: int = 50) -> list[dict]:
+        """Every comment of an issue, oldest first."""
+        out: list[dict] = []
         page = 1
-        while page <= 50:
+        while page <= max_pages:
             reply = await self.gh.request("GET", self._path(number, "/comments"),
                                           params={"per_page": 100, "page": page})
-            for c in reply.data or []:
-                if (comment.kind, comment.key) in find_markers(c.get("body", "")):
-                    return True
+            out += [c for c in reply.data or [] if isinstance(c, dict)]
             if 'rel="next"' not in reply.headers.get("link", ""):
-                return False
+                break
             page += 1
-        return False
+        return out
+
+    async def _has_marker(self, number: int, comment: Comment) -> bool:
+        return any((comment.kind, comment.key) in find_markers(c.get("body", ""))
+                   for c in await self.comments(number))
 
     async def comment_once(self, number: int, comment: Comment, attempts: int = 3) -> None:
         """Post a comment exactly once. After an uncertain attempt (5xx, timeout) the marker is

@@ -95,3 +95,26 @@ def review_comment(key: str, node: str, history: list[dict]) -> Comment:
             lines.append(f"   - declined: {name} ({why})")
     lines += ["", f"Reported by **{node}**. Remove the `bzzz:failed` label to try again."]
     return Comment("review", key, "\n".join(lines))
+
+
+def approval_comment(digest: str, author: str, node: str) -> Comment:
+    """The waiting-for-approval comment: it announces the body's full hash (the marker), which
+    is what a writer's ``/bzzz approve <first 8 digits>`` then covers."""
+    short = digest[:8]
+    return Comment("approval", digest,
+                   f"{marker('approval', digest)}\n🔒 This task waits for approval: its author "
+                   f"@{author} has no write access to this repository, so no agent runs it yet.\n\n"
+                   "Someone with write access can run it by commenting\n\n"
+                   f"```\n/bzzz approve {short}\n```\n\n"
+                   f"The approval covers this exact text of the issue (sha256 `{short}…`); an "
+                   f"edit after it needs a new approval. (Checked by **{node}**.)")
+
+
+def approval_mismatch_comment(digest: str, given: str, node: str) -> Comment:
+    """Answer to an approval whose hash is not the body's as it is now; it announces the
+    current hash, so a new approval after it covers the current body."""
+    short = digest[:8]
+    return Comment("approval", digest,
+                   f"{marker('approval', digest)}\n🔒 `{given[:16]}` is not the hash of this "
+                   f"issue's text as it is now. Its hash is `{short}`: read the issue again, "
+                   f"then comment\n\n```\n/bzzz approve {short}\n```\n\n(**{node}**)")

@@ -28,10 +28,12 @@ from .feed import TaskFeed
 from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
+from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
 from .issues import IssueOps
 from .lease import renewal_due
-from .task import (STATE_LABELS, PeerView, Task, TaskError, choose, ineligible_reason,
-                   parse_issue)
+from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
+                   ineligible_reason, parse_issue)
+from .trust import Command, Verb, approval_state, body_digest, comment_views, voices
 
 log = logging.getLogger("bzzz.claim")
 # "bash: line 1: frobnicate: command not found": a capability the task turned out to need
@@ -62,6 +64,8 @@ class ClaimSettings:
     max_help: int = 3  # help requests per task, across the mesh, before a human takes over
     help_wait: float = 3.0  # seconds the origin waits for offers
     help_retry: float = 2.0  # pause between unanswered help requests
+    trust_ttl: float = 60.0  # seconds a permission answer is cached
+    intake_state: Path | None = None  # where the comment intake keeps its cursor and ids
 
 
 @dataclass
@@ -106,6 +110,14 @@ class ClaimService:
                                           settings.login, lease=settings.lease,
                                           grace=settings.grace, clock=clock)
         self.ops = {r: IssueOps(gh, r) for r in settings.repos}
+        self.perms = Permissions(gh, ttl=settings.trust_ttl)
+        self.intake = CommentIntake(
+            gh, settings.repos, self.perms,
+            {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
+             if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
+            self.on_command, state_file=settings.intake_state,
+            is_task=lambda repo, n: n in self.feed.repos[repo].tasks)
+        self.announced: dict[str, str] = {}  # task key -> body digest we saw announced
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
         self.first_seen: dict[str, float] = {}
@@ -127,6 +139,8 @@ class ClaimService:
     def on_webhook(self, event: str, repo: str, payload: dict) -> None:
         """A verified delivery for one of our repositories: poll now instead of waiting."""
         if repo.lower() in {r.lower() for r in self.s.repos}:
+            self.intake.on_webhook(event, next(r for r in self.s.repos if r.lower() == repo.lower()),
+                                   payload)
             self.wake.set()
 
     def status(self) -> list[dict]:
@@ -138,6 +152,7 @@ class ClaimService:
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.intake.run)
             task_status.started()
             while True:
                 # fixed-rate polling: the interval runs from the start of each tick
@@ -156,6 +171,7 @@ class ClaimService:
             try:
                 await self.feed.poll(repo)
                 polled.add(repo)
+                await self.intake.poll(repo)
                 if not self.github_ok:
                     self.github_ok = True
                     self._decide("github_recovered")
@@ -204,6 +220,9 @@ class ClaimService:
             self.first_seen.setdefault(task.key, now)
             if task.key in self.running or now < self.not_before.get(task.key, 0):
                 continue
+            if STATE_LABELS["needs-approval"] in task.labels and \
+                    self.announced.get(task.key) == body_digest(task.body):
+                continue  # waits for a writer; an edit of the body is checked again
             candidates.append(task)
         choice = choose(candidates, list(self.capabilities()), len(self.running),
                         self.s.max_tasks, list(self.peers()), self.first_seen, now,
@@ -280,6 +299,8 @@ class ClaimService:
             self._decide("claim_abandoned", task, reason=stale)
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             return
+        if not await self._trusted(task):
+            return
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires)
@@ -324,6 +345,79 @@ class ClaimService:
             await self._report_cancelled(task, run, key)
         else:
             await self._report(task, run, key, result)
+
+    # ------------------------------------------------------------------ trust and commands
+
+    async def _trusted(self, task: Task) -> bool:
+        """The trust rule (trust.py): the author may push, or a writer approved this very
+        body. Otherwise the issue waits, labelled, with one comment announcing its hash."""
+        ops = self.ops[task.repo]
+        if task.author and await self.perms.writer(task.repo, task.author):
+            if STATE_LABELS["needs-approval"] in task.labels:
+                await ops.remove_label(task.number, STATE_LABELS["needs-approval"])
+            return True
+        views = comment_views(await ops.comments(task.number))
+        state = approval_state(task.body, views,
+                               await self.perms.writers(task.repo, voices(views)))
+        if state.approved:
+            self._decide("approved", task, digest=state.short, approvers=list(state.approvers))
+            return True
+        if not state.announced:
+            await ops.comment_once(task.number, report.approval_comment(
+                state.digest, task.author or "(unknown)", self.s.node_id))
+        if STATE_LABELS["needs-approval"] not in task.labels:
+            await ops.add_labels(task.number, [STATE_LABELS["needs-approval"]])
+        self.announced[task.key] = state.digest
+        self._decide("awaiting_approval", task, digest=state.short, author=task.author)
+        return False
+
+    async def on_command(self, cmd: Command, acting: bool) -> None:
+        """A writer's command, seen by every agent; ``acting``: this agent does its once-only
+        part on GitHub (it created the command's ref)."""
+        self._decide("command", repo=cmd.repo, issue=cmd.issue, verb=cmd.verb.value,
+                     by=cmd.author, comment=cmd.comment_id, acting=acting)
+        ops = self.ops[cmd.repo]
+        if cmd.verb is Verb.CANCEL:
+            run = self.running.get(cmd.key)
+            if run is not None and run.scope is not None and run.stop_reason is None:
+                run.stop_reason = f"cancelled by @{cmd.author}"
+                run.scope.cancel()
+            if acting:
+                await ops.add_labels(cmd.issue, [STATE_LABELS["failed"]])
+                await self._react(ops, cmd, "+1")
+        elif cmd.verb is Verb.RETRY:
+            self.not_before.pop(cmd.key, None)
+            if acting:
+                doc = await ops.get(cmd.issue)
+                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                for label in sorted(labels & (FINISHED | {STATE_LABELS["claimed"]})):
+                    await ops.remove_label(cmd.issue, label)
+                await self._react(ops, cmd, "rocket")
+        elif cmd.verb is Verb.APPROVE:
+            self.announced.pop(cmd.key, None)
+            self.not_before.pop(cmd.key, None)
+            if acting:
+                await self._approve(ops, cmd)
+        self.wake.set()
+
+    async def _approve(self, ops: IssueOps, cmd: Command) -> None:
+        doc = await ops.get(cmd.issue)
+        body = doc.get("body") or ""
+        views = comment_views(await ops.comments(cmd.issue))
+        state = approval_state(body, views, await self.perms.writers(cmd.repo, voices(views)))
+        if state.approved:
+            await ops.remove_label(cmd.issue, STATE_LABELS["needs-approval"])
+            await self._react(ops, cmd, "+1")
+            return
+        await self._react(ops, cmd, "confused")
+        await ops.comment_once(cmd.issue, report.approval_mismatch_comment(
+            state.digest, cmd.arg, self.s.node_id))
+
+    async def _react(self, ops: IssueOps, cmd: Command, content: str) -> None:
+        try:
+            await ops.react(cmd.comment_id, content)
+        except GitHubError as exc:  # a missing reaction is cosmetic
+            log.warning("could not react to a command", extra={"error": str(exc)})
 
     async def _keep_lease(self, run: Running) -> None:
         lock = self.locks[run.task.repo]

@@ -28,13 +28,15 @@ from typing import Any
 TASK_LABEL = "bzzz"
 PRIORITIES = ("critical", "high", "normal", "low")
 STATE_LABELS = {"claimed": "bzzz:claimed", "done": "bzzz:done", "failed": "bzzz:failed",
-                "needs-input": "bzzz:needs-input"}
+                "needs-input": "bzzz:needs-input", "needs-approval": "bzzz:needs-approval"}
 FINISHED = {STATE_LABELS["done"], STATE_LABELS["failed"], STATE_LABELS["needs-input"]}
 MAX_COMMAND = 16 * 1024
 MAX_BODY = 256 * 1024
 
-_FENCE = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*bzzz[ \t]*\r?\n(?P<code>.*?)\r?\n(?P=fence)[ \t]*$",
-                    re.S | re.M)
+EXECUTORS = ("shell", "container", "llm", "agent")
+_FENCE = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*bzzz(?:[ \t]+(?P<info>[^\r\n`]*?))?[ \t]*\r?\n"
+                    r"(?P<code>.*?)\r?\n(?P=fence)[ \t]*$", re.S | re.M)
+_OPTION = re.compile(r"^([a-z][a-z0-9_-]{0,31})=(\S{1,256})$")
 
 
 class TaskError(ValueError):
@@ -51,12 +53,45 @@ def _ts(value: Any) -> float:
         raise TaskError(f"bad timestamp {value!r}") from None
 
 
-def command_from_body(body: str | None) -> str | None:
-    """The first fenced ```bzzz block of an issue body, or None."""
+@dataclass(frozen=True)
+class TaskSpec:
+    """The first ```` ```bzzz [EXECUTOR] [key=value ...] ```` block (CONTRACT.md, "Task spec")."""
+
+    executor: str
+    options: Mapping[str, str]
+    code: str
+
+
+def spec_from_body(body: str | None) -> TaskSpec | None:
+    """The task spec of an issue body, or None when it has no ``bzzz`` block; TaskError when
+    the info string is malformed (an unknown executor, a word that is not key=value)."""
     if not body:
         return None
     m = _FENCE.search(body[:MAX_BODY])
-    return m.group("code") if m else None
+    if m is None:
+        return None
+    words = (m.group("info") or "").split()
+    executor = "shell"
+    if words and "=" not in words[0]:
+        executor = words.pop(0).lower()
+        if executor not in EXECUTORS:
+            raise TaskError(f"unknown executor {executor!r} (one of {', '.join(EXECUTORS)})")
+    options: dict[str, str] = {}
+    for word in words:
+        om = _OPTION.match(word)
+        if om is None:
+            raise TaskError(f"{word[:40]!r} in the bzzz block's first line is not key=value")
+        options[om.group(1)] = om.group(2)
+    return TaskSpec(executor, options, m.group("code"))
+
+
+def command_from_body(body: str | None) -> str | None:
+    """The code of the first fenced ```bzzz block of an issue body, or None."""
+    try:
+        spec = spec_from_body(body)
+    except TaskError:
+        return None
+    return spec.code if spec else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +106,7 @@ class Task:
     state: str = "open"
     assignees: tuple[str, ...] = ()
     is_pull: bool = False
+    author: str = ""
 
     @property
     def key(self) -> str:
@@ -89,6 +125,10 @@ class Task:
     @property
     def command(self) -> str | None:
         return command_from_body(self.body)
+
+    @property
+    def spec(self) -> TaskSpec | None:
+        return spec_from_body(self.body)
 
     def rank_key(self) -> tuple:
         return (PRIORITIES.index(self.priority), self.created_at, self.repo, self.number)
@@ -117,6 +157,7 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
         state=str(doc.get("state", "open")),
         assignees=tuple(a.get("login", "") for a in assignees if isinstance(a, Mapping)),
         is_pull="pull_request" in doc,
+        author=str((doc.get("user") or {}).get("login", "")) if isinstance(doc.get("user"), Mapping) else "",
     )
 
 

@@ -129,9 +129,18 @@ class Agent:
     proc: subprocess.Popen | None = None
     peer_id: str = ""
 
+    @property
+    def api_token(self) -> str:
+        """The bearer token of this agent's acting endpoints (its API is beyond loopback)."""
+        return f"lab-api-token-{self.name}"
+
     def start(self) -> "Agent":
         env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        token_file = self.data_dir.parent / f"{self.name}.api-token"
+        token_file.write_text(self.api_token + "\n")
         env.update({
+            "BZZZ_API_TOKEN_FILE": str(token_file),
             "BZZZ_NODE_ID": self.name,
             "BZZZ_DATA_DIR": str(self.data_dir),
             "BZZZ_LISTEN": f"/ip4/0.0.0.0/tcp/{self.p2p_port}",
@@ -148,6 +157,16 @@ class Agent:
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return http_get(self.host.ns, self.host.ip, self.api_port, path, timeout)
+
+    def probe(self, needs: list[str], wait: float, timeout: float = 30.0) -> dict[str, Any]:
+        """``POST /api/v1/help/probe`` with this agent's API token, from inside its namespace."""
+        import httpx
+
+        def call() -> dict[str, Any]:
+            return httpx.post(f"http://{self.host.ip}:{self.api_port}/api/v1/help/probe",
+                              json={"needs": needs, "wait": wait}, timeout=timeout,
+                              headers={"Authorization": f"Bearer {self.api_token}"}).json()
+        return in_netns(self.host.ns, call)
 
     def status(self) -> dict[str, Any]:
         code, body = self.get("/api/v1/status")

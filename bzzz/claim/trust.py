@@ -1,0 +1,171 @@
+"""Who may give a task, and the comment commands (a core, no I/O).
+
+The rule (shared/CONTRACT.md, "Trust"): a task runs only if its issue's author has write
+access (permission admin, maintain or write). Anyone else's task waits: an agent posts the
+body's hash in a "waiting for approval" comment, and a writer's ``/bzzz approve <hash>``
+covers exactly that body.
+
+The hash people type is the first 8 hex digits of the body's sha256: short enough to type,
+but 32 bits can be collided with a few hours of work. So an approval covers a body only if a
+writer's comment (an agent's announcement, hidden marker ``approval:<full sha256>``)
+announced that body's *full* hash *before* the approval comment (comment ids only grow).
+An outsider who prepares a colliding body and edits it in after the approval gets a new
+announcement, later than the approval: it waits again.
+
+Comment commands: ``/bzzz approve <hash>``, ``/bzzz retry``, ``/bzzz cancel``,
+``/bzzz answer <text>`` at the start of a line of a writer's comment. Everyone else's are
+ignored (and counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .report import find_markers
+
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+SHORT_HASH = 8
+MAX_ARG = 64 * 1024
+
+
+class Verb(str, Enum):
+    APPROVE = "approve"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    ANSWER = "answer"
+
+
+_COMMAND = re.compile(r"^[ \t]*/bzzz[ \t]+(?P<verb>[A-Za-z-]+)\b[ \t]*(?P<rest>.*)$", re.M)
+_HEX = re.compile(r"[0-9a-f]{8,64}")
+
+
+def body_digest(body: str | None) -> str:
+    """The full sha256 (hex) of an issue body, as GitHub returns it."""
+    return hashlib.sha256((body or "").encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def short_hash(digest: str) -> str:
+    return digest[:SHORT_HASH]
+
+
+def is_writer(permission: str | None, role: str | None = None) -> bool:
+    """GitHub's permission API answers admin/write/read/none, with the finer role
+    (maintain, triage, or a custom role) in ``role_name``."""
+    return permission in WRITE_PERMISSIONS or role in WRITE_PERMISSIONS
+
+
+@dataclass(frozen=True)
+class Command:
+    repo: str
+    issue: int
+    comment_id: int
+    author: str
+    verb: Verb
+    arg: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.repo}#{self.issue}"
+
+
+def parse_command(text: str | None) -> tuple[Verb, str] | None:
+    """The first ``/bzzz <verb> …`` line of a comment, or None. For ``answer`` the argument
+    is the rest of the comment from the verb on; otherwise the rest of that line."""
+    if not text:
+        return None
+    for m in _COMMAND.finditer(text[: MAX_ARG * 2]):
+        try:
+            verb = Verb(m["verb"].lower())
+        except ValueError:
+            continue
+        if verb is Verb.ANSWER:
+            rest = text[m.start("rest"):]
+            return verb, rest.strip()[:MAX_ARG]
+        return verb, m["rest"].strip()[:1024]
+    return None
+
+
+def issue_number(comment: Mapping[str, Any]) -> int | None:
+    """The issue (or pull request) a comment belongs to, from its ``issue_url``."""
+    url = comment.get("issue_url")
+    if not isinstance(url, str):
+        return None
+    tail = url.rstrip("/").rpartition("/")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+def command_from_comment(repo: str, comment: Mapping[str, Any]) -> Command | None:
+    """A Command from GitHub's comment JSON (None: not a command, or malformed)."""
+    cid, user, number = comment.get("id"), comment.get("user"), issue_number(comment)
+    if not isinstance(cid, int) or not isinstance(user, Mapping) or number is None:
+        return None
+    login = user.get("login")
+    body = comment.get("body")
+    if not isinstance(login, str) or not isinstance(body, str):
+        return None
+    parsed = parse_command(body)
+    if parsed is None:
+        return None
+    return Command(repo, number, cid, login, parsed[0], parsed[1])
+
+
+@dataclass(frozen=True)
+class CommentView:
+    id: int
+    author: str
+    body: str
+
+
+def comment_views(docs: Iterable[Mapping[str, Any]]) -> list[CommentView]:
+    out = []
+    for d in docs:
+        user = d.get("user")
+        if isinstance(d.get("id"), int) and isinstance(user, Mapping) \
+                and isinstance(user.get("login"), str) and isinstance(d.get("body"), str):
+            out.append(CommentView(d["id"], user["login"], d["body"]))
+    return sorted(out, key=lambda c: c.id)
+
+
+def voices(comments: Iterable[CommentView]) -> set[str]:
+    """Authors whose permission matters: those whose comments announce or approve."""
+    return {c.author for c in comments
+            if any(kind == "approval" for kind, _ in find_markers(c.body))
+            or (parse_command(c.body) or (None,))[0] is Verb.APPROVE}
+
+
+@dataclass(frozen=True)
+class Approval:
+    digest: str  # full sha256 of the body as it is now
+    approved: bool  # a writer approved this body after it was announced
+    announced: bool  # a writer's comment announced this body's hash already
+    approvers: tuple[str, ...] = ()
+
+    @property
+    def short(self) -> str:
+        return short_hash(self.digest)
+
+
+def approval_state(body: str | None, comments: Iterable[CommentView],
+                   writers: set[str]) -> Approval:
+    """Whether the body as it is now is approved, from the issue's comments and the set of
+    their authors who have write access."""
+    digest = body_digest(body)
+    first_announced: int | None = None
+    approvers: list[str] = []
+    for c in sorted(comments, key=lambda c: c.id):
+        if c.author not in writers:
+            continue
+        if first_announced is None and ("approval", digest) in find_markers(c.body):
+            first_announced = c.id
+        parsed = parse_command(c.body)
+        if parsed is None or parsed[0] is not Verb.APPROVE or first_announced is None:
+            continue
+        given = parsed[1].split()[0].lower() if parsed[1] else ""
+        if _HEX.fullmatch(given) and digest.startswith(given) and c.id > first_announced:
+            approvers.append(c.author)
+    return Approval(digest, bool(approvers), first_announced is not None, tuple(approvers))

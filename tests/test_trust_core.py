@@ -1,0 +1,117 @@
+"""The trust rule and comment commands as pure functions (bzzz/claim/trust.py)."""
+
+from hypothesis import given, strategies as st
+
+from bzzz.claim.report import approval_comment
+from bzzz.claim.trust import (CommentView, Verb, approval_state, body_digest, command_from_comment,
+                              is_writer, parse_command, voices)
+
+BODY = "Please run\n\n```bzzz\nmake test\n```\n"
+D = body_digest(BODY)
+
+
+def announce(cid, digest=D, who="bot"):
+    return CommentView(cid, who, approval_comment(digest, "stranger", "n1").body)
+
+
+def approve(cid, short, who="maint"):
+    return CommentView(cid, who, f"Looks fine.\n/bzzz approve {short}\n")
+
+
+def test_digest_is_sha256_of_the_body_and_short_is_8_hex():
+    import hashlib
+    assert D == hashlib.sha256(BODY.encode()).hexdigest()
+    assert body_digest(None) == body_digest("")
+    assert body_digest("\ud800") != body_digest("")  # a lone surrogate still hashes
+
+
+def test_permissions_that_write():
+    assert all(is_writer(p) for p in ("admin", "maintain", "write"))
+    assert not any(is_writer(p) for p in ("read", "triage", "none", None, ""))
+    assert is_writer("read", "maintain") and not is_writer("read", "triage")
+
+
+def test_commands_parse_at_line_start_only():
+    assert parse_command("/bzzz approve abcd1234") == (Verb.APPROVE, "abcd1234")
+    assert parse_command("ok\n  /bzzz RETRY now") == (Verb.RETRY, "now")
+    assert parse_command("please /bzzz cancel") is None
+    assert parse_command("/bzzz frobnicate") is None
+    assert parse_command("/bzzzcancel") is None
+    assert parse_command("/bzzz answer use the\nsecond option") == (Verb.ANSWER,
+                                                                    "use the\nsecond option")
+    assert parse_command(None) is None
+
+
+def test_command_from_github_comment_json():
+    doc = {"id": 7, "user": {"login": "maint"}, "body": "/bzzz cancel",
+           "issue_url": "http://x/repos/o/r/issues/12"}
+    cmd = command_from_comment("o/r", doc)
+    assert (cmd.issue, cmd.comment_id, cmd.author, cmd.verb) == (12, 7, "maint", Verb.CANCEL)
+    for bad in ({**doc, "id": "7"}, {**doc, "user": None}, {**doc, "issue_url": 5},
+                {**doc, "body": None}, {**doc, "issue_url": "http://x/issues/abc"}):
+        assert command_from_comment("o/r", bad) is None
+
+
+def test_an_approval_after_the_announcement_covers_the_body():
+    state = approval_state(BODY, [announce(1), approve(2, D[:8])], {"bot", "maint"})
+    assert state.approved and state.announced and state.approvers == ("maint",)
+
+
+def test_wrong_hash_or_a_non_writer_approves_nothing():
+    assert not approval_state(BODY, [announce(1), approve(2, "deadbeef")], {"bot", "maint"}).approved
+    assert not approval_state(BODY, [announce(1), approve(2, D[:8], "out")], {"bot", "maint"}).approved
+    assert not approval_state(BODY, [announce(1), approve(2, D[:7])], {"bot", "maint"}).approved
+
+
+def test_an_announcement_by_a_non_writer_does_not_count():
+    # an outsider cannot announce a body: its marker is just text
+    state = approval_state(BODY, [announce(1, who="out"), approve(2, D[:8])], {"maint"})
+    assert not state.announced and not state.approved
+
+
+def test_an_edit_after_approval_needs_a_new_one():
+    comments = [announce(1), approve(2, D[:8])]
+    edited = BODY + "\nrm -rf ~/.ssh\n"
+    state = approval_state(edited, comments, {"bot", "maint"})
+    assert not state.approved and not state.announced
+    again = comments + [announce(3, body_digest(edited)), approve(4, body_digest(edited)[:8])]
+    assert approval_state(edited, again, {"bot", "maint"}).approved
+    # and going back to the approved text is approved still
+    assert approval_state(BODY, again, {"bot", "maint"}).approved
+
+
+def test_a_colliding_short_hash_announced_after_the_approval_is_not_covered():
+    """An outsider who finds a body whose hash shares the 8 digits gets nothing: its full
+    hash is announced only after the approval."""
+    evil = "0" * 64
+    fake_digest = D[:8] + evil[8:]
+    comments = [announce(1), approve(2, D[:8]), announce(3, fake_digest)]
+    state = approval_state("whatever", comments, {"bot", "maint"})
+    assert not state.approved
+    # the pure function compares full digests: simulate the collision directly
+    from bzzz.claim import trust
+    real = trust.body_digest
+    try:
+        trust.body_digest = lambda body: fake_digest
+        assert not trust.approval_state("evil", comments, {"bot", "maint"}).approved
+    finally:
+        trust.body_digest = real
+
+
+def test_an_approval_before_any_announcement_does_not_count():
+    assert not approval_state(BODY, [approve(1, D[:8]), announce(2)], {"bot", "maint"}).approved
+
+
+def test_voices_are_announcers_and_approvers():
+    comments = [announce(1), approve(2, D[:8]), CommentView(3, "chatty", "+1")]
+    assert voices(comments) == {"bot", "maint"}
+
+
+@given(st.text(max_size=2000), st.lists(st.tuples(st.integers(0, 10**9), st.sampled_from(
+    ["a", "b", "c"]), st.text(max_size=300)), max_size=20))
+def test_never_raises_on_any_comments(body, raw):
+    comments = [CommentView(i, who, text) for i, who, text in raw]
+    state = approval_state(body, comments, {"a"})
+    assert state.digest == body_digest(body)
+    for c in comments:
+        parse_command(c.body)
