@@ -35,6 +35,13 @@ def test_stack_file_runs_one_agent_per_node_on_the_host_network():
     assert env["BZZZ_PSK_FILE"].startswith("/run/secrets/")
     assert env["GITHUB_TOKEN_FILE"].startswith("/run/secrets/")
     assert "GITHUB_TOKEN" not in env  # the token itself never sits in the stack file
+    # acting endpoints need a token (the API listens beyond loopback); tasks run in sibling
+    # containers through the host's socket, and mount only the workspace
+    assert env["BZZZ_API_TOKEN_FILE"].startswith("/run/secrets/")
+    assert env["BZZZ_SANDBOX"] == "container"
+    mounts = {m["target"]: m for m in agent["volumes"] if isinstance(m, dict)}
+    assert mounts["/var/run/docker.sock"]["source"] == "/var/run/docker.sock"
+    assert mounts[env["BZZZ_WORKSPACE_DIR"]]["source"] == env["BZZZ_WORKSPACE_DIR"]
 
 
 def test_stack_file_validates_with_docker():
