@@ -17,7 +17,9 @@ json_values = st.recursive(
     lambda c: st.lists(c, max_size=4) | st.dictionaries(
         st.sampled_from(["title", "body", "labels", "assignees", "assignee", "state", "name",
                          "color", "ref", "sha", "force", "tree", "message", "parents", "config",
-                         "events", "head", "base", "content", "encoding", "x"]), c, max_size=6),
+                         "events", "head", "base", "content", "encoding", "state_reason", "login",
+                         "role", "repo", "x"]), c,
+        max_size=6),
     max_leaves=20)
 
 ENDPOINTS = [
@@ -28,6 +30,12 @@ ENDPOINTS = [
     ("POST", "/repos/alice/widgets/issues/1/labels"),
     ("PUT", "/repos/alice/widgets/issues/1/labels"),
     ("POST", "/repos/alice/widgets/issues/1/comments"),
+    ("PATCH", "/repos/alice/widgets/issues/comments/{comment}"),
+    ("POST", "/repos/alice/widgets/issues/comments/{comment}/reactions"),
+    ("POST", "/repos/alice/widgets/issues/1/reactions"),
+    ("DELETE", "/repos/alice/widgets/issues/comments/{comment}/reactions/1"),
+    ("DELETE", "/repos/alice/widgets/collaborators/carol"),
+    ("POST", "/_devhub/roles"),
     ("POST", "/repos/alice/widgets/labels"),
     ("POST", "/repos/alice/widgets/git/refs"),
     ("PATCH", "/repos/alice/widgets/git/refs/heads/main"),
@@ -43,17 +51,20 @@ def make_app() -> DevHubApp:
     hub = Hub()
     hub.seed(SEED, 1_700_000_000)
     app = DevHubApp(hub)
-    hub.create_issue(hub.repos["alice/widgets"], "alice", 1_700_000_000, "first")
-    return app
+    issue = hub.create_issue(hub.repos["alice/widgets"], "alice", 1_700_000_000, "first")
+    comment = hub.create_comment(hub.repos["alice/widgets"], issue.number, "bob",
+                                 1_700_000_000, "a comment to edit and react to")
+    return app, comment.id
 
 
-APP = make_app()
+APP, COMMENT = make_app()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(ENDPOINTS), json_values | st.binary(max_size=40))
 def test_any_body_gets_a_clear_4xx(endpoint, body):
     method, path = endpoint
+    path = path.format(comment=COMMENT)
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
 
     async def call():

@@ -16,6 +16,7 @@ import re
 import tempfile
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
@@ -29,7 +30,7 @@ from ..asgi import headers as request_headers
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .render import Renderer
-from .state import Hub, HubError, Repo
+from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo
 from .webhooks import Delivery, DeliveryLog, sign
 
 DOCS = "https://docs.github.com/rest"
@@ -78,6 +79,21 @@ class Request:
 
 Response = tuple[int, Any, dict[str, str]]
 Handler = Callable[..., Response]
+
+
+def _since(req: Request) -> int | None:
+    """``since`` (ISO 8601, e.g. ``2024-05-01T12:00:00Z``) as a Unix time, or None."""
+    since = req.arg("since")
+    if not since:
+        return None
+    try:
+        when = datetime.fromisoformat(since.strip().replace("z", "Z"))
+    except ValueError:
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "Search", "field": "since", "code": "invalid"}]) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp())
 
 
 def _page(req: Request, items: list) -> tuple[list, dict[str, str]]:
@@ -149,6 +165,10 @@ class DevHubApp:
         r("GET", R + "/issues/comments", self.list_repo_comments)
         r("GET", R + "/issues/comments/{id}", self.get_comment)
         r("PATCH", R + "/issues/comments/{id}", self.edit_comment)
+        r("DELETE", R + "/issues/comments/{id}", self.delete_comment)
+        r("GET", R + "/issues/comments/{id}/reactions", self.list_comment_reactions)
+        r("POST", R + "/issues/comments/{id}/reactions", self.create_comment_reaction)
+        r("DELETE", R + "/issues/comments/{id}/reactions/{reaction}", self.delete_comment_reaction)
         r("GET", R + "/issues/events", self.list_repo_events)
         r("GET", R + "/issues/{number}", self.get_issue)
         r("PATCH", R + "/issues/{number}", self.edit_issue)
@@ -164,6 +184,13 @@ class DevHubApp:
         r("GET", R + "/issues/{number}/comments", self.list_comments)
         r("POST", R + "/issues/{number}/comments", self.create_comment)
         r("GET", R + "/issues/{number}/events", self.list_events)
+        r("GET", R + "/issues/{number}/reactions", self.list_issue_reactions)
+        r("POST", R + "/issues/{number}/reactions", self.create_issue_reaction)
+        r("DELETE", R + "/issues/{number}/reactions/{reaction}", self.delete_issue_reaction)
+        r("GET", R + "/collaborators", self.list_collaborators)
+        r("GET", R + "/collaborators/{username}", self.check_collaborator)
+        r("DELETE", R + "/collaborators/{username}", self.remove_collaborator)
+        r("GET", R + "/collaborators/{username}/permission", self.get_permission)
         r("GET", R + "/hooks", self.list_hooks)
         r("POST", R + "/hooks", self.create_hook)
         r("GET", R + "/hooks/{id}", self.get_hook)
@@ -388,13 +415,8 @@ class DevHubApp:
         creator = req.arg("creator")
         if creator:
             items = [i for i in items if i.user == creator]
-        since = req.arg("since")
-        if since:
-            try:
-                since_ts = int(time.mktime(time.strptime(since.replace("Z", ""),
-                                                         "%Y-%m-%dT%H:%M:%S")) - time.timezone)
-            except ValueError:
-                raise HubError(422, "Validation Failed: since must be ISO 8601") from None
+        since_ts = _since(req)
+        if since_ts is not None:
             items = [i for i in items if i.updated_at >= since_ts]
         sort = req.arg("sort", "created")
         key = {"created": lambda i: (i.created_at, i.number),
@@ -496,14 +518,32 @@ class DevHubApp:
         r = self._repo(req, owner, repo)
         n = self._number(number)
         self.hub.issue(r, n)
-        items = sorted((c for c in r.comments.values() if c.issue == n), key=lambda c: c.id)
+        since_ts = _since(req)
+        items = sorted((c for c in r.comments.values() if c.issue == n
+                        and (since_ts is None or c.updated_at >= since_ts)), key=lambda c: c.id)
         page, links = _page(req, items)
         render = self._r(req)
         return 200, [render.comment(r, c) for c in page], links
 
     def list_repo_comments(self, req: Request, owner: str, repo: str) -> Response:
+        """GitHub's repo-wide list: ascending id by default; ``sort`` created|updated with
+        ``direction`` (ignored without ``sort``); ``since`` compares ``updated_at``."""
         r = self._repo(req, owner, repo)
-        items = sorted(r.comments.values(), key=lambda c: c.id)
+        since_ts = _since(req)
+        items = [c for c in r.comments.values() if since_ts is None or c.updated_at >= since_ts]
+        sort, direction = req.arg("sort"), req.arg("direction")
+        if sort not in (None, "created", "updated"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "IssueComment", "field": "sort", "code": "invalid"}])
+        if direction not in (None, "asc", "desc"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "IssueComment", "field": "direction", "code": "invalid"}])
+        if sort is None:
+            items.sort(key=lambda c: c.id)
+        else:
+            field_name = "created_at" if sort == "created" else "updated_at"
+            items.sort(key=lambda c: (getattr(c, field_name), c.id),
+                       reverse=(direction or "desc") == "desc")
         page, links = _page(req, items)
         render = self._r(req)
         return 200, [render.comment(r, c) for c in page], links
@@ -523,6 +563,119 @@ class DevHubApp:
         c = self.hub.edit_comment(r, self._number(id), req.actor(), req.now,
                                   req.obj().get("body"))
         return 200, self._r(req).comment(r, c), {}
+
+    def delete_comment(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.delete_comment(r, self._number(id), req.actor(), req.now)
+        return 204, None, {}
+
+    # ------------------------------------------------------------------ reactions
+
+    def _reaction_subject(self, r: Repo, kind: str, ident: str) -> str:
+        n = self._number(ident)
+        if kind == "comment":
+            self.hub.comment(r, n)
+        else:
+            self.hub.issue(r, n)
+        return f"{kind}:{n}"
+
+    def _list_reactions(self, req: Request, r: Repo, subject: str) -> Response:
+        content = req.arg("content")
+        if content is not None and content not in REACTIONS:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Reaction", "field": "content", "code": "invalid"}])
+        items = [x for x in self.hub.reactions(r, subject)
+                 if content is None or x.content == content]
+        page, links = _page(req, items)
+        render = self._r(req)
+        return 200, [render.reaction(x) for x in page], links
+
+    def _create_reaction(self, req: Request, r: Repo, subject: str) -> Response:
+        created, reaction = self.hub.react(r, subject, req.actor(), req.now,
+                                           req.obj().get("content"))
+        return (201 if created else 200), self._r(req).reaction(reaction), {}
+
+    def list_comment_reactions(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return self._list_reactions(req, r, self._reaction_subject(r, "comment", id))
+
+    def create_comment_reaction(self, req: Request, owner: str, repo: str, id: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return self._create_reaction(req, r, self._reaction_subject(r, "comment", id))
+
+    def delete_comment_reaction(self, req: Request, owner: str, repo: str, id: str,
+                                reaction: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.unreact(r, self._reaction_subject(r, "comment", id), req.actor(),
+                         self._number(reaction))
+        return 204, None, {}
+
+    def list_issue_reactions(self, req: Request, owner: str, repo: str, number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return self._list_reactions(req, r, self._reaction_subject(r, "issue", number))
+
+    def create_issue_reaction(self, req: Request, owner: str, repo: str,
+                              number: str) -> Response:
+        r = self._repo(req, owner, repo)
+        return self._create_reaction(req, r, self._reaction_subject(r, "issue", number))
+
+    def delete_issue_reaction(self, req: Request, owner: str, repo: str, number: str,
+                              reaction: str) -> Response:
+        r = self._repo(req, owner, repo)
+        self.hub.unreact(r, self._reaction_subject(r, "issue", number), req.actor(),
+                         self._number(reaction))
+        return 204, None, {}
+
+    # ------------------------------------------------------------------ collaborators
+
+    def _collaborators_viewer(self, req: Request, owner: str, repo: str, what: str) -> Repo:
+        r = self._repo(req, owner, repo)
+        if not r.can_push(req.actor()):
+            raise HubError(403, f"Must have push access to view {what}.")
+        return r
+
+    def list_collaborators(self, req: Request, owner: str, repo: str) -> Response:
+        r = self._collaborators_viewer(req, owner, repo, "repository collaborators")
+        affiliation = req.arg("affiliation", "all")
+        if affiliation not in ("all", "direct", "outside"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Collaborator", "field": "affiliation",
+                             "code": "invalid"}])
+        logins = [r.owner] + sorted(r.roles)
+        wanted = req.arg("permission")
+        if wanted is not None:
+            rank = {"pull": "read", "push": "write"}.get(wanted, wanted)
+            if rank not in ROLES:
+                raise HubError(422, "Validation Failed",
+                               [{"resource": "Collaborator", "field": "permission",
+                                 "code": "invalid"}])
+            logins = [x for x in logins if ROLES.index(r.role(x)) <= ROLES.index(rank)]
+        page, links = _page(req, logins)
+        render = self._r(req)
+        return 200, [render.collaborator(r, x) for x in page], links
+
+    def check_collaborator(self, req: Request, owner: str, repo: str, username: str) -> Response:
+        r = self._collaborators_viewer(req, owner, repo, "repository collaborators")
+        if username in self.hub.users and r.role(username) is not None:
+            return 204, None, {}
+        raise HubError(404, "Not Found")
+
+    def remove_collaborator(self, req: Request, owner: str, repo: str, username: str) -> Response:
+        r = self._repo(req, owner, repo)
+        if r.role(req.actor()) != "admin":
+            raise HubError(403, "Must have admin rights to Repository.")
+        if username == r.owner:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Collaborator", "code": "custom",
+                             "message": "Cannot remove the repository owner"}])
+        if username in self.hub.users:
+            self.hub.set_role(r, username, None)
+        return 204, None, {}
+
+    def get_permission(self, req: Request, owner: str, repo: str, username: str) -> Response:
+        r = self._collaborators_viewer(req, owner, repo, "collaborator permission")
+        self.hub.user(username)  # 404 for a login devhub does not know
+        return 200, self._r(req).permission(r, username), {}
 
     def list_events(self, req: Request, owner: str, repo: str, number: str) -> Response:
         r = self._repo(req, owner, repo)
@@ -604,14 +757,17 @@ class DevHubApp:
             r = self.hub.repos.get(repo_key)
             if r is None or number not in r.issues:
                 continue
-            payload = {"action": action, "issue": render.issue(r, r.issues[number]),
-                       "repository": render.repo(r, None), "sender": render.user(extra["sender"])}
+            payload: dict[str, Any] = {
+                "action": action, "issue": render.issue(r, r.issues[number]),
+                "repository": render.repo(r, None), "sender": render.user(extra["sender"])}
             if "assignee" in extra:
                 payload["assignee"] = render.user(extra["assignee"])
             if "label" in extra and extra["label"].lower() in r.labels:
                 payload["label"] = render.label(r, r.labels[extra["label"].lower()])
-            if "comment" in extra and extra["comment"] in r.comments:
-                payload["comment"] = render.comment(r, r.comments[extra["comment"]])
+            if isinstance(extra.get("comment"), Comment):
+                payload["comment"] = render.comment(r, extra["comment"])
+            if "changes" in extra:
+                payload["changes"] = extra["changes"]
             body = json.dumps(payload).encode()
             for hook in r.hooks.values():
                 if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
@@ -763,6 +919,9 @@ class DevHubApp:
                 status = int(value.split()[0])
             elif key:
                 extra[key.lower()] = value.strip()
+        if m["rest"] == "git-receive-pack" and method == "POST":
+            await self.refresh_contributors(repo)
+            self.on_change()
         return status, out[split + sep:], extra
 
     # ------------------------------------------------------------------ git data
@@ -885,6 +1044,18 @@ class DevHubApp:
             raise HubError(404, "Not Found")
         return 200, self._ref_doc(req, r, name, sha), {}
 
+    async def refresh_contributors(self, r: Repo) -> None:
+        """CONTRIBUTOR is whoever authored a commit on the default branch: map commit authors
+        to logins by their devhub address (``login@users.devhub``) or name."""
+        found = set()
+        for name, email in await self.git.authors(r.full_name, f"refs/heads/{r.default_branch}"):
+            local, _, domain = email.partition("@")
+            if domain == "users.devhub" and local in self.hub.users:
+                found.add(local)
+            elif name in self.hub.users:
+                found.add(name)
+        r.contributors |= found
+
     async def create_ref(self, req: Request, owner: str, repo: str) -> Response:
         r = self._writable(req, owner, repo)
         doc = req.obj()
@@ -892,6 +1063,8 @@ class DevHubApp:
         if not isinstance(ref, str) or not isinstance(sha, str):
             raise HubError(422, "Invalid request.\n\n\"ref\" and \"sha\" are required.")
         await self.git.create_ref(r.full_name, ref, sha)
+        if ref == f"refs/heads/{r.default_branch}":
+            await self.refresh_contributors(r)
         return 201, self._ref_doc(req, r, ref, sha), {}
 
     async def update_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
@@ -902,6 +1075,8 @@ class DevHubApp:
             raise HubError(422, "Invalid request.\n\n\"sha\" wasn't supplied.")
         name = ref if ref.startswith("refs/") else "refs/" + ref
         await self.git.update_ref(r.full_name, name, sha, force)
+        if name == f"refs/heads/{r.default_branch}":
+            await self.refresh_contributors(r)
         return 200, self._ref_doc(req, r, name, sha), {}
 
     async def delete_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
@@ -926,6 +1101,18 @@ class DevHubApp:
                 self.sync_git()
                 self.on_change()
                 return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
+            if path == "/_devhub/roles" and method == "POST":
+                # {"repo": "o/r", "login": "u", "role": "admin|maintain|write|triage|read|null"}
+                if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str):
+                    raise HubError(422, "repo must be a full name")
+                repo = self.hub.repos.get(doc["repo"].lower())
+                if repo is None:
+                    raise HubError(404, "Not Found")
+                if "role" not in doc:
+                    raise HubError(422, "role is required (null removes the collaborator)")
+                role = self.hub.set_role(repo, doc.get("login"), doc["role"])
+                self.on_change()
+                return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
             if path == "/_devhub/stats" and method == "GET":
                 per: dict[str, dict[str, int]] = {}
                 for (login, m, route), n in self.stats.items():

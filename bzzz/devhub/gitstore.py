@@ -258,6 +258,17 @@ class GitStore:
         if r.returncode != 0:
             raise GitError(422, "Update is not a fast forward")
 
+    async def authors(self, full_name: str, ref: str) -> set[tuple[str, str]]:
+        """(name, email) of every commit author reachable from ``ref`` (empty if it is gone)."""
+        r = await self._git(full_name, "log", "--format=%an%x00%ae", ref, "--", check=False)
+        if r.returncode != 0:
+            return set()
+        out = set()
+        for line in r.stdout.decode(errors="replace").splitlines():
+            name, _, email = line.partition("\0")
+            out.add((name, email))
+        return out
+
     async def delete_ref(self, full_name: str, ref: str) -> None:
         async with self._lock(full_name):
             old = await self.resolve(full_name, ref)

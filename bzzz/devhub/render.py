@@ -6,7 +6,7 @@ import base64
 import time
 from typing import Any
 
-from .state import Comment, Event, Hub, Issue, Label, Repo
+from .state import REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo
 
 
 def ts(t: int | None) -> str | None:
@@ -44,7 +44,6 @@ class Renderer:
 
     def repo(self, repo: Repo, viewer: str | None) -> dict[str, Any]:
         url = self.repo_url(repo)
-        push = repo.can_push(viewer)
         return {
             "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
             "full_name": repo.full_name, "private": repo.private,
@@ -60,9 +59,42 @@ class Renderer:
                 1 for i in repo.issues.values() if i.state == "open"),
             "created_at": ts(repo.created_at), "updated_at": ts(repo.created_at),
             "pushed_at": ts(repo.created_at),
-            "permissions": {"admin": viewer == repo.owner, "maintain": push, "push": push,
-                            "triage": push, "pull": repo.can_read(viewer)},
+            "permissions": self.permissions(repo, viewer),
         }
+
+    @staticmethod
+    def permissions(repo: Repo, login: str | None) -> dict[str, bool]:
+        role = repo.role(login)
+        return {"admin": role == "admin", "maintain": role in ("admin", "maintain"),
+                "push": role in WRITE_ROLES, "triage": repo.can_triage(login),
+                "pull": repo.can_read(login) if login is not None else not repo.private}
+
+    def collaborator(self, repo: Repo, login: str) -> dict[str, Any]:
+        """A user with ``permissions`` and ``role_name`` (GitHub's collaborator shape)."""
+        doc = self.user(login)
+        doc["permissions"] = self.permissions(repo, login)
+        doc["role_name"] = repo.role(login) or ("none" if repo.private else "read")
+        return doc
+
+    def permission(self, repo: Repo, login: str) -> dict[str, Any]:
+        """``GET /collaborators/{u}/permission``: the legacy ``permission`` maps maintain to
+        write and triage to read; anyone may read a public repository."""
+        role = repo.role(login)
+        legacy = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
+                  "read": "read"}.get(role or "", "none" if repo.private else "read")
+        doc = self.collaborator(repo, login)
+        return {"permission": legacy, "role_name": doc["role_name"], "user": doc}
+
+    def reaction(self, r: Reaction) -> dict[str, Any]:
+        return {"id": r.id, "node_id": node_id("Reaction", r.id), "user": self.user(r.user),
+                "content": r.content, "created_at": ts(r.created_at)}
+
+    def reaction_summary(self, repo: Repo, subject: str, url: str) -> dict[str, Any]:
+        found = self.hub.reactions(repo, subject)
+        doc: dict[str, Any] = {"url": url, "total_count": len(found)}
+        for content in REACTIONS:
+            doc[content] = sum(1 for x in found if x.content == content)
+        return doc
 
     def label(self, repo: Repo, label: Label) -> dict[str, Any]:
         return {"id": label.id, "node_id": node_id("Label", label.id),
@@ -86,8 +118,8 @@ class Renderer:
             "active_lock_reason": None, "comments": issue.comments,
             "created_at": ts(issue.created_at), "updated_at": ts(issue.updated_at),
             "closed_at": ts(issue.closed_at), "closed_by": self.user(issue.closed_by),
-            "author_association": "OWNER" if issue.user == repo.owner else (
-                "COLLABORATOR" if repo.can_push(issue.user) else "NONE"),
+            "author_association": self.hub.association(repo, issue.user),
+            "reactions": self.reaction_summary(repo, f"issue:{issue.number}", f"{url}/reactions"),
         }
         if issue.pull is not None:
             doc["pull_request"] = {"url": f"{self.repo_url(repo)}/pulls/{issue.number}",
@@ -95,15 +127,15 @@ class Renderer:
         return doc
 
     def comment(self, repo: Repo, c: Comment) -> dict[str, Any]:
+        url = f"{self.repo_url(repo)}/issues/comments/{c.id}"
         return {
-            "id": c.id, "node_id": node_id("IssueComment", c.id),
-            "url": f"{self.repo_url(repo)}/issues/comments/{c.id}",
+            "id": c.id, "node_id": node_id("IssueComment", c.id), "url": url,
             "html_url": f"{self.base}/{repo.full_name}/issues/{c.issue}#issuecomment-{c.id}",
             "issue_url": f"{self.repo_url(repo)}/issues/{c.issue}", "body": c.body,
             "user": self.user(c.user), "created_at": ts(c.created_at),
             "updated_at": ts(c.updated_at),
-            "author_association": "OWNER" if c.user == repo.owner else (
-                "COLLABORATOR" if repo.can_push(c.user) else "NONE"),
+            "author_association": self.hub.association(repo, c.user),
+            "reactions": self.reaction_summary(repo, f"comment:{c.id}", f"{url}/reactions"),
         }
 
     def event(self, repo: Repo, e: Event, with_issue: bool = False) -> dict[str, Any]:

@@ -14,6 +14,14 @@ from typing import Any
 
 MAX_ASSIGNEES = 10
 DEFAULT_LABEL_COLOR = "ededed"
+# Repository roles, most access first. The permission API's legacy ``permission`` maps
+# maintain to write and triage to read (GitHub's REST reference).
+ROLES = ("admin", "maintain", "write", "triage", "read")
+WRITE_ROLES = frozenset({"admin", "maintain", "write"})
+TRIAGE_ROLES = WRITE_ROLES | {"triage"}
+SEED_ROLE_KEYS = {"admin": "admin", "maintain": "maintain", "push": "write", "write": "write",
+                  "triage": "triage", "read": "read"}
+REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
 
 
 class HubError(Exception):
@@ -56,6 +64,14 @@ class Comment:
 
 
 @dataclass
+class Reaction:
+    id: int
+    user: str
+    content: str
+    created_at: int
+
+
+@dataclass
 class Event:
     id: int
     issue: int
@@ -92,13 +108,15 @@ class Repo:
     owner: str
     name: str
     private: bool = False
-    push: set[str] = field(default_factory=set)
-    read: set[str] = field(default_factory=set)
+    roles: dict[str, str] = field(default_factory=dict)  # collaborator -> role (ROLES)
+    contributors: set[str] = field(default_factory=set)  # logins with commits on the default branch
+    pull_authors: set[str] = field(default_factory=set)  # logins that opened a pull request here
     labels: dict[str, Label] = field(default_factory=dict)  # lower-case name -> label
     issues: dict[int, Issue] = field(default_factory=dict)
     comments: dict[int, Comment] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     hooks: dict[int, dict] = field(default_factory=dict)
+    reactions: dict[str, list[Reaction]] = field(default_factory=dict)  # "issue:N"/"comment:ID"
     next_number: int = 1
     created_at: int = 0
     default_branch: str = "main"
@@ -107,13 +125,30 @@ class Repo:
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
 
+    def role(self, login: str | None) -> str | None:
+        """The login's role here: the owner is admin; None for non-collaborators."""
+        if login is None:
+            return None
+        return "admin" if login == self.owner else self.roles.get(login)
+
+    @property
+    def push(self) -> set[str]:
+        return {x for x, r in self.roles.items() if r in WRITE_ROLES}
+
+    @property
+    def read(self) -> set[str]:
+        return {x for x, r in self.roles.items() if r not in WRITE_ROLES}
+
     def can_push(self, login: str | None) -> bool:
-        return login is not None and (login == self.owner or login in self.push)
+        return self.role(login) in WRITE_ROLES
+
+    def can_triage(self, login: str | None) -> bool:
+        return self.role(login) in TRIAGE_ROLES
 
     def can_read(self, login: str | None) -> bool:
         if not self.private:
             return True
-        return login is not None and (self.can_push(login) or login in self.read)
+        return self.role(login) is not None
 
 
 class Hub:
@@ -147,6 +182,27 @@ class Hub:
             raise not_found()  # GitHub hides private repos behind a 404
         return repo
 
+    def association(self, repo: Repo, login: str) -> str:
+        """GitHub's ``author_association`` of ``login`` with ``repo``.
+
+        OWNER; COLLABORATOR for every collaborator, read-only ones included (so it never
+        proves write access: ask the permission API); CONTRIBUTOR with commits on the
+        default branch; FIRST_TIME_CONTRIBUTOR / FIRST_TIMER for someone who opened a pull
+        request here with no commits here / on devhub; else NONE. devhub has no
+        organisations, so never MEMBER (nor MANNEQUIN).
+        """
+        if login == repo.owner:
+            return "OWNER"
+        if login in repo.roles:
+            return "COLLABORATOR"
+        if login in repo.contributors:
+            return "CONTRIBUTOR"
+        if login in repo.pull_authors:
+            if any(login in r.contributors for r in self.repos.values()):
+                return "FIRST_TIME_CONTRIBUTOR"
+            return "FIRST_TIMER"
+        return "NONE"
+
     # ------------------------------------------------------------ seeding
 
     def add_user(self, login: str, token: str | None = None) -> User:
@@ -160,7 +216,8 @@ class Hub:
         return user
 
     def add_repo(self, full_name: str, now: int, push: list[str] = (), read: list[str] = (),
-                 private: bool = False) -> Repo:
+                 private: bool = False, roles: dict[str, list[str]] | None = None,
+                 contributors: list[str] = ()) -> Repo:
         owner, _, name = full_name.partition("/")
         if not owner or not name or "/" in name:
             raise HubError(422, f"invalid repository name {full_name!r}")
@@ -171,16 +228,44 @@ class Hub:
         if repo is None:
             repo = self.repos[key] = Repo(self.new_id(), owner, name, private=private,
                                           created_at=now)
-        for login in push:
+        wanted = {"read": list(read), "write": list(push), **(roles or {})}
+        for role in reversed(ROLES):  # a login named under several roles gets the highest
+            for login in wanted.get(role, ()):
+                if login != repo.owner:  # the owner is admin whatever a seed says
+                    self.set_role(repo, login, role)
+        for login in contributors:
+            if not isinstance(login, str):
+                raise HubError(422, "contributors must be logins")
             self.add_user(login) if login not in self.users else None
-            repo.push.add(login)
-        for login in read:
-            self.add_user(login) if login not in self.users else None
-            repo.read.add(login)
+            repo.contributors.add(login)
         return repo
 
+    def set_role(self, repo: Repo, login: Any, role: Any) -> str | None:
+        """Give ``login`` a role on ``repo`` (None removes it). The owner stays admin."""
+        if not isinstance(login, str) or not login:
+            raise HubError(422, "login must be a string")
+        if role is not None and role not in ROLES:
+            raise HubError(422, f"role must be one of {', '.join(ROLES)} or null")
+        if login == repo.owner:
+            if role != "admin":
+                raise HubError(422, "the owner of a repository is always admin")
+            return "admin"
+        if login not in self.users:
+            self.add_user(login)
+        if role is None:
+            repo.roles.pop(login, None)
+        else:
+            repo.roles[login] = role
+        return repo.role(login)
+
     def seed(self, doc: dict[str, Any], now: int) -> None:
-        """Apply a seed document: ``{"users": [{"login", "token"}], "repos": [...]}``."""
+        """Apply a seed document: ``{"users": [{"login", "token"}], "repos": [...]}``.
+
+        A repo is ``{"full_name", "private"?, "push"?, "read"?, "admin"?, "maintain"?,
+        "triage"?, "contributors"?}``: each role key lists logins (``push`` is the write
+        role; the owner is always admin); ``contributors`` are logins counted as having
+        commits on the default branch (``author_association`` CONTRIBUTOR).
+        """
         if not isinstance(doc, dict):
             raise HubError(422, "seed must be a JSON object")
         for u in doc.get("users", []):
@@ -190,8 +275,17 @@ class Hub:
         for r in doc.get("repos", []):
             if not isinstance(r, dict) or not isinstance(r.get("full_name"), str):
                 raise HubError(422, "each repo needs a full_name")
-            self.add_repo(r["full_name"], now, r.get("push", []), r.get("read", []),
-                          bool(r.get("private", False)))
+            roles: dict[str, list[str]] = {}
+            for key, role in SEED_ROLE_KEYS.items():
+                logins = r.get(key, [])
+                if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
+                    raise HubError(422, f"{key} must be a list of logins")
+                roles.setdefault(role, []).extend(logins)
+            contributors = r.get("contributors", [])
+            if not isinstance(contributors, list):
+                raise HubError(422, "contributors must be a list of logins")
+            self.add_repo(r["full_name"], now, private=bool(r.get("private", False)),
+                          roles=roles, contributors=contributors)
 
     # ------------------------------------------------------------ labels
 
@@ -269,40 +363,59 @@ class Hub:
 
     def update_issue(self, repo: Repo, number: int, actor: str, now: int,
                      changes: dict[str, Any]) -> Issue:
+        """GitHub's PATCH: "Issue owners and users with push access can edit an issue."
+
+        Writers change anything. The issue's author changes its title, body and state; a
+        triager changes state, labels and assignees. Labels, assignees and milestone from
+        anyone else are silently dropped (as on GitHub); others get 403.
+        """
         issue = self.issue(repo, number)
-        pusher = repo.can_push(actor)
-        if not pusher and actor != issue.user:
+        pusher, triager = repo.can_push(actor), repo.can_triage(actor)
+        author = actor == issue.user
+        if not (pusher or triager or author):
             raise HubError(403, "Must have push access to edit this issue.")
-        if (changes.get("title", issue.title) != issue.title
-                or changes.get("body", issue.body) != issue.body):
-            self._announce(repo, "issues", "edited", issue.number, {"sender": actor})
-        if "title" in changes:
-            if not isinstance(changes["title"], str) or not changes["title"]:
-                raise HubError(422, "Validation Failed",
-                               [{"resource": "Issue", "code": "missing_field", "field": "title"}])
-            issue.title = changes["title"]
-        if "body" in changes:
-            if changes["body"] is not None and not isinstance(changes["body"], str):
-                raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+        if not (pusher or author) and ("title" in changes or "body" in changes):
+            raise HubError(403, "Must have push access to edit this issue.")
+        if "title" in changes and (not isinstance(changes["title"], (str, int))
+                                   or str(changes["title"]) == ""):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "code": "missing_field", "field": "title"}])
+        if "body" in changes and changes["body"] is not None \
+                and not isinstance(changes["body"], str):
+            raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+        if "state" in changes and changes["state"] not in ("open", "closed"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "code": "invalid", "field": "state"}])
+        reason = changes.get("state_reason")
+        if reason is not None and reason not in ("completed", "not_planned", "reopened",
+                                                 "duplicate"):
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
+        edited: dict[str, Any] = {}
+        if "title" in changes and str(changes["title"]) != issue.title:
+            edited["title"] = {"from": issue.title}
+            issue.title = str(changes["title"])
+        if "body" in changes and changes["body"] != issue.body:
+            edited["body"] = {"from": issue.body}
             issue.body = changes["body"]
+        if edited:
+            self._announce(repo, "issues", "edited", issue.number,
+                           {"sender": actor, "changes": edited})
         if "state" in changes:
             state = changes["state"]
-            if state not in ("open", "closed"):
-                raise HubError(422, "Validation Failed",
-                               [{"resource": "Issue", "code": "invalid", "field": "state"}])
             if state != issue.state:
                 issue.state = state
                 if state == "closed":
                     issue.closed_at, issue.closed_by = now, actor
-                    issue.state_reason = changes.get("state_reason") or "completed"
+                    issue.state_reason = reason or "completed"
                     self._event(repo, issue, "closed", actor, now)
                 else:
                     issue.closed_at, issue.closed_by = None, None
                     issue.state_reason = "reopened"
                     self._event(repo, issue, "reopened", actor, now)
-        if pusher and "labels" in changes:
+        if triager and "labels" in changes:
             self.set_labels(repo, number, actor, now, changes["labels"], touch=False)
-        if pusher and ("assignees" in changes or "assignee" in changes):
+        if triager and ("assignees" in changes or "assignee" in changes):
             wanted = changes.get("assignees")
             if wanted is None and "assignee" in changes:
                 wanted = [changes["assignee"]] if changes["assignee"] else []
@@ -319,6 +432,7 @@ class Hub:
         """A pull request: an issue with a ``pull`` part (the app checks the branches)."""
         issue = self.create_issue(repo, actor, now, title, body)
         issue.pull = {"head": head, "base": base, "draft": bool(draft), "merged": False}
+        repo.pull_authors.add(actor)
         return issue
 
     # ------------------------------------------------------------ assignees
@@ -337,7 +451,7 @@ class Hub:
 
     def add_assignees(self, repo: Repo, number: int, actor: str, now: int, logins: Any) -> Issue:
         issue = self.issue(repo, number)
-        if repo.can_push(actor):
+        if repo.can_triage(actor):
             self._assign(repo, issue, _names(logins, "assignees"), actor, now)
             issue.updated_at = now
         return issue
@@ -345,7 +459,7 @@ class Hub:
     def remove_assignees(self, repo: Repo, number: int, actor: str, now: int,
                          logins: Any) -> Issue:
         issue = self.issue(repo, number)
-        if repo.can_push(actor):
+        if repo.can_triage(actor):
             for login in _names(logins, "assignees"):
                 if login in issue.assignees:
                     issue.assignees.remove(login)
@@ -356,7 +470,7 @@ class Hub:
     # ------------------------------------------------------------ issue labels
 
     def add_labels(self, repo: Repo, number: int, actor: str, now: int, names: Any) -> Issue:
-        self._require_push(repo, actor)
+        self._require_triage(repo, actor)
         issue = self.issue(repo, number)
         for name in _names(names, "labels"):
             label = self._ensure_label(repo, name)
@@ -368,7 +482,7 @@ class Hub:
 
     def set_labels(self, repo: Repo, number: int, actor: str, now: int, names: Any,
                    touch: bool = True) -> Issue:  # touch: set updated_at
-        self._require_push(repo, actor)
+        self._require_triage(repo, actor)
         issue = self.issue(repo, number)
         wanted = [self._ensure_label(repo, n).name for n in _names(names, "labels")]
         for gone in [x for x in issue.labels if x not in wanted]:
@@ -383,7 +497,7 @@ class Hub:
         return issue
 
     def remove_label(self, repo: Repo, number: int, actor: str, now: int, name: str) -> Issue:
-        self._require_push(repo, actor)
+        self._require_triage(repo, actor)
         issue = self.issue(repo, number)
         match = next((x for x in issue.labels if x.lower() == name.lower()), None)
         if match is None:
@@ -405,7 +519,7 @@ class Hub:
         comment = Comment(self.new_id(), number, actor, body, now, now)
         repo.comments[comment.id] = comment
         self._announce(repo, "issue_comment", "created", number,
-                       {"sender": actor, "comment": comment.id})
+                       {"sender": actor, "comment": comment})
         issue.comments += 1
         issue.updated_at = now
         return comment
@@ -417,16 +531,69 @@ class Hub:
         return comment
 
     def edit_comment(self, repo: Repo, comment_id: int, actor: str, now: int, body: Any) -> Comment:
+        """The comment's author or a writer; a changed body bumps ``updated_at``."""
         comment = self.comment(repo, comment_id)
         if actor != comment.user and not repo.can_push(actor):
             raise HubError(403, "Must have push access to edit this comment.")
         if not isinstance(body, str) or not body:
             raise HubError(422, "Validation Failed",
                            [{"resource": "IssueComment", "code": "missing_field", "field": "body"}])
-        comment.body, comment.updated_at = body, now
-        self._announce(repo, "issue_comment", "edited", comment.issue,
-                       {"sender": actor, "comment": comment.id})
+        if body != comment.body:
+            changes = {"body": {"from": comment.body}}
+            comment.body, comment.updated_at = body, now
+            self._announce(repo, "issue_comment", "edited", comment.issue,
+                           {"sender": actor, "comment": comment, "changes": changes})
         return comment
+
+    def delete_comment(self, repo: Repo, comment_id: int, actor: str, now: int) -> None:
+        """The comment's author or a writer (204); its reactions go with it."""
+        comment = self.comment(repo, comment_id)
+        if actor != comment.user and not repo.can_push(actor):
+            raise HubError(403, "Must have push access to delete this comment.")
+        del repo.comments[comment_id]
+        repo.reactions.pop(f"comment:{comment_id}", None)
+        issue = repo.issues.get(comment.issue)
+        if issue is not None:
+            issue.comments = max(0, issue.comments - 1)
+        self._announce(repo, "issue_comment", "deleted", comment.issue,
+                       {"sender": actor, "comment": comment})
+
+    # ------------------------------------------------------------ reactions
+
+    def reactions(self, repo: Repo, subject: str) -> list[Reaction]:
+        return repo.reactions.get(subject, [])
+
+    def react(self, repo: Repo, subject: str, actor: str, now: int,
+              content: Any) -> tuple[bool, Reaction]:
+        """(created, reaction): one reaction per user and content; again is not new (200)."""
+        if content not in REACTIONS:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "Reaction", "code": "invalid", "field": "content"}])
+        kind, _, ident = subject.partition(":")
+        target = repo.issues.get(int(ident)) if kind == "issue" else None
+        if kind == "comment":
+            comment = repo.comments.get(int(ident))
+            target = repo.issues.get(comment.issue) if comment else None
+        if target is None:
+            raise not_found()
+        if target.locked and not repo.can_push(actor):
+            raise HubError(403, "Unable to create reaction because issue is locked.")
+        existing = repo.reactions.setdefault(subject, [])
+        for reaction in existing:
+            if reaction.user == actor and reaction.content == content:
+                return False, reaction
+        reaction = Reaction(self.new_id(), actor, content, now)
+        existing.append(reaction)
+        return True, reaction
+
+    def unreact(self, repo: Repo, subject: str, actor: str, reaction_id: int) -> None:
+        existing = repo.reactions.get(subject, [])
+        reaction = next((x for x in existing if x.id == reaction_id), None)
+        if reaction is None:
+            raise not_found()
+        if reaction.user != actor and not repo.can_push(actor):
+            raise HubError(403, "Must have push access to delete this reaction.")
+        existing.remove(reaction)
 
     # ------------------------------------------------------------ webhooks
 
@@ -461,13 +628,20 @@ class Hub:
         if not repo.can_push(actor):
             raise HubError(403, "Must have push access to repository")
 
+    @staticmethod
+    def _require_triage(repo: Repo, actor: str | None) -> None:
+        if not repo.can_triage(actor):
+            raise HubError(403, "Must have triage access to repository")
+
     # ------------------------------------------------------------ persistence
 
     def to_json(self) -> dict[str, Any]:
         repos = []
         for repo in self.repos.values():
             d = asdict(repo)
-            d["push"], d["read"] = sorted(repo.push), sorted(repo.read)
+            d["roles"] = dict(sorted(repo.roles.items()))
+            d["contributors"] = sorted(repo.contributors)
+            d["pull_authors"] = sorted(repo.pull_authors)
             d["labels"] = list(d["labels"].values())
             d["issues"] = list(d["issues"].values())
             d["comments"] = list(d["comments"].values())
@@ -485,14 +659,22 @@ class Hub:
             hub.users[u["login"]] = User(**u)
         hub.tokens = dict(doc["tokens"])
         for d in doc["repos"]:
+            roles = dict(d.get("roles") or {})
+            for login in d.get("read", []):  # the first format had push and read sets
+                roles.setdefault(login, "read")
+            for login in d.get("push", []):
+                roles[login] = "write"
             repo = Repo(id=d["id"], owner=d["owner"], name=d["name"], private=d["private"],
-                        push=set(d["push"]), read=set(d["read"]), next_number=d["next_number"],
+                        roles=roles, contributors=set(d.get("contributors", [])),
+                        pull_authors=set(d.get("pull_authors", [])), next_number=d["next_number"],
                         created_at=d["created_at"], default_branch=d["default_branch"])
             repo.labels = {x["name"].lower(): Label(**x) for x in d["labels"]}
             repo.issues = {x["number"]: Issue(**x) for x in d["issues"]}
             repo.comments = {x["id"]: Comment(**x) for x in d["comments"]}
             repo.events = [Event(**x) for x in d["events"]]
             repo.hooks = {h["id"]: h for h in d["hooks"]}
+            repo.reactions = {k: [Reaction(**x) for x in v]
+                              for k, v in d.get("reactions", {}).items()}
             hub.repos[repo.full_name.lower()] = repo
         hub._ids = itertools.count(doc["next_id"])
         return hub
