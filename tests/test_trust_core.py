@@ -40,6 +40,16 @@ def test_commands_parse_at_line_start_only():
     assert parse_command("/bzzz answer use the\nsecond option") == (Verb.ANSWER,
                                                                     "use the\nsecond option")
     assert parse_command(None) is None
+    # quoted in a fence, or in an agent's own comment (it has a marker): not a command
+    assert parse_command("try\n```\n/bzzz approve abcd1234\n```\n") is None
+    assert parse_command("```\nx\n```\n/bzzz retry") == (Verb.RETRY, "")
+    assert parse_command(approval_comment("ab" * 32, "x", "n1").body) is None
+
+
+def test_an_agent_comment_never_approves():
+    from bzzz.claim.report import approval_mismatch_comment
+    comments = [announce(1), CommentView(2, "bot", approval_mismatch_comment(D, "x", "n1").body)]
+    assert not approval_state(BODY, comments, {"bot"}).approved
 
 
 def test_command_from_github_comment_json():

@@ -52,7 +52,7 @@ def results(gh, n):
 async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
     with DevHubThread(seed=SEED) as hub:
         owner, maint, stranger = client(hub, "owner"), client(hub, "maint"), client(hub, "stranger")
-        n = stranger.post(f"{REPO}/issues", json={"title": "please", "body": body("echo ran-$((6*7))")}).json()["number"]
+        n = stranger.post(f"{REPO}/issues", json={"title": "please", "body": body("echo ran-ok")}).json()["number"]
         owner.post(f"{REPO}/issues/{n}/labels", json={"labels": ["bzzz"]})  # a maintainer labels it
         logs = [MemoryDecisionLog(), MemoryDecisionLog()]
         async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
@@ -71,8 +71,8 @@ async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
             await wait(lambda: any("is not the hash" in b for b in comments(owner, n)),
                        what="mismatch answer")
             # the outsider edits the body: the old hash no longer covers it
-            stranger.patch(f"{REPO}/issues/{n}", json={"body": body("echo edited-$((6*7))")})
-            new_short = body_digest(body("echo edited-$((6*7))"))[:8]
+            stranger.patch(f"{REPO}/issues/{n}", json={"body": body("echo edited-ok")})
+            new_short = body_digest(body("echo edited-ok"))[:8]
             await wait(lambda: any(f"/bzzz approve {new_short}" in b and "waits for approval" in b
                                    for b in comments(owner, n)), what="new announcement")
             stale = maint.post(f"{REPO}/issues/{n}/comments",
@@ -86,7 +86,7 @@ async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
             await wait(lambda: "bzzz:done" in labels(owner, n), what="approved task done")
             nursery.cancel_scope.cancel()
         res = results(owner, n)
-        assert len(res) == 1 and "edited-42" in res[0]
+        assert len(res) == 1 and "edited-ok" in res[0]
         assert "bzzz:needs-approval" not in labels(owner, n)
         # every command acted on once across the mesh, with a reaction for people to see
         acting = [e for lg in logs for e in lg.entries if e["type"] == "command" and e["acting"]]

@@ -73,12 +73,26 @@ class Command:
         return f"{self.repo}#{self.issue}"
 
 
+_FENCE_LINE = re.compile(r"^[ \t]*(```|~~~)", re.M)
+
+
+def _outside_fences(text: str, pos: int) -> bool:
+    """Whether ``pos`` is outside fenced code blocks (a command quoted in a fence, as the
+    agents' own comments show them, is not a command)."""
+    return len(_FENCE_LINE.findall(text, 0, pos)) % 2 == 0
+
+
 def parse_command(text: str | None) -> tuple[Verb, str] | None:
-    """The first ``/bzzz <verb> …`` line of a comment, or None. For ``answer`` the argument
-    is the rest of the comment from the verb on; otherwise the rest of that line."""
-    if not text:
+    """The first ``/bzzz <verb> …`` line of a person's comment, or None. For ``answer`` the
+    argument is the rest of the comment from the verb on; otherwise the rest of that line.
+    Lines inside fenced code blocks and the agents' own comments (they carry a hidden
+    ``bzzz`` marker) are never commands."""
+    if not text or find_markers(text):
         return None
-    for m in _COMMAND.finditer(text[: MAX_ARG * 2]):
+    text = text[: MAX_ARG * 2]
+    for m in _COMMAND.finditer(text):
+        if not _outside_fences(text, m.start()):
+            continue
         try:
             verb = Verb(m["verb"].lower())
         except ValueError:
