@@ -102,6 +102,13 @@ class Engine:
     async def version(self) -> dict:
         return (await self._call("GET", "/version")).json()
 
+    async def is_podman(self) -> bool:
+        """podman's compatible service (its tmpfs mounts copy up what they cover unless
+        told ``notmpcopyup``, an option Docker rejects)."""
+        info = await self.version()
+        return any("podman" in str(c.get("Name", "")).lower()
+                   for c in info.get("Components") or [])
+
     async def image_exists(self, name: str) -> bool:
         try:
             await self._call("GET", f"/images/{quote(name, safe='/:@')}/json")

@@ -462,7 +462,8 @@ class ContainerSandbox:
 
     def __init__(self, engine: Engine, *, node_id: str, hidden: Sequence[Path],
                  default_image: str, network: str, limits: Limits, user: RunAs | None,
-                 chown_to: RunAs | None, workspace_map: tuple[Path, Path] | None) -> None:
+                 chown_to: RunAs | None, workspace_map: tuple[Path, Path] | None,
+                 podman: bool = False) -> None:
         self.engine = engine
         self.node_id = node_id
         self.hidden = [Path(p) for p in hidden]
@@ -473,6 +474,7 @@ class ContainerSandbox:
         self.user = user  # uid:gid in the container
         self.chown_to = chown_to  # who gets the workspace (root agents only)
         self.workspace_map = workspace_map
+        self.podman = podman
 
     def describe(self) -> str:
         net = "no network" if self.network == "none" else "bridge network"
@@ -500,8 +502,8 @@ class ContainerSandbox:
         for p in self.hidden:  # only matters for a secret inside the workspace
             p = Path(os.path.abspath(p))
             if any(p != w and w in p.parents for w in [ws, output_dir] if w) and p.exists():
-                if p.is_dir():
-                    tmpfs[str(p)] = "ro,size=1k"
+                if p.is_dir():  # an empty read-only tmpfs over it
+                    tmpfs[str(p)] = "ro,size=4k" + (",notmpcopyup" if self.podman else "")
                 else:
                     mounts.append({"Type": "bind", "Source": "/dev/null", "Target": str(p),
                                    "ReadOnly": True})
@@ -668,6 +670,7 @@ async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
                      workspace_host_dir: Path | None, workspace_root: Path | None
                      ) -> ContainerSandbox:
     try:
+        podman = await engine.is_podman()
         if not await engine.image_exists(default_image):
             raise SandboxError(f"sandbox image {default_image} is not available on the "
                                f"container engine at {engine.host}: build or load it there "
@@ -690,4 +693,4 @@ async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
             if workspace_host_dir is not None else None)
     return ContainerSandbox(engine, node_id=node_id, hidden=hidden, default_image=default_image,
                             network=network, limits=limits, user=user, chown_to=chown_to,
-                            workspace_map=wmap)
+                            workspace_map=wmap, podman=podman)
