@@ -339,3 +339,12 @@ async def test_workspace_host_dir_maps_mounts(podman, node, place):
     finally:
         await box.aclose()
     assert r.output.split() == ["seen", str(agent_root / "t9")]
+
+
+async def test_the_output_directory_is_writable_too(box, place):
+    out = place / "out" / "t1"
+    r = await box.run(["sh", "-c", 'echo "done it" > "$BZZZ_OUTPUT/summary.md"'], place / "w",
+                      {**ENV, "BZZZ_OUTPUT": str(out)}, timeout=30, max_output=1000,
+                      kill_grace=1, task_id="t", output_dir=out)
+    assert r.status == "succeeded", r.output
+    assert (out / "summary.md").read_text() == "done it\n"

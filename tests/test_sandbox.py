@@ -373,3 +373,15 @@ async def test_none_kills_its_group_but_not_escapees(secrets):
     finally:
         for tag in tags:
             kill_all(tag)
+
+
+async def test_the_output_directory_is_writable_too(box, secrets):
+    out = secrets.base / "out" / "task-1"
+    r = await box.run(["bash", "-c", 'echo "done it" > "$BZZZ_OUTPUT/summary.md"; echo x > ../evil; echo x > /usr/evil || echo ro'],
+                      secrets.ws, {**ENV, "BZZZ_OUTPUT": str(out)}, timeout=10, max_output=1000,
+                      kill_grace=0.5, task_id="t", output_dir=out)
+    assert r.status == "succeeded", r.output
+    assert (out / "summary.md").read_text() == "done it\n"
+    # ../ is not the host's: the path to the workspace is the sandbox's own (in its /tmp
+    # here, or its read-only root)
+    assert "ro" in r.output and not (secrets.ws.parent / "evil").exists()

@@ -408,7 +408,9 @@ class BwrapSandbox:
         args += masks_before
         for w in writable:
             args += ["--bind", str(w), str(w)]
-        args += masks_after + read_only + ["--chdir", str(ws), "--"]
+        # the sandbox's root (a tmpfs holding the mount points) read-only too; not
+        # recursive, so /tmp and the workspace stay writable
+        args += masks_after + read_only + ["--remount-ro", "/", "--chdir", str(ws), "--"]
         return args
 
     async def reap(self) -> int:
