@@ -394,6 +394,9 @@ class BwrapSandbox:
             args.append("--share-net")
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", *self._system_args()]
+        resolv = Path(os.path.realpath("/etc/resolv.conf"))
+        if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
+            args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
         masks_before, masks_after, read_only = [], [], []
         for p in self._secret_paths():
             if not _under(p, system + writable):
