@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: iproute2 (network namespaces), Node.js and npm
-# (the js-libp2p interop peer). Installs only what is missing; needs root to install.
+# (the js-libp2p interop peer), bubblewrap (the bwrap task sandbox), podman with runc
+# (the container sandbox's engine in tests), busybox-static (the tests' task image) and
+# uidmap (user namespaces for podman). Installs only what is missing; needs root to install.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

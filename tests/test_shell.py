@@ -1,10 +1,14 @@
-"""The shell executor: real processes, real process groups."""
+"""The shell executor: real processes, real process groups (the ``none`` sandbox; the
+others have tests of their own: test_sandbox.py, test_container.py)."""
 
 import os
 
 import trio
 
+from bzzz.exec.sandbox import NoSandbox
 from bzzz.exec.shell import run_shell
+
+NONE = NoSandbox()
 
 
 async def gone_within(pid: int, seconds: float) -> bool:
@@ -25,17 +29,17 @@ def alive(pid: int) -> bool:
 
 
 async def test_success_and_failure(tmp_path):
-    ok = await run_shell("echo hello && echo err >&2 && pwd", tmp_path / "ws")
+    ok = await run_shell("echo hello && echo err >&2 && pwd", tmp_path / "ws", sandbox=NONE)
     assert ok.status == "succeeded" and ok.exit_code == 0
     assert "hello" in ok.output and "err" in ok.output
     assert ok.output.strip().endswith(str((tmp_path / "ws").resolve()))
-    bad = await run_shell("echo partial; exit 3", tmp_path / "ws")
+    bad = await run_shell("echo partial; exit 3", tmp_path / "ws", sandbox=NONE)
     assert bad.status == "failed" and bad.exit_code == 3 and "partial" in bad.output
 
 
 async def test_refused_commands_never_start(tmp_path):
     marker = tmp_path / "ran"
-    r = await run_shell(f"touch {marker}; sudo true", tmp_path / "ws")
+    r = await run_shell(f"touch {marker}; sudo true", tmp_path / "ws", sandbox=NONE)
     assert r.status == "refused" and "privilege escalation" in r.verdict.explain()
     assert not marker.exists()
 
@@ -43,14 +47,14 @@ async def test_refused_commands_never_start(tmp_path):
 async def test_secrets_are_not_inherited(tmp_path, monkeypatch):
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_supersecret")
     monkeypatch.setenv("BZZZ_PSK_FILE", "/secret/swarm.key")
-    r = await run_shell("env", tmp_path / "ws")
+    r = await run_shell("env", tmp_path / "ws", sandbox=NONE)
     assert "ghp_supersecret" not in r.output and "BZZZ_PSK_FILE" not in r.output
     assert "BZZZ_WORKSPACE=" in r.output
 
 
 async def test_output_is_bounded_tail(tmp_path):
     r = await run_shell("head -c 300000 /dev/zero | tr '\\0' a; echo; echo THE-END",
-                        tmp_path / "ws", max_output=1000)
+                        tmp_path / "ws", sandbox=NONE, max_output=1000)
     assert r.status == "succeeded" and r.truncated and r.output_bytes > 300000
     assert len(r.output) <= 1000 and r.output.rstrip().endswith("THE-END")
 
@@ -59,7 +63,7 @@ async def test_timeout_kills_the_whole_tree(tmp_path):
     pidfile = tmp_path / "ws" / "child.pid"
     start = trio.current_time()
     r = await run_shell("sleep 100 & echo $! > child.pid; sleep 100", tmp_path / "ws",
-                        timeout=0.5, kill_grace=0.5)
+                        sandbox=NONE, timeout=0.5, kill_grace=0.5)
     assert r.status == "timeout"
     assert await gone_within(int(pidfile.read_text()), 5)
     assert trio.current_time() - start < 10
@@ -72,7 +76,7 @@ async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
         async def run():
             results.append(await run_shell(
                 "trap '' TERM; (trap '' TERM; sleep 100) & echo $! > child.pid; sleep 100",
-                tmp_path / "ws", kill_grace=0.5))
+                tmp_path / "ws", sandbox=NONE, kill_grace=0.5))
         nursery.start_soon(run)
         while not pidfile.exists() or not pidfile.read_text().strip():
             await trio.sleep(0.02)
@@ -112,7 +116,20 @@ async def test_a_dropped_task_owns_its_workspace_and_nothing_else(tmp_path):
     ws = tmp_path / "ws"
     tmp_path.chmod(0o755)
     r = await run_shell(f"id -u; touch mine; touch {tmp_path}/not-mine || echo denied", ws,
-                        user=user)
+                        sandbox=NoSandbox(user))
     assert r.output.split() == [str(user.uid), *r.output.split()[1:]]
     assert "denied" in r.output and (ws / "mine").stat().st_uid == user.uid
     assert not (tmp_path / "not-mine").exists()
+
+
+async def test_unpassable_text_is_refused_not_raised(tmp_path):
+    for command, env in (("echo a\x00b", None), ("echo \ud800", None), ("echo ok", {"A": "\x00"}),
+                         ("echo ok", {"\udcff": "x"})):
+        r = await run_shell(command, tmp_path / "ws", sandbox=NONE, env=env)
+        assert r.status == "refused" and not r.verdict.allowed, (command, env)
+        assert "NUL" in r.verdict.explain() or "surrogate" in r.verdict.explain()
+
+
+async def test_without_a_sandbox_argument_it_is_none(tmp_path):
+    r = await run_shell("echo hi", tmp_path / "ws")
+    assert r.status == "succeeded" and r.extra["sandbox"] == "none"

@@ -1,16 +1,19 @@
-"""The shell executor: a task's command, checked by the Guardian, run in its own workspace.
+"""The shell executor: a task's command, checked by the Guardian, run in a sandbox.
 
-- The Guardian decides first; a refused command never starts.
-- The command runs with ``bash -c`` (``sh`` if bash is missing) in the task's workspace, in a
-  new session (its own process group), with a minimal environment: the agent's secrets
-  (GitHub token, keys) are never inherited.
+- The Guardian decides first; a refused command never starts. So does a command or
+  environment that no process can be given (NUL bytes, lone surrogates): "refused".
+- The command runs with ``bash -c`` (``sh`` where bash is missing, as in busybox images) in
+  the task's workspace, through the agent's :class:`~bzzz.exec.sandbox.Sandbox`: a
+  container, bubblewrap, or none (a process group; the pre-sandbox behaviour). The
+  environment is minimal: the agent's secrets (GitHub token, keys) are never inherited.
 - Output (stdout and stderr, interleaved) is captured up to ``max_output`` bytes: the tail is
   kept, the total is counted.
 - An agent running as root runs tasks as an unprivileged user (``task_user``, default
   ``nobody``): the workspace is handed to that user, the process gets its uid, gid and no
   supplementary groups. Running tasks as root takes an explicit ``task_user = "root"``.
-- On timeout or cancellation (issue closed, lease lost, shutdown) the whole process group
-  gets SIGTERM, then SIGKILL after ``kill_grace`` seconds.
+- On timeout or cancellation (issue closed, lease lost, shutdown) the task's whole tree is
+  stopped: SIGTERM, then SIGKILL after ``kill_grace`` seconds (a sandbox kills everything in
+  it; ``none`` kills the process group).
 """
 
 from __future__ import annotations
@@ -18,15 +21,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import trio
-
 from .guardian import Policy, Verdict, check
+from .sandbox import NoSandbox, RunAs, Sandbox, Tail, bad_text
+
+__all__ = ["Result", "RunAs", "TaskUserError", "reachable_by", "run_shell", "task_env",
+           "task_identity"]
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_OUTPUT = 64 * 1024
@@ -45,13 +47,6 @@ class Result:
     verdict: Verdict | None = None
     workspace: str = ""
     extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunAs:
-    name: str
-    uid: int
-    gid: int
 
 
 class TaskUserError(ValueError):
@@ -89,20 +84,7 @@ def reachable_by(path: Path, user: RunAs) -> str | None:
     return None
 
 
-class _Tail:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.buf = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.buf += chunk
-        if len(self.buf) > self.limit:
-            del self.buf[: len(self.buf) - self.limit]
-
-    def text(self) -> str:
-        return self.buf.decode("utf-8", errors="replace")
+_Tail = Tail  # the old name
 
 
 def task_env(workspace: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -113,55 +95,45 @@ def task_env(workspace: str, extra: dict[str, str] | None = None) -> dict[str, s
     return env
 
 
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# In an image, bash if it has one, else sh (busybox)
+_IMAGE_SHELL = 'if command -v bash >/dev/null 2>&1; then exec bash -c "$1"; else exec sh -c "$1"; fi'
+
+
+def shell_argv(command: str, kind: str) -> list[str]:
+    """How to run ``command`` in a sandbox of ``kind``: the host's bash (or sh) for
+    ``none`` and ``bwrap`` (which see the host's /usr), the image's for ``container``."""
+    if kind == "container":
+        return ["/bin/sh", "-c", _IMAGE_SHELL, "bzzz-task", command]
+    return [shutil.which("bash") or "/bin/sh", "-c", command]
 
 
 async def run_shell(command: str, workspace: str | os.PathLike[str], *,
-                    timeout: float = DEFAULT_TIMEOUT, policy: Policy | None = None,
-                    max_output: int = DEFAULT_MAX_OUTPUT, env: dict[str, str] | None = None,
-                    kill_grace: float = KILL_GRACE, user: RunAs | None = None) -> Result:
+                    sandbox: Sandbox | None = None, timeout: float = DEFAULT_TIMEOUT,
+                    policy: Policy | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
+                    env: dict[str, str] | None = None, kill_grace: float = KILL_GRACE,
+                    image: str | None = None, output_dir: str | os.PathLike[str] | None = None,
+                    task_id: str | None = None, user: RunAs | None = None) -> Result:
+    """Check ``command``, then run it in ``sandbox`` (None: ``NoSandbox(user)``, the old
+    behaviour; ``user`` is only used then)."""
     ws = str(Path(workspace).resolve())
+    why = bad_text([command, *(env or {}).keys(), *(env or {}).values(), image or ""])
+    if why:
+        return Result("refused", verdict=Verdict(False, [f"command or environment {why}"]),
+                      workspace=ws)
     verdict = check(command, ws, policy)
     if not verdict.allowed:
         return Result("refused", verdict=verdict, workspace=ws)
-    Path(ws).mkdir(parents=True, exist_ok=True)
-    as_user: dict = {}
-    if user is not None:
-        os.chown(ws, user.uid, user.gid)
-        as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
-    shell = shutil.which("bash") or "/bin/sh"
-    tail = _Tail(max_output)
-    start = time.monotonic()
-    status = "failed"
-    proc = await trio.lowlevel.open_process(
-        [shell, "-c", command], cwd=ws, env=task_env(ws, env), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
-    try:
-        with trio.move_on_after(timeout) as scope:
-            async for chunk in proc.stdout:
-                tail.add(chunk)
-            await proc.wait()
-        if scope.cancelled_caught:
-            status = "timeout"
-        else:
-            status = "succeeded" if proc.returncode == 0 else "failed"
-    except trio.Cancelled:
-        status = "cancelled"
-        raise
-    finally:
-        if proc.returncode is None or status in ("timeout", "cancelled"):
-            with trio.CancelScope(shield=True):
-                _kill_group(proc.pid, signal.SIGTERM)
-                with trio.move_on_after(kill_grace):
-                    await proc.wait()
-                _kill_group(proc.pid, signal.SIGKILL)
-                await proc.wait()
-        if proc.stdout is not None:
-            with trio.CancelScope(shield=True):
-                await proc.stdout.aclose()
-    return Result(status, proc.returncode, round(time.monotonic() - start, 3), tail.text(),
-                  tail.total, tail.total > len(tail.buf), verdict, ws)
+    box = sandbox if sandbox is not None else NoSandbox(user)
+    full_env = task_env(ws, env)
+    if box.kind == "container" and not (env and "PATH" in env):
+        full_env["PATH"] = CONTAINER_PATH  # the agent's PATH means nothing in an image
+    outcome = await box.run(shell_argv(command, box.kind), Path(ws), full_env, timeout=timeout,
+                            max_output=max_output, kill_grace=kill_grace,
+                            task_id=task_id or Path(ws).name, image=image,
+                            output_dir=Path(output_dir) if output_dir else None)
+    extra = {"sandbox": box.kind}
+    if outcome.note:
+        extra["note"] = outcome.note
+    return Result(outcome.status, outcome.exit_code, outcome.duration, outcome.output,
+                  outcome.output_bytes, outcome.truncated, verdict, ws, extra)

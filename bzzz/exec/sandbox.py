@@ -1,0 +1,701 @@
+"""Operating-system sandboxes for tasks: a task never reaches the agent's secrets, and every
+process it starts dies with it.
+
+Three kinds, chosen once at start by :func:`open_sandbox`:
+
+``container``
+    One container per task through a Docker Engine API (Docker, or podman's compatible
+    service): the task's image, its workspace bind-mounted as the only writable mount (plus
+    ``output_dir`` when given, and a tmpfs ``/tmp``), a read-only root, no capabilities,
+    ``no-new-privileges``, memory / CPU / pids limits, network ``none`` or the engine's
+    default bridge, a non-root user, only the environment given. The container is always
+    removed at the end (success included); on timeout or cancellation it is stopped
+    (SIGTERM, SIGKILL after ``kill_grace``) first. A container outlives an agent killed with
+    SIGKILL: :meth:`ContainerSandbox.reap` at the next start removes every container
+    labelled with this node (``bzzz.node=<node_id>``).
+``bwrap``
+    bubblewrap: new user, pid, network (unless ``network="bridge"``, which shares the host's),
+    ipc, uts and cgroup namespaces; only the system directories a build needs, read-only
+    (``/usr``, ``/etc`` and the ``/bin``, ``/sbin``, ``/lib*`` links or directories), a
+    private ``/tmp``, ``/dev`` and ``/proc``; the workspace (and ``output_dir``) the only
+    writable paths; every ``hidden`` path that would still be visible (under a bound
+    directory) masked by an empty read-only tmpfs (directories) or ``/dev/null`` (files).
+    ``/`` is never bound: the agent may share its uid with tasks, so its token file, data
+    directory or ``/run/secrets`` must simply not exist in the sandbox. The task is in its
+    own pid namespace under bubblewrap's init: when the task's main process exits, or the
+    agent dies (``--die-with-parent``), the kernel kills everything left in it (``nohup``,
+    ``setsid``, double forks). An agent running as root starts bubblewrap as the task user,
+    unprivileged. No cgroup limits (memory, CPU, pids): those need the container kind.
+``none``
+    No isolation: the task runs as a process group with a minimal environment (and as the
+    task user when the agent is root), as Bzzz did before sandboxes. The only kind in which
+    a task can read what the agent's user can read; processes that leave the group
+    (``setsid``) survive the task.
+
+The container kind and an agent that itself runs in a container: the engine resolves bind
+mounts on the *host*, so the agent's workspace root must be a bind mount from the host and
+``workspace_host_dir`` names its host path, with ``workspace_root`` the same directory as the
+agent sees it (e.g. ``workspace_root=/data/work``, ``workspace_host_dir=/srv/bzzz/work``).
+Inside the task container the workspace keeps the agent-side path, so ``HOME``,
+``BZZZ_WORKSPACE`` and ``BZZZ_OUTPUT`` mean the same in both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import trio
+
+from .container import Engine, EngineError, resolve_host
+
+DRAIN = 0.25  # seconds to collect output left in the pipe after the task's main process ends
+CLEANUP = 20.0  # bound on removing a container after the task (engine may be slow)
+NOBODY = 65534
+
+# Inside the bound system directories: files that carry secrets of the machine
+SYSTEM_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+                  "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
+SYSTEM_SECRET_GLOBS = (("/etc/ssh", "ssh_host_*_key"),)
+
+
+class SandboxError(Exception):
+    """The sandbox asked for cannot work here: one line naming what is missing and the fix."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: str = "1g"  # bytes, or a number with k/m/g
+    cpus: float = 1.0
+    pids: int = 256
+
+
+@dataclass(frozen=True)
+class RunAs:
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass
+class Outcome:
+    status: str  # "succeeded" | "failed" | "timeout" | "cancelled"
+    exit_code: int | None
+    duration: float
+    output: str  # the tail, at most max_output bytes (decoded)
+    output_bytes: int  # everything the task printed
+    truncated: bool
+    note: str = ""  # why, when the sandbox itself explains the status (no image, OOM, ...)
+
+
+class Sandbox(Protocol):
+    kind: str  # "container" | "bwrap" | "none"
+
+    def describe(self) -> str: ...
+
+    async def reap(self) -> int: ...
+
+    async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
+                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  image: str | None = None, output_dir: Path | None = None) -> Outcome: ...
+
+    async def aclose(self) -> None: ...
+
+
+# -- shared pieces -------------------------------------------------------------------------
+
+
+class Tail:
+    """The last ``limit`` bytes of a stream, and how many there were in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.buf = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.buf += chunk
+        if len(self.buf) > self.limit:
+            del self.buf[: len(self.buf) - self.limit]
+
+    def text(self) -> str:
+        return self.buf.decode("utf-8", errors="replace")
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.buf)
+
+
+def parse_memory(value: str | int) -> int:
+    """``"1g"`` → bytes. Accepts an int, or digits with an optional b/k/m/g/t suffix."""
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?\s*", value.lower())
+    if not m:
+        raise SandboxError(f"memory limit {value!r} is not a size (e.g. 512m, 2g)")
+    scale = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m[2]]
+    return int(float(m[1]) * scale)
+
+
+def bad_text(values: Sequence[str]) -> str | None:
+    """Why these strings cannot be given to a process (NUL, lone surrogates), if so."""
+    for v in values:
+        if not isinstance(v, str):
+            return f"not text: {type(v).__name__}"
+        if "\x00" in v:
+            return "contains a NUL byte"
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid UTF-8)"
+    return None
+
+
+def _bad_input(argv: list[str], env: dict[str, str]) -> str | None:
+    if not argv:
+        return "no command"
+    why = bad_text([*argv, *env.keys(), *env.values()])
+    if why:
+        return f"command or environment {why}"
+    if any(not k or "=" in k for k in env):
+        return "environment name empty or containing '='"
+    return None
+
+
+def _refused(why: str) -> Outcome:
+    return Outcome("failed", None, 0.0, f"bzzz: {why}\n", 0, False, note=why)
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (identifies it across pid reuse)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _own_workspace(paths: Sequence[Path | None], user: RunAs | None) -> None:
+    for p in paths:
+        if p is None:
+            continue
+        p.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            os.chown(p, user.uid, user.gid)
+
+
+class _Records:
+    """Process groups this agent started, in ``state_dir``: what :meth:`reap` kills after an
+    agent was killed before it could clean up."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "tasks"
+
+    def add(self, pid: int) -> Path | None:
+        start = _process_start(pid)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = self.dir / f"{pid}.json"
+            path.write_text(json.dumps({"pid": pid, "start": start}))
+            return path
+        except OSError:
+            return None
+
+    def reap(self) -> int:
+        count = 0
+        if not self.dir.is_dir():
+            return 0
+        for path in self.dir.glob("*.json"):
+            try:
+                rec = json.loads(path.read_text())
+                pid, start = int(rec["pid"]), rec["start"]
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)
+                continue
+            if start is not None and _process_start(pid) == start:
+                _kill_group(pid, signal.SIGKILL)
+                count += 1
+            path.unlink(missing_ok=True)
+        return count
+
+
+async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
+                       max_output: int, kill_grace: float, popen: dict,
+                       records: _Records | None) -> Outcome:
+    """Run ``argv`` as a new process group; output into a bounded tail; on timeout or
+    cancellation SIGTERM the group, SIGKILL after ``kill_grace``; after the main process
+    exits, SIGKILL what is left of its group."""
+    tail = Tail(max_output)
+    start = time.monotonic()
+    try:
+        proc = await trio.lowlevel.open_process(
+            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, **popen)
+    except (OSError, ValueError, UnicodeError, subprocess.SubprocessError) as exc:
+        return _refused(f"could not start the task: {exc}")
+    record = records.add(proc.pid) if records else None
+    status = "failed"
+    done = trio.Event()
+
+    async def read() -> None:
+        try:
+            async for chunk in proc.stdout:
+                tail.add(chunk)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        done.set()
+
+    async def stop() -> None:
+        with trio.CancelScope(shield=True):
+            _kill_group(proc.pid, signal.SIGTERM)
+            with trio.move_on_after(kill_grace):
+                await proc.wait()
+            _kill_group(proc.pid, signal.SIGKILL)
+            with trio.move_on_after(10):
+                await proc.wait()
+
+    finished = False
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            with trio.move_on_after(timeout) as scope:
+                await proc.wait()
+            if scope.cancelled_caught:
+                status = "timeout"
+                await stop()
+            else:
+                status = "succeeded" if proc.returncode == 0 else "failed"
+            _kill_group(proc.pid, signal.SIGKILL)  # what stayed in its group
+            with trio.move_on_after(DRAIN):
+                await done.wait()
+            nursery.cancel_scope.cancel()
+        finished = True
+    finally:
+        if not finished:  # cancelled (or worse): the whole tree goes, then it propagates
+            await stop()
+        with trio.CancelScope(shield=True):
+            await proc.stdout.aclose()
+        if record is not None:
+            record.unlink(missing_ok=True)
+    return Outcome(status, proc.returncode, round(time.monotonic() - start, 3), tail.text(),
+                   tail.total, tail.truncated)
+
+
+# -- none ----------------------------------------------------------------------------------
+
+
+class NoSandbox:
+    """Today's behaviour: a process group, a minimal environment, the task user when root."""
+
+    kind = "none"
+
+    def __init__(self, user: RunAs | None = None, state_dir: Path | None = None) -> None:
+        self.user = user
+        self.records = _Records(state_dir) if state_dir else None
+
+    def describe(self) -> str:
+        who = f"as {self.user.name}" if self.user else "as the agent's user"
+        return (f"none (NO isolation: tasks run {who} and can read whatever that user can, "
+                "the agent's secrets included)")
+
+    async def reap(self) -> int:
+        return self.records.reap() if self.records else 0
+
+    async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
+                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+        why = _bad_input(argv, env)
+        if why:
+            return _refused(why)
+        ws = Path(workspace).resolve()
+        _own_workspace([ws, output_dir], self.user)
+        popen = ({"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+                 if self.user else {})
+        return await _run_process(argv, cwd=ws, env=env, timeout=timeout, max_output=max_output,
+                                  kill_grace=kill_grace, popen=popen, records=self.records)
+
+    async def aclose(self) -> None:
+        pass
+
+
+# -- bubblewrap ----------------------------------------------------------------------------
+
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+class BwrapSandbox:
+    kind = "bwrap"
+
+    def __init__(self, *, hidden: Sequence[Path], state_dir: Path, network: str,
+                 user: RunAs | None, bwrap: str = "bwrap") -> None:
+        self.hidden = [Path(p) for p in hidden]
+        self.network = network
+        self.user = user
+        self.bwrap = bwrap
+        self.records = _Records(state_dir)
+
+    def describe(self) -> str:
+        spaces = ("user, pid, net, ipc, uts namespaces" if self.network == "none"
+                  else "user, pid, ipc, uts namespaces; the host's network")
+        who = f"; as {self.user.name}" if self.user else ""
+        return (f"bwrap ({spaces}; /usr /etc read-only; workspace only writable; "
+                f"{len(self.hidden)} secret paths hidden; no memory/cpu/pids limits{who})")
+
+    def _system_args(self) -> list[str]:
+        args: list[str] = []
+        for d in SYSTEM_DIRS:
+            p = Path(d)
+            if p.is_symlink():
+                args += ["--symlink", os.readlink(p), d]
+            elif p.is_dir():
+                args += ["--ro-bind", d, d]
+        return args
+
+    def _secret_paths(self) -> list[Path]:
+        found: list[Path] = []
+        for p in [*self.hidden, *map(Path, SYSTEM_SECRETS)]:
+            for q in {Path(os.path.abspath(p)), p.resolve()}:
+                if q.exists() or q.is_symlink():
+                    found.append(q)
+        for d, pattern in SYSTEM_SECRET_GLOBS:
+            found += Path(d).glob(pattern)
+        return list(dict.fromkeys(found))
+
+    def args(self, ws: Path, output_dir: Path | None) -> list[str]:
+        """bubblewrap's arguments for a task in ``ws`` (its mount order matters: later
+        mounts cover earlier ones)."""
+        writable = [ws] + ([output_dir] if output_dir else [])
+        system = [Path(os.path.realpath(d)) for d in SYSTEM_DIRS if Path(d).is_dir()]
+        args = [self.bwrap, "--unshare-all"]
+        if self.network == "bridge":
+            args.append("--share-net")
+        args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                 "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", *self._system_args()]
+        resolv = Path(os.path.realpath("/etc/resolv.conf"))
+        if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
+            args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
+        masks_before, masks_after, read_only = [], [], []
+        for p in self._secret_paths():
+            if not _under(p, system + writable):
+                continue  # not in the sandbox at all
+            if any(w == p or p in w.parents for w in writable):
+                masks_before += ["--tmpfs", str(p)]  # holds the workspace: an empty tmpfs
+            elif p.is_dir():
+                masks_after += ["--tmpfs", str(p)]
+                read_only += ["--remount-ro", str(p)]
+            else:
+                masks_after += ["--ro-bind", "/dev/null", str(p)]
+        args += masks_before
+        for w in writable:
+            args += ["--bind", str(w), str(w)]
+        # the sandbox's root (a tmpfs holding the mount points) read-only too; not
+        # recursive, so /tmp and the workspace stay writable
+        args += masks_after + read_only + ["--remount-ro", "/", "--chdir", str(ws), "--"]
+        return args
+
+    async def reap(self) -> int:
+        return self.records.reap()
+
+    async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
+                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+        why = _bad_input(argv, env)
+        if why:
+            return _refused(why)
+        ws = Path(workspace).resolve()
+        out = Path(output_dir).resolve() if output_dir else None
+        _own_workspace([ws, out], self.user)
+        popen = ({"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+                 if self.user else {})
+        # The environment is bubblewrap's own (not --setenv: argv is world-readable in
+        # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
+        return await _run_process(self.args(ws, out) + list(argv), cwd=ws, env=env,
+                                  timeout=timeout, max_output=max_output,
+                                  kill_grace=kill_grace, popen=popen, records=self.records)
+
+    async def probe(self) -> str | None:
+        """None when a sandboxed ``true`` runs here, else why not."""
+        if shutil.which(self.bwrap) is None:
+            return "bubblewrap (bwrap) is not installed"
+        ws = Path(tempfile.mkdtemp(prefix="bzzz-probe-"))
+        try:
+            os.chmod(ws, 0o755)
+            out = await self.run(["true"], ws, {"PATH": "/usr/bin:/bin"}, timeout=15,
+                                 max_output=4096, kill_grace=1, task_id="probe")
+        finally:
+            shutil.rmtree(ws, ignore_errors=True)
+        if out.status == "succeeded":
+            return None
+        return (out.output.strip().splitlines() or [out.note or f"exit {out.exit_code}"])[-1]
+
+    async def aclose(self) -> None:
+        pass
+
+
+# -- container -----------------------------------------------------------------------------
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-.")[:40] or "x"
+
+
+class ContainerSandbox:
+    kind = "container"
+
+    def __init__(self, engine: Engine, *, node_id: str, hidden: Sequence[Path],
+                 default_image: str, network: str, limits: Limits, user: RunAs | None,
+                 chown_to: RunAs | None, workspace_map: tuple[Path, Path] | None,
+                 podman: bool = False) -> None:
+        self.engine = engine
+        self.node_id = node_id
+        self.hidden = [Path(p) for p in hidden]
+        self.default_image = default_image
+        self.network = network
+        self.limits = limits
+        self.memory = parse_memory(limits.memory)
+        self.user = user  # uid:gid in the container
+        self.chown_to = chown_to  # who gets the workspace (root agents only)
+        self.workspace_map = workspace_map
+        self.podman = podman
+
+    def describe(self) -> str:
+        net = "no network" if self.network == "none" else "bridge network"
+        u = self.user
+        return (f"container (engine {self.engine.host}; image {self.default_image} unless the "
+                f"task names one; {net}; memory {self.limits.memory}, {self.limits.cpus:g} "
+                f"cpus, {self.limits.pids} pids; read-only root, workspace only writable; "
+                f"uid {u.uid if u else '?'}; no capabilities)")
+
+    def _host_path(self, path: Path) -> str:
+        if self.workspace_map is None:
+            return str(path)
+        root, host = self.workspace_map
+        try:
+            return str(host / path.relative_to(root))
+        except ValueError:
+            raise SandboxError(f"{path} is not under workspace_root {root}: the engine "
+                               "cannot mount it") from None
+
+    def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
+             output_dir: Path | None) -> dict:
+        mounts = [{"Type": "bind", "Source": self._host_path(p), "Target": str(p),
+                   "ReadOnly": False} for p in [ws] + ([output_dir] if output_dir else [])]
+        tmpfs = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
+        for p in self.hidden:  # only matters for a secret inside the workspace
+            p = Path(os.path.abspath(p))
+            if any(p != w and w in p.parents for w in [ws, output_dir] if w) and p.exists():
+                if p.is_dir():  # an empty read-only tmpfs over it
+                    tmpfs[str(p)] = "ro,size=4k" + (",notmpcopyup" if self.podman else "")
+                else:
+                    mounts.append({"Type": "bind", "Source": "/dev/null", "Target": str(p),
+                                   "ReadOnly": True})
+        uid = f"{self.user.uid}:{self.user.gid}" if self.user else f"{NOBODY}:{NOBODY}"
+        return {
+            "Image": image, "Entrypoint": argv[:1], "Cmd": list(argv[1:]),
+            "Env": [f"{k}={v}" for k, v in env.items()],
+            "User": uid, "WorkingDir": str(ws), "Hostname": "bzzz-task",
+            "Labels": {"bzzz.node": self.node_id, "bzzz.task": task_id},
+            "AttachStdout": True, "AttachStderr": True, "AttachStdin": False,
+            "OpenStdin": False, "Tty": False,
+            "HostConfig": {
+                "Mounts": mounts, "Tmpfs": tmpfs, "ReadonlyRootfs": True,
+                "Memory": self.memory, "MemorySwap": self.memory,
+                "NanoCpus": int(self.limits.cpus * 1e9), "PidsLimit": self.limits.pids,
+                "NetworkMode": "none" if self.network == "none" else "bridge",
+                "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
+                "LogConfig": {"Type": "none"}, "AutoRemove": False, "Privileged": False,
+            },
+        }
+
+    async def reap(self) -> int:
+        count = 0
+        for c in await self.engine.list({"bzzz.node": self.node_id}):
+            if await self.engine.remove(c["Id"]):
+                count += 1
+        return count
+
+    async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
+                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+        why = _bad_input(argv, env) or bad_text([image or "", task_id])
+        if why:
+            return _refused(why)
+        image = image or self.default_image
+        ws = Path(workspace).resolve()
+        out = Path(output_dir).resolve() if output_dir else None
+        _own_workspace([ws, out], self.chown_to)
+        start = time.monotonic()
+        name = f"bzzz-{_name_part(self.node_id)}-{_name_part(task_id)}-{secrets.token_hex(3)}"
+        try:
+            body = self.body(argv, ws, env, image, task_id, out)
+        except SandboxError as exc:
+            return _refused(str(exc))
+        tail = Tail(max_output)
+        cid: str | None = None
+        status, code, note = "failed", None, ""
+        try:
+            try:
+                cid = await self.engine.create(body, name)
+            except EngineError as exc:
+                if exc.status == 404:
+                    return _refused(f"image {image} is not available on this node")
+                return _refused(f"the container engine refused the task: {exc}")
+            status, code, note = await self._attach_and_wait(cid, tail, timeout, kill_grace)
+        except EngineError as exc:
+            status, note = "failed", f"the container engine failed: {exc}"
+            tail.add(f"\nbzzz: {note}\n".encode())
+        except BaseException:  # cancelled: stop it (SIGTERM, grace, SIGKILL), then remove
+            if cid is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(kill_grace + CLEANUP):
+                    await self._quietly(self.engine.stop(cid, kill_grace))
+            raise
+        finally:
+            if cid is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP):
+                    await self._quietly(self.engine.remove(cid))
+        return Outcome(status, code, round(time.monotonic() - start, 3), tail.text(),
+                       tail.total, tail.truncated, note)
+
+    async def _attach_and_wait(self, cid: str, tail: Tail, timeout: float,
+                               kill_grace: float) -> tuple[str, int | None, str]:
+        async with self.engine.attach(cid) as stream:
+            await self.engine.start(cid)
+            with trio.move_on_after(timeout) as scope:
+                async for chunk in stream.chunks():
+                    tail.add(chunk)
+                code = await self.engine.wait(cid)
+        if scope.cancelled_caught:
+            await self.engine.stop(cid, kill_grace)
+            with trio.move_on_after(CLEANUP):
+                return "timeout", await self.engine.wait(cid), ""
+            return "timeout", None, ""
+        state = (await self.engine.inspect(cid)).get("State", {})
+        if state.get("OOMKilled"):
+            return "failed", code, f"killed: out of memory (limit {self.limits.memory})"
+        if code == 137:  # podman on cgroup v1 does not always tell OOM apart
+            return "failed", code, ("killed (SIGKILL): out of memory? (limit "
+                                    f"{self.limits.memory})")
+        return ("succeeded" if code == 0 else "failed"), code, ""
+
+    @staticmethod
+    async def _quietly(op) -> None:
+        try:
+            await op
+        except EngineError:
+            pass
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+# -- choosing one --------------------------------------------------------------------------
+
+NO_SANDBOX = ('no sandbox available: install bubblewrap or mount a Docker socket; '
+              'sandbox = "none" runs tasks unconfined')
+
+
+async def _engine(docker_host: str | None) -> Engine | None:
+    try:
+        engine = Engine(resolve_host(docker_host))
+    except EngineError:
+        return None
+    if await engine.ping():
+        return engine
+    await engine.aclose()
+    return None
+
+
+async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, node_id: str,
+                       hidden: Sequence[Path], state_dir: Path, docker_host: str | None,
+                       default_image: str, network: Literal["bridge", "none"], limits: Limits,
+                       user: RunAs | None, workspace_host_dir: Path | None = None,
+                       workspace_root: Path | None = None) -> Sandbox:
+    """The sandbox to run every task in (see the module docstring), checked to work here.
+
+    ``user`` is who tasks run as (``shell.task_identity``: None unless the agent is root).
+    ``hidden``: the agent's secret files and directories (token file, psk file, webhook
+    secret, data dir). ``state_dir``: where the sandbox records what :meth:`reap` must clean
+    up after an agent killed mid-task. Raises :class:`SandboxError`."""
+    if mode not in ("auto", "container", "bwrap", "none"):
+        raise SandboxError(f"sandbox {mode!r} unknown: use auto, container, bwrap or none")
+    if network not in ("bridge", "none"):
+        raise SandboxError(f"sandbox network {network!r} unknown: use bridge or none")
+    parse_memory(limits.memory)
+    state_dir = Path(state_dir)
+    if mode == "none":
+        return NoSandbox(user, state_dir)
+    if mode in ("auto", "container"):
+        engine = await _engine(docker_host)
+        if engine is not None:
+            return await _container(engine, node_id=node_id, hidden=hidden,
+                                    default_image=default_image, network=network,
+                                    limits=limits, user=user,
+                                    workspace_host_dir=workspace_host_dir,
+                                    workspace_root=workspace_root)
+        if mode == "container":
+            raise SandboxError(f"sandbox = \"container\": no container engine answers at "
+                               f"{resolve_host(docker_host)}: set docker_host (or DOCKER_HOST) "
+                               "or mount the engine's socket there")
+    box = BwrapSandbox(hidden=hidden, state_dir=state_dir, network=network, user=user)
+    why = await box.probe()
+    if why is None:
+        return box
+    if mode == "bwrap":
+        raise SandboxError(f"sandbox = \"bwrap\": bubblewrap cannot run here: {why} (install "
+                           "the bubblewrap package; in a container it needs user namespaces, "
+                           "which Docker's default seccomp profile blocks)")
+    raise SandboxError(f"{NO_SANDBOX} (bubblewrap: {why})")
+
+
+async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
+                     default_image: str, network: str, limits: Limits, user: RunAs | None,
+                     workspace_host_dir: Path | None, workspace_root: Path | None
+                     ) -> ContainerSandbox:
+    try:
+        podman = await engine.is_podman()
+        if not await engine.image_exists(default_image):
+            raise SandboxError(f"sandbox image {default_image} is not available on the "
+                               f"container engine at {engine.host}: build or load it there "
+                               "(docker load / podman load), or name another image")
+    except EngineError as exc:
+        await engine.aclose()
+        raise SandboxError(f"container engine at {engine.host}: {exc}") from None
+    except SandboxError:
+        await engine.aclose()
+        raise
+    if workspace_host_dir is not None and workspace_root is None:
+        await engine.aclose()
+        raise SandboxError("workspace_host_dir needs workspace_root (the same directory as "
+                           "the agent sees it)")
+    if os.geteuid() != 0:  # the agent's own user: it owns the workspaces
+        user, chown_to = RunAs("agent", os.geteuid(), os.getegid()), None
+    else:
+        user = chown_to = user or RunAs("nobody", NOBODY, NOBODY)
+    wmap = ((Path(workspace_root).resolve(), Path(workspace_host_dir))
+            if workspace_host_dir is not None else None)
+    return ContainerSandbox(engine, node_id=node_id, hidden=hidden, default_image=default_image,
+                            network=network, limits=limits, user=user, chown_to=chown_to,
+                            workspace_map=wmap, podman=podman)
