@@ -11,7 +11,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
-[ -x /bin/busybox ] || missing+=(busybox-static)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -24,6 +24,7 @@ from .config import Config
 from .decisions import HyperlogDecisionLog
 from .hyperlog.store import LogError
 from .exec.guardian import Policy
+from .exec.sandbox import Limits, SandboxError, open_sandbox
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .identity import Identity, load_or_create
 from .metrics import Metrics
@@ -126,6 +127,8 @@ class Agent:
             self.webhook = WebhookIntake(
                 secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
         self.task_user = _task_user(config)
+        self.workroot = config.workspace_dir or config.data_dir / "work"
+        self.sandbox = None  # opened in run() (it may ask a container engine)
         try:
             self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
         except (LogError, OSError) as exc:
@@ -282,14 +285,15 @@ class Agent:
             intake_state=cfg.data_dir / "intake.json",
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
-            workroot=cfg.workspace_dir or cfg.data_dir / "work", user=self.task_user)
+            workroot=self.workroot, user=self.task_user, sandbox=self.sandbox)
         self.claims = ClaimService(gh, settings, self.decisions,
                                    capabilities=lambda: self.capabilities,
                                    peers=self._peer_views, on_load=self.mesh.set_load,
                                    helper=self.help if cfg.help_requests else None)
         log.info("taking tasks", extra={
             "repos": ",".join(cfg.github.repos), "login": login,
-            "task_user": self.task_user.name if self.task_user else "(the agent's)"})
+            "task_user": self.task_user.name if self.task_user else "(the agent's)",
+            "sandbox": self.sandbox.kind if self.sandbox else "none"})
         try:
             await self.claims.run()
         finally:
@@ -303,11 +307,43 @@ class Agent:
 
     # ---------------------------------------------------------------- running
 
+    async def open_sandbox(self) -> None:
+        """Where tasks run (bzzz/exec/sandbox.py), chosen and checked before anything starts;
+        what an earlier run left (a killed agent's containers) is removed."""
+        cfg = self.config
+        hidden = [p for p in (cfg.github.token_file, cfg.psk_file, cfg.github.webhook_secret_file,
+                              cfg.api_token_file, cfg.data_dir) if p is not None]
+        try:
+            self.sandbox = await open_sandbox(
+                cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",
+                docker_host=cfg.docker_host, default_image=cfg.task_image,
+                network=cfg.task_network,
+                limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids),
+                user=self.task_user, workspace_host_dir=cfg.task_workspace_host_dir,
+                workspace_root=self.workroot)
+        except SandboxError as exc:
+            raise AgentError(f"sandbox: {exc}") from None
+        reaped = await self.sandbox.reap()
+        if self.sandbox.kind == "none":
+            log.warning("tasks run unconfined (sandbox = \"none\"): a task can read what this "
+                        "agent's user can read, its token included")
+        else:
+            log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
+                                                  "reaped": reaped})
+        if self.sandbox.kind == "container" and "container" not in self.capabilities:
+            self.capabilities.append("container")
+            self.mesh.set_capabilities(self.capabilities)
+
     async def run(self, task_status=trio.TASK_STATUS_IGNORED, *, handle_signals: bool = True) -> None:
         host, port = self.config.api_host_port
         try:
+            if self.config.github.repos:
+                await self.open_sandbox()
             await self._run(task_status, host, port, handle_signals)
         finally:
+            if self.sandbox is not None:
+                with trio.CancelScope(shield=True):
+                    await self.sandbox.aclose()
             self.logsync.close()
             self.decisions.close()
 

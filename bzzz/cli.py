@@ -41,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 2) from None
     try:
         trio.run(agent.run)
+    except AgentError as exc:  # the sandbox asked for cannot work here
+        raise CliError(str(exc), 2) from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc}") from None
     return 0

@@ -22,6 +22,7 @@ import trio
 
 from ..decisions import DecisionLog
 from ..exec.guardian import Policy
+from ..exec.sandbox import Sandbox
 from ..exec.shell import RunAs, run_shell
 from . import report
 from .feed import TaskFeed
@@ -32,7 +33,7 @@ from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
 from .issues import IssueOps
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
-                   ineligible_reason, parse_issue)
+                   ineligible_reason, parse_issue, task_timeout)
 from .trust import Command, Verb, approval_state, body_digest, comment_views, voices
 
 log = logging.getLogger("bzzz.claim")
@@ -56,6 +57,7 @@ class ClaimSettings:
     policy: Policy | None = None
     workroot: Path = Path("./data/work")
     user: RunAs | None = None  # who tasks run as (None: the agent's own user)
+    sandbox: Sandbox | None = None  # where tasks run (None: unconfined, as NoSandbox(user))
     defer_window: float = 10.0
     retry_after_failure: float = 30.0
     report_retry_max: float = 30.0  # longest wait between report attempts during an outage
@@ -313,7 +315,11 @@ class ClaimService:
             return
         if run.handed_from:
             self._decide("help_adopted", task, origin=run.handed_from)
-        command = task.command
+        try:
+            spec = task.spec
+        except TaskError:
+            spec = None  # ineligible_reason refused it already; a fresh edit may have broken it
+        command = spec.code if spec is not None and spec.executor in ("shell", "container") else None
         if command is None:
             self._decide("needs_input", task)
             if await self._durably(run, "comment", lambda: ops.comment_once(
@@ -327,8 +333,10 @@ class ClaimService:
         result = None
         with trio.CancelScope() as scope:
             run.scope = scope
-            result = await run_shell(command, workspace, timeout=self.s.exec_timeout,
-                                     policy=self.s.policy, user=self.s.user)
+            result = await run_shell(
+                command, workspace, sandbox=self.s.sandbox, timeout=task_timeout(spec, self.s.exec_timeout),
+                policy=self.s.policy, user=self.s.user, task_id=task.key,
+                image=spec.options.get("image") if spec.executor == "container" else None)
         run.scope = None
         if result is not None and result.status in ("failed", "timeout") and \
                 self.helper is not None and run.held is not None:

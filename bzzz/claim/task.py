@@ -85,6 +85,15 @@ def spec_from_body(body: str | None) -> TaskSpec | None:
     return TaskSpec(executor, options, m.group("code"))
 
 
+def task_timeout(spec: TaskSpec, limit: float) -> float:
+    """The spec's ``timeout=`` (seconds), never beyond the node's ``exec_timeout``."""
+    try:
+        asked = float(spec.options.get("timeout", limit))
+    except ValueError:
+        return limit
+    return min(limit, asked) if asked > 0 else limit
+
+
 def command_from_body(body: str | None) -> str | None:
     """The code of the first fenced ```bzzz block of an issue body, or None."""
     try:
@@ -181,7 +190,14 @@ def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
     # `bzzz:claimed` is the visible marker, not the lock: a claimed task stays eligible so
     # that an expired lease (a crashed holder) is taken over; the lock decides.
     caps = list(capabilities)
-    missing = sorted(n for n in task.needs if not capability_met(n, caps))
+    try:
+        spec = task.spec
+    except TaskError as exc:
+        return f"malformed task ({exc})"
+    needs = set(task.needs)
+    if spec is not None and spec.executor != "shell":
+        needs.add(spec.executor)  # container, llm, agent: a node that has that executor
+    missing = sorted(n for n in needs if not capability_met(n, caps))
     if missing:
         return "needs " + ", ".join(missing)
     return None
