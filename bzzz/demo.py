@@ -178,6 +178,16 @@ def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
         return _run(hub, agents, tasks, exit_after, out, timeout)
 
 
+def _demo_sandbox() -> str:
+    """bubblewrap where it works (the demo needs no container engine or image); else the
+    demo's own sample tasks run unconfined, and the demo says so."""
+    if shutil.which("bwrap") is None:
+        return "none"
+    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "true"],
+                           capture_output=True, timeout=10)
+    return "bwrap" if probe.returncode == 0 else "none"
+
+
 def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) -> int:
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     root = Path(tempfile.mkdtemp(prefix="bzzz-demo-"))
@@ -189,11 +199,14 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
     github = {"BZZZ_GITHUB__URL": hub.url, "BZZZ_GITHUB__REPOS": REPO,
               "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
               "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30",
-              "BZZZ_WORKSPACE_DIR": str(work)}
+              "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
     mesh = [_Agent(i, root) for i in range(agents)]
     names = {a.peer_id: a.name for a in mesh}
     say(f"Bzzz demo: devhub at {hub.url}, repository {REPO}, {agents} agents "
         f"(data in {root})")
+    if github["BZZZ_SANDBOX"] == "none":
+        say("  (bubblewrap is not installed, so the demo's own sample tasks run without a "
+            "sandbox; install it, e.g. apt-get install bubblewrap, to see them sandboxed)")
     t0 = time.monotonic()
     stamp = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
     try:
