@@ -143,3 +143,25 @@ async def test_retry_and_cancel_from_writers_only(tmp_path):
             await svc.tick()
             nursery.cancel_scope.cancel()
         assert before and not [e for e in log2.entries if e["type"] == "command"]
+
+
+async def test_a_command_from_the_webhook_is_taken_without_a_poll(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner, maint = client(hub, "owner"), client(hub, "maint")
+        n = owner.post(f"{REPO}/issues", json={"title": "long", "labels": ["bzzz"],
+                                               "body": body("sleep 300")}).json()["number"]
+        log = MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+            svc = service(gh, "n1", tmp_path, log)
+            svc.s.poll_interval = 3600  # only the first tick polls
+            await nursery.start(svc.run)
+            await wait(lambda: any(r.state == "running" for r in svc.running.values()),
+                       what="running")
+            doc = maint.post(f"{REPO}/issues/{n}/comments", json={"body": "/bzzz cancel"}).json()
+            polls = svc.feed.repos["owner/tasks"].polls
+            svc.intake.on_webhook("issue_comment", "owner/tasks", {"action": "created", "comment": doc})
+            await wait(lambda: not svc.running, what="cancelled from the webhook")
+            assert svc.feed.repos["owner/tasks"].polls == polls  # no poll was needed
+            nursery.cancel_scope.cancel()
+        assert any("cancelled by @maint" in b for b in comments(owner, n))
+        assert [e["verb"] for e in log.entries if e["type"] == "command"] == ["cancel"]

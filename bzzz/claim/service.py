@@ -406,7 +406,8 @@ class ClaimService:
             self.not_before.pop(cmd.key, None)
             if acting:
                 await self._approve(ops, cmd)
-        self.wake.set()
+        if cmd.verb in (Verb.RETRY, Verb.APPROVE):
+            self.wake.set()  # the task may be claimable now
 
     async def _approve(self, ops: IssueOps, cmd: Command) -> None:
         doc = await ops.get(cmd.issue)
