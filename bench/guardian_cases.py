@@ -274,3 +274,33 @@ TRICKS = {
 }
 
 ALL_TRICKS = [cmd for cases in TRICKS.values() for cmd in cases]
+
+MAX_COMMAND = 16 * 1024
+
+# Inputs that crashed or froze the old Guardian, and their relatives: each must be answered
+# in milliseconds without an exception.
+HOSTILE = {
+    "1500 nested env": "env " * 1500 + "ls",
+    "16 KiB fork-bomb regex bait": "a" * 8000 + "(){" + "a" * 8000,
+    "lone surrogate": "echo \udc80 && ls",
+    "NUL": "ls\x00rm -rf /",
+    "1 MiB": "a" * (1 << 20),
+    "5000-deep $(...)": "echo " + "$(" * 5000 + "ls" + ")" * 5000,
+    "5000-deep (((...)))": "(((" * 1666 + "ls" + ")))" * 1666,
+    "5000-deep ((": "(" * 5000 + "ls" + ")" * 5000,
+    "5000-deep quotes": "\"$(" * 2500 + "ls" + ")\"" * 2500,
+    "5000-deep ${": "${a:-" * 2500 + "x" + "}" * 2500,
+    "5000-deep $((": "echo $((" + "(" * 5000 + "1" + ")" * 5000 + "))",
+    "deep braces": "{ " * 3000 + "ls; " + "}; " * 3000,
+    "2000 commands": "echo a; " * 2000,
+    "3000 pipes": "ls | " * 3000 + "ls",
+    "8000 words": "echo " + "a " * 8000,
+    "brace bomb": "echo " + "{a,b}" * 1000,
+    "doubling variables": "".join(f"x{i}=$x{i - 1}$x{i - 1}; " for i in range(1, 400)),
+    "500 functions": "".join(f"f{i}(){{ f{i + 1} | f{i + 1} & }}; " for i in range(500)),
+    "sed backtracking bait": "sed 's" + "/\\\\" * 4000 + "' x",
+    "many symlinks": "".join(f"ln -s /x{i} l{i}; " for i in range(400)) + "rm -rf l1/",
+    "nested sh -c": "sh -c " + "'sh -c \"" * 40 + "ls" + "\"'" * 40,
+    "backticks": "echo " + "`" * 8000,
+    "metacharacter soup": ("$(){}[]|&;<>\"'`\\ \nif then fi do done " * 400)[:MAX_COMMAND],
+}

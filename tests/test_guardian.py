@@ -15,7 +15,7 @@ from bzzz.exec import guardian
 from bzzz.exec.guardian import MAX_COMMAND, Policy, Verdict, check, check_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from guardian_cases import CI_COMMANDS, TRICKS, WORKSPACE  # noqa: E402
+from guardian_cases import CI_COMMANDS, HOSTILE, TRICKS, WORKSPACE  # noqa: E402
 
 WS = WORKSPACE
 FAST = 0.050  # seconds: every answer, whatever the input
@@ -246,31 +246,6 @@ def test_workspace_relative_judgement():
 
 # ---------------------------------------------------------------------- hostile inputs
 
-HOSTILE = {
-    "1500 nested env": "env " * 1500 + "ls",
-    "16 KiB fork-bomb regex bait": "a" * 8000 + "(){" + "a" * 8000,
-    "lone surrogate": "echo \udc80 && ls",
-    "NUL": "ls\x00rm -rf /",
-    "1 MiB": "a" * (1 << 20),
-    "5000-deep $(...)": "echo " + "$(" * 5000 + "ls" + ")" * 5000,
-    "5000-deep (((...)))": "(((" * 1666 + "ls" + ")))" * 1666,
-    "5000-deep ((": "(" * 5000 + "ls" + ")" * 5000,
-    "5000-deep quotes": "\"$(" * 2500 + "ls" + ")\"" * 2500,
-    "5000-deep ${": "${a:-" * 2500 + "x" + "}" * 2500,
-    "5000-deep $((": "echo $((" + "(" * 5000 + "1" + ")" * 5000 + "))",
-    "deep braces": "{ " * 3000 + "ls; " + "}; " * 3000,
-    "2000 commands": "echo a; " * 2000,
-    "3000 pipes": "ls | " * 3000 + "ls",
-    "8000 words": "echo " + "a " * 8000,
-    "brace bomb": "echo " + "{a,b}" * 1000,
-    "doubling variables": "".join(f"x{i}=$x{i - 1}$x{i - 1}; " for i in range(1, 400)),
-    "500 functions": "".join(f"f{i}(){{ f{i + 1} | f{i + 1} & }}; " for i in range(500)),
-    "sed backtracking bait": "sed 's" + "/\\\\" * 4000 + "' x",
-    "many symlinks": "".join(f"ln -s /x{i} l{i}; " for i in range(400)) + "rm -rf l1/",
-    "nested sh -c": "sh -c " + "'sh -c \"" * 40 + "ls" + "\"'" * 40,
-    "backticks": "echo " + "`" * 8000,
-    "metacharacter soup": ("$(){}[]|&;<>\"'`\\ \nif then fi do done " * 400)[:MAX_COMMAND],
-}
 
 
 def _timed(command: str) -> tuple[float, Verdict]:

@@ -1727,6 +1727,8 @@ _LEAF_HANDLED = {"heredoc_body"}
 # ---------------------------------------------------------------------- node handlers
 
 def _h_command(self: _Checker, node, ctx: _Ctx) -> None:
+    if node.child_count > MAX_WORDS:
+        raise _Budget("too many words in one command")
     if ctx.incmd:
         ctx = ctx.but(incmd=False)
     self.stack.append((_COMMAND, node, ctx))
@@ -1907,6 +1909,8 @@ def _r_rm(self: _Checker, name, args, io, ctx) -> None:
         elif w.kind == "unknown":
             self.refuse(f"{'recursive ' if recursive else ''}delete of {shown}: where it "
                         f"points is only known at run time")
+        elif w.kind == "scratchroot":
+            self.refuse(f"deletes {shown} (a shared scratch directory itself, or all of it)")
         elif recursive:
             self.refuse(f"recursive delete outside the workspace ({shown})")
         else:
