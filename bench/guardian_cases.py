@@ -99,7 +99,8 @@ TRICKS = {
         "cmd=$(echo rm); $cmd -rf /", "$(echo rm) -rf /", "`echo rm` -rf /",
         "$(printf 'sudo') id", "eval \"$(echo cm0gLXJmIC8= | base64 -d)\"",
         "IFS=,; x=rm,-rf,/; $x", "rm${IFS}-rf${IFS}/", "X=$'\\x73udo'; $X id",
-        "f=/etc/passwd; echo x > $f", "x=$PPID; kill -9 $x",
+        "f=/etc/passwd; echo x > $f", "x=$PPID; kill -9 $x", "a=(rm -rf /); \"${a[@]}\"",
+        "declare -a x=(sudo id); ${x[@]}",
     ],
     "braces_globs": [
         "echo | {rm,-rf,/}", "{sudo,id}", "/???/r? -rf /", "/bin/r? -rf /", "/usr/bin/su?o id",

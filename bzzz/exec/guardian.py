@@ -659,7 +659,7 @@ class _Checker:
             value = self.expansion(node, depth)
             if isinstance(value, tuple):
                 value = value[0]
-            if quoted:
+            if quoted and not (t == "expansion" and re.search(rb"\[[@*]\]", node.text)):
                 out.append((value.translate(_QUOTE_ALL), False))
             else:
                 out.append((value.translate(_QUOTE_BRACES), True))
