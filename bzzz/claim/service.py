@@ -303,6 +303,9 @@ class ClaimService:
             return
         if not await self._trusted(task):
             return
+        # it runs: no longer waiting (the PATCH below replaces the labels from this read)
+        fresh["labels"] = [x for x in fresh.get("labels") or [] if not (
+            isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires)
@@ -361,8 +364,6 @@ class ClaimService:
         body. Otherwise the issue waits, labelled, with one comment announcing its hash."""
         ops = self.ops[task.repo]
         if task.author and await self.perms.writer(task.repo, task.author):
-            if STATE_LABELS["needs-approval"] in task.labels:
-                await ops.remove_label(task.number, STATE_LABELS["needs-approval"])
             return True
         views = comment_views(await ops.comments(task.number))
         state = approval_state(task.body, views,
@@ -457,7 +458,8 @@ class ClaimService:
             self._decide("renewed", run.task, generation=outcome.claim.generation)
 
     async def _finish_labels(self, task: Task, state_label: str) -> None:
-        labels = sorted((task.labels - {STATE_LABELS["claimed"]}) | {state_label})
+        labels = sorted((task.labels - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
+                        | {state_label})
         await self.ops[task.repo].set_labels(task.number, labels)
 
     def _help_history(self, run: Running) -> list[dict]:

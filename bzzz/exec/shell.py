@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .guardian import Policy, Verdict, check
+from .guardian import Policy, Verdict, check_async
 from .sandbox import NoSandbox, RunAs, Sandbox, Tail, bad_text
 
 __all__ = ["Result", "RunAs", "TaskUserError", "reachable_by", "run_shell", "task_env",
@@ -121,7 +121,7 @@ async def run_shell(command: str, workspace: str | os.PathLike[str], *,
     if why:
         return Result("refused", verdict=Verdict(False, [f"command or environment {why}"]),
                       workspace=ws)
-    verdict = check(command, ws, policy)
+    verdict = await check_async(command, ws, policy)  # off the event loop, with a deadline
     if not verdict.allowed:
         return Result("refused", verdict=verdict, workspace=ws)
     box = sandbox if sandbox is not None else NoSandbox(user)
