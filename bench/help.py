@@ -179,6 +179,7 @@ def request_to_running(samples: int) -> None:
                             "BZZZ_GITHUB__POLL_INTERVAL": "0.3" if name == "a" else "3600",
                             "BZZZ_WORKSPACE_DIR": str(work / name), "BZZZ_HELP_WAIT": "2",
                             "BZZZ_ANNOUNCE_INTERVAL": "1"})
+                env["BZZZ_SANDBOX"] = "none"  # node-specific tools outside the system dirs
                 if name == "b":
                     env["PATH"] = f"{bindir}:{env['PATH']}"
                     env["BZZZ_BOOTSTRAP"] = f"/ip4/127.0.0.1/tcp/{ports[0]}/p2p/{ids[0]}"

@@ -69,6 +69,9 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab, target):
             host = lab.host(f"h{name}", sw, f"10.77.0.{i + 1}/24")
             env = {**SPARSE, "BZZZ_CAPABILITIES": f"shell,cap_{name}",
                    "PATH": f"{bindir}:{os.environ['PATH']}", "BZZZ_TASK_USER": "root",
+                   # node-specific tools live outside the system directories a sandbox shows;
+                   # this test is about help routing, not containment
+                   "BZZZ_SANDBOX": "none",
                    "BZZZ_GITHUB__URL": url, "BZZZ_GITHUB__REPOS": "owner/tasks",
                    "GITHUB_TOKEN_FILE": str(token), "BZZZ_GITHUB__WRITE_INTERVAL": "0",
                    # only a takes tasks from GitHub; the others only ever get them handed over
