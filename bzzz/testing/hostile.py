@@ -29,7 +29,6 @@ A Guardian refusal counts as contained; the corpus also has spellings that get p
 from __future__ import annotations
 
 import base64
-import grp
 import hashlib
 import json
 import os
@@ -84,18 +83,6 @@ class Setup:
     @property
     def gid(self) -> int | None:
         return self.uid
-
-
-def available_setups(podman=None) -> list[Setup]:
-    """What this machine can run: bwrap as root and as an unprivileged user, and the
-    container kind when ``podman`` is given."""
-    out = []
-    if shutil.which("bwrap"):
-        out.append(Setup("bwrap-root", "bwrap"))
-        out.append(Setup("bwrap-user", "bwrap", uid=USER_UID))
-    if podman is not None:
-        out.append(Setup("container-root", "container", podman=podman))
-    return out
 
 
 USER_UID = 10001  # the shipped image's uid (Dockerfile)
@@ -843,11 +830,6 @@ def owner_client(hub) -> httpx.Client:
                         timeout=10)
 
 
-def chown_tree(path: Path, uid: int) -> None:
-    for p in [path, *path.rglob("*")]:
-        os.lchown(p, uid, uid)
-
-
 __all__ = ["AgentProcess", "Hostile", "HostileRun", "Report", "Secrets", "Setup", "Target",
-           "available_setups", "containers_of", "corpus", "owner_client", "plant",
+           "containers_of", "corpus", "owner_client", "plant",
            "python_for", "seed"]
