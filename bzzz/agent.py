@@ -330,6 +330,11 @@ class Agent:
         else:
             log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
                                                   "reaped": reaped})
+        if self.sandbox.kind == "none" or (self.sandbox.kind == "bwrap"
+                                           and cfg.task_network == "bridge"):
+            # tasks share this machine's loopback: loopback is no proof of an operator, so
+            # the acting endpoints need the API token
+            self.api.require_token()
         if self.sandbox.kind == "container" and "container" not in self.capabilities:
             self.capabilities.append("container")
             self.mesh.set_capabilities(self.capabilities)

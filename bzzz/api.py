@@ -73,13 +73,17 @@ class Api:
             log.exception("api error on %s", path)
             await self._reply(send, 500, b'{"error": "internal error"}\n', "application/json")
 
+    def require_token(self) -> None:
+        """Treat loopback as open to others (tasks that share the host's network)."""
+        self._loopback = False
+
     def _denied(self, scope) -> tuple[int, bytes] | None:
         """Why a request to an acting endpoint is refused (None: it may act)."""
         if self._token is None:
             if self._loopback:
                 return None
             return 403, (b'{"error": "this endpoint needs api_token_file when the API listens '
-                         b'beyond loopback"}\n')
+                         b'beyond loopback or tasks share this host\'s network"}\n')
         sent = b""
         for name, value in scope.get("headers") or ():
             if name.lower() == b"authorization":

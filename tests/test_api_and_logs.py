@@ -91,3 +91,24 @@ async def test_status_is_redacted(tmp_path, nursery):
     async with httpx.AsyncClient(base_url=agent.api.bound[0]) as client:
         text = (await client.get("/api/v1/status")).text
     assert "very-secret-node-value" not in text and "[redacted]" in text
+
+
+async def test_tasks_sharing_the_network_make_the_probe_need_a_token(tmp_path, nursery, workdir):
+    """With bubblewrap on the host's network a task reaches the loopback API: loopback is
+    then no proof of an operator, and the acting endpoint refuses without a token."""
+    import shutil
+    from bzzz.devhub import DevHubThread
+    from .conftest import require
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    seed = {"users": [{"login": "bot", "token": "t-bot"}],
+            "repos": [{"full_name": "bot/tasks", "push": []}]}
+    (tmp_path / "token").write_text("t-bot\n")
+    with DevHubThread(seed=seed) as hub:
+        agent = await start_agent(nursery, tmp_path, "c", sandbox="bwrap", task_network="bridge",
+                                  workspace_dir=workdir, github={
+                                      "url": hub.url, "repos": ["bot/tasks"],
+                                      "token_file": tmp_path / "token"})
+        async with httpx.AsyncClient(base_url=agent.api.bound[0]) as client:
+            r = await client.post("/api/v1/help/probe", json={"needs": [], "wait": 0.1})
+        assert r.status_code == 403 and b"api_token_file" in r.content
+        assert agent.sandbox.kind == "bwrap"
