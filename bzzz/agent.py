@@ -178,9 +178,9 @@ class Agent:
                                   lambda: self.node.dial_failures)
         api_token = (_read_secret_file(config.api_token_file, "api_token_file")
                      if config.api_token_file else None)
-        self.api_loopback = is_loopback(config.api_host_port[0])
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
-                       probe=self._help_probe, token=api_token, loopback=self.api_loopback)
+                       probe=self._help_probe, token=api_token,
+                       loopback=is_loopback(config.api_host_port[0]))
         self.maintenance_interval = MAINTENANCE_INTERVAL
         self.started_at = time.time()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -57,14 +56,6 @@ class Redactor:
                 alts = sorted(self._secrets, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(s) for s in alts))
 
-    def forget_all(self) -> None:
-        with self._lock:
-            self._secrets.clear()
-            self._pattern = None
-
-    @property
-    def count(self) -> int:
-        return len(self._secrets)
 
     def text(self, text: str) -> str:
         if not text:
@@ -88,12 +79,6 @@ class Redactor:
             out = [self.value(v) for v in obj]
             return out if isinstance(obj, list) else tuple(out)
         return obj
-
-    def leaks(self, text: str, extra: Iterable[str] = ()) -> list[str]:
-        """Which registered secrets (or ``extra`` values) appear in ``text``: for tests and
-        for the checks before text leaves the agent."""
-        found = [s for s in list(self._secrets) + list(extra) if s and s in text]
-        return found + [m.group(0)[:12] + "…" for m in _SHAPES.finditer(text)]
 
 
 REDACTOR = Redactor()

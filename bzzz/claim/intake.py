@@ -73,9 +73,6 @@ class Permissions:
     async def writers(self, repo: str, logins: set[str]) -> set[str]:
         return {login for login in sorted(logins) if await self.writer(repo, login)}
 
-    def forget(self, repo: str, login: str) -> None:
-        self._cache.pop((repo.lower(), login.lower()), None)
-
 
 class CommandLock:
     """``refs/bzzz/commands/<comment id>``: created by exactly one agent, which then does the
@@ -125,11 +122,10 @@ Handler = Callable[[Command, bool], Awaitable[None]]  # (command, we won the com
 
 
 class CommentIntake:
-    def __init__(self, gh: GitHubClient, repos: list[str], perms: Permissions,
+    def __init__(self, gh: GitHubClient, perms: Permissions,
                  locks: Mapping[str, CommandLock | EveryoneActs], handler: Handler, *,
                  state_file: Path | None = None, is_task: Callable[[str, int], bool] = lambda r, n: True) -> None:
         self.gh = gh
-        self.repos = repos
         self.perms = perms
         self.locks = locks
         self.handler = handler

@@ -34,7 +34,8 @@ from .issues import IssueOps
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
                    ineligible_reason, parse_issue, task_timeout)
-from .trust import Command, Verb, approval_state, body_digest, comment_views, voices
+from .trust import (Approval, Command, Verb, approval_state, body_digest, comment_views,
+                    voices)
 
 log = logging.getLogger("bzzz.claim")
 # "bash: line 1: frobnicate: command not found": a capability the task turned out to need
@@ -114,7 +115,7 @@ class ClaimService:
         self.ops = {r: IssueOps(gh, r) for r in settings.repos}
         self.perms = Permissions(gh, ttl=settings.trust_ttl)
         self.intake = CommentIntake(
-            gh, settings.repos, self.perms,
+            gh, self.perms,
             {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
              if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
             self.on_command, state_file=settings.intake_state,
@@ -140,9 +141,9 @@ class ClaimService:
 
     def on_webhook(self, event: str, repo: str, payload: dict) -> None:
         """A verified delivery for one of our repositories: poll now instead of waiting."""
-        if repo.lower() in {r.lower() for r in self.s.repos}:
-            self.intake.on_webhook(event, next(r for r in self.s.repos if r.lower() == repo.lower()),
-                                   payload)
+        ours = {r.lower(): r for r in self.s.repos}.get(repo.lower())
+        if ours is not None:
+            self.intake.on_webhook(event, ours, payload)
             self.wake.set()
 
     def status(self) -> list[dict]:
@@ -318,10 +319,7 @@ class ClaimService:
             return
         if run.handed_from:
             self._decide("help_adopted", task, origin=run.handed_from)
-        try:
-            spec = task.spec
-        except TaskError:
-            spec = None  # ineligible_reason refused it already; a fresh edit may have broken it
+        spec = task.spec  # well-formed: ineligible_reason refused a malformed one above
         command = spec.code if spec is not None and spec.executor in ("shell", "container") else None
         if command is None:
             self._decide("needs_input", task)
@@ -365,9 +363,7 @@ class ClaimService:
         ops = self.ops[task.repo]
         if task.author and await self.perms.writer(task.repo, task.author):
             return True
-        views = comment_views(await ops.comments(task.number))
-        state = approval_state(task.body, views,
-                               await self.perms.writers(task.repo, voices(views)))
+        state = await self._approval(ops, task.number, task.body)
         if state.approved:
             self._decide("approved", task, digest=state.short, approvers=list(state.approvers))
             return True
@@ -410,11 +406,14 @@ class ClaimService:
         if cmd.verb in (Verb.RETRY, Verb.APPROVE):
             self.wake.set()  # the task may be claimable now
 
+    async def _approval(self, ops: IssueOps, number: int, body: str) -> Approval:
+        """Whether ``body`` is approved, from the issue's comments and their authors' access."""
+        views = comment_views(await ops.comments(number))
+        return approval_state(body, views, await self.perms.writers(ops.repo, voices(views)))
+
     async def _approve(self, ops: IssueOps, cmd: Command) -> None:
         doc = await ops.get(cmd.issue)
-        body = doc.get("body") or ""
-        views = comment_views(await ops.comments(cmd.issue))
-        state = approval_state(body, views, await self.perms.writers(cmd.repo, voices(views)))
+        state = await self._approval(ops, cmd.issue, doc.get("body") or "")
         if state.approved:
             await ops.remove_label(cmd.issue, STATE_LABELS["needs-approval"])
             await self._react(ops, cmd, "+1")

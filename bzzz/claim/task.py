@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 TASK_LABEL = "bzzz"
@@ -133,11 +134,24 @@ class Task:
 
     @property
     def command(self) -> str | None:
-        return command_from_body(self.body)
+        spec = self._parsed_spec[0]
+        return spec.code if spec else None
+
+    @cached_property
+    def _parsed_spec(self) -> tuple[TaskSpec | None, TaskError | None]:
+        """Parsed once per Task (ranking asks for every task on every poll)."""
+        try:
+            return spec_from_body(self.body), None
+        except TaskError as exc:
+            return None, exc
 
     @property
     def spec(self) -> TaskSpec | None:
-        return spec_from_body(self.body)
+        """The task spec; TaskError when its first line is malformed."""
+        spec, error = self._parsed_spec
+        if error is not None:
+            raise error
+        return spec
 
     def rank_key(self) -> tuple:
         return (PRIORITIES.index(self.priority), self.created_at, self.repo, self.number)
@@ -166,7 +180,7 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
         state=str(doc.get("state", "open")),
         assignees=tuple(a.get("login", "") for a in assignees if isinstance(a, Mapping)),
         is_pull="pull_request" in doc,
-        author=str((doc.get("user") or {}).get("login", "")) if isinstance(doc.get("user"), Mapping) else "",
+        author=str(user.get("login", "")) if isinstance(user := doc.get("user"), Mapping) else "",
     )
 
 

@@ -203,6 +203,17 @@ def _own_workspace(paths: Sequence[Path | None], user: RunAs | None) -> None:
             os.chown(p, user.uid, user.gid)
 
 
+def _prepare(workspace: Path, output_dir: Path | None,
+             user: RunAs | None) -> tuple[Path, Path | None, dict]:
+    """The resolved workspace and output directory, handed to ``user``, and the process
+    options that start the task (or its sandbox) as that user."""
+    ws = Path(workspace).resolve()
+    out = Path(output_dir).resolve() if output_dir else None
+    _own_workspace([ws, out], user)
+    popen = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    return ws, out, popen
+
+
 class _Records:
     """Process groups this agent started, in ``state_dir``: what :meth:`reap` kills after an
     agent was killed before it could clean up."""
@@ -326,10 +337,7 @@ class NoSandbox:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
-        ws = Path(workspace).resolve()
-        _own_workspace([ws, output_dir], self.user)
-        popen = ({"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
-                 if self.user else {})
+        ws, _, popen = _prepare(workspace, output_dir, self.user)
         return await _run_process(argv, cwd=ws, env=env, timeout=timeout, max_output=max_output,
                                   kill_grace=kill_grace, popen=popen, records=self.records)
 
@@ -425,11 +433,7 @@ class BwrapSandbox:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
-        ws = Path(workspace).resolve()
-        out = Path(output_dir).resolve() if output_dir else None
-        _own_workspace([ws, out], self.user)
-        popen = ({"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
-                 if self.user else {})
+        ws, out, popen = _prepare(workspace, output_dir, self.user)
         # The environment is bubblewrap's own (not --setenv: argv is world-readable in
         # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
         return await _run_process(self.args(ws, out) + list(argv), cwd=ws, env=env,
