@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bzzz.claim.task import (PeerView, Task, TaskError, choose, command_from_body,
@@ -115,3 +115,38 @@ def test_with_peers_nodes_spread_over_equal_tasks_but_keep_priority_first():
     assert len(seconds) >= 5  # spread over the window instead of all racing for #1
     assert all(n <= 20 for n in seconds)  # only within the window of the oldest tasks
     assert choose(tasks, ["shell"], 0, 2).take[1].number == 1  # no peers: strict order
+
+
+# The old whole-body expression, kept as an oracle: the line scanner must find the same block
+_ORACLE = __import__("re").compile(
+    r"^(?P<fence>```+|~~~+)[ \t]*bzzz(?:[ \t]+(?P<info>[^\r\n`]*?))?[ \t]*\r?\n"
+    r"(?P<code>.*?)\r?\n(?P=fence)[ \t]*$", __import__("re").S | __import__("re").M)
+_LINES = st.sampled_from(["```bzzz", "```bzzz shell k=v ", "```", "```  ", "````", "~~~bzzz",
+                          "~~~", "", "x", "echo hi", "```bzzz`", "````bzzz", " ```", "bzzz"])
+_PIECES = st.sampled_from(["```", "~~~", "bzzz", " ", "\n", "x", "`", "k=v"])
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.lists(_LINES, max_size=12).map("\n".join),
+                 st.lists(_PIECES, max_size=30).map("".join)))
+def test_the_line_scanner_finds_what_the_old_expression_found(body):
+    from bzzz.claim.task import _first_block
+    m = _ORACLE.search(body)
+    found = _first_block(body)
+    if m is None:
+        assert found is None
+    else:
+        assert found == (m.group("info") or "", m.group("code"))
+
+
+def test_thousands_of_unclosed_openers_parse_in_milliseconds():
+    """A 240 KB body of unclosed ```bzzz lines held the event loop for 50 s."""
+    import time
+    for body in ("```bzzz\n" * 30000, "```bzzz x=1\n" * 20000, "~~~bzzz\n```\n" * 20000):
+        start = time.perf_counter()
+        command_from_body(body)
+        assert time.perf_counter() - start < 0.5
+
+
+def test_a_crlf_body_closes_its_block():
+    assert command_from_body("```bzzz\r\necho hi\r\n```\r\n\r\nthanks\r\n") == "echo hi"

@@ -125,3 +125,14 @@ def test_never_raises_on_any_comments(body, raw):
     assert state.digest == body_digest(body)
     for c in comments:
         parse_command(c.body)
+
+
+def test_hostile_comments_parse_in_milliseconds():
+    """Every comment is parsed, outsiders' too: 16,000 command-like lines took 5 s."""
+    import time
+    for text in ("/bzzz x\n" * 16000, "```\n/bzzz approve 1\n" * 8000, "```\n" * 30000 + "/bzzz retry"):
+        start = time.perf_counter()
+        parse_command(text)
+        assert time.perf_counter() - start < 0.5
+    assert parse_command("```\n" * 30000 + "/bzzz retry") == (Verb.RETRY, "")
+    assert parse_command("```\n" * 29999 + "/bzzz retry") is None

@@ -19,6 +19,7 @@ ignored (and counted).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -76,10 +77,10 @@ class Command:
 _FENCE_LINE = re.compile(r"^[ \t]*(```|~~~)", re.M)
 
 
-def _outside_fences(text: str, pos: int) -> bool:
-    """Whether ``pos`` is outside fenced code blocks (a command quoted in a fence, as the
-    agents' own comments show them, is not a command)."""
-    return len(_FENCE_LINE.findall(text, 0, pos)) % 2 == 0
+def _outside_fences(fences: list[int], pos: int) -> bool:
+    """Whether ``pos`` is outside fenced code blocks, given the sorted positions of the fence
+    lines (a command quoted in a fence, as the agents' own comments show them, is not one)."""
+    return bisect.bisect_left(fences, pos) % 2 == 0
 
 
 def parse_command(text: str | None) -> tuple[Verb, str] | None:
@@ -90,12 +91,15 @@ def parse_command(text: str | None) -> tuple[Verb, str] | None:
     if not text or find_markers(text):
         return None
     text = text[: MAX_ARG * 2]
+    fences: list[int] | None = None  # found once, and only for a comment with a command line
     for m in _COMMAND.finditer(text):
-        if not _outside_fences(text, m.start()):
-            continue
         try:
             verb = Verb(m["verb"].lower())
         except ValueError:
+            continue
+        if fences is None:
+            fences = [f.start() for f in _FENCE_LINE.finditer(text)]
+        if not _outside_fences(fences, m.start()):
             continue
         if verb is Verb.ANSWER:
             rest = text[m.start("rest"):]
