@@ -105,11 +105,11 @@ def python_for(uid: int) -> list[str] | None:
     sites = ":".join(p for p in sys.path if p.endswith("site-packages"))
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
     candidates = [[sys.executable, "-m", "bzzz"]]
-    for p in (f"/usr/bin/python{ver}", f"/usr/local/bin/python{ver}"):
-        if os.path.exists(p) and os.path.realpath(p) != os.path.realpath(sys.executable):
-            candidates.append([p, "-S", "-c", _BOOT, sites, repo])
+    systems = [p for p in (f"/usr/bin/python{ver}", f"/usr/local/bin/python{ver}")
+               if os.path.exists(p) and os.path.realpath(p) != os.path.realpath(sys.executable)]
+    candidates += [[p, "-S", "-c", _BOOT, sites, repo] for p in systems]
     found = None
-    for argv in candidates:
+    for argv in _with_staged_copy(candidates, systems, sites, repo):
         try:
             r = subprocess.run(argv + ["--help"], user=uid, group=uid, extra_groups=[],
                                capture_output=True, timeout=60, cwd="/")
@@ -120,6 +120,31 @@ def python_for(uid: int) -> list[str] | None:
             break
     _PY_CACHE[uid] = found
     return found
+
+
+def _with_staged_copy(candidates: list[list[str]], systems: list[str], sites: str, repo: str):
+    """The candidates, then (only if none of them ran) the system's python over a copy of
+    the site-packages and of the bzzz package in a directory every user can enter: a clone
+    inside a private directory (a 0700 temporary directory, say) is out of the user's reach
+    wherever its venv lives. The copy is hard links where the filesystem allows."""
+    yield from candidates
+    if not systems:
+        return
+    import atexit
+    import tempfile
+    stage = Path(tempfile.mkdtemp(prefix="bzzz-hostile-py-"))
+    stage.chmod(0o755)
+    atexit.register(shutil.rmtree, stage, True)
+    staged = []
+    for i, site_dir in enumerate(s for s in sites.split(":") if s and os.path.isdir(s)):
+        dest = stage / f"site{i}"
+        if subprocess.run(["cp", "-al", site_dir, str(dest)], capture_output=True).returncode:
+            shutil.copytree(site_dir, dest, symlinks=True, dirs_exist_ok=True)
+        staged.append(str(dest))
+    shutil.copytree(Path(repo) / "bzzz", stage / "src" / "bzzz",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for p in systems:
+        yield [p, "-S", "-c", _BOOT, ":".join(staged), str(stage / "src")]
 
 
 # -- secrets ---------------------------------------------------------------------------------
