@@ -73,6 +73,9 @@ def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path, workdir):
 
         try:
             wait_for(lambda: done_count() == TASKS, 600, 2.0, "all 200 tasks done")
+        except TimeoutError:
+            _explain_stuck(owner, tmp_path)
+            raise
         finally:
             for p in procs:
                 p.terminate()
@@ -88,3 +91,25 @@ def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path, workdir):
             results = [c for c in comments if "<!-- bzzz:result:" in c["body"]]
             claims = [c for c in comments if "<!-- bzzz:claim:" in c["body"]]
             assert len(results) == 1 and len(claims) == 1, (n, len(results), len(claims))
+
+
+def _explain_stuck(owner: httpx.Client, tmp_path: Path) -> None:
+    """Print what the tasks that never finished look like, and what the agents said of them."""
+    owner.delete("/_devhub/faults")
+    issues = owner.get("/repos/owner/tasks/issues",
+                       params={"state": "all", "per_page": 100, "page": 1}).json()
+    issues += owner.get("/repos/owner/tasks/issues",
+                        params={"state": "all", "per_page": 100, "page": 2}).json()
+    for issue in issues:
+        labels = [label["name"] for label in issue["labels"]]
+        if "bzzz:done" in labels:
+            continue
+        n = issue["number"]
+        print(f"--- issue {n} {issue['state']} {labels} assignees="
+              f"{[a['login'] for a in issue.get('assignees') or []]}")
+        for c in owner.get(f"/repos/owner/tasks/issues/{n}/comments").json():
+            print(f"  comment {c['id']} by {c['user']['login']}: {c['body'][:160]!r}")
+        for log in sorted(tmp_path.glob("r*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if f"#{n} " in line or f"#{n}:" in line or f"/{n} " in line or f"#{n}\"" in line:
+                    print(f"  {log.stem}: {line[:300]}")

@@ -75,8 +75,11 @@ MAX_SIMPLE = 500          # simple commands checked (nested ones included)
 MAX_ALTERNATIVES = 8      # values a variable may have (for loops, branches)
 MAX_VALUE = 4096          # longest variable value tracked
 MAX_NESTED_TEXT = 4 * MAX_COMMAND
-TIME_BUDGET = 0.030       # seconds of one check; past it the command is refused
-PARSE_BUDGET = 0.010      # seconds tree-sitter may take over one parse
+TIME_BUDGET = 0.030       # CPU seconds of one check; past it the command is refused
+PARSE_BUDGET = 0.010      # CPU seconds tree-sitter may take over one parse
+# The budgets count the checking thread's own CPU time, not the wall clock: a loaded machine
+# (many agents on few cores) must not turn an ordinary command into a refusal.
+_cpu = time.thread_time
 
 _LANGUAGE = Language(tree_sitter_bash.language())
 _local = threading.local()
@@ -428,7 +431,7 @@ class _Checker:
         self.error_line = 0
         self.simples = 0
         self.nested_chars = 0
-        self.deadline = time.perf_counter() + policy.time_budget
+        self.deadline = _cpu() + policy.time_budget
 
     # ------------------------------------------------------------------ plumbing
 
@@ -440,14 +443,14 @@ class _Checker:
         """The syntax tree of ``text``, or None where bash syntax is broken (the parse stops
         at the first error; it is cut off past the time budget)."""
         data = text.encode("utf-8", "surrogatepass")
-        limit = min(self.deadline, time.perf_counter() + PARSE_BUDGET)
+        limit = min(self.deadline, _cpu() + PARSE_BUDGET)
         state = [0, False]
 
         def progress(offset: int, has_error: bool) -> bool:
             if has_error:
                 state[0] = offset
                 return True
-            if time.perf_counter() > limit:
+            if _cpu() > limit:
                 state[1] = True
                 return True
             return False
@@ -485,7 +488,7 @@ class _Checker:
         while stack:
             kind, item, ctx = stack.pop()
             visited += 1
-            if visited & 63 == 0 and time.perf_counter() > self.deadline:
+            if visited & 63 == 0 and _cpu() > self.deadline:
                 raise _Budget("the check took too long (the command is too complex)")
             if kind == _RESTORE:
                 self.restore(item)
@@ -2581,10 +2584,11 @@ def _get_limiter() -> trio.CapacityLimiter:
 
 
 async def check_async(command: str, workspace: str, policy: Policy | None = None, *,
-                      deadline: float = 0.25) -> Verdict:
-    """``check`` off the event loop (a worker thread behind a small limiter), under
-    ``deadline`` seconds: past it the command is refused and the thread is abandoned (its own
-    time budget ends it soon after)."""
+                      deadline: float = 10.0) -> Verdict:
+    """``check`` off the event loop (a worker thread behind a small limiter). The check's own
+    budgets (CPU time) refuse a command that is too complex; ``deadline`` (wall seconds) is
+    only a backstop for a machine so loaded that the thread cannot run at all: past it the
+    command is refused and the thread abandoned."""
     with trio.move_on_after(deadline):
         return await trio.to_thread.run_sync(check, command, workspace, policy,
                                              abandon_on_cancel=True, limiter=_get_limiter())
