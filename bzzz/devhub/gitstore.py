@@ -151,7 +151,9 @@ class GitStore:
                 if "content" in e and e["content"] is not None:
                     sha = await self.write_blob(full_name, str(e["content"]).encode())
                 elif e.get("sha") is None and "sha" in e:
-                    await self._git(full_name, "update-index", "--force-remove", path, env=env)
+                    # mode 0 removes the entry (--force-remove wants a work tree)
+                    await self._git(full_name, "update-index", "--index-info",
+                                    data=f"0 {ZERO}\t{path}\n".encode(), env=env)
                     continue
                 else:
                     sha = e.get("sha")
