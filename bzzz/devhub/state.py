@@ -9,6 +9,7 @@ wins); issue events have 1 s timestamps and increasing ids.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes
 class HubError(Exception):
     """An API error: HTTP status and GitHub's message."""
 
-    def __init__(self, status: int, message: str, errors: list[dict] | None = None) -> None:
+    def __init__(self, status: int, message: str, errors: list[dict | str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -80,6 +81,44 @@ class Event:
     created_at: int
     assignee: str | None = None
     label: str | None = None
+    commit_id: str | None = None
+    requested_reviewer: str | None = None
+
+
+@dataclass
+class Review:
+    """A pull request review: PENDING until submitted, then APPROVED, CHANGES_REQUESTED or
+    COMMENTED (DISMISSED later, by a writer or by a push under dismiss_stale_reviews)."""
+    id: int
+    pull: int
+    user: str
+    body: str
+    state: str
+    commit_id: str
+    created_at: int
+    submitted_at: int | None = None
+
+
+@dataclass
+class ReviewComment:
+    """A comment on a line (or a file) of a pull request's diff; always part of a review."""
+    id: int
+    pull: int
+    review_id: int
+    user: str
+    body: str
+    path: str
+    commit_id: str
+    created_at: int
+    updated_at: int
+    line: int | None = None
+    side: str | None = None
+    start_line: int | None = None
+    start_side: str | None = None
+    position: int | None = None
+    diff_hunk: str = ""
+    subject_type: str = "line"
+    in_reply_to: int | None = None
 
 
 @dataclass
@@ -117,6 +156,9 @@ class Repo:
     events: list[Event] = field(default_factory=list)
     hooks: dict[int, dict] = field(default_factory=dict)
     reactions: dict[str, list[Reaction]] = field(default_factory=dict)  # "issue:N"/"comment:ID"
+    reviews: dict[int, Review] = field(default_factory=dict)
+    review_comments: dict[int, ReviewComment] = field(default_factory=dict)
+    protections: dict[str, dict] = field(default_factory=dict)  # branch -> protection.normalize()
     next_number: int = 1
     created_at: int = 0
     default_branch: str = "main"
@@ -327,28 +369,43 @@ class Hub:
         return issue
 
     def _event(self, repo: Repo, issue: Issue, kind: str, actor: str, now: int,
-               assignee: str | None = None, label: str | None = None) -> None:
-        repo.events.append(Event(self.new_id(), issue.number, kind, actor, now, assignee, label))
+               assignee: str | None = None, label: str | None = None,
+               commit_id: str | None = None, requested_reviewer: str | None = None,
+               announce: bool = True) -> None:
+        repo.events.append(Event(self.new_id(), issue.number, kind, actor, now, assignee, label,
+                                 commit_id, requested_reviewer))
+        if not announce:
+            return
         extra: dict[str, Any] = {"sender": actor}
         if assignee is not None:
             extra["assignee"] = assignee
         if label is not None:
             extra["label"] = label
+        if requested_reviewer is not None:
+            extra["requested_reviewer"] = requested_reviewer
         self._announce(repo, "issues", kind, issue.number, extra)
 
     def _announce(self, repo: Repo, event: str, action: str, number: int,
                   extra: dict[str, Any]) -> None:
-        if repo.hooks:
-            self.outbox.append((repo.full_name.lower(), event, action, number, extra))
+        """Queue a webhook. A pull request's issue events are ``pull_request`` events, as on
+        GitHub (which sends no ``issues`` event for a pull request)."""
+        if not repo.hooks:
+            return
+        issue = repo.issues.get(number)
+        if event == "issues" and issue is not None and issue.pull is not None:
+            event = "pull_request"
+        self.outbox.append((repo.full_name.lower(), event, action, number, extra))
 
     def create_issue(self, repo: Repo, actor: str, now: int, title: Any, body: Any = None,
-                     labels: Any = None, assignees: Any = None) -> Issue:
+                     labels: Any = None, assignees: Any = None,
+                     pull: dict | None = None) -> Issue:
         if not isinstance(title, (str, int)) or str(title) == "":
             raise HubError(422, "Validation Failed",
                            [{"resource": "Issue", "code": "missing_field", "field": "title"}])
         if body is not None and not isinstance(body, str):
             raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
-        issue = Issue(repo.next_number, self.new_id(), str(title), body, actor, now, now)
+        issue = Issue(repo.next_number, self.new_id(), str(title), body, actor, now, now,
+                      pull=pull)
         repo.next_number += 1
         repo.issues[issue.number] = issue
         self._announce(repo, "issues", "opened", issue.number, {"sender": actor})
@@ -362,7 +419,7 @@ class Hub:
         return issue
 
     def update_issue(self, repo: Repo, number: int, actor: str, now: int,
-                     changes: dict[str, Any]) -> Issue:
+                     changes: dict[str, Any], edited: dict[str, Any] | None = None) -> Issue:
         """GitHub's PATCH: "Issue owners and users with push access can edit an issue."
 
         Writers change anything. The issue's author changes its title, body and state; a
@@ -391,7 +448,12 @@ class Hub:
                                                  "duplicate"):
             raise HubError(422, "Validation Failed",
                            [{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
-        edited: dict[str, Any] = {}
+        if issue.pull is not None and changes.get("state") == "open" and issue.pull["merged"]:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequest", "code": "custom", "field": "state",
+                             "message": "state cannot be changed. The pull request cannot be "
+                                        "reopened because it has been merged."}])
+        edited = dict(edited or {})
         if "title" in changes and str(changes["title"]) != issue.title:
             edited["title"] = {"from": issue.title}
             issue.title = str(changes["title"])
@@ -405,13 +467,14 @@ class Hub:
             state = changes["state"]
             if state != issue.state:
                 issue.state = state
+                pull = issue.pull is not None  # a pull request's issue has no state_reason
                 if state == "closed":
                     issue.closed_at, issue.closed_by = now, actor
-                    issue.state_reason = reason or "completed"
+                    issue.state_reason = None if pull else reason or "completed"
                     self._event(repo, issue, "closed", actor, now)
                 else:
                     issue.closed_at, issue.closed_by = None, None
-                    issue.state_reason = "reopened"
+                    issue.state_reason = None if pull else "reopened"
                     self._event(repo, issue, "reopened", actor, now)
         if triager and "labels" in changes:
             self.set_labels(repo, number, actor, now, changes["labels"], touch=False)
@@ -428,12 +491,358 @@ class Hub:
         return issue
 
     def create_pull(self, repo: Repo, actor: str, now: int, title: Any, body: Any, head: str,
-                    base: str, draft: bool = False) -> Issue:
+                    base: str, draft: bool = False, head_sha: str | None = None,
+                    base_sha: str | None = None, maintainer_can_modify: bool = False) -> Issue:
         """A pull request: an issue with a ``pull`` part (the app checks the branches)."""
-        issue = self.create_issue(repo, actor, now, title, body)
-        issue.pull = {"head": head, "base": base, "draft": bool(draft), "merged": False}
+        pull = pull_defaults({"id": self.new_id(), "head": head, "base": base,
+                              "draft": bool(draft), "head_sha": head_sha, "base_sha": base_sha,
+                              "maintainer_can_modify": bool(maintainer_can_modify)})
+        issue = self.create_issue(repo, actor, now, title, body, pull=pull)
         repo.pull_authors.add(actor)
         return issue
+
+    def pull(self, repo: Repo, number: int) -> Issue:
+        issue = repo.issues.get(number)
+        if issue is None or issue.pull is None:
+            raise not_found()
+        return issue
+
+    def update_pull(self, repo: Repo, number: int, actor: str, now: int,
+                    changes: dict[str, Any], base_sha: str | None = None) -> Issue:
+        """``PATCH /pulls/{n}``: title, body and state as for its issue; ``base`` (an existing
+        branch, the app checks) by its author or a writer, while it is open."""
+        issue = self.pull(repo, number)
+        allowed = {k: changes[k] for k in ("title", "body", "state") if k in changes}
+        edited: dict[str, Any] = {}
+        base = changes.get("base")
+        if base is not None and base != issue.pull["base"]:
+            if actor != issue.user and not repo.can_push(actor):
+                raise HubError(403, "Must have push access to edit this pull request.")
+            if issue.state != "open":
+                raise HubError(422, "Validation Failed",
+                               [{"resource": "PullRequest", "code": "custom", "field": "base",
+                                 "message": "Cannot change the base branch of a closed pull "
+                                            "request."}])
+            edited["base"] = {"ref": {"from": issue.pull["base"]},
+                              "sha": {"from": issue.pull["base_sha"]}}
+            issue.pull["base"], issue.pull["base_sha"] = base, base_sha
+        return self.update_issue(repo, number, actor, now, allowed, edited=edited)
+
+    # ------------------------------------------------------------ review requests
+
+    def _require_review_requester(self, repo: Repo, issue: Issue, actor: str) -> None:
+        if actor != issue.user and not repo.can_triage(actor):
+            raise HubError(403, "Must have triage access to request reviews.")
+
+    def request_reviewers(self, repo: Repo, number: int, actor: str, now: int, logins: Any,
+                          teams: Any = None) -> Issue:
+        """GitHub's review requests: only from collaborators, never from the author; already
+        requested logins are no news (no event, no webhook)."""
+        issue = self.pull(repo, number)
+        self._require_review_requester(repo, issue, actor)
+        wanted = _names(logins, "reviewers")
+        if _names(teams, "team_reviewers") or any(
+                w not in self.users or repo.role(w) is None for w in wanted if w != issue.user):
+            raise HubError(422, "Reviews may only be requested from collaborators. One or more "
+                           "of the users or teams you specified is not a collaborator of the "
+                           f"{repo.full_name} repository.")
+        if issue.user in wanted:
+            raise HubError(422, "Review cannot be requested from pull request author.")
+        for login in dict.fromkeys(wanted):
+            if login not in issue.pull["requested_reviewers"]:
+                issue.pull["requested_reviewers"].append(login)
+                self._event(repo, issue, "review_requested", actor, now,
+                            requested_reviewer=login)
+        issue.updated_at = now
+        return issue
+
+    def remove_reviewers(self, repo: Repo, number: int, actor: str, now: int,
+                         logins: Any) -> Issue:
+        issue = self.pull(repo, number)
+        self._require_review_requester(repo, issue, actor)
+        for login in _names(logins, "reviewers"):
+            if login in issue.pull["requested_reviewers"]:
+                issue.pull["requested_reviewers"].remove(login)
+                self._event(repo, issue, "review_request_removed", actor, now,
+                            requested_reviewer=login)
+        issue.updated_at = now
+        return issue
+
+    # ------------------------------------------------------------ reviews
+
+    def review(self, repo: Repo, number: int, review_id: int, viewer: str | None) -> Review:
+        """A review of pull request ``number``; someone else's pending review is a 404."""
+        review = repo.reviews.get(review_id)
+        if review is None or review.pull != number or (
+                review.state == "PENDING" and review.user != viewer):
+            raise not_found()
+        return review
+
+    def reviews(self, repo: Repo, number: int, viewer: str | None) -> list[Review]:
+        """Submitted reviews and the viewer's pending one, oldest first."""
+        return sorted((r for r in repo.reviews.values() if r.pull == number and (
+            r.state != "PENDING" or r.user == viewer)), key=lambda r: r.id)
+
+    def latest_reviews(self, repo: Repo, number: int) -> dict[str, str]:
+        """Each reviewer's latest approving, change-requesting or dismissed review state
+        (what branch protection counts; a later comment-only review changes nothing)."""
+        latest: dict[str, str] = {}
+        for r in self.reviews(repo, number, None):
+            if r.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+                latest[r.user] = r.state
+        return latest
+
+    @staticmethod
+    def _check_review_event(issue: Issue, actor: str, event: str, body: str,
+                            comments: int) -> str:
+        states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED",
+                  "COMMENT": "COMMENTED"}
+        if event not in states:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequestReview", "code": "invalid",
+                             "field": "event"}])
+        if actor == issue.user and event == "APPROVE":
+            raise HubError(422, "Unprocessable Entity", ["Can not approve your own pull request"])
+        if actor == issue.user and event == "REQUEST_CHANGES":
+            raise HubError(422, "Unprocessable Entity",
+                           ["Can not request changes on your own pull request"])
+        if event != "APPROVE" and not body and not comments:
+            raise HubError(422, "Unprocessable Entity",
+                           [f"Body is required when the event is {event}"])
+        return states[event]
+
+    def create_review(self, repo: Repo, number: int, actor: str, now: int, body: Any,
+                      event: Any, commit_id: str, comments: list[dict]) -> Review:
+        """A review, submitted at once with ``event`` or left PENDING without one.
+        ``comments`` are checked against the diff by the app (path, line, side, position,
+        diff_hunk, body...)."""
+        issue = self.pull(repo, number)
+        if body is not None and not isinstance(body, str):
+            raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+        body = body or ""
+        if event in (None, "", "PENDING"):
+            state = "PENDING"
+        else:
+            state = self._check_review_event(issue, actor, event, body, len(comments))
+        if any(r.pull == number and r.user == actor and r.state == "PENDING"
+               for r in repo.reviews.values()):
+            raise HubError(422, "Unprocessable Entity",
+                           ["User can only have one pending review per pull request"])
+        review = Review(self.new_id(), number, actor, body, state, commit_id, now)
+        repo.reviews[review.id] = review
+        for c in comments:
+            self._new_review_comment(repo, review, actor, now, c)
+        if state != "PENDING":
+            self._submitted(repo, issue, review, actor, now)
+        return review
+
+    def _submitted(self, repo: Repo, issue: Issue, review: Review, actor: str, now: int) -> None:
+        review.submitted_at = now
+        if actor in issue.pull["requested_reviewers"]:  # a review answers the request
+            issue.pull["requested_reviewers"].remove(actor)
+        issue.updated_at = now
+        self._announce(repo, "pull_request_review", "submitted", issue.number,
+                       {"sender": actor, "review": review})
+        for c in sorted((c for c in repo.review_comments.values() if c.review_id == review.id),
+                        key=lambda c: c.id):
+            self._announce(repo, "pull_request_review_comment", "created", issue.number,
+                           {"sender": actor, "comment": c})
+
+    def submit_review(self, repo: Repo, number: int, review_id: int, actor: str, now: int,
+                      event: Any, body: Any) -> Review:
+        issue = self.pull(repo, number)
+        review = self.review(repo, number, review_id, actor)
+        if review.state != "PENDING":
+            raise HubError(422, "Unprocessable Entity", ["Can not submit a non-pending review"])
+        if body is not None and not isinstance(body, str):
+            raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+        body = body or review.body
+        comments = sum(1 for c in repo.review_comments.values() if c.review_id == review.id)
+        review.state = self._check_review_event(issue, actor, event, body, comments)
+        review.body = body
+        self._submitted(repo, issue, review, actor, now)
+        return review
+
+    def edit_review(self, repo: Repo, number: int, review_id: int, actor: str, now: int,
+                    body: Any) -> Review:
+        review = self.review(repo, number, review_id, actor)
+        if review.user != actor:
+            raise HubError(403, "You can only update your own reviews.")
+        if not isinstance(body, str) or not body:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequestReview", "code": "missing_field",
+                             "field": "body"}])
+        if body != review.body:
+            changes = {"body": {"from": review.body}}
+            review.body = body
+            if review.state != "PENDING":
+                self._announce(repo, "pull_request_review", "edited", number,
+                               {"sender": actor, "review": review, "changes": changes})
+        return review
+
+    def delete_review(self, repo: Repo, number: int, review_id: int, actor: str) -> Review:
+        review = self.review(repo, number, review_id, actor)
+        if review.state != "PENDING":
+            raise HubError(422, "Unprocessable Entity",
+                           ["Can not delete a non-pending pull request review"])
+        del repo.reviews[review.id]
+        for c in [c for c in repo.review_comments.values() if c.review_id == review.id]:
+            del repo.review_comments[c.id]
+        return review
+
+    def dismiss_review(self, repo: Repo, number: int, review_id: int, actor: str, now: int,
+                       message: Any) -> Review:
+        self._require_push(repo, actor)
+        review = self.review(repo, number, review_id, actor)
+        if not isinstance(message, str) or not message:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequestReview", "code": "missing_field",
+                             "field": "message"}])
+        if review.state not in ("APPROVED", "CHANGES_REQUESTED"):
+            raise HubError(422, "Unprocessable Entity",
+                           ["Can not dismiss a " + ("pending" if review.state == "PENDING"
+                                                    else "commented") + " pull request review"])
+        review.state = "DISMISSED"
+        self._announce(repo, "pull_request_review", "dismissed", number,
+                       {"sender": actor, "review": review})
+        return review
+
+    def dismiss_stale_approvals(self, repo: Repo, number: int) -> None:
+        """A push to the head under ``dismiss_stale_reviews``: approvals no longer count."""
+        for r in repo.reviews.values():
+            if r.pull == number and r.state == "APPROVED":
+                r.state = "DISMISSED"
+
+    # ------------------------------------------------------------ review comments
+
+    def _new_review_comment(self, repo: Repo, review: Review, actor: str, now: int,
+                            c: dict[str, Any]) -> ReviewComment:
+        comment = ReviewComment(
+            self.new_id(), review.pull, review.id, actor, c["body"], c["path"],
+            c.get("commit_id") or review.commit_id, now, now, line=c.get("line"),
+            side=c.get("side"), start_line=c.get("start_line"), start_side=c.get("start_side"),
+            position=c.get("position"), diff_hunk=c.get("diff_hunk", ""),
+            subject_type=c.get("subject_type", "line"), in_reply_to=c.get("in_reply_to"))
+        repo.review_comments[comment.id] = comment
+        return comment
+
+    def review_comment(self, repo: Repo, comment_id: int, viewer: str | None) -> ReviewComment:
+        comment = repo.review_comments.get(comment_id)
+        review = repo.reviews.get(comment.review_id) if comment else None
+        if comment is None or review is None or (review.state == "PENDING"
+                                                 and review.user != viewer):
+            raise not_found()
+        return comment
+
+    def visible_review_comments(self, repo: Repo) -> list[ReviewComment]:
+        """Review comments of submitted reviews (pending ones are their author's draft)."""
+        return [c for c in repo.review_comments.values()
+                if c.review_id in repo.reviews and repo.reviews[c.review_id].state != "PENDING"]
+
+    def create_review_comment(self, repo: Repo, number: int, actor: str, now: int,
+                              c: dict[str, Any]) -> ReviewComment:
+        """A single comment (GitHub wraps it in a COMMENTED review of its own); a reply
+        (``in_reply_to``) joins its thread's first comment, whose place it takes."""
+        issue = self.pull(repo, number)
+        if not isinstance(c.get("body"), str) or not c["body"]:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequestReviewComment", "code": "missing_field",
+                             "field": "body"}])
+        if c.get("in_reply_to") is not None:
+            parent = self.review_comment(repo, c["in_reply_to"], actor)
+            if parent.pull != number:
+                raise not_found()
+            if parent.in_reply_to is not None:
+                parent = self.review_comment(repo, parent.in_reply_to, actor)
+            c = {"body": c["body"], "in_reply_to": parent.id, "path": parent.path,
+                 "commit_id": parent.commit_id, "line": parent.line, "side": parent.side,
+                 "start_line": parent.start_line, "start_side": parent.start_side,
+                 "position": parent.position, "diff_hunk": parent.diff_hunk,
+                 "subject_type": parent.subject_type}
+        review = Review(self.new_id(), number, actor, "", "COMMENTED", c["commit_id"], now, now)
+        repo.reviews[review.id] = review
+        comment = self._new_review_comment(repo, review, actor, now, c)
+        issue.updated_at = now
+        self._announce(repo, "pull_request_review_comment", "created", number,
+                       {"sender": actor, "comment": comment})
+        return comment
+
+    def edit_review_comment(self, repo: Repo, comment_id: int, actor: str, now: int,
+                            body: Any) -> ReviewComment:
+        comment = self.review_comment(repo, comment_id, actor)
+        if actor != comment.user and not repo.can_push(actor):
+            raise HubError(403, "Must have push access to edit this comment.")
+        if not isinstance(body, str) or not body:
+            raise HubError(422, "Validation Failed",
+                           [{"resource": "PullRequestReviewComment", "code": "missing_field",
+                             "field": "body"}])
+        if body != comment.body:
+            changes = {"body": {"from": comment.body}}
+            comment.body, comment.updated_at = body, now
+            self._announce(repo, "pull_request_review_comment", "edited", comment.pull,
+                           {"sender": actor, "comment": comment, "changes": changes})
+        return comment
+
+    def delete_review_comment(self, repo: Repo, comment_id: int, actor: str) -> None:
+        comment = self.review_comment(repo, comment_id, actor)
+        if actor != comment.user and not repo.can_push(actor):
+            raise HubError(403, "Must have push access to delete this comment.")
+        del repo.review_comments[comment_id]
+        repo.reactions.pop(f"review_comment:{comment_id}", None)
+        self._announce(repo, "pull_request_review_comment", "deleted", comment.pull,
+                       {"sender": actor, "comment": comment})
+
+    # ------------------------------------------------------------ head and base moves, merging
+
+    def synchronize(self, repo: Repo, number: int, actor: str, now: int, after: str,
+                    dismiss_stale: bool = False) -> None:
+        """The head branch moved (a push, or the refs API): ``synchronize``."""
+        issue = self.pull(repo, number)
+        before, issue.pull["head_sha"] = issue.pull["head_sha"], after
+        issue.updated_at = now
+        if dismiss_stale:
+            self.dismiss_stale_approvals(repo, number)
+        self._announce(repo, "pull_request", "synchronize", number,
+                       {"sender": actor, "before": before, "after": after})
+
+    def merge_pull(self, repo: Repo, number: int, actor: str, now: int, merge_sha: str,
+                   head_sha: str, base_sha: str, closes: list[int]) -> Issue:
+        """Record a merge (by the merge API, or a push that brought the head into the base):
+        the pull request is closed and merged; open issues in ``closes`` (closing keywords,
+        when the base is the default branch) are closed as completed by the merge commit."""
+        issue = self.pull(repo, number)
+        issue.pull.update(merged=True, merged_at=now, merged_by=actor,
+                          merge_commit_sha=merge_sha, head_sha=head_sha, base_sha=base_sha)
+        issue.state, issue.closed_at, issue.closed_by, issue.updated_at = \
+            "closed", now, actor, now
+        self._event(repo, issue, "merged", actor, now, commit_id=merge_sha, announce=False)
+        self._event(repo, issue, "closed", actor, now)
+        for n in dict.fromkeys(closes):
+            other = repo.issues.get(n)
+            if other is None or other.pull is not None or other.state != "open":
+                continue
+            other.state, other.state_reason = "closed", "completed"
+            other.closed_at, other.closed_by, other.updated_at = now, actor, now
+            self._event(repo, other, "closed", actor, now, commit_id=merge_sha)
+        return issue
+
+    # ------------------------------------------------------------ branch protection
+
+    def set_protection(self, repo: Repo, actor: str, branch: str, rule: dict) -> dict:
+        self._require_admin(repo, actor)
+        repo.protections[branch] = rule
+        return rule
+
+    def protection(self, repo: Repo, actor: str, branch: str) -> dict:
+        self._require_admin(repo, actor)
+        rule = repo.protections.get(branch)
+        if rule is None:
+            raise HubError(404, "Branch not protected")
+        return rule
+
+    def delete_protection(self, repo: Repo, actor: str, branch: str) -> None:
+        self.protection(repo, actor, branch)
+        del repo.protections[branch]
 
     # ------------------------------------------------------------ assignees
 
@@ -629,6 +1038,11 @@ class Hub:
             raise HubError(403, "Must have push access to repository")
 
     @staticmethod
+    def _require_admin(repo: Repo, actor: str | None) -> None:
+        if repo.role(actor) != "admin":
+            raise HubError(403, "Must have admin rights to Repository.")
+
+    @staticmethod
     def _require_triage(repo: Repo, actor: str | None) -> None:
         if not repo.can_triage(actor):
             raise HubError(403, "Must have triage access to repository")
@@ -645,6 +1059,8 @@ class Hub:
             d["labels"] = list(d["labels"].values())
             d["issues"] = list(d["issues"].values())
             d["comments"] = list(d["comments"].values())
+            d["reviews"] = list(d["reviews"].values())
+            d["review_comments"] = list(d["review_comments"].values())
             d["hooks"] = list(repo.hooks.values())
             repos.append(d)
         return {"format": 1, "next_id": next(self._ids), "users": [asdict(u) for u in self.users.values()],
@@ -670,11 +1086,19 @@ class Hub:
                         created_at=d["created_at"], default_branch=d["default_branch"])
             repo.labels = {x["name"].lower(): Label(**x) for x in d["labels"]}
             repo.issues = {x["number"]: Issue(**x) for x in d["issues"]}
+            for issue in repo.issues.values():
+                if issue.pull is not None:
+                    pull_defaults(issue.pull)
+                    issue.pull["id"] = issue.pull["id"] or issue.id
             repo.comments = {x["id"]: Comment(**x) for x in d["comments"]}
             repo.events = [Event(**x) for x in d["events"]]
             repo.hooks = {h["id"]: h for h in d["hooks"]}
             repo.reactions = {k: [Reaction(**x) for x in v]
                               for k, v in d.get("reactions", {}).items()}
+            repo.reviews = {x["id"]: Review(**x) for x in d.get("reviews", [])}
+            repo.review_comments = {x["id"]: ReviewComment(**x)
+                                    for x in d.get("review_comments", [])}
+            repo.protections = dict(d.get("protections", {}))
             hub.repos[repo.full_name.lower()] = repo
         hub._ids = itertools.count(doc["next_id"])
         return hub
@@ -696,3 +1120,36 @@ def _names(value: Any, field_name: str) -> list[str]:
             raise HubError(422, f"Invalid request.\n\nFor 'items', {item!r} is not a string.")
         out.append(item)
     return out
+
+
+PULL_DEFAULTS: dict[str, Any] = {
+    "id": None, "head": "", "base": "", "draft": False, "merged": False, "merged_at": None,
+    "merged_by": None, "merge_commit_sha": None, "head_sha": None, "base_sha": None,
+    "maintainer_can_modify": False}
+
+
+def pull_defaults(pull: dict[str, Any]) -> dict[str, Any]:
+    """A pull request's ``pull`` part with every key (older state files lack some)."""
+    for key, value in PULL_DEFAULTS.items():
+        pull.setdefault(key, value)
+    pull.setdefault("requested_reviewers", [])
+    return pull
+
+
+_CLOSING = re.compile(
+    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?::[ \t]*|[ \t]+)"
+    r"(?:(?P<repo>[\w.-]+/[\w.-]+)#|https?://[^\s/]+/(?P<url_repo>[\w.-]+/[\w.-]+)/issues/|#)"
+    r"(?P<number>\d+)\b", re.IGNORECASE)
+
+
+def closing_references(texts: list[str | None], full_name: str) -> list[int]:
+    """Issue numbers of ``full_name`` that GitHub's closing keywords name in ``texts``:
+    close/closes/closed, fix/fixes/fixed, resolve/resolves/resolved, an optional colon, then
+    ``#N``, ``owner/repo#N`` or the issue's URL (case-insensitive)."""
+    found: list[int] = []
+    for text in texts:
+        for m in _CLOSING.finditer(text or ""):
+            other = m.group("repo") or m.group("url_repo")
+            if other is None or other.lower() == full_name.lower():
+                found.append(int(m.group("number")))
+    return list(dict.fromkeys(found))
