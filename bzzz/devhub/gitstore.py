@@ -17,7 +17,13 @@ from pathlib import Path
 
 import trio
 
+from .protection import hook_script
+
 ZERO = "0" * 40
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+FILE_STATUS = {"A": "added", "M": "modified", "D": "removed", "R": "renamed", "C": "copied",
+               "T": "changed"}
+LOG_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B%x1e"
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -70,10 +76,13 @@ class GitStore:
 
     # ------------------------------------------------------------------ setup (sync)
 
-    def ensure(self, full_name: str, owner: str, now: int, branch: str = "main") -> None:
-        """Create the bare repository with one commit on ``branch`` (GitHub's auto-init)."""
+    def ensure(self, full_name: str, owner: str, now: int, branch: str = "main",
+               protected: bool = False) -> None:
+        """Create the bare repository with one commit on ``branch`` (GitHub's auto-init);
+        ``protected``: it has protected branches, so it needs the update hook."""
         path = self.path(full_name)
         if (path / "HEAD").exists():
+            self.install_hooks(full_name, protected)
             return
         path.mkdir(parents=True, exist_ok=True)
         env = self._env(full_name)
@@ -95,6 +104,22 @@ class GitStore:
                                 env={**env, **ident}, capture_output=True, check=True
                                 ).stdout.decode().strip()
         git("update-ref", f"refs/heads/{branch}", commit, ZERO)
+        self.install_hooks(full_name, protected)
+
+    def install_hooks(self, full_name: str, protected: bool) -> None:
+        """The update hook that applies branch protection to pushes, in a repository with
+        protected branches only (rewritten at every start: it names this interpreter)."""
+        hook = self.path(full_name) / "hooks" / "update"
+        if not protected:
+            hook.unlink(missing_ok=True)
+            return
+        hook.parent.mkdir(exist_ok=True)
+        text = hook_script()
+        if not hook.exists() or hook.read_text() != text:
+            tmp = hook.with_name("update.tmp")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, hook)
 
     # ------------------------------------------------------------------ plumbing (async)
 
@@ -279,3 +304,120 @@ class GitStore:
             r = await self._git(full_name, "update-ref", "-d", ref, old, check=False)
         if r.returncode != 0:
             raise GitError(422, "Reference does not exist")
+
+    # ------------------------------------------------------------------ pull requests
+
+    async def branch_tips(self, full_name: str) -> dict[str, str]:
+        return {name[len("refs/heads/"):]: sha
+                for name, sha in await self.refs(full_name, "refs/heads/")}
+
+    async def merge_base(self, full_name: str, a: str, b: str) -> str | None:
+        r = await self._git(full_name, "merge-base", a, b, check=False)
+        return r.stdout.decode().strip() or None if r.returncode == 0 else None
+
+    async def is_ancestor(self, full_name: str, a: str, b: str) -> bool:
+        r = await self._git(full_name, "merge-base", "--is-ancestor", a, b, check=False)
+        return r.returncode == 0
+
+    async def log(self, full_name: str, head: str, exclude: str | None,
+                  limit: int = 250) -> list[dict]:
+        """Commits reachable from ``head`` and not from ``exclude``, oldest first (parents
+        before children), in read_commit's shape."""
+        args = ["log", "--topo-order", "--reverse", f"--format={LOG_FORMAT}", head]
+        if exclude:
+            args.append("^" + exclude)
+        out = (await self._git(full_name, *args, "--")).stdout.decode(errors="replace")
+        commits = []
+        for record in out.split("\x1e"):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            sha, tree, parents, an, ae, at, cn, ce, ct, message = record.split("\0", 9)
+            commits.append({"sha": sha, "tree": tree, "parents": parents.split(),
+                            "author": {"name": an, "email": ae, "unix": int(at)},
+                            "committer": {"name": cn, "email": ce, "unix": int(ct)},
+                            "message": message})
+        return commits[:limit]
+
+    async def merge_trees(self, full_name: str, ours: str, theirs: str) -> str | None:
+        """The tree of a three-way merge of two commits, or None on conflicts (or when they
+        share no history)."""
+        r = await self._git(full_name, "merge-tree", "--write-tree", "--name-only",
+                            "--no-messages", ours, theirs, check=False)
+        if r.returncode != 0:
+            return None
+        return r.stdout.decode().split("\n", 1)[0].strip()
+
+    async def pick_tree(self, full_name: str, commit: dict, onto: str) -> str | None:
+        """The tree of ``commit``'s change applied on top of commit ``onto`` (three-way where
+        the patch does not apply as is), or None when it conflicts."""
+        if len(commit["parents"]) != 1:
+            return None
+        diff = (await self._git(full_name, "diff", "--binary", "--full-index",
+                                commit["parents"][0], commit["sha"])).stdout
+        index = self.path(full_name) / f"tmp-index-pick-{os.getpid()}-{id(commit)}"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            await self._git(full_name, "read-tree", onto, env=env)
+            if diff:
+                r = await self._git(full_name, "apply", "--cached", "--3way", data=diff, env=env,
+                                    check=False)
+                if r.returncode != 0:
+                    return None
+            return (await self._git(full_name, "write-tree", env=env)).stdout.decode().strip()
+        finally:
+            index.unlink(missing_ok=True)
+
+    async def move_ref(self, full_name: str, ref: str, new: str, old: str) -> bool:
+        """Compare-and-set: ``ref`` becomes ``new`` only if it still is ``old``."""
+        async with self._lock(full_name):
+            r = await self._git(full_name, "update-ref", ref, new, old, check=False)
+        return r.returncode == 0
+
+    async def diff(self, full_name: str, base: str, head: str) -> list[dict]:
+        """GitHub's pull request files: ``head`` against its merge base with ``base`` (the
+        three-dot diff), renames detected. Each file: filename, status, previous_filename,
+        sha (the blob), additions, deletions and the unified ``patch`` (None when binary)."""
+        start = await self.merge_base(full_name, base, head) or EMPTY_TREE
+        common = ["diff", "-M", "--no-color", "--no-ext-diff", start, head]
+        raw = (await self._git(full_name, *common[:1], "--raw", "-z", "--no-abbrev",
+                               *common[1:])).stdout.decode(errors="replace").split("\0")
+        files: list[dict] = []
+        i = 0
+        while i < len(raw):
+            meta = raw[i]
+            if not meta.startswith(":"):
+                i += 1
+                continue
+            _, _, old_sha, new_sha, status = meta[1:].split()
+            kind = status[0]
+            if kind in "RC":
+                previous, name, i = raw[i + 1], raw[i + 2], i + 3
+            else:
+                previous, name, i = None, raw[i + 1], i + 2
+            files.append({"filename": name, "previous_filename": previous,
+                          "status": FILE_STATUS.get(kind, "modified"),
+                          "sha": old_sha if kind == "D" else new_sha,
+                          "additions": 0, "deletions": 0, "patch": None})
+        numstat = (await self._git(full_name, *common[:1], "--numstat", "-z",
+                                   *common[1:])).stdout.decode(errors="replace").split("\0")
+        counts = []
+        i = 0
+        while i < len(numstat):
+            entry = numstat[i]
+            if not entry:
+                i += 1
+                continue
+            added, deleted, path = entry.split("\t", 2)
+            i += 3 if path == "" else 1  # a rename: old and new names follow
+            counts.append((0 if added == "-" else int(added), 0 if deleted == "-" else int(deleted)))
+        for f, (added, deleted) in zip(files, counts):
+            f["additions"], f["deletions"] = added, deleted
+        patch = (await self._git(full_name, *common)).stdout.decode(errors="replace")
+        chunks = [c for c in re.split(r"^diff --git ", patch, flags=re.MULTILINE) if c]
+        for f, chunk in zip(files, chunks):
+            lines = chunk.split("\n")
+            start_at = next((n for n, line in enumerate(lines) if line.startswith("@@")), None)
+            if start_at is not None:
+                f["patch"] = "\n".join(lines[start_at:]).rstrip("\n")
+        return files

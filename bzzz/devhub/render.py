@@ -6,7 +6,11 @@ import base64
 import time
 from typing import Any
 
-from .state import REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo
+from urllib.parse import quote
+
+from .state import (REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo,
+                    Review, ReviewComment)
+from .protection import FLAGS
 
 
 def ts(t: int | None) -> str | None:
@@ -122,8 +126,11 @@ class Renderer:
             "reactions": self.reaction_summary(repo, f"issue:{issue.number}", f"{url}/reactions"),
         }
         if issue.pull is not None:
+            html = f"{self.base}/{repo.full_name}/pull/{issue.number}"
             doc["pull_request"] = {"url": f"{self.repo_url(repo)}/pulls/{issue.number}",
-                                   "html_url": f"{self.base}/{repo.full_name}/pull/{issue.number}"}
+                                   "html_url": html, "diff_url": f"{html}.diff",
+                                   "patch_url": f"{html}.patch",
+                                   "merged_at": ts(issue.pull.get("merged_at"))}
         return doc
 
     def comment(self, repo: Repo, c: Comment) -> dict[str, Any]:
@@ -148,9 +155,188 @@ class Renderer:
         if e.assignee is not None:
             doc["assignee"] = self.user(e.assignee)
             doc["assigner"] = self.user(e.actor)
+        if e.commit_id is not None:
+            doc["commit_id"] = e.commit_id
+            doc["commit_url"] = f"{self.repo_url(repo)}/commits/{e.commit_id}"
+        if e.requested_reviewer is not None:
+            doc["requested_reviewer"] = self.user(e.requested_reviewer)
+            doc["review_requester"] = self.user(e.actor)
         if e.label is not None:
             label = repo.labels.get(e.label.lower())
             doc["label"] = {"name": e.label, "color": label.color if label else "ededed"}
         if with_issue and e.issue in repo.issues:
             doc["issue"] = self.issue(repo, repo.issues[e.issue])
+        return doc
+
+    # ------------------------------------------------------------------ pull requests
+
+    def pull(self, repo: Repo, issue: Issue, viewer: str | None, head_sha: str | None,
+             base_sha: str | None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GitHub's pull request. ``detail`` (the single-pull fields that need git: commits,
+        additions, deletions, changed_files, mergeable, rebaseable, mergeable_state) is
+        merged in when given, as ``GET /pulls/{n}`` has them and the list does not."""
+        pull = issue.pull
+        doc = self.issue(repo, issue)
+        for key in ("pull_request", "state_reason", "reactions", "closed_by", "events_url",
+                    "labels_url", "repository_url", "comments"):
+            doc.pop(key, None)
+        url = f"{self.repo_url(repo)}/pulls/{issue.number}"
+        html = f"{self.base}/{repo.full_name}/pull/{issue.number}"
+        issue_url = f"{self.repo_url(repo)}/issues/{issue.number}"
+        repo_doc = self.repo(repo, viewer)
+
+        def side(ref: str, sha: str | None) -> dict[str, Any]:
+            return {"label": f"{repo.owner}:{ref}", "ref": ref, "sha": sha,
+                    "user": self.user(repo.owner), "repo": repo_doc}
+
+        review_comments = sum(1 for c in self.hub.visible_review_comments(repo)
+                              if c.pull == issue.number)
+        doc.update({
+            "id": pull["id"], "node_id": node_id("PullRequest", pull["id"]), "url": url,
+            "html_url": html, "diff_url": f"{html}.diff", "patch_url": f"{html}.patch",
+            "issue_url": issue_url, "commits_url": f"{url}/commits",
+            "review_comments_url": f"{url}/comments",
+            "review_comment_url": f"{self.repo_url(repo)}/pulls/comments{{/number}}",
+            "comments_url": f"{issue_url}/comments",
+            "statuses_url": f"{self.repo_url(repo)}/statuses/{head_sha}",
+            "merged_at": ts(pull["merged_at"]), "merge_commit_sha": pull["merge_commit_sha"],
+            "requested_reviewers": [self.user(x) for x in pull["requested_reviewers"]],
+            "requested_teams": [], "head": side(pull["head"], head_sha),
+            "base": side(pull["base"], base_sha), "auto_merge": None, "draft": pull["draft"],
+            "_links": {"self": {"href": url}, "html": {"href": html},
+                       "issue": {"href": issue_url}, "comments": {"href": f"{issue_url}/comments"},
+                       "review_comments": {"href": f"{url}/comments"},
+                       "review_comment": {"href": f"{self.repo_url(repo)}/pulls/comments{{/number}}"},
+                       "commits": {"href": f"{url}/commits"},
+                       "statuses": {"href": f"{self.repo_url(repo)}/statuses/{head_sha}"}},
+            "merged": pull["merged"], "merged_by": self.user(pull["merged_by"]),
+            "comments": issue.comments, "review_comments": review_comments,
+            "maintainer_can_modify": pull["maintainer_can_modify"],
+        })
+        if detail is not None:
+            doc.update(detail)
+        return doc
+
+    def review(self, repo: Repo, r: Review) -> dict[str, Any]:
+        pull_url = f"{self.repo_url(repo)}/pulls/{r.pull}"
+        html = f"{self.base}/{repo.full_name}/pull/{r.pull}#pullrequestreview-{r.id}"
+        doc = {"id": r.id, "node_id": node_id("PullRequestReview", r.id), "user": self.user(r.user),
+               "body": r.body, "state": r.state, "html_url": html, "pull_request_url": pull_url,
+               "author_association": self.hub.association(repo, r.user),
+               "_links": {"html": {"href": html}, "pull_request": {"href": pull_url}},
+               "commit_id": r.commit_id}
+        if r.submitted_at is not None:
+            doc["submitted_at"] = ts(r.submitted_at)
+        return doc
+
+    def review_comment(self, repo: Repo, c: ReviewComment) -> dict[str, Any]:
+        url = f"{self.repo_url(repo)}/pulls/comments/{c.id}"
+        pull_url = f"{self.repo_url(repo)}/pulls/{c.pull}"
+        html = f"{self.base}/{repo.full_name}/pull/{c.pull}#discussion_r{c.id}"
+        doc = {
+            "url": url, "pull_request_review_id": c.review_id, "id": c.id,
+            "node_id": node_id("PullRequestReviewComment", c.id), "diff_hunk": c.diff_hunk,
+            "path": c.path, "position": c.position, "original_position": c.position,
+            "commit_id": c.commit_id, "original_commit_id": c.commit_id,
+            "user": self.user(c.user), "body": c.body, "created_at": ts(c.created_at),
+            "updated_at": ts(c.updated_at), "html_url": html, "pull_request_url": pull_url,
+            "author_association": self.hub.association(repo, c.user),
+            "_links": {"self": {"href": url}, "html": {"href": html},
+                       "pull_request": {"href": pull_url}},
+            "start_line": c.start_line, "original_start_line": c.start_line,
+            "start_side": c.start_side, "line": c.line, "original_line": c.line,
+            "side": c.side, "subject_type": c.subject_type,
+            "reactions": self.reaction_summary(repo, f"review_comment:{c.id}",
+                                               f"{url}/reactions"),
+        }
+        if c.in_reply_to is not None:
+            doc["in_reply_to_id"] = c.in_reply_to
+        return doc
+
+    def login_of(self, name: str, email: str) -> str | None:
+        """The devhub login behind a git identity: ``login@users.devhub``, or a login as the
+        name (what CONTRIBUTOR counting uses too)."""
+        local, _, domain = email.partition("@")
+        if domain == "users.devhub" and local in self.hub.users:
+            return local
+        return name if name in self.hub.users else None
+
+    def commit(self, repo: Repo, c: dict[str, Any]) -> dict[str, Any]:
+        """GitHub's commit (``GET /pulls/{n}/commits``): git's commit under ``commit``, the
+        matching devhub users as ``author`` and ``committer``."""
+        rurl = self.repo_url(repo)
+
+        def person(p: dict) -> dict:
+            return {"name": p["name"], "email": p["email"], "date": ts(p["unix"])}
+
+        sha = c["sha"]
+        return {
+            "sha": sha, "node_id": node_id("Commit", int(sha[:12], 16)),
+            "url": f"{rurl}/commits/{sha}", "html_url": f"{self.base}/{repo.full_name}/commit/{sha}",
+            "comments_url": f"{rurl}/commits/{sha}/comments",
+            "commit": {"url": f"{rurl}/git/commits/{sha}", "author": person(c["author"]),
+                       "committer": person(c["committer"]), "message": c["message"].rstrip("\n"),
+                       "tree": {"sha": c["tree"], "url": f"{rurl}/git/trees/{c['tree']}"},
+                       "comment_count": 0,
+                       "verification": {"verified": False, "reason": "unsigned",
+                                        "signature": None, "payload": None}},
+            "author": self.user(self.login_of(c["author"]["name"], c["author"]["email"])),
+            "committer": self.user(self.login_of(c["committer"]["name"],
+                                                 c["committer"]["email"])),
+            "parents": [{"sha": p, "url": f"{rurl}/commits/{p}",
+                         "html_url": f"{self.base}/{repo.full_name}/commit/{p}"}
+                        for p in c["parents"]],
+        }
+
+    def file(self, repo: Repo, f: dict[str, Any], head_sha: str) -> dict[str, Any]:
+        path = quote(f["filename"])
+        doc = {"sha": f["sha"], "filename": f["filename"], "status": f["status"],
+               "additions": f["additions"], "deletions": f["deletions"],
+               "changes": f["additions"] + f["deletions"],
+               "blob_url": f"{self.base}/{repo.full_name}/blob/{head_sha}/{path}",
+               "raw_url": f"{self.base}/{repo.full_name}/raw/{head_sha}/{path}",
+               "contents_url": f"{self.repo_url(repo)}/contents/{path}?ref={head_sha}"}
+        if f["patch"] is not None:
+            doc["patch"] = f["patch"]
+        if f["previous_filename"] is not None:
+            doc["previous_filename"] = f["previous_filename"]
+        return doc
+
+    # ------------------------------------------------------------------ branches
+
+    def branch(self, repo: Repo, name: str, sha: str, full: bool) -> dict[str, Any]:
+        url = f"{self.repo_url(repo)}/branches/{quote(name)}"
+        rule = repo.protections.get(name)
+        doc: dict[str, Any] = {"name": name, "commit": {"sha": sha,
+                                                        "url": f"{self.repo_url(repo)}/commits/{sha}"},
+                               "protected": rule is not None}
+        if full:
+            contexts = ((rule or {}).get("required_status_checks") or {}).get("contexts", [])
+            level = "off" if not contexts else "everyone" if rule["enforce_admins"] else "non_admins"
+            doc.update({"_links": {"self": url,
+                                   "html": f"{self.base}/{repo.full_name}/tree/{quote(name)}"},
+                        "protection": {"enabled": rule is not None, "required_status_checks": {
+                            "enforcement_level": level, "contexts": contexts,
+                            "checks": [{"context": x, "app_id": None} for x in contexts]}},
+                        "protection_url": f"{url}/protection"})
+        return doc
+
+    def protection(self, repo: Repo, name: str, rule: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.repo_url(repo)}/branches/{quote(name)}/protection"
+        doc: dict[str, Any] = {"url": url}
+        checks = rule["required_status_checks"]
+        if checks is not None:
+            doc["required_status_checks"] = {
+                "url": f"{url}/required_status_checks", "strict": checks["strict"],
+                "contexts": checks["contexts"],
+                "contexts_url": f"{url}/required_status_checks/contexts",
+                "checks": [{"context": x, "app_id": None} for x in checks["contexts"]]}
+        reviews = rule["required_pull_request_reviews"]
+        if reviews is not None:
+            doc["required_pull_request_reviews"] = {
+                "url": f"{url}/required_pull_request_reviews", **reviews}
+        doc["required_signatures"] = {"url": f"{url}/required_signatures", "enabled": False}
+        doc["enforce_admins"] = {"url": f"{url}/enforce_admins", "enabled": rule["enforce_admins"]}
+        for key in FLAGS:
+            doc[key] = {"enabled": rule[key]}
         return doc
