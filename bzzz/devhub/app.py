@@ -16,10 +16,9 @@ import re
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode
+from urllib.parse import parse_qs, unquote
 
 import logging
 
@@ -29,11 +28,12 @@ from ..asgi import MAX_BODY, lifespan, read_body
 from ..asgi import headers as request_headers
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
+from .pulls import PullsAPI
 from .render import Renderer
-from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo
+from .http import DOCS, Handler, Request, Response, _page, _since
+from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo, Review, ReviewComment
 from .webhooks import Delivery, DeliveryLog, sign
 
-DOCS = "https://docs.github.com/rest"
 log = logging.getLogger("bzzz.devhub")
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
@@ -42,84 +42,7 @@ _SMART_HTTP = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
 
 
-class Request:
-    def __init__(self, method: str, path: str, query: dict[str, list[str]],
-                 headers: dict[str, str], body: bytes, login: str | None, base: str) -> None:
-        self.method, self.path, self.query, self.headers = method, path, query, headers
-        self.body, self.login, self.base = body, login, base
-        self.now = int(time.time())
-        self._json: Any = None
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else default
-
-    def json(self) -> Any:
-        if self._json is None:
-            if not self.body:
-                self._json = {}
-            else:
-                try:
-                    self._json = json.loads(self.body)
-                except (ValueError, UnicodeDecodeError):
-                    raise HubError(400, "Problems parsing JSON") from None
-        return self._json
-
-    def obj(self) -> dict[str, Any]:
-        doc = self.json()
-        if not isinstance(doc, dict):
-            raise HubError(400, "Problems parsing JSON")
-        return doc
-
-    def actor(self) -> str:
-        if self.login is None:
-            raise HubError(401, "Requires authentication")
-        return self.login
-
-
-Response = tuple[int, Any, dict[str, str]]
-Handler = Callable[..., Response]
-
-
-def _since(req: Request) -> int | None:
-    """``since`` (ISO 8601, e.g. ``2024-05-01T12:00:00Z``) as a Unix time, or None."""
-    since = req.arg("since")
-    if not since:
-        return None
-    try:
-        when = datetime.fromisoformat(since.strip().replace("z", "Z"))
-    except ValueError:
-        raise HubError(422, "Validation Failed",
-                       [{"resource": "Search", "field": "since", "code": "invalid"}]) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp())
-
-
-def _page(req: Request, items: list) -> tuple[list, dict[str, str]]:
-    """GitHub pagination: ``per_page`` (default 30, max 100), ``page``, and a Link header."""
-    try:
-        per_page = max(1, min(100, int(req.arg("per_page", "30"))))
-        page = max(1, int(req.arg("page", "1")))
-    except ValueError:
-        raise HubError(422, "Validation Failed: per_page and page must be integers") from None
-    last = max(1, -(-len(items) // per_page))
-    chunk = items[(page - 1) * per_page: page * per_page]
-    links = []
-
-    def url(p: int) -> str:
-        q = {k: v[-1] for k, v in req.query.items()}
-        q.update(per_page=str(per_page), page=str(p))
-        return f"{req.base}{quote(req.path)}?{urlencode(q)}"
-
-    if page < last:
-        links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
-    if page > 1:
-        links += [f'<{url(1)}>; rel="first"', f'<{url(page - 1)}>; rel="prev"']
-    return chunk, ({"link": ", ".join(links)} if links else {})
-
-
-class DevHubApp:
+class DevHubApp(PullsAPI):
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
                  on_change: Callable[[], None] | None = None,
                  git_root: str | None = None) -> None:
@@ -140,7 +63,7 @@ class DevHubApp:
         """Make sure every repository has its bare git repository (after seeding)."""
         for repo in self.hub.repos.values():
             self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(time.time()),
-                            repo.default_branch)
+                            repo.default_branch, bool(repo.protections))
 
     # ------------------------------------------------------------------ routing table
 
@@ -199,7 +122,35 @@ class DevHubApp:
         r("POST", R + "/hooks/{id}/deliveries/{delivery}/attempts", self.redeliver)
         r("GET", R + "/pulls", self.list_pulls)
         r("POST", R + "/pulls", self.create_pull)
+        r("GET", R + "/pulls/comments", self.list_repo_review_comments)  # before /pulls/{number}
+        r("GET", R + "/pulls/comments/{id}", self.get_review_comment)
+        r("PATCH", R + "/pulls/comments/{id}", self.edit_review_comment)
+        r("DELETE", R + "/pulls/comments/{id}", self.delete_review_comment)
         r("GET", R + "/pulls/{number}", self.get_pull)
+        r("PATCH", R + "/pulls/{number}", self.edit_pull)
+        r("GET", R + "/pulls/{number}/commits", self.list_pull_commits)
+        r("GET", R + "/pulls/{number}/files", self.list_pull_files)
+        r("GET", R + "/pulls/{number}/merge", self.check_merged)
+        r("PUT", R + "/pulls/{number}/merge", self.merge_pull)
+        r("GET", R + "/pulls/{number}/requested_reviewers", self.list_requested_reviewers)
+        r("POST", R + "/pulls/{number}/requested_reviewers", self.request_reviewers)
+        r("DELETE", R + "/pulls/{number}/requested_reviewers", self.remove_requested_reviewers)
+        r("GET", R + "/pulls/{number}/reviews", self.list_reviews)
+        r("POST", R + "/pulls/{number}/reviews", self.create_review)
+        r("GET", R + "/pulls/{number}/reviews/{id}", self.get_review)
+        r("PUT", R + "/pulls/{number}/reviews/{id}", self.edit_review)
+        r("DELETE", R + "/pulls/{number}/reviews/{id}", self.delete_review)
+        r("POST", R + "/pulls/{number}/reviews/{id}/events", self.submit_review)
+        r("PUT", R + "/pulls/{number}/reviews/{id}/dismissals", self.dismiss_review)
+        r("GET", R + "/pulls/{number}/reviews/{id}/comments", self.list_review_comments_of_review)
+        r("GET", R + "/pulls/{number}/comments", self.list_pull_comments)
+        r("POST", R + "/pulls/{number}/comments", self.create_pull_comment)
+        r("POST", R + "/pulls/{number}/comments/{id}/replies", self.reply_pull_comment)
+        r("GET", R + "/branches", self.list_branches)
+        r("GET", R + "/branches/{branch*}/protection", self.get_protection)  # before the branch
+        r("PUT", R + "/branches/{branch*}/protection", self.set_protection)
+        r("DELETE", R + "/branches/{branch*}/protection", self.delete_protection)
+        r("GET", R + "/branches/{branch*}", self.get_branch)
         r("POST", R + "/git/blobs", self.create_blob)
         r("GET", R + "/git/blobs/{sha}", self.get_blob)
         r("POST", R + "/git/trees", self.create_tree)
@@ -319,7 +270,7 @@ class DevHubApp:
             return 500, {"message": "Server Error", "documentation_url": DOCS}, rl
         if method in WRITE_METHODS:
             self.on_change()
-            self._dispatch_webhooks(req.base)
+            await self._dispatch_webhooks(req.base)
         headers_out = {**rl, **extra}
         if method == "GET" and status == 200:
             etag = 'W/"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()
@@ -750,24 +701,43 @@ class DevHubApp:
         self._send_delivery(hook, again)
         return 202, {}, {}
 
-    def _dispatch_webhooks(self, base: str) -> None:
+    async def _dispatch_webhooks(self, base: str) -> None:
+        """Send what the hub queued. ``pull_request*`` payloads carry the pull request (as it
+        is now) instead of the issue; ``issues`` and ``issue_comment`` carry the issue."""
         outbox, self.hub.outbox = self.hub.outbox, []
         render = Renderer(self.hub, base)
+        pulls: dict[tuple[str, int], dict] = {}
         for repo_key, event, action, number, extra in outbox:
             r = self.hub.repos.get(repo_key)
             if r is None or number not in r.issues:
                 continue
-            payload: dict[str, Any] = {
-                "action": action, "issue": render.issue(r, r.issues[number]),
-                "repository": render.repo(r, None), "sender": render.user(extra["sender"])}
+            issue = r.issues[number]
+            payload: dict[str, Any] = {"action": action}
+            if event.startswith("pull_request") and issue.pull is not None:
+                if (repo_key, number) not in pulls:
+                    pulls[(repo_key, number)] = await self.pull_doc(render, r, issue, None)
+                if event == "pull_request":
+                    payload["number"] = number
+                payload["pull_request"] = pulls[(repo_key, number)]
+            else:
+                payload["issue"] = render.issue(r, issue)
+            payload.update({"repository": render.repo(r, None),
+                            "sender": render.user(extra["sender"])})
             if "assignee" in extra:
                 payload["assignee"] = render.user(extra["assignee"])
+            if "requested_reviewer" in extra:
+                payload["requested_reviewer"] = render.user(extra["requested_reviewer"])
             if "label" in extra and extra["label"].lower() in r.labels:
                 payload["label"] = render.label(r, r.labels[extra["label"].lower()])
             if isinstance(extra.get("comment"), Comment):
                 payload["comment"] = render.comment(r, extra["comment"])
-            if "changes" in extra:
-                payload["changes"] = extra["changes"]
+            elif isinstance(extra.get("comment"), ReviewComment):
+                payload["comment"] = render.review_comment(r, extra["comment"])
+            if isinstance(extra.get("review"), Review):
+                payload["review"] = render.review(r, extra["review"])
+            for key in ("changes", "before", "after"):
+                if key in extra:
+                    payload[key] = extra[key]
             body = json.dumps(payload).encode()
             for hook in r.hooks.values():
                 if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
@@ -797,68 +767,6 @@ class DevHubApp:
         except httpx.HTTPError as exc:
             d.error = f"{type(exc).__name__}"
         d.duration = round(time.monotonic() - start, 3)
-
-    # ------------------------------------------------------------------ pull requests
-
-    async def _pull_doc(self, req: Request, r: Repo, issue) -> dict:
-        doc = self._r(req).issue(r, issue)
-        pull = issue.pull
-        url = f"{req.base}/repos/{r.full_name}/pulls/{issue.number}"
-        repo_doc = self._r(req).repo(r, req.login)
-
-        async def side(ref: str) -> dict:
-            sha = await self.git.resolve(r.full_name, f"refs/heads/{ref}")
-            return {"label": f"{r.owner}:{ref}", "ref": ref, "sha": sha,
-                    "user": self._r(req).user(r.owner), "repo": repo_doc}
-
-        doc.pop("pull_request", None)
-        doc.update({
-            "url": url, "html_url": f"{req.base}/{r.full_name}/pull/{issue.number}",
-            "issue_url": f"{req.base}/repos/{r.full_name}/issues/{issue.number}",
-            "diff_url": f"{req.base}/{r.full_name}/pull/{issue.number}.diff",
-            "patch_url": f"{req.base}/{r.full_name}/pull/{issue.number}.patch",
-            "commits_url": f"{url}/commits", "review_comments_url": f"{url}/comments",
-            "statuses_url": f"{req.base}/repos/{r.full_name}/statuses/",
-            "head": await side(pull["head"]), "base": await side(pull["base"]),
-            "draft": pull["draft"], "merged": pull["merged"], "merged_at": None,
-            "mergeable": None, "merge_commit_sha": None, "requested_reviewers": [],
-        })
-        return doc
-
-    async def create_pull(self, req: Request, owner: str, repo: str) -> Response:
-        r = self._repo(req, owner, repo)
-        doc = req.obj()
-        head, base = doc.get("head"), doc.get("base")
-        if not isinstance(head, str) or not isinstance(base, str):
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "PullRequest", "code": "missing_field", "field": "head"}])
-        head = head.split(":", 1)[-1]  # "owner:branch" form
-        for field_name, ref in (("head", head), ("base", base)):
-            if await self.git.resolve(r.full_name, f"refs/heads/{ref}") is None:
-                raise HubError(422, "Validation Failed",
-                               [{"resource": "PullRequest", "code": "invalid", "field": field_name}])
-        if head == base:
-            raise HubError(422, "Validation Failed", [{"resource": "PullRequest", "code": "custom",
-                                                       "message": f"No commits between {base} and {head}"}])
-        issue = self.hub.create_pull(r, req.actor(), req.now, doc.get("title"), doc.get("body"),
-                                     head, base, bool(doc.get("draft", False)))
-        return 201, await self._pull_doc(req, r, issue), {}
-
-    async def get_pull(self, req: Request, owner: str, repo: str, number: str) -> Response:
-        r = self._repo(req, owner, repo)
-        issue = self.hub.issue(r, self._number(number))
-        if issue.pull is None:
-            raise HubError(404, "Not Found")
-        return 200, await self._pull_doc(req, r, issue), {}
-
-    async def list_pulls(self, req: Request, owner: str, repo: str) -> Response:
-        r = self._repo(req, owner, repo)
-        state = req.arg("state", "open")
-        items = sorted((i for i in r.issues.values() if i.pull is not None
-                        and (state == "all" or i.state == state)),
-                       key=lambda i: i.number, reverse=req.arg("direction", "desc") != "asc")
-        page, links = _page(req, items)
-        return 200, [await self._pull_doc(req, r, i) for i in page], links
 
     # ------------------------------------------------------------------ smart HTTP (git clone/push)
 
@@ -903,6 +811,10 @@ class DevHubApp:
             env["HTTP_CONTENT_ENCODING"] = headers["content-encoding"]
         if headers.get("git-protocol"):
             env["GIT_PROTOCOL"] = headers["git-protocol"]
+        receiving = m["rest"] == "git-receive-pack" and method == "POST"
+        if receiving:  # the update hook refuses what branch protection refuses (GH006)
+            env["DEVHUB_PROTECTED"] = json.dumps(self.push_rules(repo, login))
+            before = dict(await self.git.refs(repo.full_name, "refs/heads/"))
         result = await trio.run_process(["git", "http-backend"], stdin=body, capture_stdout=True,
                                         capture_stderr=True, check=False, env=env)
         out = result.stdout
@@ -919,9 +831,13 @@ class DevHubApp:
                 status = int(value.split()[0])
             elif key:
                 extra[key.lower()] = value.strip()
-        if m["rest"] == "git-receive-pack" and method == "POST":
-            await self.refresh_contributors(repo)
+        if receiving:
+            after = dict(await self.git.refs(repo.full_name, "refs/heads/"))
+            moved = {name[len("refs/heads/"):]: (before.get(name), after.get(name))
+                     for name in set(before) | set(after) if before.get(name) != after.get(name)}
+            await self.refs_moved(repo, login, int(time.time()), moved)
             self.on_change()
+            await self._dispatch_webhooks(f"http://{headers.get('host', 'localhost')}")
         return status, out[split + sep:], extra
 
     # ------------------------------------------------------------------ git data
@@ -1063,9 +979,13 @@ class DevHubApp:
         if not isinstance(ref, str) or not isinstance(sha, str):
             raise HubError(422, "Invalid request.\n\n\"ref\" and \"sha\" are required.")
         await self.git.create_ref(r.full_name, ref, sha)
-        if ref == f"refs/heads/{r.default_branch}":
-            await self.refresh_contributors(r)
+        await self._ref_moved(req, r, ref, None, sha)
         return 201, self._ref_doc(req, r, ref, sha), {}
+
+    async def _ref_moved(self, req: Request, r: Repo, name: str, old: str | None,
+                         new: str | None) -> None:
+        if name.startswith("refs/heads/"):
+            await self.refs_moved(r, req.actor(), req.now, {name[len("refs/heads/"):]: (old, new)})
 
     async def update_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
         r = self._writable(req, owner, repo)
@@ -1074,15 +994,19 @@ class DevHubApp:
         if not isinstance(sha, str):
             raise HubError(422, "Invalid request.\n\n\"sha\" wasn't supplied.")
         name = ref if ref.startswith("refs/") else "refs/" + ref
+        await self.check_protected_update(r, req.actor(), name, sha, force)
+        old = await self.git.resolve(r.full_name, name)
         await self.git.update_ref(r.full_name, name, sha, force)
-        if name == f"refs/heads/{r.default_branch}":
-            await self.refresh_contributors(r)
+        await self._ref_moved(req, r, name, old, sha)
         return 200, self._ref_doc(req, r, name, sha), {}
 
     async def delete_ref(self, req: Request, owner: str, repo: str, ref: str) -> Response:
         r = self._writable(req, owner, repo)
         name = ref if ref.startswith("refs/") else "refs/" + ref
+        await self.check_protected_update(r, req.actor(), name, None, True)
+        old = await self.git.resolve(r.full_name, name)
         await self.git.delete_ref(r.full_name, name)
+        await self._ref_moved(req, r, name, old, None)
         return 204, None, {}
 
     # ------------------------------------------------------------------ admin API
