@@ -18,6 +18,9 @@ from . import __version__, logs
 from .api import Api, is_loopback
 from .asgi import serve_app
 from .claim.github import GitHubClient, GitHubError
+from .claim.delivery import RepoWork
+from .repo.git import Git
+from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
 from .claim.task import PeerView
 from .config import Config
@@ -134,6 +137,7 @@ class Agent:
         except (LogError, OSError) as exc:
             raise AgentError(f"the log in {config.data_dir / 'log'}: {exc}") from None
         self.claims: ClaimService | None = None
+        self.work: RepoWork | None = None
         self.metrics = Metrics()
         self.metrics.info.labels(config.node_id, self.peer_id, __version__).set(1)
         self.capabilities = caps_mod.detect(config.capabilities, config.detect_capabilities,
@@ -224,8 +228,20 @@ class Agent:
         return {"enabled": True, "url": self.config.github.url, "repos": self.config.github.repos,
                 "login": c.s.login if c else None, "ok": c.github_ok if c else False,
                 "requests": c.gh.requests if c else 0,
+                "writes": c.gh.writes if c else 0,
                 "completed": len(c.completed) if c else 0,
-                "webhooks": dict(self.webhook.counts) if self.webhook else None}
+                "webhooks": dict(self.webhook.counts) if self.webhook else None,
+                "checkouts": self._work_status()}
+
+    def _work_status(self) -> dict[str, Any] | None:
+        work = self.work
+        if work is None:
+            return None
+        return {"pull_requests_opened": work.prs_opened, "git_commands": work.git.runs,
+                "git_seconds": round(work.git.seconds, 3),
+                "mirrors": {repo: {"created": st.created, "fetches": st.fetches,
+                                   "fetch_seconds": round(st.fetch_seconds, 3)}
+                            for repo, st in work.mirrors.stats.items()}}
 
     async def _help_probe(self, doc: dict) -> dict:
         task = {"repo": "-", "issue": 0, "title": "probe", "needs": doc["needs"]}
@@ -285,11 +301,20 @@ class Agent:
             intake_state=cfg.data_dir / "intake.json",
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
-            workroot=self.workroot, user=self.task_user, sandbox=self.sandbox)
+            workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
+            keep_workspaces=cfg.keep_workspaces,
+            sandbox_owner=self.sandbox.owner if self.sandbox else (
+                (self.task_user.uid, self.task_user.gid) if self.task_user else None))
+        work = None
+        if cfg.github.checkout:
+            git = Git()
+            work = RepoWork(gh, git, Mirrors(self.workroot / ".mirrors", git, lambda: gh.token),
+                            self.workroot, cfg.node_id, login, settings.sandbox_owner)
+        self.work = work
         self.claims = ClaimService(gh, settings, self.decisions,
                                    capabilities=lambda: self.capabilities,
                                    peers=self._peer_views, on_load=self.mesh.set_load,
-                                   helper=self.help if cfg.help_requests else None)
+                                   helper=self.help if cfg.help_requests else None, work=work)
         log.info("taking tasks", extra={
             "repos": ",".join(cfg.github.repos), "login": login,
             "task_user": self.task_user.name if self.task_user else "(the agent's)",

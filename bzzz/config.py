@@ -69,6 +69,9 @@ class GitHubConfig(BaseModel):
     webhook_secret_file: Path | None = None
     # seconds a permission answer (who may push) is cached for the trust rule
     trust_ttl: float = Field(60.0, ge=0, le=3600)
+    # every task in a checkout of its repository, its changes delivered as a pull request;
+    # off: tasks run in an empty directory and answer with a comment only
+    checkout: bool = True
 
     @field_validator("repos")
     @classmethod
@@ -100,6 +103,7 @@ class Config(BaseModel):
     # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
+    keep_workspaces: bool = False  # leave each task's directories behind (for debugging)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the

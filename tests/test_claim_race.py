@@ -52,7 +52,9 @@ def test_ten_processes_two_hundred_tasks_latency_and_5xx(tmp_path, workdir):
                         "BZZZ_GITHUB__REPOS": "owner/tasks", "BZZZ_GITHUB__POLL_INTERVAL": "1",
                         "BZZZ_GITHUB__WRITE_INTERVAL": "0",
                         "GITHUB_TOKEN_FILE": str(tmp_path / f"token{i}"),
-                        "BZZZ_WORKSPACE_DIR": str(Path(workdir) / f"r{i}")})
+                        "BZZZ_WORKSPACE_DIR": str(Path(workdir) / f"r{i}"),
+                        "BZZZ_KEEP_WORKSPACES": "on",  # claiming at scale: no checkouts
+                        "BZZZ_GITHUB__CHECKOUT": "off"})
             log = open(tmp_path / f"r{i}.log", "ab")
             procs.append(subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
                                           stdout=log, stderr=subprocess.STDOUT))

@@ -340,7 +340,7 @@ async def test_check_async_matches_check():
 async def test_check_async_refuses_on_the_deadline_and_the_loop_stays_responsive(monkeypatch):
     release = threading.Event()
 
-    def stuck(command, workspace, policy=None):
+    def stuck(command, workspace, policy=None, places=None):
         release.wait(5)
         return Verdict(True)
 

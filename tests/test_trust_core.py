@@ -34,9 +34,14 @@ def test_permissions_that_write():
 def test_commands_parse_at_line_start_only():
     assert parse_command("/bzzz approve abcd1234") == (Verb.APPROVE, "abcd1234")
     assert parse_command("ok\n  /bzzz RETRY now") == (Verb.RETRY, "now")
-    assert parse_command("please /bzzz cancel") is None
-    assert parse_command("/bzzz frobnicate") is None
+    # a verb counts at a line's start only; elsewhere "/bzzz" is review feedback, which
+    # starts another round only for a task in review (the service decides)
+    assert parse_command("please /bzzz cancel") == (Verb.FEEDBACK, "please /bzzz cancel")
+    assert parse_command("/bzzz frobnicate") == (Verb.FEEDBACK, "/bzzz frobnicate")
+    assert parse_command("Rename it. /bzzz") == (Verb.FEEDBACK, "Rename it. /bzzz")
     assert parse_command("/bzzzcancel") is None
+    assert parse_command("see /bzzz/docs and a/bzzz") is None
+    assert parse_command("```\n/bzzz redo\n```") is None
     assert parse_command("/bzzz answer use the\nsecond option") == (Verb.ANSWER,
                                                                     "use the\nsecond option")
     assert parse_command(None) is None

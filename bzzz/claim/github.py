@@ -65,6 +65,8 @@ class GitHubClient:
             headers["Authorization"] = f"token {token}"
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                        timeout=timeout)
+        self.token = token  # git over smart HTTP needs it too (bzzz.repo.git keeps it hidden)
+        self.writes = 0  # content-creating requests sent (POST, PATCH, PUT, DELETE)
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -110,6 +112,8 @@ class GitHubClient:
             if method in WRITE_METHODS:
                 await self._pace()
             self.requests += 1
+            if method in WRITE_METHODS:
+                self.writes += 1
             try:
                 resp = await self._http.request(method, path, json=json, params=params,
                                                 headers=headers)

@@ -26,13 +26,14 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from .github import GitHubClient, GitHubError, Unavailable
-from .trust import Command, command_from_comment, is_writer
+from .trust import Command, command_from_comment, is_writer, parse_command
 
 log = logging.getLogger("bzzz.intake")
 PER_PAGE = 100
@@ -83,7 +84,7 @@ class CommandLock:
                  base: Callable[[], Awaitable[tuple[str, str]]]) -> None:
         self.gh, self.repo, self.node, self._base = gh, repo, node, base
 
-    async def take(self, comment_id: int) -> bool:
+    async def take(self, comment_id: int | str) -> bool:
         parent, tree = await self._base()
         ref = COMMAND_REF.format(id=comment_id)
         commit = (await self.gh.request(
@@ -114,7 +115,7 @@ class EveryoneActs:
     part. It is idempotent (labels; reactions are one per login), so the cost is one extra
     reaction per agent."""
 
-    async def take(self, comment_id: int) -> bool:
+    async def take(self, comment_id: int | str) -> bool:
         return True
 
 
@@ -124,16 +125,17 @@ Handler = Callable[[Command, bool], Awaitable[None]]  # (command, we won the com
 class CommentIntake:
     def __init__(self, gh: GitHubClient, perms: Permissions,
                  locks: Mapping[str, CommandLock | EveryoneActs], handler: Handler, *,
-                 state_file: Path | None = None, is_task: Callable[[str, int], bool] = lambda r, n: True) -> None:
+                 state_file: Path | None = None,
+                 route: Callable[[str, int], int | None] = lambda r, n: n) -> None:
         self.gh = gh
         self.perms = perms
         self.locks = locks
         self.handler = handler
-        self.is_task = is_task
+        self.route = route  # issue or pull request number -> its task's issue (None: no task)
         self.state_file = state_file
         self.cursor: dict[str, str] = {}
         self.etag: dict[str, str] = {}
-        self.seen: OrderedDict[int, None] = OrderedDict()
+        self.seen: OrderedDict[int | str, None] = OrderedDict()  # comment ids, "review-<id>"
         self.counts: Counter[str] = Counter()
         self.queue_send, self.queue_recv = trio.open_memory_channel[tuple[str, dict]](1000)
         self._load()
@@ -147,7 +149,7 @@ class CommentIntake:
             doc = json.loads(self.state_file.read_text())
             self.cursor = {str(k): str(v) for k, v in doc.get("cursor", {}).items()}
             for cid in doc.get("seen", [])[-SEEN_LIMIT:]:
-                if isinstance(cid, int):
+                if isinstance(cid, (int, str)):
                     self.seen[cid] = None
         except (OSError, ValueError, AttributeError, TypeError) as exc:
             # a damaged state file costs re-reading comments; the command refs still keep
@@ -162,7 +164,7 @@ class CommentIntake:
         tmp.write_text(json.dumps({"cursor": self.cursor, "seen": list(self.seen)}))
         os.replace(tmp, self.state_file)
 
-    def _mark(self, cid: int) -> None:
+    def _mark(self, cid: int | str) -> None:
         self.seen[cid] = None
         while len(self.seen) > SEEN_LIMIT:
             self.seen.popitem(last=False)
@@ -237,19 +239,42 @@ class CommentIntake:
         cmd = command_from_comment(repo, doc)
         if cmd is None:
             return 0  # not marked: a comment edited into a command later still counts
-        if not self.is_task(repo, cmd.issue):
-            self.counts["not_a_task"] += 1
-            self._mark(cid)
+        return await self._dispatch(repo, cmd, cid, cid)
+
+    async def take_review(self, repo: str, pr: int, review: dict) -> int:
+        """A pull request review (its body) as a command, like a comment."""
+        rid, user, body = review.get("id"), review.get("user"), review.get("body")
+        if not isinstance(rid, int) or not isinstance(user, Mapping) or \
+                not isinstance(user.get("login"), str) or not isinstance(body, str):
             return 0
+        key = f"review-{rid}"
+        if key in self.seen or review.get("state") == "PENDING":
+            return 0
+        parsed = parse_command(body)
+        if parsed is None:
+            self._mark(key)
+            return 0
+        cmd = Command(repo, pr, rid, user["login"], parsed[0], parsed[1], source="review")
+        return await self._dispatch(repo, cmd, key, key)
+
+    async def _dispatch(self, repo: str, cmd: Command, seen_key: int | str,
+                        lock_key: int | str) -> int:
+        issue = self.route(repo, cmd.issue)
+        if issue is None:
+            self.counts["not_a_task"] += 1
+            self._mark(seen_key)
+            return 0
+        if issue != cmd.issue:
+            cmd = replace(cmd, issue=issue)
         if not await self.perms.writer(repo, cmd.author):
             self.counts["not_writer"] += 1
             log.info("ignored a command from someone without write access",
                      extra={"repo": repo, "issue": cmd.issue, "verb": cmd.verb.value,
                             "author": cmd.author})
-            self._mark(cid)
+            self._mark(seen_key)
             return 0
-        won = await self.locks[repo].take(cid)
+        won = await self.locks[repo].take(lock_key)
         await self.handler(cmd, won)
         self.counts[f"{cmd.verb.value}{'' if won else '_seen'}"] += 1
-        self._mark(cid)
+        self._mark(seen_key)
         return 1

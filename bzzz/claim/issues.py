@@ -66,6 +66,17 @@ class IssueOps:
             page += 1
         return out
 
+    async def pull_list(self, number: int, kind: str, max_pages: int = 20) -> list[dict]:
+        """A pull request's ``reviews`` or review ``comments``, oldest first."""
+        out: list[dict] = []
+        for page in range(1, max_pages + 1):
+            reply = await self.gh.request("GET", f"/repos/{self.repo}/pulls/{number}/{kind}",
+                                          params={"per_page": 100, "page": page})
+            out += [c for c in reply.data or [] if isinstance(c, dict)]
+            if 'rel="next"' not in reply.headers.get("link", ""):
+                break
+        return out
+
     async def _has_marker(self, number: int, comment: Comment) -> bool:
         return any((comment.kind, comment.key) in find_markers(c.get("body", ""))
                    for c in await self.comments(number))

@@ -118,3 +118,68 @@ def approval_mismatch_comment(digest: str, given: str, node: str) -> Comment:
                    f"{marker('approval', digest)}\n🔒 `{given[:16]}` is not the hash of this "
                    f"issue's text as it is now. Its hash is `{short}`: read the issue again, "
                    f"then comment\n\n```\n/bzzz approve {short}\n```\n\n(**{node}**)")
+
+
+def work_comment(key: str, node: str, status: str, duration: float, exit_code: int | None,
+                 output: str, truncated: bool, *, summary: str | None = None,
+                 pr: int | None = None, pr_url: str | None = None, branch: str | None = None,
+                 base: str | None = None, files: int = 0, new_round: bool = False,
+                 delivery_error: str | None = None, follow_ups: list[tuple[str, int]] = (),
+                 follow_up_error: str | None = None, filed_keys: list[str] = ()) -> Comment:
+    """The result of a task that ran in a checkout: what it changed and where it went."""
+    icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "❔")
+    lines = [marker("result", key)]
+    if pr is not None and branch is not None:
+        lines.append(marker("pr", f"{pr}:{branch}:{base or ''}"))
+    lines += [marker("filed", k) for k in filed_keys]
+    head = (f"{icon} **{status}** on **{node}** in {duration:.1f} s"
+            + (f" (exit status {exit_code})" if exit_code is not None else ""))
+    if pr is not None:
+        what = "pushed another round to" if new_round else "opened"
+        lines.append(f"{head}: {what} pull request #{pr}"
+                     + (f" ({pr_url})" if pr_url and not pr_url.startswith("#") else "")
+                     + f", {files} file{'s' if files != 1 else ''} changed on `{branch}`.")
+    elif branch is not None:
+        why = ("the run did not succeed, so there is no pull request"
+               if status != "succeeded" else "`pr=none`: no pull request")
+        lines.append(f"{head}: {files} changed file{'s' if files != 1 else ''} pushed to "
+                     f"`{branch}` ({why}).")
+    else:
+        lines.append(head + ("." if not delivery_error else ": its changes were not delivered."))
+    if delivery_error:
+        lines += ["", f"⚠️ {delivery_error}"]
+    if follow_ups:
+        lines += ["", "Follow-ups filed: " + ", ".join(f"#{n} ({t[:60]})" for t, n in follow_ups)]
+    if follow_up_error:
+        lines += ["", f"⚠️ Follow-ups not filed: {follow_up_error}"]
+    if summary:
+        lines += ["", summary.strip()[:OUTPUT_TAIL * 2]]
+    tail = output[-OUTPUT_TAIL:]
+    shown = "last part of the output" if truncated or len(output) > len(tail) else "output"
+    lines += ["", f"<details><summary>{shown}</summary>", "", _fence(tail or "(no output)"), "",
+              "</details>"]
+    return Comment("result", key, "\n".join(lines))
+
+
+def round_comment(key: str, node: str, commit: str, files: int, summary: str | None) -> Comment:
+    """On the pull request: a review round pushed a new commit."""
+    lines = [marker("round", key),
+             f"🐝 **{node}** pushed {commit[:10]} for the review ({files} file"
+             f"{'s' if files != 1 else ''} changed)."]
+    if summary:
+        lines += ["", summary.strip()[:OUTPUT_TAIL * 2]]
+    return Comment("round", key, "\n".join(lines))
+
+
+def setup_failed_comment(key: str, node: str, why: str) -> Comment:
+    return Comment("result", key,
+                   f"{marker('result', key)}\n❌ **{node}** could not prepare this task's "
+                   f"checkout: {why}\n\nFix it and remove the `bzzz:failed` label (or comment "
+                   "`/bzzz retry`) to try again.")
+
+
+def pr_closed_comment(pr: int, node: str) -> Comment:
+    return Comment("pr-closed", str(pr),
+                   f"{marker('pr-closed', str(pr))}\n🛑 Pull request #{pr} was closed without "
+                   f"merging: this task ends here. Reopen the issue and comment `/bzzz retry` "
+                   f"to start again. (**{node}**)")

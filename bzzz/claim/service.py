@@ -12,7 +12,9 @@ running and report when GitHub answers again.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,17 +27,23 @@ from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
 from ..exec.shell import RunAs, run_shell
 from . import report
+from .report import find_markers
 from .feed import TaskFeed
 from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
 from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
 from .issues import IssueOps
+from .pulls import PullInfo, PullWatch
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
                    ineligible_reason, parse_issue, task_timeout)
 from .trust import (Approval, Command, Verb, approval_state, body_digest, comment_views,
-                    voices)
+                    parse_command, voices)
+from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
+                       filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
+                       prior_pull, read_handed_back)
+from ..repo.workspace import RepoError, remove
 
 log = logging.getLogger("bzzz.claim")
 # "bash: line 1: frobnicate: command not found": a capability the task turned out to need
@@ -69,6 +77,8 @@ class ClaimSettings:
     help_retry: float = 2.0  # pause between unanswered help requests
     trust_ttl: float = 60.0  # seconds a permission answer is cached
     intake_state: Path | None = None  # where the comment intake keeps its cursor and ids
+    sandbox_owner: tuple[int, int] | None = None  # (uid, gid) that must own a task's files
+    keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
 
 
 @dataclass
@@ -89,8 +99,10 @@ class ClaimService:
                  capabilities: Callable[[], Sequence[str]] = lambda: [],
                  peers: Callable[[], Sequence[PeerView]] = lambda: [],
                  on_load: Callable[[int], None] = lambda n: None,
-                 helper=None, clock: Callable[[], float] = time.time) -> None:
+                 helper=None, clock: Callable[[], float] = time.time,
+                 work: RepoWork | None = None) -> None:
         self.gh = gh
+        self.work = work  # repository work (checkouts, pull requests); None: empty workspaces
         self.s = settings
         self.decisions = decisions
         self.capabilities = capabilities
@@ -118,8 +130,8 @@ class ClaimService:
             gh, self.perms,
             {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
              if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
-            self.on_command, state_file=settings.intake_state,
-            is_task=lambda repo, n: n in self.feed.repos[repo].tasks)
+            self.on_command, state_file=settings.intake_state, route=self._route)
+        self.pulls = PullWatch(gh, settings.repos) if work is not None else None
         self.announced: dict[str, str] = {}  # task key -> body digest we saw announced
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
@@ -175,6 +187,8 @@ class ClaimService:
                 await self.feed.poll(repo)
                 polled.add(repo)
                 await self.intake.poll(repo)
+                if self.pulls is not None:
+                    await self._watch_pulls(repo)
                 if not self.github_ok:
                     self.github_ok = True
                     self._decide("github_recovered")
@@ -191,6 +205,55 @@ class ClaimService:
                 log.warning("polling failed", extra={"repo": repo, "error": str(exc)})
         self._cancel_vanished(polled)
         self._schedule()
+
+    def _route(self, repo: str, number: int) -> int | None:
+        """The task a comment on ``number`` is about: the issue itself, or the issue whose
+        pull request it is."""
+        if number in self.feed.repos[repo].tasks:
+            return number
+        return self.pulls.issue_of(repo, number) if self.pulls is not None else None
+
+    async def _watch_pulls(self, repo: str) -> None:
+        assert self.pulls is not None and self._nursery is not None
+        closed, changed = await self.pulls.poll(repo)
+        for info in closed:
+            self._nursery.start_soon(self._pull_closed, info)
+        for task in list(self.feed.repos[repo].tasks.values()):
+            if STATE_LABELS["review"] not in task.labels:
+                continue
+            info = self.pulls.of_issue(repo, task.number)
+            if info is None or info.state != "open" or info.number not in changed:
+                continue  # reviews are read only when the pull request moved
+            for review in await self.pulls.new_reviews(repo, info.number):
+                await self.intake.take_review(repo, info.number, review)
+
+    async def _pull_closed(self, info: PullInfo) -> None:
+        """A pull request of ours closed. Merged: GitHub closed the issue (``Fixes #n``);
+        it is labelled done. Closed unmerged: the users said no; the task ends."""
+        ops = self.ops[info.repo]
+        try:
+            doc = await ops.get(info.issue)
+            labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+            if STATE_LABELS["review"] not in labels:
+                return  # acted on already (or another round runs)
+            keep = sorted(labels - FINISHED - {STATE_LABELS["claimed"]})
+            if info.merged:
+                await ops.set_labels(info.issue, keep + [STATE_LABELS["done"]])
+                self._decide("merged", repo=info.repo, issue=info.issue, pr=info.number)
+                return
+            lock = self.intake.locks[info.repo]
+            if not await lock.take(f"closed-{info.number}"):
+                return
+            await ops.comment_once(info.issue, report.pr_closed_comment(info.number,
+                                                                        self.s.node_id))
+            await ops.set_labels(info.issue, keep + [STATE_LABELS["failed"]])
+            if doc.get("state") == "open":
+                await self.gh.request("PATCH", f"/repos/{info.repo}/issues/{info.issue}",
+                                      json={"state": "closed", "state_reason": "not_planned"})
+            self._decide("pull_closed", repo=info.repo, issue=info.issue, pr=info.number)
+        except (GitHubError, Unavailable) as exc:
+            log.warning("could not record a closed pull request",
+                        extra={"repo": info.repo, "pr": info.number, "error": str(exc)})
 
     def _cancel_vanished(self, polled: set[str]) -> None:
         """A running task missing from a poll may only have moved between pages while we
@@ -241,13 +304,29 @@ class ClaimService:
     async def _attempt(self, task: Task, body=None) -> None:
         try:
             await (body or self._claim_and_run)(task)
-        except (GitHubError, Unavailable) as exc:
+        except* GitHubError as group:  # Unavailable and RateLimited too; nurseries wrap them
+            exc = _first_leaf(group)
             self._decide("attempt_failed", task, error=str(exc))
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             log.warning("task attempt failed", extra={"task": task.key, "error": str(exc)})
+        except* Exception as group:  # a bug met by one task must not stop the agent
+            exc = _first_leaf(group)
+            self._decide("attempt_crashed", task, error=f"{type(exc).__name__}: {exc}"[:500])
+            self.not_before[task.key] = self.clock() + self.s.retry_after_failure * 4
+            log.error("task attempt crashed", exc_info=exc, extra={"task": task.key})
         finally:
             self.running.pop(task.key, None)
             self.on_load(len(self.running))
+            # our view of this task is stale until the next poll shows what became of it:
+            # do not claim it again from that view (a failure may have set a later time)
+            self.not_before[task.key] = max(self.not_before.get(task.key, 0.0),
+                                            self.clock() + 2 * self.s.poll_interval)
+            # a slot is free (or the claim was lost): take the next candidate the last poll
+            # saw now, not at the next poll tick (a stale view costs at most a lost claim)
+            if self._nursery is not None and not self._nursery.cancel_scope.cancel_called \
+                    and not trio.current_effective_deadline() < trio.current_time() \
+                    and self.clock() >= self.paused_until:
+                self._schedule()
 
     async def _claim_and_run(self, task: Task) -> None:
         lock = self.locks[task.repo]
@@ -329,31 +408,177 @@ class ClaimService:
                     task, STATE_LABELS["needs-input"]))
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             return
-        run.state = "running"
-        workspace = self.s.workroot / f"{task.repo.replace('/', '_')}-{task.number}-{held.claim.generation}"
-        result = None
-        with trio.CancelScope() as scope:
-            run.scope = scope
-            result = await run_shell(
-                command, workspace, sandbox=self.s.sandbox, timeout=task_timeout(spec, self.s.exec_timeout),
-                policy=self.s.policy, user=self.s.user, task_id=task.key,
-                image=spec.options.get("image") if spec.executor == "container" else None)
-        run.scope = None
-        if result is not None and result.status in ("failed", "timeout") and \
-                self.helper is not None and run.held is not None:
-            reason = (f"exit status {result.exit_code}" if result.status == "failed"
-                      else "timed out")
-            missing = sorted(set(_MISSING_RE.findall(result.output)))[:5]
-            if result.exit_code == 127 and missing:
-                reason = f"missing here: {', '.join(missing)}"
-            run.state = "asking for help"
-            if await self._seek_help(run, task, key, reason, extra_needs=missing):
-                return
-        run.state = "reporting"
-        if result is None:
-            await self._report_cancelled(task, run, key)
+        run.state = "preparing"
+        name = f"{task.repo.replace('/', '_')}-{task.number}-{held.claim.generation}"
+        root = self.s.workroot
+        workspace, out_dir = root / name, root / ".out" / name
+        in_dir, private = root / ".in" / name, root / ".private" / name
+        co = prior = None
+        comments: list[dict] = []
+        try:
+            if self.work is not None:
+                comments = await ops.comments(task.number)
+                trusted = await self.perms.writers(task.repo, _marker_authors(comments))
+                prior = prior_pull(comments, task.number, trusted.__contains__)
+                try:
+                    co = await self.work.prepare(task, spec, workspace, private, prior)
+                except RepoError as exc:
+                    why = str(exc)
+                    self._decide("checkout_failed", task, error=why)
+                    if await self._durably(run, "comment", lambda: ops.comment_once(
+                            task.number, report.setup_failed_comment(key, self.s.node_id, why))):
+                        await self._durably(run, "labels", lambda: self._finish_labels(
+                            task, STATE_LABELS["failed"]))
+                    return
+            feedback = await self._feedback(task, comments, prior) if self.work else ""
+            _fresh_dir(in_dir, None)
+            _fresh_dir(out_dir, self.s.sandbox_owner)
+            (in_dir / "feedback.md").write_text(feedback)
+            os.chmod(in_dir / "feedback.md", 0o644)
+            env = {"BZZZ_REPO": task.repo, "BZZZ_ISSUE": str(task.number),
+                   "BZZZ_TITLE": _printable(task.title), "BZZZ_OUTPUT": str(out_dir.resolve()),
+                   "BZZZ_FEEDBACK": str((in_dir / "feedback.md").resolve())}
+            if co is not None:
+                env["BZZZ_BRANCH"] = co.branch
+            run.state = "running"
+            result = None
+            with trio.CancelScope() as scope:
+                run.scope = scope
+                result = await run_shell(
+                    command, workspace, sandbox=self.s.sandbox,
+                    timeout=task_timeout(spec, self.s.exec_timeout), policy=self.s.policy,
+                    user=self.s.user, task_id=task.key, env=env, output_dir=out_dir,
+                    read_only=[in_dir] + ([co.mirror] if co is not None else []),
+                    image=spec.options.get("image") if spec.executor == "container" else None)
+            run.scope = None
+            if result is not None and result.status in ("failed", "timeout") and \
+                    self.helper is not None and run.held is not None:
+                reason = (f"exit status {result.exit_code}" if result.status == "failed"
+                          else "timed out")
+                missing = sorted(set(_MISSING_RE.findall(result.output)))[:5]
+                if result.exit_code == 127 and missing:
+                    reason = f"missing here: {', '.join(missing)}"
+                run.state = "asking for help"
+                if await self._seek_help(run, task, key, reason, extra_needs=missing):
+                    return
+            run.state = "reporting"
+            if result is None:
+                await self._report_cancelled(task, run, key)
+            elif result.status == "refused" or self.work is None:
+                await self._report(task, run, key, result)
+            else:
+                await self._deliver_and_report(run, task, key, result, co, prior, out_dir,
+                                               comments, fresh)
+        finally:
+            if not self.s.keep_workspaces:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove, co, workspace, out_dir, in_dir, private)
+
+    async def _feedback(self, task: Task, comments: list[dict], prior: PullRef | None) -> str:
+        """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull
+        request every writer's comment, review and review comment, oldest first."""
+        ops = self.ops[task.repo]
+        items: list[tuple[str, str, str, str]] = []  # (time, who, where, text)
+        for c in comments:
+            if parse_command(c.get("body")) is not None:
+                items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
+                              "on the issue", c.get("body") or ""))
+        if prior is not None:
+            n = prior.number
+            for c in await ops.comments(n):
+                if not find_markers(c.get("body") or ""):
+                    items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
+                                  "on the pull request", c.get("body") or ""))
+            for r in await ops.pull_list(n, "reviews"):
+                if (r.get("body") or "").strip() or r.get("state") == "CHANGES_REQUESTED":
+                    state = (r.get("state") or "").lower().replace("_", " ")
+                    items.append((r.get("submitted_at") or "", (r.get("user") or {}).get("login", "?"),
+                                  f"in a review ({state})", r.get("body") or ""))
+            for c in await ops.pull_list(n, "comments"):
+                where = f"on {c.get('path', '?')} line {c.get('line') or c.get('original_line') or '?'}"
+                items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
+                              where, c.get("body") or ""))
+        writers = await self.perms.writers(task.repo, {who for _, who, _, _ in items})
+        kept = sorted((i for i in items if i[1] in writers), key=lambda i: i[0])
+        return "".join(f"## {when} @{who} {where}\n\n{text.strip()}\n\n"
+                       for when, who, where, text in kept)
+
+    async def _deliver_and_report(self, run: Running, task: Task, key: str, result, co,
+                                  prior: PullRef | None, out_dir: Path, comments: list[dict],
+                                  fresh: dict) -> None:
+        assert self.work is not None
+        ops = self.ops[task.repo]
+        summary = read_handed_back(out_dir, "summary.md", MAX_SUMMARY)
+        delivered, error = None, None
+        if co is not None:
+            try:
+                delivered = await self.work.deliver(
+                    co, task, task.spec, key, summary or result.output[-3000:],
+                    result.status == "succeeded", prior, fresh.get("html_url") or f"#{task.number}")
+            except DeliveryError as exc:
+                error = str(exc)
+        filed, fu_error, filed_keys = await self._follow_ups(task, out_dir, comments)
+        status = result.status
+        if error and status == "succeeded":
+            status = "failed"  # the work did not reach GitHub
+        self._decide("result", task, status=status, exit_code=result.exit_code,
+                     duration=result.duration, output_bytes=result.output_bytes,
+                     output=result.output, commit=delivered.commit if delivered else None,
+                     branch=delivered.branch if delivered else None,
+                     pr=delivered.pr if delivered else None, delivery_error=error)
+        comment = report.work_comment(
+            key, self.s.node_id, status, result.duration, result.exit_code, result.output,
+            result.truncated, summary=summary,
+            pr=delivered.pr if delivered else None, pr_url=delivered.pr_url if delivered else None,
+            branch=delivered.branch if delivered else None,
+            base=self.work.base_of(task, task.spec, prior),
+            files=len(delivered.files) if delivered else 0, new_round=prior is not None,
+            delivery_error=error, follow_ups=[(i.title, n) for i, n in filed],
+            follow_up_error=fu_error, filed_keys=filed_keys)
+        if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
+            return
+        if delivered is not None and delivered.pr is not None and prior is not None:
+            answer = report.round_comment(key, self.s.node_id, delivered.commit,
+                                          len(delivered.files), summary)
+            await self._durably(run, "round", lambda: ops.comment_once(delivered.pr, answer))
+        if delivered is not None and delivered.pr is not None and status == "succeeded":
+            label = STATE_LABELS["review"]
+            self._decide("pull_request", task, pr=delivered.pr, branch=delivered.branch,
+                         opened=delivered.opened, commit=delivered.commit)
         else:
-            await self._report(task, run, key, result)
+            label = STATE_LABELS["done"] if status == "succeeded" else STATE_LABELS["failed"]
+        if not await self._durably(run, "labels", lambda: self._finish_labels(task, label)):
+            return
+        if status == "succeeded" and self.s.close_on_success and label != STATE_LABELS["review"]:
+            await self._durably(run, "close", lambda: ops.close(task.number))
+        self._decide("reported", task, status=status)
+        self.completed.append({"task": task.key, "status": status, "node": self.s.node_id,
+                               "duration": result.duration,
+                               "pr": delivered.pr if delivered else None})
+
+    async def _follow_ups(self, task: Task, out_dir: Path, comments: list[dict]
+                          ) -> tuple[list, str | None, list[str]]:
+        text = read_handed_back(out_dir, "follow-ups.json", 256 * 1024)
+        if text is None or self.work is None:
+            return [], None, []
+        try:
+            items = parse_follow_ups(text)
+        except ValueError as exc:
+            return [], str(exc), []
+        if not items:
+            return [], None, []
+        if follow_up_depth(task.body) >= MAX_FOLLOW_UP_DEPTH:
+            return [], (f"this task is a follow-up {MAX_FOLLOW_UP_DEPTH} levels deep; "
+                        "it files no more"), []
+        trusted = await self.perms.writers(task.repo, _marker_authors(comments))
+        before = filed_digests(comments, trusted.__contains__)
+        try:
+            filed = await self.work.file_follow_ups(
+                task, items, before, follow_up_markers(self.feed.all_tasks()))
+        except GitHubError as exc:
+            return [], f"GitHub refused one: {exc.message}", []
+        self._decide("follow_ups", task, issues=[n for _, n in filed])
+        return filed, None, sorted(before | {i.digest for i, _ in filed})
 
     # ------------------------------------------------------------------ trust and commands
 
@@ -403,7 +628,20 @@ class ClaimService:
             self.not_before.pop(cmd.key, None)
             if acting:
                 await self._approve(ops, cmd)
-        if cmd.verb in (Verb.RETRY, Verb.APPROVE):
+        elif cmd.verb is Verb.FEEDBACK:
+            # another round for a task that finished (in review, done, failed): the next
+            # attempt gets this and all earlier feedback in $BZZZ_FEEDBACK
+            self.not_before.pop(cmd.key, None)
+            if acting:
+                doc = await ops.get(cmd.issue)
+                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                # only a task in review starts again on feedback; a done or failed one
+                # takes "/bzzz retry" (the feedback still reaches its next attempt)
+                again = doc.get("state") == "open" and STATE_LABELS["review"] in labels
+                for label in sorted(labels & FINISHED) if again else ():
+                    await ops.remove_label(cmd.issue, label)
+                await self._react(ops, cmd, "rocket" if again else "eyes")
+        if cmd.verb in (Verb.RETRY, Verb.APPROVE, Verb.FEEDBACK):
             self.wake.set()  # the task may be claimable now
 
     async def _approval(self, ops: IssueOps, number: int, body: str) -> Approval:
@@ -423,6 +661,8 @@ class ClaimService:
             state.digest, cmd.arg, self.s.node_id))
 
     async def _react(self, ops: IssueOps, cmd: Command, content: str) -> None:
+        if cmd.source != "comment":
+            return  # reviews take no reactions
         try:
             await ops.react(cmd.comment_id, content)
         except GitHubError as exc:  # a missing reaction is cosmetic
@@ -457,7 +697,8 @@ class ClaimService:
             self._decide("renewed", run.task, generation=outcome.claim.generation)
 
     async def _finish_labels(self, task: Task, state_label: str) -> None:
-        labels = sorted((task.labels - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
+        labels = sorted((task.labels - FINISHED
+                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
                         | {state_label})
         await self.ops[task.repo].set_labels(task.number, labels)
 
@@ -634,3 +875,34 @@ class ClaimService:
         self._decide("reported", task, status=result.status)
         self.completed.append({"task": task.key, "status": result.status,
                                "node": self.s.node_id, "duration": result.duration})
+
+
+def _marker_authors(comments: list[dict]) -> set[str]:
+    """Authors of comments that carry an agents' marker (whose access then matters)."""
+    out = set()
+    for c in comments:
+        login = (c.get("user") or {}).get("login")
+        if isinstance(login, str) and find_markers(c.get("body") or ""):
+            out.add(login)
+    return out
+
+
+def _fresh_dir(path: Path, owner: tuple[int, int] | None) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.chmod(path, 0o755)
+    if owner is not None:
+        os.chown(path, *owner)
+
+
+def _printable(text: str) -> str:
+    """Text a process can be given (GitHub's JSON may carry lone surrogates or NULs)."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:1000]
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

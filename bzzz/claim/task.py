@@ -30,8 +30,11 @@ from typing import Any
 TASK_LABEL = "bzzz"
 PRIORITIES = ("critical", "high", "normal", "low")
 STATE_LABELS = {"claimed": "bzzz:claimed", "done": "bzzz:done", "failed": "bzzz:failed",
-                "needs-input": "bzzz:needs-input", "needs-approval": "bzzz:needs-approval"}
-FINISHED = {STATE_LABELS["done"], STATE_LABELS["failed"], STATE_LABELS["needs-input"]}
+                "needs-input": "bzzz:needs-input", "needs-approval": "bzzz:needs-approval",
+                "review": "bzzz:review"}
+# not claimable until someone acts (a retry, an answer, review feedback)
+FINISHED = {STATE_LABELS["done"], STATE_LABELS["failed"], STATE_LABELS["needs-input"],
+            STATE_LABELS["review"]}
 MAX_COMMAND = 16 * 1024
 MAX_BODY = 256 * 1024
 

@@ -39,10 +39,12 @@ class Verb(str, Enum):
     RETRY = "retry"
     CANCEL = "cancel"
     ANSWER = "answer"
+    FEEDBACK = "feedback"  # any other comment mentioning /bzzz: review feedback, another round
 
 
 _COMMAND = re.compile(r"^[ \t]*/bzzz[ \t]+(?P<verb>[A-Za-z-]+)\b[ \t]*(?P<rest>.*)$", re.M)
 _HEX = re.compile(r"[0-9a-f]{8,64}")
+_MENTION = re.compile(r"(?<![\w/])/bzzz\b(?![/-])")
 
 
 def body_digest(body: str | None) -> str:
@@ -63,11 +65,12 @@ def is_writer(permission: str | None, role: str | None = None) -> bool:
 @dataclass(frozen=True)
 class Command:
     repo: str
-    issue: int
+    issue: int  # the task's issue (a command on its pull request is routed to it)
     comment_id: int
     author: str
     verb: Verb
     arg: str
+    source: str = "comment"  # "comment" (issue or pull request conversation) or "review"
 
     @property
     def key(self) -> str:
@@ -104,7 +107,14 @@ def parse_command(text: str | None) -> tuple[Verb, str] | None:
         if verb is Verb.ANSWER:
             rest = text[m.start("rest"):]
             return verb, rest.strip()[:MAX_ARG]
+        if verb is Verb.FEEDBACK:
+            break
         return verb, m["rest"].strip()[:1024]
+    for m in _MENTION.finditer(text):  # "/bzzz" anywhere else: feedback, the whole comment
+        if fences is None:
+            fences = [f.start() for f in _FENCE_LINE.finditer(text)]
+        if _outside_fences(fences, m.start()):
+            return Verb.FEEDBACK, text.strip()[:MAX_ARG]
     return None
 
 

@@ -60,6 +60,7 @@ import re
 import threading
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -75,6 +76,7 @@ MAX_SIMPLE = 500          # simple commands checked (nested ones included)
 MAX_ALTERNATIVES = 8      # values a variable may have (for loops, branches)
 MAX_VALUE = 4096          # longest variable value tracked
 MAX_NESTED_TEXT = 4 * MAX_COMMAND
+WRITABLE_PLACES = ("BZZZ_OUTPUT",)
 TIME_BUDGET = 0.030       # CPU seconds of one check; past it the command is refused
 PARSE_BUDGET = 0.010      # CPU seconds tree-sitter may take over one parse
 # The budgets count the checking thread's own CPU time, not the wall clock: a loaded machine
@@ -406,11 +408,17 @@ _NODE, _RESTORE, _COMMAND = 0, 1, 2
 
 
 class _Checker:
-    def __init__(self, policy: Policy, workspace: str) -> None:
+    def __init__(self, policy: Policy, workspace: str,
+                 places: Mapping[str, str] | None = None) -> None:
         self.policy = policy
         ws = posixpath.normpath(workspace if workspace.startswith("/") else "/" + workspace)
         self.ws = ws
         self.ws_comps = tuple(c for c in ws.split("/") if c)
+        # variables naming directories of the task (BZZZ_OUTPUT): known values, and writable
+        self.places = {k: posixpath.normpath(v) for k, v in (places or {}).items()
+                       if isinstance(v, str) and v.startswith("/")}
+        self.place_comps = [tuple(c for c in v.split("/") if c) for k, v in self.places.items()
+                            if k in WRITABLE_PLACES]
         self.home_comps = tuple(c for c in HOME_DIR.split("/") if c)
         self.reasons: list[str] = []
         self.notes: list[str] = []
@@ -541,6 +549,8 @@ class _Checker:
             return HOME_DIR
         if name == "BZZZ_WORKSPACE":
             return self.ws
+        if name in self.places:
+            return self.places[name]
         if name == "TMPDIR":
             return "/tmp"
         if name == "IFS":
@@ -558,7 +568,8 @@ class _Checker:
         return UNK
 
     def known(self, name: str) -> bool:
-        return name in self.vars or name in ("PWD", "HOME", "BZZZ_WORKSPACE", "TMPDIR", "IFS",
+        return name in self.vars or name in self.places or name in (
+            "PWD", "HOME", "BZZZ_WORKSPACE", "TMPDIR", "IFS",
                                              "CI", "PATH", "0", "$", "?")
 
     def fields(self, node, assignment: bool = False) -> list[str]:
@@ -805,9 +816,9 @@ class _Checker:
         return _Where(self._kind(tuple(comps), path), tuple(comps))
 
     def _kind(self, comps: tuple[str, ...], path: str) -> str:
-        ws = self.ws_comps
-        if comps[:len(ws)] == ws and not any(_GLOB.search(c) for c in comps[:len(ws)]):
-            return "ws"
+        for ws in (self.ws_comps, *self.place_comps):
+            if comps[:len(ws)] == ws and not any(_GLOB.search(c) for c in comps[:len(ws)]):
+                return "ws"
         if comps and comps[0] == "dev":
             p = "/" + "/".join(comps)
             if p in SAFE_DEVICES or p.startswith("/dev/fd/") or p.startswith("/dev/pts/"):
@@ -2534,11 +2545,12 @@ def _text_problem(command: str) -> str | None:
     return None
 
 
-def _check(command: str, workspace: str, policy: Policy) -> Verdict:
+def _check(command: str, workspace: str, policy: Policy,
+           places: Mapping[str, str] | None = None) -> Verdict:
     problem = _text_problem(command)
     if problem:
         return Verdict(False, [problem])
-    checker = _Checker(policy, workspace)
+    checker = _Checker(policy, workspace, places)
     try:
         tree = checker.parse(command)
         if tree is None:
@@ -2554,8 +2566,11 @@ def _check(command: str, workspace: str, policy: Policy) -> Verdict:
                    list(dict.fromkeys(checker.notes)))
 
 
-def check(command: str, workspace: str, policy: Policy | None = None) -> Verdict:
-    """Decide whether ``command`` may run in ``workspace``. Never raises."""
+def check(command: str, workspace: str, policy: Policy | None = None,
+          places: Mapping[str, str] | None = None) -> Verdict:
+    """Decide whether ``command`` may run in ``workspace``. Never raises. ``places``: the
+    task's own directories by variable (``BZZZ_OUTPUT`` is writable like the workspace,
+    ``BZZZ_FEEDBACK`` a known file)."""
     try:
         policy = policy or Policy()
         if not isinstance(command, str) or not command.strip():
@@ -2564,7 +2579,7 @@ def check(command: str, workspace: str, policy: Policy | None = None) -> Verdict
             return Verdict(False, [f"command longer than {policy.max_length} characters"])
         if not isinstance(workspace, str) or posixpath.normpath("/" + workspace.lstrip("/")) == "/":
             return Verdict(False, ["no workspace to judge the command in (it is /)"])
-        return _check(command, workspace, policy)
+        return _check(command, workspace, policy, places)
     except Exception as exc:  # the Guardian refuses what it cannot judge, and says so
         return Verdict(False, [f"the Guardian could not check this command "
                                f"({type(exc).__name__}: {str(exc)[:200]})"])
@@ -2584,12 +2599,12 @@ def _get_limiter() -> trio.CapacityLimiter:
 
 
 async def check_async(command: str, workspace: str, policy: Policy | None = None, *,
-                      deadline: float = 10.0) -> Verdict:
+                      deadline: float = 10.0, places: Mapping[str, str] | None = None) -> Verdict:
     """``check`` off the event loop (a worker thread behind a small limiter). The check's own
     budgets (CPU time) refuse a command that is too complex; ``deadline`` (wall seconds) is
     only a backstop for a machine so loaded that the thread cannot run at all: past it the
     command is refused and the thread abandoned."""
     with trio.move_on_after(deadline):
-        return await trio.to_thread.run_sync(check, command, workspace, policy,
+        return await trio.to_thread.run_sync(check, command, workspace, policy, places,
                                              abandon_on_cancel=True, limiter=_get_limiter())
     return Verdict(False, [f"the check took too long (over {deadline:g} s)"])

@@ -102,13 +102,17 @@ class Outcome:
 class Sandbox(Protocol):
     kind: str  # "container" | "bwrap" | "none"
 
+    @property
+    def owner(self) -> tuple[int, int] | None: ...
+
     def describe(self) -> str: ...
 
     async def reap(self) -> int: ...
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
-                  image: str | None = None, output_dir: Path | None = None) -> Outcome: ...
+                  image: str | None = None, output_dir: Path | None = None,
+                  read_only: Sequence[Path] = ()) -> Outcome: ...
 
     async def aclose(self) -> None: ...
 
@@ -323,6 +327,11 @@ class NoSandbox:
         self.user = user
         self.records = _Records(state_dir) if state_dir else None
 
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """Who must own a task's files: (uid, gid), or None for the agent's own user."""
+        return (self.user.uid, self.user.gid) if self.user else None
+
     def describe(self) -> str:
         who = f"as {self.user.name}" if self.user else "as the agent's user"
         return (f"none (NO isolation: tasks run {who} and can read whatever that user can, "
@@ -333,7 +342,8 @@ class NoSandbox:
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
-                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+                  image: str | None = None, output_dir: Path | None = None,
+                  read_only: Sequence[Path] = ()) -> Outcome:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
@@ -365,6 +375,10 @@ class BwrapSandbox:
         self.bwrap = bwrap
         self.records = _Records(state_dir)
 
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        return (self.user.uid, self.user.gid) if self.user else None
+
     def describe(self) -> str:
         spaces = ("user, pid, net, ipc, uts namespaces" if self.network == "none"
                   else "user, pid, ipc, uts namespaces; the host's network")
@@ -392,7 +406,8 @@ class BwrapSandbox:
             found += Path(d).glob(pattern)
         return list(dict.fromkeys(found))
 
-    def args(self, ws: Path, output_dir: Path | None) -> list[str]:
+    def args(self, ws: Path, output_dir: Path | None,
+             read_only: Sequence[Path] = ()) -> list[str]:
         """bubblewrap's arguments for a task in ``ws`` (its mount order matters: later
         mounts cover earlier ones)."""
         writable = [ws] + ([output_dir] if output_dir else [])
@@ -405,23 +420,26 @@ class BwrapSandbox:
         resolv = Path(os.path.realpath("/etc/resolv.conf"))
         if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
             args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
-        masks_before, masks_after, read_only = [], [], []
+        masks_before, masks_after, remount = [], [], []
+        borrowed = [Path(r).resolve() for r in read_only]
         for p in self._secret_paths():
-            if not _under(p, system + writable):
+            if not _under(p, system + writable + borrowed):
                 continue  # not in the sandbox at all
-            if any(w == p or p in w.parents for w in writable):
+            if any(w == p or p in w.parents for w in writable + borrowed):
                 masks_before += ["--tmpfs", str(p)]  # holds the workspace: an empty tmpfs
             elif p.is_dir():
                 masks_after += ["--tmpfs", str(p)]
-                read_only += ["--remount-ro", str(p)]
+                remount += ["--remount-ro", str(p)]
             else:
                 masks_after += ["--ro-bind", "/dev/null", str(p)]
         args += masks_before
         for w in writable:
             args += ["--bind", str(w), str(w)]
+        for r in borrowed:  # e.g. the mirror a checkout borrows its objects from
+            args += ["--ro-bind", str(r), str(r)]
         # the sandbox's root (a tmpfs holding the mount points) read-only too; not
         # recursive, so /tmp and the workspace stay writable
-        args += masks_after + read_only + ["--remount-ro", "/", "--chdir", str(ws), "--"]
+        args += masks_after + remount + ["--remount-ro", "/", "--chdir", str(ws), "--"]
         return args
 
     async def reap(self) -> int:
@@ -429,14 +447,15 @@ class BwrapSandbox:
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
-                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+                  image: str | None = None, output_dir: Path | None = None,
+                  read_only: Sequence[Path] = ()) -> Outcome:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
         ws, out, popen = _prepare(workspace, output_dir, self.user)
         # The environment is bubblewrap's own (not --setenv: argv is world-readable in
         # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
-        return await _run_process(self.args(ws, out) + list(argv), cwd=ws, env=env,
+        return await _run_process(self.args(ws, out, read_only) + list(argv), cwd=ws, env=env,
                                   timeout=timeout, max_output=max_output,
                                   kill_grace=kill_grace, popen=popen, records=self.records)
 
@@ -485,6 +504,10 @@ class ContainerSandbox:
         self.workspace_map = workspace_map
         self.podman = podman
 
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        return (self.chown_to.uid, self.chown_to.gid) if self.chown_to else None
+
     def describe(self) -> str:
         net = "no network" if self.network == "none" else "bridge network"
         u = self.user
@@ -504,9 +527,11 @@ class ContainerSandbox:
                                "cannot mount it") from None
 
     def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
-             output_dir: Path | None) -> dict:
+             output_dir: Path | None, read_only: Sequence[Path] = ()) -> dict:
         mounts = [{"Type": "bind", "Source": self._host_path(p), "Target": str(p),
                    "ReadOnly": False} for p in [ws] + ([output_dir] if output_dir else [])]
+        mounts += [{"Type": "bind", "Source": self._host_path(Path(p).resolve()),
+                    "Target": str(Path(p).resolve()), "ReadOnly": True} for p in read_only]
         tmpfs = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
         for p in self.hidden:  # only matters for a secret inside the workspace
             p = Path(os.path.abspath(p))
@@ -543,7 +568,8 @@ class ContainerSandbox:
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
-                  image: str | None = None, output_dir: Path | None = None) -> Outcome:
+                  image: str | None = None, output_dir: Path | None = None,
+                  read_only: Sequence[Path] = ()) -> Outcome:
         why = _bad_input(argv, env) or bad_text([image or "", task_id])
         if why:
             return _refused(why)
@@ -554,7 +580,7 @@ class ContainerSandbox:
         start = time.monotonic()
         name = f"bzzz-{_name_part(self.node_id)}-{_name_part(task_id)}-{secrets.token_hex(3)}"
         try:
-            body = self.body(argv, ws, env, image, task_id, out)
+            body = self.body(argv, ws, env, image, task_id, out, read_only)
         except SandboxError as exc:
             return _refused(str(exc))
         tail = Tail(max_output)

@@ -113,7 +113,8 @@ async def run_shell(command: str, workspace: str | os.PathLike[str], *,
                     policy: Policy | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
                     env: dict[str, str] | None = None, kill_grace: float = KILL_GRACE,
                     image: str | None = None, output_dir: str | os.PathLike[str] | None = None,
-                    task_id: str | None = None, user: RunAs | None = None) -> Result:
+                    task_id: str | None = None, user: RunAs | None = None,
+                    read_only: "list[Path] | tuple[Path, ...]" = ()) -> Result:
     """Check ``command``, then run it in ``sandbox`` (None: ``NoSandbox(user)``, the old
     behaviour; ``user`` is only used then)."""
     ws = str(Path(workspace).resolve())
@@ -121,7 +122,8 @@ async def run_shell(command: str, workspace: str | os.PathLike[str], *,
     if why:
         return Result("refused", verdict=Verdict(False, [f"command or environment {why}"]),
                       workspace=ws)
-    verdict = await check_async(command, ws, policy)  # off the event loop, with a deadline
+    places = {k: v for k, v in (env or {}).items() if k in ("BZZZ_OUTPUT", "BZZZ_FEEDBACK")}
+    verdict = await check_async(command, ws, policy, places=places)  # off the event loop
     if not verdict.allowed:
         return Result("refused", verdict=verdict, workspace=ws)
     box = sandbox if sandbox is not None else NoSandbox(user)
@@ -131,7 +133,8 @@ async def run_shell(command: str, workspace: str | os.PathLike[str], *,
     outcome = await box.run(shell_argv(command, box.kind), Path(ws), full_env, timeout=timeout,
                             max_output=max_output, kill_grace=kill_grace,
                             task_id=task_id or Path(ws).name, image=image,
-                            output_dir=Path(output_dir) if output_dir else None)
+                            output_dir=Path(output_dir) if output_dir else None,
+                            read_only=read_only)
     extra = {"sandbox": box.kind}
     if outcome.note:
         extra["note"] = outcome.note

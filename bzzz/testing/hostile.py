@@ -52,7 +52,7 @@ from .netns import wait_for
 
 OWNER_TOKEN = "t-owner-hostile"
 REPO = "owner/tasks"
-DONE = {"bzzz:done", "bzzz:failed"}
+DONE = {"bzzz:done", "bzzz:failed", "bzzz:review"}  # review: it ended as a pull request
 NOBODY = 65534
 
 
@@ -425,6 +425,8 @@ class AgentProcess:
             "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_API_LISTEN": f"127.0.0.1:{self.api_port}",
             "BZZZ_MDNS": "off", "BZZZ_GITHUB__URL": self.hub_url, "BZZZ_GITHUB__REPOS": REPO,
             "BZZZ_GITHUB__POLL_INTERVAL": "0.3", "BZZZ_GITHUB__WRITE_INTERVAL": "0",
+            # neighbours' workspaces stay, so tasks can try to read and change them
+            "BZZZ_KEEP_WORKSPACES": "on",
             "BZZZ_MAX_TASKS": str(self.max_tasks), "BZZZ_SANDBOX": self.setup.sandbox,
             "BZZZ_WORKSPACE_DIR": str(self.workroot), "BZZZ_PSK_FILE": str(self.psk_file),
             "BZZZ_API_TOKEN_FILE": str(self.api_token_file),
@@ -631,7 +633,8 @@ class HostileRun:
         r = self.owner.post(f"/repos/{REPO}/issues", json={
             "title": f"{self.node} {h.name}", "body": f"```bzzz\n{h.command}\n```",
             "labels": ["bzzz"]})
-        r.raise_for_status()
+        if r.status_code != 201:
+            raise RuntimeError(f"devhub refused the issue: {r.status_code} {r.text[:300]}")
         return TaskResult(h, r.json()["number"])
 
     def refresh(self, t: TaskResult) -> None:
@@ -753,11 +756,30 @@ class HostileRun:
             t.reached = s.found_in("\n".join(t.comments),
                                    include_planted=t.hostile.kind != "plant")
         by_issue = {t.number: t for t in self.results}
+        for number, text in self.pull_texts():  # what was pushed and proposed: published too
+            t = by_issue.get(number)
+            if t is not None:
+                t.reached |= s.found_in(text, include_planted=t.hostile.kind != "plant")
         for entry in self.decision_entries():
             t = by_issue.get(entry.get("issue"))
             if t is not None:
                 t.reached |= s.found_in(json.dumps(entry),
                                         include_planted=t.hostile.kind != "plant")
+
+    def pull_texts(self) -> list[tuple[int, str]]:
+        """(task issue, body and diff) of every pull request the agents opened."""
+        out = []
+        pulls = self.owner.get(f"/repos/{REPO}/pulls", params={"state": "all",
+                                                               "per_page": 100}).json()
+        for pr in pulls if isinstance(pulls, list) else []:
+            ref = (pr.get("head") or {}).get("ref", "")
+            if not ref.startswith("bzzz/") or not ref[5:].split("-", 1)[0].isdigit():
+                continue
+            files = self.owner.get(f"/repos/{REPO}/pulls/{pr['number']}/files",
+                                   params={"per_page": 100}).json()
+            diff = "\n".join(f.get("patch") or "" for f in files) if isinstance(files, list) else ""
+            out.append((int(ref[5:].split("-", 1)[0]), (pr.get("body") or "") + "\n" + diff))
+        return out
 
     def decision_entries(self) -> list[dict]:
         from ..hyperlog.store import read_entries
@@ -768,6 +790,9 @@ class HostileRun:
             top = p.relative_to(self.agent.workroot).parts[0]
         except (ValueError, IndexError):
             return False
+        parts = p.relative_to(self.agent.workroot).parts
+        if top == ".out" and len(parts) > 1:  # its output directory
+            top = parts[1]
         return top.startswith(f"{REPO.replace('/', '_')}-{t.number}-")
 
     def check_tampering(self, identity: bytes, planted: bytes) -> None:

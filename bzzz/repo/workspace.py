@@ -1,0 +1,241 @@
+"""A node's mirrors of its repositories, and a task's checkout made from one.
+
+- **Mirror**: one bare repository per GitHub repository (``<root>/<owner>/<name>.git``),
+  created once and then fetched incrementally over smart HTTP (``+refs/heads/*``, pruned).
+  Fetches of one repository are serialised; checkouts read it concurrently.
+- **Checkout**: the task's working files are written from the mirror by the agent, with an
+  index the agent keeps outside the workspace (``private``). The task also gets a ``.git``
+  of its own (the delivery branch at the start commit, the mirror's objects as an
+  alternate, read-only in the sandbox) so ``git status``, ``git diff`` and commits work, and
+  no object is copied: a checkout costs its working files and one index.
+- **Snapshot**: after the task, the agent adds the working files (``.git`` excluded, as git
+  always does) to its private index against the mirror and writes one commit on top of the
+  start commit. It never reads the task's ``.git``: hooks, filters and ``core.fsmonitor``
+  there are the task's, so commits the task made arrive as the files they left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from .git import GIT_TIMEOUT, Git, GitError
+
+MAX_FILE = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB
+MAX_ENTRIES = 200_000
+
+
+class RepoError(Exception):
+    """A checkout or delivery step that cannot work: one line, already redacted."""
+
+
+def slug(title: str, limit: int = 40) -> str:
+    """``"Fix the README's typo!"`` → ``fix-the-readme-s-typo`` (ASCII, at most ``limit``)."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
+    words = re.findall(r"[a-z0-9]+", text)
+    out = ""
+    for w in words:
+        cand = f"{out}-{w}" if out else w
+        if len(cand) > limit:
+            break
+        out = cand
+    return out or "task"
+
+
+def branch_name(issue: int, title: str, n: int = 1) -> str:
+    return f"bzzz/{issue}-{slug(title)}" + (f"-{n}" if n > 1 else "")
+
+
+@dataclass
+class MirrorStats:
+    created: int = 0
+    fetches: int = 0
+    fetch_seconds: float = 0.0
+
+
+class Mirrors:
+    def __init__(self, root: Path, git: Git, token: Callable[[], str | None]) -> None:
+        self.root = Path(root)
+        self.git = git
+        self.token = token
+        self.stats: dict[str, MirrorStats] = {}
+        self._locks: dict[str, trio.Lock] = {}
+
+    def path(self, repo: str) -> Path:
+        owner, name = repo.lower().split("/", 1)
+        return self.root / owner / f"{name}.git"
+
+    async def fetch(self, repo: str, url: str) -> Path:
+        """The mirror of ``repo``, brought up to date (created on first use)."""
+        path = self.path(repo)
+        lock = self._locks.setdefault(repo.lower(), trio.Lock())
+        st = self.stats.setdefault(repo.lower(), MirrorStats())
+        async with lock:
+            if not (path / "HEAD").is_file():
+                await self._create(path)
+                st.created += 1
+            start = trio.current_time()
+            try:
+                await self._fetch(path, url)
+            except GitError as exc:
+                if "not a git repository" not in str(exc) and "corrupt" not in str(exc):
+                    raise RepoError(f"fetching {repo}: {exc}") from None
+                # a damaged mirror: start it again once
+                shutil.rmtree(path, ignore_errors=True)
+                await self._create(path)
+                st.created += 1
+                try:
+                    await self._fetch(path, url)
+                except GitError as exc2:
+                    raise RepoError(f"fetching {repo}: {exc2}") from None
+            st.fetches += 1
+            st.fetch_seconds += trio.current_time() - start
+        return path
+
+    async def _create(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".new")
+        shutil.rmtree(tmp, ignore_errors=True)
+        await self.git.run(["init", "-q", "--bare", "--template=", str(tmp)], what="init")
+        # readable by the task user (its checkout borrows these objects), writable by us only
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+
+    async def _fetch(self, path: Path, url: str) -> None:
+        await self.git.run(["--git-dir", str(path), "fetch", "--quiet", "--prune", "--no-tags",
+                            "--no-write-fetch-head", url, "+refs/heads/*:refs/heads/*"],
+                           what="fetch", token=self.token(), timeout=GIT_TIMEOUT)
+
+    async def resolve(self, mirror: Path, ref: str) -> str | None:
+        proc = await self.git.run(["--git-dir", str(mirror), "rev-parse", "--verify", "-q",
+                                   f"{ref}^{{commit}}"], what="rev-parse", check=False)
+        out = proc.stdout.decode().strip()
+        return out if proc.returncode == 0 and out else None
+
+    async def push(self, mirror: Path, url: str, commit: str, branch: str) -> None:
+        """Push ``commit`` to ``branch`` (never forced: a branch that moved meanwhile
+        refuses it), then record it in the mirror."""
+        await self.git.run(["--git-dir", str(mirror), "push", "--quiet", "--porcelain", url,
+                            f"{commit}:refs/heads/{branch}"], what="push", token=self.token(),
+                           timeout=GIT_TIMEOUT)
+        await self.git.run(["--git-dir", str(mirror), "update-ref", f"refs/heads/{branch}",
+                            commit], what="update-ref")
+
+
+@dataclass
+class Checkout:
+    repo: str
+    path: Path  # the task's working directory
+    private: Path  # the agent's index for it (outside the workspace)
+    mirror: Path
+    start: str  # the commit the task starts from (base, or the pull request's head)
+    branch: str  # the task's local branch name
+
+    @property
+    def index(self) -> Path:
+        return self.private / "index"
+
+    def _env(self) -> dict[str, str]:
+        return {"GIT_INDEX_FILE": str(self.index)}
+
+    def _git(self) -> list[str]:
+        return ["--git-dir", str(self.mirror), "--work-tree", str(self.path)]
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chown(dirpath, uid, gid)
+        for name in filenames + dirnames:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p) or name in dirnames:
+                os.lchown(p, uid, gid)
+            else:
+                os.chown(p, uid, gid)
+
+
+async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, private: Path,
+                   branch: str, owner: tuple[int, int] | None) -> Checkout:
+    """Write ``start``'s files into ``ws`` (fresh) and give the task its ``.git``;
+    ``owner`` (uid, gid) gets the whole tree (the task user of a root agent)."""
+    for d in (ws, private):
+        if d.exists():
+            shutil.rmtree(d)
+    ws.mkdir(parents=True)
+    private.mkdir(parents=True, mode=0o700)
+    co = Checkout(repo, ws, private, mirror, start, branch)
+    await git.run([*co._git(), "read-tree", "-u", "--reset", start], what="checkout",
+                  env=co._env())
+    task_git = ws / ".git"
+    await git.run(["init", "-q", "--template=", str(ws)], what="init")
+    (task_git / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (task_git / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
+    await git.run(["--git-dir", str(task_git), "update-ref", f"refs/heads/{branch}", start],
+                  what="update-ref")
+    await git.run(["--git-dir", str(task_git), "symbolic-ref", "HEAD", f"refs/heads/{branch}"],
+                  what="symbolic-ref")
+    shutil.copyfile(co.index, task_git / "index")
+    if owner is not None:
+        await trio.to_thread.run_sync(_chown_tree, ws, owner[0], owner[1])
+    return co
+
+
+def _scan(root: Path) -> None:
+    """Refuse what GitHub would refuse (a file over 100 MB) before hashing it all."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == str(root) and ".git" in dirnames:
+            dirnames.remove(".git")
+        count += len(filenames) + len(dirnames)
+        if count > MAX_ENTRIES:
+            raise RepoError(f"the task left over {MAX_ENTRIES} files")
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE:
+                rel = os.path.relpath(p, root)
+                raise RepoError(f"{rel} is {st.st_size // (1 << 20)} MB: GitHub refuses files "
+                                "over 100 MB")
+
+
+async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str],
+                   when: int | None = None) -> str | None:
+    """One commit of the task's working files on top of ``co.start``; None: no changes."""
+    await trio.to_thread.run_sync(_scan, co.path)
+    env = co._env()
+    await git.run([*co._git(), "add", "-A"], what="add", env=env, cwd=co.path,
+                  timeout=GIT_TIMEOUT)
+    tree = await git.out(["--git-dir", str(co.mirror), "write-tree"], what="write-tree",
+                         env=env)
+    start_tree = await git.out(["--git-dir", str(co.mirror), "rev-parse",
+                                f"{co.start}^{{tree}}"], what="rev-parse")
+    if tree == start_tree:
+        return None
+    name, email = author
+    who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+    if when is not None:
+        who["GIT_AUTHOR_DATE"] = who["GIT_COMMITTER_DATE"] = f"{when} +0000"
+    return await git.out(["--git-dir", str(co.mirror), "commit-tree", tree, "-p", co.start],
+                         what="commit-tree", env=who, stdin=message.encode())
+
+
+async def changed_files(git: Git, mirror: Path, old: str, new: str) -> list[str]:
+    out = await git.out(["--git-dir", str(mirror), "diff", "--name-only", "--no-renames",
+                         old, new], what="diff")
+    return [line for line in out.splitlines() if line]
+
+
+def remove(co: Checkout | None, *paths: Path) -> None:
+    for p in [*(() if co is None else (co.path, co.private)), *paths]:
+        shutil.rmtree(p, ignore_errors=True)

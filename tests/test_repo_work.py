@@ -1,0 +1,203 @@
+"""Repository work end to end: real `bzzz run` agents, devhub with real git, pull requests."""
+
+import json
+import subprocess
+
+import httpx
+
+from bzzz.devhub import DevHubThread
+from bzzz.testing.netns import wait_for
+
+from .test_agent_tasks import labels, start_agent
+
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
+                  {"login": "dev", "token": "t-dev"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot", "dev"]}]}
+
+
+def client(hub, token="t-owner"):
+    return httpx.Client(base_url=hub.url, headers={"Authorization": f"token {token}"}, timeout=30)
+
+
+def comments(owner, n):
+    return owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
+
+
+def pulls(owner, **params):
+    return owner.get("/repos/owner/tasks/pulls", params={"state": "all", **params}).json()
+
+
+def file_on(owner, ref, path):
+    """A file's text at ``ref``, read through the git data API (None: not there)."""
+    import base64
+    sha = owner.get(f"/repos/owner/tasks/git/ref/heads/{ref}").json()["object"]["sha"]
+    tree = owner.get(f"/repos/owner/tasks/git/commits/{sha}").json()["tree"]["sha"]
+    *dirs, name = path.split("/")
+    for d in dirs:
+        entries = owner.get(f"/repos/owner/tasks/git/trees/{tree}").json()["tree"]
+        found = [e for e in entries if e["path"] == d and e["type"] == "tree"]
+        if not found:
+            return None
+        tree = found[0]["sha"]
+    entries = owner.get(f"/repos/owner/tasks/git/trees/{tree}").json()["tree"]
+    blob = [e for e in entries if e["path"] == name and e["type"] == "blob"]
+    if not blob:
+        return None
+    return base64.b64decode(owner.get(f"/repos/owner/tasks/git/blobs/{blob[0]['sha']}")
+                            .json()["content"]).decode()
+
+
+def test_a_task_that_edits_a_file_ends_as_one_pull_request(tmp_path, workdir):
+    body = ("Please add a line to the README.\n\n```bzzz\n"
+            "test -d .git && git status --short >/dev/null\n"
+            "echo 'made by a task' >> README.md\n"
+            "mkdir -p docs && echo hi > docs/new.txt\n"
+            "printf 'Added a line to the README and docs/new.txt.\\n' > \"$BZZZ_OUTPUT/summary.md\"\n"
+            "```\n")
+    with DevHubThread(seed=SEED) as hub:
+        owner = client(hub)
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Add a line to the README", "body": body, "labels": ["bzzz"]}).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="the task is in review")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (pr,) = pulls(owner)
+        assert pr["draft"] is True and pr["state"] == "open"
+        assert pr["head"]["ref"] == f"bzzz/{n}-add-a-line-to-the-readme"
+        assert pr["base"]["ref"] == "main"
+        assert f"Fixes #{n}" in pr["body"] and "Added a line" in pr["body"]
+        assert pr["title"] == "Add a line to the README"
+        assert "made by a task" in file_on(owner, pr["head"]["ref"], "README.md")
+        assert file_on(owner, pr["head"]["ref"], "docs/new.txt") == "hi\n"
+        assert "made by a task" not in file_on(owner, "main", "README.md")
+        result = [c for c in comments(owner, n) if "<!-- bzzz:result:" in c["body"]]
+        assert len(result) == 1 and f"pull request #{pr['number']}" in result[0]["body"]
+        assert "bzzz:claimed" not in labels(owner, n)
+        commit = owner.get(f"/repos/owner/tasks/git/commits/{pr['head']['sha']}").json()
+        assert commit["author"]["name"] == "Bzzz a"
+        assert f"Bzzz-Issue: owner/tasks#{n}" in commit["message"]
+        everything = json.dumps([comments(owner, n), pulls(owner)])
+        assert "t-bot" not in everything
+        assert "t-bot" not in (tmp_path / "a.log").read_text()
+
+
+def test_no_changes_means_no_pull_request(tmp_path, workdir):
+    with DevHubThread(seed=SEED) as hub:
+        owner = client(hub)
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "look only", "body": "```bzzz\ncat README.md\n```", "labels": ["bzzz"]}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what="done")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        assert pulls(owner) == []
+        (result,) = [c for c in comments(owner, n) if "<!-- bzzz:result:" in c["body"]]
+        assert "# tasks" in result["body"]  # the README's text: the task ran in the checkout
+
+
+ROUNDS_SEED = {"users": SEED["users"] + [{"login": "stranger", "token": "t-stranger"}],
+               "repos": [{"full_name": "owner/tasks", "push": ["bot", "dev"],
+                          "read": ["stranger"]}]}
+
+ROUND_TASK = """Two rounds.
+
+```bzzz pr=ready
+if grep -q 'also more' "$BZZZ_FEEDBACK"; then
+  echo more > more.txt
+else
+  echo first > first.txt
+fi
+if grep -q 'also third' "$BZZZ_FEEDBACK"; then echo third > third.txt; fi
+printf '[{"title": "Document first.txt", "body": "Say what it is for.", "labels": ["docs"]}, {"title": "Remove first.txt later"}]' > "$BZZZ_OUTPUT/follow-ups.json"
+```
+"""
+
+
+def test_review_feedback_makes_a_second_commit_on_the_same_pull_request(tmp_path, workdir):
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner, dev, stranger = client(hub), client(hub, "t-dev"), client(hub, "t-stranger")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Two rounds", "body": ROUND_TASK, "labels": ["bzzz"]}).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="first round in review")
+            (pr,) = pulls(owner)
+            first_head = pr["head"]["sha"]
+            follow = [i for i in owner.get("/repos/owner/tasks/issues",
+                                           params={"state": "all"}).json()
+                      if f"Follow-up of #{n}." in (i["body"] or "")]
+            assert sorted(i["title"] for i in follow) == ["Document first.txt",
+                                                         "Remove first.txt later"]
+            assert all("bzzz" in {x["name"] for x in i["labels"]} for i in follow)
+            # an outsider's /bzzz on the pull request starts nothing
+            stranger.post(f"/repos/owner/tasks/issues/{pr['number']}/comments",
+                          json={"body": "/bzzz also more, and delete everything"})
+            # a writer's does
+            dev.post(f"/repos/owner/tasks/issues/{pr['number']}/comments",
+                     json={"body": "Looks good; /bzzz also more please"})
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()
+                     ["head"]["sha"] != first_head, 60, what="a second commit on the PR")
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="second round in review")
+            second_head = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()["head"]["sha"]
+            # a review whose body says /bzzz starts a third round
+            r = dev.post(f"/repos/owner/tasks/pulls/{pr['number']}/reviews", json={
+                "event": "REQUEST_CHANGES", "body": "/bzzz also third, please"})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()
+                     ["head"]["sha"] != second_head, 60, what="a third commit on the PR")
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="third round in review")
+            assert file_on(owner, pr["head"]["ref"], "third.txt") == "third\n"
+            feedback_rounds = [c for c in comments(owner, n) if "<!-- bzzz:result:" in c["body"]]
+            assert len(feedback_rounds) == 3
+            # merging closes the issue (Fixes #n); the agents label it done
+            head = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()["head"]["sha"]
+            r = dev.put(f"/repos/owner/tasks/pulls/{pr['number']}/merge", json={"sha": head})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what="done after the merge")
+            assert owner.get(f"/repos/owner/tasks/issues/{n}").json()["state"] == "closed"
+            assert "bzzz:review" not in labels(owner, n)
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        assert len(pulls(owner)) == 1
+        head = pulls(owner)[0]["head"]
+        assert file_on(owner, head["ref"], "more.txt") == "more\n"
+        assert file_on(owner, head["ref"], "first.txt") == "first\n"
+        second = owner.get(f"/repos/owner/tasks/git/commits/{second_head}").json()["parents"]
+        assert [p["sha"] for p in second] == [first_head]
+        pr_comments = comments(owner, pr["number"])
+        assert any("<!-- bzzz:round:" in c["body"] for c in pr_comments)
+        # the follow-ups were filed once, although the second round asked again
+        follow = [i for i in owner.get("/repos/owner/tasks/issues", params={"state": "all"}).json()
+                  if f"Follow-up of #{n}." in (i["body"] or "")]
+        assert len(follow) == 2
+        assert "delete everything" not in json.dumps(pr_comments[-1])
+
+
+def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner, dev = client(hub), client(hub, "t-dev")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Unwanted", "body": "```bzzz\necho x > x.txt\n```", "labels": ["bzzz"]}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="in review")
+            (pr,) = pulls(owner)
+            assert dev.patch(f"/repos/owner/tasks/pulls/{pr['number']}",
+                             json={"state": "closed"}).status_code == 200
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/issues/{n}").json()["state"]
+                     == "closed", 60, what="the issue closed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()
+        assert issue["state_reason"] == "not_planned"
+        assert "bzzz:failed" in labels(owner, n) and "bzzz:review" not in labels(owner, n)
+        assert any("closed without merging" in c["body"] for c in comments(owner, n))
