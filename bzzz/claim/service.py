@@ -547,6 +547,8 @@ class ClaimService:
                          opened=delivered.opened, commit=delivered.commit)
         else:
             label = STATE_LABELS["done"] if status == "succeeded" else STATE_LABELS["failed"]
+        if not await self._help_exhausted(run, task, key, label):
+            return
         if not await self._durably(run, "labels", lambda: self._finish_labels(task, label)):
             return
         if status == "succeeded" and self.s.close_on_success and label != STATE_LABELS["review"]:
@@ -843,6 +845,18 @@ class ClaimService:
                                 extra={"task": task.key, "error": str(exc)})
         self.completed.append({"task": task.key, "status": "cancelled", "node": self.s.node_id})
 
+    async def _help_exhausted(self, run: Running, task: Task, key: str, label: str) -> bool:
+        """A failure after every help request it may make: say so, for a human (False: the
+        comment could not be made and the report stops)."""
+        history = self._help_history(run)
+        if label != STATE_LABELS["failed"] or self.helper is None or \
+                len(history) < self.s.max_help:
+            return True
+        self._decide("help_exhausted", task, asks=len(history))
+        review = report.review_comment(key, self.s.node_id, history)
+        return await self._durably(run, "review", lambda: self.ops[task.repo].comment_once(
+            task.number, review))
+
     async def _report(self, task: Task, run: Running, key: str, result) -> None:
         ops = self.ops[task.repo]
         if result.status == "refused":
@@ -861,13 +875,8 @@ class ClaimService:
         # the comment first: a state label without its result comment would be a lie
         if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
             return
-        history = self._help_history(run)
-        if status_label == STATE_LABELS["failed"] and self.helper is not None and \
-                len(history) >= self.s.max_help:
-            self._decide("help_exhausted", task, asks=len(history))
-            review = report.review_comment(key, self.s.node_id, history)
-            if not await self._durably(run, "review", lambda: ops.comment_once(task.number, review)):
-                return
+        if not await self._help_exhausted(run, task, key, status_label):
+            return
         if not await self._durably(run, "labels", lambda: self._finish_labels(task, status_label)):
             return
         if result.status == "succeeded" and self.s.close_on_success:
