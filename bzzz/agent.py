@@ -280,7 +280,8 @@ class Agent:
     async def _run_claims(self) -> None:
         """Find our GitHub login (retrying through outages), then run the claim service."""
         gh = GitHubClient(self.config.github.url, self.token,
-                          write_interval=self.config.github.write_interval)
+                          write_interval=self.config.github.write_interval,
+                          write_burst=self.config.github.write_burst)
         delay = 1.0
         while True:
             try:

@@ -56,8 +56,10 @@ class GitHubConfig(BaseModel):
     token_file: Path | None = None
     repos: StrList = Field(default_factory=list)
     poll_interval: float = Field(5.0, gt=0)
-    # seconds between content-creating requests per token (GitHub: ~80 a minute at most)
-    write_interval: float = Field(0.75, ge=0)
+    # content-creating requests per token: bursts of write_burst, then one per write_interval
+    # seconds; the defaults keep any minute at or under GitHub's 80 (10 + 60 / 0.86)
+    write_interval: float = Field(0.86, ge=0)
+    write_burst: int = Field(10, ge=1, le=80)
     lease: float = Field(60.0, ge=1)
     # "ref": the git-ref lock (needs contents write); "assign": a weaker lock from
     # assignment alone, for issues-only tokens, one login per agent (see the README)

@@ -117,6 +117,21 @@ def test_with_peers_nodes_spread_over_equal_tasks_but_keep_priority_first():
     assert choose(tasks, ["shell"], 0, 2).take[1].number == 1  # no peers: strict order
 
 
+def test_rendezvous_gives_known_peers_different_first_picks_and_strangers_spread():
+    tasks = [issue(n) for n in range(1, 41)]
+    ids = [f"12D3KooWn{i}" for i in range(4)]
+    views = {i: [PeerView(p, ("shell",), 0, 1) for p in ids if p != ids[i]] for i in range(4)}
+    firsts = [choose(tasks, ["shell"], 0, 1, views[i], node_id=f"n{i}", me=ids[i]).take[0]
+              for i in range(4)]
+    owners = {t.number for t in firsts}
+    assert all(t.number <= 4 for t in firsts)  # the window of the oldest tasks
+    # no peers known: each orders the oldest 8 by its own hash
+    alone = [choose(tasks, ["shell"], 0, 1, node_id=f"n{i}", me=ids[i]).take[0].number
+             for i in range(4)]
+    assert all(n <= 8 for n in alone) and len(set(alone)) >= 2
+    assert len(owners) >= 2
+
+
 # The old whole-body expression, kept as an oracle: the line scanner must find the same block
 _ORACLE = __import__("re").compile(
     r"^(?P<fence>```+|~~~+)[ \t]*bzzz(?:[ \t]+(?P<info>[^\r\n`]*?))?[ \t]*\r?\n"

@@ -10,7 +10,8 @@ must not sleep silently for an hour on a rate limit (PyGithub's does). This clie
   it is repeated after the wait, POSTs included);
 - raises :class:`RateLimited` when the hourly budget is exhausted, with the reset time, so the
   caller pauses its polling instead of hanging;
-- paces content-creating requests per token (``write_interval``);
+- paces content-creating requests per token (a bucket of ``write_burst``, refilled one per
+  ``write_interval``);
 - never puts the token in an exception message.
 """
 
@@ -47,6 +48,27 @@ class Unavailable(GitHubError):
     """GitHub did not answer usefully after the retries (an outage, for the caller)."""
 
 
+class Bucket:
+    """``burst`` at once, then one per ``interval`` seconds (trio time)."""
+
+    def __init__(self, interval: float, burst: int) -> None:
+        self.interval = interval
+        self.cap = max(1.0, float(burst))
+        self.tokens = self.cap
+        self.at: float | None = None
+        self.lock = trio.Lock()
+
+    async def take(self) -> None:
+        now = trio.current_time()
+        if self.at is not None and self.interval > 0:
+            self.tokens = min(self.cap, self.tokens + (now - self.at) / self.interval)
+        self.at = now
+        if self.tokens < 1.0:
+            await trio.sleep((1.0 - self.tokens) * self.interval)
+            self.tokens, self.at = 1.0, trio.current_time()
+        self.tokens -= 1.0
+
+
 @dataclass
 class Reply:
     status: int
@@ -58,6 +80,7 @@ class Reply:
 class GitHubClient:
     def __init__(self, base_url: str, token: str | None, *, attempts: int = 4,
                  backoff: float = 0.25, max_backoff: float = 8.0, write_interval: float = 0.0,
+                 write_burst: int = 1,
                  timeout: float = 15.0, rng: random.Random | None = None) -> None:
         headers = {"Accept": "application/vnd.github+json", "User-Agent": USER_AGENT,
                    "X-GitHub-Api-Version": "2022-11-28"}
@@ -71,9 +94,10 @@ class GitHubClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.write_interval = write_interval
+        self.write_burst = write_burst
+        self._posts = Bucket(write_interval, write_burst)
+        self._edits = Bucket(write_interval / 2.25, write_burst)
         self._rng = rng or random.Random()
-        self._next_write = 0.0
-        self._write_lock = trio.Lock()
         self.requests = 0  # sent, including retries
         self.not_modified = 0
 
@@ -86,14 +110,17 @@ class GitHubClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _pace(self) -> None:
+    async def _pace(self, method: str) -> None:
+        """Token buckets per token. GitHub's secondary limits allow 80 content-creating
+        requests a minute (POST: issues, comments, commits, refs) and 900 points a minute,
+        5 per other write (PATCH, PUT, DELETE: 180 a minute): POSTs come in bursts of
+        ``write_burst``, then one per ``write_interval``; other writes at 2.25 times that
+        rate."""
         if self.write_interval <= 0:
             return
-        async with self._write_lock:
-            wait = self._next_write - trio.current_time()
-            if wait > 0:
-                await trio.sleep(wait)
-            self._next_write = trio.current_time() + self.write_interval
+        bucket = self._posts if method == "POST" else self._edits
+        async with bucket.lock:
+            await bucket.take()
 
     def _delay(self, attempt: int) -> float:
         base = min(self.max_backoff, self.backoff * 2 ** attempt)
@@ -110,7 +137,7 @@ class GitHubClient:
         last: Exception | None = None
         for attempt in range(self.attempts):
             if method in WRITE_METHODS:
-                await self._pace()
+                await self._pace(method)
             self.requests += 1
             if method in WRITE_METHODS:
                 self.writes += 1

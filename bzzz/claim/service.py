@@ -292,7 +292,7 @@ class ClaimService:
             candidates.append(task)
         choice = choose(candidates, list(self.capabilities()), len(self.running),
                         self.s.max_tasks, list(self.peers()), self.first_seen, now,
-                        self.s.defer_window, self.s.node_id)
+                        self.s.defer_window, self.s.node_id, me=self.s.peer_id)
         for task in choice.take:
             self.running[task.key] = Running(task, now)
             self.on_load(len(self.running))

@@ -267,22 +267,46 @@ class Choice:
     skipped: dict[str, str] = field(default_factory=dict)  # task key -> reason
 
 
+def _h(who: str, task: Task) -> bytes:
+    return hashlib.sha256(f"{who}/{task.key}".encode()).digest()[:8]
+
+
+UNKNOWN_SPREAD = 8  # with no peers known, choose among this many candidates per free slot
+
+
 def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max_tasks: int,
            peers: Sequence[PeerView] = (), first_seen: Mapping[str, float] | None = None,
-           now: float = 0.0, defer_window: float = 10.0, node_id: str = "") -> Choice:
-    """Which tasks to try to claim now, best first, and why the others are skipped."""
+           now: float = 0.0, defer_window: float = 10.0, node_id: str = "",
+           me: str = "") -> Choice:
+    """Which tasks to try to claim now, best first, and why the others are skipped.
+
+    Within a priority, the first candidates are spread so that agents collide rarely:
+    with peers known, each task of the window belongs to one node (rendezvous hashing over
+    the nodes able to run it, ``me`` being this node's peer id as the others know it), and a
+    node tries its own first; with no peers known, each node orders the window by its own
+    hash, so agents that do not know each other still mostly pick different tasks."""
     choice = Choice()
     free = max(0, max_tasks - running)
     my_load = running / max_tasks if max_tasks else 1.0
     first_seen = first_seen or {}
     ranked = sorted(tasks, key=Task.rank_key)
-    if peers and node_id:
+    who = me or node_id
+    if who and free:
         eligible = [t for t in ranked if ineligible_reason(t, capabilities) is None]
-        window = {t.key for t in eligible[: free * (len(peers) + 1)]}
+        size = free * (len(peers) + 1) if peers else free * UNKNOWN_SPREAD
+        window = {t.key for t in eligible[:size]}
+
+        def owner(t: Task) -> str:
+            able = [who] + [p.peer_id for p in peers if p.max_tasks > 0 and all(
+                capability_met(n, p.capabilities) for n in t.needs)]
+            return max(able, key=lambda n: _h(n, t))
+
         def spread(t: Task) -> tuple:
-            digest = hashlib.sha256(f"{node_id}/{t.key}".encode()).digest()[:8]
-            return (PRIORITIES.index(t.priority), 0, digest) if t.key in window else \
-                (PRIORITIES.index(t.priority), 1, t.rank_key())
+            prio = PRIORITIES.index(t.priority)
+            if t.key not in window:
+                return (prio, 2, t.rank_key())
+            mine = 0 if not peers or owner(t) == who else 1
+            return (prio, mine, _h(who, t))
         ranked.sort(key=spread)
     for task in ranked:
         reason = ineligible_reason(task, capabilities)
