@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")
-    p.add_argument("--tasks", type=int, default=12, help="sample tasks (with the task issue)")
+    p.add_argument("--tasks", type=int, default=15, help="sample tasks (with the task issue)")
     p.add_argument("--exit", action="store_true", help="exit after the summary")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -33,6 +33,12 @@ SEED = {"users": [{"login": "demo", "token": OWNER_TOKEN}, {"login": "bzzz-bot",
         "repos": [{"full_name": REPO, "push": ["bzzz-bot"]}]}
 SAMPLE_TASKS = [
     # title, command, priority, needs
+    ("Fix the typo in the README", "sed -i 's/teh mesh/the mesh/' README.md\n"
+     "echo 'Fixed a typo in the README.' > \"$BZZZ_OUTPUT/summary.md\"", "high", []),
+    ("Add the 0.2.0 changelog entry",
+     "printf '\\n## 0.2.0\\n\\n- Tasks end as pull requests.\\n' >> CHANGELOG.md\n"
+     "echo 'Added the 0.2.0 entry to CHANGELOG.md.' > \"$BZZZ_OUTPUT/summary.md\"", "normal", []),
+    ("Ignore Python caches", "printf '__pycache__/\\n*.pyc\\n' > .gitignore", "low", []),
     ("Run the unit tests", "python3 -c \"print('42 tests passed')\"", "high", ["python"]),
     ("Build the container image", "echo 'built image demo:latest'", "normal", ["docker"]),
     ("Summarise the changelog", "echo 'summary: 3 features, 2 fixes'", "normal", ["ollama"]),
@@ -46,7 +52,14 @@ SAMPLE_TASKS = [
     ("Compute the checksum", "python3 -c 'print(sum(range(1000)))'", "normal", ["python"]),
     ("Record the git version", "git --version || echo 'git missing'", "low", ["git"]),
 ]
-FINAL = {"bzzz:done": "done", "bzzz:failed": "failed", "bzzz:needs-input": "needs input"}
+FINAL = {"bzzz:review": "pull request", "bzzz:done": "done", "bzzz:failed": "failed",
+         "bzzz:needs-input": "needs input"}
+DEMO_FILES = {
+    "README.md": "# demo/tasks\n\nA repository for the Bzzz demo: teh mesh changes it through "
+                 "pull requests.\n",
+    "CHANGELOG.md": "# Changelog\n\n## 0.1.0\n\n- First release.\n",
+    "src/hello.py": "def hello(name: str) -> str:\n    return f\"hello, {name}\"\n",
+}
 
 CAPABILITY_SETS = [
     ["shell", "python"],
@@ -166,7 +179,30 @@ def _claim_counts(hub_url: str, number: int) -> tuple[int, int]:
     return max(0, claims - handovers - 1), handovers
 
 
-def run_demo(agents: int = 3, tasks: int = 12, exit_after: bool = False,
+def _seed_repository(hub_url: str) -> None:
+    """The demo repository's files, pushed over smart HTTP as a person would."""
+    from .repo.git import git_env
+    with tempfile.TemporaryDirectory(prefix="bzzz-demo-repo-") as tmp:
+        for name, text in DEMO_FILES.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_text(text)
+        env = {**git_env(), "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+               "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.invalid"}
+        for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                     ["commit", "-q", "-m", "The demo repository"]):
+            subprocess.run(["git", *args], cwd=tmp, env=env, check=True, capture_output=True)
+        subprocess.run(["git", "push", "-q", "--force", f"{hub_url}/{REPO}.git", "main:main"],
+                       cwd=tmp, env=git_env(token=OWNER_TOKEN), check=True, capture_output=True)
+
+
+def _pull_requests(hub_url: str) -> list[dict]:
+    import httpx
+
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
+        return c.get(f"/repos/{REPO}/pulls", params={"state": "all", "per_page": 100}).json()
+
+
+def run_demo(agents: int = 3, tasks: int = 15, exit_after: bool = False,
              out=sys.stdout, timeout: float = 120.0) -> int:
     if not 1 <= agents <= 32:
         print("bzzz: --agents must be between 1 and 32", file=sys.stderr)
@@ -242,6 +278,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
             time.sleep(0.1)
         say(f"\nMesh formed in {time.monotonic() - t0:.2f} s: every agent sees the other "
             f"{agents - 1}.")
+        _seed_repository(hub.url)
         filed = _file_tasks(hub.url, tasks) if tasks else {}
         if filed:
             say(f"\nFiled {len(filed)} task issues in {REPO} (as N8N or a person would):")
@@ -274,11 +311,17 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
             stats = hub.app.stats
             bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
             say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "
-                f"({sum(1 for o in order if o[2] == 'done')} done, "
+                f"({sum(1 for o in order if o[2] == 'pull request')} as pull requests, "
+                f"{sum(1 for o in order if o[2] == 'done')} done, "
                 f"{sum(1 for o in order if o[2] == 'failed')} failed).")
             say(f"  {'order':>5}  {'task':42} {'agent':10} result")
             for i, (n, who, result) in enumerate(order, 1):
                 say(f"  {i:>5}  #{n:<3} {filed[n][0][:37]:37} {who:10} {result}")
+            prs = _pull_requests(hub.url)
+            if prs:
+                say("  pull requests opened (draft, each with 'Fixes #n'):")
+                for pr in sorted(prs, key=lambda p: p["number"]):
+                    say(f"    #{pr['number']:<3} {pr['title'][:40]:40} {pr['head']['ref']}")
             say(f"  duplicate claims: {duplicates}")
             say(f"  handed over to a helper after a failure: {handed}")
             say(f"  API requests used by the agents: {bot_requests} "

@@ -85,7 +85,10 @@ def test_demo_forms_a_mesh_runs_the_tasks_and_exits(tmp_path):
     for i in (1, 2, 3):
         assert f"agent-{i} is up" in r.stdout
     assert r.stdout.count(" sees agent-") == 6
-    assert "Summary: 12 of 12 tasks finished (10 done, 2 failed)." in r.stdout
+    assert "Summary: 15 of 15 tasks finished (3 as pull requests, 10 done, 2 failed)." \
+        in r.stdout
+    assert "bzzz/1-fix-the-typo-in-the-readme" in r.stdout  # the pull requests are listed
+    assert "warning" not in (r.stdout + r.stderr).lower()
     assert "duplicate claims: 0" in r.stdout
     assert "Clean the build machine" in r.stdout  # the one the Guardian refuses
 
