@@ -19,6 +19,7 @@ from .api import Api, is_loopback
 from .asgi import serve_app
 from .claim.github import GitHubClient, GitHubError
 from .claim.delivery import RepoWork
+from .exec.executor import AgentExecutor
 from .repo.git import Git
 from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
@@ -303,7 +304,7 @@ class Agent:
             close_on_success=cfg.github.close_on_success,
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
-            keep_workspaces=cfg.keep_workspaces,
+            keep_workspaces=cfg.keep_workspaces, input_timeout=cfg.github.input_timeout,
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None
@@ -312,7 +313,10 @@ class Agent:
             work = RepoWork(gh, git, Mirrors(self.workroot / ".mirrors", git, lambda: gh.token),
                             self.workroot, cfg.node_id, login, settings.sandbox_owner)
         self.work = work
-        self.claims = ClaimService(gh, settings, self.decisions,
+        executors: dict = {}
+        if cfg.agent_command and self.sandbox is not None:
+            executors["agent"] = AgentExecutor(cfg.agent_command, self.sandbox, env=cfg.agent_env)
+        self.claims = ClaimService(gh, settings, self.decisions, executors=executors,
                                    capabilities=lambda: self.capabilities,
                                    peers=self._peer_views, on_load=self.mesh.set_load,
                                    helper=self.help if cfg.help_requests else None, work=work)
@@ -361,8 +365,10 @@ class Agent:
             # tasks share this machine's loopback: loopback is no proof of an operator, so
             # the acting endpoints need the API token
             self.api.require_token()
-        if self.sandbox.kind == "container" and "container" not in self.capabilities:
-            self.capabilities.append("container")
+        extra = (["container"] if self.sandbox.kind == "container" else []) + \
+            (["agent"] if cfg.agent_command else [])
+        if any(c not in self.capabilities for c in extra):
+            self.capabilities += [c for c in extra if c not in self.capabilities]
             self.mesh.set_capabilities(self.capabilities)
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED, *, handle_signals: bool = True) -> None:

@@ -74,6 +74,8 @@ class GitHubConfig(BaseModel):
     # every task in a checkout of its repository, its changes delivered as a pull request;
     # off: tasks run in an empty directory and answer with a comment only
     checkout: bool = True
+    # seconds a task waits for an answer to its question before it fails (72 h)
+    input_timeout: float = Field(72 * 3600.0, gt=0)
 
     @field_validator("repos")
     @classmethod
@@ -106,6 +108,11 @@ class Config(BaseModel):
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
     keep_workspaces: bool = False  # leave each task's directories behind (for debugging)
+    # the coding-agent CLI of the `agent` executor (and of issues without a bzzz block), run
+    # in the sandbox in the checkout; {instructions} is the instructions file (also in
+    # $BZZZ_INSTRUCTIONS), e.g. "aider --yes-always --no-auto-commits --message-file {instructions}"
+    agent_command: str | None = None
+    agent_env: dict[str, str] = Field(default_factory=dict)  # e.g. OLLAMA_API_BASE
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the

@@ -33,7 +33,9 @@ from typing import Any
 import trio
 
 from .github import GitHubClient, GitHubError, Unavailable
-from .trust import Command, command_from_comment, is_writer, parse_command
+from .report import find_markers
+from .trust import (MAX_ARG, Command, Verb, command_from_comment, is_writer, issue_number,
+                    parse_command)
 
 log = logging.getLogger("bzzz.intake")
 PER_PAGE = 100
@@ -126,12 +128,14 @@ class CommentIntake:
     def __init__(self, gh: GitHubClient, perms: Permissions,
                  locks: Mapping[str, CommandLock | EveryoneActs], handler: Handler, *,
                  state_file: Path | None = None,
-                 route: Callable[[str, int], int | None] = lambda r, n: n) -> None:
+                 route: Callable[[str, int], int | None] = lambda r, n: n,
+                 waiting: Callable[[str, int], bool] = lambda r, n: False) -> None:
         self.gh = gh
         self.perms = perms
         self.locks = locks
         self.handler = handler
         self.route = route  # issue or pull request number -> its task's issue (None: no task)
+        self.waiting = waiting  # is this issue's task waiting for an answer?
         self.state_file = state_file
         self.cursor: dict[str, str] = {}
         self.etag: dict[str, str] = {}
@@ -236,10 +240,19 @@ class CommentIntake:
         cid = doc.get("id")
         if not isinstance(cid, int) or cid in self.seen:
             return 0
-        cmd = command_from_comment(repo, doc)
+        cmd = command_from_comment(repo, doc) or self._plain_answer(repo, doc)
         if cmd is None:
             return 0  # not marked: a comment edited into a command later still counts
         return await self._dispatch(repo, cmd, cid, cid)
+
+    def _plain_answer(self, repo: str, doc: dict) -> Command | None:
+        """A plain reply on an issue whose task waits for an answer is the answer."""
+        number, user, body = issue_number(doc), doc.get("user"), doc.get("body")
+        if number is None or not isinstance(user, Mapping) or not isinstance(body, str) \
+                or not isinstance(user.get("login"), str) or not body.strip() \
+                or find_markers(body) or not self.waiting(repo, number):
+            return None
+        return Command(repo, number, doc["id"], user["login"], Verb.ANSWER, body.strip()[:MAX_ARG])
 
     async def take_review(self, repo: str, pr: int, review: dict) -> int:
         """A pull request review (its body) as a command, like a comment."""

@@ -183,3 +183,18 @@ def pr_closed_comment(pr: int, node: str) -> Comment:
                    f"{marker('pr-closed', str(pr))}\n🛑 Pull request #{pr} was closed without "
                    f"merging: this task ends here. Reopen the issue and comment `/bzzz retry` "
                    f"to start again. (**{node}**)")
+
+
+def question_comment(key: str, node: str, question: str) -> Comment:
+    quoted = "\n".join(f"> {line}" for line in question.strip()[:OUTPUT_TAIL * 3].splitlines())
+    return Comment("question", key,
+                   f"{marker('question', key)}\n❓ The task asks (on **{node}**):\n\n{quoted}\n\n"
+                   "Reply with a comment (someone with write access; `/bzzz answer …` works "
+                   "too): the task then runs again with every question and answer so far.")
+
+
+def input_timeout_comment(key: str, node: str, hours: float) -> Comment:
+    return Comment("input-timeout", key,
+                   f"{marker('input-timeout', key)}\n⌛ Nobody answered within {hours:g} h, so "
+                   f"this task stops here (**{node}**). Answer and comment `/bzzz retry` to "
+                   "run it again.")

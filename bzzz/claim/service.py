@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,7 +24,8 @@ import trio
 from ..decisions import DecisionLog
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
-from ..exec.shell import RunAs, run_shell
+from ..exec.executor import Executor, Job, ShellExecutor
+from ..exec.shell import RunAs
 from . import report
 from .report import find_markers
 from .feed import TaskFeed
@@ -46,8 +46,7 @@ from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef,
 from ..repo.workspace import RepoError, remove
 
 log = logging.getLogger("bzzz.claim")
-# "bash: line 1: frobnicate: command not found": a capability the task turned out to need
-_MISSING_RE = re.compile(r"(?:^|\n)(?:[\w/.-]+: )?(?:line \d+: |\d+: )?([\w.+-]{1,64}): command not found")
+MAX_QUESTION = 16 * 1024
 SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
@@ -79,6 +78,7 @@ class ClaimSettings:
     intake_state: Path | None = None  # where the comment intake keeps its cursor and ids
     sandbox_owner: tuple[int, int] | None = None  # (uid, gid) that must own a task's files
     keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
+    input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Running:
     verifying: bool = False
     ref_lock: trio.Lock = field(default_factory=trio.Lock)  # renewals vs handoffs
     handed_from: str | None = None  # the node that handed this task to us
+    progress: str = ""  # the latest line an executor reported
 
 
 class ClaimService:
@@ -100,9 +101,16 @@ class ClaimService:
                  peers: Callable[[], Sequence[PeerView]] = lambda: [],
                  on_load: Callable[[int], None] = lambda n: None,
                  helper=None, clock: Callable[[], float] = time.time,
-                 work: RepoWork | None = None) -> None:
+                 work: RepoWork | None = None,
+                 executors: dict[str, Executor] | None = None) -> None:
         self.gh = gh
         self.work = work  # repository work (checkouts, pull requests); None: empty workspaces
+        self.executors: dict[str, Executor] = {
+            "shell": ShellExecutor("shell", settings.sandbox, settings.policy, settings.user),
+            **({"container": ShellExecutor("container", settings.sandbox, settings.policy,
+                                           settings.user)}
+               if settings.sandbox is not None and settings.sandbox.kind == "container" else {}),
+            **(executors or {})}
         self.s = settings
         self.decisions = decisions
         self.capabilities = capabilities
@@ -130,7 +138,9 @@ class ClaimService:
             gh, self.perms,
             {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
              if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
-            self.on_command, state_file=settings.intake_state, route=self._route)
+            self.on_command, state_file=settings.intake_state, route=self._route,
+            waiting=lambda repo, n: (t := self.feed.repos[repo].tasks.get(n)) is not None
+            and STATE_LABELS["needs-input"] in t.labels)
         self.pulls = PullWatch(gh, settings.repos) if work is not None else None
         self.announced: dict[str, str] = {}  # task key -> body digest we saw announced
         self.running: dict[str, Running] = {}
@@ -160,7 +170,8 @@ class ClaimService:
 
     def status(self) -> list[dict]:
         return [{"repo": r.task.repo, "issue": r.task.number, "state": r.state,
-                 "since": round(r.since, 3)} for r in self.running.values()]
+                 "since": round(r.since, 3), **({"progress": r.progress} if r.progress else {})}
+                for r in self.running.values()]
 
     # ------------------------------------------------------------------ the loop
 
@@ -189,6 +200,7 @@ class ClaimService:
                 await self.intake.poll(repo)
                 if self.pulls is not None:
                     await self._watch_pulls(repo)
+                await self._check_waiting(repo)
                 if not self.github_ok:
                     self.github_ok = True
                     self._decide("github_recovered")
@@ -399,8 +411,13 @@ class ClaimService:
         if run.handed_from:
             self._decide("help_adopted", task, origin=run.handed_from)
         spec = task.spec  # well-formed: ineligible_reason refused a malformed one above
-        command = spec.code if spec is not None and spec.executor in ("shell", "container") else None
-        if command is None:
+        # no block: the whole issue goes to a coding agent, where this node has one
+        executor = self.executors.get(spec.executor if spec is not None else "agent")
+        if executor is None and spec is not None:
+            self._decide("claim_abandoned", task, reason=f"no {spec.executor} executor here")
+            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
+            return
+        if executor is None:
             self._decide("needs_input", task)
             if await self._durably(run, "comment", lambda: ops.comment_once(
                     task.number, report.no_command_comment(key, self.s.node_id))):
@@ -441,29 +458,33 @@ class ClaimService:
             if co is not None:
                 env["BZZZ_BRANCH"] = co.branch
             run.state = "running"
-            result = None
+            job = Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
+                      body=task.body, executor=executor.name,
+                      options=dict(spec.options) if spec else {},
+                      code=spec.code if spec else None, workspace=workspace, output_dir=out_dir,
+                      feedback=feedback, feedback_file=in_dir / "feedback.md", env=env,
+                      read_only=[in_dir] + ([co.mirror] if co is not None else []),
+                      timeout=task_timeout(spec, self.s.exec_timeout),
+                      progress=lambda line: setattr(run, "progress", line[-500:]))
+            result = outcome = None
             with trio.CancelScope() as scope:
                 run.scope = scope
-                result = await run_shell(
-                    command, workspace, sandbox=self.s.sandbox,
-                    timeout=task_timeout(spec, self.s.exec_timeout), policy=self.s.policy,
-                    user=self.s.user, task_id=task.key, env=env, output_dir=out_dir,
-                    read_only=[in_dir] + ([co.mirror] if co is not None else []),
-                    image=spec.options.get("image") if spec.executor == "container" else None)
+                outcome = await executor.run(job)
+                result = outcome.result
             run.scope = None
-            if result is not None and result.status in ("failed", "timeout") and \
-                    self.helper is not None and run.held is not None:
-                reason = (f"exit status {result.exit_code}" if result.status == "failed"
-                          else "timed out")
-                missing = sorted(set(_MISSING_RE.findall(result.output)))[:5]
-                if result.exit_code == 127 and missing:
-                    reason = f"missing here: {', '.join(missing)}"
+            if outcome is not None and result.status in ("failed", "timeout") and \
+                    self.helper is not None and run.held is not None and \
+                    read_handed_back(out_dir, "question.md", 16) is None:
                 run.state = "asking for help"
-                if await self._seek_help(run, task, key, reason, extra_needs=missing):
+                if await self._seek_help(run, task, key, outcome.reason or result.status,
+                                         extra_needs=outcome.missing):
                     return
             run.state = "reporting"
             if result is None:
                 await self._report_cancelled(task, run, key)
+            elif result.status != "refused" and (question := read_handed_back(
+                    out_dir, "question.md", MAX_QUESTION)) is not None and question.strip():
+                await self._ask(run, task, key, question)
             elif result.status == "refused" or self.work is None:
                 await self._report(task, run, key, result)
             else:
@@ -474,15 +495,63 @@ class ClaimService:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(remove, co, workspace, out_dir, in_dir, private)
 
+    async def _ask(self, run: Running, task: Task, key: str, question: str) -> None:
+        """The task asked a person: post the question, label ``bzzz:needs-input``, release
+        the claim (the caller does). Waiting costs nothing; a writer's reply resumes it."""
+        ops = self.ops[task.repo]
+        self._decide("asked", task, question=question[:2000])
+        comment = report.question_comment(key, self.s.node_id, question)
+        if await self._durably(run, "question", lambda: ops.comment_once(task.number, comment)):
+            await self._durably(run, "labels", lambda: self._finish_labels(
+                task, STATE_LABELS["needs-input"]))
+        self.completed.append({"task": task.key, "status": "asked", "node": self.s.node_id})
+
+    async def _check_waiting(self, repo: str) -> None:
+        """Questions nobody answered within ``input_timeout``: the task fails, once."""
+        now = self.clock()
+        for task in list(self.feed.repos[repo].tasks.values()):
+            if STATE_LABELS["needs-input"] not in task.labels or task.key in self.running \
+                    or now - task.updated_at < self.s.input_timeout:
+                continue
+            if self.not_before.get(f"timeout:{task.key}", 0) > now:
+                continue
+            self.not_before[f"timeout:{task.key}"] = now + max(60.0, self.s.poll_interval * 10)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._input_timed_out, task)
+
+    async def _input_timed_out(self, task: Task) -> None:
+        ops = self.ops[task.repo]
+        try:
+            if not await self.intake.locks[task.repo].take(
+                    f"input-timeout-{task.number}-{int(task.updated_at)}"):
+                return
+            hours = self.s.input_timeout / 3600
+            await ops.comment_once(task.number, report.input_timeout_comment(
+                f"{task.number}-{int(task.updated_at)}", self.s.node_id, hours))
+            labels = sorted(task.labels - FINISHED - {STATE_LABELS["claimed"]}
+                            | {STATE_LABELS["failed"]})
+            await ops.set_labels(task.number, labels)
+            self._decide("input_timed_out", task)
+        except (GitHubError, Unavailable) as exc:
+            log.warning("could not end a task that waited too long",
+                        extra={"task": task.key, "error": str(exc)})
+
     async def _feedback(self, task: Task, comments: list[dict], prior: PullRef | None) -> str:
         """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull
         request every writer's comment, review and review comment, oldest first."""
         ops = self.ops[task.repo]
         items: list[tuple[str, str, str, str]] = []  # (time, who, where, text)
+        asked = False
         for c in comments:
-            if parse_command(c.get("body")) is not None:
-                items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
-                              "on the issue", c.get("body") or ""))
+            body, who = c.get("body") or "", (c.get("user") or {}).get("login", "?")
+            marks = find_markers(body)
+            if any(kind == "question" for kind, _ in marks):
+                asked = True
+                text = body.split("\n", 1)[1] if "\n" in body else body
+                items.append((c.get("created_at") or "", who, "(the task) asked", text))
+            elif not marks and (asked or parse_command(body) is not None):
+                # a plain reply after a question answers it
+                items.append((c.get("created_at") or "", who, "on the issue", body))
         if prior is not None:
             n = prior.number
             for c in await ops.comments(n):
@@ -643,7 +712,18 @@ class ClaimService:
                 for label in sorted(labels & FINISHED) if again else ():
                     await ops.remove_label(cmd.issue, label)
                 await self._react(ops, cmd, "rocket" if again else "eyes")
-        if cmd.verb in (Verb.RETRY, Verb.APPROVE, Verb.FEEDBACK):
+        elif cmd.verb is Verb.ANSWER:
+            # an answer to the task's question: it can run again, with the answer in
+            # $BZZZ_FEEDBACK (every question and answer so far)
+            self.not_before.pop(cmd.key, None)
+            if acting:
+                doc = await ops.get(cmd.issue)
+                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                waiting = doc.get("state") == "open" and STATE_LABELS["needs-input"] in labels
+                if waiting:
+                    await ops.remove_label(cmd.issue, STATE_LABELS["needs-input"])
+                await self._react(ops, cmd, "rocket" if waiting else "eyes")
+        if cmd.verb in (Verb.RETRY, Verb.APPROVE, Verb.FEEDBACK, Verb.ANSWER):
             self.wake.set()  # the task may be claimable now
 
     async def _approval(self, ops: IssueOps, number: int, body: str) -> Approval:

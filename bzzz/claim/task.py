@@ -120,8 +120,10 @@ def _first_block(body: str) -> tuple[str, str] | None:
     return None
 
 
-def task_timeout(spec: TaskSpec, limit: float) -> float:
+def task_timeout(spec: TaskSpec | None, limit: float) -> float:
     """The spec's ``timeout=`` (seconds), never beyond the node's ``exec_timeout``."""
+    if spec is None:
+        return limit
     try:
         asked = float(spec.options.get("timeout", limit))
     except ValueError:
