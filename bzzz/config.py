@@ -113,6 +113,8 @@ class Config(BaseModel):
     # $BZZZ_INSTRUCTIONS), e.g. "aider --yes-always --no-auto-commits --message-file {instructions}"
     agent_command: str | None = None
     agent_env: dict[str, str] = Field(default_factory=dict)  # e.g. OLLAMA_API_BASE
+    # a long llm or agent run keeps one comment updated at most this often (seconds; 0: off)
+    progress_interval: float = Field(30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the

@@ -85,3 +85,26 @@ def test_an_unanswered_question_times_out(tmp_path, workdir):
             a.wait(15)
         assert "bzzz:needs-input" not in labels(owner, n)
         assert any("Nobody answered within" in c["body"] for c in comments(owner, n))
+
+
+def test_a_long_agent_run_keeps_one_progress_comment_up_to_date(tmp_path, workdir):
+    slow = "for i in 1 2 3 4 5 6; do echo step-$i; sleep 0.5; done; echo done > out.txt"
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner = client(hub)
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Slow agent", "labels": ["bzzz"], "body": "Take your time."}).json()["number"]
+        a, api = start_agent(tmp_path, "a", hub, workdir, BZZZ_PROGRESS_INTERVAL="1",
+                             BZZZ_AGENT_COMMAND="bash -c " + shlex.quote(slow))
+        try:
+            def progress():
+                st = httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()
+                return any("step-" in t.get("progress", "") for t in st["tasks"])
+            wait_for(progress, 30, what="bzzz status shows the last lines")
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="done, in review")
+        finally:
+            a.terminate()
+            a.wait(15)
+        shown = [c for c in comments(owner, n) if "<!-- bzzz:progress:" in c["body"]]
+        assert len(shown) == 1  # one comment, edited
+        assert "Running on **a**" in shown[0]["body"] and "step-" in shown[0]["body"]
+        assert shown[0]["updated_at"] >= shown[0]["created_at"]

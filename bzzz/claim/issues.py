@@ -77,6 +77,13 @@ class IssueOps:
                 break
         return out
 
+    async def comment_id(self, number: int, comment: Comment) -> int | None:
+        """The id of the comment carrying ``comment``'s marker, if there is one."""
+        for c in await self.comments(number):
+            if (comment.kind, comment.key) in find_markers(c.get("body", "")):
+                return c.get("id")
+        return None
+
     async def _has_marker(self, number: int, comment: Comment) -> bool:
         return any((comment.kind, comment.key) in find_markers(c.get("body", ""))
                    for c in await self.comments(number))

@@ -198,3 +198,11 @@ def input_timeout_comment(key: str, node: str, hours: float) -> Comment:
                    f"{marker('input-timeout', key)}\n⌛ Nobody answered within {hours:g} h, so "
                    f"this task stops here (**{node}**). Answer and comment `/bzzz retry` to "
                    "run it again.")
+
+
+def progress_comment(key: str, node: str, elapsed: float, lines: str) -> Comment:
+    minutes, seconds = divmod(int(elapsed), 60)
+    shown = f"\n\n{_fence(lines)}" if lines.strip() else ""
+    return Comment("progress", key,
+                   f"{marker('progress', key)}\n⏳ Running on **{node}** for {minutes} min "
+                   f"{seconds:02d} s.{shown}")

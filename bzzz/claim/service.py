@@ -47,6 +47,7 @@ from ..repo.workspace import RepoError, remove
 
 log = logging.getLogger("bzzz.claim")
 MAX_QUESTION = 16 * 1024
+PROGRESS_EXECUTORS = ("llm", "agent")  # the long, quiet ones
 SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
@@ -79,6 +80,7 @@ class ClaimSettings:
     sandbox_owner: tuple[int, int] | None = None  # (uid, gid) that must own a task's files
     keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
     input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
+    progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
 
 
 @dataclass
@@ -467,10 +469,14 @@ class ClaimService:
                       timeout=task_timeout(spec, self.s.exec_timeout),
                       progress=lambda line: setattr(run, "progress", line[-500:]))
             result = outcome = None
-            with trio.CancelScope() as scope:
-                run.scope = scope
-                outcome = await executor.run(job)
-                result = outcome.result
+            async with trio.open_nursery() as watchers:
+                if executor.name in PROGRESS_EXECUTORS and self.s.progress_interval > 0:
+                    watchers.start_soon(self._show_progress, run, key)
+                with trio.CancelScope() as scope:
+                    run.scope = scope
+                    outcome = await executor.run(job)
+                    result = outcome.result
+                watchers.cancel_scope.cancel()
             run.scope = None
             if outcome is not None and result.status in ("failed", "timeout") and \
                     self.helper is not None and run.held is not None and \
@@ -494,6 +500,25 @@ class ClaimService:
             if not self.s.keep_workspaces:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(remove, co, workspace, out_dir, in_dir, private)
+
+    async def _show_progress(self, run: Running, key: str) -> None:
+        """A long LLM or agent run keeps one comment up to date (at most every
+        ``progress_interval`` seconds): how long it has run and its last lines."""
+        ops, task = self.ops[run.task.repo], run.task
+        started, comment_id = self.clock(), None
+        while True:
+            await trio.sleep(self.s.progress_interval)
+            lines = "\n".join(run.progress.strip().splitlines()[-12:])
+            body = report.progress_comment(key, self.s.node_id, self.clock() - started, lines)
+            try:
+                if comment_id is None:
+                    await ops.comment_once(task.number, body)
+                    comment_id = await ops.comment_id(task.number, body)
+                else:
+                    await self.gh.request("PATCH", f"/repos/{task.repo}/issues/comments/"
+                                          f"{comment_id}", json={"body": body.body})
+            except (GitHubError, Unavailable) as exc:  # progress is a courtesy
+                log.info("progress not shown", extra={"task": task.key, "error": str(exc)})
 
     async def _ask(self, run: Running, task: Task, key: str, question: str) -> None:
         """The task asked a person: post the question, label ``bzzz:needs-input``, release

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .guardian import Policy
-from .sandbox import Sandbox
+from .sandbox import Sandbox, Tail
 from .shell import RunAs, Result, run_shell, task_env
 
 # "bash: line 1: frobnicate: command not found": a capability the task turned out to need
@@ -127,10 +127,16 @@ class AgentExecutor:
                                                       "BZZZ_INSTRUCTIONS": str(path)})
         if self.sandbox.kind == "container":
             env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        recent = Tail(4096)
+
+        def seen(chunk: bytes) -> None:
+            recent.add(chunk)
+            job.progress(recent.text())
+
         out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
                                      max_output=self.max_output, kill_grace=2.0,
                                      task_id=job.task_id, output_dir=job.output_dir,
-                                     read_only=job.read_only)
+                                     read_only=job.read_only, on_output=seen)
         extra = {"sandbox": self.sandbox.kind, "executor": "agent"}
         if out.note:
             extra["note"] = out.note

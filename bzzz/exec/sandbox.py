@@ -51,7 +51,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -112,7 +112,8 @@ class Sandbox(Protocol):
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
-                  read_only: Sequence[Path] = ()) -> Outcome: ...
+                  read_only: Sequence[Path] = (),
+                  on_output: Callable[[bytes], None] | None = None) -> Outcome: ...
 
     async def aclose(self) -> None: ...
 
@@ -255,7 +256,8 @@ class _Records:
 
 async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
                        max_output: int, kill_grace: float, popen: dict,
-                       records: _Records | None) -> Outcome:
+                       records: _Records | None,
+                       on_output: Callable[[bytes], None] | None = None) -> Outcome:
     """Run ``argv`` as a new process group; output into a bounded tail; on timeout or
     cancellation SIGTERM the group, SIGKILL after ``kill_grace``; after the main process
     exits, SIGKILL what is left of its group."""
@@ -275,6 +277,8 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeo
         try:
             async for chunk in proc.stdout:
                 tail.add(chunk)
+                if on_output is not None:
+                    on_output(chunk)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         done.set()
@@ -343,13 +347,15 @@ class NoSandbox:
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
-                  read_only: Sequence[Path] = ()) -> Outcome:
+                  read_only: Sequence[Path] = (),
+                  on_output: Callable[[bytes], None] | None = None) -> Outcome:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
         ws, _, popen = _prepare(workspace, output_dir, self.user)
         return await _run_process(argv, cwd=ws, env=env, timeout=timeout, max_output=max_output,
-                                  kill_grace=kill_grace, popen=popen, records=self.records)
+                                  kill_grace=kill_grace, popen=popen, records=self.records,
+                                  on_output=on_output)
 
     async def aclose(self) -> None:
         pass
@@ -448,7 +454,8 @@ class BwrapSandbox:
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
-                  read_only: Sequence[Path] = ()) -> Outcome:
+                  read_only: Sequence[Path] = (),
+                  on_output: Callable[[bytes], None] | None = None) -> Outcome:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
@@ -457,7 +464,8 @@ class BwrapSandbox:
         # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
         return await _run_process(self.args(ws, out, read_only) + list(argv), cwd=ws, env=env,
                                   timeout=timeout, max_output=max_output,
-                                  kill_grace=kill_grace, popen=popen, records=self.records)
+                                  kill_grace=kill_grace, popen=popen, records=self.records,
+                                  on_output=on_output)
 
     async def probe(self) -> str | None:
         """None when a sandboxed ``true`` runs here, else why not."""
@@ -569,7 +577,8 @@ class ContainerSandbox:
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
                   timeout: float, max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
-                  read_only: Sequence[Path] = ()) -> Outcome:
+                  read_only: Sequence[Path] = (),
+                  on_output: Callable[[bytes], None] | None = None) -> Outcome:
         why = _bad_input(argv, env) or bad_text([image or "", task_id])
         if why:
             return _refused(why)
@@ -593,7 +602,8 @@ class ContainerSandbox:
                 if exc.status == 404:
                     return _refused(f"image {image} is not available on this node")
                 return _refused(f"the container engine refused the task: {exc}")
-            status, code, note = await self._attach_and_wait(cid, tail, timeout, kill_grace)
+            status, code, note = await self._attach_and_wait(cid, tail, timeout, kill_grace,
+                                                             on_output)
         except EngineError as exc:
             status, note = "failed", f"the container engine failed: {exc}"
             tail.add(f"\nbzzz: {note}\n".encode())
@@ -609,13 +619,16 @@ class ContainerSandbox:
         return Outcome(status, code, round(time.monotonic() - start, 3), tail.text(),
                        tail.total, tail.truncated, note)
 
-    async def _attach_and_wait(self, cid: str, tail: Tail, timeout: float,
-                               kill_grace: float) -> tuple[str, int | None, str]:
+    async def _attach_and_wait(self, cid: str, tail: Tail, timeout: float, kill_grace: float,
+                               on_output: Callable[[bytes], None] | None = None
+                               ) -> tuple[str, int | None, str]:
         async with self.engine.attach(cid) as stream:
             await self.engine.start(cid)
             with trio.move_on_after(timeout) as scope:
                 async for chunk in stream.chunks():
                     tail.add(chunk)
+                    if on_output is not None:
+                        on_output(chunk)
                 code = await self.engine.wait(cid)
         if scope.cancelled_caught:
             await self.engine.stop(cid, kill_grace)
