@@ -20,6 +20,9 @@ from .asgi import serve_app
 from .claim.github import GitHubClient, GitHubError
 from .claim.delivery import RepoWork
 from .exec.executor import AgentExecutor
+from .exec.llm import Endpoint
+from .exec.llmexec import LLMExecutor
+from .redact import register as register_secret
 from .repo.git import Git
 from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
@@ -41,6 +44,7 @@ from .p2p.pnet import load_psk
 log = logging.getLogger("bzzz.agent")
 
 SHUTDOWN_BUDGET = 3.0
+LLM_REFRESH = 60.0  # seconds between probes of the LLM endpoints (models come and go)
 MAINTENANCE_INTERVAL = 30.0
 
 
@@ -139,6 +143,10 @@ class Agent:
             raise AgentError(f"the log in {config.data_dir / 'log'}: {exc}") from None
         self.claims: ClaimService | None = None
         self.work: RepoWork | None = None
+        endpoints = self._llm_endpoints()
+        self.llm: LLMExecutor | None = LLMExecutor(
+            endpoints, first_token_timeout=config.llm_first_token_timeout) if endpoints else None
+        self._llm_caps: list[str] = []
         self.metrics = Metrics()
         self.metrics.info.labels(config.node_id, self.peer_id, __version__).set(1)
         self.capabilities = caps_mod.detect(config.capabilities, config.detect_capabilities,
@@ -317,6 +325,9 @@ class Agent:
         executors: dict = {}
         if cfg.agent_command and self.sandbox is not None:
             executors["agent"] = AgentExecutor(cfg.agent_command, self.sandbox, env=cfg.agent_env)
+        if self.llm is not None:
+            self.llm.git = work.git if work is not None else Git()
+            executors["llm"] = self.llm
         self.claims = ClaimService(gh, settings, self.decisions, executors=executors,
                                    capabilities=lambda: self.capabilities,
                                    peers=self._peer_views, on_load=self.mesh.set_load,
@@ -385,6 +396,44 @@ class Agent:
             self.logsync.close()
             self.decisions.close()
 
+    def _llm_endpoints(self) -> list[Endpoint]:
+        cfg = self.config
+        out = []
+        for e in cfg.llm:
+            key = None
+            if e.api_key_file is not None:
+                try:
+                    key = e.api_key_file.read_text().strip() or None
+                except OSError as exc:
+                    raise AgentError(f"llm api_key_file {e.api_key_file}: {exc}") from None
+                if key:
+                    register_secret(key)
+            out.append(Endpoint(e.url.rstrip("/"), e.kind, list(e.models), e.name or e.url,
+                                key, e.context))
+        if not out and (cfg.ollama_url or cfg.detect_capabilities):
+            url = (cfg.ollama_url or caps_mod.DEFAULT_OLLAMA_URL).rstrip("/")
+            out.append(Endpoint(url, "ollama", [], "ollama"))
+        return out
+
+    async def _refresh_llm(self) -> None:
+        """Probe the LLM endpoints; announce their models as llm:<model> (ollama:<model>)."""
+        assert self.llm is not None
+        found = await self.llm.refresh()
+        keep = [c for c in self.capabilities
+                if not c.startswith("llm:") and c != "llm" and c not in self._llm_caps]
+        self._llm_caps = [c for c in found if c not in keep]
+        caps = keep + self._llm_caps
+        if caps != self.capabilities:
+            self.capabilities = caps
+            self.mesh.set_capabilities(self.capabilities)
+            log.info("llm models", extra={"capabilities": ",".join(self._llm_caps) or "(none)",
+                                          "down": ",".join(self.llm.down) or "-"})
+
+    async def _llm_loop(self) -> None:
+        while True:
+            await trio.sleep(LLM_REFRESH)
+            await self._refresh_llm()
+
     async def _run(self, task_status, host: str, port: int, handle_signals: bool) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.decisions.run)
@@ -395,6 +444,9 @@ class Agent:
             await nursery.start(self.api.run, host, port)
             nursery.start_soon(_maintenance, self.maintenance_interval)
             if self.config.github.repos:
+                if self.llm is not None:
+                    await self._refresh_llm()
+                    nursery.start_soon(self._llm_loop)
                 nursery.start_soon(self._run_claims)
             if self.webhook is not None:
                 host, _, port = self.config.github.webhook_listen.rpartition(":")

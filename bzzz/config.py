@@ -87,6 +87,19 @@ class GitHubConfig(BaseModel):
         return repos
 
 
+class LLMConfig(BaseModel):
+    """One LLM endpoint: Ollama (native API) or anything OpenAI-compatible (llama.cpp, vLLM,
+    LM Studio, Ollama's /v1)."""
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    kind: Literal["auto", "openai", "ollama"] = "auto"
+    models: StrList = Field(default_factory=list)  # added to what the endpoint lists
+    name: str = ""
+    api_key_file: Path | None = None
+    context: int | None = Field(None, ge=256)  # tokens, when the endpoint does not say
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +126,10 @@ class Config(BaseModel):
     # $BZZZ_INSTRUCTIONS), e.g. "aider --yes-always --no-auto-commits --message-file {instructions}"
     agent_command: str | None = None
     agent_env: dict[str, str] = Field(default_factory=dict)  # e.g. OLLAMA_API_BASE
+    # LLM endpoints for the llm executor ([[llm]] in TOML; BZZZ_LLM as a JSON list); with
+    # none, Ollama at ollama_url (or localhost:11434) is used when it answers
+    llm: list[LLMConfig] = Field(default_factory=list)
+    llm_first_token_timeout: float = Field(120.0, gt=0)
     # a long llm or agent run keeps one comment updated at most this often (seconds; 0: off)
     progress_interval: float = Field(30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
@@ -170,6 +187,16 @@ class Config(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _llm_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("BZZZ_LLM must be a JSON list of {\"url\": ...}") from None
         return value
 
     @field_validator("log_level")

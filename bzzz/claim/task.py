@@ -247,6 +247,9 @@ def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
     needs = set(task.needs)
     if spec is not None and spec.executor != "shell":
         needs.add(spec.executor)  # container, llm, agent: a node that has that executor
+    if spec is not None and spec.executor == "llm" and spec.options.get("model"):
+        needs.discard("llm")
+        needs.add(f"llm:{spec.options['model']}")  # the model itself
     missing = sorted(n for n in needs if not capability_met(n, caps))
     if missing:
         return "needs " + ", ".join(missing)

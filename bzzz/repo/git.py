@@ -95,9 +95,10 @@ class Git:
     async def run(self, args: Sequence[str], *, what: str, token: str | None = None,
                   cwd: Path | None = None, stdin: bytes | None = None,
                   env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT,
-                  check: bool = True) -> subprocess.CompletedProcess:
+                  check: bool = True, config: Sequence[tuple[str, str]] = ()
+                  ) -> subprocess.CompletedProcess:
         """``git <args>``; raises :class:`GitError` (redacted) on failure or timeout."""
-        full_env = git_env(token=token, home=self.home, extra=env)
+        full_env = git_env(token=token, home=self.home, extra=env, config=config)
         start = time.monotonic()
         self.runs += 1
         try:
