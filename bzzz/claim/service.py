@@ -478,6 +478,10 @@ class ClaimService:
                     result = outcome.result
                 watchers.cancel_scope.cancel()
             run.scope = None
+            if result is not None and result.extra.get("executor") == "llm":
+                self._decide("llm_answer", task, model=result.extra.get("model"),
+                             tokens=result.extra.get("tokens"), status=result.status,
+                             first_token_at=result.extra.get("first_token_at"))
             if outcome is not None and result.status in ("failed", "timeout") and \
                     self.helper is not None and run.held is not None and \
                     read_handed_back(out_dir, "question.md", 16) is None:

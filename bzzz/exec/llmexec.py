@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -153,8 +154,11 @@ class LLMExecutor:
                            f"{estimate_tokens(prompt)} tokens; {model}'s context is {context}", [])
         system = job.options.get("system") or DEFAULT_SYSTEM
         pieces: list[str] = []
+        first_at: list[float] = []
 
         def delta(text: str) -> None:
+            if not first_at:
+                first_at.append(time.time())
             pieces.append(text)
             if len(pieces) % 8 == 0:
                 job.progress("".join(pieces)[-2000:])
@@ -190,7 +194,8 @@ class LLMExecutor:
         result = Result("succeeded", 0, dur, tail, len(text.encode()), len(tail) < len(text),
                         None, str(job.workspace),
                         {"executor": "llm", "model": model, "tokens": answer.tokens,
-                         "first_token_s": answer.first_token_s})
+                         "first_token_s": answer.first_token_s,
+                         "first_token_at": first_at[0] if first_at else None})
         return Outcome(result)
 
     async def _apply(self, job: Job, text: str, notes: list[str]) -> str | None:
