@@ -74,7 +74,10 @@ def test_kill_9_of_the_holder_then_takeover_after_the_lease(tmp_path, workdir):
         lease = {"BZZZ_GITHUB__LEASE": "3"}
         a, _ = start_agent(tmp_path, "a", hub, workdir, **lease)
         try:
-            wait_for(lambda: "bzzz:claimed" in labels(owner, n), 30, what="a claims")
+            # the claim comment comes after the label: kill a once both are there
+            wait_for(lambda: "bzzz:claimed" in labels(owner, n) and any(
+                "Claimed by **a**" in c["body"] for c in owner.get(
+                    f"/repos/owner/tasks/issues/{n}/comments").json()), 30, what="a claims")
         finally:
             a.send_signal(signal.SIGKILL)
             a.wait(10)

@@ -133,7 +133,7 @@ async def test_race_under_server_errors_and_latency(hub):
                json={"pattern": "^(POST|PATCH|GET) /repos/owner/tasks/git/", "error_rate": 0.3,
                      "error_status": 502, "latency_ms": [5, 30]})
     results = []
-    async with GitHubClient(hub.url, "t-bot", attempts=8, backoff=0.01) as gh:
+    async with GitHubClient(hub.url, "t-bot", attempts=12, backoff=0.01) as gh:
         async def claim(i):
             results.append(await lock(gh, f"f{i}").acquire(n))
         async with trio.open_nursery() as nursery:

@@ -121,20 +121,25 @@ class EveryoneActs:
         return True
 
 
-Handler = Callable[[Command, bool], Awaitable[None]]  # (command, we won the command ref)
+Handler = Callable[[Command, bool], Awaitable[None]]
+
+
+async def _same(repo: str, number: int) -> int | None:
+    return number  # (command, we won the command ref)
 
 
 class CommentIntake:
     def __init__(self, gh: GitHubClient, perms: Permissions,
                  locks: Mapping[str, CommandLock | EveryoneActs], handler: Handler, *,
                  state_file: Path | None = None,
-                 route: Callable[[str, int], int | None] = lambda r, n: n,
+                 route: Callable[[str, int], Awaitable[int | None]] | None = None,
                  waiting: Callable[[str, int], bool] = lambda r, n: False) -> None:
         self.gh = gh
         self.perms = perms
         self.locks = locks
         self.handler = handler
-        self.route = route  # issue or pull request number -> its task's issue (None: no task)
+        # issue or pull request number -> its task's issue (None: no task)
+        self.route = route or _same
         self.waiting = waiting  # is this issue's task waiting for an answer?
         self.state_file = state_file
         self.cursor: dict[str, str] = {}
@@ -272,7 +277,7 @@ class CommentIntake:
 
     async def _dispatch(self, repo: str, cmd: Command, seen_key: int | str,
                         lock_key: int | str) -> int:
-        issue = self.route(repo, cmd.issue)
+        issue = await self.route(repo, cmd.issue)
         if issue is None:
             self.counts["not_a_task"] += 1
             self._mark(seen_key)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .github import GitHubClient
+from .github import GitHubClient, GitHubError, Unavailable
 from .report import find_markers
 
 _BRANCH = re.compile(r"^bzzz/(?P<issue>\d+)-[a-z0-9-]+$")
@@ -73,10 +73,32 @@ class PullWatch:
         self.review_etag: dict[tuple[str, int], str] = {}
         self.pulls: dict[tuple[str, int], PullInfo] = {}  # (repo, pr)
         self.first: set[str] = set(repos)  # repositories not read yet
+        self.not_ours: set[tuple[str, int]] = set()
 
     def issue_of(self, repo: str, number: int) -> int | None:
         info = self.pulls.get((repo, number))
         return info.issue if info else None
+
+    async def lookup(self, repo: str, number: int) -> int | None:
+        """``number``'s task issue if it is one of the agents' pull requests the list has
+        not shown yet (one GET; numbers that are not are remembered)."""
+        if (repo, number) in self.not_ours:
+            return None
+        if len(self.not_ours) > 10_000:
+            self.not_ours.clear()
+        try:
+            doc = (await self.gh.request("GET", f"/repos/{repo}/pulls/{number}")).data
+        except GitHubError as exc:
+            if exc.status == 404 and not isinstance(exc, Unavailable):
+                self.not_ours.add((repo, number))
+                return None
+            raise
+        info = pull_info(repo, doc) if isinstance(doc, dict) else None
+        if info is None:
+            self.not_ours.add((repo, number))
+            return None
+        self.pulls.setdefault((repo, number), info)
+        return info.issue
 
     def of_issue(self, repo: str, issue: int) -> PullInfo | None:
         found = [p for (r, _), p in self.pulls.items() if r == repo and p.issue == issue]

@@ -199,9 +199,9 @@ class ClaimService:
             try:
                 await self.feed.poll(repo)
                 polled.add(repo)
-                await self.intake.poll(repo)
                 if self.pulls is not None:
-                    await self._watch_pulls(repo)
+                    await self._watch_pulls(repo)  # first: comments may be on a new PR
+                await self.intake.poll(repo)
                 await self._check_waiting(repo)
                 if not self.github_ok:
                     self.github_ok = True
@@ -220,24 +220,31 @@ class ClaimService:
         self._cancel_vanished(polled)
         self._schedule()
 
-    def _route(self, repo: str, number: int) -> int | None:
-        """The task a comment on ``number`` is about: the issue itself, or the issue whose
-        pull request it is."""
+    async def _route(self, repo: str, number: int) -> int | None:
+        """The task a command on ``number`` is about: the issue itself, or the issue whose
+        pull request it is (a pull request opened since the last list read is looked up)."""
         if number in self.feed.repos[repo].tasks:
             return number
-        return self.pulls.issue_of(repo, number) if self.pulls is not None else None
+        if self.pulls is None:
+            return None
+        issue = self.pulls.issue_of(repo, number)
+        if issue is None:
+            issue = await self.pulls.lookup(repo, number)
+        return issue
 
     async def _watch_pulls(self, repo: str) -> None:
         assert self.pulls is not None and self._nursery is not None
-        closed, changed = await self.pulls.poll(repo)
+        closed, _ = await self.pulls.poll(repo)
         for info in closed:
             self._nursery.start_soon(self._pull_closed, info)
         for task in list(self.feed.repos[repo].tasks.values()):
             if STATE_LABELS["review"] not in task.labels:
                 continue
             info = self.pulls.of_issue(repo, task.number)
-            if info is None or info.state != "open" or info.number not in changed:
-                continue  # reviews are read only when the pull request moved
+            if info is None or info.state != "open":
+                continue
+            # every poll (conditional: a 304 is free). updated_at has one-second resolution,
+            # so "the pull request moved" cannot tell a review from the push just before it
             for review in await self.pulls.new_reviews(repo, info.number):
                 await self.intake.take_review(repo, info.number, review)
 
