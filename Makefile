@@ -7,7 +7,7 @@ JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test unit system-deps js-deps bench bench-quick clean
+.PHONY: all install demo test unit system-deps js-deps llm-deps bench bench-quick clean
 
 all: install
 
@@ -29,11 +29,15 @@ $(JSSTAMP): $(JS)/package.json $(JS)/package-lock.json
 
 js-deps: system-deps $(JSSTAMP)
 
+# llama-cpp-python[server] from a wheel cached outside the repository (built once, ~5 min)
+llm-deps: install
+	@bash .ci/llama-wheel.sh $(VENV) >/dev/null
+
 demo: install
 	$(BIN)/bzzz demo
 
 # The whole suite, then a quick smoke run of every benchmark.
-test: install system-deps js-deps
+test: install system-deps js-deps llm-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 
@@ -43,7 +47,7 @@ unit: install
 bench-quick: install
 	@for b in bench/[!_]*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
 
-bench: install system-deps
+bench: install system-deps llm-deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -94,3 +94,57 @@ def test_a_missing_model_is_a_need_a_peer_with_the_model_meets(tmp_path, workdir
         assert any("<!-- bzzz:handover:" in c["body"] for c in comments(owner, n))
         kinds = [e["type"] for e in read_entries(a.data_dir / "log") if e.get("issue") == n]
         assert "help_handed_over" in kinds
+
+
+def test_with_llama_cpp_a_task_gets_the_model_answer(tmp_path, workdir):
+    """The real engine: llama.cpp serving the tiny model the test writes (it always answers
+    "the mesh is alive"), found through /v1/models, streamed, max_tokens honoured."""
+    from bzzz.testing import llamacpp
+    from bzzz.testing.tinymodel import write_tiny_model
+    from .conftest import require
+    ok, why = llamacpp.available()
+    require(ok, why)
+    with llamacpp.LlamaServer(write_tiny_model(tmp_path / "tiny.gguf")) as server, \
+            DevHubThread(seed=SEED) as hub:
+        owner = client(hub)
+        full = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Ask the model", "labels": ["bzzz"],
+            "body": "```bzzz llm model=tiny temperature=1\nIs the mesh up?\n```"}).json()["number"]
+        short = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Ask briefly", "labels": ["bzzz"],
+            "body": "```bzzz llm model=tiny max_tokens=2\nIs the mesh up?\n```"}).json()["number"]
+        a, api = start_agent(tmp_path, "a", hub, workdir,
+                             **llm_env(server.url, kind="openai", context=2048))
+        try:
+            wait_for(lambda: all("bzzz:done" in labels(owner, n) for n in (full, short)), 90,
+                     what="both answered")
+            caps = httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()["capabilities"]
+        finally:
+            a.terminate()
+            a.wait(15)
+        assert "llm:tiny" in caps and "ollama:tiny" not in caps  # discovered, OpenAI kind
+        (r1,) = [c for c in comments(owner, full) if "<!-- bzzz:result:" in c["body"]]
+        assert "the mesh is alive" in r1["body"]
+        (r2,) = [c for c in comments(owner, short) if "<!-- bzzz:result:" in c["body"]]
+        assert "the mesh" in r2["body"] and "the mesh is alive" not in r2["body"]
+        assert "stopped at max_tokens (2)" in r2["body"]
+
+
+def test_cancel_stops_an_llm_stream_mid_answer(tmp_path, workdir):
+    slow = FakeModel(reply=[f"word{i} " for i in range(200)])
+    with FakeOllamaThread({"slow": slow}) as fake, DevHubThread(seed=SEED) as hub:
+        fake.app.chunk_delay = 0.1
+        owner = client(hub)
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Long answer", "labels": ["bzzz"],
+            "body": "```bzzz llm model=slow\nTell me everything.\n```"}).json()["number"]
+        a, _ = start_agent(tmp_path, "a", hub, workdir, **llm_env(fake.url))
+        try:
+            wait_for(lambda: fake.app.streams_open >= 1, 60, what="the answer streams")
+            owner.post(f"/repos/owner/tasks/issues/{n}/comments", json={"body": "/bzzz cancel"})
+            wait_for(lambda: fake.app.disconnects >= 1, 30, what="the stream closed")
+            wait_for(lambda: "bzzz:failed" in labels(owner, n), 30, what="failed: cancelled")
+        finally:
+            a.terminate()
+            a.wait(15)
+        assert any("cancelled by @owner" in c["body"] for c in comments(owner, n))
