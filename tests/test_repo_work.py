@@ -201,3 +201,54 @@ def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
         assert issue["state_reason"] == "not_planned"
         assert "bzzz:failed" in labels(owner, n) and "bzzz:review" not in labels(owner, n)
         assert any("closed without merging" in c["body"] for c in comments(owner, n))
+
+
+def test_taken_branch_names_pr_none_failed_runs_and_bad_follow_ups(tmp_path, workdir):
+    """A branch someone else holds is never pushed to (the next name is used); pr=none
+    pushes without a pull request; a failed run that changed files pushes its branch and
+    says so; a malformed follow-ups.json gets a clear line."""
+    import subprocess
+    from bzzz.repo.git import git_env
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner = client(hub)
+        taken = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Busy name", "labels": ["bzzz"],
+            "body": "```bzzz\necho mine > mine.txt\n```"}).json()["number"]
+        # dev already has a branch of that name, with other work on it
+        work = tmp_path / "dev"
+        env = {**git_env(token="t-dev"), "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "d@x",
+               "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "d@x"}
+        subprocess.run(["git", "clone", "-q", f"{hub.url}/owner/tasks.git", str(work)],
+                       env=env, check=True)
+        (work / "dev.txt").write_text("dev's\n")
+        for args in (["add", "-A"], ["commit", "-qm", "dev's work"],
+                     ["push", "-q", "origin", f"HEAD:refs/heads/bzzz/{taken}-busy-name"]):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True)
+        devs = owner.get(f"/repos/owner/tasks/git/ref/heads/bzzz/{taken}-busy-name").json()
+        none = owner.post("/repos/owner/tasks/issues", json={
+            "title": "No PR please", "labels": ["bzzz"],
+            "body": "```bzzz pr=none\necho x > x.txt\n```"}).json()["number"]
+        broken = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Half done", "labels": ["bzzz"],
+            "body": "```bzzz\necho partial > partial.txt\necho '{not json' > "
+                    "\"$BZZZ_OUTPUT/follow-ups.json\"\nexit 3\n```"}).json()["number"]
+        a, _ = start_agent(tmp_path, "a", hub, workdir, BZZZ_HELP_REQUESTS="off")
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, taken), 60, what="taken: in review")
+            wait_for(lambda: "bzzz:done" in labels(owner, none), 60, what="pr=none: done")
+            wait_for(lambda: "bzzz:failed" in labels(owner, broken), 60, what="failed")
+        finally:
+            a.terminate()
+            a.wait(15)
+        assert owner.get(f"/repos/owner/tasks/git/ref/heads/bzzz/{taken}-busy-name").json() == devs
+        (pr,) = [p for p in pulls(owner) if f"Fixes #{taken}" in p["body"]]
+        assert pr["head"]["ref"] == f"bzzz/{taken}-busy-name-2"
+        assert file_on(owner, pr["head"]["ref"], "mine.txt") == "mine\n"
+        assert not [p for p in pulls(owner) if f"#{none}" in p["body"] or f"#{broken}" in p["body"]]
+        assert file_on(owner, f"bzzz/{none}-no-pr-please", "x.txt") == "x\n"
+        assert file_on(owner, f"bzzz/{broken}-half-done", "partial.txt") == "partial\n"
+        (r,) = [c for c in comments(owner, broken) if "<!-- bzzz:result:" in c["body"]]
+        assert "did not succeed, so there is no pull request" in r["body"]
+        assert "follow-ups.json is not JSON" in r["body"]
+        (r,) = [c for c in comments(owner, none) if "<!-- bzzz:result:" in c["body"]]
+        assert "`pr=none`" in r["body"]
