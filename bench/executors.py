@@ -135,15 +135,25 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                     e.get("type") == "asked" and e.get("issue") == n
                     for e in read_entries(p.data_dir / "log")))
                 other = b if asker is a else a
+                # the asker labels first, then releases the claim: let it finish that
+                wait(lambda: owner.get(f"/repos/owner/tasks/git/ref/bzzz/claims/{n}")
+                     .status_code == 404, 30, f"claim {n} released")
                 # the asker is busy elsewhere: it cannot take the answer itself
                 os.kill(asker.proc.pid, __import__("signal").SIGSTOP)
                 try:
                     t0 = time.time()
                     owner.post(f"/repos/owner/tasks/issues/{n}/comments",
                                json={"body": "answer-given: left"})
-                    got = wait(lambda: next((e["ts"] for e in read_entries(other.data_dir / "log")
-                                             if e.get("type") == "claimed"
-                                             and e.get("issue") == n), None), 60, f"resume {n}")
+                    try:
+                        got = wait(lambda: next((e["ts"] for e in read_entries(
+                            other.data_dir / "log") if e.get("type") == "claimed"
+                            and e.get("issue") == n), None), 60, f"resume {n}")
+                    except TimeoutError:
+                        for p in procs:
+                            sys.stderr.write(f"--- {p.name}\n" + "\n".join(
+                                json.dumps(e)[:300] for e in read_entries(p.data_dir / "log")
+                                if e.get("issue") == n or e.get("type") == "command") + "\n")
+                        raise
                     delays.append(got - t0)
                     wait(lambda: "bzzz:done" in labels(owner, n), 60, f"done {n}")
                 finally:
