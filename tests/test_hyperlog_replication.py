@@ -323,3 +323,31 @@ def test_a_random_mutation_of_any_answer_is_rejected(tmp_path_factory, data):
         assert rep.log.head.length == 12  # nothing new sealed
     rep.close()
     w.close()
+
+
+async def test_a_replica_wakes_its_own_followers_at_once(tmp_path, autojump_clock):
+    """A -> B -> C: B's replica serves C. B's growth (ingest) wakes C's follow at once, as
+    an author's append does: no second-long poll anywhere on the way (the autojump clock
+    would let a poll pass instantly, so the test counts clock time instead)."""
+    w = writer(tmp_path / "w", [[b"first"]])
+    server_a = LogServer()
+    server_a.add(w)
+    b = Replicator(w.key, tmp_path / "b")
+    await replicate_from(server_a, b)  # b holds a replica now
+    server_b = LogServer()
+    server_b.add(b.log)
+    c = Replicator(w.key, tmp_path / "c")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: replicate_from(server_a, b, follow=True))
+        nursery.start_soon(lambda: replicate_from(server_b, c, follow=True))
+        with trio.fail_after(5):
+            while c.log is None or c.log.length < 1:
+                await trio.sleep(0.001)
+        for n in range(2, 6):
+            start = trio.current_time()
+            w.append([b"more %d" % n])
+            with trio.fail_after(5):
+                while c.log.length < n:
+                    await trio.sleep(0.001)
+            assert trio.current_time() - start < 0.5  # not a 1 s poll
+        nursery.cancel_scope.cancel()

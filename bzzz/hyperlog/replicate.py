@@ -309,12 +309,13 @@ class LogServer:
             self._token = trio.lowlevel.current_trio_token()
             wait = min(float(req.get("wait") or MAX_WAIT), MAX_WAIT)
             with trio.move_on_after(wait):
-                while log.head is None or log.head.length <= after:
+                while True:
+                    # the event exists before the check, so a head written after the check
+                    # sets it (listeners wake on every append and every replica's seal)
                     event = self._grown.setdefault(log.key, trio.Event())
-                    # a head written between the check and here is caught by the timeout
-                    # at worst; poll slowly as a safety net
-                    with trio.move_on_after(1.0):
-                        await event.wait()
+                    if log.head is not None and log.head.length > after:
+                        break
+                    await event.wait()
         head = log.head
         if head is None:
             return {"op": "head", "public_key": log.public_key, "length": 0, "fork": 0,

@@ -403,6 +403,7 @@ class Hyperlog:
                 self._flush_nodes()
             if self.tree.length - self._cached >= CHECKPOINT_EVERY:
                 self.checkpoint()
+            self._grew()  # a replica's followers wake as an author's do
 
     def head_after(self, i: int, max_frames: int = 65536) -> Head | None:
         """The first signed head stored after block ``i`` (the end of its batch), if it is
