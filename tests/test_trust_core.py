@@ -141,3 +141,27 @@ def test_hostile_comments_parse_in_milliseconds():
         assert time.perf_counter() - start < 0.5
     assert parse_command("```\n" * 30000 + "/bzzz retry") == (Verb.RETRY, "")
     assert parse_command("```\n" * 29999 + "/bzzz retry") is None
+
+
+async def test_a_comment_brought_twice_at_once_is_acted_on_once():
+    """The webhook and a poll may deliver the same comment concurrently."""
+    import trio
+    from bzzz.claim.intake import CommentIntake, EveryoneActs
+
+    class Writers:
+        async def writer(self, repo, login):
+            await trio.sleep(0.01)  # a permission lookup: both callers get here
+            return True
+
+    calls = []
+
+    async def handler(cmd, acting):
+        calls.append(cmd.comment_id)
+
+    intake = CommentIntake(None, Writers(), {"o/r": EveryoneActs()}, handler)
+    doc = {"id": 7, "user": {"login": "dev"}, "body": "/bzzz retry",
+           "issue_url": "https://x/repos/o/r/issues/3"}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(intake.take, "o/r", doc)
+        nursery.start_soon(intake.take, "o/r", doc)
+    assert calls == [7]

@@ -145,6 +145,7 @@ class CommentIntake:
         self.cursor: dict[str, str] = {}
         self.etag: dict[str, str] = {}
         self.seen: OrderedDict[int | str, None] = OrderedDict()  # comment ids, "review-<id>"
+        self._busy: set[int] = set()
         self.counts: Counter[str] = Counter()
         self.queue_send, self.queue_recv = trio.open_memory_channel[tuple[str, dict]](1000)
         self._load()
@@ -243,12 +244,16 @@ class CommentIntake:
     async def take(self, repo: str, doc: dict) -> int:
         """Act on one comment if it is a writer's command not handled yet: 1 if acted."""
         cid = doc.get("id")
-        if not isinstance(cid, int) or cid in self.seen:
+        if not isinstance(cid, int) or cid in self.seen or cid in self._busy:
             return 0
         cmd = command_from_comment(repo, doc) or self._plain_answer(repo, doc)
         if cmd is None:
             return 0  # not marked: a comment edited into a command later still counts
-        return await self._dispatch(repo, cmd, cid, cid)
+        self._busy.add(cid)  # the webhook and a poll may bring the same comment at once
+        try:
+            return await self._dispatch(repo, cmd, cid, cid)
+        finally:
+            self._busy.discard(cid)
 
     def _plain_answer(self, repo: str, doc: dict) -> Command | None:
         """A plain reply on an issue whose task waits for an answer is the answer."""

@@ -358,8 +358,16 @@ class ClaimService:
             self._decide("contention_lost", task, reason=outcome.reason,
                          holder_node=holder.node if holder else None,
                          holder_peer=holder.peer if holder else None)
-            self.not_before[task.key] = (holder.lease_expires if holder
-                                         else self.clock() + self.s.lease)
+            soon = self.clock() + 2 * self.s.poll_interval
+            if holder is None:
+                wait_until = self.clock() + self.s.lease
+            elif STATE_LABELS["claimed"] in task.labels:
+                wait_until = holder.lease_expires  # it runs there: look again at its expiry
+            else:
+                # held but not marked as running: its holder is finishing (it asked, or
+                # reported) and releases in a moment; an answer must not wait a whole lease
+                wait_until = min(holder.lease_expires, soon)
+            self.not_before[task.key] = wait_until
             return
         await self._run_held(task, outcome)
 
