@@ -93,8 +93,15 @@ async def requests_per_task(url: str, tmp: str, count: int) -> None:
                 await trio.sleep(0.2)
         nursery.cancel_scope.cancel()
     stats = bot_requests(url)
-    polling = sum(v for k, v in stats.items() if k == "GET /repos/{owner}/{repo}/issues")
-    one_off = 3  # the repository, its default branch and that commit: read once per agent
+    # polling: the task list and the comment commands (conditional, a 304 is free)
+    polling = sum(v for k, v in stats.items() if k in (
+        "GET /repos/{owner}/{repo}/issues", "GET /repos/{owner}/{repo}/issues/comments"))
+    # read once per agent: the repository, its default branch and that commit, and the
+    # author's permission (cached for github.trust_ttl)
+    one_off = sum(min(v, 1) for k, v in stats.items() if k in (
+        "GET /repos/{owner}/{repo}", "GET /repos/{owner}/{repo}/git/ref/{ref*}",
+        "GET /repos/{owner}/{repo}/git/commits/{sha}",
+        "GET /repos/{owner}/{repo}/collaborators/{username}/permission"))
     work = sum(stats.values()) - polling - one_off
     per = round(work / count, 2)
     emit("requests_per_task", per, "requests", "<= 8", per <= 8, tasks=count,
