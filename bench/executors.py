@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bzzz.devhub import DevHubThread  # noqa: E402
 from bzzz.hyperlog.store import read_entries  # noqa: E402
 from bzzz.testing import agents  # noqa: E402
+from bzzz.testing.netns import wait_for  # noqa: E402
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
@@ -41,19 +42,6 @@ ASK = ("```bzzz\nif grep -q 'answer-given' \"$BZZZ_FEEDBACK\"; then echo ok; "
 def emit(metric, value, unit, target, ok, **params) -> None:
     print(json.dumps({"bench": "executors", "metric": metric, "value": value, "unit": unit,
                       "target": target, "ok": ok, "params": params}), flush=True)
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (httpx.HTTPError, OSError, ValueError):
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(what)
 
 
 def labels(owner: httpx.Client, n: int) -> set[str]:
@@ -93,7 +81,7 @@ def claim_to_first_token(tmp: Path, samples: int) -> None:
                 n = owner.post("/repos/owner/tasks/issues", json={
                     "title": f"say {i}", "labels": ["bzzz"],
                     "body": f"```bzzz llm model={model} max_tokens=8\nSay it.\n```"}).json()["number"]
-                wait(lambda: labels(owner, n) & {"bzzz:done", "bzzz:failed"}, 60, f"task {n}")
+                wait_for(lambda: labels(owner, n) & {"bzzz:done", "bzzz:failed"}, 60, what=f"task {n}")
                 numbers.append(n)
         finally:
             a.stop()
@@ -130,14 +118,14 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
             for i in range(samples):
                 n = owner.post("/repos/owner/tasks/issues", json={
                     "title": f"ask {i}", "labels": ["bzzz"], "body": ASK}).json()["number"]
-                wait(lambda: "bzzz:needs-input" in labels(owner, n), 60, f"question {n}")
+                wait_for(lambda: "bzzz:needs-input" in labels(owner, n), 60, what=f"question {n}")
                 asker = next(p for p in procs if any(
                     e.get("type") == "asked" and e.get("issue") == n
                     for e in read_entries(p.data_dir / "log")))
                 other = b if asker is a else a
                 # the asker labels first, then releases the claim: let it finish that
-                wait(lambda: owner.get(f"/repos/owner/tasks/git/ref/bzzz/claims/{n}")
-                     .status_code == 404, 30, f"claim {n} released")
+                wait_for(lambda: owner.get(f"/repos/owner/tasks/git/ref/bzzz/claims/{n}")
+                     .status_code == 404, 30, what=f"claim {n} released")
                 # the asker is busy elsewhere: it cannot take the answer itself
                 os.kill(asker.proc.pid, __import__("signal").SIGSTOP)
                 try:
@@ -145,9 +133,9 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                     owner.post(f"/repos/owner/tasks/issues/{n}/comments",
                                json={"body": "answer-given: left"})
                     try:
-                        got = wait(lambda: next((e["ts"] for e in read_entries(
+                        got = wait_for(lambda: next((e["ts"] for e in read_entries(
                             other.data_dir / "log") if e.get("type") == "claimed"
-                            and e.get("issue") == n), None), 60, f"resume {n}")
+                            and e.get("issue") == n), None), 60, what=f"resume {n}")
                     except TimeoutError:
                         for p in procs:
                             sys.stderr.write(f"--- {p.name}\n" + "\n".join(
@@ -155,7 +143,7 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                                 if e.get("issue") == n or e.get("type") == "command") + "\n")
                         raise
                     delays.append(got - t0)
-                    wait(lambda: "bzzz:done" in labels(owner, n), 60, f"done {n}")
+                    wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what=f"done {n}")
                 finally:
                     os.kill(asker.proc.pid, __import__("signal").SIGCONT)
         finally:

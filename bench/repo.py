@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bzzz.devhub import DevHubThread  # noqa: E402
 from bzzz.hyperlog.store import read_entries  # noqa: E402
 from bzzz.testing import agents  # noqa: E402
+from bzzz.testing.netns import wait_for  # noqa: E402
 from bzzz.testing.bigrepo import push_big_repo, working_bytes  # noqa: E402
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}]
@@ -45,19 +46,6 @@ WRITES = ("POST", "PATCH", "PUT", "DELETE")
 def emit(metric, value, unit, target, ok, **params) -> None:
     print(json.dumps({"bench": "repo", "metric": metric, "value": value, "unit": unit,
                       "target": target, "ok": ok, "params": params}), flush=True)
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except (httpx.HTTPError, OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def in_review(owner: httpx.Client, n: int) -> bool:
@@ -103,7 +91,7 @@ def run(tmp: Path, tasks: int, files: int, commits: int) -> None:
                 "title": f"change {agent_name} {i}", "labels": ["bzzz"],
                 "body": TASK.format(i=i, d=(i * 13) % 50, f=(i * 13) % files)}).json()["number"]
             try:
-                wait(lambda: in_review(owner, n), 120, f"task {n} in review")
+                wait_for(lambda: in_review(owner, n), 120, what=f"task {n} in review")
             except TimeoutError:
                 for log in tmp.glob("*.log"):
                     sys.stderr.write(log.read_text()[-3000:])
