@@ -100,6 +100,36 @@ class LLMConfig(BaseModel):
     context: int | None = Field(None, ge=256)  # tokens, when the endpoint does not say
 
 
+class MonitorConfig(BaseModel):
+    """``bzzz monitor``: the monitoring node (the Mesh Visualizer, /api/v1/mesh, /metrics) and
+    the bridges that live on its HTTP server (Hive's /enqueue)."""
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8091"  # the Visualizer, its API and /metrics
+    # bearer token of the acting endpoints (the new-task form); without it they are refused
+    token_file: Path | None = None
+    # seconds between polls of github.repos for tasks no agent holds yet (0: no polling)
+    poll_interval: float = Field(5.0, ge=0)
+    # an agent not heard from for this long is shown as gone (grey)
+    agent_expiry: float = Field(20.0, gt=0)
+    # Hive-compatible POST /enqueue: "name token" per line; absent: the bridge is off
+    enqueue_tokens_file: Path | None = None
+    enqueue_repo: str | None = None  # where jobs without a repo go
+    enqueue_rate: float = Field(1.0, gt=0)  # jobs per second per token, sustained
+    enqueue_burst: int = Field(20, ge=1)
+    # HMAC-SHA256 key of X-Bzzz-Signature-256 on job callbacks
+    callback_secret_file: Path | None = None
+    callback_retry_for: float = Field(86400.0, gt=0)  # seconds a callback is retried
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -161,6 +191,7 @@ class Config(BaseModel):
     log_level: str = "info"
     log_format: str = Field("json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("listen", "bootstrap")
     @classmethod
