@@ -48,6 +48,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import trio
+
+    from . import logs
+    from .identity import IdentityError
+    from .monitor.node import Monitor, MonitorError
+    from .p2p.pnet import PnetError
+
+    config = _load(args.config)
+    logs.setup(config.log_level, config.log_format, config.node_id)
+    try:
+        monitor = Monitor(config)
+    except (IdentityError, PnetError, MonitorError) as exc:
+        raise CliError(str(exc), 2) from None
+    try:
+        trio.run(monitor.run)
+    except OSError as exc:
+        raise CliError(f"cannot start: {exc.strerror or exc}") from None
+    return 0
+
+
 def cmd_id(args: argparse.Namespace) -> int:
     from .identity import IdentityError, load_or_create
 
@@ -208,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the agent daemon")
     p.add_argument("--config", help="TOML configuration file")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("monitor", help="the monitoring node: the Mesh Visualizer, the mesh's "
+                                       "API and metrics")
+    p.add_argument("--config", help="TOML configuration file (the [monitor] section)")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("id", help="print this node's peer id (creates the identity if missing)")
     p.add_argument("--data-dir", help="data directory (default: $BZZZ_DATA_DIR or ./data)")

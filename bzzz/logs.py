@@ -59,4 +59,6 @@ def setup(level: str = "info", fmt: str = "json", node_id: str = "") -> None:
     # py-libp2p is chatty at INFO and WARNING about routine network events.
     logging.getLogger("libp2p").setLevel(logging.ERROR if level != "debug" else logging.INFO)
     logging.getLogger("zeroconf").setLevel(logging.ERROR)
+    # one line per HTTP request (every poll) says nothing an operator needs
+    logging.getLogger("httpx").setLevel(logging.WARNING if level != "debug" else logging.INFO)
     logging.getLogger("bzzz.api.server").setLevel(logging.WARNING)

@@ -417,7 +417,8 @@ class ClaimService:
             isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
-                     generation=held.claim.generation, lease_expires=held.claim.lease_expires)
+                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
+                     title=task.title[:200])
         assigned = isinstance(self.locks[task.repo], AssignLock)  # its comment says it all
         if not await self._durably(run, "mark", lambda: ops.mark_claimed(
                 task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):
@@ -475,6 +476,8 @@ class ClaimService:
             if co is not None:
                 env["BZZZ_BRANCH"] = co.branch
             run.state = "running"
+            self._decide("running", task, executor=executor.name,
+                         generation=held.claim.generation)
             job = Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
                       body=task.body, executor=executor.name,
                       options=dict(spec.options) if spec else {},

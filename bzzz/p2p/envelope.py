@@ -19,6 +19,7 @@ MAX_SKEW = 30.0  # seconds a sender's clock may run ahead of ours
 MAX_CAPABILITIES = 256
 MAX_ADDRS = 32
 MAX_STR = 512
+MAX_PEERS = 64
 
 TYPE_ANNOUNCE = "capabilities"
 TYPE_DEPART = "departure"
@@ -44,6 +45,10 @@ class Announcement:
     log_key: str
     load: tuple[int, int]  # running, max
     seq: int = 0
+    # optional (older agents leave them out): the peers it is connected to (what the
+    # monitor draws as the mesh's edges, at most MAX_PEERS) and its version
+    peers: tuple[str, ...] = ()
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def encode_announcement(a: Announcement) -> bytes:
         "v": VERSION, "type": TYPE_ANNOUNCE, "from": a.peer_id, "ts": a.ts,
         "node_id": a.node_id, "capabilities": list(a.capabilities), "addrs": list(a.addrs),
         "log_key": a.log_key, "load": list(a.load), "seq": a.seq,
+        "peers": list(a.peers[:MAX_PEERS]), "version": a.version,
     })
 
 
@@ -130,6 +136,8 @@ def parse_announcement(m: dict[str, Any]) -> Announcement:
         capabilities=_str_list(m, "capabilities", MAX_CAPABILITIES),
         addrs=_str_list(m, "addrs", MAX_ADDRS), log_key=_str(m, "log_key", 128, empty_ok=True),
         load=(load[0], load[1]), seq=seq,
+        peers=_str_list(m, "peers", MAX_PEERS) if "peers" in m else (),
+        version=_str(m, "version", 64, empty_ok=True) if "version" in m else "",
     )
 
 

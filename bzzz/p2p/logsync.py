@@ -59,6 +59,10 @@ class LogSync:
         self.replicators: dict[bytes, Replicator] = {}
         self.bad_peers: Counter = Counter()  # by reason
         self.following: dict[str, trio.CancelScope] = {}
+        # the last error of following each log (None once it syncs again), and who is told
+        # of each replica as it opens (the monitor indexes them)
+        self.errors: dict[bytes, str | None] = {}
+        self.on_replica: list[Callable[[bytes, Hyperlog], None]] = []
         self._open_existing()
 
     # ------------------------------------------------------------------ replicas on disk
@@ -72,7 +76,7 @@ class LogSync:
             except ValueError:
                 continue
             rep = Replicator(key, d)
-            rep.on_open = self.server.add
+            rep.on_open = self._opened
             self.replicators[key] = rep
             if rep.conflict is not None:
                 self.server.freeze(key, rep.conflict)
@@ -88,8 +92,13 @@ class LogSync:
         rep = self.replicators.get(key)
         if rep is None:
             rep = self.replicators[key] = Replicator(key, self.dir / key.hex())
-            rep.on_open = self.server.add  # serve it as soon as it exists
+            rep.on_open = self._opened  # serve it as soon as it exists
         return rep
+
+    def _opened(self, log: Hyperlog) -> None:
+        self.server.add(log)
+        for callback in list(self.on_replica):
+            callback(log.key, log)
 
     @property
     def conflicts(self) -> list[str]:
@@ -154,9 +163,15 @@ class LogSync:
                 delay = 1.0
             except LogConflict as exc:
                 log.error("log frozen", extra={"peer": peer, "error": str(exc)})
+                self.errors[key] = str(exc)
                 return
-            except PeerMisbehaved:
+            except PeerMisbehaved as exc:
+                self.errors[key] = f"{exc.reason}: {exc}"
                 delay = 60.0
+            except ReplicationError as exc:
+                if not isinstance(exc, ChannelClosed) and "does not hold" not in str(exc):
+                    self.errors[key] = str(exc)  # the peer could not serve it (damaged data)
+                delay = min(30.0, delay * 2)
             except Exception as exc:  # a peer gone, a stream reset, a disk error: retry
                 log.debug("following a log paused", extra={"peer": peer, "error": str(exc)})
                 delay = min(30.0, delay * 2)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import trio
 
+from .. import __version__
 from ..metrics import Metrics
 from . import envelope
 from .envelope import Announcement, Departure, EnvelopeError
@@ -101,7 +102,9 @@ class Mesh:
         return Announcement(
             peer_id=self.node.peer_id, node_id=self.node_id, ts=self._wall(),
             capabilities=tuple(self.capabilities), addrs=tuple(self.node.addrs()),
-            log_key=self.log_key, load=(self.running_tasks, self.max_tasks), seq=self._seq)
+            log_key=self.log_key, load=(self.running_tasks, self.max_tasks), seq=self._seq,
+            peers=tuple(sorted(str(p) for p in self.node.connected_peers())[:envelope.MAX_PEERS]),
+            version=__version__)
 
     def set_capabilities(self, capabilities: list[str]) -> None:
         if list(capabilities) != self.capabilities:

@@ -57,3 +57,41 @@ def start(root: Path, name: str, hub_url: str, token: str, repos: str, *,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{ident.peer_id.to_base58()}"
     return AgentProc(name, proc, f"http://127.0.0.1:{api}", data, log, addr)
+
+
+@dataclass
+class MonitorProc:
+    proc: subprocess.Popen
+    url: str
+    data_dir: Path
+    log: Path
+    addr: str
+    token: str
+
+    def stop(self, timeout: float = 20) -> int:
+        return AgentProc.stop(self, timeout)  # type: ignore[arg-type]
+
+
+def start_monitor(root: Path, hub_url: str, token: str, repos: str, *, bootstrap: str = "",
+                  name: str = "monitor", **env: str) -> MonitorProc:
+    """A `bzzz monitor` process with its form token ``monitor-token``."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / name
+    ident = load_or_create(data)
+    port, http = free_port(), free_port()
+    token_file = root / f"{name}.token"
+    token_file.write_text(token + "\n")
+    form_token = root / f"{name}.form-token"
+    form_token.write_text("monitor-token\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_NODE_ID": name, "BZZZ_DATA_DIR": str(data),
+              "BZZZ_LISTEN": f"/ip4/127.0.0.1/tcp/{port}", "BZZZ_MDNS": "off",
+              "BZZZ_BOOTSTRAP": bootstrap, "BZZZ_GITHUB__URL": hub_url,
+              "BZZZ_GITHUB__REPOS": repos, "GITHUB_TOKEN_FILE": str(token_file),
+              "BZZZ_MONITOR__LISTEN": f"127.0.0.1:{http}",
+              "BZZZ_MONITOR__TOKEN_FILE": str(form_token), **env})
+    log = root / f"{name}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bzzz", "monitor"], env=e,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{ident.peer_id.to_base58()}"
+    return MonitorProc(proc, f"http://127.0.0.1:{http}", data, log, addr, "monitor-token")

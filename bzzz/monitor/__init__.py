@@ -1,0 +1,1 @@
+"""The monitoring node (``bzzz monitor``): docs/monitor-api.md."""

@@ -1,0 +1,448 @@
+"""``bzzz monitor``: a mesh member that takes no tasks and watches everything.
+
+It joins like an agent (same identity file, discovery, private network), announces itself
+with the ``monitor`` capability and no task slots (so no agent hands it work or help), keeps
+every agent it has heard of (the live table, plus those gone), follows and verifies every
+agent's log (not ``replicate_logs`` of them), and indexes each verified decision as its
+replica grows (event-driven: a replica's new head wakes the indexer). A GitHub poll of
+``github.repos`` adds what no log knows yet: tasks waiting for an agent, titles, links.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import trio
+
+from .. import __version__, logs
+from ..asgi import serve_app
+from ..claim.github import GitHubClient, GitHubError
+from ..config import Config
+from ..decisions import HyperlogDecisionLog
+from ..hyperlog.entries import decode
+from ..hyperlog.store import Hyperlog, LogError
+from ..identity import Identity, load_or_create
+from ..p2p.logsync import LogSync
+from ..p2p.mesh import Mesh
+from ..p2p.node import P2PNode
+from ..p2p.pnet import load_psk
+from .index import Index, Indexed
+from .metrics import MonitorMetrics
+
+log = logging.getLogger("bzzz.monitor")
+
+FOLLOW_ALL = 100_000
+INDEX_CHUNK = 4096  # blocks read and indexed per transaction
+TICK = 0.5  # seconds between looks at the peer table (the page's agents)
+VERIFY_EVERY = 600.0  # seconds between full checks of every replica on disk
+
+
+class MonitorError(Exception):
+    """A start-up problem, phrased as one line."""
+
+
+def _read_secret(path, field: str) -> str:
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise MonitorError(f"{field} {path}: {exc.strerror}") from None
+    if not secret:
+        raise MonitorError(f"{field} {path}: empty")
+    logs.register_secret(secret)
+    return secret
+
+
+class Broadcast:
+    """Fan-out of indexed decisions to live subscribers (the page's event streams); a slow
+    subscriber loses events (counted) instead of slowing the indexer."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.subscribers: set[trio.MemorySendChannel] = set()
+        self.dropped = 0
+
+    def subscribe(self) -> tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]:
+        send, recv = trio.open_memory_channel(self.size)
+        self.subscribers.add(send)
+        return send, recv
+
+    def unsubscribe(self, send: trio.MemorySendChannel) -> None:
+        self.subscribers.discard(send)
+
+    def publish(self, item: Any) -> None:
+        for send in list(self.subscribers):
+            try:
+                send.send_nowait(item)
+            except trio.WouldBlock:
+                self.dropped += 1
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                self.subscribers.discard(send)
+
+
+class Monitor:
+    def __init__(self, config: Config, identity: Identity | None = None,
+                 clock=time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.identity = identity or load_or_create(config.data_dir)
+        logs.register_secret(self.identity.seed)
+        self.peer_id = self.identity.peer_id.to_base58()
+        psk = load_psk(config.psk_file) if config.psk_file else None
+        if psk is not None:
+            logs.register_secret(psk.hex())
+        mc = config.monitor
+        self.token = _read_secret(mc.token_file, "monitor.token_file") if mc.token_file else None
+        gh_token = (_read_secret(config.github.token_file, "github.token_file")
+                    if config.github.token_file else None)
+        self.gh: GitHubClient | None = GitHubClient(
+            config.github.url, gh_token, write_interval=config.github.write_interval,
+            write_burst=config.github.write_burst) if gh_token else None
+        try:
+            self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
+        except (LogError, OSError) as exc:
+            raise MonitorError(f"the log in {config.data_dir / 'log'}: {exc}") from None
+        self.index = Index(config.data_dir / "monitor.sqlite3", clock=clock)
+        self.node = P2PNode(self.identity, config.listen, mdns=config.mdns,
+                            dial_discovered=config.dial_discovered,
+                            bootstrap=config.bootstrap, psk=psk)
+        # no log key: agents need not follow the monitor's own log; no slots: no work
+        self.mesh = Mesh(self.node, config.node_id, ["monitor"],
+                         interval=config.announce_interval, max_tasks=0)
+        self.agents: dict[str, dict[str, Any]] = {}  # peer id -> what we know
+        self.by_key: dict[str, str] = {}  # log key hex -> peer id
+        for info in self.index.logs.values():
+            if info.peer_id:
+                self.by_key[info.key] = info.peer_id
+                self.agents[info.peer_id] = {
+                    "peer_id": info.peer_id, "node_id": info.node_id,
+                    "capabilities": info.capabilities, "load": {"running": 0, "max": 0},
+                    "addrs": [], "last_seen": None, "log_key": info.key, "peers": [],
+                    "version": info.version, "up": False}
+        self._dirty: set[str] = set()  # replicas with blocks not yet indexed
+        self._wake = trio.Event()
+        self._wake.set()
+        self.logsync = LogSync(self.node, self.decisions.log, config.data_dir / "replicas",
+                               follow=FOLLOW_ALL, peers=self._log_peers)
+        self.replicas: dict[str, Hyperlog] = {}
+        self.logsync.on_replica.append(self._replica_opened)
+        for key, rep in self.logsync.replicators.items():
+            if rep.log is not None:
+                self._replica_opened(key, rep.log)
+        self.metrics = MonitorMetrics(self)
+        self.events = Broadcast()
+        self.changed = trio.Event()  # the mesh document may have changed
+        self.generation = 0
+        self.damaged: dict[str, str] = {}  # replica key hex -> why it does not verify
+        self.verify_failures = 0
+        self.github_ok: bool | None = None
+        self.started_at = clock()
+        self.bound: list[str] = []
+        from .app import MonitorApp
+        self.app = MonitorApp(self)
+
+    # ------------------------------------------------------------------ the peer table
+
+    def _log_peers(self) -> list[tuple[str, str]]:
+        return [(e.announcement.peer_id, e.announcement.log_key)
+                for e in self.mesh.table.entries()
+                if e.announcement.log_key and "monitor" not in e.announcement.capabilities]
+
+    def _refresh_agents(self) -> bool:
+        """Fold the live table into what we know of every agent; True if it changed."""
+        changed = False
+        live = set()
+        for e in self.mesh.table.entries():
+            a = e.announcement
+            if "monitor" in a.capabilities or not a.log_key:
+                continue
+            live.add(a.peer_id)
+            known = self.agents.get(a.peer_id)
+            doc = {"peer_id": a.peer_id, "node_id": a.node_id,
+                   "capabilities": list(a.capabilities),
+                   "load": {"running": a.load[0], "max": a.load[1]},
+                   "addrs": list(a.addrs), "last_seen": e.last_seen, "log_key": a.log_key,
+                   "peers": list(a.peers),
+                   "version": a.version or (known or {}).get("version"), "up": True}
+            if known != doc:
+                if known is None or any(known.get(k) != doc[k] for k in doc if k != "last_seen"):
+                    changed = True
+                self.agents[a.peer_id] = doc
+            self.by_key[a.log_key] = a.peer_id
+        now = self.clock()
+        expiry = self.config.monitor.agent_expiry
+        for peer, doc in self.agents.items():
+            up = peer in live and doc["last_seen"] is not None and now - doc["last_seen"] <= expiry
+            if doc["up"] != up:
+                doc["up"] = up
+                changed = True
+        return changed
+
+    # ------------------------------------------------------------------ indexing
+
+    def _replica_opened(self, key: bytes, replica: Hyperlog) -> None:
+        hexkey = key.hex()
+        self.replicas[hexkey] = replica
+
+        def grew() -> None:
+            self._dirty.add(hexkey)
+            self.logsync.errors.pop(key, None)
+            self._wake.set()
+
+        replica.listeners.append(grew)
+        self._dirty.add(hexkey)
+        self._wake.set()
+
+    def _index_some(self, hexkey: str) -> tuple[list[Indexed], bool]:
+        """Index up to INDEX_CHUNK sealed blocks of one replica; (indexed, more to do)."""
+        replica = self.replicas.get(hexkey)
+        if replica is None:
+            return [], False
+        sealed = replica.head.length if replica.head is not None else 0
+        info = self.index.log_info(hexkey)
+        start = info.indexed
+        if start >= sealed:
+            return [], False
+        end = min(sealed, start + INDEX_CHUNK)
+        entries = []
+        for i in range(start, end):
+            try:
+                entries.append(decode(replica.get(i)))
+            except (LogError, IndexError, OSError) as exc:
+                log.warning("a replica block cannot be read", extra={"log": hexkey[:16],
+                                                                    "block": i, "error": str(exc)})
+                self.damaged[hexkey] = f"block {i}: {exc}"
+                return [], False
+        peer = self.by_key.get(hexkey, "")
+        node = (self.agents.get(peer) or {}).get("node_id", "")
+        now = self.clock()
+        out = self.index.add(hexkey, peer, node, start, entries)
+        for item in out:
+            if item.ts:
+                self.metrics.lag.observe(max(0.0, now - item.ts))
+        return out, end < sealed
+
+    async def _indexer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            while self._dirty:
+                hexkey = self._dirty.pop()
+                items, more = self._index_some(hexkey)
+                if more:
+                    self._dirty.add(hexkey)
+                for item in items:
+                    self.events.publish(("entry", item.doc()))
+                if items:
+                    self._changed()
+                await trio.sleep(0)  # let the network and the page in between chunks
+
+    def _changed(self) -> None:
+        self.generation += 1
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def _watch_table(self) -> None:
+        while True:
+            if self._refresh_agents():
+                self._changed()
+            with trio.move_on_after(TICK):
+                await self.mesh.table_changed.wait()
+
+    # ------------------------------------------------------------------ GitHub
+
+    async def _poll_github(self) -> None:
+        repos = self.config.github.repos
+        interval = self.config.monitor.poll_interval
+        if self.gh is None or not repos or interval <= 0:
+            return
+        etags: dict[str, str] = {}
+        while True:
+            for repo in repos:
+                try:
+                    reply = await self.gh.request(
+                        "GET", f"/repos/{repo}/issues", etag=etags.get(repo),
+                        params={"labels": "bzzz", "state": "all", "sort": "updated",
+                                "direction": "desc", "per_page": 100})
+                    self.github_ok = True
+                except GitHubError as exc:
+                    if self.github_ok is not False:
+                        log.warning("cannot read tasks from GitHub", extra={
+                            "repo": repo, "error": str(exc)})
+                    self.github_ok = False
+                    continue
+                if reply.status == 304 or not isinstance(reply.data, list):
+                    continue
+                if reply.etag:
+                    etags[repo] = reply.etag
+                changed = False
+                for issue in reply.data:
+                    if not isinstance(issue, dict) or "pull_request" in issue:
+                        continue
+                    labels = [x.get("name", "") for x in issue.get("labels") or []
+                              if isinstance(x, dict)]
+                    changed |= self.index.observe_issue(
+                        repo, int(issue.get("number", 0)), str(issue.get("title") or ""),
+                        labels, issue.get("state") == "open",
+                        _iso(issue.get("updated_at")), issue.get("html_url"))
+                if changed:
+                    self._changed()
+            await trio.sleep(interval)
+
+    async def file_task(self, doc: dict) -> dict:
+        """The new-task form: a ``bzzz`` issue filed as the monitor's GitHub identity."""
+        from ..claim.newtask import issue_request
+        if self.gh is None:
+            raise GitHubError(503, "the monitor has no GitHub token (github.token_file)")
+        repo, payload = issue_request(doc, self.config.github.repos)
+        reply = await self.gh.request("POST", f"/repos/{repo}/issues", json=payload)
+        number = int(reply.data["number"])
+        self.decisions.append({"type": "task_filed", "node": self.config.node_id,
+                               "repo": repo, "issue": number, "via": "form"})
+        self.index.observe_issue(repo, number, payload["title"], payload["labels"], True,
+                                 self.clock(), reply.data.get("html_url"))
+        self._changed()
+        return {"issue": number, "url": reply.data.get("html_url"), "repo": repo}
+
+    # ------------------------------------------------------------------ documents
+
+    async def _verify_replicas(self) -> None:
+        """Check every replica on disk from its first byte (bzzz.hyperlog.store.verify_dir),
+        at start and every VERIFY_EVERY seconds: a copy damaged or tampered with on disk is
+        shown as failing until it verifies again."""
+        from ..hyperlog.store import verify_dir
+        root = self.config.data_dir / "replicas"
+        while True:
+            for d in sorted(root.iterdir()) if root.is_dir() else []:
+                if not (d / "log").exists():
+                    continue
+                report = await trio.to_thread.run_sync(verify_dir, d)
+                if report.ok:
+                    self.damaged.pop(d.name, None)
+                elif report.error != self.damaged.get(d.name):
+                    self.damaged[d.name] = report.error or "does not verify"
+                    self.verify_failures += 1
+                    log.error("a replica does not verify", extra={"log": d.name[:16],
+                                                                  "error": report.error})
+                    self._changed()
+            await trio.sleep(VERIFY_EVERY)
+
+    def log_state(self, hexkey: str) -> tuple[str, str | None]:
+        key = bytes.fromhex(hexkey)
+        if key in self.logsync.server.conflicts:
+            return "frozen", "its key signed two histories"
+        if hexkey in self.damaged:
+            return "failing", f"the copy does not verify: {self.damaged[hexkey]}"
+        error = self.logsync.errors.get(key)
+        if error:
+            return "failing", error
+        replica = self.replicas.get(hexkey)
+        if replica is None or replica.head is None:
+            return "syncing", None
+        return "verified", None
+
+    def agent_docs(self) -> list[dict[str, Any]]:
+        holding = self.index.holding()
+        out = []
+        for peer, a in sorted(self.agents.items(), key=lambda kv: (kv[1]["node_id"], kv[0])):
+            key = a.get("log_key") or ""
+            replica = self.replicas.get(key)
+            info = self.index.logs.get(key)
+            state, error = self.log_state(key) if key else ("syncing", None)
+            caps = a.get("capabilities") or []
+            out.append({
+                "peer_id": peer, "node_id": a["node_id"], "version": a.get("version"),
+                "capabilities": caps,
+                "models": sorted({c.split(":", 1)[1] for c in caps
+                                  if c.startswith(("llm:", "ollama:")) and ":" in c}),
+                "state": "up" if a["up"] else "gone", "load": a["load"],
+                "tasks": holding.get(peer, []), "last_seen": a["last_seen"],
+                "addrs": a.get("addrs", []),
+                "log": {"key": key, "length": replica.length if replica else 0,
+                        "replicated": replica.head.length if replica and replica.head else 0,
+                        "indexed": info.indexed if info else 0,
+                        "state": state, "error": error}})
+        return out
+
+    def edges(self) -> list[list[str]]:
+        known = set(self.agents)
+        seen = set()
+        for peer, a in self.agents.items():
+            if not a["up"]:
+                continue
+            for other in a.get("peers") or []:
+                if other in known and other != peer and self.agents[other]["up"]:
+                    seen.add(tuple(sorted((peer, other))))
+        return [list(e) for e in sorted(seen)]
+
+    def mesh_doc(self) -> dict[str, Any]:
+        return {
+            "monitor": {"node_id": self.config.node_id, "peer_id": self.peer_id,
+                        "version": __version__,
+                        "uptime": round(self.clock() - self.started_at, 1),
+                        "github": self.github_ok},
+            "generated": self.clock(),
+            "agents": self.agent_docs(),
+            "edges": self.edges(),
+            "counts": self.index.counts(),
+            "entries": self.index.total,
+            "recent": self.index.recent(20),
+        }
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED, *,
+                  handle_signals: bool = True) -> None:
+        host, _, port = self.config.monitor.listen.rpartition(":")
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.decisions.run)
+                await nursery.start(self.node.run)
+                await nursery.start(self.logsync.run)
+                await nursery.start(self.mesh.run)
+                nursery.start_soon(self._indexer)
+                nursery.start_soon(self._watch_table)
+                nursery.start_soon(self._poll_github)
+                nursery.start_soon(self._verify_replicas)
+                self.bound = await nursery.start(lambda task_status: serve_app(
+                    self.app, host.strip("[]"), int(port), task_status=task_status))
+                self.decisions.append({"type": "started", "node": self.config.node_id,
+                                       "peer": self.peer_id, "version": __version__,
+                                       "role": "monitor"})
+                log.info("monitor started", extra={"peer": self.peer_id,
+                                                   "addrs": ",".join(self.node.addrs()),
+                                                   "url": ",".join(self.bound)})
+                task_status.started(self)
+                if handle_signals:
+                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                        async for signum in signals:
+                            log.info("signal received, shutting down",
+                                     extra={"signal": signal.Signals(signum).name})
+                            break
+                    with trio.CancelScope(shield=True), trio.move_on_after(3.0):
+                        try:
+                            await self.mesh.depart()
+                            await self.node.flush(1.0)
+                        except Exception:
+                            log.exception("departure announcement failed")
+                        await self.node.close_connections()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if self.gh is not None:
+                with trio.CancelScope(shield=True):
+                    await self.gh.aclose()
+            self.logsync.close()
+            self.decisions.close()
+            self.index.close()
+
+
+def _iso(text: Any) -> float:
+    from datetime import datetime
+    if not isinstance(text, str):
+        return 0.0
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

@@ -1,0 +1,68 @@
+"""What a task's state is, from the decisions in the agents' logs and GitHub's labels (a core,
+no I/O).
+
+Each source gives a (state, time) observation; the newest wins, a log's over GitHub's on a
+tie (a decision is usually what made GitHub change). Decisions that say nothing about the
+task's state (a lost contention, a renewal) leave it as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATES = ("waiting", "claimed", "running", "needs_input", "needs_approval", "review",
+          "done", "failed")
+ALL_STATES = STATES + ("cancelled",)
+
+# GitHub state labels (bzzz/claim/task.py STATE_LABELS) -> monitor state
+LABEL_STATES = {"bzzz:claimed": "claimed", "bzzz:done": "done", "bzzz:failed": "failed",
+                "bzzz:needs-input": "needs_input", "bzzz:needs-approval": "needs_approval",
+                "bzzz:review": "review"}
+
+_DIRECT = {
+    "claimed": "claimed", "taken_over": "claimed", "help_adopted": "claimed",
+    "running": "running", "renewed": "running", "llm_answer": "running",
+    "needs_input": "needs_input", "asked": "needs_input",
+    "awaiting_approval": "needs_approval", "approved": "waiting",
+    "pull_request": "review",
+    "cancelled": "cancelled", "pull_closed": "cancelled",
+    "merged": "done",
+    "help_handed_over": "waiting", "attempt_failed": "waiting", "attempt_crashed": "waiting",
+    "checkout_failed": "failed", "input_timed_out": "failed", "help_exhausted": "failed",
+    "guardian_refused": "failed",
+}
+# decisions that name the agent now holding the task
+HOLDING = {"claimed", "taken_over", "help_adopted", "running", "renewed"}
+
+
+def decision_state(entry: dict[str, Any], had_pr: bool) -> str | None:
+    """The state a decision puts its task in, or None when it says nothing about it.
+    ``had_pr``: a pull request was opened in this round (a successful report then means
+    "in review", not "done")."""
+    kind = entry.get("type")
+    if kind == "reported":
+        status = entry.get("status")
+        if status == "succeeded":
+            return "review" if had_pr else "done"
+        if status in ("failed", "timeout", "refused", "error"):
+            return "failed"
+        return None
+    return _DIRECT.get(kind) if isinstance(kind, str) else None
+
+
+def label_state(labels: list[str], open_: bool) -> str:
+    """The state GitHub shows: a state label, else waiting while open (cancelled once closed,
+    done when closed as completed with the done label)."""
+    for name in labels:
+        state = LABEL_STATES.get(name)
+        if state is not None and state != "claimed":
+            return state
+    if not open_:
+        return "cancelled"
+    return "claimed" if "bzzz:claimed" in labels else "waiting"
+
+
+def newer(a: tuple[str, float, int], b: tuple[str, float, int]) -> bool:
+    """Observation ``a`` replaces ``b``: later, or as late and from a stronger source
+    (log = 1 over GitHub = 0)."""
+    return (a[1], a[2]) >= (b[1], b[2])
