@@ -3,6 +3,10 @@
   python bench/_log_peer.py serve DIR          serve the log in DIR; prints its multiaddr
   python bench/_log_peer.py fetch ADDR KEY DIR replicate, then print one JSON line:
                                                blocks, bytes, seconds, peak RSS
+  python bench/_log_peer.py many ROOT N ENTRIES
+                                               write N logs of ENTRIES decisions each
+                                               under ROOT (a fresh directory), serve them
+                                               all on one host; prints {"addr", "keys"}
 """
 
 from __future__ import annotations
@@ -58,8 +62,58 @@ async def fetch(addr: str, key: str, path: str) -> None:
                       "peak_rss_mb": round(rss_mb, 1)}), flush=True)
 
 
+def decision(i: int, node: str) -> dict:
+    """A decision shaped like an agent's (bzzz/claim/service.py)."""
+    kinds = ("claimed", "running", "renewed", "result", "reported")
+    entry = {"type": kinds[i % 5], "node": node, "ts": 1.7e9 + i, "repo": "acme/widgets",
+             "issue": i // 5 + 1, "generation": 1}
+    if entry["type"] == "result":
+        entry.update(status="succeeded", exit_code=0, duration=0.4,
+                     output=f"task {i // 5 + 1} built 3 targets in 0.4 s")
+    return entry
+
+
+def write_many(root: Path, n: int, entries: int) -> list[Hyperlog]:
+    import os
+
+    from bzzz.hyperlog.entries import encode
+    logs = []
+    for k in range(n):
+        path = root / f"log{k:03d}"
+        log = Hyperlog.create(path, os.urandom(32))
+        node = f"agent-{k:03d}"
+        while log.length < entries:
+            start = log.length
+            log.append([encode(decision(i, node)) for i in range(start, min(entries, start + 2000))])
+        logs.append(log)
+    return logs
+
+
+async def serve_many(root: str, n: str, entries: str) -> None:
+    logs = write_many(Path(root), int(n), int(entries))
+    server = LogServer()
+    for log in logs:
+        server.add(log)
+    node = _node()
+
+    async def handle(stream) -> None:
+        try:
+            await server.serve(stream_channel(stream))
+        except Exception:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        node.host.set_stream_handler(PROTOCOL, handle)
+        print(json.dumps({"addr": node.addrs()[0], "keys": [log.key.hex() for log in logs]}),
+              flush=True)
+        await trio.sleep_forever()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         trio.run(serve, sys.argv[2])
+    elif sys.argv[1] == "many":
+        trio.run(serve_many, *sys.argv[2:5])
     else:
         trio.run(fetch, *sys.argv[2:5])

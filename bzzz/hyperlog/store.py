@@ -38,6 +38,7 @@ from .tree import Node, Tree
 MAGIC = b"BZZZLOG1"
 K_HEADER, K_BLOCK, K_HEAD = 0, 1, 2
 _FRAME = struct.Struct("<IB")
+_KIND_CRC = {k: zlib.crc32(bytes([k])) for k in (0, 1, 2)}  # running CRC after the kind byte
 _CRC = struct.Struct("<I")
 _HEAD = struct.Struct("<QQ32s64s")
 _NODE = struct.Struct("<Q32s")
@@ -490,8 +491,18 @@ class Hyperlog:
     def _flush_nodes(self) -> None:
         if not self._dirty:
             return
+        # one write per run of consecutive nodes (a batch's nodes are mostly one run)
+        run_start, parts, prev = -1, [], -2
         for index in sorted(self._dirty):
-            os.pwrite(self._tree_fd, self._dirty[index], index * _NODE.size)
+            if index != prev + 1 and parts:
+                os.pwrite(self._tree_fd, b"".join(parts), run_start * _NODE.size)
+                parts = []
+            if not parts:
+                run_start = index
+            parts.append(self._dirty[index])
+            prev = index
+        if parts:
+            os.pwrite(self._tree_fd, b"".join(parts), run_start * _NODE.size)
         self._dirty.clear()
 
     def checkpoint(self) -> None:
@@ -561,6 +572,34 @@ class Hyperlog:
         if kind != K_BLOCK or len(data) != size or leaf_hash(data) != self.node(2 * i).hash:
             raise LogCorrupt(i, "stored bytes do not match the tree")
         return data
+
+    def read_range(self, start: int, end: int) -> list[bytes]:
+        """Blocks ``start`` .. ``end - 1`` in one read, each checked against its frame's
+        checksum rather than hashed again (for readers of verified copies, such as the
+        monitor's indexer; :meth:`get` checks the tree, ``verify_dir`` everything)."""
+        if not 0 <= start <= end <= self.tree.length:
+            raise IndexError(f"blocks {start}..{end} of a log of {self.tree.length}")
+        if start == end:
+            return []
+        first, last = self.offsets[start], self.offsets[end - 1]
+        head = os.pread(self._log_fd, _FRAME.size, last)
+        if len(head) != _FRAME.size:
+            raise LogCorrupt(end - 1, "missing from the log file")
+        total = last + _FRAME.size + _FRAME.unpack(head)[0] + _CRC.size - first
+        buf = os.pread(self._log_fd, total, first)
+        out = []
+        for i in range(start, end):
+            pos = self.offsets[i] - first
+            if pos + _FRAME.size > len(buf):
+                raise LogCorrupt(i, "missing from the log file")
+            size, kind = _FRAME.unpack_from(buf, pos)
+            body = pos + _FRAME.size
+            if kind != K_BLOCK or body + size + _CRC.size > len(buf) or \
+                    zlib.crc32(buf[body:body + size], _KIND_CRC[K_BLOCK]) != \
+                    _CRC.unpack_from(buf, body + size)[0]:
+                raise LogCorrupt(i, "stored bytes do not match their checksum")
+            out.append(buf[body:body + size])
+        return out
 
     def roots(self) -> list[Node]:
         return list(self.tree.roots)

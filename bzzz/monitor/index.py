@@ -13,48 +13,54 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..hyperlog.entries import decode
 from .state import HOLDING, STATES, decision_state, label_state, newer
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS logs (
-    key TEXT PRIMARY KEY, peer_id TEXT, node_id TEXT, indexed INTEGER NOT NULL DEFAULT 0,
-    version TEXT, capabilities TEXT, started REAL);
+    key TEXT PRIMARY KEY, no INTEGER NOT NULL UNIQUE, peer_id TEXT, node_id TEXT,
+    indexed INTEGER NOT NULL DEFAULT 0, version TEXT, capabilities TEXT, started REAL);
+-- id = log number << 32 | sequence: one log's entries are one range of the table
 CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY, key TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL, type TEXT,
-    repo TEXT, issue INTEGER, data TEXT, UNIQUE (key, seq));
-CREATE INDEX IF NOT EXISTS entries_task ON entries (repo, issue, ts);
-CREATE INDEX IF NOT EXISTS entries_type ON entries (type);
+    id INTEGER PRIMARY KEY, ts REAL, type TEXT, repo TEXT, issue INTEGER, block BLOB);
+CREATE INDEX IF NOT EXISTS entries_task ON entries (repo, issue, ts) WHERE repo IS NOT NULL;
+-- the text of entries that carry some (results, questions, errors), for the log viewer
 CREATE VIRTUAL TABLE IF NOT EXISTS entries_fts USING fts5 (text, content='');
+CREATE TABLE IF NOT EXISTS type_counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     repo TEXT NOT NULL, issue INTEGER NOT NULL, title TEXT, state TEXT NOT NULL,
     state_ts REAL NOT NULL, state_src INTEGER NOT NULL, agent TEXT, node TEXT,
     attempt INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL, pr INTEGER, pr_url TEXT,
     issue_url TEXT, had_pr INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo, issue));
-CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated);
 """
+SEQ_BITS = 32
+# the fields whose text is searchable (the rest is structure: type, repo, numbers)
+TEXT_KINDS = {"result", "asked", "needs_input", "attempt_failed", "attempt_crashed",
+              "checkout_failed", "claim_abandoned", "report_failed", "guardian_refused",
+              "github_unavailable", "llm_answer", "cancelled", "help_declined", "claimed",
+              "task_filed", "input_timed_out", "help_exhausted", "commit"}
+TEXT_FIELDS = ("output", "question", "error", "reason", "title", "summary", "message")
 HELP_OUTCOMES = {"help_handed_over": "handed_over", "help_unanswered": "unanswered",
                  "help_exhausted": "exhausted"}
 CONFLICT_TYPES = ("contention_lost",)
+LIVE = 100  # indexed decisions of one batch announced to live subscribers (the newest)
 MAX_TEXT = 4096  # characters of an entry's text indexed for search
 
 
 def _text(entry: dict[str, Any]) -> str:
-    parts = []
-    for key, value in entry.items():
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, (int, float)) and key in ("issue", "pr", "exit_code"):
-            parts.append(str(value))
-        elif isinstance(value, list):
-            parts.extend(str(v) for v in value if isinstance(v, (str, int)))
+    parts = [entry[k] for k in TEXT_FIELDS if isinstance(entry.get(k), str)]
     return " ".join(parts)[:MAX_TEXT]
+
+
+def _row(block: bytes) -> dict[str, Any]:
+    return decode(block) or {"type": "(not a decision)"}
 
 
 @dataclass
@@ -106,6 +112,7 @@ class Indexed:
 @dataclass
 class LogInfo:
     key: str
+    no: int = 0
     peer_id: str = ""
     node_id: str = ""
     indexed: int = 0
@@ -122,17 +129,18 @@ class Index:
         self.db.executescript(SCHEMA)
         self.clock = clock
         self.logs: dict[str, LogInfo] = {}
-        for row in self.db.execute("SELECT key, peer_id, node_id, indexed, version, "
+        for row in self.db.execute("SELECT key, no, peer_id, node_id, indexed, version, "
                                    "capabilities, started FROM logs"):
-            self.logs[row[0]] = LogInfo(row[0], row[1] or "", row[2] or "", row[3], row[4],
-                                        json.loads(row[5] or "[]"), row[6])
+            self.logs[row[0]] = LogInfo(row[0], row[1], row[2] or "", row[3] or "", row[4],
+                                        row[5], json.loads(row[6] or "[]"), row[7])
         self.tasks: dict[tuple[str, int], Task] = {}
         for row in self.db.execute("SELECT * FROM tasks"):
             t = Task(*row[:13], had_pr=bool(row[13]))
             self.tasks[(t.repo, t.issue)] = t
         self.types: Counter = Counter(dict(self.db.execute(
-            "SELECT type, count(*) FROM entries GROUP BY type").fetchall()))
+            "SELECT type, n FROM type_counts").fetchall()))
         self.total = sum(self.types.values())
+        self._recent: deque[Indexed] = deque(maxlen=200)
 
     def close(self) -> None:
         self.db.close()
@@ -142,66 +150,79 @@ class Index:
     def log_info(self, key: str) -> LogInfo:
         info = self.logs.get(key)
         if info is None:
-            info = self.logs[key] = LogInfo(key)
+            no = 1 + max((i.no for i in self.logs.values()), default=0)
+            info = self.logs[key] = LogInfo(key, no)
         return info
 
+    def _by_no(self) -> dict[int, LogInfo]:
+        return {i.no: i for i in self.logs.values()}
+
     def add(self, key: str, peer_id: str, node_id: str, start: int,
-            entries: Iterable[dict[str, Any] | None]) -> list[Indexed]:
-        """Index the decisions at ``start``, ``start + 1``… of log ``key`` (None for a block
-        that is not a decision: it still counts as indexed). Blocks already indexed are
-        skipped, so replaying a range is harmless."""
+            blocks: Iterable[bytes]) -> list[Indexed]:
+        """Index the blocks at ``start``, ``start + 1``… of log ``key`` (a block that is not
+        a decision still counts as indexed). Blocks already indexed are skipped, so
+        replaying a range is harmless. One transaction."""
         info = self.log_info(key)
         if peer_id:
             info.peer_id = peer_id
         if node_id:
             info.node_id = node_id
         rows, fts, out, touched = [], [], [], {}
+        kinds: Counter = Counter()
+        base = info.no << SEQ_BITS
         seq = start - 1
-        for seq, entry in enumerate(entries, start):
-            if seq < info.indexed or entry is None:
+        for seq, block in enumerate(blocks, start):
+            if seq < info.indexed:
+                continue
+            entry = decode(block)
+            if entry is None:
                 continue
             kind = str(entry.get("type"))[:64]
-            ts = entry.get("ts") if isinstance(entry.get("ts"), (int, float)) else 0.0
+            ts = entry.get("ts")
+            ts = float(ts) if isinstance(ts, (int, float)) else 0.0
             repo = entry.get("repo") if isinstance(entry.get("repo"), str) else None
             issue = entry.get("issue") if isinstance(entry.get("issue"), int) else None
-            data = json.dumps(entry, default=str, ensure_ascii=False)
-            rows.append((key, seq, ts, kind, repo, issue, data))
-            fts.append(_text(entry))
-            self.types[kind] += 1
+            rows.append((base | seq, ts, kind, repo, issue, bytes(block)))
+            if kind in TEXT_KINDS:
+                text = _text(entry)
+                if text:
+                    fts.append((base | seq, text))
+            kinds[kind] += 1
             if kind == "started":
                 info.version = str(entry.get("version") or "") or info.version
                 caps = entry.get("capabilities")
                 info.capabilities = [str(c) for c in caps] if isinstance(caps, list) else []
-                info.started = float(ts)
+                info.started = ts
             if repo is not None and issue is not None:
-                t = self._apply(repo, issue, entry, kind, float(ts), info)
-                touched[(repo, issue)] = t
-            out.append(Indexed(key, info.peer_id, info.node_id or str(entry.get("node") or ""),
-                               seq, float(ts), kind, repo, issue))
-        if seq + 1 <= info.indexed and not rows:
+                touched[(repo, issue)] = self._apply(repo, issue, entry, kind, ts, info)
+            out.append((seq, ts, kind, repo, issue, entry.get("node")))
+        # what the live page is told: a backlog's last decisions, not thousands of them
+        out = [Indexed(key, info.peer_id, info.node_id or str(node or ""), seq_, ts_, kind_,
+                       repo_, issue_) for seq_, ts_, kind_, repo_, issue_, node in out[-LIVE:]]
+        if seq + 1 <= info.indexed:
             return out
-        info.indexed = max(info.indexed, seq + 1)
+        info.indexed = seq + 1
         db = self.db
         db.execute("BEGIN")
         try:
-            if rows:
-                first = db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0] + 1
-                db.executemany("INSERT OR IGNORE INTO entries (id, key, seq, ts, type, repo, "
-                               "issue, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(first + i, *r) for i, r in enumerate(rows)])
-                db.executemany("INSERT INTO entries_fts (rowid, text) VALUES (?, ?)",
-                               [(first + i, text) for i, text in enumerate(fts)])
+            db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if fts:
+                db.executemany("INSERT INTO entries_fts (rowid, text) VALUES (?, ?)", fts)
             if touched:
                 db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                                "?, ?, ?, ?, ?)", [t.row() for t in touched.values()])
-            db.execute("INSERT OR REPLACE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (key, info.peer_id, info.node_id, info.indexed, info.version,
+            db.executemany("INSERT INTO type_counts VALUES (?, ?) ON CONFLICT (type) "
+                           "DO UPDATE SET n = n + excluded.n", list(kinds.items()))
+            db.execute("INSERT OR REPLACE INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (key, info.no, info.peer_id, info.node_id, info.indexed, info.version,
                         json.dumps(info.capabilities), info.started))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.types.update(kinds)
         self.total += len(rows)
+        self._recent.extend(out[-self._recent.maxlen:])
         return out
 
     def _task(self, repo: str, issue: int) -> Task:
@@ -282,49 +303,52 @@ class Index:
         t = self.tasks.get((repo, issue))
         if t is None:
             return None
-        names = {k: (i.peer_id, i.node_id) for k, i in self.logs.items()}
+        names = self._by_no()
         timeline = []
-        for key, seq, ts, kind, data in self.db.execute(
-                "SELECT key, seq, ts, type, data FROM entries WHERE repo = ? AND issue = ? "
-                "ORDER BY ts, key, seq LIMIT 5000", (repo, issue)):
-            peer, node = names.get(key, ("", ""))
-            timeline.append({"ts": ts, "peer_id": peer, "node_id": node, "seq": seq,
-                             "type": kind, "data": json.loads(data)})
+        for rowid, ts, kind, block in self.db.execute(
+                "SELECT id, ts, type, block FROM entries WHERE repo = ? AND issue = ? "
+                "ORDER BY ts, id LIMIT 5000", (repo, issue)):
+            info = names.get(rowid >> SEQ_BITS)
+            timeline.append({"ts": ts, "peer_id": info.peer_id if info else "",
+                             "node_id": info.node_id if info else "",
+                             "seq": rowid & ((1 << SEQ_BITS) - 1), "type": kind,
+                             "data": _row(block)})
         return {"task": t.doc(), "timeline": timeline}
 
     def log_entries(self, key: str, q: str | None = None, kind: str | None = None,
                     before: int | None = None, limit: int = 200) -> list[dict]:
-        sql = "SELECT seq, ts, type, data FROM entries WHERE key = ?"
-        args: list[Any] = [key]
+        info = self.logs.get(key)
+        if info is None:
+            return []
+        base = info.no << SEQ_BITS
+        hi = base + (before if before is not None else (1 << SEQ_BITS))
+        sql = "SELECT id, ts, type, block FROM entries WHERE id >= ? AND id < ?"
+        args: list[Any] = [base, hi]
         if kind:
             sql += " AND type = ?"
             args.append(kind)
-        if before is not None:
-            sql += " AND seq < ?"
-            args.append(before)
         if q:
             phrase = '"' + q.replace('"', '""') + '"'
-            sql += " AND id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)"
-            args.append(phrase)
-        sql += " ORDER BY seq DESC LIMIT ?"
+            sql += (" AND (type = ? OR id IN (SELECT rowid FROM entries_fts WHERE "
+                    "entries_fts MATCH ? AND rowid >= ? AND rowid < ?))")
+            args += [q, phrase, base, hi]
+        sql += " ORDER BY id DESC LIMIT ?"
         args.append(max(1, min(limit, 1000)))
-        return [{"seq": s, "ts": ts, "type": k, "data": json.loads(d)}
-                for s, ts, k, d in self.db.execute(sql, args)]
+        return [{"seq": rowid - base, "ts": ts, "type": k, "data": _row(block)}
+                for rowid, ts, k, block in self.db.execute(sql, args)]
 
     def log_types(self, key: str) -> list[str]:
+        info = self.logs.get(key)
+        if info is None:
+            return []
+        base = info.no << SEQ_BITS
         return [r[0] for r in self.db.execute(
-            "SELECT DISTINCT type FROM entries WHERE key = ? ORDER BY type", (key,))]
+            "SELECT DISTINCT type FROM (SELECT type FROM entries WHERE id >= ? AND id < ? "
+            "ORDER BY id DESC LIMIT 20000) ORDER BY type", (base, base + (1 << SEQ_BITS)))]
 
     def recent(self, limit: int = 50) -> list[dict]:
-        names = {k: (i.peer_id, i.node_id) for k, i in self.logs.items()}
-        out = []
-        for key, seq, ts, kind, repo, issue in self.db.execute(
-                "SELECT key, seq, ts, type, repo, issue FROM entries ORDER BY id DESC LIMIT ?",
-                (limit,)):
-            peer, node = names.get(key, ("", ""))
-            out.append({"peer_id": peer, "node_id": node, "seq": seq, "ts": ts, "type": kind,
-                        "repo": repo, "issue": issue})
-        return out
+        """The newest decisions indexed, newest first."""
+        return [i.doc() for i in list(self._recent)[::-1][:limit]]
 
     def help_outcomes(self) -> dict[str, int]:
         return {name: self.types.get(kind, 0) for kind, name in HELP_OUTCOMES.items()}

@@ -22,7 +22,6 @@ from ..asgi import serve_app
 from ..claim.github import GitHubClient, GitHubError
 from ..config import Config
 from ..decisions import HyperlogDecisionLog
-from ..hyperlog.entries import decode
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
 from ..p2p.logsync import LogSync
@@ -206,22 +205,17 @@ class Monitor:
         if start >= sealed:
             return [], False
         end = min(sealed, start + INDEX_CHUNK)
-        entries = []
-        for i in range(start, end):
-            try:
-                entries.append(decode(replica.get(i)))
-            except (LogError, IndexError, OSError) as exc:
-                log.warning("a replica block cannot be read", extra={"log": hexkey[:16],
-                                                                    "block": i, "error": str(exc)})
-                self.damaged[hexkey] = f"block {i}: {exc}"
-                return [], False
+        try:
+            blocks = replica.read_range(start, end)
+        except (LogError, IndexError, OSError) as exc:
+            log.warning("a replica cannot be read", extra={"log": hexkey[:16], "error": str(exc)})
+            self.damaged[hexkey] = str(exc)
+            return [], False
         peer = self.by_key.get(hexkey, "")
         node = (self.agents.get(peer) or {}).get("node_id", "")
-        now = self.clock()
-        out = self.index.add(hexkey, peer, node, start, entries)
-        for item in out:
-            if item.ts:
-                self.metrics.lag.observe(max(0.0, now - item.ts))
+        out = self.index.add(hexkey, peer, node, start, blocks)
+        if out and out[-1].ts:  # how far behind its agent the index is, once per batch
+            self.metrics.lag.observe(max(0.0, self.clock() - out[-1].ts))
         return out, end < sealed
 
     async def _indexer(self) -> None:
