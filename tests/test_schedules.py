@@ -290,3 +290,104 @@ async def test_a_new_schedule_does_not_file_a_past_slot(autojump_clock):
     await _run_for(agents, 60)
     assert hub.issues == []
     assert [e["reason"] for e in agents[0].decisions.entries] == ["before the schedule's first start"]
+
+
+# ---------------------------------------------------------------------- on devhub
+
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+
+
+def _marked(issues, name="tick"):
+    """Slot key -> issue numbers carrying that slot's marker."""
+    out = {}
+    for i in issues:
+        for kind, key in find_markers(i.get("body") or ""):
+            if kind == "schedule" and key.startswith(name + "@"):
+                out.setdefault(key.split("@", 1)[1], []).append(i["number"])
+    return out
+
+
+def _all_issues(url):
+    owner = httpx.Client(base_url=url, headers={"Authorization": "token t-owner"})
+    return owner.get("/repos/owner/tasks/issues", params={"state": "all", "per_page": 100}).json()
+
+
+async def test_three_schedulers_on_devhub_three_slots_one_killed_mid_way(mock_clock):
+    from bzzz.claim.github import GitHubClient
+    from bzzz.devhub import DevHubThread
+    from bzzz.schedule.store import GitHubSlotStore
+
+    mock_clock.rate = 20  # a minute of the schedulers' time is 3 s of ours
+    sched = Schedule("tick", Cron("* * * * *"), "owner/tasks", "Tick {slot}", command="echo tick")
+    with DevHubThread(seed=SEED) as hub:
+        # the fake wall clock starts 30 s before a minute, near the real time (devhub stamps
+        # issues with its own clock, which the marker search reads)
+        start = (time.time() // 60 + 1) * 60 - 30 - trio.current_time()
+        clients = [GitHubClient(hub.url, "t-bot", timeout=600) for _ in range(3)]
+        dies = Dies(GitHubSlotStore(clients[0], "owner/tasks"), "create", 2)
+        stores = [dies] + [GitHubSlotStore(c, "owner/tasks") for c in clients[1:]]
+        # a0 runs 2 s ahead, so it wins the first two slots; it dies right after creating
+        # the second slot's ref, before filing its issue
+        schedulers = [Scheduler([sched], {"owner/tasks": stores[i]}, MemoryDecisionLog(), f"a{i}",
+                                clock=(lambda s=skew: start + s + trio.current_time()), jitter=0)
+                      for i, skew in enumerate([2.0, 0.0, -1.0])]
+        try:
+            await _run_for(schedulers, 3 * 60 + 20)
+        finally:
+            for c in clients:
+                await c.aclose()
+        issues = _all_issues(hub.url)
+        marked = _marked(issues)
+        assert len(issues) == 3 and len(marked) == 3, marked
+        assert all(len(v) == 1 for v in marked.values())
+        assert dies.dead.is_set()
+        kinds = [e["type"] for s in schedulers for e in s.decisions.entries]
+        assert kinds.count("schedule_repaired") == 1 and kinds.count("schedule_fired") == 2
+        refs = httpx.get(hub.url + "/repos/owner/tasks/git/matching-refs/bzzz/schedules/tick/",
+                         headers={"Authorization": "token t-bot"}).json()
+        assert sorted(r["ref"].rsplit("/", 1)[1] for r in refs) == sorted(marked)
+        for r in refs:
+            msg = httpx.get(r["object"]["url"], headers={"Authorization": "token t-bot"}).json()
+            assert parse_record(msg["message"]).state is State.FILED
+
+
+# ---------------------------------------------------------------------- real agents
+
+def test_real_agents_file_one_issue_per_slot_and_run_it(workdir):
+    """Three `bzzz run` processes carrying the same schedule. The cron has a sixth field
+    (seconds, croniter's extension, accepted as a test hook): every 10 s."""
+    from pathlib import Path
+
+    from bzzz.devhub import DevHubThread
+    from bzzz.hyperlog.store import read_entries
+    from bzzz.testing import agents as procs
+    from bzzz.testing.netns import wait_for
+
+    schedules = json.dumps([{"name": "tick", "cron": "* * * * * */10", "repo": "owner/tasks",
+                             "title": "Tick {slot}", "command": "echo scheduled-run"}])
+    root = Path(workdir)
+    with DevHubThread(seed=SEED) as hub:
+        running = [procs.start(root, f"s{i}", hub.url, "t-bot", "owner/tasks",
+                               BZZZ_SCHEDULES=schedules, BZZZ_GITHUB__POLL_INTERVAL="0.5",
+                               BZZZ_GITHUB__WRITE_INTERVAL="0") for i in range(3)]
+        try:
+            def done():
+                issues = _all_issues(hub.url)
+                return len(_marked(issues)) >= 3 and any(
+                    "bzzz:done" in {x["name"] for x in i["labels"]} for i in issues)
+            wait_for(done, 90, 0.5, "three slots filed and one task done")
+        finally:
+            for p in running:
+                p.stop()
+        issues = _all_issues(hub.url)
+        marked = _marked(issues)
+        assert all(len(v) == 1 for v in marked.values()), marked
+        assert len(issues) == len(marked)
+        done_one = next(i for i in issues if "bzzz:done" in {x["name"] for x in i["labels"]})
+        comments = httpx.get(f"{hub.url}/repos/owner/tasks/issues/{done_one['number']}/comments",
+                             headers={"Authorization": "token t-owner"}).json()
+        assert any("scheduled-run" in c["body"] for c in comments)
+        fired = [e for i in range(3) for e in read_entries(root / f"s{i}" / "log")
+                 if e.get("type") == "schedule_fired"]
+        assert len({e["slot"] for e in fired}) == len(fired) >= 3
