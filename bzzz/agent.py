@@ -448,6 +448,9 @@ class Agent:
                     await self._refresh_llm()
                     nursery.start_soon(self._llm_loop)
                 nursery.start_soon(self._run_claims)
+            if self.config.schedules:  # bzzz/schedule: one issue per slot, mesh-wide
+                from .schedule.runner import run_schedules
+                nursery.start_soon(run_schedules, self.config, self.token, self.decisions)
             if self.webhook is not None:
                 host, _, port = self.config.github.webhook_listen.rpartition(":")
                 await nursery.start(lambda task_status: serve_app(

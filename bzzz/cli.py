@@ -162,6 +162,7 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     import httpx
 
     from .claim.task import PRIORITIES
+    from .follow import Follower, check_job_id, find_job, job_marker
 
     url = (args.url or os.environ.get("BZZZ_GITHUB__URL") or "https://api.github.com").rstrip("/")
     token_file = args.token_file or os.environ.get("GITHUB_TOKEN_FILE") or \
@@ -177,6 +178,15 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         raise CliError(f"--repo {args.repo!r} is not owner/name", 2)
     if args.priority not in PRIORITIES:
         raise CliError(f"--priority must be one of {', '.join(PRIORITIES)}", 2)
+    if args.job_id is not None:
+        try:
+            check_job_id(args.job_id)
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
+    if args.timeout is not None and args.timeout <= 0:
+        raise CliError("--timeout must be a positive number of seconds", 2)
+    if (args.timeout is not None or args.wait_input) and not args.wait:
+        raise CliError("--timeout and --wait-input go with --wait", 2)
     labels = ["bzzz"]
     if args.priority != "normal":
         labels.append(f"priority:{args.priority}")
@@ -184,22 +194,48 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     body = args.body or ""
     if args.command:
         body = (body + "\n\n" if body else "") + f"```bzzz\n{args.command}\n```\n"
-    try:
-        resp = httpx.post(f"{url}/repos/{args.repo}/issues", timeout=30,
-                          headers={"Authorization": f"token {token}",
-                                   "Accept": "application/vnd.github+json"},
-                          json={"title": args.title, "body": body, "labels": labels})
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {url}: {type(exc).__name__}") from None
-    if resp.status_code != 201:
+    if args.job_id is not None:
+        body = body.rstrip("\n") + ("\n\n" if body else "") + job_marker(args.job_id) + "\n"
+    client = httpx.Client(base_url=url, timeout=30, headers={
+        "Authorization": f"token {token}", "Accept": "application/vnd.github+json"})
+
+    def refused(resp) -> CliError:
         try:
             message = resp.json().get("message", "")
         except ValueError:
             message = resp.text[:200]
-        raise CliError(f"GitHub answered {resp.status_code}: {message}")
-    issue = resp.json()
-    print(f"{args.repo}#{issue['number']} {issue.get('html_url', '')}".strip())
-    return 0
+        return CliError(f"GitHub answered {resp.status_code}: {message}")
+
+    try:
+        issue = None
+        if args.job_id is not None:
+            try:
+                issue = find_job(client, args.repo, args.job_id)
+            except httpx.HTTPStatusError as exc:
+                raise refused(exc.response) from None
+        existing = issue is not None
+        if issue is None:
+            resp = client.post(f"/repos/{args.repo}/issues",
+                               json={"title": args.title, "body": body, "labels": labels})
+            if resp.status_code != 201:
+                raise refused(resp)
+            issue = resp.json()
+        line = f"{args.repo}#{issue['number']} {issue.get('html_url', '')}".strip()
+        print(line + (" (existing issue of this job)" if existing else ""), flush=True)
+        if not args.wait:
+            return 0
+        follower = Follower(client, args.repo, int(issue["number"]), interval=args.interval,
+                            timeout=args.timeout, wait_input=args.wait_input,
+                            say=lambda text: print(text, flush=True))
+        try:
+            _, status = follower.run()
+        except httpx.HTTPStatusError as exc:
+            raise refused(exc.response) from None
+        return status
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {type(exc).__name__}") from None
+    finally:
+        client.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -263,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--needs", help="capabilities the task needs, comma separated")
     p.add_argument("--url", help="REST API base URL (default $BZZZ_GITHUB__URL or GitHub)")
     p.add_argument("--token-file", help="file holding the token (default $GITHUB_TOKEN_FILE)")
+    p.add_argument("--job-id", help="idempotency key: a hidden marker in the issue; the same id "
+                                    "again gives the existing issue instead of a new one")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the task to its end; exit 0 done, 1 failed, 2 cancelled or "
+                        "closed unmerged, 3 needs input, 124 timeout")
+    p.add_argument("--wait-input", action="store_true",
+                   help="with --wait: keep waiting when the task asks a question")
+    p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+    p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_task_create)
 
     p = sub.add_parser("log", help="signed logs on disk: show, verify, export, append")

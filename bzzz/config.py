@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 ENV_PREFIX = "BZZZ_"
 
@@ -130,6 +131,60 @@ class MonitorConfig(BaseModel):
         return value
 
 
+class ScheduleConfig(BaseModel):
+    """One ``[[schedules]]`` entry: a task issue filed once per cron slot, mesh-wide
+    (bzzz/schedule). ``title`` may contain ``{slot}``, the slot's local time."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+    # five fields (minute hour day month weekday); a sixth, seconds (croniter's extension),
+    # is accepted for tests and short intervals
+    cron: str
+    timezone: str = "UTC"  # IANA name (zoneinfo)
+    repo: str
+    title: str = Field(min_length=1, max_length=256)
+    body: str | None = Field(None, max_length=64 * 1024)
+    command: str | None = Field(None, min_length=1, max_length=16 * 1024)  # a ```bzzz shell block
+    labels: StrList = Field(default_factory=list)
+    priority: Literal["critical", "high", "normal", "low"] = "normal"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from .schedule.core import Cron, CronError
+        try:
+            Cron(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return " ".join(value.split())
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from .schedule.core import CronError, zone
+        try:
+            zone(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        owner, _, name = value.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"{value!r} is not owner/name")
+        return value
+
+    @model_validator(mode="after")
+    def _body_or_command(self) -> "ScheduleConfig":
+        if self.body is None and self.command is None:
+            raise ValueError("a schedule needs a body or a command")
+        if self.body is not None and self.command is not None:
+            raise ValueError("a schedule takes a body or a command, not both")
+        return self
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -192,6 +247,8 @@ class Config(BaseModel):
     log_format: str = Field("json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    # [[schedules]] in TOML (BZZZ_SCHEDULES as a JSON list): issues filed on a cron
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
 
     @field_validator("listen", "bootstrap")
     @classmethod
@@ -229,6 +286,32 @@ class Config(BaseModel):
             except ValueError:
                 raise ValueError("BZZZ_LLM must be a JSON list of {\"url\": ...}") from None
         return value
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _schedules_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else []
+            except ValueError:
+                raise ValueError("BZZZ_SCHEDULES must be a JSON list of {\"name\": ...}") from None
+        return value
+
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedules(cls, value: list[ScheduleConfig]) -> list[ScheduleConfig]:
+        seen: set[str] = set()
+        for s in value:
+            if s.name in seen:
+                raise ValueError(f"schedule name {s.name!r} is used twice")
+            seen.add(s.name)
+        return value
+
+    @model_validator(mode="after")
+    def _schedules_need_a_token(self) -> "Config":
+        if self.schedules and self.github.token_file is None:
+            raise ValueError("schedules need github.token_file (or GITHUB_TOKEN_FILE)")
+        return self
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,1 @@
+"""Schedules: task issues filed on a cron, once per slot mesh-wide (core, store, runner)."""
