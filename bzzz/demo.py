@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -124,6 +125,46 @@ class _Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+class _Monitor:
+    """`bzzz monitor` beside the agents: the Mesh Visualizer of the demo's mesh."""
+
+    def __init__(self, root: Path) -> None:
+        self.data_dir = root / "monitor"
+        self.peer_id = load_or_create(self.data_dir).peer_id.to_base58()
+        self.p2p_port, self.http_port = _free_port(), _free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.log_path = root / "monitor.log"
+        self.token_path = root / "monitor-token"
+        self.token_path.write_text(secrets.token_urlsafe(24) + "\n")
+        self.token_path.chmod(0o600)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, bootstrap: list[str], github: dict[str, str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+        env.update({
+            "BZZZ_NODE_ID": "monitor", "BZZZ_DATA_DIR": str(self.data_dir),
+            "BZZZ_LISTEN": f"/ip4/127.0.0.1/tcp/{self.p2p_port}", "BZZZ_MDNS": "off",
+            "BZZZ_BOOTSTRAP": ",".join(bootstrap), "BZZZ_LOG_FORMAT": "text",
+            "BZZZ_MONITOR__LISTEN": f"127.0.0.1:{self.http_port}",
+            "BZZZ_MONITOR__TOKEN_FILE": str(self.token_path),
+            "BZZZ_MONITOR__POLL_INTERVAL": "1",
+            **{k: v for k, v in github.items() if k in (
+                "BZZZ_GITHUB__URL", "BZZZ_GITHUB__REPOS", "GITHUB_TOKEN_FILE")}})
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "bzzz", "monitor"], env=env,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def counts(self) -> dict | None:
+        import httpx
+        try:
+            return httpx.get(f"{self.url}/api/v1/mesh", timeout=5).json()["counts"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
+
+    stop = _Agent.stop
 
 
 def _file_tasks(hub_url: str, count: int) -> dict[int, tuple[str, str]]:
@@ -238,8 +279,10 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
               "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
     mesh = [_Agent(i, root) for i in range(agents)]
     names = {a.peer_id: a.name for a in mesh}
-    say(f"Bzzz demo: devhub at {hub.url}, repository {REPO}, {agents} agents "
-        f"(data in {root})")
+    monitor = _Monitor(root)
+    say(f"Bzzz demo: the Mesh Visualizer at {monitor.url}/ (its new-task form takes the "
+        f"token in {monitor.token_path})")
+    say(f"  devhub at {hub.url}, repository {REPO}, {agents} agents (data in {root})")
     if github["BZZZ_SANDBOX"] == "none":
         say("  (bubblewrap is not installed, so the demo's own sample tasks run without a "
             "sandbox; install it, e.g. apt-get install bubblewrap, to see them sandboxed)")
@@ -247,6 +290,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
     stamp = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
     try:
         bootstrap = [a.addr for a in mesh]
+        monitor.start(bootstrap, github)
         for a in mesh:
             a.start(bootstrap, github)
             say(f"  started {a.name:9} {a.peer_id[:20]}…  offers {', '.join(a.capabilities)}")
@@ -324,6 +368,10 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
                     say(f"    #{pr['number']:<3} {pr['title'][:40]:40} {pr['head']['ref']}")
             say(f"  duplicate claims: {duplicates}")
             say(f"  handed over to a helper after a failure: {handed}")
+            counts = monitor.counts()
+            if counts is not None:
+                say("  the monitor's view: " + ", ".join(
+                    f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
             say(f"  API requests used by the agents: {bot_requests} "
                 f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
             if len(order) != len(filed):
@@ -331,7 +379,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
                 return 1
         if exit_after:
             return 0
-        say(f"\nRunning; devhub: {hub.url}/repos/{REPO}/issues . "
+        say(f"\nRunning; the Mesh Visualizer: {monitor.url}/ ; devhub: {hub.url}/repos/{REPO}/issues . "
             "`bzzz status --api 127.0.0.1:PORT` shows an agent. Ctrl-C stops.")
         while all(a.proc is not None and a.proc.poll() is None for a in mesh):
             time.sleep(0.5)
@@ -341,6 +389,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
         return 0
     finally:
         codes = [a.stop() for a in mesh]
+        monitor.stop()
         if all(c == 0 for c in codes):
             shutil.rmtree(root, ignore_errors=True)
         else:
