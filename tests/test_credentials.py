@@ -250,6 +250,19 @@ async def test_token_file_rotates_without_restart(tmp_path):
         TokenFile(tmp_path / "blank").read()
 
 
+async def test_replaced_tokens_stay_redacted_for_a_while_then_are_forgotten():
+    from bzzz.claim.credentials import KEEP_REDACTING, CredentialProvider
+    p = CredentialProvider()
+    tokens = [f"rotated-token-{i:04d}" for i in range(KEEP_REDACTING + 3)]
+    for t in tokens:
+        from bzzz.redact import register
+        register(t)
+        p._got(t)
+    assert all(redact(t) == "[redacted]" for t in tokens[3:])
+    assert [redact(t) for t in tokens[:2]] == tokens[:2]
+    assert p.refreshes == len(tokens) - 1
+
+
 def test_secret_file_rereads_on_change(tmp_path):
     path = tmp_path / "secret"
     path.write_text("It's a Secret to Everybody\n")

@@ -31,6 +31,7 @@ import logging
 import os
 import shlex
 import time
+from collections import deque
 from calendar import timegm
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,7 +39,7 @@ from typing import Any, Callable, Sequence
 import httpx
 import trio
 
-from ..redact import redact, register as register_secret
+from ..redact import redact, register as register_secret, unregister as unregister_secret
 from .github import USER_AGENT, Unavailable
 
 log = logging.getLogger("bzzz.credentials")
@@ -48,6 +49,10 @@ JWT_BACKDATE = 60  # seconds: GitHub's advice against clock drift
 JWT_LIFETIME = 540  # seconds ahead; GitHub refuses exp more than 10 minutes ahead
 RETRY_MIN, RETRY_MAX = 1.0, 60.0  # backoff of a failing background refresh
 MAX_TOKEN = 4096  # bytes of a token we accept from a file or a command
+# earlier tokens of a provider that stay registered with the redactor: an App's token is
+# replaced every 48 minutes and lives an hour, so only the last one or two can still work;
+# the rest are dropped, keeping the redactor's pattern bounded in a daemon that runs for months
+KEEP_REDACTING = 16
 
 
 class CredentialError(Unavailable):
@@ -90,6 +95,7 @@ class CredentialProvider:
         self.failures = 0  # attempts to get a token that failed
         self.last_error: str | None = None
         self._lock = trio.Lock()
+        self._past: deque[str] = deque()  # earlier tokens, still redacted
 
     async def current(self) -> str:
         """The token to send now."""
@@ -116,6 +122,9 @@ class CredentialProvider:
     def _got(self, token: str, expires_at: float | None = None) -> None:
         if self.token is not None and token != self.token:
             self.refreshes += 1
+            self._past.append(self.token)
+            if len(self._past) > KEEP_REDACTING:  # long replaced: expired or revoked by now
+                unregister_secret(self._past.popleft())
         self.obtained += 1
         self.token, self.expires_at, self.last_error = token, expires_at, None
 
@@ -370,9 +379,9 @@ class GitHubApp(CredentialProvider):
         return key
 
     def jwt(self) -> str:
-        token = make_jwt(self.app_id, self._private_key(), self.clock())
-        register_secret(token)
-        return token
+        # not registered one by one (a new one per request to /app would grow the redactor
+        # without bound): a JWT has the shape the redactor always removes (eyJ….eyJ….…)
+        return make_jwt(self.app_id, self._private_key(), self.clock())
 
     async def _as_app(self, method: str, path: str, json: Any = None) -> Any:
         """A request authenticated as the app (the JWT); its answer's JSON."""
