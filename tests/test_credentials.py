@@ -142,6 +142,24 @@ async def test_a_revoked_app_key_gives_a_clear_error(tmp_path, key):
             assert (await gh.request("GET", "/repos/acme/tasks")).status == 200
 
 
+async def test_a_failed_refresh_keeps_the_token_while_it_is_valid(tmp_path, key):
+    import time
+    (tmp_path / "app.pem").write_bytes(private_pem(key))
+    clock = [time.time()]
+    async with devhub() as (hub, admin):
+        app, inst = await app_on(admin, key)
+        provider = GitHubApp(hub.url, app["id"], tmp_path / "app.pem", installation_id=inst,
+                             clock=lambda: clock[0])
+        token = await provider.current()
+        await admin.delete(f"/_devhub/apps/{app['id']}/keys/{app['key_id']}")
+        clock[0] += 0.85 * 3600  # past the refresh point, before the expiry
+        assert await provider.current() == token and provider.failures == 1
+        assert await provider.current() == token and provider.failures == 1  # not per request
+        clock[0] += 0.2 * 3600  # expired: now it is an error
+        with pytest.raises(CredentialError, match="could not be decoded"):
+            await provider.current()
+
+
 async def test_app_errors_name_the_problem(tmp_path, key):
     async with devhub() as (hub, admin):
         app, inst = await app_on(admin, key)

@@ -28,6 +28,7 @@ tasks.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import time
@@ -53,6 +54,7 @@ MAX_TOKEN = 4096  # bytes of a token we accept from a file or a command
 # replaced every 48 minutes and lives an hour, so only the last one or two can still work;
 # the rest are dropped, keeping the redactor's pattern bounded in a daemon that runs for months
 KEEP_REDACTING = 16
+RERUN_AFTER = 1.0  # seconds: a 401 reruns token_command at most this often for the same token
 
 
 class CredentialError(Unavailable):
@@ -225,6 +227,7 @@ class TokenCommand(CredentialProvider):
         self.field = field
         self.clock = clock
         self._due: float = 0.0  # when the schedule wants a new token
+        self._ran: float = -math.inf  # when a 401 last reran the command
 
     def _name(self) -> str:
         return f"{self.field} ({os.path.basename(self.argv[0])})"
@@ -256,11 +259,17 @@ class TokenCommand(CredentialProvider):
         async with self._lock:
             if stale is not None and self.token is not None and self.token != stale:
                 return self.token  # another request refreshed meanwhile
+            if (reason == "401" and stale is not None and stale == self.token
+                    and self.clock() - self._ran < RERUN_AFTER):
+                return self.token  # a 401 just reran it for this token: not again per request
             try:
                 token = await self._run_command()
             except CredentialError as err:
                 self._failed(err)
                 raise
+            finally:
+                if reason == "401":
+                    self._ran = self.clock()
             changed = token != self.token and self.token is not None
             self._got(token)
             self._due = self.clock() + self.refresh_every
@@ -272,7 +281,14 @@ class TokenCommand(CredentialProvider):
         if self.token is None or self.clock() >= self._due:
             if self.token is not None and self._lock.locked():
                 return self.token  # a refresh is under way; the old one is still good
-            return await self.refresh("schedule" if self.token else "start")
+            if self.token is None:
+                return await self.refresh("start")
+            try:
+                return await self.refresh("schedule", stale=self.token)
+            except CredentialError as exc:  # keep the token we have; GitHub says if it is dead
+                self._due = self.clock() + min(RETRY_MAX, self.refresh_every)
+                log.error("cannot refresh the GitHub credential; keeping the current one",
+                          extra={"error": str(exc)})
         return self.token
 
     async def run(self) -> None:
@@ -346,6 +362,7 @@ class GitHubApp(CredentialProvider):
         self._key: Any = None
         self._key_stamp: tuple[int, int, int] | None = None
         self._refresh_at = 0.0
+        self._retry_at = 0.0
         self.slug: str | None = None
         self.jwt_requests = 0
 
@@ -473,10 +490,16 @@ class GitHubApp(CredentialProvider):
     async def current(self) -> str:
         now = self.clock()
         if self.token is None or now >= self._refresh_at:
-            if self.token is not None and self._lock.locked() and now < (self.expires_at or 0):
-                return self.token  # a refresh is under way and this one still holds
-            return await self.refresh("start" if self.token is None else "expiry",
-                                      stale=self.token)
+            valid = self.token is not None and now < (self.expires_at or 0)
+            if valid and (self._lock.locked() or now < self._retry_at):
+                return self.token  # a refresh is under way (or failed just now); it holds
+            try:
+                return await self.refresh("start" if self.token is None else "expiry",
+                                          stale=self.token)
+            except CredentialError:
+                if not valid:
+                    raise
+                self._retry_at = now + RETRY_MIN * 5  # the background loop retries meanwhile
         return self.token
 
     async def run(self) -> None:
