@@ -290,6 +290,34 @@ def test_secret_file_rereads_on_change(tmp_path):
     assert secret() == "a new secret, longer" and secret.rotations == 1
 
 
+def test_api_token_and_webhook_secret_rotate(tmp_path):
+    from bzzz.api import Api
+    from bzzz.claim.webhook import WebhookIntake
+    from bzzz.devhub.webhooks import sign
+
+    api_file, hook_file = tmp_path / "api", tmp_path / "hook"
+    api_file.write_text("api-token-one-0123\n")
+    hook_file.write_text("hook secret one\n")
+    api = Api(lambda: {}, lambda: b"", token=SecretFile(api_file, "api_token_file"))
+    hook = WebhookIntake(SecretFile(hook_file, "github.webhook_secret_file"), lambda *a: None)
+
+    def scope(token):
+        return {"headers": [(b"authorization", b"Bearer " + token.encode())]}
+
+    def delivery(secret):
+        body = b'{"zen": "ok"}'
+        return hook.handle({"x-hub-signature-256": sign(secret, body), "x-github-delivery":
+                            secret, "x-github-event": "ping"}, body)[0]
+
+    assert api._denied(scope("api-token-one-0123")) is None
+    assert delivery("hook secret one") != 401
+    api_file.write_text("api-token-two-4567\n")
+    hook_file.write_text("hook secret two\n")
+    assert api._denied(scope("api-token-one-0123"))[0] == 401
+    assert api._denied(scope("api-token-two-4567")) is None
+    assert delivery("hook secret one") == 401 and delivery("hook secret two") != 401
+
+
 def test_config_takes_exactly_one_credential(tmp_path):
     c = load_config(env={"BZZZ_GITHUB__TOKEN_COMMAND": "vault kv get -field=token secret/bzzz"})
     assert c.github.token_command == ["vault", "kv", "get", "-field=token", "secret/bzzz"]
