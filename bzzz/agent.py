@@ -17,6 +17,8 @@ import trio
 from . import __version__, logs
 from .api import Api, is_loopback
 from .asgi import serve_app
+from .claim import credentials
+from .claim.credentials import CredentialProvider
 from .claim.github import GitHubClient, GitHubError
 from .claim.delivery import RepoWork
 from .exec.executor import AgentExecutor
@@ -75,27 +77,33 @@ class AgentError(Exception):
     """A start-up problem, phrased as one line."""
 
 
-def _read_secret_file(path, field: str) -> str:
-    """A secret from a file (stripped, non-empty), registered so it never reaches a log."""
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise AgentError(f"{field} {path}: {exc.strerror}") from None
-    if not secret:
-        raise AgentError(f"{field} {path}: empty")
-    logs.register_secret(secret)
-    return secret
-
-
-def _read_token(config: Config) -> str | None:
-    """The GitHub token, required when repositories are configured."""
-    path = config.github.token_file
-    if path is None:
+def _read_token(config: Config) -> CredentialProvider | None:
+    """The GitHub credential (bzzz/claim/credentials.py), required when repositories are
+    configured. A token file is read now, so a missing one stops the start with one line."""
+    provider = credentials.from_config(config.github)
+    if provider is None:
         if config.github.repos:
-            raise AgentError("github.token_file (or GITHUB_TOKEN_FILE) is required when "
-                             "github.repos is set")
+            raise AgentError("a GitHub credential is required when github.repos is set: "
+                             "github.token_file (or GITHUB_TOKEN_FILE), github.token_command, "
+                             "or github.app_id with github.app_key_file")
         return None
-    return _read_secret_file(path, "github.token_file")
+    if isinstance(provider, credentials.TokenFile):
+        try:
+            provider.read()
+        except credentials.CredentialError as exc:
+            raise AgentError(str(exc)) from None
+    return provider
+
+
+def _secret_file(path, field: str) -> credentials.SecretFile:
+    """A secret file read now (a missing or empty one stops the start) and re-read whenever
+    it changes, so it rotates without a restart."""
+    secret = credentials.SecretFile(path, field)
+    try:
+        secret.get()
+    except credentials.CredentialError as exc:
+        raise AgentError(str(exc)) from None
+    return secret
 
 
 def _task_user(config: Config) -> RunAs | None:
@@ -124,13 +132,14 @@ class Agent:
         psk = load_psk(config.psk_file) if config.psk_file else None
         if psk is not None:
             logs.register_secret(psk.hex())
-        self.token = _read_token(config)
+        self.token = _read_token(config)  # the credential provider
+        self.gh: GitHubClient | None = None
         self.webhook = None
         if config.github.webhook_listen:
             secret_file = config.github.webhook_secret_file
             if secret_file is None:
                 raise AgentError("github.webhook_secret_file is required with github.webhook_listen")
-            secret = _read_secret_file(secret_file, "github.webhook_secret_file")
+            secret = _secret_file(secret_file, "github.webhook_secret_file")
             from .claim.webhook import WebhookIntake
             self.webhook = WebhookIntake(
                 secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
@@ -189,7 +198,7 @@ class Agent:
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
                                   lambda: self.node.dial_failures)
-        api_token = (_read_secret_file(config.api_token_file, "api_token_file")
+        api_token = (_secret_file(config.api_token_file, "api_token_file")
                      if config.api_token_file else None)
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
                        probe=self._help_probe, token=api_token,
@@ -237,10 +246,20 @@ class Agent:
         return {"enabled": True, "url": self.config.github.url, "repos": self.config.github.repos,
                 "login": c.s.login if c else None, "ok": c.github_ok if c else False,
                 "requests": c.gh.requests if c else 0,
+                **self._credential_status(),
                 "writes": c.gh.writes if c else 0,
                 "completed": len(c.completed) if c else 0,
                 "webhooks": dict(self.webhook.counts) if self.webhook else None,
                 "checkouts": self._work_status()}
+
+    def _credential_status(self) -> dict[str, Any]:
+        gh = self.gh
+        provider = gh.credentials if gh is not None else self.token
+        return {"credentials": provider.status() if provider is not None else None,
+                "credential_refreshes": provider.refreshes if provider is not None else 0,
+                "unauthorized_responses": gh.unauthorized if gh else 0,
+                "credential_retries": gh.credential_retries if gh else 0,
+                "expired_credential_failures": gh.expired_credential_failures if gh else 0}
 
     def _work_status(self) -> dict[str, Any] | None:
         work = self.work
@@ -291,10 +310,18 @@ class Agent:
         gh = GitHubClient(self.config.github.url, self.token,
                           write_interval=self.config.github.write_interval,
                           write_burst=self.config.github.write_burst)
+        self.gh = gh
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gh.credentials.run)  # refreshes on schedule (App, command)
+            await self._run_claims_with(gh)
+            nursery.cancel_scope.cancel()
+
+    async def _run_claims_with(self, gh: GitHubClient) -> None:
         delay = 1.0
         while True:
-            try:
-                login = (await gh.request("GET", "/user")).data["login"]
+            try:  # an App's token acts as <slug>[bot] and may not read /user
+                login = await gh.credentials.login() or \
+                    (await gh.request("GET", "/user")).data["login"]
                 break
             except (GitHubError, KeyError, TypeError) as exc:
                 log.warning("cannot reach GitHub yet; retrying", extra={"error": str(exc),
@@ -353,8 +380,9 @@ class Agent:
         """Where tasks run (bzzz/exec/sandbox.py), chosen and checked before anything starts;
         what an earlier run left (a killed agent's containers) is removed."""
         cfg = self.config
-        hidden = [p for p in (cfg.github.token_file, cfg.psk_file, cfg.github.webhook_secret_file,
-                              cfg.api_token_file, cfg.data_dir) if p is not None]
+        hidden = [p for p in (cfg.github.token_file, cfg.github.app_key_file, cfg.psk_file,
+                              cfg.github.webhook_secret_file, cfg.api_token_file, cfg.data_dir)
+                  if p is not None]
         try:
             self.sandbox = await open_sandbox(
                 cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",

@@ -29,7 +29,7 @@ class Api:
     def __init__(self, status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
                  healthy: Callable[[], bool] = lambda: True,
                  probe: Callable[[dict], Awaitable[dict]] | None = None,
-                 token: str | None = None, loopback: bool = True) -> None:
+                 token: str | Callable[[], str] | None = None, loopback: bool = True) -> None:
         self._status = status
         self._token = token
         self._loopback = loopback
@@ -79,7 +79,8 @@ class Api:
 
     def _denied(self, scope) -> tuple[int, bytes] | None:
         """Why a request to an acting endpoint is refused (None: it may act)."""
-        if self._token is None:
+        token = self._token() if callable(self._token) else self._token  # rotates
+        if token is None:
             if self._loopback:
                 return None
             return 403, (b'{"error": "this endpoint needs api_token_file when the API listens '
@@ -90,7 +91,7 @@ class Api:
                 sent = value
         scheme, _, given = sent.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(),
-                                                                  self._token.encode()):
+                                                                  token.encode()):
             return 401, b'{"error": "a valid bearer token is needed"}\n'
         return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import tomllib
 from pathlib import Path
@@ -54,7 +55,19 @@ class GitHubConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "https://api.github.com"
-    token_file: Path | None = None
+    # the credential: exactly one of token_file, token_command, app_id with app_key_file
+    # (bzzz/claim/credentials.py; the README's "GitHub credentials")
+    token_file: Path | None = None  # re-read when it changes
+    # a command printing a token on stdout: an argv list, or one line split like a shell
+    # would (no shell runs), e.g. "vault kv get -field=token secret/bzzz" or "gh auth token"
+    token_command: list[str] | None = None
+    token_refresh: float = Field(45 * 60.0, gt=0)  # seconds between runs of token_command
+    token_command_timeout: float = Field(30.0, gt=0, le=600)
+    # a GitHub App: its id, its private key (PEM), and the installation (looked up on the
+    # owner of the first repo when absent)
+    app_id: int | None = Field(None, ge=1)
+    app_key_file: Path | None = None
+    installation_id: int | None = Field(None, ge=1)
     repos: StrList = Field(default_factory=list)
     poll_interval: float = Field(5.0, gt=0)
     # content-creating requests per token: bursts of write_burst, then one per write_interval
@@ -77,6 +90,59 @@ class GitHubConfig(BaseModel):
     checkout: bool = True
     # seconds a task waits for an answer to its question before it fails (72 h)
     input_timeout: float = Field(72 * 3600.0, gt=0)
+
+    @field_validator("token_file", "app_key_file", "token_command", "app_id",
+                     "installation_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("token_command", mode="before")
+    @classmethod
+    def _command_argv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"not a valid JSON list: {exc.msg}") from None
+            try:
+                return shlex.split(text)
+            except ValueError as exc:
+                raise ValueError(f"cannot split into words ({exc})") from None
+        return value
+
+    @field_validator("token_command")
+    @classmethod
+    def _command_has_program(cls, argv: list[str] | None) -> list[str] | None:
+        if argv is not None and (not argv or not argv[0]):
+            raise ValueError("needs a program to run")
+        return argv
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> "GitHubConfig":
+        if (self.app_id is None) != (self.app_key_file is None):
+            raise ValueError("github.app_id and github.app_key_file go together (a GitHub "
+                             "App needs both)")
+        if self.installation_id is not None and self.app_id is None:
+            raise ValueError("github.installation_id needs github.app_id and app_key_file")
+        given = [name for name, on in (("token_file", self.token_file is not None),
+                                       ("token_command", self.token_command is not None),
+                                       ("app_id", self.app_id is not None)) if on]
+        if len(given) > 1:
+            raise ValueError(f"set one GitHub credential, not {' and '.join(given)} (token_file "
+                             "may come from GITHUB_TOKEN_FILE)")
+        return self
+
+    @property
+    def credential_kind(self) -> str | None:
+        """Which credential is configured: "app", "token_command", "token_file" or None."""
+        if self.app_id is not None:
+            return "app"
+        if self.token_command is not None:
+            return "token_command"
+        return "token_file" if self.token_file is not None else None
 
     @field_validator("repos")
     @classmethod

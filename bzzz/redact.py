@@ -57,6 +57,17 @@ class Redactor:
                 self._pattern = re.compile("|".join(re.escape(s) for s in alts))
 
 
+    def unregister(self, value: str | None) -> None:
+        """Forget a secret that can no longer do harm (an installation token long replaced),
+        so a daemon that rotates credentials for months keeps a bounded pattern."""
+        if not value:
+            return
+        with self._lock:
+            if value.strip() in self._secrets:
+                self._secrets.discard(value.strip())
+                alts = sorted(self._secrets, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(s) for s in alts)) if alts else None
+
     def text(self, text: str) -> str:
         if not text:
             return text
@@ -83,5 +94,6 @@ class Redactor:
 
 REDACTOR = Redactor()
 register = REDACTOR.register
+unregister = REDACTOR.unregister
 redact = REDACTOR.text
 redact_value = REDACTOR.value

@@ -12,7 +12,10 @@ must not sleep silently for an hour on a rate limit (PyGithub's does). This clie
   caller pauses its polling instead of hanging;
 - paces content-creating requests per token (a bucket of ``write_burst``, refilled one per
   ``write_interval``);
-- never puts the token in an exception message.
+- never puts the token in an exception message;
+- asks its credential provider (bzzz/claim/credentials.py) for the token on every request,
+  and on a 401 has it refreshed once and repeats the request (a 401 was not processed, so a
+  POST is safe to repeat too); a second 401, or the same token again, raises as before.
 """
 
 from __future__ import annotations
@@ -78,17 +81,22 @@ class Reply:
 
 
 class GitHubClient:
-    def __init__(self, base_url: str, token: str | None, *, attempts: int = 4,
+    def __init__(self, base_url: str, token: "str | CredentialProvider | None", *,
+                 attempts: int = 4,
                  backoff: float = 0.25, max_backoff: float = 8.0, write_interval: float = 0.0,
                  write_burst: int = 1,
                  timeout: float = 15.0, rng: random.Random | None = None) -> None:
+        from .credentials import CredentialProvider, StaticToken
+
         headers = {"Accept": "application/vnd.github+json", "User-Agent": USER_AGENT,
                    "X-GitHub-Api-Version": "2022-11-28"}
-        if token:
-            headers["Authorization"] = f"token {token}"
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,
                                        timeout=timeout)
-        self.token = token  # git over smart HTTP needs it too (bzzz.repo.git keeps it hidden)
+        self.credentials: CredentialProvider = (
+            token if isinstance(token, CredentialProvider) else StaticToken(token))
+        self.unauthorized = 0  # 401 answers seen
+        self.credential_retries = 0  # requests repeated with a refreshed credential
+        self.expired_credential_failures = 0  # requests that failed with a 401 all the same
         self.writes = 0  # content-creating requests sent (POST, PATCH, PUT, DELETE)
         self.attempts = attempts
         self.backoff = backoff
@@ -101,8 +109,15 @@ class GitHubClient:
         self.requests = 0  # sent, including retries
         self.not_modified = 0
 
+    @property
+    def token(self) -> str | None:
+        """The current token, for git over smart HTTP (bzzz.repo.git keeps it hidden):
+        whatever the provider last obtained."""
+        return self.credentials.token
+
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self.credentials.aclose()
 
     async def __aenter__(self) -> "GitHubClient":
         return self
@@ -135,12 +150,18 @@ class GitHubClient:
             json = redact_value(json)  # every text we send to GitHub passes the redactor
         headers = {"If-None-Match": etag} if etag else {}
         last: Exception | None = None
-        for attempt in range(self.attempts):
+        token = await self.credentials.current()
+        refreshed = False
+        attempt = -1  # a repeat with a refreshed credential is not an attempt
+        while attempt < self.attempts - 1:
+            attempt += 1
             if method in WRITE_METHODS:
                 await self._pace(method)
             self.requests += 1
             if method in WRITE_METHODS:
                 self.writes += 1
+            if token:
+                headers["Authorization"] = f"token {token}"
             try:
                 resp = await self._http.request(method, path, json=json, params=params,
                                                 headers=headers)
@@ -150,6 +171,21 @@ class GitHubClient:
                     raise Unavailable(0, type(exc).__name__, method, path) from None
                 await trio.sleep(self._delay(attempt))
                 continue
+            if resp.status_code == 401 and token:
+                self.unauthorized += 1
+                if not refreshed:  # not processed: refresh once and repeat, POSTs included
+                    refreshed = True
+                    try:
+                        fresh = await self.credentials.refresh("401", stale=token)
+                    except Unavailable:
+                        self.expired_credential_failures += 1
+                        raise
+                    if fresh and fresh != token:
+                        token = fresh
+                        self.credential_retries += 1
+                        attempt -= 1
+                        continue
+                self.expired_credential_failures += 1
             if resp.status_code in (403, 429):
                 if resp.headers.get("retry-after"):  # secondary limit: not processed
                     await trio.sleep(min(float(resp.headers["retry-after"]), 120.0))

@@ -24,7 +24,7 @@ EVENTS = {"issues", "issue_comment", "ping"}
 
 
 class WebhookIntake:
-    def __init__(self, secret: str, on_event: Callable[[str, str, dict], None]) -> None:
+    def __init__(self, secret: str | Callable[[], str], on_event: Callable[[str, str, dict], None]) -> None:
         self.secret = secret
         self.on_event = on_event  # (event, repo full name, payload)
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -40,7 +40,8 @@ class WebhookIntake:
 
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, str]:
         """Decide on one delivery: (HTTP status, short reason)."""
-        if not verify(self.secret, body, headers.get("x-hub-signature-256")):
+        secret = self.secret() if callable(self.secret) else self.secret  # rotates
+        if not verify(secret, body, headers.get("x-hub-signature-256")):
             self.counts["bad_signature"] += 1
             return 401, "bad signature"
         delivery = headers.get("x-github-delivery", "")

@@ -208,6 +208,9 @@ class DevHubApp(PullsAPI):
         if smart:
             return await self.smart_http(method, smart, query, headers, body)
         base = f"http://{headers.get('host', 'localhost')}"
+        if path == "/app" or path.startswith("/app/"):  # a GitHub App's JWT (apps.py)
+            return self.hub.apps.api(method, path, parse_qs(query), headers, body,
+                                     time.time(), base)
         auth = headers.get("authorization", "")
         token = None
         if auth:
@@ -216,7 +219,7 @@ class DevHubApp(PullsAPI):
                 token = value.strip()
             else:
                 return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
-        login = self.hub.login_for(token)
+        login, app_token = self.hub.apps.resolve(token, time.time())  # users' and apps'
         if token and login is None:
             return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
         key = f"token:{token}" if token else f"ip:{client[0] if client else '?'}"
@@ -250,6 +253,13 @@ class DevHubApp(PullsAPI):
                              "documentation_url": DOCS}, {**rl, "retry-after": str(retry)}
         if injected is not None:
             return injected, {"message": "Server Error (injected)"}, rl
+        if app_token is not None:  # an installation token: its permissions and repositories
+            if method == "DELETE" and req.path == "/installation/token":
+                self.hub.apps.revoke(token)
+                return 204, None, rl
+            denied = self.hub.apps.authorize(app_token, method, route, match[1] if match else {})
+            if denied is not None:
+                return denied[0], denied[1], rl
         if match is None:
             return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
         handler, params = match[0], match[1]
@@ -770,23 +780,28 @@ class DevHubApp(PullsAPI):
 
     # ------------------------------------------------------------------ smart HTTP (git clone/push)
 
-    def _basic_login(self, headers: dict[str, str]) -> tuple[bool, str | None]:
-        """(credentials given, login): Basic auth with the token as user or password."""
+    def _basic_login(self, headers: dict[str, str]) -> tuple[bool, str | None, Any]:
+        """(credentials given, login, installation token or None): Basic auth with the token
+        as user or password."""
         auth = headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
+        now = time.time()
         if scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                return True, None
-            return True, self.hub.login_for(password) or self.hub.login_for(user)
+                return True, None, None
+            login, app_token = self.hub.apps.resolve(password, now)
+            if login is None:
+                login, app_token = self.hub.apps.resolve(user, now)
+            return True, login, app_token
         if scheme.lower() in ("token", "bearer"):
-            return True, self.hub.login_for(value.strip())
-        return False, None
+            return (True, *self.hub.apps.resolve(value.strip(), now))
+        return False, None, None
 
     async def smart_http(self, method: str, m: re.Match, query: str, headers: dict[str, str],
                          body: bytes) -> Response:
-        given, login = self._basic_login(headers)
+        given, login, app_token = self._basic_login(headers)
         challenge = {"www-authenticate": 'Basic realm="devhub"', "content-type": "text/plain"}
         if given and login is None:
             return 401, b"Bad credentials\n", challenge
@@ -795,6 +810,9 @@ class DevHubApp(PullsAPI):
             return (401, b"Authentication required\n", challenge) if login is None else \
                 (404, b"Repository not found\n", {"content-type": "text/plain"})
         pushing = m["rest"] == "git-receive-pack" or "service=git-receive-pack" in query
+        if app_token is not None and not self.hub.apps.may_use_git(app_token, repo.full_name,
+                                                                   pushing):
+            return 403, b"Permission denied\n", {"content-type": "text/plain"}
         if pushing and not repo.can_push(login):
             return (401, b"Authentication required\n", challenge) if login is None else \
                 (403, b"Permission denied\n", {"content-type": "text/plain"})
@@ -1037,6 +1055,11 @@ class DevHubApp(PullsAPI):
                 role = self.hub.set_role(repo, doc.get("login"), doc["role"])
                 self.on_change()
                 return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
+            handled = self.hub.apps.admin(method, path, doc, now)  # GitHub Apps (apps.py)
+            if handled is not None:
+                if method != "GET":
+                    self.on_change()
+                return handled
             if path == "/_devhub/stats" and method == "GET":
                 per: dict[str, dict[str, int]] = {}
                 for (login, m, route), n in self.stats.items():

@@ -203,6 +203,8 @@ class Hub:
         self._ids = itertools.count(1)
         # What webhooks should announce: (repo key, event, action, issue number, extra).
         self.outbox: list[tuple[str, str, str, int, dict[str, Any]]] = []
+        from .apps import Apps  # GitHub Apps, their installations and tokens (apps.py)
+        self.apps = Apps(self)
 
     # ------------------------------------------------------------ ids and lookups
 
@@ -1064,7 +1066,7 @@ class Hub:
             d["hooks"] = list(repo.hooks.values())
             repos.append(d)
         return {"format": 1, "next_id": next(self._ids), "users": [asdict(u) for u in self.users.values()],
-                "tokens": self.tokens, "repos": repos}
+                "tokens": self.tokens, "repos": repos, "apps": self.apps.to_json()}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Hub":
@@ -1100,6 +1102,7 @@ class Hub:
                                     for x in d.get("review_comments", [])}
             repo.protections = dict(d.get("protections", {}))
             hub.repos[repo.full_name.lower()] = repo
+        hub.apps.load(doc.get("apps"))
         hub._ids = itertools.count(doc["next_id"])
         return hub
 
