@@ -505,3 +505,24 @@ async def test_callbacks_give_up_after_retry_for(tmp_path):
         cbs.observe("peerA", "a1", lifecycle(7)[3])  # the next event still goes out
         await until(lambda: receiver.events() == ["done"], 10, "the next event")
         nursery.cancel_scope.cancel()
+
+
+async def test_built_from_the_monitor_config(tmp_path):
+    from bzzz.config import MonitorConfig
+    off = MonitorConfig()
+    async with GitHubClient("http://127.0.0.1:9", "t") as gh:
+        assert EnqueueBridge.from_config(off, gh, tmp_path / "s") is None
+        assert Callbacks.from_config(off, JobStore(tmp_path / "s0")) is None
+        (tmp_path / "tokens").write_text(f"hive {HIVE_TOKEN}\n")
+        (tmp_path / "secret").write_text("  a-callback-secret \n")
+        on = MonitorConfig(enqueue_tokens_file=tmp_path / "tokens", enqueue_repo="owner/tasks",
+                           enqueue_rate=2.0, enqueue_burst=3,
+                           callback_secret_file=tmp_path / "secret", callback_retry_for=60)
+        bridge = EnqueueBridge.from_config(on, gh, tmp_path / "s")
+        assert bridge.callbacks and bridge.default_repo == "owner/tasks" and bridge.burst == 3
+        assert HIVE_TOKEN not in repr(bridge)
+        cbs = Callbacks.from_config(on, bridge.store)
+        assert cbs.retry_for == 60 and "a-callback-secret" not in repr(cbs)
+        (tmp_path / "secret").write_text("\n")
+        with pytest.raises(ValueError):
+            Callbacks.from_config(on, bridge.store)

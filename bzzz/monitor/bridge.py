@@ -32,7 +32,6 @@ the issue who asked, like any writer's command.
 
 from __future__ import annotations
 
-import calendar
 import hmac
 import json
 import logging
@@ -47,6 +46,7 @@ from urllib.parse import unquote
 
 import trio
 
+from .. import logs
 from ..asgi import headers as request_headers
 from ..asgi import lifespan, read_body
 from ..claim.github import GitHubClient, GitHubError, RateLimited, Unavailable
@@ -89,6 +89,7 @@ def load_tokens(path: str | Path) -> dict[str, str]:
         if name in tokens:
             raise TokenFileError(f"{path}:{number}: the name {name!r} is used twice")
         tokens[name] = token
+        logs.register_secret(token)  # never in a log line, even by mistake
     if not tokens:
         raise TokenFileError(f"{path}: no tokens")
     return tokens
@@ -130,12 +131,6 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(0.0, ts)))
 
 
-def _unix(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    return float(calendar.timegm(time.strptime(iso.replace("Z", "")[:19], "%Y-%m-%dT%H:%M:%S")))
-
-
 class EnqueueBridge:
     ROUTES = re.compile(r"^/(enqueue|health|jobs/[^/]+)/?$")
 
@@ -162,6 +157,18 @@ class EnqueueBridge:
         self._trees: dict[str, str] = {}
         self.counts = {"enqueued": 0, "replayed": 0, "conflicts": 0, "refused": 0,
                        "rate_limited": 0, "takeovers": 0, "duplicates_closed": 0}
+
+    @classmethod
+    def from_config(cls, monitor, gh: GitHubClient, state_dir: str | Path | JobStore,
+                    **kw: Any) -> "EnqueueBridge | None":
+        """The bridge a ``MonitorConfig`` asks for (None: ``enqueue_tokens_file`` is not set,
+        the bridge is off). Callbacks are accepted when ``callback_secret_file`` is set."""
+        if monitor.enqueue_tokens_file is None:
+            return None
+        return cls(gh, load_tokens(monitor.enqueue_tokens_file), state_dir,
+                   default_repo=monitor.enqueue_repo, rate=monitor.enqueue_rate,
+                   burst=monitor.enqueue_burst,
+                   callbacks=monitor.callback_secret_file is not None, **kw)
 
     def __repr__(self) -> str:  # never the tokens
         return f"EnqueueBridge(tokens={sorted(self._tokens)}, store={self.store.dir})"
@@ -372,8 +379,8 @@ class EnqueueBridge:
                     return self._adopted(job, row, mine), True
                 took_over = True
         number, url = await self._post_issue(job, origin)
-        after = await self._read_ref(job.repo, ref)
-        if took_over or after is None or after.sha != mine:
+        after = await self._ref_sha(job.repo, ref)
+        if took_over or after != mine:
             number, url = await self._settle(job, number, url)
         self.store.filed(job.job_id, number, url)
         return self.store.job(job.job_id), False  # type: ignore[return-value]
@@ -488,7 +495,7 @@ class EnqueueBridge:
                                             "parents": parents})).data
         return data["sha"]
 
-    async def _read_ref(self, repo: str, ref: str) -> RefState | None:
+    async def _ref_sha(self, repo: str, ref: str) -> str | None:
         try:
             data = (await self.gh.request("GET", f"/repos/{repo}/git/ref/{ref[len('refs/'):]}")
                     ).data
@@ -496,7 +503,12 @@ class EnqueueBridge:
             if exc.status == 404 and not isinstance(exc, Unavailable):
                 return None
             raise
-        sha = data["object"]["sha"]
+        return data["object"]["sha"]
+
+    async def _read_ref(self, repo: str, ref: str) -> RefState | None:
+        sha = await self._ref_sha(repo, ref)
+        if sha is None:
+            return None
         commit = (await self.gh.request("GET", f"/repos/{repo}/git/commits/{sha}")).data or {}
         return RefState(sha, parse_reservation(commit.get("message", "")))
 

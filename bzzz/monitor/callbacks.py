@@ -27,16 +27,35 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
+
+from .. import logs
 
 from .jobs import STATUS_AFTER, JobError, check_callback_url, delivery_id, event_of, sign
 from .jobstore import EventRow, JobStore
 
 log = logging.getLogger("bzzz.monitor.callbacks")
 USER_AGENT = "bzzz-monitor"
+
+
+class SecretFileError(ValueError):
+    pass
+
+
+def read_secret(path: str | Path) -> bytes:
+    """The callback secret from its file (stripped, non-empty), kept out of every log."""
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise SecretFileError(f"monitor.callback_secret_file {path}: {exc.strerror}") from None
+    if not secret:
+        raise SecretFileError(f"monitor.callback_secret_file {path}: empty")
+    logs.register_secret(secret)
+    return secret.encode()
 
 
 class Callbacks:
@@ -61,6 +80,14 @@ class Callbacks:
         self._busy: set[str] = set()  # jobs with a delivery in flight
         self.counts = {"observed": 0, "queued": 0, "duplicates": 0, "delivered": 0,
                        "failed_attempts": 0, "dropped": 0}
+
+    @classmethod
+    def from_config(cls, monitor, store: JobStore, **kw: Any) -> "Callbacks | None":
+        """The callbacks a ``MonitorConfig`` asks for (None without callback_secret_file)."""
+        if monitor.callback_secret_file is None:
+            return None
+        return cls(store, read_secret(monitor.callback_secret_file),
+                   retry_for=monitor.callback_retry_for, **kw)
 
     def __repr__(self) -> str:  # never the secret
         return f"Callbacks(store={self.store.dir})"
