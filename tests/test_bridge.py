@@ -526,3 +526,41 @@ async def test_built_from_the_monitor_config(tmp_path):
         (tmp_path / "secret").write_text("\n")
         with pytest.raises(ValueError):
             Callbacks.from_config(on, bridge.store)
+
+
+async def test_a_slow_filer_that_was_taken_over_leaves_one_open_issue(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        owner = gh_client(hub)
+        async with trio.open_nursery() as nursery:
+            a = await start_bridge(nursery, hub, tmp_path / "a")
+            c = await start_bridge(nursery, hub, tmp_path / "c", peer_wait=0.3,
+                                   takeover_after=0.5)
+            gate, original, replies = trio.Event(), a.bridge._post_issue, {}
+
+            async def slow(j, origin):  # stuck, say, behind a secondary rate limit
+                await gate.wait()
+                return await original(j, origin)
+            a.bridge._post_issue = slow
+
+            async def send_a():
+                async with a.http() as http:
+                    replies["a"] = (await http.post("/enqueue", json=job("slow"))).json()
+            nursery.start_soon(send_a)
+            await until(lambda: owner.get(f"{REPO}/git/ref/{job_ref('slow')[5:]}")
+                        .status_code == 200, 10, "the reservation")
+            async with c.http() as http:
+                r = await until_ok(http, job("slow"))
+            assert r.status_code == 202 and c.bridge.counts["takeovers"] == 1
+            kept = r.json()["issue"]
+            gate.set()
+            await until(lambda: "a" in replies, 10, "the slow filer's answer")
+            assert replies["a"]["issue"] == kept and a.bridge.counts["duplicates_closed"] == 1
+            mine = [i for i in issues(owner) if "<!-- bzzz:job:slow -->" in (i["body"] or "")]
+            assert sorted(i["state"] for i in mine) == ["closed", "open"]
+            assert [i["number"] for i in mine if i["state"] == "open"] == [kept]
+            # a repository the monitor cannot reach is the caller's mistake, and leaves nothing
+            async with a.http() as http:
+                r = await http.post("/enqueue", json=job("elsewhere", repo="owner/missing"))
+                assert r.status_code == 422 and r.json()["field"] == "repo"
+            assert a.bridge.store.job("elsewhere") is None
+            nursery.cancel_scope.cancel()

@@ -302,6 +302,11 @@ class EnqueueBridge:
                 except GitHubError as exc:
                     log.warning("GitHub refused a job", extra={"job": job.job_id,
                                                                "error": str(exc)})
+                    if exc.status in (403, 404):
+                        await self._forget_unwritten(job)
+                        raise Refused(422, {
+                            "error": f"repo: {job.repo} is not there or the monitor cannot "
+                                     "write to it", "field": "repo"}) from None
                     raise Refused(502, {"error": f"GitHub refused: {exc}"}) from None
                 self.counts["replayed" if replay else "enqueued"] += 1
                 log.info("job filed", extra={"job": job.job_id, "origin": origin,
@@ -311,6 +316,15 @@ class EnqueueBridge:
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._locks.pop(job.job_id, None)
+
+    async def _forget_unwritten(self, job: JobRequest) -> None:
+        """A job GitHub refused before its reservation existed leaves nothing to finish."""
+        try:
+            if await self._ref_sha(job.repo, job_ref(job.job_id)) is not None:
+                return
+        except GitHubError:
+            pass  # the repository itself is not readable: nothing of the job is there
+        self.store.forget(job.job_id)
 
     @staticmethod
     def _reply(row: JobRow) -> dict:
