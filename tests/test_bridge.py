@@ -1,6 +1,7 @@
 """The Hive bridge (POST /enqueue and job callbacks) against devhub, with a real agent."""
 
 import json
+import time
 
 import httpx
 import pytest
@@ -387,11 +388,14 @@ async def test_restart_and_a_crash_between_reservation_and_issue(tmp_path):
             a.bridge._post_issue = crash
             async with a.http() as http:
                 assert (await http.post("/enqueue", json=job("lost"))).status_code == 500
+            later = [0.0]  # how far c's clock is ahead: the reservation's age as c sees it
             c = await start_bridge(nursery, hub, tmp_path / "c", peer_wait=0.3,
-                                   takeover_after=1.0)
+                                   takeover_after=60.0, clock=lambda: time.time() + later[0])
             async with c.http() as http:
                 r = await http.post("/enqueue", json=job("lost"))
                 assert r.status_code == 503 and r.headers["retry-after"]
+                assert c.bridge.counts["takeovers"] == 0
+                later[0] = 61.0
                 r = await until_ok(http, job("lost"))
                 assert r.status_code == 202
             assert c.bridge.counts["takeovers"] == 1

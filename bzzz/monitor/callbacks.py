@@ -95,7 +95,8 @@ class Callbacks:
     # ------------------------------------------------------------------ intake
 
     def observe(self, peer_id: str, node_id: str, entry: Mapping[str, Any]) -> str | None:
-        """One verified decision from an agent's log. Returns the event queued (None: not a
+        """One verified decision from an agent's log (call it from the trio thread that runs
+        :meth:`run`). Returns the event queued (None: not a
         job event, not a job, or already seen)."""
         self.counts["observed"] += 1
         repo, issue = entry.get("repo"), entry.get("issue")
