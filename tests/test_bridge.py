@@ -281,7 +281,7 @@ async def test_refusals(tmp_path):
         owner = gh_client(hub)
         async with trio.open_nursery() as nursery:
             b = await start_bridge(nursery, hub, tmp_path / "s", max_body=4096, rate=0.01,
-                                   burst=6)
+                                   burst=7)
             async with b.http() as http, b.http("wrong-token-0123456789") as wrong, \
                     b.http(None) as anonymous:
                 assert (await anonymous.get("/health")).status_code == 200
@@ -305,7 +305,9 @@ async def test_refusals(tmp_path):
                 assert r.status_code == 409 and r.json()["issue"] is not None
                 assert len(issues(owner)) == 1
                 assert (await http.get("/jobs/nope")).status_code == 404
-                # the rate limit is per token: hive has used its burst of 6
+                assert (await http.post("/enqueue", json=job("team/a-1"))).status_code == 202
+                assert (await http.get("/jobs/team/a-1")).json()["jobId"] == "team/a-1"
+                # the rate limit is per token: hive has used its burst of 7
                 r = await http.post("/enqueue", json=job("late"))
                 assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
                 async with b.http(N8N_TOKEN) as other:

@@ -132,7 +132,7 @@ def _iso(ts: float) -> str:
 
 
 class EnqueueBridge:
-    ROUTES = re.compile(r"^/(enqueue|health|jobs/[^/]+)/?$")
+    ROUTES = re.compile(r"^/(enqueue|health|jobs/.+)$")
 
     def __init__(self, gh: GitHubClient, tokens: dict[str, str] | str | Path,
                  state_dir: str | Path | JobStore, *, default_repo: str | None = None,

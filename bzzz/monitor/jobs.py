@@ -27,7 +27,8 @@ TASKS = ("agent", "shell", "llm")
 TASK_ALIASES = {"script": "shell"}
 MAX_INSTRUCTIONS = 64 * 1024
 MAX_NEEDS = 16
-JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+# the same ids as ``bzzz task create --job-id`` (bzzz/follow.py)
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}")
 BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}")
 NEED = re.compile(r"[a-z0-9][a-z0-9:._-]{0,63}")
@@ -150,7 +151,7 @@ def parse_job(doc: Any, default_repo: str | None = None,
         raise JobError("body", "must be a JSON object")
     job_id = _text(doc, "jobId", required=True)
     if not JOB_ID.fullmatch(job_id):
-        raise JobError("jobId", "1 to 128 letters, digits and . _ : @ - (starting with a "
+        raise JobError("jobId", "1 to 128 letters, digits and . _ : / - (starting with a "
                        "letter or digit)")
     repo = _text(doc, "repo")
     if repo is None:
