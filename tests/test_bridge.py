@@ -527,6 +527,8 @@ async def test_built_from_the_monitor_config(tmp_path):
         bridge = EnqueueBridge.from_config(on, gh, tmp_path / "s")
         assert bridge.callbacks and bridge.default_repo == "owner/tasks" and bridge.burst == 3
         assert HIVE_TOKEN not in repr(bridge)
+        assert all(bridge.handles(p) for p in ("/enqueue", "/health", "/jobs/a", "/jobs/t/a"))
+        assert not any(bridge.handles(p) for p in ("/", "/healthz", "/api/v1/mesh", "/jobs"))
         cbs = Callbacks.from_config(on, bridge.store)
         assert cbs.retry_for == 60 and "a-callback-secret" not in repr(cbs)
         (tmp_path / "secret").write_text("\n")

@@ -173,8 +173,9 @@ class EnqueueBridge:
     def __repr__(self) -> str:  # never the tokens
         return f"EnqueueBridge(tokens={sorted(self._tokens)}, store={self.store.dir})"
 
-    def handles(self, method: str, path: str) -> bool:
-        """Whether the monitor should pass this request to the bridge."""
+    def handles(self, path: str, method: str | None = None) -> bool:
+        """Whether the monitor should pass this request to the bridge (bzzz/monitor/app.py
+        asks with the path)."""
         return bool(self.ROUTES.match(path))
 
     # ------------------------------------------------------------------ ASGI
