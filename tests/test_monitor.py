@@ -175,3 +175,133 @@ def test_a_tampered_replica_shows_as_failing(tmp_path, workdir):
         finally:
             mon.stop()
             a1.stop()
+
+
+def _agent_status(a):
+    try:
+        return httpx.get(f"{a.api}/api/v1/status", timeout=3).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
+    """Agents killed (SIGKILL) or stopped and restarted 20 times while they write decisions:
+    the monitor ends with every log complete and verified."""
+    env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
+    a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    a2 = start(tmp_path, "a2", "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr, **env)
+    mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
+                        BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0",
+                        BZZZ_MONITOR__AGENT_EXPIRY="4")
+    agents = [a1, a2]
+    try:
+        wait_for(lambda: _up(mon), 30, what="the monitor answers")
+        for round_ in range(20):
+            victim = agents[round_ % 2]
+            other = agents[1 - round_ % 2]
+            wait_for(lambda: _agent_status(other), 30, what="the other agent answers")
+            for _ in range(3):  # the survivor keeps writing while the victim is down
+                httpx.post(f"{other.api}/api/v1/help/probe",
+                           json={"needs": ["nothing"], "wait": 0.05}, timeout=10)
+            if round_ % 3 == 0:
+                victim.stop()
+            else:
+                victim.proc.kill()
+                victim.proc.wait()
+            new = start(tmp_path, victim.name, "http://127.0.0.1:9", "unused", "",
+                        bootstrap=other.addr, **env)
+            agents[round_ % 2] = new
+        lengths = {}
+        for a in agents:
+            st = wait_for(lambda: _agent_status(a), 30, what=f"{a.name} answers")
+            lengths[a.name] = (st["log"]["key"], st["log"]["length"])
+
+        def complete():
+            docs = {d["node_id"]: d for d in mesh(mon)["agents"]}
+            return all(docs.get(name, {}).get("log", {}).get("replicated") == length
+                       and docs[name]["log"]["key"] == key
+                       and docs[name]["log"]["state"] == "verified"
+                       and docs[name]["log"]["indexed"] == length
+                       for name, (key, length) in lengths.items())
+        wait_for(complete, 60, what="every log complete and verified on the monitor")
+        assert all(n > 20 for _, n in lengths.values()), lengths
+    finally:
+        for p in [mon] + agents:
+            p.stop()
+
+
+class _Receiver:
+    """Callback receiver (a stdlib HTTP server in a thread): records each POST."""
+
+    def __init__(self):
+        import http.server
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self):
+        return [json.loads(b)["event"] for _, b in self.got]
+
+
+def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path, workdir):
+    import hashlib
+    import hmac
+    (tmp_path / "enqueue-tokens").write_text("hive hive-token-0123456789abcdef\n")
+    (tmp_path / "callback-secret").write_text("callback-secret-for-tests\n")
+    receiver = _Receiver()
+    quick_start = (b'{"jobId":"hive-quickstart-1","repo":"owner/tasks","branch":"main",'
+                   b'"base":"main","task":"shell","instructions":"echo hello from hive"}')
+    with DevHubThread(seed=SEED) as hub:
+        a1 = agent(tmp_path, workdir, "a1", hub)
+        mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
+                            BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
+                            BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp_path / "enqueue-tokens"),
+                            BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp_path / "callback-secret"))
+        try:
+            wait_for(lambda: _up(mon), 30, what="the monitor answers")
+            auth = {"Authorization": "Bearer hive-token-0123456789abcdef",
+                    "Content-Type": "application/json"}
+            assert httpx.get(f"{mon.url}/health").status_code == 200
+            assert httpx.post(f"{mon.url}/enqueue", content=quick_start,
+                              headers={**auth, "Authorization": "Bearer nope"}).status_code == 401
+            r = httpx.post(f"{mon.url}/enqueue", content=quick_start, headers=auth, timeout=30)
+            assert r.status_code == 202, r.text
+            first = r.json()
+            again = httpx.post(f"{mon.url}/enqueue", content=quick_start, headers=auth, timeout=30)
+            assert again.status_code in (200, 202) and again.json()["issue"] == first["issue"]
+            job = {"jobId": "with-callback", "repo": "owner/tasks", "task": "shell",
+                   "instructions": "echo called back", "callbackUrl": receiver.url}
+            r = httpx.post(f"{mon.url}/enqueue", json=job, headers=auth, timeout=30)
+            assert r.status_code == 202, r.text
+            n = r.json()["issue"]
+            wait_for(lambda: task_state(mon, first["issue"]) == "done", 60,
+                     what="the quick-start job done")
+            wait_for(lambda: receiver.events()[-1:] == ["done"], 60, what="the done callback")
+            assert receiver.events() == ["claimed", "done"], receiver.events()
+            for headers, body in receiver.got:
+                want = "sha256=" + hmac.new(b"callback-secret-for-tests", body,
+                                            hashlib.sha256).hexdigest()
+                assert headers["x-bzzz-signature-256"] == want
+                doc = json.loads(body)
+                assert doc["jobId"] == "with-callback" and doc["issue"] == n
+            assert len({json.loads(b)["deliveryId"] for _, b in receiver.got}) == 2
+            state = httpx.get(f"{mon.url}/jobs/with-callback",
+                              headers={"Authorization": auth["Authorization"]}).json()
+            assert state["issue"] == n
+        finally:
+            mon.stop()
+            a1.stop()
+            receiver.server.shutdown()

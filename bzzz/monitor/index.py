@@ -50,6 +50,9 @@ TEXT_FIELDS = ("output", "question", "error", "reason", "title", "summary", "mes
 HELP_OUTCOMES = {"help_handed_over": "handed_over", "help_unanswered": "unanswered",
                  "help_exhausted": "exhausted"}
 CONFLICT_TYPES = ("contention_lost",)
+# the decisions job callbacks are made of (bzzz/monitor/jobs.py event_of)
+OBSERVED = {"claimed", "taken_over", "needs_input", "asked", "pull_request", "reported",
+            "cancelled", "command"}
 LIVE = 100  # indexed decisions of one batch announced to live subscribers (the newest)
 MAX_TEXT = 4096  # characters of an entry's text indexed for search
 
@@ -141,6 +144,8 @@ class Index:
             "SELECT type, n FROM type_counts").fetchall()))
         self.total = sum(self.types.values())
         self._recent: deque[Indexed] = deque(maxlen=200)
+        # told of every decision about a task as it is indexed: (peer id, node id, entry)
+        self.on_entry = None
 
     def close(self) -> None:
         self.db.close()
@@ -195,6 +200,8 @@ class Index:
                 info.started = ts
             if repo is not None and issue is not None:
                 touched[(repo, issue)] = self._apply(repo, issue, entry, kind, ts, info)
+                if self.on_entry is not None and kind in OBSERVED:
+                    self.on_entry(info.peer_id, info.node_id, entry)
             out.append((seq, ts, kind, repo, issue, entry.get("node")))
         # what the live page is told: a backlog's last decisions, not thousands of them
         out = [Indexed(key, info.peer_id, info.node_id or str(node or ""), seq_, ts_, kind_,

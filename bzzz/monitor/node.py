@@ -94,11 +94,16 @@ class Monitor:
             logs.register_secret(psk.hex())
         mc = config.monitor
         self.token = _read_secret(mc.token_file, "monitor.token_file") if mc.token_file else None
-        gh_token = (_read_secret(config.github.token_file, "github.token_file")
-                    if config.github.token_file else None)
+        from ..claim import credentials
+        provider = credentials.from_config(config.github)  # token file, command or App
+        if isinstance(provider, credentials.TokenFile):
+            try:
+                provider.read()
+            except credentials.CredentialError as exc:
+                raise MonitorError(str(exc)) from None
         self.gh: GitHubClient | None = GitHubClient(
-            config.github.url, gh_token, write_interval=config.github.write_interval,
-            write_burst=config.github.write_burst) if gh_token else None
+            config.github.url, provider, write_interval=config.github.write_interval,
+            write_burst=config.github.write_burst) if provider else None
         try:
             self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
         except (LogError, OSError) as exc:
@@ -131,6 +136,9 @@ class Monitor:
             if rep.log is not None:
                 self._replica_opened(key, rep.log)
         self.metrics = MonitorMetrics(self)
+        from .app import MonitorApp
+        self.app = MonitorApp(self)
+        self._bridges(mc)
         self.events = Broadcast()
         self.changed = trio.Event()  # the mesh document may have changed
         self.generation = 0
@@ -139,8 +147,29 @@ class Monitor:
         self.github_ok: bool | None = None
         self.started_at = clock()
         self.bound: list[str] = []
-        from .app import MonitorApp
-        self.app = MonitorApp(self)
+
+    def _bridges(self, mc) -> None:
+        """Hive's /enqueue and the job callbacks (bzzz/monitor/bridge.py, callbacks.py): the
+        callbacks learn each job's events from the verified decisions as they are indexed."""
+        from .bridge import EnqueueBridge, TokenFileError
+        from .callbacks import Callbacks
+        from .jobstore import JobStore
+        self.bridge = self.callbacks = None
+        if mc.enqueue_tokens_file is None and mc.callback_secret_file is None:
+            return
+        if self.gh is None:
+            raise MonitorError("monitor.enqueue_tokens_file needs a GitHub credential for the "
+                               "monitor (github.token_file, token_command or app_id)")
+        jobs = JobStore(self.config.data_dir / "jobs")
+        try:
+            self.bridge = EnqueueBridge.from_config(mc, self.gh, jobs)
+            self.callbacks = Callbacks.from_config(mc, jobs)
+        except (TokenFileError, OSError, ValueError) as exc:
+            raise MonitorError(f"the Hive bridge: {exc}") from None
+        if self.bridge is not None:
+            self.app.bridges.append(self.bridge)
+        if self.callbacks is not None:
+            self.index.on_entry = self.callbacks.observe
 
     # ------------------------------------------------------------------ the peer table
 
@@ -400,6 +429,12 @@ class Monitor:
                 nursery.start_soon(self._watch_table)
                 nursery.start_soon(self._poll_github)
                 nursery.start_soon(self._verify_replicas)
+                if self.gh is not None and self.gh.credentials is not None:
+                    nursery.start_soon(self.gh.credentials.run)
+                if self.callbacks is not None:
+                    await nursery.start(self.callbacks.run)
+                if self.bridge is not None:
+                    nursery.start_soon(self.bridge.resume)
                 self.bound = await nursery.start(lambda task_status: serve_app(
                     self.app, host.strip("[]"), int(port), task_status=task_status))
                 self.decisions.append({"type": "started", "node": self.config.node_id,
