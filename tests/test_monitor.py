@@ -223,7 +223,11 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
                        and docs[name]["log"]["state"] == "verified"
                        and docs[name]["log"]["indexed"] == length
                        for name, (key, length) in lengths.items())
-        wait_for(complete, 60, what="every log complete and verified on the monitor")
+        try:
+            wait_for(complete, 60, what="every log complete and verified on the monitor")
+        except TimeoutError:
+            print(lengths, json.dumps(mesh(mon)["agents"], indent=1))
+            raise
         assert all(n > 20 for _, n in lengths.values()), lengths
     finally:
         for p in [mon] + agents:
