@@ -40,7 +40,8 @@ def stub():
 
 
 @pytest.fixture
-def watched(chromium, request):
+def watched(chromium, stub, request):
+    """A watched page; it depends on the stub so that the stub outlives the screenshot."""
     w = browser.watched_page(chromium)
     yield w
     try:
@@ -69,9 +70,11 @@ def still_same_document(w) -> bool:
     return w.page.evaluate("window.__sameDocument === true")
 
 
-def test_every_agent_counts_and_graph(watched, stub):
-    state = stub.state()
-    mesh = state["mesh"]
+def test_every_agent_counts_and_graph(stub, watched):
+    mesh = stub.state()["mesh"]
+    for agent, running in zip(mesh["agents"], (0, 1, 2)):
+        agent["load"] = {"running": running, "max": 2}
+    stub.set_mesh(mesh)
     open_page(watched, stub)
     page = watched.page
     rows = page.locator("#agents tbody tr")
@@ -98,15 +101,15 @@ def test_every_agent_counts_and_graph(watched, stub):
     assert sorted(nodes) == sorted(a["peer_id"] for a in mesh["agents"])
     edges = page.evaluate("window.bzzz.graph.cy.edges().length")
     assert edges == len(mesh["edges"])
-    # the graph is coloured by load: an idle agent and a full one differ
+    # the graph is coloured by load: idle, busy and full agents differ
     styles = {a["load"]["running"]: page.evaluate("p => window.bzzz.graph.nodeStyle(p)",
                                                   a["peer_id"]) for a in mesh["agents"]}
-    if 0 in styles and 2 in styles:
-        assert styles[0]["background"] != styles[2]["background"]
+    assert {0, 1, 2} <= set(styles)
+    assert len({styles[n]["background"] for n in (0, 1, 2)}) == 3
     no_problems(watched)
 
 
-def test_task_moves_from_waiting_to_done_without_reload(watched, stub):
+def test_task_moves_from_waiting_to_done_without_reload(stub, watched):
     state = stub.state()
     tasks = state["tasks"]
     task = next(t for t in tasks if t["state"] == "waiting")
@@ -132,7 +135,7 @@ def test_task_moves_from_waiting_to_done_without_reload(watched, stub):
     no_problems(watched)
 
 
-def test_gone_agent_turns_grey(watched, stub):
+def test_gone_agent_turns_grey(stub, watched):
     mesh = stub.state()["mesh"]
     open_page(watched, stub)
     page = watched.page
@@ -159,7 +162,7 @@ def test_gone_agent_turns_grey(watched, stub):
     no_problems(watched)
 
 
-def test_failing_and_frozen_logs_are_marked(watched, stub):
+def test_failing_and_frozen_logs_are_marked(stub, watched):
     mesh = stub.state()["mesh"]
     bad, frozen = mesh["agents"][1], mesh["agents"][3]
     bad["log"].update(state="failing", error="bad signature at block 17")
@@ -184,7 +187,7 @@ def test_failing_and_frozen_logs_are_marked(watched, stub):
     no_problems(watched)
 
 
-def test_new_task_form_posts_and_shows_the_issue(watched, stub):
+def test_new_task_form_posts_and_shows_the_issue(stub, watched):
     open_page(watched, stub, "#/new")
     page = watched.page
     form = page.locator("#new-task")
@@ -230,7 +233,7 @@ def test_new_task_form_posts_and_shows_the_issue(watched, stub):
     no_problems(watched, expected=r"^console error: .*status of 401")
 
 
-def test_filters_and_view_survive_a_reload(watched, stub):
+def test_filters_and_view_survive_a_reload(stub, watched):
     tasks = stub.state()["tasks"]
     agent = next(t["agent"] for t in tasks if t["agent"] and t["state"] == "done")
     open_page(watched, stub, "#/tasks")
@@ -278,7 +281,7 @@ def test_filters_and_view_survive_a_reload(watched, stub):
     no_problems(watched)
 
 
-def test_timeline_has_a_lane_per_agent_in_time_order(watched, stub):
+def test_timeline_has_a_lane_per_agent_in_time_order(stub, watched):
     task = next(t for t in stub.state()["tasks"] if t["state"] == "done")
     detail = stub.http.get(f"/api/v1/tasks/{task['repo']}/{task['issue']}").json()
     open_page(watched, stub, f"#/task/{task['repo']}/{task['issue']}")
@@ -353,7 +356,7 @@ def test_log_viewer_pages_and_filters_through_the_api(chromium, request):
             w.close()
 
 
-def test_hostile_text_renders_as_text(watched, stub):
+def test_hostile_text_renders_as_text(stub, watched):
     state = stub.state()
     tasks, mesh = state["tasks"], state["mesh"]
     tasks[0].update(title=HOSTILE, issue_url="javascript:window.__pwned=2",
@@ -392,7 +395,7 @@ def test_hostile_text_renders_as_text(watched, stub):
     no_problems(watched)
 
 
-def test_events_reconnect_by_themselves(watched, stub):
+def test_events_reconnect_by_themselves(stub, watched):
     mesh = stub.state()["mesh"]
     open_page(watched, stub)
     page = watched.page
@@ -446,7 +449,7 @@ def test_the_loopback_guard_catches_a_request_that_leaves(chromium, stub):
         w.close()
 
 
-def test_the_page_csp_refuses_other_hosts(watched, stub):
+def test_the_page_csp_refuses_other_hosts(stub, watched):
     open_page(watched, stub)
     refused = watched.page.evaluate(
         "fetch('http://192.0.2.1/x').then(() => 'sent', () => 'refused')")

@@ -133,11 +133,14 @@ class Watched:
 
 
 def watched_page(browser: Any, *, viewport: dict[str, int] | None = None,
-                 ignore_console: tuple[str, ...] = (), **context_options: Any) -> Watched:
+                 ignore_console: tuple[str, ...] = (), timeout_ms: float = 15_000,
+                 **context_options: Any) -> Watched:
     """A new context and page whose requests are watched (see :class:`Watched`).
-    ``ignore_console``: regular expressions of console errors a test expects."""
+    ``ignore_console``: regular expressions of console errors a test expects;
+    ``timeout_ms``: how long a wait on the page may take before it fails."""
     context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900},
                                   **context_options)
+    context.set_default_timeout(timeout_ms)
     page = context.new_page()
     watched = Watched(page=page, context=context)
 

@@ -53,6 +53,8 @@ class App {
     }
     performance.mark('bzzz-mesh-rendered');
     await this.show();
+    // counted once the frame with everything in it has been painted
+    await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
     window.bzzzFirstRender = performance.now();
     window.bzzzFirstRenderSince = performance.now() - t0;
     document.documentElement.dataset.ready = '1';

@@ -1,14 +1,15 @@
 // The topology graph: agents as nodes, the connections they report (mesh.edges) as edges,
 // drawn by the vendored cytoscape.js (static/vendor/). Colour: grey when gone, otherwise
-// green -> orange with load (running / max); the border shows the log's verification state.
+// green when idle, amber when busy, orange when full (running / max); the border shows the log's verification state.
 
 const STYLE = [
   {selector: 'node', style: {
     'label': 'data(label)', 'text-wrap': 'wrap', 'font-size': 11, 'color': '#1f2933',
     'text-valign': 'bottom', 'text-margin-y': 4, 'width': 30, 'height': 30,
-    'background-color': 'mapData(load, 0, 1, #3fa34d, #e8590c)',
-    'border-width': 2, 'border-color': '#2f6f3a',
+    'background-color': '#3fa34d', 'border-width': 2, 'border-color': '#2f6f3a',
   }},
+  {selector: 'node[load > 0]', style: {'background-color': '#f0b429'}},
+  {selector: 'node[load >= 1]', style: {'background-color': '#e8590c'}},
   {selector: 'node[state = "gone"]', style: {
     'background-color': '#b8bec6', 'border-color': '#8a939c', 'color': '#8a939c',
   }},
