@@ -8,6 +8,7 @@ uncaught exception fails it. Screenshots go to $BZZZ_ARTIFACTS or .pytest-artifa
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
@@ -392,6 +393,34 @@ def test_hostile_text_renders_as_text(stub, watched):
     assert page.locator("#task-head .title").inner_text() == HOSTILE
     assert page.locator("main img").count() == 0
     assert page.evaluate("window.__pwned") is None
+    no_problems(watched)
+
+
+def test_odd_documents_do_not_break_the_page(stub, watched):
+    """A mesh event with missing or mistyped fields, edges to unknown peers and an event
+    that is not JSON: the page shows what it can and raises nothing."""
+    mesh = stub.state()["mesh"]
+    open_page(watched, stub)
+    page = watched.page
+    odd = copy.deepcopy(mesh)
+    odd["agents"][0] = {"peer_id": odd["agents"][0]["peer_id"]}  # nothing else
+    odd["agents"][1]["load"] = "lots"
+    odd["agents"][1]["capabilities"] = None
+    odd["agents"][2]["log"] = {"state": "no-such-state"}
+    odd["edges"] += [["12D3KooWunknown", odd["agents"][3]["peer_id"]], "not-an-edge",
+                     [odd["agents"][3]["peer_id"]] * 2]
+    odd["counts"] = {"done": "many"}
+    odd["agents"].append({"peer_id": "12D3KooWlast", "node_id": "late-node", "state": "gone"})
+    stub.set_mesh(odd)
+    page.wait_for_selector("#agents td.node:has-text('late-node')")
+    assert page.locator("#agents tbody tr").count() == len(odd["agents"])
+    assert page.evaluate("window.bzzz.graph.cy.nodes().length") == len(odd["agents"])
+    assert page.evaluate("window.bzzz.graph.cy.edges().length") == len(mesh["edges"])
+    stub.event("mesh", "not a document")
+    stub.http.post("/_stub/event", json={"event": "entry", "data": None})
+    stub.set_mesh(mesh)  # and back
+    page.wait_for_function("n => document.querySelectorAll('#agents tbody tr').length === n",
+                           arg=len(mesh["agents"]))
     no_problems(watched)
 
 

@@ -149,10 +149,9 @@ class StubMonitor:
         self.posted: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.next_issue = 5000
-        self.created = time.time()
         self.streams: dict[int, trio.MemorySendChannel] = {}
         self.stream_ids = 0
-        self.logs_overrides: dict[str, dict[str, Any]] = {}
+        self.log_tails: dict[str, dict[str, Any]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -287,7 +286,7 @@ class StubMonitor:
         limit = max(1, min(int(query.get("limit", 200)), 1000))
         before = min(int(query.get("before", length)), length)
         q, kind = query.get("q", "").lower(), query.get("type", "")
-        extra = self.logs_overrides.get(peer, {}).get("entries", [])
+        extra = self.log_tails.get(peer, {}).get("entries", [])
         entries = []
         seq = before - 1
         # newest first; the made-up entries are scanned lazily, at most a bounded number
@@ -407,7 +406,7 @@ class StubMonitor:
         elif path == "/_stub/tasks":
             self.tasks = doc["tasks"]
         elif path == "/_stub/log":
-            self.logs_overrides[doc["peer_id"]] = {"entries": doc["entries"]}
+            self.log_tails[doc["peer_id"]] = {"entries": doc["entries"]}
         elif path == "/_stub/event":
             self.push(doc["event"], doc["data"])
         elif path == "/_stub/drop":
