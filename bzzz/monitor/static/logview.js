@@ -133,7 +133,7 @@ export class LogView {
     const doc = this.doc || {};
     const agent = (this.app.mesh?.agents || []).find((a) => a.peer_id === this.peer);
     const state = MARK[doc.state] ? doc.state : (agent?.log?.state in MARK ? agent.log.state : 'syncing');
-    const error = agent?.log?.error;
+    const error = doc.error ?? agent?.log?.error;  // the monitor may say why, as the mesh does
     fill(this.head,
       h('h2', {}, String(doc.node_id ?? agent?.node_id ?? ''), ' ',
         h('span', {class: 'mono peer', title: this.peer}, shortPeer(this.peer))),
