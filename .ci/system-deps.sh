@@ -2,7 +2,8 @@
 # Debian packages the test suite needs: iproute2 (network namespaces), Node.js and npm
 # (the js-libp2p interop peer), bubblewrap (the bwrap task sandbox), podman with runc
 # (the container sandbox's engine in tests), busybox-static (the tests' task image) and
-# uidmap (user namespaces for podman). Installs only what is missing; needs root to install.
+# uidmap (user namespaces for podman), chromium (the Mesh Visualizer's page tests, driven
+# headless by Playwright). Installs only what is missing; needs root to install.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -13,6 +14,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
