@@ -228,6 +228,7 @@ class MonitorApp:
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]})
         lock = trio.Lock()
+        await send({"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True})
         sub, entries = m.events.subscribe()
         self.streams += 1
 
