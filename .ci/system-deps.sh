@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: iproute2 (network namespaces), Node.js and npm
 # (the js-libp2p interop peer), bubblewrap (the bwrap task sandbox), podman with runc
-# (the container sandbox's engine in tests), busybox-static (the tests' task image) and
-# uidmap (user namespaces for podman). Installs only what is missing; needs root to install.
+# (the container sandbox's engine in tests), busybox-static (the tests' task image),
+# uidmap (user namespaces for podman) and debootstrap (the local base image of the agent's
+# image: .ci/base-image.sh). Installs only what is missing; needs root to install.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -13,6 +14,7 @@ command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
