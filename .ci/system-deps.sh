@@ -3,7 +3,8 @@
 # (the js-libp2p interop peer), bubblewrap (the bwrap task sandbox), podman with runc
 # (the container sandbox's engine in tests), busybox-static (the tests' task image) and
 # uidmap (user namespaces for podman), chromium (the Mesh Visualizer's page tests, driven
-# headless by Playwright). Installs only what is missing; needs root to install.
+# headless by Playwright) and prometheus (a real server and promtool for the metrics,
+# scrape-config and dashboard-query tests). Installs only what is missing; needs root to install.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -15,6 +16,7 @@ command -v runc >/dev/null 2>&1 || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
