@@ -197,6 +197,23 @@ def test_prometheus_config_passes_promtool_and_matches_the_stack():
             assert job in jobs, f"the dashboard selects job {job!r}, not in prometheus.yml"
 
 
+def test_the_host_network_alternative_passes_promtool(tmp_path):
+    """The commented bzzz-agent job for agents on the host network, swapped in, is valid."""
+    tool = promtool()
+    text = PROM_CONFIG.read_text()
+    block = re.search(r"# HOST-NETWORK begin\n(.*?)\n *# HOST-NETWORK end", text, re.S).group(1)
+    job = yaml.safe_load("\n".join(re.sub(r"^( *)# ?", r"\1", line)
+                                   for line in block.splitlines()))
+    config = yaml.safe_load(text)
+    config["scrape_configs"] = [j for j in config["scrape_configs"]
+                                if j["job_name"] != AGENT_JOB] + job
+    assert job[0]["job_name"] == AGENT_JOB
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    r = subprocess.run([tool, "check", "config", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_grafana_provisioning_points_at_the_dashboard_and_a_prometheus():
     prov = DEPLOY / "grafana" / "provisioning"
     (source,) = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())[
