@@ -191,6 +191,9 @@ def test_prometheus_config_passes_promtool_and_matches_the_stack():
     # the stack's agent serves its API (and /metrics) on the port Prometheus scrapes
     stack = yaml.safe_load((DEPLOY / "swarm-stack.yml").read_text())
     assert stack["services"]["agent"]["environment"]["BZZZ_API_LISTEN"].endswith(":8090")
+    if "monitor" in stack["services"]:  # and the monitor on the one its job scrapes
+        env = stack["services"]["monitor"]["environment"]
+        assert env.get("BZZZ_MONITOR__LISTEN", "127.0.0.1:8091").endswith(":8091")
     # the dashboard's job selectors name these jobs
     for _, expr in queries(dashboard()):
         for job in re.findall(r'job="([^"]+)"', expr):
