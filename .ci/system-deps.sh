@@ -3,8 +3,9 @@
 # (the js-libp2p interop peer), bubblewrap (the bwrap task sandbox), podman with runc
 # (the container sandbox's engine in tests), busybox-static (the tests' task image),
 # uidmap (user namespaces for podman), chromium (the Mesh Visualizer's page tests, driven
-# headless by Playwright) and debootstrap (the local base image of the agent's image:
-# .ci/base-image.sh). Installs only what is missing; needs root to install.
+# headless by Playwright), debootstrap (the local base image of the agent's image:
+# .ci/base-image.sh) and prometheus (a real server and promtool for the metrics,
+# scrape-config and dashboard-query tests). Installs only what is missing; needs root.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -17,6 +18,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
