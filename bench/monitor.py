@@ -6,6 +6,8 @@
 - monitor_rss: the monitor's resident memory once it holds every entry (1,000,000 in the
   full run); target <= 300 MB.
 - monitor_api: the answer times of the page's API calls over that index.
+- decision_to_callback: a job's state change in an agent's log (the decision's timestamp)
+  -> its signed callback received, through `bzzz monitor`'s Hive bridge; target p50 <= 2 s.
 - decision_to_event: a decision appended on a real agent (`bzzz run`) -> the matching
   `entry` event on the monitor's live stream (`bzzz monitor`), what the open page shows;
   target p50 <= 1 s, p99 <= 3 s.
@@ -110,11 +112,70 @@ def latency(tmp: Path, samples: int) -> dict:
         agent.wait(20)
 
 
+def callbacks(tmp: Path, jobs: int) -> dict:
+    import http.server
+
+    from bzzz.devhub import DevHubThread
+    from bzzz.testing.agents import start
+    got: list[tuple[float, dict]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["content-length"]))
+            got.append((time.time(), json.loads(body)))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    (tmp / "enqueue-tokens").write_text("bench bench-token-0123456789\n")
+    (tmp / "callback-secret").write_text("bench-secret\n")
+    work = Path(tempfile.mkdtemp(prefix="bzzz-bench-work-"))
+    work.chmod(0o755)
+    seed = {"users": [{"login": "bot", "token": "t-bot"}, {"login": "mon", "token": "t-mon"}],
+            "repos": [{"full_name": "owner/tasks", "push": ["bot", "mon"]}]}
+    with DevHubThread(seed=seed) as hub:
+        agent = start(tmp, "cb-agent", hub.url, "t-bot", "owner/tasks",
+                      BZZZ_WORKSPACE_DIR=str(work / "a"), BZZZ_GITHUB__POLL_INTERVAL="0.5",
+                      BZZZ_GITHUB__WRITE_INTERVAL="0", BZZZ_ANNOUNCE_INTERVAL="1",
+                      BZZZ_GITHUB__CHECKOUT="off", BZZZ_SANDBOX="none", BZZZ_MAX_TASKS="2")
+        mon = start_monitor(tmp, hub.url, "t-mon", "owner/tasks", bootstrap=agent.addr,
+                            name="cb-monitor", BZZZ_ANNOUNCE_INTERVAL="1",
+                            BZZZ_MONITOR__POLL_INTERVAL="0",
+                            BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp / "enqueue-tokens"),
+                            BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp / "callback-secret"))
+        try:
+            wait_for(lambda: httpx.get(f"{mon.url}/health", timeout=2).status_code == 200, 60,
+                     what="the monitor's bridge")
+            for i in range(jobs):
+                r = httpx.post(f"{mon.url}/enqueue", timeout=30,
+                               headers={"Authorization": "Bearer bench-token-0123456789"},
+                               json={"jobId": f"bench-{i}", "repo": "owner/tasks",
+                                     "task": "shell", "instructions": f"echo job {i}",
+                                     "callbackUrl": hook})
+                assert r.status_code == 202, r.text
+            wait_for(lambda: sum(1 for _, d in got if d["event"] == "done") >= jobs, 180,
+                     what="every job's done callback")
+        finally:
+            mon.stop()
+            agent.stop()
+            server.shutdown()
+    lat = sorted(at - d["ts"] for at, d in got if isinstance(d.get("ts"), (int, float)))
+    pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)  # noqa: E731
+    return {"jobs": jobs, "callbacks": len(got), "p50_s": pick(0.5), "p99_s": pick(0.99),
+            "events": sorted({d["event"] for _, d in got})}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     args = ap.parse_args()
-    logs, per_log, samples = (50, 400, 10) if args.quick else (50, 20_000, 40)
+    logs, per_log, samples = (50, 2000, 10) if args.quick else (50, 20_000, 40)
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-monitor-") as d:
         tmp = Path(d)
         r = ingest(tmp, logs, per_log)
@@ -126,6 +187,9 @@ def main() -> None:
                           "peak_rss_mb": r["peak_rss_mb"], "target_mb": 300,
                           "quick": args.quick}))
         print(json.dumps({"figure": "monitor_api", "entries": r["entries"], "ms": r["api_ms"]}))
+        r = callbacks(tmp, 3 if args.quick else 10)
+        print(json.dumps({"figure": "decision_to_callback", **r, "target_p50_s": 2,
+                          "quick": args.quick}))
         r = latency(tmp, samples)
         print(json.dumps({"figure": "decision_to_event", **r, "target_p50_s": 1,
                           "target_p99_s": 3, "quick": args.quick}))
