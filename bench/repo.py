@@ -53,14 +53,25 @@ def in_review(owner: httpx.Client, n: int) -> bool:
     return "bzzz:review" in {x["name"] for x in doc["labels"]}
 
 
-def durations(data_dir: Path) -> dict[int, float]:
-    """issue → seconds from its claim to its pull request, from the agent's log."""
-    claimed, out = {}, {}
+STEPS = (("prepare", "claimed", "running"), ("run", "running", "result"),
+         ("deliver", "result", "pull_request"))
+
+
+def durations(data_dir: Path, steps: dict | None = None) -> dict[int, float]:
+    """issue → seconds from its claim to its pull request, from the agent's log; ``steps``
+    gets each step's seconds per issue (prepare: claim to the task's start, the checkout;
+    run: the task; deliver: commit, push and the pull request)."""
+    at: dict[int, dict[str, float]] = {}
+    out = {}
     for e in read_entries(data_dir / "log"):
-        if e.get("type") == "claimed":
-            claimed[e["issue"]] = e["ts"]
-        elif e.get("type") == "pull_request" and e.get("issue") in claimed:
-            out[e["issue"]] = e["ts"] - claimed[e["issue"]]
+        if e.get("type") in ("claimed", "running", "result", "pull_request"):
+            at.setdefault(e.get("issue"), {})[e["type"]] = e["ts"]
+        if e.get("type") == "pull_request" and "claimed" in at.get(e.get("issue"), {}):
+            out[e["issue"]] = e["ts"] - at[e["issue"]]["claimed"]
+    if steps is not None:
+        for n in out:
+            steps[n] = {name: round(at[n][b] - at[n][a], 3) for name, a, b in STEPS
+                        if a in at[n] and b in at[n]}
     return out
 
 
@@ -105,10 +116,14 @@ def run(tmp: Path, tasks: int, files: int, commits: int) -> None:
             numbers = [one("bot0", i) for i in range(tasks)]
         finally:
             a.stop()
-        d = durations(a.data_dir)
+        steps: dict = {}
+        d = durations(a.data_dir, steps)
         cold, warm = d[numbers[0]], [d[n] for n in numbers[1:]]
         p50 = statistics.median(warm)
+        step_p50 = {name: statistics.median(steps[n].get(name, 0) for n in numbers[1:])
+                    for name, _, _ in STEPS}
         emit("claim_to_pr_warm", round(p50, 3), "s", "p50 <= 1.5 s", p50 <= 1.5,
+             steps_p50=step_p50,
              pacing="off", samples=len(warm), files=files, commits=commits,
              p90=round(sorted(warm)[int(len(warm) * 0.9) - 1], 3) if len(warm) >= 2 else None,
              repo_made_s=round(made, 2))

@@ -266,7 +266,11 @@ class Agent:
         if work is None:
             return None
         return {"pull_requests_opened": work.prs_opened, "git_commands": work.git.runs,
+                "spare_checkouts_used": work.spares_used,
+                "spare_checkouts_ready": sorted(work.spares),
                 "git_seconds": round(work.git.seconds, 3),
+                "git_steps": {k: {"runs": n, "seconds": round(t, 3)}
+                              for k, (n, t) in sorted(work.git.by_step.items())},
                 "mirrors": {repo: {"created": st.created, "fetches": st.fetches,
                                    "fetch_seconds": round(st.fetch_seconds, 3)}
                             for repo, st in work.mirrors.stats.items()}}

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import httpx
 
@@ -252,3 +253,50 @@ def test_taken_branch_names_pr_none_failed_runs_and_bad_follow_ups(tmp_path, wor
         assert "follow-ups.json is not JSON" in r["body"]
         (r,) = [c for c in comments(owner, none) if "<!-- bzzz:result:" in c["body"]]
         assert "`pr=none`" in r["body"]
+
+
+def test_the_next_checkout_is_written_ahead_and_brought_up_to_date(tmp_path, workdir):
+    """After a task starts, the agent writes the next checkout of the default branch ahead
+    of time; the next task takes it over, brought up to a commit pushed since, with the
+    files it changed handed to the task user like the rest."""
+    import subprocess
+    from bzzz.repo.git import git_env
+    with DevHubThread(seed=SEED) as hub:
+        owner = client(hub)
+        a, api = start_agent(tmp_path, "a", hub, workdir, BZZZ_KEEP_WORKSPACES="on")
+        status = lambda: httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()[  # noqa: E731
+            "github"]["checkouts"]
+        try:
+            first = owner.post("/repos/owner/tasks/issues", json={
+                "title": "First", "labels": ["bzzz"],
+                "body": "```bzzz\necho one > one.txt\n```"}).json()["number"]
+            wait_for(lambda: "bzzz:review" in labels(owner, first), 60, what="first in review")
+            wait_for(lambda: status()["spare_checkouts_ready"] == ["owner/tasks"], 30,
+                     what="a spare checkout ready")
+            # main moves on after the spare was written
+            work = tmp_path / "dev"
+            env = {**git_env(token="t-dev"), "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "d@x",
+                   "GIT_COMMITTER_NAME": "dev", "GIT_COMMITTER_EMAIL": "d@x"}
+            subprocess.run(["git", "clone", "-q", f"{hub.url}/owner/tasks.git", str(work)],
+                           env=env, check=True)
+            (work / "later").mkdir()
+            (work / "later" / "news.txt").write_text("pushed after the spare\n")
+            for args in (["add", "-A"], ["commit", "-qm", "news"], ["push", "-q", "origin",
+                                                                    "HEAD:main"]):
+                subprocess.run(["git", *args], cwd=work, env=env, check=True)
+            second = owner.post("/repos/owner/tasks/issues", json={
+                "title": "Second", "labels": ["bzzz"],
+                "body": "```bzzz\ncat later/news.txt >> seen.txt\necho more >> later/news.txt\n"
+                        "test ! -e one.txt\n```"}).json()["number"]
+            wait_for(lambda: "bzzz:review" in labels(owner, second), 60, what="second in review")
+            assert status()["spare_checkouts_used"] == 1
+        finally:
+            a.terminate()
+            a.wait(15)
+        pr = [p for p in pulls(owner) if f"#{second}" in (p.get("body") or "")][0]
+        assert file_on(owner, pr["head"]["ref"], "seen.txt") == "pushed after the spare\n"
+        assert file_on(owner, pr["head"]["ref"], "later/news.txt") == \
+            "pushed after the spare\nmore\n"
+        # the spare is never where a task could reach it
+        spare = Path(workdir) / "a" / ".spare"
+        assert oct(spare.stat().st_mode & 0o777) == "0o700"

@@ -20,15 +20,18 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from ..repo.git import Git, GitError
-from ..repo.workspace import (Checkout, Mirrors, RepoError, branch_name, changed_files,
-                              checkout, snapshot)
+from ..repo.workspace import (Checkout, Mirrors, RepoError, Spare, branch_name, changed_files,
+                              checkout, make_spare, snapshot)
 from .github import GitHubClient, GitHubError
 from .report import find_markers, marker
 from .task import Task, TaskSpec
@@ -174,6 +177,12 @@ class RepoWork:
         self.owner = owner
         self._repo_docs: dict[str, dict] = {}
         self.prs_opened = 0
+        # one checkout of each repository's default branch written ahead of time
+        self.spare_dir = self.workroot / ".spare"
+        shutil.rmtree(self.spare_dir, ignore_errors=True)  # a killed agent's half-made one
+        self.spares: dict[str, Spare] = {}
+        self._refilling: dict[str, trio.Event] = {}
+        self.spares_used = 0
 
     def author(self) -> tuple[str, str]:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", self.node_id).strip("-") or "node"
@@ -205,11 +214,43 @@ class RepoWork:
                 return None  # an empty repository
             raise RepoError(f"the base branch {base!r} does not exist in {task.repo}")
         local = prior.branch if prior else branch_name(task.number, task.title)
+        making = self._refilling.get(task.repo)
+        if making is not None and prior is None:
+            await making.wait()  # it started earlier: sooner done than a second checkout
+        spare = self.spares.pop(task.repo, None)
+        if spare is not None and (spare.base != base or spare.mirror != mirror):
+            shutil.rmtree(spare.path.parent, ignore_errors=True)
+            spare = None
         try:
-            return await checkout(self.git, mirror, task.repo, start, ws, private, local,
-                                  self.owner)
+            co = await checkout(self.git, mirror, task.repo, start, ws, private, local,
+                                self.owner, spare)
         except GitError as exc:
             raise RepoError(f"checkout of {base}: {exc}") from None
+        if spare is not None:
+            self.spares_used += 1
+        return co
+
+    async def refill(self, repo: str) -> None:
+        """Write the next task's checkout of ``repo``'s default branch ahead of time (a
+        background job: a failure only means the next task checks out as usual)."""
+        if repo in self._refilling or repo in self.spares:
+            return
+        self._refilling[repo] = done = trio.Event()
+        try:
+            doc = self._repo_docs.get(repo) or {}
+            base = doc.get("default_branch") or "main"
+            mirror = self.mirrors.path(repo)
+            start = await self.mirrors.resolve(mirror, f"refs/heads/{base}")
+            if start is None:
+                return
+            root = self.spare_dir / repo.replace("/", "_")
+            self.spares[repo] = await make_spare(self.git, mirror, repo, base, start, root,
+                                                 self.owner)
+        except (GitError, OSError, RepoError) as exc:
+            log.info("no spare checkout", extra={"repo": repo, "error": str(exc)[:200]})
+        finally:
+            del self._refilling[repo]
+            done.set()
 
     async def _has_branches(self, mirror: Path) -> bool:
         out = await self.git.out(["--git-dir", str(mirror), "for-each-ref", "--count=1",

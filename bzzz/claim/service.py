@@ -457,6 +457,8 @@ class ClaimService:
                 prior = prior_pull(comments, task.number, trusted.__contains__)
                 try:
                     co = await self.work.prepare(task, spec, workspace, private, prior)
+                    if co is not None and self._nursery is not None:
+                        self._nursery.start_soon(self.work.refill, task.repo)
                 except RepoError as exc:
                     why = str(exc)
                     self._decide("checkout_failed", task, error=why)

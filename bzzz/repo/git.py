@@ -91,6 +91,7 @@ class Git:
         self.home = home
         self.runs = 0
         self.seconds = 0.0
+        self.by_step: dict[str, list] = {}  # what -> [runs, seconds]
 
     async def run(self, args: Sequence[str], *, what: str, token: str | None = None,
                   cwd: Path | None = None, stdin: bytes | None = None,
@@ -112,7 +113,11 @@ class Git:
         except OSError as exc:
             raise GitError(what, None, f"could not start git: {exc}") from None
         finally:
-            self.seconds += time.monotonic() - start
+            took = time.monotonic() - start
+            self.seconds += took
+            step = self.by_step.setdefault(what, [0, 0.0])
+            step[0] += 1
+            step[1] += took
         if check and proc.returncode != 0:
             raise GitError(what, proc.returncode, proc.stderr.decode("utf-8", "replace"))
         return proc

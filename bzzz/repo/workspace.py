@@ -8,6 +8,12 @@
   of its own (the delivery branch at the start commit, the mirror's objects as an
   alternate, read-only in the sandbox) so ``git status``, ``git diff`` and commits work, and
   no object is copied: a checkout costs its working files and one index.
+- **Spare**: after a task starts, the agent writes the next checkout of the default branch
+  ahead of time, in a directory only it can reach (``.spare``, mode 0700). A task that
+  starts from that branch takes it over by renaming it, and only the files that changed
+  since (a two-tree read-tree) are written then: writing thousands of files, slow on a busy
+  disk, is off the path from claim to pull request. A spare is never handed to a task
+  before, so it is as pristine as a fresh checkout.
 - **Snapshot**: after the task, the agent adds the working files (``.git`` excluded, as git
   always does) to its private index against the mirror and writes one commit on top of the
   start commit. It never reads the task's ``.git``: hooks, filters and ``core.fsmonitor``
@@ -150,6 +156,22 @@ class Checkout:
         return ["--git-dir", str(self.mirror), "--work-tree", str(self.path)]
 
 
+def _chown_paths(root: Path, rel_paths: list[str], uid: int, gid: int) -> None:
+    """What a two-tree update wrote (as the agent): the files and their directories."""
+    done: set[str] = set()
+    for rel in rel_paths:
+        parts = [p for p in rel.split("/") if p]
+        for k in range(1, len(parts) + 1):
+            sub = "/".join(parts[:k])
+            if sub in done:
+                continue
+            done.add(sub)
+            try:
+                os.lchown(os.path.join(root, sub), uid, gid)
+            except FileNotFoundError:  # deleted by the update
+                pass
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         os.chown(dirpath, uid, gid)
@@ -161,18 +183,65 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
                 os.chown(p, uid, gid)
 
 
+@dataclass
+class Spare:
+    """A checkout written ahead of time (see the module's docstring)."""
+    repo: str
+    base: str  # the branch it was made from
+    path: Path
+    private: Path
+    mirror: Path
+    start: str
+
+
+async def make_spare(git: Git, mirror: Path, repo: str, base: str, start: str, root: Path,
+                     owner: tuple[int, int] | None) -> Spare:
+    """A checkout of ``start`` under ``root`` (created 0700: tasks cannot reach it)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(root.parent, 0o700)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(mode=0o700)
+    ws, private = root / "ws", root / "private"
+    ws.mkdir()
+    private.mkdir(mode=0o700)
+    await git.run(["--git-dir", str(mirror), "--work-tree", str(ws), "read-tree", "-u",
+                   "--reset", start], what="spare", env={"GIT_INDEX_FILE": str(private / "index")})
+    if owner is not None:
+        await trio.to_thread.run_sync(_chown_tree, ws, owner[0], owner[1])
+    return Spare(repo, base, ws, private, mirror, start)
+
+
 async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, private: Path,
-                   branch: str, owner: tuple[int, int] | None) -> Checkout:
+                   branch: str, owner: tuple[int, int] | None,
+                   spare: Spare | None = None) -> Checkout:
     """Write ``start``'s files into ``ws`` (fresh) and give the task its ``.git``;
-    ``owner`` (uid, gid) gets the whole tree (the task user of a root agent)."""
+    ``owner`` (uid, gid) gets the whole tree (the task user of a root agent). With a
+    ``spare`` of the same mirror, its files are taken over and brought to ``start``."""
     for d in (ws, private):
         if d.exists():
             shutil.rmtree(d)
-    ws.mkdir(parents=True)
-    private.mkdir(parents=True, mode=0o700)
     co = Checkout(repo, ws, private, mirror, start, branch)
-    await git.run([*co._git(), "read-tree", "-u", "--reset", start], what="checkout",
-                  env=co._env())
+    if spare is not None and spare.mirror == mirror:
+        ws.parent.mkdir(parents=True, exist_ok=True)
+        private.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(spare.path, ws)
+        os.rename(spare.private, private)
+        shutil.rmtree(spare.path.parent, ignore_errors=True)
+        if spare.start != start:
+            changed = await git.out(["--git-dir", str(mirror), "diff-tree", "-r", "-z",
+                                     "--name-only", "--no-renames", spare.start, start],
+                                    what="diff-tree")
+            await git.run([*co._git(), "read-tree", "-m", "-u", spare.start, start],
+                          what="checkout", env=co._env())
+            if owner is not None:
+                await trio.to_thread.run_sync(_chown_paths, ws, changed.split("\0"),
+                                              owner[0], owner[1])
+    else:
+        ws.mkdir(parents=True)
+        private.mkdir(parents=True, mode=0o700)
+        await git.run([*co._git(), "read-tree", "-u", "--reset", start], what="checkout",
+                      env=co._env())
     task_git = ws / ".git"
     await git.run(["init", "-q", "--template=", str(ws)], what="init")
     (task_git / "objects" / "info").mkdir(parents=True, exist_ok=True)
