@@ -198,6 +198,15 @@ class Agent:
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",
                                   lambda: self.node.dial_failures)
+        self.metrics.counter_from("bzzz_tasks_finished", "Task attempts finished, by status",
+                                  lambda: self.claims.finished if self.claims else {},
+                                  label="status")
+        self.metrics.gauge_from("bzzz_tasks_running", "Tasks running on this agent now",
+                                lambda: len(self.claims.running) if self.claims else 0)
+        self.metrics.counter_from("bzzz_github_requests", "GitHub API requests sent (retries "
+                                  "included)", lambda: self.claims.gh.requests if self.claims else 0)
+        self.metrics.counter_from("bzzz_github_writes", "Content-creating GitHub requests sent",
+                                  lambda: self.claims.gh.writes if self.claims else 0)
         api_token = (_secret_file(config.api_token_file, "api_token_file")
                      if config.api_token_file else None)
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
@@ -248,7 +257,7 @@ class Agent:
                 "requests": c.gh.requests if c else 0,
                 **self._credential_status(),
                 "writes": c.gh.writes if c else 0,
-                "completed": len(c.completed) if c else 0,
+                "completed": sum(c.finished.values()) if c else 0,
                 "webhooks": dict(self.webhook.counts) if self.webhook else None,
                 "checkouts": self._work_status()}
 

@@ -63,5 +63,8 @@ class Metrics:
                      label: str | None = None) -> None:
         self.registry.register(_CallbackCounter(name, documentation, read, label))
 
+    def gauge_from(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,7 +149,9 @@ class ClaimService:
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
         self.first_seen: dict[str, float] = {}
-        self.completed: list[dict] = []
+        # the latest finished attempts (bounded: a daemon runs for months) and all, by status
+        self.completed: deque[dict] = deque(maxlen=1000)
+        self.finished: Counter = Counter()
         self.paused_until = 0.0
         self.report_retries = 0
         self.github_ok = True
@@ -156,6 +159,10 @@ class ClaimService:
         self._nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def _finished(self, entry: dict) -> None:
+        self.completed.append(entry)
+        self.finished[entry.get("status") or "?"] += 1
 
     def _decide(self, kind: str, task: Task | None = None, **fields) -> None:
         entry = {"type": kind, "node": self.s.node_id, **fields}
@@ -553,7 +560,7 @@ class ClaimService:
         if await self._durably(run, "question", lambda: ops.comment_once(task.number, comment)):
             await self._durably(run, "labels", lambda: self._finish_labels(
                 task, STATE_LABELS["needs-input"]))
-        self.completed.append({"task": task.key, "status": "asked", "node": self.s.node_id})
+        self._finished({"task": task.key, "status": "asked", "node": self.s.node_id})
 
     async def _check_waiting(self, repo: str) -> None:
         """Questions nobody answered within ``input_timeout``: the task fails, once."""
@@ -672,7 +679,7 @@ class ClaimService:
         if status == "succeeded" and self.s.close_on_success and label != STATE_LABELS["review"]:
             await self._durably(run, "close", lambda: ops.close(task.number))
         self._decide("reported", task, status=status)
-        self.completed.append({"task": task.key, "status": status, "node": self.s.node_id,
+        self._finished({"task": task.key, "status": status, "node": self.s.node_id,
                                "duration": result.duration,
                                "pr": delivered.pr if delivered else None})
 
@@ -972,7 +979,7 @@ class ClaimService:
                 except GitHubError as exc:
                     log.warning("could not say the task was cancelled",
                                 extra={"task": task.key, "error": str(exc)})
-        self.completed.append({"task": task.key, "status": "cancelled", "node": self.s.node_id})
+        self._finished({"task": task.key, "status": "cancelled", "node": self.s.node_id})
 
     async def _help_exhausted(self, run: Running, task: Task, key: str, label: str) -> bool:
         """A failure after every help request it may make: say so, for a human (False: the
@@ -1011,7 +1018,7 @@ class ClaimService:
         if result.status == "succeeded" and self.s.close_on_success:
             await self._durably(run, "close", lambda: ops.close(task.number))
         self._decide("reported", task, status=result.status)
-        self.completed.append({"task": task.key, "status": result.status,
+        self._finished({"task": task.key, "status": result.status,
                                "node": self.s.node_id, "duration": result.duration})
 
 
