@@ -314,7 +314,8 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
                         say(f"  {stamp()} {a.name} sees "
                             f"{names.get(peer['peer_id'], peer['node_id'])} "
                             f"({', '.join(peer['capabilities'])})")
-            if all(len(a.seen) == agents - 1 for a in mesh) and len(healthy) == agents:
+            if all(len(a.seen & names.keys()) == agents - 1 for a in mesh) \
+                    and len(healthy) == agents:
                 break
             if time.monotonic() - t0 > timeout:
                 say("  the mesh did not form in time; logs are in " + str(root))
