@@ -288,8 +288,9 @@ def test_a_fresh_lease_from_another_machine_refuses_and_a_stale_one_is_taken_ove
     other = Holder("elsewhere", "12D3KooWelse", 99999, "node-b", now - 60, now, "t-b",
                    "another-boot", 1)
     (data / "lease.json").write_bytes(other.to_json())
-    a, _ = start(tmp_path, "a", data)
-    assert a.wait(30) == 2
+    # a long expiry: however slow the start, the other machine's lease is still fresh
+    a, _ = start(tmp_path, "a", data, BZZZ_DATA_LEASE_EXPIRY="600")
+    assert a.wait(60) == 2
     err = a.stderr.read()
     assert "in use by node 'elsewhere'" in err and "node-b" in err
     # the other machine went quiet long ago (by its clock and by the file's)
@@ -323,3 +324,23 @@ def test_after_kill_9_the_same_machine_starts_again_at_once(tmp_path):
         b.send_signal(signal.SIGTERM)
         assert b.wait(20) == 0
     assert "is not running on this machine" in b.stderr.read()
+
+
+def test_a_running_agent_whose_lease_is_taken_stops_instead_of_writing_beside_another(tmp_path):
+    data = tmp_path / "d"
+    a, url = start(tmp_path, "a", data)  # expiry 3 s: a heartbeat every second
+    try:
+        wait_for(lambda: healthy(a, url), 30, what="a is up")
+        now = time.time()
+        # another machine took the directory over (a was frozen past the expiry, say)
+        (data / "lease.json").write_bytes(Holder("usurper", "12D3KooWu", 777, "node-z", now,
+                                                 now, "t-z", "boot-z", 1).to_json())
+        code = a.wait(20)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert code != 0
+    err = a.stderr.read()
+    assert "our lease was taken over by node 'usurper'" in err
+    # it left the other writer's lease alone
+    assert lease_doc(data)["node_id"] == "usurper"
