@@ -182,28 +182,27 @@ class Soak:
             return False
 
     def start_monitor(self) -> None:
-        """HOOK: one `bzzz monitor` process beside the agents, when the tree has one (the
-        monitor is being built in bzzz/monitor/; its CLI is `bzzz monitor` with the agents'
-        configuration plus a [monitor] section)."""
-        probe = subprocess.run([sys.executable, "-m", "bzzz", "monitor", "--help"],
-                               capture_output=True, text=True)
-        if probe.returncode != 0:
-            self.monitor_note = "bzzz monitor is not in this tree yet"
+        """One `bzzz monitor` process beside the agents (its RSS is sampled like theirs).
+        HOOK: trees without bzzz/monitor (it was built alongside) skip it and say so."""
+        if not hasattr(agents_mod, "start_monitor"):
+            self.monitor_note = "bzzz monitor is not in this tree"
             return
-        port, api = agents_mod.free_port(), agents_mod.free_port()
-        data = self.root / "monitor"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
-        env.update({"BZZZ_NODE_ID": "monitor", "BZZZ_DATA_DIR": str(data),
-                    "BZZZ_LISTEN": f"/ip4/127.0.0.1/tcp/{port}",
-                    "BZZZ_API_LISTEN": f"127.0.0.1:{api}", "BZZZ_MDNS": "off",
-                    "BZZZ_BOOTSTRAP": self.agents["a0"].addr, "BZZZ_GITHUB__URL": self.url,
-                    "BZZZ_GITHUB__REPOS": "owner/tasks",
-                    "GITHUB_TOKEN_FILE": str(self.root / "a0.token"),
-                    "BZZZ_MONITOR__LISTEN": f"127.0.0.1:{agents_mod.free_port()}"})
-        log = open(self.root / "monitor.log", "ab")
-        self.monitor = subprocess.Popen([sys.executable, "-m", "bzzz", "monitor"], env=env,
-                                        stdout=log, stderr=subprocess.STDOUT)
-        self.monitor_life = Incarnation(self.monitor.pid, time.monotonic())
+        m = agents_mod.start_monitor(self.root, self.url, "t-bot", "owner/tasks",
+                                     bootstrap=self.agents["a0"].addr,
+                                     BZZZ_ANNOUNCE_INTERVAL="2")
+        self.monitor = m.proc
+        self.monitor_url = m.url
+        self.monitor_life = Incarnation(m.proc.pid, time.monotonic())
+        wait_for(lambda: self._monitor_up(), 60, what="the monitor is up")
+
+    def _monitor_up(self) -> bool:
+        if self.monitor.poll() is not None:
+            raise RuntimeError(f"the monitor exited with {self.monitor.returncode}: "
+                               + (self.root / "monitor.log").read_text(errors="replace")[-2000:])
+        try:
+            return httpx.get(self.monitor_url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     # -------------------------------------------------------------- loops
 
@@ -237,6 +236,8 @@ class Soak:
         if self.monitor is not None and self.monitor_life is not None:
             s = proc_sample(self.monitor.pid)
             if s is not None:
+                s["log_bytes"] = dir_bytes(self.root / "monitor") + \
+                    (self.root / "monitor.log").stat().st_size
                 self.monitor_life.samples.append((now, s))
 
     def restart(self, k: int) -> None:
