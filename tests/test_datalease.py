@@ -344,3 +344,11 @@ def test_a_running_agent_whose_lease_is_taken_stops_instead_of_writing_beside_an
     assert "our lease was taken over by node 'usurper'" in err
     # it left the other writer's lease alone
     assert lease_doc(data)["node_id"] == "usurper"
+
+
+def test_a_start_that_fails_after_taking_the_lease_gives_it_back(tmp_path):
+    data = tmp_path / "d"
+    a, _ = start(tmp_path, "a", data, BZZZ_API_TOKEN_FILE=str(tmp_path / "missing"))
+    assert a.wait(60) == 2
+    assert "api_token_file" in a.stderr.read()
+    assert not (data / "lease.json").exists()

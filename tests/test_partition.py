@@ -6,8 +6,6 @@ import pytest
 
 from bzzz.testing.partition import Partition, Run, overlapping_pairs, read_runs
 
-pytestmark = pytest.mark.netns
-
 
 def test_overlap_counting():
     runs = [Run(1, "a", 0.0, 2.0), Run(1, "b", 1.0, 3.0), Run(1, "c", 3.0, 4.0),
@@ -24,6 +22,7 @@ def test_marker_file_pairs_starts_and_ends(tmp_path):
         (5, "a0", 10.0, 12.0), (6, "b0", 10.5, None)]
 
 
+@pytest.mark.netns
 def test_a_cut_longer_than_two_leases_runs_no_task_twice_and_the_meshes_merge(lab):
     p = Partition(lab, per_group=2, tasks=12, lease=3.0)
     try:
