@@ -51,8 +51,15 @@ from bzzz.hyperlog.store import read_entries  # noqa: E402
 from bzzz.testing import agents as agents_mod  # noqa: E402
 from bzzz.testing.netns import wait_for  # noqa: E402
 
-SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
-        "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+
+def seed(n_agents: int) -> dict:
+    """One login and token per agent: a token's hourly budget (5,000 requests, devhub
+    enforces it as GitHub does) is spent per agent, as in a deployment that sizes for it."""
+    bots = [f"bot{i}" for i in range(n_agents)]
+    return {"users": [{"login": "owner", "token": "t-owner"}]
+            + [{"login": b, "token": f"t-{b}"} for b in bots],
+            "repos": [{"full_name": "owner/tasks", "push": bots}]}
+
 RSS_TARGET = 5.0
 # claim states an agent holds a task in, and the decisions that end a hold
 HOLD_START = {"claimed", "taken_over", "help_adopted"}
@@ -142,10 +149,10 @@ class Soak:
     # -------------------------------------------------------------- parts
 
     def start_hub(self) -> None:
-        seed = self.root / "seed.json"
-        seed.write_text(json.dumps(SEED))
+        seed_file = self.root / "seed.json"
+        seed_file.write_text(json.dumps(seed(self.n)))
         self.hub = subprocess.Popen([sys.executable, "-m", "bzzz", "devhub", "--host",
-                                     "127.0.0.1", "--port", "0", "--seed", str(seed)],
+                                     "127.0.0.1", "--port", "0", "--seed", str(seed_file)],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = self.hub.stdout.readline().strip()
         if not self.url.startswith("http://"):
@@ -166,7 +173,7 @@ class Soak:
 
     def start_agent(self, name: str) -> None:
         boot = self.agents["a0"].addr if name != "a0" and "a0" in self.agents else ""
-        a = agents_mod.start(self.root, name, self.url, "t-bot", "owner/tasks",
+        a = agents_mod.start(self.root, name, self.url, f"t-bot{name[1:]}", "owner/tasks",
                              bootstrap=boot, **self.env())
         self.agents[name] = a
         self.lives.setdefault(name, []).append(Incarnation(a.proc.pid, time.monotonic()))
@@ -187,7 +194,7 @@ class Soak:
         if not hasattr(agents_mod, "start_monitor"):
             self.monitor_note = "bzzz monitor is not in this tree"
             return
-        m = agents_mod.start_monitor(self.root, self.url, "t-bot", "owner/tasks",
+        m = agents_mod.start_monitor(self.root, self.url, "t-owner", "owner/tasks",
                                      bootstrap=self.agents["a0"].addr,
                                      BZZZ_ANNOUNCE_INTERVAL="2")
         self.monitor = m.proc
@@ -296,8 +303,11 @@ class Soak:
         return {"restarts": restarts, "drained": drained}
 
     def terminal(self, n: int) -> bool:
-        labels = {x["name"] for x in self.owner.get(f"/repos/owner/tasks/issues/{n}").json()
-                  ["labels"]}
+        r = self.owner.get(f"/repos/owner/tasks/issues/{n}")
+        if r.status_code != 200:
+            print(f"issue {n}: {r.status_code} {r.text[:200]}", file=sys.stderr)
+            return False
+        labels = {x["name"] for x in r.json().get("labels", [])}
         return bool(labels & {"bzzz:done", "bzzz:failed"})
 
     def drain(self, bound: float = 60.0) -> float:
@@ -403,6 +413,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="about 2.5 minutes in all")
     ap.add_argument("--duration", type=float, default=None, help="seconds of load (3600)")
     ap.add_argument("--agents", type=int, default=3)
+    ap.add_argument("--task-every", type=float, default=None,
+                    help="seconds between tasks (2 with --quick, else 6: within the tokens' "
+                         "hourly budgets)")
     args = ap.parse_args()
     if args.agents < 1:
         ap.error("--agents must be at least 1")
@@ -413,7 +426,10 @@ def main() -> int:
     restart_every = 20.0 if args.quick else 120.0
     root = Path(tempfile.mkdtemp(prefix="bzzz-soak-"))
     os.chmod(root, 0o755)  # tasks run as nobody when the agent is root: they enter it
-    soak = Soak(root, args.agents, duration, warmup, task_every=2.0,
+    task_every = args.task_every or (2.0 if args.quick else 6.0)
+    if task_every <= 0:
+        ap.error("--task-every must be positive")
+    soak = Soak(root, args.agents, duration, warmup, task_every=task_every,
                 restart_every=restart_every, sample_every=2.0 if args.quick else 10.0,
                 lease=6.0)
     t = time.monotonic()
@@ -428,7 +444,7 @@ def main() -> int:
 
 
 def report(soak: Soak, args, info: dict, duration: float, warmup: float, t: float) -> None:
-    params = {"agents": soak.n, "duration_s": duration, "warmup_s": warmup,
+    params = {"agents": soak.n, "task_every_s": soak.task_every, "duration_s": duration, "warmup_s": warmup,
               "restarts": info["restarts"], "tasks": len(soak.issues),
               "sandbox": soak.env()["BZZZ_SANDBOX"], "quick": args.quick}
     for name, lives in soak.lives.items():
