@@ -1,5 +1,6 @@
-"""Soak (issue #14, "staying up"): agents, devhub and a steady stream of tasks, failing tasks
-(each one's help requests), and agent restarts (SIGTERM and SIGKILL in turn), for
+"""Soak (issue #14, "staying up"): agents, a monitor, devhub and a steady stream of tasks (one
+every 6 s, every 2 s with --quick; one GitHub login per agent), failing tasks (each one's help
+requests), and agent restarts (SIGTERM and SIGKILL in turn), for
 ``--duration`` seconds (3600 by default; ``--quick``: under 3 minutes in all).
 
 Every few seconds the RSS, open files, threads and log sizes (the signed log on disk and the
