@@ -352,3 +352,18 @@ def test_a_start_that_fails_after_taking_the_lease_gives_it_back(tmp_path):
     assert a.wait(60) == 2
     assert "api_token_file" in a.stderr.read()
     assert not (data / "lease.json").exists()
+
+
+def test_the_monitor_refuses_a_data_directory_an_agent_holds(tmp_path):
+    from bzzz.testing.agents import start_monitor
+    a, url = start(tmp_path, "a", tmp_path / "mon")
+    try:
+        wait_for(lambda: healthy(a, url), 30, what="a is up")
+        m = start_monitor(tmp_path, "http://127.0.0.1:9", "t-none", "", name="mon")
+        assert m.proc.wait(60) == 2
+        text = m.log.read_text()
+        assert "is in use by node 'a'" in text
+        assert healthy(a, url)
+    finally:
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(20) == 0
