@@ -6,6 +6,7 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import signal
@@ -30,6 +31,7 @@ from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
 from .claim.task import PeerView
 from .config import Config
+from .datalease import DataLease, LeaseError
 from .decisions import HyperlogDecisionLog
 from .hyperlog.store import LogError
 from .exec.guardian import Policy
@@ -146,6 +148,14 @@ class Agent:
         self.task_user = _task_user(config)
         self.workroot = config.workspace_dir or config.data_dir / "work"
         self.sandbox = None  # opened in run() (it may ask a container engine)
+        # one live writer per data directory (shared storage): before the log is opened
+        self.datalease = DataLease(config.data_dir, config.node_id, self.peer_id,
+                                   expiry=config.data_lease_expiry)
+        try:
+            self.datalease.acquire()
+        except LeaseError as exc:
+            raise AgentError(str(exc)) from None
+        atexit.register(self.datalease.release)  # a start that fails below gives it back
         try:
             self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
         except (LogError, OSError) as exc:
@@ -436,6 +446,7 @@ class Agent:
                     await self.sandbox.aclose()
             self.logsync.close()
             self.decisions.close()
+            self.datalease.release()
 
     def _llm_endpoints(self) -> list[Endpoint]:
         cfg = self.config
@@ -477,6 +488,7 @@ class Agent:
 
     async def _run(self, task_status, host: str, port: int, handle_signals: bool) -> None:
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.datalease.run)
             await nursery.start(self.decisions.run)
             await nursery.start(self.node.run)
             await nursery.start(self.logsync.run)

@@ -256,6 +256,9 @@ class Config(BaseModel):
 
     node_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
     data_dir: Path = Path("./data")
+    # seconds after its last heartbeat (every third of this) that another agent may take
+    # over the data directory's lease (bzzz/datalease.py); keep it above NFS's actimeo
+    data_lease_expiry: float = Field(15.0, ge=0.3, le=3600)
     listen: StrList = Field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     api_listen: str = "127.0.0.1:8090"
     mdns: bool = True

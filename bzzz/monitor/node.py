@@ -10,6 +10,7 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import time
@@ -21,6 +22,7 @@ from .. import __version__, logs
 from ..asgi import serve_app
 from ..claim.github import GitHubClient, GitHubError
 from ..config import Config
+from ..datalease import DataLease, LeaseError
 from ..decisions import HyperlogDecisionLog
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
@@ -104,6 +106,14 @@ class Monitor:
         self.gh: GitHubClient | None = GitHubClient(
             config.github.url, provider, write_interval=config.github.write_interval,
             write_burst=config.github.write_burst) if provider else None
+        # one live writer per data directory, as for agents (bzzz/datalease.py)
+        self.datalease = DataLease(config.data_dir, config.node_id, self.peer_id,
+                                   expiry=config.data_lease_expiry)
+        try:
+            self.datalease.acquire()
+        except LeaseError as exc:
+            raise MonitorError(str(exc)) from None
+        atexit.register(self.datalease.release)  # a start that fails below gives it back
         try:
             self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
         except (LogError, OSError) as exc:
@@ -421,6 +431,7 @@ class Monitor:
         host, _, port = self.config.monitor.listen.rpartition(":")
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.datalease.run)
                 await nursery.start(self.decisions.run)
                 await nursery.start(self.node.run)
                 await nursery.start(self.logsync.run)
@@ -464,6 +475,7 @@ class Monitor:
                     await self.gh.aclose()
             self.logsync.close()
             self.decisions.close()
+            self.datalease.release()
             self.index.close()
 
 
