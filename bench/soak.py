@@ -167,7 +167,10 @@ class Soak:
                "BZZZ_ANNOUNCE_INTERVAL": "2", "BZZZ_SANDBOX": sandbox,
                "BZZZ_GITHUB__CHECKOUT": "off", "BZZZ_GITHUB__LEASE": str(self.lease),
                "BZZZ_GITHUB__POLL_INTERVAL": "1", "BZZZ_GITHUB__WRITE_INTERVAL": "0",
-               "BZZZ_HELP_WAIT": "1", "BZZZ_MAX_TASKS": "2", "BZZZ_DATA_LEASE_EXPIRY": "6"}
+               "BZZZ_HELP_WAIT": "1", "BZZZ_MAX_TASKS": "2", "BZZZ_DATA_LEASE_EXPIRY": "6",
+               # a steady state: finished work is closed (as a merged pull request closes
+               # its issue), so what an agent polls does not grow with the run's length
+               "BZZZ_GITHUB__CLOSE_ON_SUCCESS": "on"}
         if sandbox == "none" and os.geteuid() == 0:
             env["BZZZ_TASK_USER"] = "root"  # unconfined anyway; nobody could not enter root's dirs
         return env
@@ -228,7 +231,20 @@ class Soak:
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 print(f"feed error: {exc}", file=sys.stderr)
             i += 1
+            if i % 10 == 0:
+                self.triage()
             stop.wait(self.task_every)
+
+    def triage(self) -> None:
+        """Close the failed tasks, as the person who read each failure would."""
+        try:
+            failed = self.owner.get("/repos/owner/tasks/issues", params={
+                "state": "open", "labels": "bzzz:failed", "per_page": 100}).json()
+            for issue in failed:
+                self.owner.patch(f"/repos/owner/tasks/issues/{issue['number']}",
+                                 json={"state": "closed"})
+        except (httpx.HTTPError, KeyError, ValueError, TypeError) as exc:
+            print(f"triage error: {exc}", file=sys.stderr)
 
     def sample(self) -> None:
         now = time.monotonic()

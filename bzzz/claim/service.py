@@ -307,10 +307,22 @@ class ClaimService:
                                    else "the bzzz label was removed")
                 run.scope.cancel()
 
+    def _forget_old(self, now: float, seen: set[str]) -> None:
+        """Waits that have passed, and first sightings of tasks the feed no longer lists
+        (closed, relabelled): what a daemon keeps per task must not grow for ever."""
+        if len(self.not_before) > 256:
+            for key in [k for k, t in self.not_before.items() if t <= now]:
+                del self.not_before[key]
+        if len(self.first_seen) > 2 * max(128, len(seen)):
+            for key in [k for k in self.first_seen if k not in seen]:
+                del self.first_seen[key]
+
     def _schedule(self) -> None:
         now = self.clock()
         candidates = []
-        for task in self.feed.all_tasks():
+        listed = self.feed.all_tasks()
+        self._forget_old(now, {t.key for t in listed})
+        for task in listed:
             self.first_seen.setdefault(task.key, now)
             if task.key in self.running or now < self.not_before.get(task.key, 0):
                 continue
