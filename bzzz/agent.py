@@ -6,7 +6,6 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import logging
 import signal
@@ -31,9 +30,7 @@ from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
 from .claim.task import PeerView
 from .config import Config
-from .datalease import DataLease, LeaseError
-from .decisions import HyperlogDecisionLog
-from .hyperlog.store import LogError
+from .decisions import open_data_dir
 from .exec.guardian import Policy
 from .exec.sandbox import Limits, SandboxError, open_sandbox
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
@@ -148,18 +145,8 @@ class Agent:
         self.task_user = _task_user(config)
         self.workroot = config.workspace_dir or config.data_dir / "work"
         self.sandbox = None  # opened in run() (it may ask a container engine)
-        # one live writer per data directory (shared storage): before the log is opened
-        self.datalease = DataLease(config.data_dir, config.node_id, self.peer_id,
-                                   expiry=config.data_lease_expiry)
-        try:
-            self.datalease.acquire()
-        except LeaseError as exc:
-            raise AgentError(str(exc)) from None
-        atexit.register(self.datalease.release)  # a start that fails below gives it back
-        try:
-            self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
-        except (LogError, OSError) as exc:
-            raise AgentError(f"the log in {config.data_dir / 'log'}: {exc}") from None
+        self.datalease, self.decisions = open_data_dir(config, self.peer_id,
+                                                       self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
         self.work: RepoWork | None = None
         endpoints = self._llm_endpoints()

@@ -25,48 +25,39 @@ def _load(config_path: str | None):
         raise CliError(f"config error: {exc}", 2) from None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _daemon(args: argparse.Namespace, kind: str) -> int:
+    """`bzzz run` (kind "agent") and `bzzz monitor`: build, then run until a signal."""
     import trio
 
     from . import logs
-    from .agent import Agent, AgentError
     from .identity import IdentityError
     from .p2p.pnet import PnetError
 
     config = _load(args.config)
     logs.setup(config.log_level, config.log_format, config.node_id)
+    if kind == "agent":
+        from .agent import Agent as make, AgentError as StartError
+    else:
+        from .monitor.node import Monitor as make, MonitorError as StartError
     try:
-        agent = Agent(config)
-    except (IdentityError, PnetError, AgentError) as exc:
+        daemon = make(config)
+    except (IdentityError, PnetError, StartError) as exc:
         raise CliError(str(exc), 2) from None
     try:
-        trio.run(agent.run)
-    except AgentError as exc:  # the sandbox asked for cannot work here
+        trio.run(daemon.run)
+    except StartError as exc:  # e.g. the sandbox asked for cannot work here
         raise CliError(str(exc), 2) from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc}") from None
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _daemon(args, "agent")
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    import trio
-
-    from . import logs
-    from .identity import IdentityError
-    from .monitor.node import Monitor, MonitorError
-    from .p2p.pnet import PnetError
-
-    config = _load(args.config)
-    logs.setup(config.log_level, config.log_format, config.node_id)
-    try:
-        monitor = Monitor(config)
-    except (IdentityError, PnetError, MonitorError) as exc:
-        raise CliError(str(exc), 2) from None
-    try:
-        trio.run(monitor.run)
-    except OSError as exc:
-        raise CliError(f"cannot start: {exc.strerror or exc}") from None
-    return 0
+    return _daemon(args, "monitor")
 
 
 def cmd_id(args: argparse.Namespace) -> int:

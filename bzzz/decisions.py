@@ -126,3 +126,24 @@ class HyperlogDecisionLog:
     def close(self) -> None:
         self._flush_now()
         self.log.close()
+
+
+def open_data_dir(config, peer_id: str, seed: bytes, error: type[Exception] = RuntimeError):
+    """(lease, log) of a node's data directory: the lease first (one live writer per
+    directory, bzzz/datalease.py), given back at exit if a later start step fails, then the
+    signed log. Problems are raised as ``error`` with one line."""
+    import atexit
+
+    from .datalease import DataLease, LeaseError
+    from .hyperlog.store import LogError
+    lease = DataLease(config.data_dir, config.node_id, peer_id, expiry=config.data_lease_expiry)
+    try:
+        lease.acquire()
+    except LeaseError as exc:
+        raise error(str(exc)) from None
+    atexit.register(lease.release)
+    try:
+        log = HyperlogDecisionLog(config.data_dir / "log", seed)
+    except (LogError, OSError) as exc:
+        raise error(f"the log in {config.data_dir / 'log'}: {exc}") from None
+    return lease, log

@@ -34,7 +34,7 @@ class PullInfo:
     updated: float
 
 
-def _ts(text: object) -> float:
+def iso_time(text: object) -> float:
     if not isinstance(text, str):
         return 0.0
     try:
@@ -59,7 +59,7 @@ def pull_info(repo: str, doc: dict) -> PullInfo | None:
         return None  # a fork's branch of the same name is not ours
     return PullInfo(repo, number, issue, head["ref"], (base or {}).get("ref") or "",
                     doc.get("state") or "open", bool(doc.get("merged_at") or doc.get("merged")),
-                    _ts(doc.get("updated_at")))
+                    iso_time(doc.get("updated_at")))
 
 
 class PullWatch:

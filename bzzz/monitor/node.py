@@ -10,7 +10,6 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 import time
@@ -21,9 +20,9 @@ import trio
 from .. import __version__, logs
 from ..asgi import serve_app
 from ..claim.github import GitHubClient, GitHubError
+from ..claim.pulls import iso_time
 from ..config import Config
-from ..datalease import DataLease, LeaseError
-from ..decisions import HyperlogDecisionLog
+from ..decisions import open_data_dir
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
 from ..p2p.logsync import LogSync
@@ -106,18 +105,8 @@ class Monitor:
         self.gh: GitHubClient | None = GitHubClient(
             config.github.url, provider, write_interval=config.github.write_interval,
             write_burst=config.github.write_burst) if provider else None
-        # one live writer per data directory, as for agents (bzzz/datalease.py)
-        self.datalease = DataLease(config.data_dir, config.node_id, self.peer_id,
-                                   expiry=config.data_lease_expiry)
-        try:
-            self.datalease.acquire()
-        except LeaseError as exc:
-            raise MonitorError(str(exc)) from None
-        atexit.register(self.datalease.release)  # a start that fails below gives it back
-        try:
-            self.decisions = HyperlogDecisionLog(config.data_dir / "log", self.identity.seed)
-        except (LogError, OSError) as exc:
-            raise MonitorError(f"the log in {config.data_dir / 'log'}: {exc}") from None
+        self.datalease, self.decisions = open_data_dir(config, self.peer_id,
+                                                       self.identity.seed, MonitorError)
         self.index = Index(config.data_dir / "monitor.sqlite3", clock=clock)
         self.node = P2PNode(self.identity, config.listen, mdns=config.mdns,
                             dial_discovered=config.dial_discovered,
@@ -319,7 +308,7 @@ class Monitor:
                     changed |= self.index.observe_issue(
                         repo, int(issue.get("number", 0)), str(issue.get("title") or ""),
                         labels, issue.get("state") == "open",
-                        _iso(issue.get("updated_at")), issue.get("html_url"))
+                        iso_time(issue.get("updated_at")), issue.get("html_url"))
                 if changed:
                     self._changed()
             await trio.sleep(interval)
@@ -478,12 +467,3 @@ class Monitor:
             self.datalease.release()
             self.index.close()
 
-
-def _iso(text: Any) -> float:
-    from datetime import datetime
-    if not isinstance(text, str):
-        return 0.0
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
