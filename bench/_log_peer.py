@@ -111,6 +111,8 @@ async def serve_many(root: str, n: str, entries: str) -> None:
 
 
 if __name__ == "__main__":
+    import logging
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL)  # routine stream noise
     if sys.argv[1] == "serve":
         trio.run(serve, sys.argv[2])
     elif sys.argv[1] == "many":
