@@ -104,7 +104,9 @@ def latency(tmp: Path, samples: int) -> dict:
             lat.append(seen[f"n{before}"] - t0)
         lat.sort()
         pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)  # noqa: E731
-        return {"samples": len(lat), "p50_s": pick(0.5), "p99_s": pick(0.99), "max_s": lat[-1]}
+        out = {"samples": len(lat), "p50_s": pick(0.5), "p99_s": pick(0.99), "max_s": lat[-1]}
+        out["page"] = on_page(mon.url, api, peer, samples)
+        return out
     finally:
         stop.set()
         mon.stop()
@@ -169,6 +171,37 @@ def callbacks(tmp: Path, jobs: int) -> dict:
     pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)  # noqa: E731
     return {"jobs": jobs, "callbacks": len(got), "p50_s": pick(0.5), "p99_s": pick(0.99),
             "events": sorted({d["event"] for _, d in got})}
+
+
+def on_page(url: str, api: int, peer: str, samples: int) -> dict | None:
+    """The same decisions seen on the open page: the agent's log view in headless Chromium,
+    from the request that makes the decision to its row on the page."""
+    from bzzz.testing import browser
+    ok, _ = browser.available()
+    if not ok:
+        return None
+    lat = []
+    with browser.chromium() as chromium:
+        w = browser.watched_page(chromium)
+        try:
+            w.page.goto(f"{url}/#/log/{peer}")
+            w.page.wait_for_function("() => document.documentElement.dataset.ready === '1'")
+            w.page.wait_for_selector("#live[data-status='live']")
+            for _ in range(samples):
+                top = w.page.evaluate("() => Math.max(-1, ...[...document.querySelectorAll("
+                                      "'tr[data-seq]')].map(r => +r.dataset.seq))")
+                t0 = time.perf_counter()
+                httpx.post(f"http://127.0.0.1:{api}/api/v1/help/probe",
+                           json={"needs": ["nothing-has-this"], "wait": 0.05}, timeout=10)
+                w.page.wait_for_function(
+                    "(top) => [...document.querySelectorAll(\"tr[data-type='help_requested']\")]"
+                    ".some(r => +r.dataset.seq > top)", arg=top, polling="raf")
+                lat.append(time.perf_counter() - t0)
+        finally:
+            w.close()
+    lat.sort()
+    return {"samples": len(lat), "p50_s": round(lat[len(lat) // 2], 3),
+            "p99_s": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3)}
 
 
 def main() -> None:
