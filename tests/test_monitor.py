@@ -309,3 +309,32 @@ def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path,
             mon.stop()
             a1.stop()
             receiver.server.shutdown()
+
+
+def test_a_forked_log_is_shown_frozen(tmp_path):
+    """An agent whose log was replaced by another history under the same key (a restored
+    backup, a copied data directory): the monitor's copy proves the fork and shows it frozen."""
+    import shutil
+    env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
+    a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
+                        BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0")
+    try:
+        wait_for(lambda: _up(mon) and _agent_status(a1), 30, what="both up")
+        for _ in range(5):
+            httpx.post(f"{a1.api}/api/v1/help/probe", json={"needs": ["x"], "wait": 0.05},
+                       timeout=10)
+        length = _agent_status(a1)["log"]["length"]
+        wait_for(lambda: (agent_doc(mon, "a1") or {}).get("log", {}).get("replicated") == length,
+                 30, what="the monitor holds a1's whole log")
+        a1.stop()
+        shutil.rmtree(a1.data_dir / "log")  # same identity, so the same log key: a fork
+        a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", bootstrap=mon.addr,
+                   **env)
+        wait_for(lambda: (agent_doc(mon, "a1") or {}).get("log", {}).get("state") == "frozen",
+                 40, what="the forked log shown frozen")
+        assert "two histories" in agent_doc(mon, "a1")["log"]["error"]
+        assert 'bzzz_mesh_logs{state="frozen"} 1.0' in httpx.get(f"{mon.url}/metrics").text
+    finally:
+        mon.stop()
+        a1.stop()
