@@ -43,12 +43,20 @@ def _daemon(args: argparse.Namespace, kind: str) -> int:
         daemon = make(config)
     except (IdentityError, PnetError, StartError) as exc:
         raise CliError(str(exc), 2) from None
+    from .datalease import LeaseError
     try:
         trio.run(daemon.run)
     except StartError as exc:  # e.g. the sandbox asked for cannot work here
         raise CliError(str(exc), 2) from None
     except OSError as exc:
         raise CliError(f"cannot start: {exc.strerror or exc}") from None
+    except BaseExceptionGroup as group:  # from a running service: one line, not a traceback
+        fatal = group.subgroup(lambda e: isinstance(e, (StartError, LeaseError)))
+        if fatal is None:
+            raise
+        while isinstance(fatal, BaseExceptionGroup):
+            fatal = fatal.exceptions[0]
+        raise CliError(str(fatal), 2) from None
     return 0
 
 

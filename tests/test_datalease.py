@@ -342,6 +342,8 @@ def test_a_running_agent_whose_lease_is_taken_stops_instead_of_writing_beside_an
     assert code != 0
     err = a.stderr.read()
     assert "our lease was taken over by node 'usurper'" in err
+    assert "Traceback" not in err  # one line, not a stack
+    assert code == 2
     # it left the other writer's lease alone
     assert lease_doc(data)["node_id"] == "usurper"
 
