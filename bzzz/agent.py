@@ -439,14 +439,9 @@ class Agent:
         cfg = self.config
         out = []
         for e in cfg.llm:
-            key = None
-            if e.api_key_file is not None:
-                try:
-                    key = e.api_key_file.read_text().strip() or None
-                except OSError as exc:
-                    raise AgentError(f"llm api_key_file {e.api_key_file}: {exc}") from None
-                if key:
-                    register_secret(key)
+            # re-read when the file changes: the key rotates without a restart
+            key = (_secret_file(e.api_key_file, "llm api_key_file")
+                   if e.api_key_file is not None else None)
             out.append(Endpoint(e.url.rstrip("/"), e.kind, list(e.models), e.name or e.url,
                                 key, e.context))
         if not out and (cfg.ollama_url or cfg.detect_capabilities):

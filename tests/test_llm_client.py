@@ -343,3 +343,21 @@ def test_estimate_tokens():
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1
     assert estimate_tokens("x" * 4000) == 1000
+
+
+async def test_a_rotated_key_file_is_used_without_a_restart(fake, http, tmp_path):
+    from bzzz.claim.credentials import SecretFile
+    path = tmp_path / "llm-key"
+    old, new = "sk-old-" + secrets.token_hex(8), "sk-new-" + secrets.token_hex(8)
+    path.write_text(old + "\n")
+    key = SecretFile(path, "llm api_key_file")
+    fake.api_key = old
+    try:
+        for kind in KINDS:
+            await stream_chat(http, ep(fake, kind, api_key=key), "llama3", HI)
+        fake.api_key = new  # the provider rotated it; the operator replaces the file
+        path.write_text(new + "\n")
+        for kind in KINDS:
+            await stream_chat(http, ep(fake, kind, api_key=key), "llama3", HI)
+    finally:
+        fake.api_key = None

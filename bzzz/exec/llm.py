@@ -42,7 +42,7 @@ class Endpoint:
     kind: str = "auto"  # "auto" | "openai" | "ollama"
     models: list[str] = field(default_factory=list)
     name: str = ""
-    api_key: str | None = None
+    api_key: "str | Callable[[], str] | None" = None  # a callable re-reads a rotated key file
     context: int | None = None  # configured context length (tokens); wins over discovery
 
 
@@ -119,9 +119,10 @@ def _secs(value: float) -> str:
 
 
 def _headers(ep: Endpoint) -> dict[str, str]:
-    if ep.api_key:
-        register(ep.api_key)
-        return {"Authorization": f"Bearer {ep.api_key}"}
+    key = ep.api_key() if callable(ep.api_key) else ep.api_key
+    if key:
+        register(key)
+        return {"Authorization": f"Bearer {key}"}
     return {}
 
 

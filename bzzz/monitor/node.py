@@ -44,16 +44,6 @@ class MonitorError(Exception):
     """A start-up problem, phrased as one line."""
 
 
-def _read_secret(path, field: str) -> str:
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise MonitorError(f"{field} {path}: {exc.strerror}") from None
-    if not secret:
-        raise MonitorError(f"{field} {path}: empty")
-    logs.register_secret(secret)
-    return secret
-
 
 class Broadcast:
     """Fan-out of indexed decisions to live subscribers (the page's event streams); a slow
@@ -94,7 +84,12 @@ class Monitor:
         if psk is not None:
             logs.register_secret(psk.hex())
         mc = config.monitor
-        self.token = _read_secret(mc.token_file, "monitor.token_file") if mc.token_file else None
+        from ..claim.credentials import CredentialError, SecretFile
+        self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
+        try:
+            self.token  # read now: a missing or empty file stops the start
+        except CredentialError as exc:
+            raise MonitorError(str(exc)) from None
         from ..claim import credentials
         provider = credentials.from_config(config.github)  # token file, command or App
         if isinstance(provider, credentials.TokenFile):
@@ -146,6 +141,11 @@ class Monitor:
         self.github_ok: bool | None = None
         self.started_at = clock()
         self.bound: list[str] = []
+
+    @property
+    def token(self) -> str | None:
+        """The new-task form's bearer token, re-read when its file changes (rotation)."""
+        return self._token.get() if self._token is not None else None
 
     def _bridges(self, mc) -> None:
         """Hive's /enqueue and the job callbacks (bzzz/monitor/bridge.py, callbacks.py): the
