@@ -53,14 +53,15 @@ def in_review(owner: httpx.Client, n: int) -> bool:
     return "bzzz:review" in {x["name"] for x in doc["labels"]}
 
 
-STEPS = (("prepare", "claimed", "running"), ("run", "running", "result"),
-         ("deliver", "result", "pull_request"))
+STEPS = (("prepare", "claimed", "running"), ("run_and_deliver", "running", "result"),
+         ("record", "result", "pull_request"))
 
 
 def durations(data_dir: Path, steps: dict | None = None) -> dict[int, float]:
     """issue → seconds from its claim to its pull request, from the agent's log; ``steps``
     gets each step's seconds per issue (prepare: claim to the task's start, the checkout;
-    run: the task; deliver: commit, push and the pull request)."""
+    run_and_deliver: the task, then its commit, push and pull request; record: to the
+    decision that names the pull request)."""
     at: dict[int, dict[str, float]] = {}
     out = {}
     for e in read_entries(data_dir / "log"):
