@@ -44,8 +44,8 @@ _HEAD = struct.Struct("<QQ32s64s")
 _NODE = struct.Struct("<Q32s")
 _CHECKPOINT = struct.Struct("<QQ32sI")
 MAX_BLOCK = 8 * 1024 * 1024
-NODE_FLUSH = 8192
-CHECKPOINT_EVERY = 16384  # blocks  # dirty tree nodes kept in memory before they are written to the cache
+NODE_FLUSH = 2048  # tree nodes kept in memory before one coalesced write to the cache
+CHECKPOINT_EVERY = 16384  # blocks between checkpoints of the caches
 
 
 class LogError(Exception):

@@ -24,6 +24,7 @@ from .state import HOLDING, STATES, decision_state, label_state, newer
 SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+PRAGMA cache_size = -1024;
 CREATE TABLE IF NOT EXISTS logs (
     key TEXT PRIMARY KEY, no INTEGER NOT NULL UNIQUE, peer_id TEXT, node_id TEXT,
     indexed INTEGER NOT NULL DEFAULT 0, version TEXT, capabilities TEXT, started REAL);
