@@ -38,6 +38,16 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _json_list(value: Any, variable: str, key: str) -> Any:
+    """A list of tables given as one environment variable: JSON (empty: none)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else []
+        except ValueError:
+            raise ValueError(f"{variable} must be a JSON list of {{\"{key}\": ...}}") from None
+    return value
+
+
 StrList = Annotated[list[str], BeforeValidator(_split_list)]
 
 
@@ -349,22 +359,12 @@ class Config(BaseModel):
     @field_validator("llm", mode="before")
     @classmethod
     def _llm_json(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else []
-            except ValueError:
-                raise ValueError("BZZZ_LLM must be a JSON list of {\"url\": ...}") from None
-        return value
+        return _json_list(value, "BZZZ_LLM", "url")
 
     @field_validator("schedules", mode="before")
     @classmethod
     def _schedules_json(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else []
-            except ValueError:
-                raise ValueError("BZZZ_SCHEDULES must be a JSON list of {\"name\": ...}") from None
-        return value
+        return _json_list(value, "BZZZ_SCHEDULES", "name")
 
     @field_validator("schedules")
     @classmethod

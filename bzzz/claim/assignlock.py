@@ -28,7 +28,7 @@ import trio
 
 from . import report
 from .github import GitHubClient, GitHubError
-from .gitlock import Held, Lost, _unix
+from .gitlock import Held, Lost, git_time
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, parse_claim
 
 _RECORD_RE = re.compile(r"<!-- bzzz-lease\n(?P<record>.*?)\n-->", re.S)
@@ -65,7 +65,7 @@ def current_assignments(assignees: list[str], events: list[dict]) -> dict[str, t
         who = (e.get("assignee") or {}).get("login") if isinstance(e, dict) else None
         if e.get("event") != "assigned" or not who or not isinstance(e.get("id"), int):
             continue
-        at = (_unix(e.get("created_at")), e["id"])
+        at = (git_time(e.get("created_at")), e["id"])
         if at > latest.get(who, (float("-inf"), -1)):
             latest[who] = at
     return {a: latest[a] for a in assignees if a in latest}

@@ -42,23 +42,20 @@ class Current:
     commit_time: float
 
 
-def _unix(iso: str | None) -> float:
+def git_time(iso: str | None) -> float:
     if not iso:
         return 0.0
     return float(calendar.timegm(time.strptime(iso.replace("Z", "")[:19], "%Y-%m-%dT%H:%M:%S")))
 
 
-class ClaimLock:
-    def __init__(self, client: GitHubClient, repo: str, node: str, peer: str, login: str, *,
-                 lease: float = DEFAULT_LEASE, grace: float = TAKEOVER_GRACE,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.gh = client
-        self.repo = repo
-        self.node, self.peer, self.login = node, peer, login
-        self.lease = lease
-        self.grace = grace
-        self.clock = clock
-        self._base: tuple[str, str] | None = None  # (commit sha, tree sha) of the default branch
+class RefRecords:
+    """Records kept as commits under refs of a repository (the claim lock, schedule slots):
+    the repository's paths, and record commits on the default branch's tree, so a record
+    costs one small commit object and no new tree. Needs ``gh``, ``repo`` and ``_base``."""
+
+    gh: GitHubClient
+    repo: str
+    _base: tuple[str, str] | None
 
     def _path(self, tail: str) -> str:
         return f"/repos/{self.repo}/{tail}"
@@ -73,12 +70,28 @@ class ClaimLock:
             self._base = (sha, commit["tree"]["sha"])
         return self._base
 
-    async def _commit(self, claim: Claim, parent: str) -> str:
+    async def _record_commit(self, message: str, parent: str) -> str:
         _, tree = await self._base_commit()
         reply = await self.gh.request("POST", self._path("git/commits"), retry=True,
-                                      json={"message": claim.message(), "tree": tree,
+                                      json={"message": message, "tree": tree,
                                             "parents": [parent]})
         return reply.data["sha"]
+
+
+class ClaimLock(RefRecords):
+    def __init__(self, client: GitHubClient, repo: str, node: str, peer: str, login: str, *,
+                 lease: float = DEFAULT_LEASE, grace: float = TAKEOVER_GRACE,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.gh = client
+        self.repo = repo
+        self.node, self.peer, self.login = node, peer, login
+        self.lease = lease
+        self.grace = grace
+        self.clock = clock
+        self._base: tuple[str, str] | None = None  # (commit sha, tree sha) of the default branch
+
+    async def _commit(self, claim: Claim, parent: str) -> str:
+        return await self._record_commit(claim.message(), parent)
 
     async def read(self, number: int) -> Current | None:
         sha = await self.ref_sha(number)
@@ -86,7 +99,7 @@ class ClaimLock:
             return None
         commit = (await self.gh.request("GET", self._path(f"git/commits/{sha}"))).data
         return Current(sha, parse_claim(commit.get("message", "")),
-                       _unix(commit.get("committer", {}).get("date")))
+                       git_time(commit.get("committer", {}).get("date")))
 
     def _new_claim(self, number: int) -> Claim:
         return Claim(f"{self.repo}#{number}", self.node, self.peer, self.login,

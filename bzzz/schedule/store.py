@@ -12,11 +12,10 @@ again.
 
 from __future__ import annotations
 
-import calendar
-import time
 from typing import Protocol
 
 from ..claim.github import GitHubClient, GitHubError, Unavailable
+from ..claim.gitlock import RefRecords, git_time
 from ..claim.report import find_markers
 from .core import REF_PREFIX, Record, parse_record
 
@@ -38,37 +37,16 @@ class SlotStore(Protocol):
                          marker_key: tuple[str, str], since: float) -> int: ...
 
 
-def _unix(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    return float(calendar.timegm(time.strptime(iso.replace("Z", "")[:19], "%Y-%m-%dT%H:%M:%S")))
 
 
-class GitHubSlotStore:
+class GitHubSlotStore(RefRecords):
     def __init__(self, client: GitHubClient, repo: str) -> None:
         self.gh = client
         self.repo = repo
         self._base: tuple[str, str] | None = None
 
-    def _path(self, tail: str) -> str:
-        return f"/repos/{self.repo}/{tail}"
-
-    async def _base_commit(self) -> tuple[str, str]:
-        if self._base is None:
-            repo = (await self.gh.request("GET", f"/repos/{self.repo}")).data
-            branch = repo.get("default_branch", "main")
-            ref = (await self.gh.request("GET", self._path(f"git/ref/heads/{branch}"))).data
-            sha = ref["object"]["sha"]
-            commit = (await self.gh.request("GET", self._path(f"git/commits/{sha}"))).data
-            self._base = (sha, commit["tree"]["sha"])
-        return self._base
-
     async def _commit(self, record: Record, parent: str) -> str:
-        _, tree = await self._base_commit()
-        reply = await self.gh.request("POST", self._path("git/commits"), retry=True,
-                                      json={"message": record.message(), "tree": tree,
-                                            "parents": [parent]})
-        return reply.data["sha"]
+        return await self._record_commit(record.message(), parent)
 
     async def list(self, name: str) -> list[str]:
         prefix = f"{REF_PREFIX}/{name}/"
@@ -143,7 +121,7 @@ class GitHubSlotStore:
                     continue
                 if marker_key in find_markers(issue.get("body") or ""):
                     return int(issue["number"])
-            if not items or _unix(items[-1].get("created_at")) < since - SEARCH_MARGIN or \
+            if not items or git_time(items[-1].get("created_at")) < since - SEARCH_MARGIN or \
                     'rel="next"' not in reply.headers.get("link", ""):
                 return None
         return None
