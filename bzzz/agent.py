@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import signal
 import time
 from typing import Any
 
@@ -38,7 +37,7 @@ from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
 from .p2p.logsync import LogSync
-from .p2p.mesh import Mesh
+from .p2p.mesh import Mesh, leave, until_stop_signal
 from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
 
@@ -498,20 +497,10 @@ class Agent:
                                              "api": ",".join(self.api.bound)})
             task_status.started(self)
             if handle_signals:
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for signum in signals:
-                        log.info("signal received, shutting down",
-                                 extra={"signal": signal.Signals(signum).name})
-                        break
+                await until_stop_signal()
                 await self.shutdown()
                 nursery.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
         """Say goodbye, flush it, close connections (bounded by SHUTDOWN_BUDGET)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_BUDGET):
-            try:
-                await self.mesh.depart()
-                await self.node.flush(1.0)
-            except Exception:
-                log.exception("departure announcement failed")
-            await self.node.close_connections()
+        await leave(self.mesh, self.node, SHUTDOWN_BUDGET)

@@ -11,7 +11,6 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from typing import Any
 
@@ -26,7 +25,7 @@ from ..decisions import open_data_dir
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
 from ..p2p.logsync import LogSync
-from ..p2p.mesh import Mesh
+from ..p2p.mesh import Mesh, leave, until_stop_signal
 from ..p2p.node import P2PNode
 from ..p2p.pnet import load_psk
 from .index import Index, Indexed
@@ -445,18 +444,8 @@ class Monitor:
                                                    "url": ",".join(self.bound)})
                 task_status.started(self)
                 if handle_signals:
-                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                        async for signum in signals:
-                            log.info("signal received, shutting down",
-                                     extra={"signal": signal.Signals(signum).name})
-                            break
-                    with trio.CancelScope(shield=True), trio.move_on_after(3.0):
-                        try:
-                            await self.mesh.depart()
-                            await self.node.flush(1.0)
-                        except Exception:
-                            log.exception("departure announcement failed")
-                        await self.node.close_connections()
+                    await until_stop_signal()
+                    await leave(self.mesh, self.node)
                     nursery.cancel_scope.cancel()
         finally:
             if self.gh is not None:

@@ -160,3 +160,25 @@ class Mesh:
             if gone:
                 self.metrics.peers.set(len(self.table))
                 self._notify()
+
+
+async def leave(mesh: Mesh, node: P2PNode, budget: float = 3.0) -> None:
+    """Say goodbye, flush it, close connections (bounded by ``budget`` seconds, shielded:
+    a daemon's shutdown after SIGTERM)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(budget):
+        try:
+            await mesh.depart()
+            await node.flush(1.0)
+        except Exception:
+            log.exception("departure announcement failed")
+        await node.close_connections()
+
+
+async def until_stop_signal() -> None:
+    """Return at SIGTERM (what Docker Swarm sends) or SIGINT, saying which."""
+    import signal
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("signal received, shutting down",
+                     extra={"signal": signal.Signals(signum).name})
+            return
