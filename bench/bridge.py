@@ -168,7 +168,7 @@ async def callbacks(tmp: Path, n: int) -> None:
     receiver = Receiver()
     async with trio.open_nursery() as nursery:
         url = await serve(nursery, receiver)
-        cbs = Callbacks(store, SECRET)
+        cbs = Callbacks(store, SECRET, deny=())  # the receiver is on loopback
         await nursery.start(cbs.run)
         jobs = max(1, n // 5)
         for j in range(jobs):

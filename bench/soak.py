@@ -81,13 +81,15 @@ def proc_sample(pid: int) -> dict | None:
         fds = len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-    rss = threads = 0
+    out = {"rss": 0, "rss_anon": 0, "rss_file": 0, "fds": fds, "threads": 0}
+    fields = {"VmRSS:": "rss", "RssAnon:": "rss_anon", "RssFile:": "rss_file",
+              "Threads:": "threads"}
     for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) * 1024
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
-    return {"rss": rss, "fds": fds, "threads": threads}
+        key = fields.get(line.split(maxsplit=1)[0] if line else "")
+        if key is not None:
+            n = int(line.split()[1])
+            out[key] = n if key == "threads" else n * 1024
+    return out
 
 
 def dir_bytes(path: Path) -> int:
@@ -147,6 +149,8 @@ class Soak:
         self.pending: set[int] = set()
         self.failed = False
         self.overlaps: list[dict] = []
+        self.samples_out = None  # a text file: every sample as a JSON line
+        self.t0 = time.monotonic()
 
     # -------------------------------------------------------------- parts
 
@@ -258,12 +262,20 @@ class Soak:
                 continue
             s["log_bytes"] = dir_bytes(a.data_dir / "log") + a.log.stat().st_size
             life.samples.append((now, s))
+            self.record(name, a.proc.pid, now, s)
         if self.monitor is not None and self.monitor_life is not None:
             s = proc_sample(self.monitor.pid)
             if s is not None:
                 s["log_bytes"] = dir_bytes(self.root / "monitor") + \
                     (self.root / "monitor.log").stat().st_size
                 self.monitor_life.samples.append((now, s))
+                self.record("monitor", self.monitor.pid, now, s)
+
+    def record(self, who: str, pid: int, now: float, sample: dict) -> None:
+        if self.samples_out is not None:
+            self.samples_out.write(json.dumps({"who": who, "pid": pid,
+                                               "t": round(now - self.t0, 1), **sample}) + "\n")
+            self.samples_out.flush()
 
     def restart(self, k: int) -> None:
         """Restart one of the agents other than a0: SIGTERM and SIGKILL in turn."""
@@ -416,8 +428,15 @@ def growth(life: Incarnation, warmup: float) -> dict | None:
         return None
     rss = [(t, s["rss"]) for t, s in pts]
     mean = sum(v for _, v in rss) / len(rss)
+    anon = [(t, s.get("rss_anon", 0)) for t, s in pts]
+    anon_mean = sum(v for _, v in anon) / len(anon)
     out = {"rss_pct_per_hour": round(slope(rss) * 3600 / mean * 100, 2),
            "rss_mb_mean": round(mean / 2 ** 20, 1),
+           "rss_mb_first": round(rss[0][1] / 2 ** 20, 1),
+           "rss_mb_last": round(rss[-1][1] / 2 ** 20, 1),
+           # the heap alone (RSS less mapped files such as shared libraries)
+           "anon_pct_per_hour": round(slope(anon) * 3600 / anon_mean * 100, 2)
+           if anon_mean else None,
            "fds_per_hour": round(slope([(t, s["fds"]) for t, s in pts]) * 3600, 1),
            "threads_per_hour": round(slope([(t, s["threads"]) for t, s in pts]) * 3600, 1),
            "fds_last": pts[-1][1]["fds"], "threads_last": pts[-1][1]["threads"],
@@ -433,6 +452,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="about 2.5 minutes in all")
     ap.add_argument("--duration", type=float, default=None, help="seconds of load (3600)")
     ap.add_argument("--agents", type=int, default=3)
+    ap.add_argument("--samples", type=Path, default=None, metavar="FILE",
+                    help="append every process sample to FILE as it is taken (JSON lines: "
+                         "who, pid, seconds since start, rss, rss_anon, rss_file, fds, threads)")
     ap.add_argument("--task-every", type=float, default=None,
                     help="seconds between tasks (2 with --quick, else 6: within the tokens' "
                          "hourly budgets)")
@@ -453,12 +475,16 @@ def main() -> int:
                 restart_every=restart_every, sample_every=2.0 if args.quick else 10.0,
                 lease=6.0)
     t = time.monotonic()
+    if args.samples is not None:
+        soak.samples_out = args.samples.open("a")
     try:
         info = soak.run()
         soak.stop_agents()  # their logs complete; devhub stays up for the checks below
         report(soak, args, info, duration, warmup, t)
     finally:
         soak.close()
+        if soak.samples_out is not None:
+            soak.samples_out.close()
         shutil.rmtree(root, ignore_errors=True)
     return 1 if soak.failed else 0
 

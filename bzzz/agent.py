@@ -6,14 +6,13 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from typing import Any
 
 import trio
 
-from . import __version__, logs
+from . import __version__, heap, logs
 from .api import Api, is_loopback
 from .asgi import serve_app
 from .claim import credentials
@@ -45,30 +44,6 @@ log = logging.getLogger("bzzz.agent")
 
 SHUTDOWN_BUDGET = 3.0
 LLM_REFRESH = 60.0  # seconds between probes of the LLM endpoints (models come and go)
-MAINTENANCE_INTERVAL = 30.0
-
-
-def _malloc_trim():
-    """glibc's malloc_trim, or None elsewhere."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-async def _maintenance(interval: float) -> None:
-    """Hand freed heap back to the OS after bursts of traffic.
-
-    glibc keeps freed memory for reuse; after a burst of messages a Python daemon can sit
-    on tens of MB it no longer needs. malloc_trim(0) returns it (a few ms every interval).
-    """
-    trim = _malloc_trim()
-    if trim is None:
-        return
-    while True:
-        await trio.sleep(interval)
-        trim(0)
 
 
 class AgentError(Exception):
@@ -208,7 +183,7 @@ class Agent:
         self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
                        probe=self._help_probe, token=api_token,
                        loopback=is_loopback(config.api_host_port[0]))
-        self.maintenance_interval = MAINTENANCE_INTERVAL
+        self.maintenance_interval = heap.INTERVAL
         self.started_at = time.time()
 
     # ---------------------------------------------------------------- observability
@@ -476,7 +451,7 @@ class Agent:
             await nursery.start(self.help.run)
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
-            nursery.start_soon(_maintenance, self.maintenance_interval)
+            nursery.start_soon(heap.trim_every, self.maintenance_interval)
             if self.config.github.repos:
                 if self.llm is not None:
                     await self._refresh_llm()

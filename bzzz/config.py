@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
 
+from .monitor.egress import DEFAULT_DENY, parse_networks
+
 ENV_PREFIX = "BZZZ_"
 
 
@@ -197,6 +199,15 @@ class MonitorConfig(BaseModel):
     # HMAC-SHA256 key of X-Bzzz-Signature-256 on job callbacks
     callback_secret_file: Path | None = None
     callback_retry_for: float = Field(86400.0, gt=0)  # seconds a callback is retried
+    # networks callbacks may not reach (bzzz/monitor/egress.py): loopback, link-local and
+    # "this network" by default; [] allows every address
+    callback_deny: StrList = Field(default_factory=lambda: list(DEFAULT_DENY))
+
+    @field_validator("callback_deny")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)  # raises naming the bad entry
+        return value
 
     @field_validator("listen")
     @classmethod

@@ -1,5 +1,6 @@
 """The Hive bridge (POST /enqueue and job callbacks) against devhub, with a real agent."""
 
+import ipaddress
 import json
 import time
 
@@ -15,6 +16,8 @@ from bzzz.hyperlog.store import read_entries
 from bzzz.identity import load_or_create
 from bzzz.monitor.bridge import EnqueueBridge, TokenFileError, load_tokens
 from bzzz.monitor.callbacks import Callbacks
+from bzzz.monitor.egress import (DEFAULT_DENY, Denied, Unresolved, check_literal, denied_by,
+                                 parse_networks, resolve)
 from bzzz.monitor.jobs import (JobError, issue_body, job_ref, parse_job, sign, verify)
 from bzzz.monitor.jobstore import JobStore
 
@@ -27,6 +30,7 @@ REPO = "/repos/owner/tasks"
 HIVE_TOKEN = "hive-token-0123456789abcdef"
 N8N_TOKEN = "n8n-token-0123456789abcdef"
 SECRET = b"callback-secret-for-tests"
+OPEN = ()  # no denied networks: these tests' receivers listen on loopback
 
 # Hive's quick-start request, as its client sends it (JSON.stringify: no spaces)
 QUICK_START = (b'{"jobId":"hive-quickstart-1","repo":"owner/tasks","branch":"main",'
@@ -69,6 +73,7 @@ class Bridge:
 async def start_bridge(nursery, hub, state, **kw):
     gh = GitHubClient(hub.url, "t-mon-identity")
     kw.setdefault("callbacks", True)
+    kw.setdefault("deny", OPEN)
     bridge = EnqueueBridge(gh, {"hive": HIVE_TOKEN, "n8n": N8N_TOKEN}, state, **kw)
     bound = await nursery.start(lambda task_status: serve_app(bridge, "127.0.0.1", 0,
                                                               task_status=task_status))
@@ -190,7 +195,7 @@ async def test_quick_start_runs_on_an_agent_with_callbacks_in_order(tmp_path, wo
             receiver = Receiver()
             await start_receiver(nursery, receiver)
             b = await start_bridge(nursery, hub, tmp_path / "state")
-            callbacks = Callbacks(b.bridge.store, SECRET, backoff=0.05)
+            callbacks = Callbacks(b.bridge.store, SECRET, deny=OPEN, backoff=0.05)
             await nursery.start(callbacks.run)
             # Hive's quick-start request, byte for byte
             async with b.http() as http:
@@ -439,7 +444,7 @@ async def test_callbacks_wait_for_a_receiver_that_is_down_and_keep_order(tmp_pat
         url = await start_receiver(nursery, receiver)
         a_job(store, "j1", 7, url + "/hook")
         a_job(store, "j2", 8, url + "/hook")
-        cbs = Callbacks(store, SECRET, backoff=0.05, max_backoff=0.2)
+        cbs = Callbacks(store, SECRET, deny=OPEN, backoff=0.05, max_backoff=0.2)
         for e in lifecycle(7):
             cbs.observe("peerA", "a1", e)
         # another agent's log saying the task was done too: sent once
@@ -469,7 +474,7 @@ async def test_callbacks_survive_a_restart_and_refuse_redirects(tmp_path):
         receiver = Receiver(fail=10**6)  # down for now
         url = await start_receiver(nursery, receiver)
         a_job(store, "j1", 7, url + "/hook")
-        cbs = Callbacks(store, SECRET, backoff=0.05, max_backoff=0.1)
+        cbs = Callbacks(store, SECRET, deny=OPEN, backoff=0.05, max_backoff=0.1)
         for e in lifecycle(7):
             cbs.observe("peerA", "a1", e)
         async with trio.open_nursery() as first:
@@ -479,7 +484,7 @@ async def test_callbacks_survive_a_restart_and_refuse_redirects(tmp_path):
         store.close()
         receiver.fail = 0
         store2 = JobStore(state)
-        cbs2 = Callbacks(store2, SECRET, backoff=0.05, max_backoff=0.1)
+        cbs2 = Callbacks(store2, SECRET, deny=OPEN, backoff=0.05, max_backoff=0.1)
         await nursery.start(cbs2.run)
         await until(lambda: len(receiver.got) == 3, 10, "delivered after the restart")
         assert receiver.events() == ["claimed", "pull_request", "done"]
@@ -502,7 +507,7 @@ async def test_callbacks_give_up_after_retry_for(tmp_path):
         receiver = Receiver(fail=10**6)
         url = await start_receiver(nursery, receiver)
         a_job(store, "j1", 7, url + "/hook")
-        cbs = Callbacks(store, SECRET, backoff=0.05, max_backoff=0.1, retry_for=0.5)
+        cbs = Callbacks(store, SECRET, deny=OPEN, backoff=0.05, max_backoff=0.1, retry_for=0.5)
         await nursery.start(cbs.run)
         for e in lifecycle(7)[:1]:
             cbs.observe("peerA", "a1", e)
@@ -531,6 +536,12 @@ async def test_built_from_the_monitor_config(tmp_path):
         assert not any(bridge.handles(p) for p in ("/", "/healthz", "/api/v1/mesh", "/jobs"))
         cbs = Callbacks.from_config(on, bridge.store)
         assert cbs.retry_for == 60 and "a-callback-secret" not in repr(cbs)
+        assert ipaddress.ip_address("127.0.0.1") in cbs.deny[0] and bridge.deny == cbs.deny
+        opened = MonitorConfig(enqueue_tokens_file=tmp_path / "tokens",
+                               callback_secret_file=tmp_path / "secret", callback_deny="")
+        assert Callbacks.from_config(opened, bridge.store).deny == ()
+        with pytest.raises(ValueError, match="'10.0.0.300/8' is not a network"):
+            MonitorConfig(callback_deny=["10.0.0.0/8", "10.0.0.300/8"])
         (tmp_path / "secret").write_text("\n")
         with pytest.raises(ValueError):
             Callbacks.from_config(on, bridge.store)
@@ -572,3 +583,68 @@ async def test_a_slow_filer_that_was_taken_over_leaves_one_open_issue(tmp_path):
                 assert r.status_code == 422 and r.json()["field"] == "repo"
             assert a.bridge.store.job("elsewhere") is None
             nursery.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------- where callbacks may go
+
+
+def test_denied_networks_include_loopback_link_local_and_mapped_addresses():
+    deny = parse_networks(DEFAULT_DENY)
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "169.254.169.254", "fe80::1", "0.0.0.0",
+                 "::ffff:127.0.0.1", "::ffff:169.254.169.254"):
+        assert denied_by(ipaddress.ip_address(host), deny) is not None, host
+    for host in ("10.1.2.3", "192.168.1.10", "93.184.216.34", "2001:db8::1"):
+        assert denied_by(ipaddress.ip_address(host), deny) is None, host
+    for url in ("http://127.0.0.1:8080/x", "http://[::1]/x", "https://169.254.169.254/",
+                "http://localhost:9/", "http://LOCALHOST./", "http://a.localhost/"):
+        with pytest.raises(Denied, match="monitor.callback_deny"):
+            check_literal(url, deny)
+    check_literal("http://hive.internal:8080/cb", deny)  # names are checked at delivery
+    check_literal("http://127.0.0.1/x", ())
+
+
+async def test_a_name_is_checked_on_what_it_resolves_to():
+    deny = parse_networks(DEFAULT_DENY)
+    with pytest.raises(Denied, match=r"localhost \(127\.0\.0\.1\)|localhost \(::1\)"):
+        await resolve("http://localhost:9/hook", deny)
+    target = await resolve("https://localhost:8443/hook?a=1", ())
+    assert target.url in ("https://127.0.0.1:8443/hook?a=1", "https://[::1]:8443/hook?a=1")
+    assert target.host_header == "localhost:8443" and target.server_name == "localhost"
+    with pytest.raises(Unresolved):
+        await resolve("http://no-such-host.invalid/hook", ())
+
+
+async def test_enqueue_refuses_a_callback_to_a_denied_address(tmp_path):
+    with DevHubThread(seed=SEED) as hub:
+        async with trio.open_nursery() as nursery:
+            b = await start_bridge(nursery, hub, tmp_path / "state",
+                                   deny=parse_networks(DEFAULT_DENY))
+            async with b.http() as http:
+                r = await http.post("/enqueue", json=job("ssrf",
+                                                         callbackUrl="http://127.0.0.1:2375/x"))
+                assert r.status_code == 400 and r.json()["field"] == "callbackUrl", r.text
+                assert "denied network 127.0.0.0/8" in r.json()["error"]
+            assert issues(gh_client(hub)) == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_callbacks_to_a_denied_address_are_dropped_and_the_host_header_kept(tmp_path):
+    store = JobStore(tmp_path / "state")
+    async with trio.open_nursery() as nursery:
+        receiver = Receiver()
+        url = await start_receiver(nursery, receiver)
+        port = url.rsplit(":", 1)[1]
+        a_job(store, "j1", 7, url + "/hook")  # 127.0.0.1: denied by default
+        cbs = Callbacks(store, SECRET, backoff=0.05)
+        await nursery.start(cbs.run)
+        cbs.observe("peerA", "a1", lifecycle(7)[0])
+        await until(lambda: [e.state for e in store.events("j1")] == ["dropped"], 10,
+                    "the denied callback dropped")
+        assert receiver.hits == 0 and cbs.counts["dropped"] == 1
+        # allowed: a name is sent to the address it resolved to, with its own Host header
+        a_job(store, "j2", 8, f"http://localhost:{port}/hook")
+        cbs.deny = ()
+        cbs.observe("peerA", "a1", lifecycle(8)[0])
+        await until(lambda: receiver.events() == ["claimed"], 10, "the allowed callback")
+        assert receiver.got[0][0]["host"] == f"localhost:{port}"
+        nursery.cancel_scope.cancel()

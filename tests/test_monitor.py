@@ -281,7 +281,9 @@ def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path,
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
                             BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
                             BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp_path / "enqueue-tokens"),
-                            BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp_path / "callback-secret"))
+                            BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp_path / "callback-secret"),
+                            # the receiver is on loopback, denied by default
+                            BZZZ_MONITOR__CALLBACK_DENY='["169.254.0.0/16"]')
         try:
             wait_for(lambda: _up(mon), 30, what="the monitor answers")
             auth = {"Authorization": "Bearer hive-token-0123456789abcdef",

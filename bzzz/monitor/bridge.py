@@ -38,7 +38,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from .. import logs
 from ..asgi import headers as request_headers
 from ..asgi import lifespan, read_body
 from ..claim.github import GitHubClient, GitHubError, RateLimited, Unavailable
+from .egress import DEFAULT_DENY, Denied, Network, check_literal, parse_networks
 from .jobs import (JOB_ID, TOKEN_NAME, JobError, JobRequest, Reservation, issue_body,
                    issue_labels, issue_title, job_of_issue, job_ref, parse_job,
                    parse_reservation, reservation_message)
@@ -138,8 +139,10 @@ class EnqueueBridge:
                  state_dir: str | Path | JobStore, *, default_repo: str | None = None,
                  rate: float = 1.0, burst: int = 20, callbacks: bool = False,
                  max_body: int = MAX_BODY, peer_wait: float = 5.0,
-                 takeover_after: float = 120.0, clock: Callable[[], float] = time.time) -> None:
+                 takeover_after: float = 120.0, clock: Callable[[], float] = time.time,
+                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY)) -> None:
         self.gh = gh
+        self.deny = tuple(deny)  # networks a callbackUrl may not name (bzzz/monitor/egress.py)
         self._tokens = load_tokens(tokens) if isinstance(tokens, (str, Path)) else dict(tokens)
         if not self._tokens:
             raise TokenFileError("no enqueue tokens")
@@ -168,7 +171,8 @@ class EnqueueBridge:
         return cls(gh, load_tokens(monitor.enqueue_tokens_file), state_dir,
                    default_repo=monitor.enqueue_repo, rate=monitor.enqueue_rate,
                    burst=monitor.enqueue_burst,
-                   callbacks=monitor.callback_secret_file is not None, **kw)
+                   callbacks=monitor.callback_secret_file is not None,
+                   deny=parse_networks(monitor.callback_deny), **kw)
 
     def __repr__(self) -> str:  # never the tokens
         return f"EnqueueBridge(tokens={sorted(self._tokens)}, store={self.store.dir})"
@@ -270,6 +274,11 @@ class EnqueueBridge:
             raise Refused(400, {"error": f"body: not valid JSON{where}", "field": "body"}) from None
         try:
             job = parse_job(doc, self.default_repo, self.callbacks)
+            if job.callback_url is not None:
+                try:
+                    check_literal(job.callback_url, self.deny)
+                except Denied as exc:
+                    raise JobError("callbackUrl", str(exc)) from None
         except JobError as exc:
             raise Refused(400, exc.doc()) from None
         status, reply, replay = await self.enqueue(job, origin)

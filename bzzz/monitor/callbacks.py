@@ -16,8 +16,10 @@ cancelled) are queued, per job, in the state directory. :meth:`Callbacks.run` de
 - signed: ``X-Bzzz-Signature-256: sha256=<hex HMAC-SHA256 of the body>``, keyed with the
   callback secret, as GitHub signs webhooks.
 
-The URL is the user's: only http(s) (checked when the job is enqueued and again here), and
-redirects are not followed (a 3xx is refused, not retried).
+The URL is the user's: only http(s) (checked when the job is enqueued and again here), never
+to a denied network (bzzz/monitor/egress.py: loopback and link-local unless
+``monitor.callback_deny`` says otherwise; checked on the resolved addresses at each delivery),
+and redirects are not followed (a 3xx is refused, not retried).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ import trio
 
 from .. import logs
 
+from .egress import DEFAULT_DENY, Denied, Network, Unresolved, parse_networks, resolve
 from .jobs import STATUS_AFTER, JobError, check_callback_url, delivery_id, event_of, sign
 from .jobstore import EventRow, JobStore
 
@@ -63,7 +66,8 @@ class Callbacks:
                  backoff: float = 1.0, max_backoff: float = 300.0, timeout: float = 10.0,
                  concurrency: int = 8, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY)) -> None:
         if not secret:
             raise ValueError("a callback secret is needed (monitor.callback_secret_file)")
         self.store = store
@@ -76,6 +80,7 @@ class Callbacks:
         self._rng = rng or random.Random()
         self._limit = trio.CapacityLimiter(concurrency)
         self._transport = transport
+        self.deny = tuple(deny)
         self._wake = trio.Event()
         self._busy: set[str] = set()  # jobs with a delivery in flight
         self.counts = {"observed": 0, "queued": 0, "duplicates": 0, "delivered": 0,
@@ -87,7 +92,8 @@ class Callbacks:
         if monitor.callback_secret_file is None:
             return None
         return cls(store, read_secret(monitor.callback_secret_file),
-                   retry_for=monitor.callback_retry_for, **kw)
+                   retry_for=monitor.callback_retry_for,
+                   deny=parse_networks(monitor.callback_deny), **kw)
 
     def __repr__(self) -> str:  # never the secret
         return f"Callbacks(store={self.store.dir})"
@@ -181,32 +187,28 @@ class Callbacks:
             return True
         try:
             check_callback_url(url)
-        except JobError as exc:
+            answer = await self._attempt(http, ev, url)
+        except (JobError, Denied) as exc:
             self.store.dropped(ev.seq, str(exc))
             self.counts["dropped"] += 1
+            log.warning("callback refused", extra={"job": ev.job_id, "event": ev.event,
+                                                   "why": str(exc)})
             return True
-        headers = {"Content-Type": "application/json", "X-Bzzz-Event": ev.event,
-                   "X-Bzzz-Delivery": ev.delivery_id,
-                   "X-Bzzz-Signature-256": sign(self._secret, ev.body)}
-        error: str | None = None
-        try:
-            resp = await http.post(url, content=ev.body, headers=headers)
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}"
+        if isinstance(answer, str):
+            error = answer
+        elif 200 <= answer.status_code < 300:
+            self.store.delivered(ev.seq, self.clock())
+            self.counts["delivered"] += 1
+            return True
+        elif 300 <= answer.status_code < 400 or answer.status_code == 410:
+            why = "a redirect (not followed)" if answer.status_code < 400 else "410 Gone"
+            self.store.dropped(ev.seq, why)
+            self.counts["dropped"] += 1
+            log.warning("callback refused", extra={"job": ev.job_id, "event": ev.event,
+                                                   "status": answer.status_code})
+            return True
         else:
-            if 200 <= resp.status_code < 300:
-                self.store.delivered(ev.seq, self.clock())
-                self.counts["delivered"] += 1
-                return True
-            if 300 <= resp.status_code < 400 or resp.status_code == 410:
-                why = ("a redirect (not followed)" if resp.status_code < 400
-                       else "410 Gone")
-                self.store.dropped(ev.seq, why)
-                self.counts["dropped"] += 1
-                log.warning("callback refused", extra={"job": ev.job_id, "event": ev.event,
-                                                       "status": resp.status_code})
-                return True
-            error = f"HTTP {resp.status_code}"
+            error = f"HTTP {answer.status_code}"
         self.counts["failed_attempts"] += 1
         if now - ev.created >= self.retry_for:
             self.store.dropped(ev.seq, f"gave up after {ev.tries + 1} attempts: {error}")
@@ -220,6 +222,25 @@ class Callbacks:
         log.info("callback will be retried", extra={"job": ev.job_id, "event": ev.event,
                                                     "error": error, "retry_in": round(delay, 2)})
         return False
+
+    async def _attempt(self, http: httpx.AsyncClient, ev: EventRow,
+                       url: str) -> httpx.Response | str:
+        """POST the event to the URL's checked address: the answer, or why none came.
+        Raises Denied when the host is (or resolves to) a denied network."""
+        try:
+            target = await resolve(url, self.deny)
+        except Unresolved as exc:
+            return str(exc)
+        headers = {"Content-Type": "application/json", "X-Bzzz-Event": ev.event,
+                   "X-Bzzz-Delivery": ev.delivery_id,
+                   "X-Bzzz-Signature-256": sign(self._secret, ev.body),
+                   "Host": target.host_header}
+        ext = {"sni_hostname": target.server_name} if target.server_name else None
+        try:
+            return await http.post(target.url, content=ev.body, headers=headers,
+                                   extensions=ext)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
 
     def pending(self) -> int:
         return len(self.store.heads())

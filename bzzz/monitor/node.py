@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from .. import __version__, logs
+from .. import __version__, heap, logs
 from ..asgi import serve_app
 from ..claim.github import GitHubClient, GitHubError
 from ..claim.pulls import iso_time
@@ -428,6 +428,7 @@ class Monitor:
                 nursery.start_soon(self._watch_table)
                 nursery.start_soon(self._poll_github)
                 nursery.start_soon(self._verify_replicas)
+                nursery.start_soon(heap.trim_every)
                 if self.gh is not None and self.gh.credentials is not None:
                     nursery.start_soon(self.gh.credentials.run)
                 if self.callbacks is not None:

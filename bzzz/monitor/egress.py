@@ -1,0 +1,120 @@
+"""Where the monitor may send a user-given URL (job callbacks): a deny-list of networks.
+
+A holder of an enqueue token chooses the callback URL, so without a check they could make the
+monitor POST to services only its own host reaches: loopback, link-local (cloud metadata at
+169.254.169.254), "this network". Those are denied by default; ``monitor.callback_deny``
+replaces the list (CIDR networks; ``[]`` allows every address, e.g. for a receiver on the
+monitor's own host; add 10.0.0.0/8 and the like to keep callbacks off a private network).
+
+The check is made on the addresses the host name resolves to *at delivery*, and the request
+then goes to the checked address (the Host header and TLS server name stay the URL's), so a
+name that resolves elsewhere between check and connect (DNS rebinding) cannot slip through.
+Every address a name resolves to must be allowed: one denied address refuses the URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import trio
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are checked as their IPv4 address
+DEFAULT_DENY = ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "169.254.0.0/16",
+                "fe80::/10")
+
+
+class Denied(Exception):
+    """The URL's host is (or resolves to) a denied address; the message names it."""
+
+
+class Unresolved(Exception):
+    """The host name did not resolve (worth retrying: DNS may come back)."""
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """CIDR strings to networks; a bad one raises ValueError naming it."""
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(str(value).strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a network (CIDR such as 10.0.0.0/8)") from None
+    return tuple(out)
+
+
+def denied_by(address: Address, deny: Sequence[Network]) -> Network | None:
+    """The first network of ``deny`` holding ``address`` (IPv4-mapped IPv6 checked as IPv4)."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    for net in deny:
+        if address in net or (mapped is not None and mapped in net):
+            return net
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect for a URL: the checked address, with the URL's own host for the
+    Host header and the TLS server name."""
+    url: str  # the URL with its host replaced by the address
+    host_header: str
+    server_name: str | None  # for https
+
+
+def _with_host(url: str, address: Address) -> str:
+    parts = urlsplit(url)
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = literal + (f":{parts.port}" if parts.port is not None else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_literal(url: str, deny: Sequence[Network]) -> None:
+    """At enqueue, without DNS: refuse a URL whose host is a denied address or ``localhost``
+    (raises Denied). Names are checked again, resolved, at every delivery."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        host = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    net = denied_by(address, deny)
+    if net is not None:
+        raise Denied(f"callback address {urlsplit(url).hostname} is in a denied network "
+                     f"{net} (monitor.callback_deny)")
+
+
+async def resolve(url: str, deny: Sequence[Network]) -> Target:
+    """Resolve the URL's host, check every address against ``deny`` and pick the first."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise Unresolved(f"{host} does not resolve ({type(exc).__name__})") from None
+        addresses = []
+        for info in infos:
+            a = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            if a not in addresses:
+                addresses.append(a)
+        if not addresses:
+            raise Unresolved(f"{host} does not resolve")
+    for a in addresses:
+        net = denied_by(a, deny)
+        if net is not None:
+            shown = host if str(a) == host else f"{host} ({a})"
+            raise Denied(f"callback address {shown} is in a denied network {net} "
+                         "(monitor.callback_deny)")
+    host_header = parts.netloc.rpartition("@")[2]
+    return Target(_with_host(url, addresses[0]), host_header,
+                  host if parts.scheme == "https" else None)
