@@ -144,6 +144,9 @@ class Agent:
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
                                   "Pubsub messages whose signature did not verify",
                                   lambda: self.node.security_stats.pubsub_bad_signature)
+        self.metrics.counter_from("bzzz_pubsub_malformed_rpcs",
+                                  "Peers' pubsub streams ended for an RPC that did not parse",
+                                  lambda: self.node.security_stats.pubsub_malformed_rpc)
         self.logsync = LogSync(
             self.node, self.decisions.log, config.data_dir / "replicas",
             follow=config.replicate_logs,

@@ -139,3 +139,60 @@ async def test_private_network(tmp_path, nursery):
         assert outsider.peer_id not in a.connected_peers()
     await wait_until(lambda: a.pnet_stats.rejected_wrong_key >= 1
                      and a.pnet_stats.rejected_no_pnet >= 1, 6, "rejections counted by kind")
+
+
+async def test_a_pubsub_rpc_that_does_not_parse_ends_that_stream_not_the_agent(tmp_path, nursery):
+    """py-libp2p lets protobuf's DecodeError out of its pubsub reader, which ended the whole
+    host: one peer's bytes stopped the daemon. Now the stream ends and it is counted."""
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
+    from libp2p.utils.varint import encode_uvarint
+
+    from bzzz.p2p.host import SECURITY_STATS
+
+    agent = await start_agent(nursery, tmp_path, "a")
+    attacker = await start_node(nursery, tmp_path, "evil")
+    await attacker.host.connect(info_from_p2p_addr(Multiaddr(agent.node.addrs()[0])))
+    before = SECURITY_STATS.pubsub_malformed_rpc
+    garbage = b"\x0a\xff\xff\xff\xff\xff not protobuf"  # field 1, a length past the end
+    for _ in range(3):
+        stream = await attacker.host.new_stream(ID.from_base58(agent.peer_id),
+                                                [PROTOCOL_ID_V11])
+        await stream.write(encode_uvarint(len(garbage)) + garbage)
+        await wait_until(lambda: SECURITY_STATS.pubsub_malformed_rpc > before, 5, "counted")
+        before = SECURITY_STATS.pubsub_malformed_rpc
+    assert b"bzzz_pubsub_malformed_rpcs_total" in agent.render_metrics()
+    # the agent is still a working member of the mesh
+    b = await start_agent(nursery, tmp_path, "b", bootstrap=[agent.node.addrs()[0]])
+    await wait_until(lambda: b.peer_id in agent.mesh.table and agent.peer_id in b.mesh.table,
+                     10, "a new peer meshes with the agent")
+
+
+async def test_garbage_on_every_protocol_the_agent_speaks_leaves_it_running(tmp_path, nursery):
+    """Whatever a peer sends on any protocol the agent handles (py-libp2p's and ours), the
+    agent keeps running and keeps answering."""
+    from libp2p.utils.varint import encode_uvarint
+
+    agent = await start_agent(nursery, tmp_path, "a")
+    attacker = await start_node(nursery, tmp_path, "evil")
+    await attacker.host.connect(info_from_p2p_addr(Multiaddr(agent.node.addrs()[0])))
+    protocols = sorted(str(p) for p in agent.node.host.get_mux().handlers)
+    assert len(protocols) >= 5, protocols
+    target = ID.from_base58(agent.peer_id)
+    payloads = [b"\x0a\xff\xff\xff\xff\xff not protobuf", b"\xc1\xc1\xc1", b"\x00",
+                b"\xff" * 64]
+    for proto in protocols:
+        for garbage in payloads:
+            for framed in (encode_uvarint(len(garbage)) + garbage, garbage):
+                try:
+                    with trio.move_on_after(2):
+                        await attacker.host.connect(
+                            info_from_p2p_addr(Multiaddr(agent.node.addrs()[0])))
+                        stream = await attacker.host.new_stream(target, [proto])
+                        await stream.write(framed)
+                        await stream.close()
+                except Exception:  # noqa: BLE001 -- the agent may refuse us: that is fine
+                    pass
+    b = await start_agent(nursery, tmp_path, "b", bootstrap=[agent.node.addrs()[0]])
+    await wait_until(lambda: b.peer_id in agent.mesh.table and agent.peer_id in b.mesh.table,
+                     15, "a new peer meshes with the agent")
+    assert agent.status()["peer_id"] == agent.peer_id

@@ -6,12 +6,15 @@
 - ``psk`` uses our spec-compliant pnet instead of py-libp2p's Salsa20 variant.
 - Kademlia speaks ``/bzzz/kad/1.0.0`` instead of the hard-wired ``/ipfs/kad/1.0.0``.
 - Pubsub signature failures, which py-libp2p drops silently, are counted.
+- A pubsub RPC that does not parse, or fails in handling, ends that peer's stream (counted)
+  instead of the whole host.
 
 Every patch of the library lives in :func:`_patch_libp2p`, applied once on import.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from multiaddr import Multiaddr
 from . import addrs as addrs_mod
 from .pnet import DEFAULT_HANDSHAKE_TIMEOUT, PnetConnection, PnetStats
 
+_log = logging.getLogger("bzzz.p2p")
+
 KAD_PROTOCOL = TProtocol("/bzzz/kad/1.0.0")
 NEGOTIATE_TIMEOUT = 10
 
@@ -47,6 +52,7 @@ class SecurityStats:
 
     pubsub_bad_signature: int = 0
     pubsub_outbound_dropped: int = 0
+    pubsub_malformed_rpc: int = 0  # streams ended for an RPC that did not parse or failed
 
 
 SECURITY_STATS = SecurityStats()
@@ -195,6 +201,33 @@ def _patch_libp2p() -> None:
     import libp2p.network.swarm as swarm_mod
 
     swarm_mod._HAPPY_EYEBALLS_DELAY = 0.0
+
+    # 9. A pubsub RPC that is not valid protobuf (a peer's garbage, or a stream cut
+    #    mid-message) raises protobuf's DecodeError, which py-libp2p's stream handler does
+    #    not catch: it ends the connection's nursery and with it the swarm, so one peer's
+    #    bytes stopped the whole daemon. Any other failure while handling a peer's RPC would
+    #    do the same. Make it a ParseError, which the handler already treats as a bad stream
+    #    (reset it, forget the peer; the peer may reconnect), and count it.
+    from libp2p.exceptions import ParseError
+    from libp2p.io.exceptions import IncompleteReadError
+    from libp2p.network.stream.exceptions import StreamError
+
+    handled = (ParseError, StreamError, IncompleteReadError)  # the handler's own cases
+    original_read = pubsub_mod.Pubsub.continuously_read_stream
+
+    async def guarded_read(self, stream) -> None:
+        try:
+            await original_read(self, stream)
+        except handled:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a peer's input must not end the host
+            SECURITY_STATS.pubsub_malformed_rpc += 1
+            _log.warning("a peer's pubsub stream was ended", extra={
+                "peer": str(getattr(stream.muxed_conn, "peer_id", "?")),
+                "error": type(exc).__name__})
+            raise ParseError(f"pubsub RPC from a peer: {type(exc).__name__}") from None
+
+    pubsub_mod.Pubsub.continuously_read_stream = guarded_read
 
 
 _patch_libp2p()
