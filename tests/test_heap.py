@@ -20,3 +20,7 @@ async def test_without_glibc_it_returns_at_once(monkeypatch):
 def test_glibc_trim_is_found_here():
     trim = heap.malloc_trim()
     assert trim is not None and trim(0) in (0, 1)
+
+
+def test_the_mmap_threshold_can_be_fixed_here():
+    assert heap.fix_mmap_threshold()

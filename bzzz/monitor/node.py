@@ -37,6 +37,8 @@ FOLLOW_ALL = 100_000
 INDEX_CHUNK = 4096  # blocks read and indexed per transaction
 TICK = 0.5  # seconds between looks at the peer table (the page's agents)
 VERIFY_EVERY = 600.0  # seconds between full checks of every replica on disk
+POLL_PAGE = 100  # issues per request of the GitHub poll
+POLL_PAGES = 5  # requests per repository and poll at most (the cursor carries on)
 
 
 class MonitorError(Exception):
@@ -138,6 +140,8 @@ class Monitor:
         self.damaged: dict[str, str] = {}  # replica key hex -> why it does not verify
         self.verify_failures = 0
         self.github_ok: bool | None = None
+        self._poll_cursor: dict[str, str] = {}  # repo -> newest updated_at seen
+        self._poll_etag: dict[str, str] = {}  # repo -> ETag of the current query
         self.started_at = clock()
         self.bound: list[str] = []
 
@@ -279,14 +283,10 @@ class Monitor:
         interval = self.config.monitor.poll_interval
         if self.gh is None or not repos or interval <= 0:
             return
-        etags: dict[str, str] = {}
         while True:
             for repo in repos:
                 try:
-                    reply = await self.gh.request(
-                        "GET", f"/repos/{repo}/issues", etag=etags.get(repo),
-                        params={"labels": "bzzz", "state": "all", "sort": "updated",
-                                "direction": "desc", "per_page": 100})
+                    changed = await self._poll_repo(repo)
                     self.github_ok = True
                 except GitHubError as exc:
                     if self.github_ok is not False:
@@ -294,23 +294,54 @@ class Monitor:
                             "repo": repo, "error": str(exc)})
                     self.github_ok = False
                     continue
-                if reply.status == 304 or not isinstance(reply.data, list):
-                    continue
-                if reply.etag:
-                    etags[repo] = reply.etag
-                changed = False
-                for issue in reply.data:
-                    if not isinstance(issue, dict) or "pull_request" in issue:
-                        continue
-                    labels = [x.get("name", "") for x in issue.get("labels") or []
-                              if isinstance(x, dict)]
-                    changed |= self.index.observe_issue(
-                        repo, int(issue.get("number", 0)), str(issue.get("title") or ""),
-                        labels, issue.get("state") == "open",
-                        iso_time(issue.get("updated_at")), issue.get("html_url"))
                 if changed:
                     self._changed()
             await trio.sleep(interval)
+
+    async def _poll_repo(self, repo: str) -> bool:
+        """Read the repository's ``bzzz`` issues changed since the last poll into the index;
+        True when the index changed.
+
+        The first poll reads the newest POLL_PAGE; later ones only what changed since the
+        newest ``updated_at`` seen (``since`` is inclusive: the issues of that second come
+        again and change nothing), oldest first, a few pages at most per poll (the cursor
+        moves on). A quiet repository answers 304. So each poll costs one small request,
+        however many finished issues the repository holds."""
+        cursor = self._poll_cursor.get(repo)
+        params: dict[str, Any] = {"labels": "bzzz", "state": "all", "sort": "updated",
+                                  "per_page": POLL_PAGE}
+        params.update({"direction": "desc"} if cursor is None
+                      else {"direction": "asc", "since": cursor})
+        path = f"/repos/{repo}/issues"
+        reply = await self.gh.request("GET", path, etag=self._poll_etag.get(repo),
+                                      params=params)
+        if reply.status == 304 or not isinstance(reply.data, list):
+            return False
+        first_etag, docs, page = reply.etag, list(reply.data), 1
+        while cursor is not None and len(reply.data or ()) >= POLL_PAGE \
+                and 'rel="next"' in reply.headers.get("link", "") and page < POLL_PAGES:
+            page += 1
+            reply = await self.gh.request("GET", path, params={**params, "page": page})
+            docs += list(reply.data or [])
+        changed = False
+        newest = cursor
+        for issue in docs:
+            if not isinstance(issue, dict) or "pull_request" in issue:
+                continue
+            updated = issue.get("updated_at")
+            if isinstance(updated, str) and (newest is None or updated > newest):
+                newest = updated  # ISO 8601 in UTC: text order is time order
+            labels = [x.get("name", "") for x in issue.get("labels") or []
+                      if isinstance(x, dict)]
+            changed |= self.index.observe_issue(
+                repo, int(issue.get("number", 0)), str(issue.get("title") or ""),
+                labels, issue.get("state") == "open", iso_time(updated), issue.get("html_url"))
+        if newest != cursor:
+            self._poll_cursor[repo] = newest
+            self._poll_etag.pop(repo, None)  # a new query
+        elif first_etag:
+            self._poll_etag[repo] = first_etag
+        return changed
 
     async def file_task(self, doc: dict) -> dict:
         """The new-task form: a ``bzzz`` issue filed as the monitor's GitHub identity."""
