@@ -11,7 +11,8 @@ warm-up, per hour; RSS growth is also given in percent of the mean.
 
 One JSON object per line:
 
-  soak_rss_growth_pct_per_hour      per agent (its longest-lived incarnation), target <= 5 %
+  soak_rss_growth_pct_per_hour      per agent (its longest-lived incarnation), target <= 5 %,
+                                    judged for the agent never restarted (a0)
   soak_open_files_growth_per_hour   per agent
   soak_threads_growth_per_hour      per agent
   soak_log_growth_bytes_per_hour    per agent (signed log + output), for sizing
@@ -19,7 +20,8 @@ One JSON object per line:
   tasks_lost                        tasks filed that ended neither done nor failed (target 0)
   tasks_run_twice                   tasks with more than one result comment (target 0)
   soak_concurrent_holds             pairs of agents holding one task's claim at once, from
-                                    the agents' signed logs (target 0)
+                                    the agents' signed logs (target 0; a hand-off's hold ends
+                                    when it was sent, its decision's released_at)
 
 Short runs extrapolate a few minutes to an hour: the growth figures of --quick are a smoke
 check, not a measurement (noise of a few MB reads as tens of percent per hour).
@@ -392,7 +394,12 @@ class Soak:
                 if kind in HOLD_START and issue not in open_:
                     open_[issue] = ts
                 elif kind in HOLD_END and issue in open_:
-                    holds.setdefault(issue, []).append((open_.pop(issue), ts, name))
+                    # a hand-off is logged once GitHub has moved the claim, so the helper's
+                    # start may come first by a request's latency; the hold ended when the
+                    # hand-off was sent (released_at), which GitHub then serialised
+                    end = e.get("released_at", ts)
+                    end = end if isinstance(end, (int, float)) else ts
+                    holds.setdefault(issue, []).append((open_.pop(issue), end, name))
             for n, s in open_.items():
                 end = next((t for t in ends if t >= s), time.time())
                 holds.setdefault(n, []).append((s, end, name))
@@ -485,7 +492,10 @@ def main() -> int:
         soak.close()
         if soak.samples_out is not None:
             soak.samples_out.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if soak.failed or soak.overlaps:  # the logs and outputs say why: keep them
+            print(f"soak: the agents' logs and outputs are kept in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     return 1 if soak.failed else 0
 
 
@@ -503,8 +513,13 @@ def report(soak: Soak, args, info: dict, duration: float, warmup: float, t: floa
             continue
         life, g = max(measured, key=lambda x: x[1]["measured_s"])
         p = {"agent": name, "incarnations": len(lives), **params, **g}
+        # only a process that lived through the run is judged: a restarted agent's lives
+        # are a few minutes each, mostly warm-up, which says nothing per hour
+        judged = not args.quick and len(lives) == 1
+        if not judged and not args.quick:
+            p["note"] = "restarted during the run: its lives are mostly warm-up; not judged"
         emit("soak_rss_growth_pct_per_hour", g["rss_pct_per_hour"], "%/h", f"<= {RSS_TARGET:g}",
-             None if args.quick else g["rss_pct_per_hour"] <= RSS_TARGET, **p)
+             g["rss_pct_per_hour"] <= RSS_TARGET if judged else None, **p)
         emit("soak_open_files_growth_per_hour", g["fds_per_hour"], "fds/h", "~0", None, **p)
         emit("soak_threads_growth_per_hour", g["threads_per_hour"], "threads/h", "~0", None, **p)
         emit("soak_log_growth_bytes_per_hour", g.get("log_bytes_per_hour"), "B/h", "", None, **p)

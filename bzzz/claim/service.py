@@ -888,6 +888,7 @@ class ClaimService:
             async with run.ref_lock:
                 if run.held is None:
                     return True
+                sent = self.clock()  # the claim is ours until GitHub takes the hand-off
                 try:
                     if pick is None:
                         outcome = await lock.record_help(run.held, json.dumps(entry))
@@ -910,9 +911,11 @@ class ClaimService:
                 # the claim is the helper's now: ours is gone, nothing to release
                 run.held = None
             from ..help.messages import encode_handoff
+            # released_at: when the hand-off was sent. The helper may log its start before
+            # this decision is written (GitHub moved the claim first), never before that.
             self._decide("help_handed_over", task, ask=asked, helper=pick["helper"],
                          helper_node=pick.get("helper_node"), request=ask.request_id,
-                         sha=outcome.sha)
+                         sha=outcome.sha, released_at=round(sent, 3))
             await self.helper.send_handoff(pick["helper"], encode_handoff(
                 self.helper.sign, ask.request_id, self.helper.me, pick["helper"], task.repo,
                 task.number, outcome.sha, self.clock()), pick.get("addrs") or ())
