@@ -74,6 +74,11 @@ def _with_host(url: str, address: Address) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _denied(shown: str | None, net: Network) -> Denied:
+    return Denied(f"callback address {shown} is in a denied network {net} "
+                  "(monitor.callback_deny)")
+
+
 def check_literal(url: str, deny: Sequence[Network]) -> None:
     """At enqueue, without DNS: refuse a URL whose host is a denied address or ``localhost``
     (raises Denied). Names are checked again, resolved, at every delivery."""
@@ -86,8 +91,7 @@ def check_literal(url: str, deny: Sequence[Network]) -> None:
         return
     net = denied_by(address, deny)
     if net is not None:
-        raise Denied(f"callback address {urlsplit(url).hostname} is in a denied network "
-                     f"{net} (monitor.callback_deny)")
+        raise _denied(urlsplit(url).hostname, net)
 
 
 async def resolve(url: str, deny: Sequence[Network]) -> Target:
@@ -113,8 +117,7 @@ async def resolve(url: str, deny: Sequence[Network]) -> Target:
         net = denied_by(a, deny)
         if net is not None:
             shown = host if str(a) == host else f"{host} ({a})"
-            raise Denied(f"callback address {shown} is in a denied network {net} "
-                         "(monitor.callback_deny)")
+            raise _denied(shown, net)
     host_header = parts.netloc.rpartition("@")[2]
     return Target(_with_host(url, addresses[0]), host_header,
                   host if parts.scheme == "https" else None)
