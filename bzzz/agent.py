@@ -35,7 +35,7 @@ from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
-from .p2p.logsync import LogSync
+from .p2p.logsync import STALL_INTERVALS, LogSync
 from .p2p.mesh import Mesh, leave, until_stop_signal
 from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
@@ -138,7 +138,8 @@ class Agent:
             lambda reason: self.metrics.pnet_rejected.labels(reason).inc())
         self.mesh = Mesh(self.node, config.node_id, self.capabilities,
                          interval=config.announce_interval, max_tasks=config.max_tasks,
-                         metrics=self.metrics, log_key=self.decisions.key)
+                         metrics=self.metrics, log_key=self.decisions.key,
+                         log_length=lambda: self.decisions.length)
         # py-libp2p drops badly signed messages before our validators see them; it counts
         # them only through our patch (bzzz.p2p.host), read at scrape time.
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
@@ -150,7 +151,8 @@ class Agent:
         self.logsync = LogSync(
             self.node, self.decisions.log, config.data_dir / "replicas",
             follow=config.replicate_logs,
-            peers=self._log_peers)
+            peers=self._log_peers, announced=self.mesh.announced_log_length,
+            stall_after=STALL_INTERVALS * config.announce_interval)
         from .help.service import HelpService
         self.help = HelpService(
             self.node, self.identity, config.node_id, self.decisions,
@@ -168,6 +170,10 @@ class Agent:
         self.metrics.counter_from("bzzz_log_bad_peers",
                                   "Peers dropped for bad log data (proof, signature, size)",
                                   lambda: self.logsync.bad_peers, label="reason")
+        self.metrics.counter_from("bzzz_log_follow_stalls",
+                                  "Log followers started again after not moving while their "
+                                  "peer announced a longer log",
+                                  lambda: self.logsync.stalls)
         self.metrics.counter_from("bzzz_dials", "Outgoing dial attempts",
                                   lambda: self.node.dial_attempts)
         self.metrics.counter_from("bzzz_dial_failures", "Outgoing dials that failed",

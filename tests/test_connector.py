@@ -40,3 +40,22 @@ def test_disconnect_retries_soon_and_unpinned_peers_are_forgotten():
     plan.disconnected("B", 5)
     assert "B" in {c.peer_id for c in plan.due(6, set())}
     assert {c.peer_id for c in plan.due(10_000, set())} == {"C"}
+
+
+def test_a_node_alone_retries_its_bootstrap_peers_often_whatever_their_backoff():
+    plan = DialPlan("A", random.Random(1))
+    plan.offer("B", ADDR, "bootstrap", 0.0, pinned=True)
+    plan.offer("C", ("/ip4/10.0.0.3/tcp/1/p2p/C",), "mdns", 0.0)
+    for _ in range(6):  # B was not listening yet: its backoff has grown to many seconds
+        plan.started("B", 0.0)
+        plan.failed("B", 0.0)
+        plan.started("C", 0.0)
+        plan.failed("C", 0.0)
+    assert plan.due(1.9, set()) == []
+    # connected to nobody: the bootstrap peer is due again after ALONE_RETRY, C is not
+    assert [c.peer_id for c in plan.due(2.0, set())] == ["B"]
+    plan.started("B", 2.0)
+    assert plan.due(4.5, set()) == []  # never twice at once
+    # connected to someone: the usual backoff
+    plan.failed("B", 5.0)
+    assert plan.due(7.0, {"D"}) == []

@@ -351,3 +351,31 @@ async def test_a_replica_wakes_its_own_followers_at_once(tmp_path, autojump_cloc
                     await trio.sleep(0.001)
             assert trio.current_time() - start < 0.5  # not a 1 s poll
         nursery.cancel_scope.cancel()
+
+
+def _silent_channel():
+    """A stream whose peer never says anything (its connection died without closing)."""
+    async def read(n: int) -> bytes:
+        await trio.sleep_forever()
+
+    async def write(data: bytes) -> None:
+        pass
+
+    return Channel(read, write)
+
+
+async def test_a_reader_gives_up_on_a_silent_stream(tmp_path, autojump_clock):
+    from bzzz.hyperlog.replicate import REPLY_TIMEOUT, ChannelTimeout
+    rep = Replicator(os.urandom(32), tmp_path / "copy")
+    t0 = trio.current_time()
+    with pytest.raises(ChannelTimeout):
+        await rep.sync(_silent_channel(), follow=True)
+    assert trio.current_time() - t0 == pytest.approx(REPLY_TIMEOUT)
+    assert rep.waiting_on == "the answer to head"
+
+
+async def test_a_server_gives_up_on_a_silent_reader(autojump_clock):
+    from bzzz.hyperlog.replicate import SERVE_IDLE
+    t0 = trio.current_time()
+    await LogServer().serve(_silent_channel())  # returns instead of waiting for ever
+    assert trio.current_time() - t0 == pytest.approx(SERVE_IDLE)

@@ -15,6 +15,12 @@ Messages are msgpack maps, each behind a 4-byte big-endian length; one request, 
   the nodes that lift the roots at ``from`` to those at ``length`` (the log only grew).
 - ``{"op": "list"}`` -> ``{"op": "list", "keys": [...]}``: the logs this peer serves.
 
+Every wait has a deadline: a reader gives up on a stream whose answer does not come within
+REPLY_TIMEOUT (after the ``wait`` it asked for, when following), and a server on one whose
+next request does not come within SERVE_IDLE; the caller opens a new stream. A connection
+that died without closing its streams (a peer killed and back under another address) so
+costs one deadline, never a follower waiting for ever.
+
 The reader checks everything before it stores anything: the key against the manifest, the
 roots against the tree hash, the signature, every block range and every upgrade against the
 signed roots. Anything wrong raises :class:`PeerMisbehaved` (the caller drops the peer).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import aclosing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +52,8 @@ MAX_MESSAGE = 9 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024  # per message; measured fastest over py-libp2p's yamux
 CHUNK_BLOCKS = 8192
 MAX_WAIT = 30.0
+REPLY_TIMEOUT = 15.0  # seconds an answer may take beyond the wait asked for
+SERVE_IDLE = MAX_WAIT + 2 * REPLY_TIMEOUT  # seconds a server waits for the next request
 SEAL_STEP = 16384  # blocks: how far a long copy goes between durable seals
 CONFLICT_FILE = "conflict"
 
@@ -67,6 +76,10 @@ class LogConflict(ReplicationError):
 
 class ChannelClosed(ReplicationError):
     pass
+
+
+class ChannelTimeout(ChannelClosed):
+    """No message within the deadline: the stream is given up."""
 
 
 # ---------------------------------------------------------------------- framing
@@ -96,7 +109,15 @@ class Channel:
         data = msgpack.packb(msg, use_bin_type=True)
         await self._write(len(data).to_bytes(4, "big") + data)
 
-    async def recv(self) -> dict:
+    async def recv(self, timeout: float | None = None) -> dict:
+        """The next message; ChannelTimeout if it has not come whole within ``timeout``."""
+        if timeout is None:
+            return await self._recv()
+        with trio.move_on_after(timeout):
+            return await self._recv()
+        raise ChannelTimeout(f"no answer within {timeout:g} s")
+
+    async def _recv(self) -> dict:
         size = int.from_bytes(await self._exactly(4), "big")
         if size > MAX_MESSAGE:
             raise PeerMisbehaved("oversized", f"a message of {size} bytes")
@@ -257,11 +278,15 @@ class LogServer:
         """Answer requests until the stream ends."""
         while True:
             try:
-                req = await channel.recv()
+                req = await channel.recv(SERVE_IDLE)
             except ChannelClosed:
                 return
-            async for answer in self.respond(req):
-                await channel.send(answer)
+            async with aclosing(self.respond(req)) as answers:
+                async for answer in answers:
+                    with trio.move_on_after(SERVE_IDLE) as scope:
+                        await channel.send(answer)
+                    if scope.cancelled_caught:
+                        return  # the reader stopped reading
 
     async def respond(self, req: dict) -> AsyncIterator[dict]:
         """The answers to one request: one, or for ``blocks`` with ``all`` the whole range,
@@ -375,6 +400,7 @@ class Replicator:
         self.conflict: Conflict | None = Conflict.load(self.path)
         self.bytes = 0
         self.on_open: Callable[[Hyperlog], None] = lambda log: None  # e.g. start serving it
+        self.waiting_on = ""  # what the current sync waits for (said when it stalls)
 
     def _ensure(self, public_key: bytes) -> Hyperlog:
         if core_key(public_key) != self.key:
@@ -390,8 +416,12 @@ class Replicator:
             self.log = None
 
     async def _ask(self, ch: Channel, req: dict, want: str) -> dict:
+        self.waiting_on = f"sending {req['op']}"
         await ch.send({**req, "key": self.key})
-        msg = await ch.recv()
+        wait = float(req.get("wait") or 0)
+        self.waiting_on = (f"a head longer than {req['after']} (following)" if "after" in req
+                           else f"the answer to {req['op']}")
+        msg = await ch.recv(wait + REPLY_TIMEOUT)
         if msg["op"] == "conflict":
             await self._on_conflict(msg)
         if msg["op"] == "unknown":
@@ -488,7 +518,8 @@ class Replicator:
         await ch.send({"op": "blocks", "key": self.key, "start": pos, "end": head.length,
                        "length": head.length, "all": True})
         while pos < head.length:
-            msg = await ch.recv()
+            self.waiting_on = f"blocks {pos}..{head.length}"
+            msg = await ch.recv(REPLY_TIMEOUT)
             if msg["op"] == "error":
                 raise ReplicationError(f"the peer said: {str(msg.get('message'))[:200]}")
             blocks = msg.get("blocks")
@@ -510,7 +541,7 @@ class Replicator:
 
 async def list_logs(ch: Channel) -> list[bytes]:
     await ch.send({"op": "list"})
-    msg = await ch.recv()
+    msg = await ch.recv(REPLY_TIMEOUT)
     keys = msg.get("keys")
     if msg["op"] != "list" or not isinstance(keys, list):
         raise PeerMisbehaved("malformed", "list")

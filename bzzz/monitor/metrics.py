@@ -55,6 +55,9 @@ class _MeshCollector:
                                   "Replicas that failed verification (bad proof, signature, "
                                   "conflict)", value=sum(m.logsync.bad_peers.values())
                                   + len(m.logsync.server.conflicts) + m.verify_failures)
+        yield CounterMetricFamily("bzzz_log_follow_stalls",
+                                  "Log followers started again after not moving while their "
+                                  "agent announced a longer log", value=m.logsync.stalls)
         yield CounterMetricFamily("bzzz_mesh_index_entries", "Decisions indexed",
                                   value=m.index.total)
         yield CounterMetricFamily("bzzz_mesh_events_dropped",

@@ -24,7 +24,7 @@ from ..config import Config
 from ..decisions import open_data_dir
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
-from ..p2p.logsync import LogSync
+from ..p2p.logsync import STALL_INTERVALS, LogSync
 from ..p2p.mesh import Mesh, leave, until_stop_signal
 from ..p2p.node import P2PNode
 from ..p2p.pnet import load_psk
@@ -124,7 +124,9 @@ class Monitor:
         self._wake = trio.Event()
         self._wake.set()
         self.logsync = LogSync(self.node, self.decisions.log, config.data_dir / "replicas",
-                               follow=FOLLOW_ALL, peers=self._log_peers)
+                               follow=FOLLOW_ALL, peers=self._log_peers,
+                               announced=self.mesh.announced_log_length,
+                               stall_after=STALL_INTERVALS * config.announce_interval)
         self.replicas: dict[str, Hyperlog] = {}
         self.logsync.on_replica.append(self._replica_opened)
         for key, rep in self.logsync.replicators.items():

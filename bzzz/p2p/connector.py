@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 BASE_DELAY = 0.5
 MAX_DELAY = 30.0
 FORGET_AFTER = 600.0  # stop retrying a peer we have not reached or heard of for this long
+ALONE_RETRY = 2.0  # seconds between dials of a bootstrap peer while connected to nobody
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Candidate:
     next_try: float = 0.0
     last_heard: float = 0.0
     sources: set[str] = field(default_factory=set)
+    dialing: bool = False
+    failed_at: float = 0.0
 
 
 class DialPlan:
@@ -66,7 +69,12 @@ class DialPlan:
             if pid not in self._pinned and now - c.last_heard > FORGET_AFTER:
                 del self._peers[pid]
                 continue
-            if c.next_try <= now:
+            if c.dialing:
+                continue
+            due_at = c.next_try
+            if not connected and pid in self._pinned:
+                due_at = min(due_at, c.failed_at + ALONE_RETRY)
+            if due_at <= now:
                 out.append(c)
         return out
 
@@ -74,11 +82,12 @@ class DialPlan:
         """A dial began: do not hand it out again until it ends."""
         c = self._peers.get(peer_id)
         if c is not None:
-            c.next_try = now + 3600
+            c.dialing = True
 
     def succeeded(self, peer_id: str, now: float) -> None:
         c = self._peers.get(peer_id)
         if c is not None:
+            c.dialing = False
             c.failures = 0
             c.next_try = now + BASE_DELAY
 
@@ -86,6 +95,8 @@ class DialPlan:
         c = self._peers.get(peer_id)
         if c is None:
             return 0.0
+        c.dialing = False
+        c.failed_at = now
         c.failures += 1
         delay = min(MAX_DELAY, BASE_DELAY * 2 ** c.failures)
         delay *= 0.5 + self._rng.random()  # jitter: 50 % to 150 %

@@ -49,6 +49,8 @@ class Announcement:
     # monitor draws as the mesh's edges, at most MAX_PEERS) and its version
     peers: tuple[str, ...] = ()
     version: str = ""
+    # optional: how many entries its own log held (followers see when they fall behind)
+    log_length: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def encode_announcement(a: Announcement) -> bytes:
         "v": VERSION, "type": TYPE_ANNOUNCE, "from": a.peer_id, "ts": a.ts,
         "node_id": a.node_id, "capabilities": list(a.capabilities), "addrs": list(a.addrs),
         "log_key": a.log_key, "load": list(a.load), "seq": a.seq,
-        "peers": list(a.peers[:MAX_PEERS]), "version": a.version,
+        "peers": list(a.peers[:MAX_PEERS]), "version": a.version, "log_length": a.log_length,
     })
 
 
@@ -122,15 +124,20 @@ def decode(data: bytes, signer: str, now: float) -> dict[str, Any]:
     return m
 
 
+def _count(m: dict, key: str) -> int:
+    value = m.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
+        raise EnvelopeError("malformed", f"field {key!r} must be a non-negative integer")
+    return value
+
+
 def parse_announcement(m: dict[str, Any]) -> Announcement:
     load = m.get("load")
     if (not isinstance(load, list) or len(load) != 2
             or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 20
                        for x in load)):
         raise EnvelopeError("malformed", "field 'load' must be [running, max]")
-    seq = m.get("seq", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise EnvelopeError("malformed", "field 'seq' must be a non-negative integer")
+    seq = _count(m, "seq") if "seq" in m else 0
     return Announcement(
         peer_id=m["from"], node_id=_str(m, "node_id", 128), ts=float(m["ts"]),
         capabilities=_str_list(m, "capabilities", MAX_CAPABILITIES),
@@ -138,6 +145,7 @@ def parse_announcement(m: dict[str, Any]) -> Announcement:
         load=(load[0], load[1]), seq=seq,
         peers=_str_list(m, "peers", MAX_PEERS) if "peers" in m else (),
         version=_str(m, "version", 64, empty_ok=True) if "version" in m else "",
+        log_length=_count(m, "log_length") if "log_length" in m else 0,
     )
 
 

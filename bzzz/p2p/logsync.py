@@ -6,14 +6,24 @@ followed log is one stream, all of a peer's over its one connection. A peer that
 proof, a bad signature or an oversized message is disconnected and counted
 (``bzzz_log_bad_peers_total{reason}``); a log whose key signed two histories is frozen
 (``bzzz_log_conflicts``, and the status API lists it).
+
+Following watches itself: a peer announces the length of its own log, and a follower whose
+copy has not advanced for ``stall_after`` seconds (STALL_INTERVALS announcement intervals,
+so that it moves again within two) while the
+peer announces a longer log is stalled, whatever it waits on (a stream over a connection
+that died without closing it, a dial to an address the peer left, a long back-off after
+the peer was away). It is told with what it was waiting on, counted
+(``bzzz_log_follow_stalls_total``), and started again at once on a new stream.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -25,6 +35,24 @@ from ..hyperlog.replicate import (PROTOCOL, Channel, ChannelClosed, LogConflict,
 from ..hyperlog.store import Hyperlog, LogError
 
 log = logging.getLogger("bzzz.logsync")
+
+OPEN_TIMEOUT = 10.0  # seconds to open a replication stream (dial included)
+CHECK_EVERY = 0.25  # seconds between looks at what to follow and whether it moves
+# announcement intervals a follower may stand still behind its peer's announced length;
+# with the time to notice and to reconnect it moves again within two intervals
+STALL_INTERVALS = 1.5
+
+
+@dataclass
+class Following:
+    """One followed log: its task's cancel scope and how far it has come."""
+
+    peer: str
+    key: bytes
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    stage: str = "starting"
+    length: int = 0  # of our copy when last looked at
+    behind_since: float | None = None  # since when the peer announces more than we have
 
 
 def stream_channel(stream) -> Channel:
@@ -48,7 +76,9 @@ def stream_channel(stream) -> Channel:
 class LogSync:
     def __init__(self, node, own: Hyperlog, replicas_dir: Path, *,
                  follow: int = 2,
-                 peers: Callable[[], list[tuple[str, str]]] = lambda: []) -> None:
+                 peers: Callable[[], list[tuple[str, str]]] = lambda: [],
+                 announced: Callable[[str], int] = lambda peer: 0,
+                 stall_after: float = 10.0) -> None:
         self.node = node
         self.server = LogServer()
         self.server.add(own)
@@ -56,9 +86,12 @@ class LogSync:
         self.dir = replicas_dir
         self.follow = follow  # how many peers' logs to follow (0: none)
         self.peers = peers  # (peer id, log key hex) of the peers in the table
+        self.announced = announced  # a peer id -> the length of its log it last announced
+        self.stall_after = stall_after
         self.replicators: dict[bytes, Replicator] = {}
         self.bad_peers: Counter = Counter()  # by reason
-        self.following: dict[str, trio.CancelScope] = {}
+        self.following: dict[str, Following] = {}
+        self.stalls = 0  # followers started again because they did not move
         # the last error of following each log (None once it syncs again), and who is told
         # of each replica as it opens (the monitor indexes them)
         self.errors: dict[bytes, str | None] = {}
@@ -107,7 +140,12 @@ class LogSync:
     def status(self) -> dict:
         return {"replicas": {k.hex(): (r.log.length if r.log else 0)
                              for k, r in self.replicators.items()},
-                "conflicts": self.conflicts, "bad_peers": dict(self.bad_peers)}
+                "conflicts": self.conflicts, "bad_peers": dict(self.bad_peers),
+                "follow_stalls": self.stalls}
+
+    def _copied(self, key: bytes) -> int:
+        rep = self.replicators.get(key)
+        return rep.log.length if rep is not None and rep.log is not None else 0
 
     def close(self) -> None:
         for rep in self.replicators.values():
@@ -131,10 +169,25 @@ class LogSync:
 
     # ------------------------------------------------------------------ following
 
-    async def sync_from(self, peer: str, key: bytes, *, follow: bool = False) -> int:
+    async def _open(self, peer: str):
+        pid = ID.from_base58(peer)
+        with trio.move_on_after(OPEN_TIMEOUT):
+            return await self.node.host.new_stream(pid, [PROTOCOL])
+        # a connection that carries no new stream is dead whatever it says: drop it, so
+        # that the next attempt dials afresh
+        with trio.move_on_after(1):
+            await self.node.host.disconnect(pid)
+        raise ChannelClosed(f"no stream opened within {OPEN_TIMEOUT:g} s")
+
+    async def sync_from(self, peer: str, key: bytes, *, follow: bool = False,
+                        state: Following | None = None) -> int:
         """Replicate log ``key`` from ``peer`` (any holder); returns the verified length."""
         rep = self.replicator(key)
-        stream = await self.node.host.new_stream(ID.from_base58(peer), [PROTOCOL])
+        if state is not None:
+            state.stage = "opening a stream"
+        stream = await self._open(peer)
+        if state is not None:
+            state.stage = "replicating"
         try:
             length = await rep.sync(stream_channel(stream), follow=follow)
         except PeerMisbehaved as exc:
@@ -155,11 +208,12 @@ class LogSync:
                 pass
         return length
 
-    async def _follow(self, peer: str, key: bytes) -> None:
+    async def _follow(self, state: Following) -> None:
+        peer, key = state.peer, state.key
         delay = 1.0
         while True:
             try:
-                await self.sync_from(peer, key, follow=True)
+                await self.sync_from(peer, key, follow=True, state=state)
                 delay = 1.0
             except LogConflict as exc:
                 log.error("log frozen", extra={"peer": peer, "error": str(exc)})
@@ -175,6 +229,7 @@ class LogSync:
             except Exception as exc:  # a peer gone, a stream reset, a disk error: retry
                 log.debug("following a log paused", extra={"peer": peer, "error": str(exc)})
                 delay = min(30.0, delay * 2)
+            state.stage = f"waiting {delay:.0f} s to try again"
             await trio.sleep(delay * (0.5 + random.random()))
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -185,19 +240,43 @@ class LogSync:
                 wanted = dict(self._choose())
                 for name in list(self.following):
                     if name not in wanted:
-                        self.following.pop(name).cancel()
+                        self.following.pop(name).scope.cancel()
+                self._restart_stalled(trio.current_time())
                 for name, (peer, key) in wanted.items():
                     if name not in self.following:
-                        scope = trio.CancelScope()
-                        self.following[name] = scope
-                        nursery.start_soon(self._scoped, scope, peer, key)
-                await trio.sleep(1.0)
+                        state = self.following[name] = Following(peer, key)
+                        state.length = self._copied(key)
+                        nursery.start_soon(self._scoped, state)
+                await trio.sleep(CHECK_EVERY)
+
+    def _restart_stalled(self, now: float) -> None:
+        """Cancel each follower that has not moved for ``stall_after`` seconds while its
+        peer announces a longer log (the caller starts it again at once)."""
+        for name, state in list(self.following.items()):
+            have = self._copied(state.key)
+            behind = self.announced(state.peer) > have
+            if not behind or have > state.length:
+                state.length = have
+                state.behind_since = now if behind else None
+                continue
+            if state.behind_since is None:
+                state.behind_since = now
+            elif now - state.behind_since >= self.stall_after:
+                rep = self.replicators.get(state.key)
+                self.stalls += 1
+                log.warning("following a log stalled; starting it again", extra={
+                    "peer": state.peer, "log": state.key.hex()[:16], "have": have,
+                    "announced": self.announced(state.peer),
+                    "stalled_s": round(now - state.behind_since, 1),
+                    "waiting_on": state.stage if state.stage != "replicating" or rep is None
+                    else f"replicating: {rep.waiting_on}"})
+                state.scope.cancel()
+                del self.following[name]
 
     def _choose(self) -> list[tuple[str, tuple[str, bytes]]]:
         """The peers' logs to follow: ``follow`` of them, picked by rendezvous hashing of
         (our key, their key), so each log ends up followed by about ``follow`` peers however
         large the mesh (and the monitor follows them all)."""
-        import hashlib
         options = []
         for peer, key_hex in self.peers():
             try:
@@ -210,9 +289,9 @@ class LogSync:
         options.sort()
         return [(name, target) for _, name, target in options[: self.follow]]
 
-    async def _scoped(self, scope: trio.CancelScope, peer: str, key: bytes) -> None:
-        with scope:
-            await self._follow(peer, key)
+    async def _scoped(self, state: Following) -> None:
+        with state.scope:
+            await self._follow(state)
 
 
 # ---------------------------------------------------------------------- the command line

@@ -2,6 +2,12 @@
 
 Announces at start, on change and every ``interval`` seconds; says goodbye on shutdown;
 drops a peer after 3 silent intervals; validates every message and counts each drop by kind.
+
+The goodbye goes out twice: on the topic (for peers we are not connected to) and, to every
+connected peer, on a stream of its own (``/bzzz/bye/1.0.0``) that the peer acknowledges
+once its table has dropped us, so no connected peer misses it because the connection
+closed before gossip's queue was written out. After it, this node announces no more (a peer
+that redials us while we close must not learn of us again).
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ log = logging.getLogger("bzzz.mesh")
 
 TOPIC_CAPABILITIES = "bzzz/capabilities/1"
 TOPIC_HELP = "bzzz/help/1"
+BYE_PROTOCOL = "/bzzz/bye/1.0.0"
+BYE_TIMEOUT = 1.0  # seconds a goodbye stream may take, either side
 SILENT_INTERVALS = 3
 
 
 class Mesh:
     def __init__(self, node: P2PNode, node_id: str, capabilities: list[str], *,
                  interval: float = 5.0, max_tasks: int = 1, log_key: str = "",
+                 log_length: Callable[[], int] = lambda: 0,
                  metrics: Metrics | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.node = node
@@ -39,12 +48,14 @@ class Mesh:
         self.max_tasks = max_tasks
         self.running_tasks = 0
         self.log_key = log_key
+        self.log_length = log_length  # our own log's length, told in each announcement
         self.metrics = metrics or Metrics()
         self.table = PeerTable(timeout=SILENT_INTERVALS * interval)
         self.drops: dict[str, int] = {r: 0 for r in envelope.REASONS}
         self.ages: deque[float] = deque(maxlen=2048)  # recent announcement ages on arrival
         self._wall = wall_clock
         self._seq = 0
+        self.leaving = False  # a goodbye was said: announce no more
         self._changed = trio.Event()
         self.table_changed = trio.Event()  # replaced after each set; for waiters
         node.on_message(TOPIC_CAPABILITIES, self._handle)
@@ -58,8 +69,7 @@ class Mesh:
         try:
             msg = envelope.parse(data, signer, now)
         except EnvelopeError as exc:
-            self.drops[exc.reason] += 1
-            self.metrics.messages_dropped.labels(TOPIC_CAPABILITIES, exc.reason).inc()
+            self._dropped(exc.reason)
             log.debug("dropped capability message from %s: %s", signer, exc)
             return False
         if isinstance(msg, Announcement):
@@ -75,13 +85,26 @@ class Mesh:
                 self._notify()
             self.node.offer_peer(msg.peer_id, msg.addrs, "announcement")
         elif isinstance(msg, Departure):
-            self.metrics.messages_received.labels(TOPIC_CAPABILITIES, "departure").inc()
-            if self.table.depart(msg.peer_id, msg.ts):
-                self.metrics.peer_events.labels("departed").inc()
-                log.info("peer departed", extra={"peer": signer, "peer_node": msg.node_id})
-                self._notify()
+            self._departed(msg, now)
         self.metrics.peers.set(len(self.table))
         return True
+
+    def _departed(self, msg: Departure, now: float) -> None:
+        self.metrics.messages_received.labels(TOPIC_CAPABILITIES, "departure").inc()
+        if self.table.depart(msg.peer_id, msg.ts, now):
+            self.metrics.peer_events.labels("departed").inc()
+            self.metrics.peers.set(len(self.table))
+            log.info("peer departed", extra={"peer": msg.peer_id, "peer_node": msg.node_id})
+            self._notify()
+
+    def _dropped(self, reason: str) -> None:
+        self.drops[reason] += 1
+        self.metrics.messages_dropped.labels(TOPIC_CAPABILITIES, reason).inc()
+
+    def announced_log_length(self, peer_id: str) -> int:
+        """The length of its own log that a peer told in its latest announcement (0: none)."""
+        entry = self.table.get(peer_id)
+        return entry.announcement.log_length if entry is not None else 0
 
     def age_quantiles(self) -> dict[str, float | int]:
         """p50/p99 (ms) of recent announcement ages on arrival: gossip propagation delay."""
@@ -104,7 +127,7 @@ class Mesh:
             capabilities=tuple(self.capabilities), addrs=tuple(self.node.addrs()),
             log_key=self.log_key, load=(self.running_tasks, self.max_tasks), seq=self._seq,
             peers=tuple(sorted(str(p) for p in self.node.connected_peers())[:envelope.MAX_PEERS]),
-            version=__version__)
+            version=__version__, log_length=self.log_length())
 
     def set_capabilities(self, capabilities: list[str]) -> None:
         if list(capabilities) != self.capabilities:
@@ -117,14 +140,61 @@ class Mesh:
             self._changed.set()
 
     async def announce(self) -> None:
+        if self.leaving:
+            return
         await self.node.publish(TOPIC_CAPABILITIES, envelope.encode_announcement(self.announcement()))
         self.metrics.announcements_sent.inc()
 
     async def depart(self) -> None:
+        """Say goodbye: on the topic, and on a stream to each connected peer, waiting (at
+        most BYE_TIMEOUT) for each to acknowledge it."""
+        self.leaving = True
         data = envelope.encode_departure(Departure(self.node.peer_id, self.node_id, self._wall()))
-        await self.node.publish(TOPIC_CAPABILITIES, data)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.node.publish, TOPIC_CAPABILITIES, data)
+            for peer in self.node.host.get_connected_peers():
+                nursery.start_soon(self._send_bye, peer, data)
+
+    async def _send_bye(self, peer, data: bytes) -> None:
+        with trio.move_on_after(BYE_TIMEOUT):
+            try:
+                stream = await self.node.host.new_stream(peer, [BYE_PROTOCOL])
+                try:
+                    await stream.write(len(data).to_bytes(4, "big") + data)
+                    await stream.read(1)  # the peer's acknowledgement (or the end)
+                finally:
+                    await stream.close()
+            except Exception as exc:  # an older peer, a connection closing: gossip remains
+                log.debug("goodbye stream failed", extra={"peer": str(peer), "error": repr(exc)})
+
+    async def _handle_bye(self, stream) -> None:
+        """A connected peer's goodbye: the signer is the connection's authenticated peer."""
+        signer = stream.muxed_conn.peer_id.to_base58()
+        try:
+            with trio.move_on_after(BYE_TIMEOUT):
+                data = await _read_framed(stream, envelope.MAX_SIZE)
+                if data is None:
+                    return self._dropped("malformed")
+                now = self._wall()
+                try:
+                    msg = envelope.parse(data, signer, now)
+                except EnvelopeError as exc:
+                    return self._dropped(exc.reason)
+                if not isinstance(msg, Departure):
+                    return self._dropped("unknown_type")
+                self._departed(msg, now)
+                await stream.write(b"\x01")
+        except Exception as exc:  # a reset or closed stream: the gossip copy remains
+            log.debug("goodbye stream broke", extra={"peer": signer, "error": repr(exc)})
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(BYE_TIMEOUT):
+                try:
+                    await stream.close()
+                except Exception as exc:
+                    log.debug("goodbye stream close", extra={"error": repr(exc)})
 
     async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.node.host.set_stream_handler(BYE_PROTOCOL, self._handle_bye)
         await self.node.subscribe(TOPIC_CAPABILITIES)
         known_subscribers: set = set()
         task_status.started()
@@ -160,6 +230,22 @@ class Mesh:
             if gone:
                 self.metrics.peers.set(len(self.table))
                 self._notify()
+
+
+async def _read_framed(stream, limit: int) -> bytes | None:
+    """One message behind a 4-byte big-endian length, or None if it is not that."""
+    data = bytearray()
+    while True:
+        if len(data) >= 4:
+            size = int.from_bytes(data[:4], "big")
+            if size > limit or len(data) > 4 + size:
+                return None
+            if len(data) == 4 + size:
+                return bytes(data[4:])
+        chunk = await stream.read(65536)
+        if not chunk:
+            return None
+        data += chunk
 
 
 async def leave(mesh: Mesh, node: P2PNode, budget: float = 3.0) -> None:

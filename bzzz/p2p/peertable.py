@@ -2,14 +2,18 @@
 
 A peer is dropped when it departs or after ``timeout`` seconds of silence (3 announce
 intervals). An announcement older than the one held (by sender timestamp, then sequence)
-is ignored, so a delayed gossip copy never rolls a peer's state back.
+is ignored, so a delayed gossip copy never rolls a peer's state back; nor does one older
+than the peer's goodbye bring a departed peer back (the goodbye is remembered until any
+announcement sent before it would be refused as stale anyway).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .envelope import Announcement
+from .envelope import MAX_AGE, MAX_SKEW, Announcement
+
+GOODBYE_KEPT = MAX_AGE + MAX_SKEW  # seconds: after that, older announcements are stale
 
 
 @dataclass
@@ -22,6 +26,7 @@ class PeerTable:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._peers: dict[str, PeerEntry] = {}
+        self._departed: dict[str, tuple[float, float]] = {}  # peer -> (its goodbye ts, our now)
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -36,6 +41,10 @@ class PeerTable:
         """Record an announcement; returns "new", "changed", "refreshed" or "outdated"."""
         entry = self._peers.get(a.peer_id)
         if entry is None:
+            gone = self._departed.get(a.peer_id)
+            if gone is not None and a.ts <= gone[0]:
+                return "outdated"  # said before its goodbye, relayed late
+            self._departed.pop(a.peer_id, None)
             self._peers[a.peer_id] = PeerEntry(a, now)
             return "new"
         held = entry.announcement
@@ -47,10 +56,15 @@ class PeerTable:
         entry.announcement = a
         return "changed" if changed else "refreshed"
 
-    def depart(self, peer_id: str, ts: float) -> bool:
+    def depart(self, peer_id: str, ts: float, now: float) -> bool:
         """Remove a peer that said goodbye (unless it announced again after the goodbye)."""
         entry = self._peers.get(peer_id)
-        if entry is None or entry.announcement.ts > ts:
+        if entry is not None and entry.announcement.ts > ts:
+            return False
+        held = self._departed.get(peer_id)
+        if held is None or held[0] < ts:
+            self._departed[peer_id] = (ts, now)
+        if entry is None:
             return False
         del self._peers[peer_id]
         return True
@@ -59,6 +73,8 @@ class PeerTable:
         gone = [pid for pid, e in self._peers.items() if now - e.last_seen > self.timeout]
         for pid in gone:
             del self._peers[pid]
+        for pid in [p for p, (_, at) in self._departed.items() if now - at > GOODBYE_KEPT]:
+            del self._departed[pid]
         return gone
 
     def entries(self) -> list[PeerEntry]:
