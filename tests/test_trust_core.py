@@ -4,7 +4,8 @@ from hypothesis import given, strategies as st
 
 from bzzz.claim.report import approval_comment
 from bzzz.claim.trust import (CommentView, Verb, approval_state, command_from_comment,
-                              is_writer, parse_command, task_digest, voices)
+                              inherited_from, is_writer, parse_command, task_digest,
+                              voices)
 
 TITLE = "Run the tests"
 BODY = "Please run\n\n```bzzz\nmake test\n```\n"
@@ -27,6 +28,15 @@ def test_digest_is_sha256_of_title_nul_body():
     # the title counts, and where it ends is unambiguous (its own NULs are not the task's)
     assert task_digest("Run the tests; rm -rf ~", BODY) != D
     assert task_digest("a", "b") != task_digest("a\0b", "") == task_digest("ab", "")
+
+
+def test_an_inherits_marker_names_the_origin_and_only_withholds():
+    from bzzz.claim.report import defuse_markers
+    assert inherited_from("Follow-up of #4.\n<!-- bzzz:inherits:4 -->") == 4
+    assert inherited_from("no marker") is None and inherited_from(None) is None
+    assert inherited_from("<!-- bzzz:inherits:x -->") is None
+    # text a task hands back cannot carry one (nor any other marker)
+    assert inherited_from(defuse_markers("<!-- bzzz:inherits:4 -->")) is None
 
 
 def test_permissions_that_write():

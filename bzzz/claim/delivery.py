@@ -33,7 +33,7 @@ from ..repo.git import Git, GitError
 from ..repo.workspace import (Checkout, Mirrors, RepoError, Spare, branch_name, changed_files,
                               checkout, make_spare, snapshot)
 from .github import GitHubClient, GitHubError
-from .report import find_markers, marker
+from .report import defuse_markers, find_markers, marker
 from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
@@ -341,14 +341,23 @@ class RepoWork:
         raise DeliveryError(f"could not push the changes: {last or 'every branch name is taken'}")
 
     async def file_follow_ups(self, task: Task, items: Sequence[FollowUp],
-                              filed_before: set[str], open_markers: set[str]) -> list[tuple[FollowUp, int]]:
-        """File each follow-up not filed before (by digest); returns (item, issue number)."""
+                              filed_before: set[str], open_markers: set[str],
+                              inherits: bool = True) -> list[tuple[FollowUp, int]]:
+        """File each follow-up not filed before (by digest); returns (item, issue number).
+        ``inherits``: the task ran on a writer's approval, not on its author's own access;
+        its follow-ups say so and carry the ``inherits`` marker, so they wait for one too
+        (trust.py). The task's text cannot carry markers of its own: they are defused."""
         depth = follow_up_depth(task.body) + 1
+        origin = (f"Follow-up of #{task.number}, filed by its task. #{task.number} ran on a "
+                  "writer's approval, not on its author's own write access, and this "
+                  "follow-up inherits that trust: it waits for a writer's approval too.\n"
+                  f"{marker('inherits', str(task.number))}\n" if inherits
+                  else f"Follow-up of #{task.number}.\n")
         out = []
         for item in items:
             if item.digest in filed_before or f"{task.number}:{item.digest}" in open_markers:
                 continue
-            body = (f"{item.body.strip()}\n\nFollow-up of #{task.number}.\n"
+            body = (f"{defuse_markers(item.body.strip())}\n\n{origin}"
                     f"{marker('follow-up-of', f'{task.number}:{item.digest}:{depth}')}")
             labels = ["bzzz", *[x for x in item.labels if x != "bzzz"]]
             doc = (await self.gh.request("POST", f"/repos/{task.repo}/issues", retry=False, json={

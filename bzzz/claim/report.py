@@ -23,6 +23,11 @@ def find_markers(body: str) -> set[tuple[str, str]]:
     return {(m["kind"], m["key"]) for m in _MARKER_RE.finditer(body or "")}
 
 
+def defuse_markers(text: str) -> str:
+    """Text from a task, made unable to carry markers (an agent writes it under its login)."""
+    return text.replace("<!-- bzzz:", "<!-- bzzz :")
+
+
 @dataclass(frozen=True)
 class Comment:
     kind: str
@@ -97,12 +102,14 @@ def review_comment(key: str, node: str, history: list[dict]) -> Comment:
     return Comment("review", key, "\n".join(lines))
 
 
-def approval_comment(digest: str, author: str, node: str) -> Comment:
+def approval_comment(digest: str, author: str, node: str, inherits: int | None = None) -> Comment:
     """The waiting-for-approval comment: it announces the task's full hash (the marker, of
     the title and body), which is what a writer's ``/bzzz approve <first 8 digits>`` then
-    covers."""
+    covers. ``inherits``: the issue whose approval a follow-up inherits."""
     short = digest[:8]
-    why = f"its author @{author} has no write access to this repository"
+    why = (f"it is a follow-up filed by the task of #{inherits}, which ran on a writer's "
+           "approval, and it inherits that trust" if inherits is not None else
+           f"its author @{author} has no write access to this repository")
     return Comment("approval", digest,
                    f"{marker('approval', digest)}\n🔒 This task waits for approval: {why}, so "
                    "no agent runs it yet.\n\n"

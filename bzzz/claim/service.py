@@ -39,8 +39,8 @@ from .pulls import PullInfo, PullWatch
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
                    ineligible_reason, parse_issue, task_timeout)
-from .trust import (Approval, Command, Verb, approval_state, comment_views, parse_command,
-                    task_digest, voices)
+from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
+                    parse_command, task_digest, voices)
 from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
                        filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
                        prior_pull, read_handed_back)
@@ -711,9 +711,11 @@ class ClaimService:
                         "it files no more"), []
         trusted = await self.perms.writers(task.repo, _marker_authors(comments))
         before = filed_digests(comments, trusted.__contains__)
+        # a task that ran on a writer's approval files follow-ups that wait for one too
+        inherits = not await self._own_trust(task)
         try:
             filed = await self.work.file_follow_ups(
-                task, items, before, follow_up_markers(self.feed.all_tasks()))
+                task, items, before, follow_up_markers(self.feed.all_tasks()), inherits)
         except GitHubError as exc:
             return [], f"GitHub refused one: {exc.message}", []
         self._decide("follow_ups", task, issues=[n for _, n in filed])
@@ -721,12 +723,18 @@ class ClaimService:
 
     # ------------------------------------------------------------------ trust and commands
 
+    async def _own_trust(self, task: Task) -> bool:
+        """Whether the task runs on its author's own write access: a writer's issue that
+        inherits no approval (a follow-up of an approved outsider's task does)."""
+        return inherited_from(task.body) is None and bool(task.author) \
+            and await self.perms.writer(task.repo, task.author)
+
     async def _trusted(self, task: Task) -> bool:
         """The trust rule (trust.py): the author may push, or a writer approved this very
         title and body. Otherwise the issue waits, labelled, with one comment announcing its
         hash."""
         ops = self.ops[task.repo]
-        if task.author and await self.perms.writer(task.repo, task.author):
+        if await self._own_trust(task):
             return True
         state = await self._approval(ops, task.number, task_digest(task.title, task.body))
         if state.approved:
@@ -734,7 +742,8 @@ class ClaimService:
             return True
         if not state.announced:
             await ops.comment_once(task.number, report.approval_comment(
-                state.digest, task.author or "(unknown)", self.s.node_id))
+                state.digest, task.author or "(unknown)", self.s.node_id,
+                inherits=inherited_from(task.body)))
         if STATE_LABELS["needs-approval"] not in task.labels:
             await ops.add_labels(task.number, [STATE_LABELS["needs-approval"]])
         self.announced[task.key] = state.digest

@@ -18,6 +18,13 @@ announced that task's *full* hash *before* the approval comment (comment ids onl
 An outsider who prepares a colliding text and edits it in after the approval gets a new
 announcement, later than the approval: it waits again.
 
+Follow-ups: an issue an agent files from a task's ``follow-ups.json`` is authored by the
+agents' login, which may push. When the task that filed it ran on a writer's approval (its
+author had no write access), the follow-up inherits that: the agent writes the hidden marker
+``inherits:<issue>`` into it, and an issue carrying that marker waits for a writer's
+approval whoever its author is. The marker only ever withholds trust, so anyone may write
+it; nothing an author writes grants any.
+
 Comment commands: ``/bzzz approve <hash>``, ``/bzzz retry``, ``/bzzz cancel``,
 ``/bzzz answer <text>`` at the start of a line of a writer's comment. Everyone else's are
 ignored (and counted).
@@ -63,6 +70,12 @@ def task_digest(title: str | None, body: str | None) -> str:
 def clean_title(title: str | None) -> str:
     """The title a task is given (and an approval covers): without NUL characters."""
     return (title or "").replace("\0", "")
+
+
+def inherited_from(body: str | None) -> int | None:
+    """The issue whose approval a follow-up inherits (its ``inherits`` marker), or None."""
+    found = [int(k) for kind, k in find_markers(body or "") if kind == "inherits" and k.isdigit()]
+    return min(found) if found else None
 
 
 def short_hash(digest: str) -> str:
