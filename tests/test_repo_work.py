@@ -227,6 +227,42 @@ def test_follow_ups_of_an_approved_outsiders_task_wait_for_approval(tmp_path, wo
         assert "follow-up-ran" in r["body"]
 
 
+def test_a_delivery_that_changes_workflows_is_refused_unless_allowed(tmp_path, workdir):
+    """GitHub runs a pushed branch's workflows with the repository's secrets: a task that
+    changes `.github/workflows/` pushes nothing and fails, naming the paths, unless the
+    operator allows it for the repository."""
+    with DevHubThread(seed=SEED) as hub:
+        owner, dev = client(hub), client(hub, "t-dev")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Add CI", "labels": ["bzzz"],
+            "body": "```bzzz\nmkdir -p .github/workflows\necho 'on: push' > .github/workflows/ci.yml\n"
+                    "echo 'on: push' > .github/workflows/\u00e9t\u00e9.yml\necho ok > fine.txt\n```"}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir, BZZZ_HELP_REQUESTS="off")
+        try:
+            wait_for(lambda: "bzzz:failed" in labels(owner, n), 60, what="the task failed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (r,) = [c["body"] for c in comments(owner, n) if "<!-- bzzz:result:" in c["body"]]
+        assert "nothing was pushed" in r and "`.github/workflows/ci.yml`" in r
+        assert "`.github/workflows/\u00e9t\u00e9.yml`" in r and "delivery_allow_protected" in r
+        assert pulls(owner) == []
+        assert owner.get(f"/repos/owner/tasks/git/ref/heads/bzzz/{n}-add-ci").status_code == 404
+
+        # the operator allows it for this repository: the retry delivers
+        agent, _ = start_agent(tmp_path, "a", hub, workdir, BZZZ_HELP_REQUESTS="off",
+                               BZZZ_DELIVERY_ALLOW_PROTECTED="owner/tasks")
+        try:
+            dev.post(f"/repos/owner/tasks/issues/{n}/comments", json={"body": "/bzzz retry"})
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="delivered when allowed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (pr,) = pulls(owner)
+        assert file_on(owner, pr["head"]["ref"], ".github/workflows/ci.yml") == "on: push\n"
+
+
 def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
     with DevHubThread(seed=ROUNDS_SEED) as hub:
         owner, dev = client(hub), client(hub, "t-dev")
