@@ -286,6 +286,59 @@ def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
         assert any("closed without merging" in c["body"] for c in comments(owner, n))
 
 
+def test_a_strangers_pull_request_from_a_deleted_fork_is_not_the_agents(tmp_path, workdir):
+    """A stranger's pull request from a `bzzz/<n>-…` branch with the agents' task marker,
+    its fork deleted (GitHub shows no head repository), then closed, ends nothing: only the
+    agents' own pull requests (of the repository itself, opened by their login) count."""
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner, dev, stranger = client(hub), client(hub, "t-dev"), client(hub, "t-stranger")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Wanted", "body": "```bzzz\necho x > x.txt\n```", "labels": ["bzzz"]}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="in review")
+            (ours,) = pulls(owner)
+            theirs = stranger.post("/repos/owner/tasks/pulls", json={
+                "title": "Wanted", "head": ours["head"]["ref"], "base": "main",
+                "body": f"<!-- bzzz:task:owner/tasks#{n} -->\nFixes #{n}"}).json()
+            assert httpx.post(f"{hub.url}/_devhub/head-repo-deleted", json={
+                "repo": "owner/tasks", "pull": theirs["number"]}).status_code == 200
+            assert owner.get(f"/repos/owner/tasks/pulls/{theirs['number']}").json()[
+                "head"]["repo"] is None
+            assert stranger.patch(f"/repos/owner/tasks/pulls/{theirs['number']}",
+                                  json={"state": "closed"}).status_code == 200
+
+            def lists():
+                return httpx.get(f"{hub.url}/_devhub/stats").json()["requests"].get(
+                    "bot", {}).get("GET /repos/{owner}/{repo}/pulls", 0)
+            seen = lists()
+            wait_for(lambda: lists() >= seen + 2, 30, what="the agent read the pulls since")
+            # the agents' own pull request closed unmerged still ends the task
+            assert dev.patch(f"/repos/owner/tasks/pulls/{ours['number']}",
+                             json={"state": "closed"}).status_code == 200
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/issues/{n}").json()["state"]
+                     == "closed", 60, what="the issue closed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        closed = [c["body"] for c in comments(owner, n) if "<!-- bzzz:pr-closed:" in c["body"]]
+        assert len(closed) == 1 and f"Pull request #{ours['number']} was closed" in closed[0]
+
+
+def test_only_the_agents_own_pull_requests_count():
+    from bzzz.claim.pulls import pull_info
+    doc = {"number": 4, "state": "closed", "user": {"login": "bot"},
+           "head": {"ref": "bzzz/1-x", "repo": {"full_name": "owner/tasks"}},
+           "base": {"ref": "main"}, "body": "<!-- bzzz:task:owner/tasks#1 -->"}
+    assert pull_info("owner/tasks", doc, "bot").issue == 1
+    for head_repo in (None, {}, {"full_name": "stranger/tasks"}, {"full_name": None}):
+        assert pull_info("owner/tasks", {**doc, "head": {**doc["head"], "repo": head_repo}},
+                         "bot") is None
+    for user in (None, {}, {"login": "stranger"}):
+        assert pull_info("owner/tasks", {**doc, "user": user}, "bot") is None
+
+
 def test_taken_branch_names_pr_none_failed_runs_and_bad_follow_ups(tmp_path, workdir):
     """A branch someone else holds is never pushed to (the next name is used); pr=none
     pushes without a pull request; a failed run that changed files pushes its branch and

@@ -144,7 +144,7 @@ class ClaimService:
             self.on_command, state_file=settings.intake_state, route=self._route,
             waiting=lambda repo, n: (t := self.feed.repos[repo].tasks.get(n)) is not None
             and STATE_LABELS["needs-input"] in t.labels)
-        self.pulls = PullWatch(gh, settings.repos) if work is not None else None
+        self.pulls = PullWatch(gh, settings.repos, settings.login) if work is not None else None
         self.announced: dict[str, str] = {}  # task key -> task digest we saw announced
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
