@@ -340,7 +340,9 @@ class Agent:
         if cfg.github.checkout:
             git = Git()
             work = RepoWork(gh, git, Mirrors(self.workroot / ".mirrors", git, lambda: gh.token),
-                            self.workroot, cfg.node_id, login, settings.sandbox_owner)
+                            self.workroot, cfg.node_id, login, settings.sandbox_owner,
+                            protected=cfg.delivery_protected_paths,
+                            allow_protected=cfg.delivery_allow_protected)
         self.work = work
         executors: dict = {}
         if cfg.agent_command and self.sandbox is not None:

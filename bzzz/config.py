@@ -53,6 +53,14 @@ def _json_list(value: Any, variable: str, key: str) -> Any:
 StrList = Annotated[list[str], BeforeValidator(_split_list)]
 
 
+def _owner_names(repos: list[str]) -> list[str]:
+    for repo in repos:
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"{repo!r} is not owner/name")
+    return repos
+
+
 def _check_multiaddr(text: str) -> str:
     from multiaddr import Multiaddr
 
@@ -159,11 +167,7 @@ class GitHubConfig(BaseModel):
     @field_validator("repos")
     @classmethod
     def _repos_are_owner_name(cls, repos: list[str]) -> list[str]:
-        for repo in repos:
-            owner, _, name = repo.partition("/")
-            if not owner or not name or "/" in name:
-                raise ValueError(f"{repo!r} is not owner/name")
-        return repos
+        return _owner_names(repos)
 
 
 class LLMConfig(BaseModel):
@@ -296,6 +300,12 @@ class Config(BaseModel):
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
     keep_workspaces: bool = False  # leave each task's directories behind (for debugging)
+    # a delivery that changes a path matching one of these globs (repository-relative,
+    # case-insensitive, `*` crosses `/`) is refused: nothing is pushed, the task fails.
+    # GitHub runs a pushed branch's workflows with the repository's secrets.
+    delivery_protected_paths: StrList = Field(default_factory=lambda: [".github/workflows/**"])
+    # repositories ("owner/name") whose tasks may change protected paths all the same
+    delivery_allow_protected: StrList = Field(default_factory=list)
     # the coding-agent CLI of the `agent` executor (and of issues without a bzzz block), run
     # in the sandbox in the checkout; {instructions} is the instructions file (also in
     # $BZZZ_INSTRUCTIONS), e.g. "aider --yes-always --no-auto-commits --message-file {instructions}"
@@ -339,6 +349,18 @@ class Config(BaseModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     # [[schedules]] in TOML (BZZZ_SCHEDULES as a JSON list): issues filed on a cron
     schedules: list[ScheduleConfig] = Field(default_factory=list)
+
+    @field_validator("delivery_allow_protected")
+    @classmethod
+    def _allowed_are_owner_name(cls, repos: list[str]) -> list[str]:
+        return _owner_names(repos)
+
+    @field_validator("delivery_protected_paths")
+    @classmethod
+    def _globs_not_empty(cls, globs: list[str]) -> list[str]:
+        if any(not g.strip("/ ") for g in globs):
+            raise ValueError("a protected path must not be empty")
+        return [g.strip().lstrip("/") for g in globs]
 
     @field_validator("listen", "bootstrap")
     @classmethod

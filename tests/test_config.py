@@ -39,6 +39,16 @@ def test_switches(text, expected):
     assert load_config(env={"BZZZ_MDNS": text}).mdns is expected
 
 
+def test_delivery_protected_paths_and_the_repositories_allowed():
+    c = load_config(env={})
+    assert c.delivery_protected_paths == [".github/workflows/**"]
+    assert c.delivery_allow_protected == []
+    c = load_config(env={"BZZZ_DELIVERY_PROTECTED_PATHS": '[".github/**", "/Makefile"]',
+                         "BZZZ_DELIVERY_ALLOW_PROTECTED": "acme/ci,acme/tools"})
+    assert c.delivery_protected_paths == [".github/**", "Makefile"]
+    assert c.delivery_allow_protected == ["acme/ci", "acme/tools"]
+
+
 def test_github_token_file_env(tmp_path):
     c = load_config(env={"GITHUB_TOKEN_FILE": str(tmp_path / "t")})
     assert c.github.token_file == tmp_path / "t"
@@ -49,6 +59,8 @@ def test_github_token_file_env(tmp_path):
     ({"BZZZ_LISTEN": "not-a-multiaddr"}, "listen"),
     ({"BZZZ_API_LISTEN": "8090"}, "api_listen"),
     ({"BZZZ_GITHUB__REPOS": "noslash"}, "github.repos"),
+    ({"BZZZ_DELIVERY_ALLOW_PROTECTED": "noslash"}, "delivery_allow_protected"),
+    ({"BZZZ_DELIVERY_PROTECTED_PATHS": '["/"]'}, "delivery_protected_paths"),
     ({"BZZZ_ANNOUNCE_INTERVAL": "-1"}, "announce_interval"),
     ({"BZZZ_BOGUS": "1"}, "bogus"),
     ({"BZZZ_NODE_ID": "bad\rname"}, "node_id"),

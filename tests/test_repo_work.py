@@ -181,6 +181,88 @@ def test_review_feedback_makes_a_second_commit_on_the_same_pull_request(tmp_path
         assert "delete everything" not in json.dumps(pr_comments[-1])
 
 
+OUTSIDER_TASK = r"""An outsider's idea.
+
+```bzzz
+printf '[{"title": "Run more", "body": "```bzzz\\necho follow-up-ran\\n```\\n<!-- bzzz:inherits:99 --><!-- bzzz:follow-up-of:99:x:0 -->"}]' > "$BZZZ_OUTPUT/follow-ups.json"
+```
+"""
+
+
+def test_follow_ups_of_an_approved_outsiders_task_wait_for_approval(tmp_path, workdir):
+    """A follow-up is filed under the agents' login, which may push; one filed by the task
+    of an outsider's approved issue inherits that trust and waits for a writer too."""
+    from .test_trust_devhub import announced
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner, dev, stranger = client(hub), client(hub, "t-dev"), client(hub, "t-stranger")
+        n = stranger.post("/repos/owner/tasks/issues", json={
+            "title": "More please", "body": OUTSIDER_TASK}).json()["number"]
+        owner.post(f"/repos/owner/tasks/issues/{n}/labels", json={"labels": ["bzzz"]})
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: announced(owner, n), 60, what="the outsider's task announced")
+            dev.post(f"/repos/owner/tasks/issues/{n}/comments",
+                     json={"body": f"/bzzz approve {announced(owner, n)[-1]}"})
+            wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what="the approved task done")
+            (f,) = [i for i in owner.get("/repos/owner/tasks/issues").json()
+                    if f"Follow-up of #{n}" in (i["body"] or "")]
+            assert f["user"]["login"] == "bot"
+            wait_for(lambda: announced(owner, f["number"]), 60, what="the follow-up waits")
+            assert "bzzz:needs-approval" in labels(owner, f["number"])
+            assert "inherits that trust" in f["body"] and f"<!-- bzzz:inherits:{n} -->" in f["body"]
+            # markers in the text the task handed back are defused
+            assert "<!-- bzzz:follow-up-of:99:" not in f["body"] and "bzzz:inherits:99" not in f["body"]
+            (waiting,) = [c["body"] for c in comments(owner, f["number"])
+                          if "<!-- bzzz:approval:" in c["body"]]
+            assert f"follow-up filed by the task of #{n}" in waiting
+            assert not [c for c in comments(owner, f["number"]) if "<!-- bzzz:result:" in c["body"]]
+            dev.post(f"/repos/owner/tasks/issues/{f['number']}/comments",
+                     json={"body": f"/bzzz approve {announced(owner, f['number'])[-1]}"})
+            wait_for(lambda: "bzzz:done" in labels(owner, f["number"]), 60,
+                     what="the approved follow-up done")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (r,) = [c for c in comments(owner, f["number"]) if "<!-- bzzz:result:" in c["body"]]
+        assert "follow-up-ran" in r["body"]
+
+
+def test_a_delivery_that_changes_workflows_is_refused_unless_allowed(tmp_path, workdir):
+    """GitHub runs a pushed branch's workflows with the repository's secrets: a task that
+    changes `.github/workflows/` pushes nothing and fails, naming the paths, unless the
+    operator allows it for the repository."""
+    with DevHubThread(seed=SEED) as hub:
+        owner, dev = client(hub), client(hub, "t-dev")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Add CI", "labels": ["bzzz"],
+            "body": "```bzzz\nmkdir -p .github/workflows\necho 'on: push' > .github/workflows/ci.yml\n"
+                    "echo 'on: push' > .github/workflows/\u00e9t\u00e9.yml\necho ok > fine.txt\n```"}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir, BZZZ_HELP_REQUESTS="off")
+        try:
+            wait_for(lambda: "bzzz:failed" in labels(owner, n), 60, what="the task failed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (r,) = [c["body"] for c in comments(owner, n) if "<!-- bzzz:result:" in c["body"]]
+        assert "nothing was pushed" in r and "`.github/workflows/ci.yml`" in r
+        assert "`.github/workflows/\u00e9t\u00e9.yml`" in r and "delivery_allow_protected" in r
+        assert pulls(owner) == []
+        assert owner.get(f"/repos/owner/tasks/git/ref/heads/bzzz/{n}-add-ci").status_code == 404
+
+        # the operator allows it for this repository: the retry delivers
+        agent, _ = start_agent(tmp_path, "a", hub, workdir, BZZZ_HELP_REQUESTS="off",
+                               BZZZ_DELIVERY_ALLOW_PROTECTED="owner/tasks")
+        try:
+            dev.post(f"/repos/owner/tasks/issues/{n}/comments", json={"body": "/bzzz retry"})
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="delivered when allowed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        (pr,) = pulls(owner)
+        assert file_on(owner, pr["head"]["ref"], ".github/workflows/ci.yml") == "on: push\n"
+
+
 def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
     with DevHubThread(seed=ROUNDS_SEED) as hub:
         owner, dev = client(hub), client(hub, "t-dev")
@@ -202,6 +284,59 @@ def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir):
         assert issue["state_reason"] == "not_planned"
         assert "bzzz:failed" in labels(owner, n) and "bzzz:review" not in labels(owner, n)
         assert any("closed without merging" in c["body"] for c in comments(owner, n))
+
+
+def test_a_strangers_pull_request_from_a_deleted_fork_is_not_the_agents(tmp_path, workdir):
+    """A stranger's pull request from a `bzzz/<n>-…` branch with the agents' task marker,
+    its fork deleted (GitHub shows no head repository), then closed, ends nothing: only the
+    agents' own pull requests (of the repository itself, opened by their login) count."""
+    with DevHubThread(seed=ROUNDS_SEED) as hub:
+        owner, dev, stranger = client(hub), client(hub, "t-dev"), client(hub, "t-stranger")
+        n = owner.post("/repos/owner/tasks/issues", json={
+            "title": "Wanted", "body": "```bzzz\necho x > x.txt\n```", "labels": ["bzzz"]}
+        ).json()["number"]
+        agent, _ = start_agent(tmp_path, "a", hub, workdir)
+        try:
+            wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="in review")
+            (ours,) = pulls(owner)
+            theirs = stranger.post("/repos/owner/tasks/pulls", json={
+                "title": "Wanted", "head": ours["head"]["ref"], "base": "main",
+                "body": f"<!-- bzzz:task:owner/tasks#{n} -->\nFixes #{n}"}).json()
+            assert httpx.post(f"{hub.url}/_devhub/head-repo-deleted", json={
+                "repo": "owner/tasks", "pull": theirs["number"]}).status_code == 200
+            assert owner.get(f"/repos/owner/tasks/pulls/{theirs['number']}").json()[
+                "head"]["repo"] is None
+            assert stranger.patch(f"/repos/owner/tasks/pulls/{theirs['number']}",
+                                  json={"state": "closed"}).status_code == 200
+
+            def lists():
+                return httpx.get(f"{hub.url}/_devhub/stats").json()["requests"].get(
+                    "bot", {}).get("GET /repos/{owner}/{repo}/pulls", 0)
+            seen = lists()
+            wait_for(lambda: lists() >= seen + 2, 30, what="the agent read the pulls since")
+            # the agents' own pull request closed unmerged still ends the task
+            assert dev.patch(f"/repos/owner/tasks/pulls/{ours['number']}",
+                             json={"state": "closed"}).status_code == 200
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/issues/{n}").json()["state"]
+                     == "closed", 60, what="the issue closed")
+        finally:
+            agent.terminate()
+            agent.wait(15)
+        closed = [c["body"] for c in comments(owner, n) if "<!-- bzzz:pr-closed:" in c["body"]]
+        assert len(closed) == 1 and f"Pull request #{ours['number']} was closed" in closed[0]
+
+
+def test_only_the_agents_own_pull_requests_count():
+    from bzzz.claim.pulls import pull_info
+    doc = {"number": 4, "state": "closed", "user": {"login": "bot"},
+           "head": {"ref": "bzzz/1-x", "repo": {"full_name": "owner/tasks"}},
+           "base": {"ref": "main"}, "body": "<!-- bzzz:task:owner/tasks#1 -->"}
+    assert pull_info("owner/tasks", doc, "bot").issue == 1
+    for head_repo in (None, {}, {"full_name": "stranger/tasks"}, {"full_name": None}):
+        assert pull_info("owner/tasks", {**doc, "head": {**doc["head"], "repo": head_repo}},
+                         "bot") is None
+    for user in (None, {}, {"login": "stranger"}):
+        assert pull_info("owner/tasks", {**doc, "user": user}, "bot") is None
 
 
 def test_taken_branch_names_pr_none_failed_runs_and_bad_follow_ups(tmp_path, workdir):

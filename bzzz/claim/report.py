@@ -23,6 +23,11 @@ def find_markers(body: str) -> set[tuple[str, str]]:
     return {(m["kind"], m["key"]) for m in _MARKER_RE.finditer(body or "")}
 
 
+def defuse_markers(text: str) -> str:
+    """Text from a task, made unable to carry markers (an agent writes it under its login)."""
+    return text.replace("<!-- bzzz:", "<!-- bzzz :")
+
+
 @dataclass(frozen=True)
 class Comment:
     kind: str
@@ -97,17 +102,22 @@ def review_comment(key: str, node: str, history: list[dict]) -> Comment:
     return Comment("review", key, "\n".join(lines))
 
 
-def approval_comment(digest: str, author: str, node: str) -> Comment:
-    """The waiting-for-approval comment: it announces the body's full hash (the marker), which
-    is what a writer's ``/bzzz approve <first 8 digits>`` then covers."""
+def approval_comment(digest: str, author: str, node: str, inherits: int | None = None) -> Comment:
+    """The waiting-for-approval comment: it announces the task's full hash (the marker, of
+    the title and body), which is what a writer's ``/bzzz approve <first 8 digits>`` then
+    covers. ``inherits``: the issue whose approval a follow-up inherits."""
     short = digest[:8]
+    why = (f"it is a follow-up filed by the task of #{inherits}, which ran on a writer's "
+           "approval, and it inherits that trust" if inherits is not None else
+           f"its author @{author} has no write access to this repository")
     return Comment("approval", digest,
-                   f"{marker('approval', digest)}\n🔒 This task waits for approval: its author "
-                   f"@{author} has no write access to this repository, so no agent runs it yet.\n\n"
+                   f"{marker('approval', digest)}\n🔒 This task waits for approval: {why}, so "
+                   "no agent runs it yet.\n\n"
                    "Someone with write access can run it by commenting\n\n"
                    f"```\n/bzzz approve {short}\n```\n\n"
-                   f"The approval covers this exact text of the issue (sha256 `{short}…`); an "
-                   f"edit after it needs a new approval. (Checked by **{node}**.)")
+                   f"The approval covers this exact title and text of the issue (sha256 "
+                   f"`{short}…`); an edit of either after it needs a new approval. "
+                   f"(Checked by **{node}**.)")
 
 
 def approval_mismatch_comment(digest: str, given: str, node: str) -> Comment:
@@ -116,8 +126,8 @@ def approval_mismatch_comment(digest: str, given: str, node: str) -> Comment:
     short = digest[:8]
     return Comment("approval", digest,
                    f"{marker('approval', digest)}\n🔒 `{given[:16]}` is not the hash of this "
-                   f"issue's text as it is now. Its hash is `{short}`: read the issue again, "
-                   f"then comment\n\n```\n/bzzz approve {short}\n```\n\n(**{node}**)")
+                   f"issue's title and text as they are now. Its hash is `{short}`: read the "
+                   f"issue again, then comment\n\n```\n/bzzz approve {short}\n```\n\n(**{node}**)")
 
 
 def work_comment(key: str, node: str, status: str, duration: float, exit_code: int | None,

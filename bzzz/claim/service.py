@@ -39,8 +39,8 @@ from .pulls import PullInfo, PullWatch
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
                    ineligible_reason, parse_issue, task_timeout)
-from .trust import (Approval, Command, Verb, approval_state, body_digest, comment_views,
-                    parse_command, voices)
+from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
+                    parse_command, task_digest, voices)
 from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
                        filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
                        prior_pull, read_handed_back)
@@ -144,8 +144,8 @@ class ClaimService:
             self.on_command, state_file=settings.intake_state, route=self._route,
             waiting=lambda repo, n: (t := self.feed.repos[repo].tasks.get(n)) is not None
             and STATE_LABELS["needs-input"] in t.labels)
-        self.pulls = PullWatch(gh, settings.repos) if work is not None else None
-        self.announced: dict[str, str] = {}  # task key -> body digest we saw announced
+        self.pulls = PullWatch(gh, settings.repos, settings.login) if work is not None else None
+        self.announced: dict[str, str] = {}  # task key -> task digest we saw announced
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
         self.first_seen: dict[str, float] = {}
@@ -327,8 +327,8 @@ class ClaimService:
             if task.key in self.running or now < self.not_before.get(task.key, 0):
                 continue
             if STATE_LABELS["needs-approval"] in task.labels and \
-                    self.announced.get(task.key) == body_digest(task.body):
-                continue  # waits for a writer; an edit of the body is checked again
+                    self.announced.get(task.key) == task_digest(task.title, task.body):
+                continue  # waits for a writer; an edit of the title or body is checked again
             candidates.append(task)
         choice = choose(candidates, list(self.capabilities()), len(self.running),
                         self.s.max_tasks, list(self.peers()), self.first_seen, now,
@@ -711,9 +711,11 @@ class ClaimService:
                         "it files no more"), []
         trusted = await self.perms.writers(task.repo, _marker_authors(comments))
         before = filed_digests(comments, trusted.__contains__)
+        # a task that ran on a writer's approval files follow-ups that wait for one too
+        inherits = not await self._own_trust(task)
         try:
             filed = await self.work.file_follow_ups(
-                task, items, before, follow_up_markers(self.feed.all_tasks()))
+                task, items, before, follow_up_markers(self.feed.all_tasks()), inherits)
         except GitHubError as exc:
             return [], f"GitHub refused one: {exc.message}", []
         self._decide("follow_ups", task, issues=[n for _, n in filed])
@@ -721,19 +723,27 @@ class ClaimService:
 
     # ------------------------------------------------------------------ trust and commands
 
+    async def _own_trust(self, task: Task) -> bool:
+        """Whether the task runs on its author's own write access: a writer's issue that
+        inherits no approval (a follow-up of an approved outsider's task does)."""
+        return inherited_from(task.body) is None and bool(task.author) \
+            and await self.perms.writer(task.repo, task.author)
+
     async def _trusted(self, task: Task) -> bool:
         """The trust rule (trust.py): the author may push, or a writer approved this very
-        body. Otherwise the issue waits, labelled, with one comment announcing its hash."""
+        title and body. Otherwise the issue waits, labelled, with one comment announcing its
+        hash."""
         ops = self.ops[task.repo]
-        if task.author and await self.perms.writer(task.repo, task.author):
+        if await self._own_trust(task):
             return True
-        state = await self._approval(ops, task.number, task.body)
+        state = await self._approval(ops, task.number, task_digest(task.title, task.body))
         if state.approved:
             self._decide("approved", task, digest=state.short, approvers=list(state.approvers))
             return True
         if not state.announced:
             await ops.comment_once(task.number, report.approval_comment(
-                state.digest, task.author or "(unknown)", self.s.node_id))
+                state.digest, task.author or "(unknown)", self.s.node_id,
+                inherits=inherited_from(task.body)))
         if STATE_LABELS["needs-approval"] not in task.labels:
             await ops.add_labels(task.number, [STATE_LABELS["needs-approval"]])
         self.announced[task.key] = state.digest
@@ -794,14 +804,20 @@ class ClaimService:
         if cmd.verb in (Verb.RETRY, Verb.APPROVE, Verb.FEEDBACK, Verb.ANSWER):
             self.wake.set()  # the task may be claimable now
 
-    async def _approval(self, ops: IssueOps, number: int, body: str) -> Approval:
-        """Whether ``body`` is approved, from the issue's comments and their authors' access."""
+    async def _approval(self, ops: IssueOps, number: int, digest: str) -> Approval:
+        """Whether the task of ``digest`` (trust.task_digest) is approved, from the issue's
+        comments and their authors' access."""
         views = comment_views(await ops.comments(number))
-        return approval_state(body, views, await self.perms.writers(ops.repo, voices(views)))
+        return approval_state(digest, views, await self.perms.writers(ops.repo, voices(views)))
 
     async def _approve(self, ops: IssueOps, cmd: Command) -> None:
-        doc = await ops.get(cmd.issue)
-        state = await self._approval(ops, cmd.issue, doc.get("body") or "")
+        try:
+            task = parse_issue(ops.repo, await ops.get(cmd.issue))
+        except TaskError as exc:  # not an issue as GitHub sends them: nothing to approve
+            log.warning("approval of a malformed issue", extra={"issue": cmd.issue,
+                                                                 "error": str(exc)})
+            return
+        state = await self._approval(ops, cmd.issue, task_digest(task.title, task.body))
         if state.approved:
             await ops.remove_label(cmd.issue, STATE_LABELS["needs-approval"])
             await self._react(ops, cmd, "+1")

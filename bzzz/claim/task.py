@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .trust import clean_title
+
 TASK_LABEL = "bzzz"
 PRIORITIES = ("critical", "high", "normal", "low")
 STATE_LABELS = {"claimed": "bzzz:claimed", "done": "bzzz:done", "failed": "bzzz:failed",
@@ -211,7 +213,7 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
     if not isinstance(title, str) or not isinstance(body, str):
         raise TaskError("title or body is not text")
     return Task(
-        repo=repo, number=number, title=title[:1024], body=body[:MAX_BODY], labels=names,
+        repo=repo, number=number, title=clean_title(title)[:1024], body=body[:MAX_BODY], labels=names,
         created_at=_ts(doc.get("created_at")), updated_at=_ts(doc.get("updated_at")),
         state=str(doc.get("state", "open")),
         assignees=tuple(a.get("login", "") for a in assignees if isinstance(a, Mapping)),

@@ -2,15 +2,28 @@
 
 The rule (shared/CONTRACT.md, "Trust"): a task runs only if its issue's author has write
 access (permission admin, maintain or write). Anyone else's task waits: an agent posts the
-body's hash in a "waiting for approval" comment, and a writer's ``/bzzz approve <hash>``
-covers exactly that body.
+task's hash in a "waiting for approval" comment, and a writer's ``/bzzz approve <hash>``
+covers exactly that task.
 
-The hash people type is the first 8 hex digits of the body's sha256: short enough to type,
-but 32 bits can be collided with a few hours of work. So an approval covers a body only if a
+What an approval covers is everything the task is given that its author controls: the
+issue's title (``BZZZ_TITLE``, the coding agent's instructions, the LLM prompt) and its body
+(the spec, the instructions). The hash is ``task_digest``: sha256 over the title's UTF-8, one
+NUL byte, the body's UTF-8 (the title as the task gets it, without NUL characters, so the
+encoding is unambiguous). An edit of either needs a new approval.
+
+The hash people type is the first 8 hex digits of that sha256: short enough to type, but 32
+bits can be collided with a few hours of work. So an approval covers a task only if a
 writer's comment (an agent's announcement, hidden marker ``approval:<full sha256>``)
-announced that body's *full* hash *before* the approval comment (comment ids only grow).
-An outsider who prepares a colliding body and edits it in after the approval gets a new
+announced that task's *full* hash *before* the approval comment (comment ids only grow).
+An outsider who prepares a colliding text and edits it in after the approval gets a new
 announcement, later than the approval: it waits again.
+
+Follow-ups: an issue an agent files from a task's ``follow-ups.json`` is authored by the
+agents' login, which may push. When the task that filed it ran on a writer's approval (its
+author had no write access), the follow-up inherits that: the agent writes the hidden marker
+``inherits:<issue>`` into it, and an issue carrying that marker waits for a writer's
+approval whoever its author is. The marker only ever withholds trust, so anyone may write
+it; nothing an author writes grants any.
 
 Comment commands: ``/bzzz approve <hash>``, ``/bzzz retry``, ``/bzzz cancel``,
 ``/bzzz answer <text>`` at the start of a line of a writer's comment. Everyone else's are
@@ -47,9 +60,22 @@ _HEX = re.compile(r"[0-9a-f]{8,64}")
 _MENTION = re.compile(r"(?<![\w/])/bzzz\b(?![/-])")
 
 
-def body_digest(body: str | None) -> str:
-    """The full sha256 (hex) of an issue body, as GitHub returns it."""
-    return hashlib.sha256((body or "").encode("utf-8", "surrogatepass")).hexdigest()
+def task_digest(title: str | None, body: str | None) -> str:
+    """The full sha256 (hex) of what an approval covers: the title, a NUL byte, the body (a
+    title's own NUL characters are dropped, as they are from what the task is given)."""
+    return hashlib.sha256(clean_title(title).encode("utf-8", "surrogatepass") + b"\0"
+                          + (body or "").encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def clean_title(title: str | None) -> str:
+    """The title a task is given (and an approval covers): without NUL characters."""
+    return (title or "").replace("\0", "")
+
+
+def inherited_from(body: str | None) -> int | None:
+    """The issue whose approval a follow-up inherits (its ``inherits`` marker), or None."""
+    found = [int(k) for kind, k in find_markers(body or "") if kind == "inherits" and k.isdigit()]
+    return min(found) if found else None
 
 
 def short_hash(digest: str) -> str:
@@ -168,9 +194,9 @@ def voices(comments: Iterable[CommentView]) -> set[str]:
 
 @dataclass(frozen=True)
 class Approval:
-    digest: str  # full sha256 of the body as it is now
-    approved: bool  # a writer approved this body after it was announced
-    announced: bool  # a writer's comment announced this body's hash already
+    digest: str  # full task_digest of the title and body as they are now
+    approved: bool  # a writer approved this task after it was announced
+    announced: bool  # a writer's comment announced this task's hash already
     approvers: tuple[str, ...] = ()
 
     @property
@@ -178,11 +204,10 @@ class Approval:
         return short_hash(self.digest)
 
 
-def approval_state(body: str | None, comments: Iterable[CommentView],
+def approval_state(digest: str, comments: Iterable[CommentView],
                    writers: set[str]) -> Approval:
-    """Whether the body as it is now is approved, from the issue's comments and the set of
-    their authors who have write access."""
-    digest = body_digest(body)
+    """Whether the task as it is now (``digest``: its ``task_digest``) is approved, from the
+    issue's comments and the set of their authors who have write access."""
     first_announced: int | None = None
     approvers: list[str] = []
     for c in sorted(comments, key=lambda c: c.id):

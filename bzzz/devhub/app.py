@@ -1055,6 +1055,17 @@ class DevHubApp(PullsAPI):
                 role = self.hub.set_role(repo, doc.get("login"), doc["role"])
                 self.on_change()
                 return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
+            if path == "/_devhub/head-repo-deleted" and method == "POST":
+                # {"repo": "o/r", "pull": n}: the pull request's fork is gone (head.repo null)
+                if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str) \
+                        or not isinstance(doc.get("pull"), int):
+                    raise HubError(422, "repo (a full name) and pull (a number) are required")
+                repo = self.hub.repos.get(doc["repo"].lower())
+                if repo is None:
+                    raise HubError(404, "Not Found")
+                self.hub.delete_head_repo(repo, doc["pull"])
+                self.on_change()
+                return 200, {"repo": repo.full_name, "pull": doc["pull"]}, {}
             handled = self.hub.apps.admin(method, path, doc, now)  # GitHub Apps (apps.py)
             if handled is not None:
                 if method != "GET":

@@ -201,7 +201,9 @@ class Renderer:
             "statuses_url": f"{self.repo_url(repo)}/statuses/{head_sha}",
             "merged_at": ts(pull["merged_at"]), "merge_commit_sha": pull["merge_commit_sha"],
             "requested_reviewers": [self.user(x) for x in pull["requested_reviewers"]],
-            "requested_teams": [], "head": side(pull["head"], head_sha),
+            "requested_teams": [],
+            "head": {**side(pull["head"], head_sha), "repo": None}
+            if pull.get("head_repo_deleted") else side(pull["head"], head_sha),
             "base": side(pull["base"], base_sha), "auto_merge": None, "draft": pull["draft"],
             "_links": {"self": {"href": url}, "html": {"href": html},
                        "issue": {"href": issue_url}, "comments": {"href": f"{issue_url}/comments"},

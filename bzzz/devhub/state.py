@@ -503,6 +503,13 @@ class Hub:
         repo.pull_authors.add(actor)
         return issue
 
+    def delete_head_repo(self, repo: Repo, number: int) -> Issue:
+        """The pull request's head came from a fork that is deleted now (admin API): GitHub
+        then answers ``head.repo: null``; the pull request stays as it was otherwise."""
+        issue = self.pull(repo, number)
+        issue.pull["head_repo_deleted"] = True
+        return issue
+
     def pull(self, repo: Repo, number: int) -> Issue:
         issue = repo.issues.get(number)
         if issue is None or issue.pull is None:
@@ -1128,7 +1135,8 @@ def _names(value: Any, field_name: str) -> list[str]:
 PULL_DEFAULTS: dict[str, Any] = {
     "id": None, "head": "", "base": "", "draft": False, "merged": False, "merged_at": None,
     "merged_by": None, "merge_commit_sha": None, "head_sha": None, "base_sha": None,
-    "maintainer_can_modify": False}
+    "maintainer_can_modify": False,
+    "head_repo_deleted": False}  # its head was a fork, deleted since: head.repo is null
 
 
 def pull_defaults(pull: dict[str, Any]) -> dict[str, Any]:

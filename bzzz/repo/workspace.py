@@ -300,9 +300,11 @@ async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str]
 
 
 async def changed_files(git: Git, mirror: Path, old: str, new: str) -> list[str]:
-    out = await git.out(["--git-dir", str(mirror), "diff", "--name-only", "--no-renames",
-                         old, new], what="diff")
-    return [line for line in out.splitlines() if line]
+    """The paths that differ, as they are (``-z``: never quoted or escaped, whatever bytes a
+    name holds, so a protected-path check sees the real name)."""
+    proc = await git.run(["--git-dir", str(mirror), "diff", "--name-only", "-z", "--no-renames",
+                          old, new], what="diff")
+    return [name for name in proc.stdout.decode("utf-8", "replace").split("\0") if name]
 
 
 def remove(co: Checkout | None, *paths: Path) -> None:
