@@ -222,6 +222,8 @@ class Agent:
                     **self.logsync.status()},
             "github": self._github_status(),
             "help": self.help.status(),
+            "sandbox": ({"kind": self.sandbox.kind, "limits": self.sandbox.enforced()}
+                        if self.sandbox else None),
             "drops": dict(self.mesh.drops),
             "announcement_age": self.mesh.age_quantiles(),
             "pnet": {"enabled": self.config.psk_file is not None,
@@ -383,9 +385,10 @@ class Agent:
                 cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",
                 docker_host=cfg.docker_host, default_image=cfg.task_image,
                 network=cfg.task_network,
-                limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids),
+                limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids,
+                              disk=cfg.task_disk),
                 user=self.task_user, workspace_host_dir=cfg.task_workspace_host_dir,
-                workspace_root=self.workroot)
+                workspace_root=self.workroot, cgroup=cfg.task_cgroup)
         except SandboxError as exc:
             raise AgentError(f"sandbox: {exc}") from None
         reaped = await self.sandbox.reap()

@@ -24,16 +24,44 @@ async def lifespan(receive, send) -> None:
 MAX_BODY = 25 * 1024 * 1024  # GitHub's own limit for webhook payloads
 
 
-async def read_body(receive, limit: int = MAX_BODY) -> bytes | None:
-    """The whole request body, or None once it grows past ``limit`` bytes."""
-    body = b""
+def content_length(scope) -> int | None:
+    """The request's declared ``Content-Length``; None when it has none (a chunked body).
+    (The HTTP server has already refused a malformed one.)"""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.strip().isdigit() else None
+    return None
+
+
+async def read_body(receive, limit: int = MAX_BODY, length: int | None = None) -> bytes | None:
+    """The whole request body, or None once it would grow past ``limit`` bytes.
+
+    With ``length`` (the declared Content-Length, see :func:`content_length`) nothing is read
+    when it is above ``limit``, the body goes into one buffer of that size, and a body longer
+    than declared is refused too; without it (chunked) the buffer grows, bounded by ``limit``.
+    Either way each byte is copied once or twice, never once per chunk received.
+    """
+    if length is not None:
+        if length > limit:
+            return None
+        limit = length
+    buf = bytearray(length or 0)
+    n = 0
     while True:
         message = await receive()
-        body += message.get("body", b"")
-        if len(body) > limit:
+        chunk = message.get("body", b"")
+        end = n + len(chunk)
+        if end > limit:
             return None
+        if end > len(buf):
+            buf += chunk  # no declared length: grows geometrically, amortised linear
+        else:
+            buf[n:end] = chunk  # same length: copied in place
+        n = end
         if not message.get("more_body"):
-            return body
+            if n < len(buf):  # the client went away before sending all it declared
+                del buf[n:]
+            return bytes(buf)
 
 
 def headers(scope) -> dict[str, str]:

@@ -339,6 +339,12 @@ class Config(BaseModel):
     task_memory: str = Field("2g", pattern=r"^[0-9]+[kmg]?$")
     task_cpus: float = Field(1.0, gt=0, le=256)
     task_pids: int = Field(512, ge=16, le=1_000_000)
+    # the largest file a task may write (bwrap: RLIMIT_FSIZE)
+    task_disk: str = Field("10g", pattern=r"^[0-9]+[kmg]?$")
+    # bwrap tasks get a cgroup each (memory.max, pids.max) under this delegated cgroup v2
+    # directory: "auto" (the agent's own cgroup, when delegated), "off", or a path; without
+    # one, resource limits stand in (see docs and bzzz/exec/limits.py)
+    task_cgroup: str = "auto"
     # the host's path of workspace_dir when the agent itself runs in a container
     task_workspace_host_dir: Path | None = None
     # bearer token for the API's endpoints that act (needed when api_listen is not loopback)

@@ -107,6 +107,13 @@ def test_the_gossip_broadcast_is_hop_zero(peers):
     assert receive(peers, onward, "C", "B").forwards == 1
     with pytest.raises(HelpDrop):  # only the origin's broadcast travels by gossip
         receive(peers, onward, "C", None)
+    # and only the origin may publish it: another peer republishing it is refused
+    assert decode_request(broadcast.encode(), pid(peers, "B"), None, verify_peer, NOW,
+                          pid(peers, "O")).id == req.id
+    with pytest.raises(HelpDrop) as e:
+        decode_request(broadcast.encode(), pid(peers, "B"), None, verify_peer, NOW,
+                       pid(peers, "X"))
+    assert e.value.reason == "rewritten"
 
 
 def test_router_offers_forwards_and_dedups(peers):

@@ -100,3 +100,84 @@ async def test_forged_replayed_and_rewritten_requests_are_dropped_and_counted(tm
         metrics = a.render_metrics().decode()
         assert 'bzzz_help_dropped_total{reason="forged"} 1.0' in metrics
         nursery.cancel_scope.cancel()
+
+
+async def test_junk_help_requests_are_counted_not_logged_and_never_relayed(tmp_path):
+    """A peer sends malformed help requests by gossip and by stream: the victim counts each
+    one by reason and writes nothing to its log (which its followers replicate), and its
+    topic validator refuses them, so a third peer connected to the victim never sees them."""
+    import msgpack
+
+    from bzzz.p2p.mesh import TOPIC_HELP
+
+    async with trio.open_nursery() as nursery:
+        victim = await start_agent(nursery, tmp_path, "victim", **LINE)
+        boot = [f"{victim.node.addrs()[0]}/p2p/{victim.peer_id}"]
+        evil = await start_agent(nursery, tmp_path, "evil", bootstrap=boot, **LINE)
+        third = await start_agent(nursery, tmp_path, "third", bootstrap=boot, **LINE)
+        seen_by_third = []
+
+        def record(signer, data):
+            seen_by_third.append(data)
+            return third.help._on_gossip(signer, data)
+        third.node.on_message(TOPIC_HELP, record)
+        # evil publishes what its own validator would refuse
+        evil.node.pubsub.remove_topic_validator(TOPIC_HELP)
+
+        def in_mesh(node, peer):
+            return any(p.to_base58() == peer for p in node.gossipsub.mesh.get(TOPIC_HELP, ()))
+        await _until(lambda: in_mesh(victim.node, third.peer_id) and
+                     in_mesh(victim.node, evil.peer_id) and in_mesh(evil.node, victim.peer_id),
+                     15, "the help topic's mesh")
+        assert third.peer_id not in evil.node.connected_peers()
+
+        sign, now = evil.help.sign, time.time()
+        task = {"repo": "o/r", "issue": 1, "title": "t", "needs": []}
+        req = new_request(sign, evil.peer_id, "evil", task, "x", now + 30, 1, now)
+        expired = new_request(sign, evil.peer_id, "evil", task, "x", now - 1, 1, now - 60)
+        claims_third = new_request(sign, third.peer_id, "third", task, "x", now + 30, 1, now)
+
+        def junk(to):
+            return [b"\x00\x01garbage",
+                    msgpack.packb({"v": 1, "type": "help_request", "body": b"x", "sig": b"y",
+                                   "hops": []}),
+                    add_hop(claims_third, sign, evil.peer_id, to).encode(),   # forged
+                    add_hop(expired, sign, evil.peer_id, to).encode(),        # expired
+                    add_hop(req, sign, evil.peer_id, third.peer_id).encode()]  # misaddressed
+        gossip_junk = junk("*") + [add_hop(req, sign, evil.peer_id, victim.peer_id).encode()]
+        stream_junk = junk(victim.peer_id)
+
+        host, port = victim.config.api_host_port
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+            async def log_length():
+                r = await client.get("/api/v1/status")
+                return r.json()["log"]["length"]
+
+            async def dropped():
+                text = (await client.get("/metrics")).text
+                return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("bzzz_help_dropped_total{"))
+
+            before_log, before_drops = await log_length(), await dropped()
+            for data in gossip_junk:
+                await evil.node.pubsub.publish(TOPIC_HELP, data)
+            for data in stream_junk:
+                stream = await evil.node.host.new_stream(ID.from_base58(victim.peer_id),
+                                                         [HELP_PROTOCOL])
+                await stream.write(len(data).to_bytes(4, "big") + data)
+                await stream.close()
+            n = len(gossip_junk) + len(stream_junk)
+            with trio.fail_after(10):
+                while await dropped() < before_drops + n:
+                    await trio.sleep(0.05)
+            assert await dropped() == before_drops + n
+            assert await log_length() == before_log
+            assert victim.decisions.length == before_log
+
+            # a valid broadcast afterwards does travel through the victim to the third peer
+            # (over the same connection, after the junk had it been relayed)
+            good = add_hop(req, sign, evil.peer_id, "*").encode()
+            await evil.node.pubsub.publish(TOPIC_HELP, good)
+            await _until(lambda: good in seen_by_third, 10, "the valid broadcast relayed")
+            assert seen_by_third == [good]
+        nursery.cancel_scope.cancel()

@@ -9,7 +9,10 @@ file permissions. As root, every bwrap test runs twice: bubblewrap started as ro
 from __future__ import annotations
 
 import os
+import re
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -385,3 +388,138 @@ async def test_the_output_directory_is_writable_too(box, secrets):
     # ../ is not the host's: the path to the workspace is the sandbox's own (in its /tmp
     # here, or its read-only root)
     assert "ro" in r.output and not (secrets.ws.parent / "evil").exists()
+
+
+# -- resource limits -------------------------------------------------------------------------
+
+TIGHT = Limits(memory="256m", pids=32, disk="8m")
+FORK_BOMB = """
+import os, time
+n = 0
+try:
+    while n < 1000:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    print("fork failed after", n, exc)
+else:
+    print("forked", n)
+"""
+
+
+def python3() -> str:
+    require(Path("/usr/bin/python3").exists(), "no /usr/bin/python3 for the task to run")
+    return "/usr/bin/python3"
+
+
+@pytest.fixture
+async def tight(secrets):
+    """bubblewrap with small limits, tasks running as a user the kernel holds to them: root
+    is exempt from RLIMIT_NPROC, so an agent running as root runs them as nobody."""
+    bwrap_ok()
+    user = task_identity("nobody") if os.geteuid() == 0 else None
+    try:
+        sandbox = await open_sandbox("bwrap", node_id="test", hidden=secrets.hidden,
+                                     state_dir=secrets.state, docker_host=None,
+                                     default_image="unused", network="none", limits=TIGHT,
+                                     user=user)
+    except SandboxError as exc:
+        require(False, str(exc))
+    yield sandbox
+    await sandbox.aclose()
+
+
+async def test_a_fork_bomb_stops_at_the_pids_limit(tight, secrets):
+    r = await tight.run([python3(), "-c", FORK_BOMB], secrets.ws, dict(ENV), timeout=60,
+                        max_output=4096, kill_grace=0.5, task_id="bomb")
+    found = re.search(r"fork failed after (\d+)", r.output)
+    assert found, r.output
+    assert int(found[1]) < TIGHT.pids
+    assert tight.enforced()["pids"]["limit"] == TIGHT.pids
+
+
+async def test_memory_beyond_the_limit_is_refused_or_killed(tight, secrets):
+    opts = dict(timeout=60, max_output=4096, kill_grace=0.5, task_id="mem")
+    r = await tight.run([python3(), "-c", "b = bytearray(512 << 20); print('got it')"],
+                        secrets.ws, dict(ENV), **opts)
+    assert r.status == "failed" and "got it" not in r.output
+    assert "MemoryError" in r.output or "out of memory" in r.note, (r.output, r.note)
+    r = await tight.run([python3(), "-c", "b = bytearray(64 << 20); print('got it')"],
+                        secrets.ws, dict(ENV), **opts)
+    assert r.status == "succeeded" and "got it" in r.output, r.output
+
+
+async def test_a_file_past_the_size_limit_fails_and_tmp_is_bounded(tight, secrets):
+    opts = dict(timeout=60, max_output=4096, kill_grace=0.5, task_id="disk")
+    r = await tight.run(["bash", "-c", "head -c 9M /dev/zero > big"], secrets.ws, dict(ENV),
+                        **opts)
+    assert r.status == "failed" and r.exit_code == 128 + signal.SIGXFSZ, (r.exit_code, r.output)
+    assert (secrets.ws / "big").stat().st_size == 8 << 20
+    r = await tight.run(["bash", "-c", "df -k --output=size /tmp | tail -1"], secrets.ws,
+                        dict(ENV), **opts)
+    assert int(r.output.strip()) == 256 * 1024, r.output
+
+
+async def test_the_start_up_line_and_the_status_say_which_limits_hold(secrets, tmp_path,
+                                                                      caplog):
+    """What an operator reads at start (the "tasks run sandboxed" line) and in
+    /api/v1/status: every limit, and how it is enforced on this host."""
+    import logging
+
+    from bzzz.agent import Agent
+
+    from .helpers import agent_config
+    bwrap_ok()
+    agent = Agent(agent_config(tmp_path, "a", sandbox="bwrap", task_memory="256m",
+                               task_pids=32, task_disk="8m", task_network="none"))
+    try:
+        with caplog.at_level(logging.INFO, logger="bzzz"):
+            try:
+                await agent.open_sandbox()
+            except Exception as exc:  # AgentError: bubblewrap cannot run here
+                require(False, str(exc))
+        line = next(r for r in caplog.records if r.getMessage() == "tasks run sandboxed")
+        said = line.sandbox
+        for phrase in ("memory 256m (", "file_size 8m (RLIMIT_FSIZE", "tmp 256m (tmpfs",
+                       "cpus unlimited"):
+            assert phrase in said, said
+        assert "pids 32 (" in said or "pids unlimited (not enforced" in said, said
+        limits = agent.status()["sandbox"]["limits"]
+        assert limits["memory"] == {"limit": "256m", "how": limits["memory"]["how"]}
+        assert limits["memory"]["how"].startswith(("cgroup", "RLIMIT_DATA"))
+        assert limits["file_size"]["limit"] == "8m"
+        assert limits["pids"]["limit"] in (32, None)
+    finally:
+        await agent.sandbox.aclose() if agent.sandbox else None
+        agent.logsync.close()
+        agent.decisions.close()
+        agent.datalease.release()
+
+
+def test_a_delegated_cgroup_gets_a_cgroup_per_task_with_the_limits(tmp_path):
+    """The cgroup v2 path, on a stand-in directory (this host may not delegate one)."""
+    from bzzz.exec.limits import TaskLimits, prepare_cgroup
+    base = tmp_path / "cg"
+    base.mkdir()
+    (base / "cgroup.controllers").write_text("cpu memory pids\n")
+    (base / "cgroup.subtree_control").write_text("")
+    (base / "cgroup.procs").write_text("4242\n")  # the agent, still in it
+    root, note = prepare_cgroup(base)
+    assert root == base and note == f"cgroup v2 under {base}"
+    assert (base / "bzzz-agent" / "cgroup.procs").read_text() == "4242"
+    assert (base / "cgroup.subtree_control").read_text() == "+memory +pids"
+    limits = TaskLimits(memory=256 << 20, pids=32, disk=8 << 20, cgroup=root,
+                        cgroup_note=note, user=None)
+    group = limits.open_cgroup("owner/repo#7")
+    assert group.path.parent == base and group.path.name.startswith("task-owner-repo-7-")
+    assert (group.path / "memory.max").read_text() == str(256 << 20)
+    assert (group.path / "pids.max").read_text() == "32"
+    assert limits.status()["pids"] == {"limit": 32, "how": "cgroup pids.max"}
+    assert [r for r, _ in limits.rlimits()] == [resource.RLIMIT_FSIZE]  # the rest: cgroup
+    (group.path / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert group.oom_killed()
+    # no pids controller, or not writable: not used, and said why
+    (base / "cgroup.controllers").write_text("cpu memory\n")
+    assert prepare_cgroup(base) == (None, f"cgroup {base} has no pids controller")

@@ -5,27 +5,41 @@ constant time), de-duplicated on ``X-GitHub-Delivery`` (GitHub reuses the id whe
 redelivers), answered at once (GitHub wants 2xx within 10 s), and turned into a wake-up of
 the claim service, which then polls that repository right away. Polling stays the safety net:
 a lost delivery only costs latency. Every refusal is counted.
+
+The signature covers the body, so an unsigned request is refused from its headers alone: no
+``X-Hub-Signature-256`` of the right form (401) or a Content-Length above the limit (413) is
+answered before a byte of the body is read; the body, when read, goes into one buffer of its
+declared size (bzzz.asgi.read_body).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import OrderedDict, Counter
 from collections.abc import Callable
 
-from ..asgi import MAX_BODY, lifespan, read_body
+from ..asgi import MAX_BODY, content_length, lifespan, read_body
 from ..asgi import headers as request_headers
 from ..devhub.webhooks import verify
 
 log = logging.getLogger("bzzz.webhook")
 SEEN_DELIVERIES = 10_000
 EVENTS = {"issues", "issue_comment", "ping"}
+_SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
+
+
+def plausible_signature(header: str | None) -> bool:
+    """Whether ``X-Hub-Signature-256`` has the form of one (checked before the body is read)."""
+    return header is not None and _SIGNATURE.fullmatch(header) is not None
 
 
 class WebhookIntake:
-    def __init__(self, secret: str | Callable[[], str], on_event: Callable[[str, str, dict], None]) -> None:
+    def __init__(self, secret: str | Callable[[], str], on_event: Callable[[str, str, dict], None],
+                 *, max_body: int = MAX_BODY) -> None:
         self.secret = secret
+        self.max_body = max_body
         self.on_event = on_event  # (event, repo full name, payload)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.counts: Counter[str] = Counter()
@@ -66,6 +80,17 @@ class WebhookIntake:
             self.on_event(event, repo, payload)
         return 202, "queued"
 
+    async def _post(self, scope, receive) -> tuple[int, str]:
+        headers = request_headers(scope)
+        if not plausible_signature(headers.get("x-hub-signature-256")):
+            self.counts["bad_signature"] += 1
+            return 401, "bad signature"  # the body is never read
+        body = await read_body(receive, self.max_body, content_length(scope))
+        if body is None:  # declared (not read) or grown past the limit
+            self.counts["oversized"] += 1
+            return 413, "payload too large"
+        return self.handle(headers, body)
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
@@ -74,12 +99,7 @@ class WebhookIntake:
             return
         status, reason = 404, "not found"
         if scope["method"] == "POST" and scope["path"] in ("/", "/webhook"):
-            body = await read_body(receive, MAX_BODY)
-            if body is None:
-                self.counts["oversized"] += 1
-                status, reason = 413, "payload too large"
-            else:
-                status, reason = self.handle(request_headers(scope), body)
+            status, reason = await self._post(scope, receive)
         data = (json.dumps({"status": reason}) + "\n").encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),

@@ -25,7 +25,10 @@ Three kinds, chosen once at start by :func:`open_sandbox`:
     own pid namespace under bubblewrap's init: when the task's main process exits, or the
     agent dies (``--die-with-parent``), the kernel kills everything left in it (``nohup``,
     ``setsid``, double forks). An agent running as root starts bubblewrap as the task user,
-    unprivileged. No cgroup limits (memory, CPU, pids): those need the container kind.
+    unprivileged. The container's memory and pids limits and a bound on file sizes and
+    ``/tmp`` apply too, through a cgroup per task where a cgroup v2 subtree is delegated to
+    the agent, else through resource limits (bzzz/exec/limits.py says which, and how; the
+    start-up line and the status API repeat it). No CPU limit.
 ``none``
     No isolation: the task runs as a process group with a minimal environment (and as the
     task user when the agent is root), as Bzzz did before sandboxes. The only kind in which
@@ -59,6 +62,7 @@ from typing import Literal, Protocol
 import trio
 
 from .container import Engine, EngineError, resolve_host
+from .limits import TMP_SIZE, TaskLimits, cgroup_root
 
 DRAIN = 0.25  # seconds to collect output left in the pipe after the task's main process ends
 CLEANUP = 20.0  # bound on removing a container after the task (engine may be slow)
@@ -79,6 +83,7 @@ class Limits:
     memory: str = "1g"  # bytes, or a number with k/m/g
     cpus: float = 1.0
     pids: int = 256
+    disk: str = "10g"  # the largest file a task may write (bwrap)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class Sandbox(Protocol):
     def owner(self) -> tuple[int, int] | None: ...
 
     def describe(self) -> str: ...
+
+    def enforced(self) -> dict: ...
 
     async def reap(self) -> int: ...
 
@@ -341,6 +348,10 @@ class NoSandbox:
         return (f"none (NO isolation: tasks run {who} and can read whatever that user can, "
                 "the agent's secrets included)")
 
+    def enforced(self) -> dict:
+        """The limits on a task's resources, and how each is enforced: none here."""
+        return {}
+
     async def reap(self) -> int:
         return self.records.reap() if self.records else 0
 
@@ -374,12 +385,16 @@ class BwrapSandbox:
     kind = "bwrap"
 
     def __init__(self, *, hidden: Sequence[Path], state_dir: Path, network: str,
-                 user: RunAs | None, bwrap: str = "bwrap") -> None:
+                 user: RunAs | None, bwrap: str = "bwrap", limits: Limits = Limits(),
+                 cgroup: tuple[Path | None, str] = (None, "cgroups not asked for")) -> None:
         self.hidden = [Path(p) for p in hidden]
         self.network = network
         self.user = user
         self.bwrap = bwrap
         self.records = _Records(state_dir)
+        self.limits = TaskLimits(memory=parse_memory(limits.memory), pids=limits.pids,
+                                 disk=parse_memory(limits.disk), cgroup=cgroup[0],
+                                 cgroup_note=cgroup[1], user=user)
 
     @property
     def owner(self) -> tuple[int, int] | None:
@@ -390,7 +405,10 @@ class BwrapSandbox:
                   else "user, pid, ipc, uts namespaces; the host's network")
         who = f"; as {self.user.name}" if self.user else ""
         return (f"bwrap ({spaces}; /usr /etc read-only; workspace only writable; "
-                f"{len(self.hidden)} secret paths hidden; no memory/cpu/pids limits{who})")
+                f"{len(self.hidden)} secret paths hidden; {self.limits.describe()}{who})")
+
+    def enforced(self) -> dict:
+        return self.limits.status()
 
     def _system_args(self) -> list[str]:
         args: list[str] = []
@@ -422,7 +440,7 @@ class BwrapSandbox:
         if self.network == "bridge":
             args.append("--share-net")
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                 "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", *self._system_args()]
+                 "--size", str(TMP_SIZE), "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", *self._system_args()]
         resolv = Path(os.path.realpath("/etc/resolv.conf"))
         if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
             args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
@@ -459,13 +477,28 @@ class BwrapSandbox:
         why = _bad_input(argv, env)
         if why:
             return _refused(why)
-        ws, out, popen = _prepare(workspace, output_dir, self.user)
-        # The environment is bubblewrap's own (not --setenv: argv is world-readable in
-        # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
-        return await _run_process(self.args(ws, out, read_only) + list(argv), cwd=ws, env=env,
-                                  timeout=timeout, max_output=max_output,
-                                  kill_grace=kill_grace, popen=popen, records=self.records,
-                                  on_output=on_output)
+        ws, out, _ = _prepare(workspace, output_dir, self.user)
+        try:
+            group = self.limits.open_cgroup(task_id)
+        except OSError as exc:
+            return _refused(f"could not make the task's cgroup: {exc}")
+        # the first process joins the cgroup, takes the limits and becomes the task user
+        popen = {"preexec_fn": self.limits.preexec(group)}
+        try:
+            # The environment is bubblewrap's own (not --setenv: argv is world-readable in
+            # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
+            outcome = await _run_process(self.args(ws, out, read_only) + list(argv), cwd=ws,
+                                         env=env, timeout=timeout, max_output=max_output,
+                                         kill_grace=kill_grace, popen=popen,
+                                         records=self.records, on_output=on_output)
+        finally:
+            if group is not None:
+                oom = group.oom_killed()
+                group.remove()
+        if group is not None and oom and outcome.status == "failed":
+            outcome.note = (f"killed: out of memory (limit "
+                            f"{self.limits.status()['memory']['limit']})")
+        return outcome
 
     async def probe(self) -> str | None:
         """None when a sandboxed ``true`` runs here, else why not."""
@@ -524,6 +557,13 @@ class ContainerSandbox:
                 f"cpus, {self.limits.pids} pids; read-only root, workspace only writable; "
                 f"uid {u.uid if u else '?'}; no capabilities)")
 
+    def enforced(self) -> dict:
+        how = "container (engine's cgroup)"
+        return {"memory": {"limit": self.limits.memory, "how": how},
+                "pids": {"limit": self.limits.pids, "how": how},
+                "cpus": {"limit": self.limits.cpus, "how": how},
+                "tmp": {"limit": f"{TMP_SIZE >> 20}m", "how": "tmpfs size"}}
+
     def _host_path(self, path: Path) -> str:
         if self.workspace_map is None:
             return str(path)
@@ -540,7 +580,7 @@ class ContainerSandbox:
                    "ReadOnly": False} for p in [ws] + ([output_dir] if output_dir else [])]
         mounts += [{"Type": "bind", "Source": self._host_path(Path(p).resolve()),
                     "Target": str(Path(p).resolve()), "ReadOnly": True} for p in read_only]
-        tmpfs = {"/tmp": "rw,nosuid,nodev,size=256m,mode=1777"}
+        tmpfs = {"/tmp": f"rw,nosuid,nodev,size={TMP_SIZE},mode=1777"}
         for p in self.hidden:  # only matters for a secret inside the workspace
             p = Path(os.path.abspath(p))
             if any(p != w and w in p.parents for w in [ws, output_dir] if w) and p.exists():
@@ -675,18 +715,21 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
                        hidden: Sequence[Path], state_dir: Path, docker_host: str | None,
                        default_image: str, network: Literal["bridge", "none"], limits: Limits,
                        user: RunAs | None, workspace_host_dir: Path | None = None,
-                       workspace_root: Path | None = None) -> Sandbox:
+                       workspace_root: Path | None = None, cgroup: str = "auto") -> Sandbox:
     """The sandbox to run every task in (see the module docstring), checked to work here.
 
     ``user`` is who tasks run as (``shell.task_identity``: None unless the agent is root).
     ``hidden``: the agent's secret files and directories (token file, psk file, webhook
     secret, data dir). ``state_dir``: where the sandbox records what :meth:`reap` must clean
-    up after an agent killed mid-task. Raises :class:`SandboxError`."""
+    up after an agent killed mid-task. ``cgroup``: where bubblewrap tasks get a cgroup each
+    (``auto``: the agent's own, when delegated; ``off``; or a delegated directory), see
+    bzzz/exec/limits.py. Raises :class:`SandboxError`."""
     if mode not in ("auto", "container", "bwrap", "none"):
         raise SandboxError(f"sandbox {mode!r} unknown: use auto, container, bwrap or none")
     if network not in ("bridge", "none"):
         raise SandboxError(f"sandbox network {network!r} unknown: use bridge or none")
     parse_memory(limits.memory)
+    parse_memory(limits.disk)
     state_dir = Path(state_dir)
     if mode == "none":
         return NoSandbox(user, state_dir)
@@ -702,7 +745,8 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
             raise SandboxError(f"sandbox = \"container\": no container engine answers at "
                                f"{resolve_host(docker_host)}: set docker_host (or DOCKER_HOST) "
                                "or mount the engine's socket there")
-    box = BwrapSandbox(hidden=hidden, state_dir=state_dir, network=network, user=user)
+    box = BwrapSandbox(hidden=hidden, state_dir=state_dir, network=network, user=user,
+                       limits=limits, cgroup=cgroup_root(cgroup))
     why = await box.probe()
     if why is None:
         return box

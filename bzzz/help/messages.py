@@ -149,9 +149,10 @@ def _check_body(body: Any) -> dict:
 
 
 def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
-                   now: float) -> HelpRequest:
-    """Check a request as received by ``me`` from ``sender`` (None: from gossip, where the
-    transport vouches for the origin). Raises HelpDrop with the reason to count."""
+                   now: float, broadcaster: str | None = None) -> HelpRequest:
+    """Check a request as received by ``me`` from ``sender`` (None: from gossip, where
+    ``broadcaster``, the peer that signed the pubsub message, must be the origin). Raises
+    HelpDrop with the reason to count."""
     if len(data) > MAX_MESSAGE:
         raise HelpDrop("oversized", f"{len(data)} bytes")
     try:
@@ -199,6 +200,8 @@ def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
         raise HelpDrop("rewritten", "last hop not from the sending peer")
     if sender is None and (len(hops) != 1 or last.to != BROADCAST):
         raise HelpDrop("rewritten", "gossip carries only the origin's broadcast")
+    if sender is None and broadcaster is not None and broadcaster != req.origin:
+        raise HelpDrop("rewritten", "broadcast by a peer that is not its origin")
     path = req.path()
     if len(set(path)) != len(path):
         raise HelpDrop("loop", "a peer twice on the path")

@@ -68,10 +68,13 @@ class HelpRouter:
 
     def receive(self, data: bytes, sender: str | None, now: float, *,
                 capabilities: Sequence[str], running: int, max_tasks: int,
-                candidates: Sequence[Candidate]) -> Verdict:
+                candidates: Sequence[Candidate], broadcaster: str | None = None) -> Verdict:
+        """``sender``: the peer a stream came from; ``broadcaster``: the signer of a gossip
+        message (None for a stream). A drop without a request is junk; one with a request
+        (ours, or seen before) is a valid request that needs nothing more."""
         self._forget_expired(now)
         try:
-            req = decode_request(data, self.me, sender, self.verify, now)
+            req = decode_request(data, self.me, sender, self.verify, now, broadcaster)
         except HelpDrop as exc:
             self.drops[exc.reason] += 1
             return Verdict("drop", reason=str(exc))

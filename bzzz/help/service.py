@@ -23,11 +23,12 @@ from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
 from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, add_hop, decode_handoff,
                        decode_response, encode_response, message_type, new_request)
-from .router import Candidate, HelpRouter, rank
+from .router import Candidate, HelpRouter, Verdict, rank
 
 log = logging.getLogger("bzzz.help")
 HELP_PROTOCOL = "/bzzz/help/1.0.0"
 SEND_TIMEOUT = 5.0
+DROP_LOG_INTERVAL = 60.0  # seconds between debug lines about dropped messages
 
 
 @dataclass
@@ -71,6 +72,20 @@ class HelpService:
         self.send_failures = 0
         self.on_handoff: Callable[[dict], Awaitable[None]] | None = None
         self._nursery: trio.Nursery | None = None
+        self._drop_logged_at = float("-inf")
+
+    def _dropped(self, reason: str, sender: str | None = None) -> None:
+        """A message dropped: counted by reason (``bzzz_help_dropped``), never written to the
+        log, and told at debug level at most once a minute (junk must not make us write)."""
+        self.router.drops[reason] += 1
+        self._log_drops(reason, sender)
+
+    def _log_drops(self, reason: str, sender: str | None) -> None:
+        now = self.clock()
+        if now - self._drop_logged_at >= DROP_LOG_INTERVAL:
+            self._drop_logged_at = now
+            log.debug("help messages dropped (latest: %s from %s); totals %s", reason,
+                      sender, dict(self.router.drops))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -157,43 +172,51 @@ class HelpService:
                 pass
         size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
         if size < 0 or size > MAX_MESSAGE or len(data) != 4 + size:
-            self.router.drops["oversized" if size > MAX_MESSAGE else "malformed"] += 1
+            self._dropped("oversized" if size > MAX_MESSAGE else "malformed", sender)
             return
         await self._dispatch(bytes(data[4:]), sender)
 
     def _on_gossip(self, signer_peer: str, data: bytes) -> bool:
+        """The help topic's validator: its answer decides whether pubsub relays the message,
+        so the request is checked here, before anything is forwarded; junk is refused."""
         if self._nursery is None:
             return False
-        self._nursery.start_soon(self._on_request, data, None, signer_peer)
-        return True
+        verdict = self._receive(data, None, signer_peer)
+        if verdict.request is None:
+            return False  # junk: dropped and counted, never relayed
+        if verdict.action != "drop":
+            self._nursery.start_soon(self._act, verdict)
+        return True  # a valid request (ours or one seen already included) travels on
 
     async def _dispatch(self, data: bytes, sender: str) -> None:
         kind = message_type(data)
         if kind == "help_request":
-            await self._on_request(data, sender, None)
+            verdict = self._receive(data, sender, None)
+            if verdict.action != "drop":
+                await self._act(verdict)
         elif kind == "help_response":
             self._on_response(data, sender)
         elif kind == "help_handoff":
             await self._on_handoff(data, sender)
         else:
-            self.router.drops["malformed"] += 1
+            self._dropped("malformed", sender)
 
     # ------------------------------------------------------------------ as a peer
 
-    async def _on_request(self, data: bytes, sender: str | None, gossip_signer: str | None) -> None:
+    def _receive(self, data: bytes, sender: str | None, broadcaster: str | None) -> Verdict:
+        """Check a request and decide (no I/O): junk comes back as a drop without a request;
+        a valid request we do not act on (ours, seen before) as a drop with it."""
         running, max_tasks = self.load()
         verdict = self.router.receive(
             data, sender, self.clock(), capabilities=list(self.capabilities()),
-            running=running, max_tasks=max_tasks, candidates=self.candidates())
+            running=running, max_tasks=max_tasks, candidates=self.candidates(),
+            broadcaster=broadcaster)
+        if verdict.request is None:  # counted by the router
+            self._log_drops(verdict.reason, sender or broadcaster)
+        return verdict
+
+    async def _act(self, verdict: Verdict) -> None:
         req = verdict.request
-        if req is not None and gossip_signer is not None and gossip_signer != req.origin:
-            self.router.drops["rewritten"] += 1
-            return
-        if verdict.action == "drop":
-            if verdict.reason != "our own request":
-                self._decide("help_dropped", reason=verdict.reason[:200],
-                             request=req.id if req else None)
-            return
         assert req is not None
         task = f"{req.task['repo']}#{req.task['issue']}"
         if verdict.action == "offer":
@@ -218,10 +241,10 @@ class HelpService:
         try:
             body = decode_handoff(data, verify_peer)
         except HelpDrop as exc:
-            self.router.drops[exc.reason] += 1
+            self._dropped(exc.reason, sender)
             return
         if body["helper"] != self.me or body["origin"] != sender:
-            self.router.drops["misaddressed"] += 1
+            self._dropped("misaddressed", sender)
             return
         self._decide("help_handoff_received", request=body["request"], origin=body["origin"],
                      task=f"{body['repo']}#{body['issue']}")
@@ -234,11 +257,11 @@ class HelpService:
         try:
             body = decode_response(data, verify_peer)
         except HelpDrop as exc:
-            self.router.drops[exc.reason] += 1
+            self._dropped(exc.reason, sender)
             return
         ask = self.asks.get(body["request"])
         if ask is None or body["helper"] != sender:
-            self.router.drops["unexpected"] += 1
+            self._dropped("unexpected", sender)
             return
         body["_at"] = self.clock()  # when it arrived (latency figures)
         if body["accept"]:

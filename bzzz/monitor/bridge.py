@@ -48,7 +48,7 @@ import trio
 
 from .. import logs
 from ..asgi import headers as request_headers
-from ..asgi import lifespan, read_body
+from ..asgi import content_length, lifespan, read_body
 from ..claim.github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .egress import DEFAULT_DENY, Denied, Network, check_literal, parse_networks
 from .jobs import (JOB_ID, TOKEN_NAME, JobError, JobRequest, Reservation, issue_body,
@@ -260,11 +260,8 @@ class EnqueueBridge:
                           {"retry-after": str(max(1, math.ceil(wait)))})
 
     async def _post_enqueue(self, scope, receive, origin: str) -> tuple[int, dict, dict]:
-        declared = request_headers(scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body:
-            raise Refused(413, {"error": f"body larger than {self.max_body} bytes"})
-        raw = await read_body(receive, self.max_body)
-        if raw is None:
+        raw = await read_body(receive, self.max_body, content_length(scope))
+        if raw is None:  # declared (then not read) or grown past the limit
             raise Refused(413, {"error": f"body larger than {self.max_body} bytes"})
         try:
             doc = json.loads(raw)
