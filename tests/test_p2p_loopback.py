@@ -196,3 +196,19 @@ async def test_garbage_on_every_protocol_the_agent_speaks_leaves_it_running(tmp_
     await wait_until(lambda: b.peer_id in agent.mesh.table and agent.peer_id in b.mesh.table,
                      15, "a new peer meshes with the agent")
     assert agent.status()["peer_id"] == agent.peer_id
+
+
+async def test_a_peer_whose_dial_failed_is_dialled_again_at_once_at_its_new_address(
+        tmp_path, nursery):
+    """py-libp2p refuses for a minute to dial a peer whose addresses all failed once; a
+    peer that restarts on another port is reached at once all the same (our dial plan,
+    not the library's cache, decides when to try again)."""
+    from bzzz.identity import load_or_create
+    from bzzz.testing.agents import free_port
+    a = await start_node(nursery, tmp_path, "a")
+    b_id = load_or_create(tmp_path / "b").peer_id.to_base58()
+    a.offer_peer(b_id, [f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{b_id}"], "mdns")
+    await wait_until(lambda: a.dial_failures >= 1, 10, "the dial to a closed port fails")
+    b = await start_node(nursery, tmp_path, "b")  # the same identity, another port
+    a.offer_peer(b_id, b.addrs(), "mdns")
+    await wait_until(lambda: b_id in a.connected_peers(), 5, "a reaches b at its new address")

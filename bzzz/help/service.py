@@ -114,7 +114,7 @@ class HelpService:
                     await self._find(pid)
                 if not connected and not self.keep_connections:
                     self._opened.add(peer)
-                stream = await self.node.host.new_stream(pid, [HELP_PROTOCOL])
+                stream = await self.node.open_stream(pid, [HELP_PROTOCOL])
                 await stream.write(len(data).to_bytes(4, "big") + data)
                 await stream.close()
                 if peer in self._opened:  # a connection of ours, only for help: close it

@@ -58,6 +58,11 @@ class DialPlan:
             self._pinned.add(peer_id)
         return c.next_try <= now
 
+    def addrs(self, peer_id: str) -> tuple[str, ...] | None:
+        """The addresses we would dial the peer at (None: never heard of it)."""
+        c = self._peers.get(peer_id)
+        return c.addrs if c is not None else None
+
     def due(self, now: float, connected: set[str]) -> list[Candidate]:
         """Peers to dial now: not connected and past their backoff."""
         out = []

@@ -172,7 +172,7 @@ class LogSync:
     async def _open(self, peer: str):
         pid = ID.from_base58(peer)
         with trio.move_on_after(OPEN_TIMEOUT):
-            return await self.node.host.new_stream(pid, [PROTOCOL])
+            return await self.node.open_stream(pid, [PROTOCOL])
         # a connection that carries no new stream is dead whatever it says: drop it, so
         # that the next attempt dials afresh
         with trio.move_on_after(1):

@@ -39,6 +39,7 @@ logging.getLogger("libp2p.pubsub.pubsub").setLevel(logging.ERROR)
 
 Handler = Callable[[str, bytes], bool]
 DIAL_TIMEOUT = 5.0
+ADDR_TTL = 3600  # seconds the peerstore keeps the addresses we dial a peer at
 PUBLISH_BACKPRESSURE_LIMIT = 5.0  # seconds a publish waits for a slow peer's queue
 DHT_FAST_PERIOD = 1.0
 DHT_SLOW_PERIOD = 10.0
@@ -179,6 +180,29 @@ class P2PNode:
     def connected_peers(self) -> set[str]:
         return {p.to_base58() for p in self.host.get_connected_peers()}
 
+    def _remember_addrs(self, peer: ID, addrs: Sequence[Multiaddr]) -> None:
+        """Make ``addrs`` the peer's only known addresses. py-libp2p dials one address per
+        transport, the first its peerstore holds: a peer back on another port (or another
+        address) would be dialled where it no longer listens for as long as the old
+        address stays there."""
+        if addrs:
+            peerstore = self.host.get_peerstore()
+            peerstore.clear_addrs(peer)
+            peerstore.add_addrs(peer, list(addrs), ADDR_TTL)
+
+    def forget_failures(self, peer: ID) -> None:
+        """Let a peer be dialled now. py-libp2p refuses, for 60 s, any dial of a peer whose
+        addresses all failed once (its "negative cache"), even at new addresses: a peer that
+        restarted is then unreachable for a minute, by our dialler, log followers and help
+        alike. When to try again is ours to decide (DialPlan's backoff, the callers' own)."""
+        self.host.get_network().unblock_peer(peer)
+
+    async def open_stream(self, peer: str | ID, protocols: Sequence[str]):
+        """A new stream to ``peer`` (dialled if need be), whatever failed before."""
+        pid = ID.from_base58(peer) if isinstance(peer, str) else peer
+        self.forget_failures(pid)
+        return await self.host.new_stream(pid, list(protocols))
+
     def on_message(self, topic: str, handler: Handler) -> None:
         """Register the handler for a topic: called with (signer peer id, data)."""
 
@@ -212,8 +236,18 @@ class P2PNode:
         """A peer and its addresses learnt from anywhere (announcements, mDNS, DHT)."""
         if not self.dial_discovered and source in ("announcement", "dht"):
             return
+        known = self.plan.addrs(peer_id)
         if self.plan.offer(peer_id, tuple(addrs), source, self._clock()):
             self._wake.set()
+        if known is not None and tuple(addrs) != known and peer_id not in self.connected_peers():
+            # moved: a stream opened before our dialler's next try must not go the old way
+            try:
+                pid = ID.from_base58(peer_id)
+                maddrs = [Multiaddr(a).decapsulate(Multiaddr(f"/p2p/{peer_id}")) for a in addrs]
+            except Exception as exc:  # an address that does not parse: the dial will say so
+                log.debug("offered addresses not remembered", extra={"error": repr(exc)})
+            else:
+                self._remember_addrs(pid, maddrs)
 
     # ------------------------------------------------------------------ running
 
@@ -324,6 +358,8 @@ class P2PNode:
                 maddrs = [Multiaddr(a) for a in addrs]
                 info = PeerInfo(ID.from_base58(peer_id),
                                 [m.decapsulate(Multiaddr(f"/p2p/{peer_id}")) for m in maddrs])
+                self.forget_failures(info.peer_id)
+                self._remember_addrs(info.peer_id, info.addrs)
                 with trio.fail_after(DIAL_TIMEOUT):
                     await self.host.connect(info)
             except Exception as exc:  # dial errors come in many library types
