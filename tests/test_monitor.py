@@ -283,7 +283,7 @@ def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path,
                             BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp_path / "enqueue-tokens"),
                             BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp_path / "callback-secret"),
                             # the receiver is on loopback, denied by default
-                            BZZZ_MONITOR__CALLBACK_DENY='["169.254.0.0/16"]')
+                            BZZZ_MONITOR__CALLBACK_ALLOW='["127.0.0.0/8"]')
         try:
             wait_for(lambda: _up(mon), 30, what="the monitor answers")
             auth = {"Authorization": "Bearer hive-token-0123456789abcdef",
