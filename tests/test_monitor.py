@@ -64,6 +64,8 @@ def agent(tmp_path, workdir, name, hub, **env):
 def mesh_of_two(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        # a bootstrap address that does not answer yet is not dialled again soon: wait for it
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         a2 = agent(tmp_path, workdir, "a2", hub, bootstrap=a1.addr)
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
                             BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
@@ -278,6 +280,7 @@ def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path,
                    b'"base":"main","task":"shell","instructions":"echo hello from hive"}')
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
                             BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
                             BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp_path / "enqueue-tokens"),
