@@ -317,6 +317,12 @@ async def test_refusals(tmp_path):
                 assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
                 async with b.http(N8N_TOKEN) as other:
                     assert (await other.post("/enqueue", json=job("n8n-1"))).status_code == 202
+                    # a job is read by the token that enqueued it, and no other
+                    assert (await other.get("/jobs/n8n-1")).status_code == 200
+                    r = await other.get("/jobs/same")
+                    assert r.status_code == 403 and "issue" not in r.json()
+                    assert (await http.get("/jobs/n8n-1")).status_code == 403
+                    assert (await http.get("/jobs/same")).json()["jobId"] == "same"
             nursery.cancel_scope.cancel()
         n8n = max(issues(owner), key=lambda i: i["number"])
         assert "**n8n**" in n8n["body"] and "**hive**" not in n8n["body"]

@@ -233,7 +233,7 @@ class EnqueueBridge:
             if method == "DELETE":
                 self._rate(origin)
                 return await self._cancel(job_id, origin)
-            return 200, await self._job_doc(job_id), {}
+            return 200, await self._job_doc(job_id, origin), {}
         raise Refused(404, {"error": "not found"})
 
     def _authorised(self, scope) -> str:
@@ -571,8 +571,11 @@ class EnqueueBridge:
             raise Refused(404, {"error": "no such job here", "jobId": job_id})
         return row
 
-    async def _job_doc(self, job_id: str) -> dict:
+    async def _job_doc(self, job_id: str, origin: str) -> dict:
         row = await self._known(job_id)
+        if row.origin != origin:  # another token's job: its issue, agents and PR are not yours
+            raise Refused(403, {"error": "only the token that enqueued a job reads it",
+                                "jobId": job_id})
         events = [{"event": e.event, "ts": json.loads(e.body).get("ts"), "deliveryId":
                    e.delivery_id, "delivery": e.state, "tries": e.tries}
                   for e in self.store.events(job_id)]
