@@ -187,6 +187,9 @@ class MonitorConfig(BaseModel):
     listen: str = "127.0.0.1:8091"  # the Visualizer, its API and /metrics
     # bearer token of the acting endpoints (the new-task form); without it they are refused
     token_file: Path | None = None
+    # read-only bearer token of the page's API (/api/v1/...): needed, and required, when
+    # `listen` is beyond loopback; on loopback reads stay open without one
+    viewer_token_file: Path | None = None
     # seconds between polls of github.repos for tasks no agent holds yet (0: no polling)
     poll_interval: float = Field(5.0, ge=0)
     # an agent not heard from for this long is shown as gone (grey)

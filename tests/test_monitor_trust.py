@@ -190,3 +190,53 @@ async def test_a_peer_cannot_announce_another_agents_log_as_its_own(tmp_path):
             info = mon.index.logs[honest_key]
             assert info.peer_id == honest.peer_id
             nursery.cancel_scope.cancel()
+
+
+async def test_reads_beyond_loopback_need_the_viewer_token(tmp_path):
+    import pytest
+    from bzzz.monitor.node import MonitorError
+    with DevHubThread(seed=SEED) as hub:
+        # listening beyond loopback with no viewer token: refused, saying what to set
+        with pytest.raises(MonitorError, match="monitor.viewer_token_file"):
+            Monitor(monitor_config(tmp_path, hub, listen="0.0.0.0:0"))
+        (tmp_path / "viewer").write_text("viewer-token-0123456789\n")
+        (tmp_path / "form").write_text("form-token-0123456789\n")
+        config = monitor_config(tmp_path, hub, listen="0.0.0.0:0",
+                                viewer_token_file=tmp_path / "viewer",
+                                token_file=tmp_path / "form")
+        async with trio.open_nursery() as nursery:
+            mon, _ = await start_monitor(nursery, config)
+            port = mon.bound[0].rsplit(":", 1)[1]
+            url = f"http://127.0.0.1:{port}"
+            viewer = {"Authorization": "Bearer viewer-token-0123456789"}
+            reads = ["/api/v1/mesh", "/api/v1/tasks", "/api/v1/tasks/owner/tasks/1",
+                     f"/api/v1/agents/{mon.peer_id}/log"]
+            for path in reads:
+                r = await get(url, path)
+                assert r.status_code == 401, (path, r.status_code)
+                assert "www-authenticate" in r.headers
+                assert (await get(url, path, headers={
+                    "Authorization": "Bearer wrong"})).status_code == 401
+                assert (await get(url, path, headers=viewer)).status_code in (200, 404)
+            assert (await get(url, "/api/v1/mesh", headers={
+                "Authorization": "Bearer form-token-0123456789"})).status_code == 200
+            # the page, its files, health and metrics stay open; metrics carry no titles
+            for path in ("/", "/static/app.js", "/healthz", "/metrics"):
+                assert (await get(url, path)).status_code == 200, path
+            # the event stream: its cookie (EventSource sends no header)
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                async with http.stream("GET", "/api/v1/events") as r:
+                    assert r.status_code == 401
+                async with http.stream("GET", "/api/v1/events", headers={
+                        "Cookie": "bzzz_viewer=viewer-token-0123456789"}) as r:
+                    assert r.status_code == 200
+                    async for line in r.aiter_lines():
+                        if line.startswith("event: mesh"):
+                            break
+                # the viewer token reads, it does not act
+                r = await http.post("/api/v1/tasks", headers=viewer, json={
+                    "repo": "owner/tasks", "title": "x", "instructions": "echo x"})
+                assert r.status_code == 401
+            nursery.cancel_scope.cancel()
+    assert "viewer-token-0123456789" not in (tmp_path / "mon").joinpath(
+        "monitor.sqlite3").read_bytes().decode("latin-1")

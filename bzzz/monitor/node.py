@@ -48,6 +48,18 @@ class MonitorError(Exception):
     """A start-up problem, phrased as one line."""
 
 
+def loopback(listen: str) -> bool:
+    """Whether ``host:port`` listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+    host = listen.rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: whatever it resolves to, it is not known to be loopback
+        return False
+
+
 
 class Broadcast:
     """Fan-out of indexed decisions to live subscribers (the page's event streams); a slow
@@ -90,10 +102,22 @@ class Monitor:
         mc = config.monitor
         from ..claim.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
+        self._viewer = SecretFile(mc.viewer_token_file, "monitor.viewer_token_file") \
+            if mc.viewer_token_file else None
         try:
             self.token  # read now: a missing or empty file stops the start
+            self.viewer_token
         except CredentialError as exc:
             raise MonitorError(str(exc)) from None
+        # reads (the page's API) are open on loopback only; beyond it they need a token
+        self.reads_open = loopback(mc.listen)
+        if not self.reads_open and self._viewer is None:
+            raise MonitorError(
+                f"monitor.listen {mc.listen} is reachable beyond loopback: set "
+                "monitor.viewer_token_file (a read-only token for the page and its API) or "
+                "listen on 127.0.0.1")
+        if self.viewer_token is not None:
+            logs.register_secret(self.viewer_token)
         from ..claim import credentials
         provider = credentials.from_config(config.github)  # token file, command or App
         if isinstance(provider, credentials.TokenFile):
@@ -157,6 +181,11 @@ class Monitor:
     def token(self) -> str | None:
         """The new-task form's bearer token, re-read when its file changes (rotation)."""
         return self._token.get() if self._token is not None else None
+
+    @property
+    def viewer_token(self) -> str | None:
+        """The read-only token of the page's API, re-read when its file changes."""
+        return self._viewer.get() if self._viewer is not None else None
 
     def _bridges(self, mc) -> None:
         """Hive's /enqueue and the job callbacks (bzzz/monitor/bridge.py, callbacks.py): the
