@@ -164,6 +164,7 @@ def test_the_form_files_a_task_behind_the_token(mesh_of_two):
 def test_a_tampered_replica_shows_as_failing(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         env = dict(BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0")
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr, **env)
         try:
@@ -199,6 +200,7 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
     the monitor ends with every log complete and verified."""
     env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
     a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    wait_for(lambda: _agent_status(a1), 30, what="a1 answers")  # before it is bootstrapped to
     a2 = start(tmp_path, "a2", "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr, **env)
     mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
                         BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0",
@@ -330,6 +332,7 @@ def test_a_forked_log_is_shown_frozen(tmp_path):
     import shutil
     env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
     a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    wait_for(lambda: _agent_status(a1), 30, what="a1 answers")  # before it is bootstrapped to
     mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
                         BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0")
     try:
