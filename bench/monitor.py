@@ -151,7 +151,7 @@ def callbacks(tmp: Path, jobs: int) -> dict:
                             BZZZ_MONITOR__POLL_INTERVAL="0",
                             BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp / "enqueue-tokens"),
                             BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp / "callback-secret"),
-                            BZZZ_MONITOR__CALLBACK_DENY="")  # the receiver is on loopback
+                            BZZZ_MONITOR__CALLBACK_ALLOW="127.0.0.0/8")  # the receiver is on loopback
         try:
             wait_for(lambda: httpx.get(f"{mon.url}/health", timeout=2).status_code == 200, 60,
                      what="the monitor's bridge")

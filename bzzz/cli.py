@@ -225,7 +225,9 @@ def cmd_task_create(args: argparse.Namespace) -> int:
             return 0
         follower = Follower(client, args.repo, int(issue["number"]), interval=args.interval,
                             timeout=args.timeout, wait_input=args.wait_input,
-                            say=lambda text: print(text, flush=True))
+                            say=lambda text: print(text, flush=True),
+                            agents=[a.strip() for a in (args.agent_login or "").split(",")
+                                    if a.strip()])
         try:
             _, status = follower.run()
         except httpx.HTTPStatusError as exc:
@@ -303,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="follow the task to its end; exit 0 done, 1 failed, 2 cancelled or "
                         "closed unmerged, 3 needs input, 124 timeout")
+    p.add_argument("--agent-login", metavar="LOGIN,...",
+                   help="with --wait: the agents' GitHub logins whose marker comments count "
+                        "(besides the logins assigned to the issue)")
     p.add_argument("--wait-input", action="store_true",
                    help="with --wait: keep waiting when the task asks a question")
     p.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")

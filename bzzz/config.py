@@ -191,6 +191,9 @@ class MonitorConfig(BaseModel):
     listen: str = "127.0.0.1:8091"  # the Visualizer, its API and /metrics
     # bearer token of the acting endpoints (the new-task form); without it they are refused
     token_file: Path | None = None
+    # read-only bearer token of the page's API (/api/v1/...): needed, and required, when
+    # `listen` is beyond loopback; on loopback reads stay open without one
+    viewer_token_file: Path | None = None
     # seconds between polls of github.repos for tasks no agent holds yet (0: no polling)
     poll_interval: float = Field(5.0, ge=0)
     # an agent not heard from for this long is shown as gone (grey)
@@ -203,11 +206,15 @@ class MonitorConfig(BaseModel):
     # HMAC-SHA256 key of X-Bzzz-Signature-256 on job callbacks
     callback_secret_file: Path | None = None
     callback_retry_for: float = Field(86400.0, gt=0)  # seconds a callback is retried
-    # networks callbacks may not reach (bzzz/monitor/egress.py): loopback, link-local and
-    # "this network" by default; [] allows every address
+    # networks callbacks may not reach (bzzz/monitor/egress.py): every non-public address by
+    # default ("non-public"), loopback, link-local, RFC 1918, fc00::/7, 100.64.0.0/10 and the
+    # Docker bridge named too; [] denies nothing
     callback_deny: StrList = Field(default_factory=lambda: list(DEFAULT_DENY))
+    # networks callbacks may reach even though callback_deny holds them (a receiver on a
+    # private network): CIDR list, it wins over callback_deny
+    callback_allow: StrList = Field(default_factory=list)
 
-    @field_validator("callback_deny")
+    @field_validator("callback_deny", "callback_allow")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)  # raises naming the bad entry

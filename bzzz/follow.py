@@ -5,6 +5,13 @@ issue again by its marker (``--job-id``).
 read from the state labels the agents set (bzzz/claim/task.py ``STATE_LABELS``) and the
 markers of their comments (bzzz/claim/report.py). :class:`Follower` is the thin poller
 around it (synchronous httpx: the command line has no event loop).
+
+Whose comments count: anyone may comment on an issue, so a marker comment counts only from an
+agent (a login assigned to the issue: a claiming agent assigns its own, and only people with
+triage or push access can assign; ``--agent-login`` names more), and a ``/bzzz`` command only
+from a writer (push permission, per GitHub's collaborator permission API), as the agents
+themselves decide (bzzz/claim/trust.py). A job's issue is one filed by this command's own
+login or by a writer (the monitor's bridge), never anyone else's issue with the marker.
 """
 
 from __future__ import annotations
@@ -75,6 +82,30 @@ def _question(body: str) -> str:
     return "\n".join(quoted).strip()
 
 
+def _author(c: Mapping[str, Any]) -> str:
+    user = c.get("user")
+    return str(user.get("login") or "").lower() if isinstance(user, dict) else ""
+
+
+def _is_command(body: str) -> bool:
+    return body.strip().lower().startswith("/bzzz")
+
+
+def trusted(comments: Iterable[Mapping[str, Any]], agents: set[str],
+            writers: set[str]) -> list[Mapping[str, Any]]:
+    """The comments that may speak for the task: agents' marker comments, writers' commands
+    (logins compared in lower case)."""
+    out = []
+    for c in comments:
+        body, who = c.get("body") or "", _author(c)
+        if _is_command(body):
+            if who in writers:
+                out.append(c)
+        elif find_markers(body) and who in agents:
+            out.append(c)
+    return out
+
+
 def _last_ending(comments: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
     last = None
     for c in comments:
@@ -122,10 +153,13 @@ class Follower:
     def __init__(self, client: httpx.Client, repo: str, number: int, *, interval: float = 2.0,
                  timeout: float | None = None, wait_input: bool = False,
                  say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 agents: Iterable[str] = ()) -> None:
         self.http, self.repo, self.number = client, repo, number
         self.interval, self.timeout, self.wait_input = interval, timeout, wait_input
         self.say, self.clock, self.sleep = say, clock, sleep
+        self.agents = {a.lower() for a in agents}
+        self.writers = Writers(client, repo)
 
     def _get(self, path: str, **params) -> Any:
         resp = self.http.get(path, params=params or None)
@@ -146,6 +180,12 @@ class Follower:
                 break
         return out
 
+    def _trusted(self, issue: Mapping[str, Any], comments: list[dict]) -> list[Mapping]:
+        agents = self.agents | {str(a.get("login") or "").lower()
+                                for a in issue.get("assignees") or [] if isinstance(a, dict)}
+        commanders = {_author(c) for c in comments if _is_command(c.get("body") or "")}
+        return trusted(comments, agents, {w for w in commanders if self.writers(w)})
+
     def run(self) -> tuple[View | None, int]:
         """The last view and the exit status."""
         deadline = None if self.timeout is None else self.clock() + self.timeout
@@ -158,7 +198,7 @@ class Follower:
                       issue.get("state"))
             if labels != seen_labels:  # comments only matter when the labels move
                 seen_labels = labels
-                view = phase_of(issue, self._comments())
+                view = phase_of(issue, self._trusted(issue, self._comments()))
             assert view is not None
             if view != shown:
                 shown = view
@@ -179,9 +219,44 @@ class Follower:
             self.sleep(wait)
 
 
+class Writers:
+    """Whether a login may push to the repository (GitHub's collaborator permission API),
+    asked once per login."""
+
+    def __init__(self, client: httpx.Client, repo: str) -> None:
+        self.http, self.repo = client, repo
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, login: str) -> bool:
+        from .claim.trust import is_writer
+        login = login.lower()
+        if not login:
+            return False
+        if login not in self._known:
+            resp = self.http.get(f"/repos/{self.repo}/collaborators/{login}/permission")
+            if resp.status_code in (403, 404):  # unknown, or we may not ask: not trusted
+                self._known[login] = False
+            elif resp.status_code != 200:
+                raise httpx.HTTPStatusError(f"{resp.status_code}", request=resp.request,
+                                            response=resp)
+            else:
+                data = resp.json() if isinstance(resp.json(), dict) else {}
+                self._known[login] = is_writer(data.get("permission"), data.get("role_name"))
+        return self._known[login]
+
+
+def own_login(client: httpx.Client) -> str:
+    """The login of the token this command uses ("" when GitHub does not say)."""
+    resp = client.get("/user")
+    data = resp.json() if resp.status_code == 200 else {}
+    return str(data.get("login") or "").lower() if isinstance(data, dict) else ""
+
+
 def find_job(client: httpx.Client, repo: str, job_id: str, max_pages: int = 100) -> dict | None:
-    """The open or closed ``bzzz`` issue carrying the job's marker, if any."""
+    """The open or closed ``bzzz`` issue carrying the job's marker, if any, filed by this
+    command's own login or by a writer (anyone else's issue with the marker is ignored)."""
     want = (JOB_KIND, job_id)
+    me, writers = own_login(client), Writers(client, repo)
     for page in range(1, max_pages + 1):
         resp = client.get(f"/repos/{repo}/issues", params={
             "state": "all", "labels": "bzzz", "per_page": 100, "page": page})
@@ -190,7 +265,8 @@ def find_job(client: httpx.Client, repo: str, job_id: str, max_pages: int = 100)
                                         response=resp)
         items = [i for i in resp.json() if isinstance(i, dict)]
         for issue in items:
-            if "pull_request" not in issue and want in find_markers(issue.get("body") or ""):
+            if "pull_request" not in issue and want in find_markers(issue.get("body") or "") \
+                    and (_author(issue) == me or writers(_author(issue))):
                 return issue
         if not items or 'rel="next"' not in resp.headers.get("link", ""):
             return None

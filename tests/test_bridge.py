@@ -317,6 +317,12 @@ async def test_refusals(tmp_path):
                 assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
                 async with b.http(N8N_TOKEN) as other:
                     assert (await other.post("/enqueue", json=job("n8n-1"))).status_code == 202
+                    # a job is read by the token that enqueued it, and no other
+                    assert (await other.get("/jobs/n8n-1")).status_code == 200
+                    r = await other.get("/jobs/same")
+                    assert r.status_code == 403 and "issue" not in r.json()
+                    assert (await http.get("/jobs/n8n-1")).status_code == 403
+                    assert (await http.get("/jobs/same")).json()["jobId"] == "same"
             nursery.cancel_scope.cancel()
         n8n = max(issues(owner), key=lambda i: i["number"])
         assert "**n8n**" in n8n["body"] and "**hive**" not in n8n["body"]
@@ -593,7 +599,7 @@ def test_denied_networks_include_loopback_link_local_and_mapped_addresses():
     for host in ("127.0.0.1", "127.1.2.3", "::1", "169.254.169.254", "fe80::1", "0.0.0.0",
                  "::ffff:127.0.0.1", "::ffff:169.254.169.254"):
         assert denied_by(ipaddress.ip_address(host), deny) is not None, host
-    for host in ("10.1.2.3", "192.168.1.10", "93.184.216.34", "2001:db8::1"):
+    for host in ("93.184.216.34", "2606:4700:4700::1111", "::ffff:93.184.216.34"):
         assert denied_by(ipaddress.ip_address(host), deny) is None, host
     for url in ("http://127.0.0.1:8080/x", "http://[::1]/x", "https://169.254.169.254/",
                 "http://localhost:9/", "http://LOCALHOST./", "http://a.localhost/"):
@@ -612,6 +618,51 @@ async def test_a_name_is_checked_on_what_it_resolves_to():
     assert target.host_header == "localhost:8443" and target.server_name == "localhost"
     with pytest.raises(Unresolved):
         await resolve("http://no-such-host.invalid/hook", ())
+
+
+def test_every_non_public_address_is_denied_unless_allowed():
+    """Issue #19: RFC 1918, fc00::/7, 100.64.0.0/10, the Docker bridge and whatever else is
+    not public are denied by default; ``monitor.callback_allow`` lets a private receiver in."""
+    from bzzz.config import MonitorConfig
+    deny = parse_networks(MonitorConfig().callback_deny)
+    private = ("10.1.2.3", "172.17.0.2", "172.31.255.1", "192.168.1.10", "100.64.1.1",
+               "fd00::1", "fc00::5", "198.18.0.1", "2001:db8::1", "::ffff:10.0.0.1",
+               "240.0.0.1")
+    for host in private:
+        assert denied_by(ipaddress.ip_address(host), deny) is not None, host
+        with pytest.raises(Denied, match="monitor.callback_allow"):
+            check_literal(f"http://{'[' + host + ']' if ':' in host else host}:8080/cb", deny)
+    allow = parse_networks(MonitorConfig(callback_allow=["10.0.0.0/8", "fd00::/8"])
+                           .callback_allow)
+    assert denied_by(ipaddress.ip_address("10.1.2.3"), deny, allow) is None
+    assert denied_by(ipaddress.ip_address("fd00::1"), deny, allow) is None
+    assert denied_by(ipaddress.ip_address("192.168.1.10"), deny, allow) is not None
+    check_literal("http://10.9.9.9/cb", deny, allow)
+    with pytest.raises(ValueError, match="'10.0.0/33' is not a network"):
+        MonitorConfig(callback_allow=["10.0.0/33"])
+
+
+async def test_enqueue_refuses_a_callback_to_a_private_network_unless_allowed(tmp_path):
+    from bzzz.config import MonitorConfig
+    (tmp_path / "tokens").write_text(f"hive {HIVE_TOKEN}\n")
+    with DevHubThread(seed=SEED) as hub:
+        async with trio.open_nursery() as nursery:
+            gh = GitHubClient(hub.url, "t-mon-identity")
+            for allow, want in (([], 400), (["10.0.0.0/8"], 202)):
+                config = MonitorConfig(enqueue_tokens_file=tmp_path / "tokens",
+                                       callback_secret_file=tmp_path / "tokens",
+                                       callback_allow=allow)
+                bridge = EnqueueBridge.from_config(config, gh, tmp_path / f"state{len(allow)}")
+                bound = await nursery.start(lambda task_status: serve_app(
+                    bridge, "127.0.0.1", 0, task_status=task_status))
+                async with Bridge(bridge, bound[0], gh).http() as http:
+                    r = await http.post("/enqueue", json=job(
+                        f"private-{len(allow)}", callbackUrl="http://10.0.0.5:2375/x"))
+                    assert r.status_code == want, r.text
+                    if want == 400:
+                        assert r.json()["field"] == "callbackUrl"
+                        assert "denied network" in r.json()["error"]
+            nursery.cancel_scope.cancel()
 
 
 async def test_enqueue_refuses_a_callback_to_a_denied_address(tmp_path):

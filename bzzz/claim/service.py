@@ -437,7 +437,7 @@ class ClaimService:
         key = f"{self.s.node_id}:{held.claim.generation}"
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires,
-                     title=task.title[:200])
+                     claim=held.sha, title=task.title[:200])
         assigned = isinstance(self.locks[task.repo], AssignLock)  # its comment says it all
         if not await self._durably(run, "mark", lambda: ops.mark_claimed(
                 task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):

@@ -1,6 +1,11 @@
 """The monitor's HTTP server (ASGI on hypercorn/trio): the Mesh Visualizer and its API.
 
-docs/monitor-api.md is the surface. Reading is open; the one acting endpoint (the new-task
+docs/monitor-api.md is the surface. Reading the API (``/api/v1/...``: titles, decisions,
+outputs, agents' addresses) is open while the monitor listens on loopback; beyond it, it needs
+the viewer token (``monitor.viewer_token_file``, read-only) or the acting one, as
+``Authorization: Bearer`` or, for the page's event stream (EventSource sends no headers), the
+``bzzz_viewer`` cookie the page sets. The page itself, its static files, ``/healthz`` and
+``/metrics`` (no titles, no addresses) stay open. The one acting endpoint (the new-task
 form's ``POST /api/v1/tasks``) needs the monitor's bearer token. Bridges (Hive's
 ``/enqueue``) are mounted here too: an ASGI app in ``bridges`` answers the paths it claims.
 """
@@ -32,10 +37,28 @@ STATIC = Path(__file__).parent / "static"
 MAX_FORM = 128 * 1024
 PING = 15.0
 MESH_EVERY = 0.25  # at most four mesh documents a second per stream
+VIEWER_COOKIE = "bzzz_viewer"  # the page's event stream carries the viewer token in it
 JSON = "application/json"
 _PLACEHOLDER = (b"<!doctype html><title>Bzzz monitor</title><p>The Mesh Visualizer's files "
                 b"are missing from this installation; the API is at "
                 b"<a href=/api/v1/mesh>/api/v1/mesh</a>.")
+
+
+def _bearer(scope, token: str | None) -> bool:
+    if not token:
+        return False
+    scheme, _, value = headers(scope).get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
+                                                               token.encode())
+
+
+def _cookie(header: str, name: str) -> str:
+    from urllib.parse import unquote as unq
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return unq(value.strip())
+    return ""
 
 
 def _dumps(doc: Any) -> bytes:
@@ -88,6 +111,12 @@ class MonitorApp:
                 return
             if method not in ("GET", "HEAD"):
                 await self._error(send, 405, "method not allowed")
+                return
+            if path.startswith("/api/") and not self._may_read(scope):
+                await self._reply(send, 401, _dumps({
+                    "error": "reading this monitor needs its viewer token "
+                             "(Authorization: Bearer)"}) + b"\n",
+                    extra=[(b"www-authenticate", b'Bearer realm="bzzz"')])
                 return
             query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(
                 "latin-1")).items()}
@@ -184,12 +213,19 @@ class MonitorApp:
     # ------------------------------------------------------------------ acting
 
     def _authorized(self, scope) -> bool:
-        token = self.m.token
-        if not token:
-            return False
-        scheme, _, value = headers(scope).get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
-                                                                   token.encode())
+        return _bearer(scope, self.m.token)
+
+    def _may_read(self, scope) -> bool:
+        """Reads are open on loopback; beyond it the viewer (or the acting) token is needed,
+        in the Authorization header or the event stream's cookie."""
+        m = self.m
+        if m.reads_open:
+            return True
+        viewer = m.viewer_token
+        if _bearer(scope, viewer) or _bearer(scope, m.token):
+            return True
+        cookie = _cookie(headers(scope).get("cookie", ""), VIEWER_COOKIE)
+        return bool(viewer and cookie) and hmac.compare_digest(cookie.encode(), viewer.encode())
 
     async def _post_task(self, scope, receive, send) -> None:
         if not self.m.token:

@@ -140,9 +140,11 @@ class EnqueueBridge:
                  rate: float = 1.0, burst: int = 20, callbacks: bool = False,
                  max_body: int = MAX_BODY, peer_wait: float = 5.0,
                  takeover_after: float = 120.0, clock: Callable[[], float] = time.time,
-                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY)) -> None:
+                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY),
+                 allow: Sequence[Network] = ()) -> None:
         self.gh = gh
         self.deny = tuple(deny)  # networks a callbackUrl may not name (bzzz/monitor/egress.py)
+        self.allow = tuple(allow)  # ... unless one of these holds it
         self._tokens = load_tokens(tokens) if isinstance(tokens, (str, Path)) else dict(tokens)
         if not self._tokens:
             raise TokenFileError("no enqueue tokens")
@@ -172,7 +174,8 @@ class EnqueueBridge:
                    default_repo=monitor.enqueue_repo, rate=monitor.enqueue_rate,
                    burst=monitor.enqueue_burst,
                    callbacks=monitor.callback_secret_file is not None,
-                   deny=parse_networks(monitor.callback_deny), **kw)
+                   deny=parse_networks(monitor.callback_deny),
+                   allow=parse_networks(monitor.callback_allow), **kw)
 
     def __repr__(self) -> str:  # never the tokens
         return f"EnqueueBridge(tokens={sorted(self._tokens)}, store={self.store.dir})"
@@ -230,7 +233,7 @@ class EnqueueBridge:
             if method == "DELETE":
                 self._rate(origin)
                 return await self._cancel(job_id, origin)
-            return 200, await self._job_doc(job_id), {}
+            return 200, await self._job_doc(job_id, origin), {}
         raise Refused(404, {"error": "not found"})
 
     def _authorised(self, scope) -> str:
@@ -273,7 +276,7 @@ class EnqueueBridge:
             job = parse_job(doc, self.default_repo, self.callbacks)
             if job.callback_url is not None:
                 try:
-                    check_literal(job.callback_url, self.deny)
+                    check_literal(job.callback_url, self.deny, self.allow)
                 except Denied as exc:
                     raise JobError("callbackUrl", str(exc)) from None
         except JobError as exc:
@@ -565,8 +568,11 @@ class EnqueueBridge:
             raise Refused(404, {"error": "no such job here", "jobId": job_id})
         return row
 
-    async def _job_doc(self, job_id: str) -> dict:
+    async def _job_doc(self, job_id: str, origin: str) -> dict:
         row = await self._known(job_id)
+        if row.origin != origin:  # another token's job: its issue, agents and PR are not yours
+            raise Refused(403, {"error": "only the token that enqueued a job reads it",
+                                "jobId": job_id})
         events = [{"event": e.event, "ts": json.loads(e.body).get("ts"), "deliveryId":
                    e.delivery_id, "delivery": e.state, "tries": e.tries}
                   for e in self.store.events(job_id)]

@@ -17,8 +17,8 @@ cancelled) are queued, per job, in the state directory. :meth:`Callbacks.run` de
   callback secret, as GitHub signs webhooks.
 
 The URL is the user's: only http(s) (checked when the job is enqueued and again here), never
-to a denied network (bzzz/monitor/egress.py: loopback and link-local unless
-``monitor.callback_deny`` says otherwise; checked on the resolved addresses at each delivery),
+to a denied network (bzzz/monitor/egress.py: every non-public address unless
+``monitor.callback_allow`` allows its network; checked on the resolved addresses at each delivery),
 and redirects are not followed (a 3xx is refused, not retried).
 """
 
@@ -67,7 +67,8 @@ class Callbacks:
                  concurrency: int = 8, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY)) -> None:
+                 deny: Sequence[Network] = parse_networks(DEFAULT_DENY),
+                 allow: Sequence[Network] = ()) -> None:
         if not secret:
             raise ValueError("a callback secret is needed (monitor.callback_secret_file)")
         self.store = store
@@ -81,6 +82,7 @@ class Callbacks:
         self._limit = trio.CapacityLimiter(concurrency)
         self._transport = transport
         self.deny = tuple(deny)
+        self.allow = tuple(allow)
         self._wake = trio.Event()
         self._busy: set[str] = set()  # jobs with a delivery in flight
         self.counts = {"observed": 0, "queued": 0, "duplicates": 0, "delivered": 0,
@@ -93,7 +95,8 @@ class Callbacks:
             return None
         return cls(store, read_secret(monitor.callback_secret_file),
                    retry_for=monitor.callback_retry_for,
-                   deny=parse_networks(monitor.callback_deny), **kw)
+                   deny=parse_networks(monitor.callback_deny),
+                   allow=parse_networks(monitor.callback_allow), **kw)
 
     def __repr__(self) -> str:  # never the secret
         return f"Callbacks(store={self.store.dir})"
@@ -228,7 +231,7 @@ class Callbacks:
         """POST the event to the URL's checked address: the answer, or why none came.
         Raises Denied when the host is (or resolves to) a denied network."""
         try:
-            target = await resolve(url, self.deny)
+            target = await resolve(url, self.deny, self.allow)
         except Unresolved as exc:
             return str(exc)
         headers = {"Content-Type": "application/json", "X-Bzzz-Event": ev.event,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..hyperlog.entries import decode
-from .state import HOLDING, STATES, decision_state, label_state, newer
+from .state import HOLDING, SETTLED, STATES, decision_state, label_state, newer, overruled
+from .trust import CLAIMS, COMMAND, Trust
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     state_ts REAL NOT NULL, state_src INTEGER NOT NULL, agent TEXT, node TEXT,
     attempt INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL, pr INTEGER, pr_url TEXT,
     issue_url TEXT, had_pr INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo, issue));
+-- whether a log's latest claim of a task counted (bzzz/monitor/trust.py): the log's other
+-- decisions about that task count only then
+CREATE TABLE IF NOT EXISTS holds (
+    key TEXT NOT NULL, repo TEXT NOT NULL, issue INTEGER NOT NULL, ok INTEGER NOT NULL,
+    PRIMARY KEY (key, repo, issue));
 """
 SEQ_BITS = 32
 # the fields whose text is searchable (the rest is structure: type, repo, numbers)
@@ -83,6 +89,8 @@ class Task:
     pr_url: str | None = None
     issue_url: str | None = None
     had_pr: bool = False
+    # GitHub's latest word on the task: (state, time); not stored (the next poll tells again)
+    github: tuple[str, float] | None = None
 
     def row(self) -> tuple:
         return (self.repo, self.issue, self.title, self.state, self.state_ts, self.state_src,
@@ -141,6 +149,8 @@ class Index:
         for row in self.db.execute("SELECT * FROM tasks"):
             t = Task(*row[:13], had_pr=bool(row[13]))
             self.tasks[(t.repo, t.issue)] = t
+        self.holds: dict[tuple[str, str, int], bool] = {
+            (k, r, i): bool(ok) for k, r, i, ok in self.db.execute("SELECT * FROM holds")}
         self.types: Counter = Counter(dict(self.db.execute(
             "SELECT type, n FROM type_counts").fetchall()))
         self.total = sum(self.types.values())
@@ -164,23 +174,28 @@ class Index:
         return {i.no: i for i in self.logs.values()}
 
     def add(self, key: str, peer_id: str, node_id: str, start: int,
-            blocks: Iterable[bytes]) -> list[Indexed]:
+            blocks: Iterable[bytes], trust: Trust | None = None,
+            entries: list[dict | None] | None = None) -> list[Indexed]:
         """Index the blocks at ``start``, ``start + 1``… of log ``key`` (a block that is not
         a decision still counts as indexed). Blocks already indexed are skipped, so
-        replaying a range is harmless. One transaction."""
+        replaying a range is harmless. One transaction.
+
+        With ``trust``, a decision about a task changes the task (and is told to
+        ``on_entry``) only when it counts (bzzz/monitor/trust.py); every decision is indexed
+        all the same. ``entries``: the blocks already decoded, one per block."""
         info = self.log_info(key)
         if peer_id:
             info.peer_id = peer_id
         if node_id:
             info.node_id = node_id
-        rows, fts, out, touched = [], [], [], {}
+        rows, fts, out, touched, holds = [], [], [], {}, {}
         kinds: Counter = Counter()
         base = info.no << SEQ_BITS
         seq = start - 1
         for seq, block in enumerate(blocks, start):
             if seq < info.indexed:
                 continue
-            entry = decode(block)
+            entry = entries[seq - start] if entries is not None else decode(block)
             if entry is None:
                 continue
             kind = str(entry.get("type"))[:64]
@@ -199,9 +214,11 @@ class Index:
                 caps = entry.get("capabilities")
                 info.capabilities = [str(c) for c in caps] if isinstance(caps, list) else []
                 info.started = ts
-            if repo is not None and issue is not None:
-                touched[(repo, issue)] = self._apply(repo, issue, entry, kind, ts, info)
-                if self.on_entry is not None and kind in OBSERVED:
+            if repo is not None and issue is not None and (
+                    trust is None or self._counts(info, repo, issue, kind, entry, trust, holds)):
+                task, applied = self._apply(repo, issue, entry, kind, ts, info)
+                touched[(repo, issue)] = task
+                if self.on_entry is not None and kind in OBSERVED and applied:
                     self.on_entry(info.peer_id, info.node_id, entry)
             out.append((seq, ts, kind, repo, issue, entry.get("node")))
         # what the live page is told: a backlog's last decisions, not thousands of them
@@ -216,6 +233,9 @@ class Index:
             db.executemany("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
             if fts:
                 db.executemany("INSERT INTO entries_fts (rowid, text) VALUES (?, ?)", fts)
+            if holds:
+                db.executemany("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",
+                               [(*k, int(ok)) for k, ok in holds.items()])
             if touched:
                 db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                                "?, ?, ?, ?, ?)", [t.row() for t in touched.values()])
@@ -228,6 +248,7 @@ class Index:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.holds.update(holds)
         self.types.update(kinds)
         self.total += len(rows)
         self._recent.extend(out[-self._recent.maxlen:])
@@ -239,9 +260,32 @@ class Index:
             t = self.tasks[(repo, issue)] = Task(repo, issue)
         return t
 
+    def _counts(self, info: LogInfo, repo: str, issue: int, kind: str, entry: dict,
+                trust: Trust, holds: dict) -> bool:
+        """Whether a decision about a task may change it (bzzz/monitor/trust.py)."""
+        if not trust.timely(entry):
+            trust.refuse("future")
+            return False
+        hold = (info.key, repo.lower(), issue)
+        if kind in CLAIMS:
+            ok = holds[hold] = trust.verdict(info.peer_id, entry)
+        elif kind == COMMAND:
+            ok = trust.verdict(info.peer_id, entry)
+        else:
+            ok = holds.get(hold, self.holds.get(hold, False))
+        if not ok:
+            trust.refuse("command" if kind == COMMAND else "no_claim")
+        return ok
+
     def _apply(self, repo: str, issue: int, entry: dict, kind: str, ts: float,
-               info: LogInfo) -> Task:
+               info: LogInfo) -> tuple[Task, bool]:
+        """Fold a decision into its task; (the task, False when GitHub's settled state
+        contradicts the decision and it was not applied)."""
         t = self._task(repo, issue)
+        state = decision_state(entry, t.had_pr)
+        if state is not None and overruled(state, ts, kind, t.github):
+            t.updated = max(t.updated, ts)
+            return t, False
         if kind in ("claimed", "taken_over"):
             t.had_pr = False
             gen = entry.get("generation")
@@ -260,7 +304,7 @@ class Index:
             elif state == "waiting":
                 t.agent = t.node = None  # nobody holds it; a finished task keeps its doer
         t.updated = max(t.updated, ts)
-        return t
+        return t, True
 
     def observe_issue(self, repo: str, issue: int, title: str, labels: list[str], open_: bool,
                       updated: float, url: str | None) -> bool:
@@ -270,7 +314,11 @@ class Index:
         t.title = title[:300] if title else t.title
         t.issue_url = url or t.issue_url
         state = label_state(labels, open_)
-        if newer((state, updated, 0), (t.state, t.state_ts, t.state_src)) or t.state_ts == 0:
+        t.github = (state, updated)
+        # GitHub's settled word wins over the logs whatever their times say
+        settled = state in SETTLED and state != t.state
+        if settled or newer((state, updated, 0), (t.state, t.state_ts, t.state_src)) \
+                or t.state_ts == 0:
             if not (state == "claimed" and t.state == "running"):
                 t.state, t.state_ts, t.state_src = state, updated, 0
             if state == "waiting":

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .node import Monitor
 
 LOG_STATES = ("verified", "syncing", "frozen", "failing")
+REFUSALS = ("no_claim", "future", "command", "log_key")
 
 
 class _MeshCollector:
@@ -60,6 +61,14 @@ class _MeshCollector:
                                   "agent announced a longer log", value=m.logsync.stalls)
         yield CounterMetricFamily("bzzz_mesh_index_entries", "Decisions indexed",
                                   value=m.index.total)
+        c = CounterMetricFamily("bzzz_mesh_decisions_refused",
+                                "Decisions about tasks that did not count (no claim held, "
+                                "dated in the future, an unproven command), and log keys "
+                                "announced by a peer that does not sign them",
+                                labels=["reason"])
+        for reason in REFUSALS:
+            c.add_metric([reason], m.trust.refused.get(reason, 0))
+        yield c
         yield CounterMetricFamily("bzzz_mesh_events_dropped",
                                   "Live-page events dropped for slow subscribers",
                                   value=m.events.dropped)

@@ -11,6 +11,7 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..claim.github import GitHubClient, GitHubError
 from ..claim.pulls import iso_time
 from ..config import Config
 from ..decisions import open_data_dir
+from ..hyperlog.entries import decode
 from ..hyperlog.store import Hyperlog, LogError
 from ..identity import Identity, load_or_create
 from ..p2p.logsync import STALL_INTERVALS, LogSync
@@ -30,6 +32,7 @@ from ..p2p.node import P2PNode
 from ..p2p.pnet import load_psk
 from .index import Index, Indexed
 from .metrics import MonitorMetrics
+from .trust import RETRY_AFTER, Trust, log_key_of, log_peer, owns
 
 log = logging.getLogger("bzzz.monitor")
 
@@ -43,6 +46,18 @@ POLL_PAGES = 5  # requests per repository and poll at most (the cursor carries o
 
 class MonitorError(Exception):
     """A start-up problem, phrased as one line."""
+
+
+def loopback(listen: str) -> bool:
+    """Whether ``host:port`` listens on loopback only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+    host = listen.rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: whatever it resolves to, it is not known to be loopback
+        return False
 
 
 
@@ -87,10 +102,22 @@ class Monitor:
         mc = config.monitor
         from ..claim.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
+        self._viewer = SecretFile(mc.viewer_token_file, "monitor.viewer_token_file") \
+            if mc.viewer_token_file else None
         try:
             self.token  # read now: a missing or empty file stops the start
+            self.viewer_token
         except CredentialError as exc:
             raise MonitorError(str(exc)) from None
+        # reads (the page's API) are open on loopback only; beyond it they need a token
+        self.reads_open = loopback(mc.listen)
+        if not self.reads_open and self._viewer is None:
+            raise MonitorError(
+                f"monitor.listen {mc.listen} is reachable beyond loopback: set "
+                "monitor.viewer_token_file (a read-only token for the page and its API) or "
+                "listen on 127.0.0.1")
+        if self.viewer_token is not None:
+            logs.register_secret(self.viewer_token)
         from ..claim import credentials
         provider = credentials.from_config(config.github)  # token file, command or App
         if isinstance(provider, credentials.TokenFile):
@@ -101,6 +128,8 @@ class Monitor:
         self.gh: GitHubClient | None = GitHubClient(
             config.github.url, provider, write_interval=config.github.write_interval,
             write_burst=config.github.write_burst) if provider else None
+        # which decisions may speak for a task (bzzz/monitor/trust.py)
+        self.trust = Trust(self.gh, clock=clock)
         self.datalease, self.decisions = open_data_dir(config, self.peer_id,
                                                        self.identity.seed, MonitorError)
         self.index = Index(config.data_dir / "monitor.sqlite3", clock=clock)
@@ -111,9 +140,11 @@ class Monitor:
         self.mesh = Mesh(self.node, config.node_id, ["monitor"],
                          interval=config.announce_interval, max_tasks=0)
         self.agents: dict[str, dict[str, Any]] = {}  # peer id -> what we know
-        self.by_key: dict[str, str] = {}  # log key hex -> peer id
+        self._disowned: dict[str, str] = {}  # peer -> a log key it announced, not its own
+        # log key hex -> the peer whose identity signs it (never whoever announces it)
+        self.by_key: dict[str, str] = {}
         for info in self.index.logs.values():
-            if info.peer_id:
+            if info.peer_id and owns(info.peer_id, info.key):
                 self.by_key[info.key] = info.peer_id
                 self.agents[info.peer_id] = {
                     "peer_id": info.peer_id, "node_id": info.node_id,
@@ -121,6 +152,7 @@ class Monitor:
                     "addrs": [], "last_seen": None, "log_key": info.key, "peers": [],
                     "version": info.version, "up": False}
         self._dirty: set[str] = set()  # replicas with blocks not yet indexed
+        self._deferred: dict[str, float] = {}  # replica -> when to try it again (trio time)
         self._wake = trio.Event()
         self._wake.set()
         self.logsync = LogSync(self.node, self.decisions.log, config.data_dir / "replicas",
@@ -152,6 +184,11 @@ class Monitor:
         """The new-task form's bearer token, re-read when its file changes (rotation)."""
         return self._token.get() if self._token is not None else None
 
+    @property
+    def viewer_token(self) -> str | None:
+        """The read-only token of the page's API, re-read when its file changes."""
+        return self._viewer.get() if self._viewer is not None else None
+
     def _bridges(self, mc) -> None:
         """Hive's /enqueue and the job callbacks (bzzz/monitor/bridge.py, callbacks.py): the
         callbacks learn each job's events from the verified decisions as they are indexed."""
@@ -178,9 +215,24 @@ class Monitor:
     # ------------------------------------------------------------------ the peer table
 
     def _log_peers(self) -> list[tuple[str, str]]:
+        """The logs to follow, each from the peer that signs it (a peer announcing someone
+        else's log is not asked for it)."""
         return [(e.announcement.peer_id, e.announcement.log_key)
                 for e in self.mesh.table.entries()
-                if e.announcement.log_key and "monitor" not in e.announcement.capabilities]
+                if e.announcement.log_key and "monitor" not in e.announcement.capabilities
+                and owns(e.announcement.peer_id, e.announcement.log_key)]
+
+    def _own_log_key(self, peer: str, announced: str) -> str:
+        """The log key to show for a peer: the one it announced if that log is signed by its
+        identity; otherwise the one its identity signs (a peer cannot take another's log)."""
+        if owns(peer, announced):
+            return announced.lower()
+        if self._disowned.get(peer) != announced:
+            self._disowned[peer] = announced
+            self.trust.refuse("log_key")
+            log.warning("a peer announced a log that is not its own", extra={
+                "peer": peer, "log": announced[:16]})
+        return log_key_of(peer) or ""
 
     def _refresh_agents(self) -> bool:
         """Fold the live table into what we know of every agent; True if it changed."""
@@ -191,18 +243,20 @@ class Monitor:
             if "monitor" in a.capabilities or not a.log_key:
                 continue
             live.add(a.peer_id)
+            log_key = self._own_log_key(a.peer_id, a.log_key)
             known = self.agents.get(a.peer_id)
             doc = {"peer_id": a.peer_id, "node_id": a.node_id,
                    "capabilities": list(a.capabilities),
                    "load": {"running": a.load[0], "max": a.load[1]},
-                   "addrs": list(a.addrs), "last_seen": e.last_seen, "log_key": a.log_key,
+                   "addrs": list(a.addrs), "last_seen": e.last_seen, "log_key": log_key,
                    "peers": list(a.peers),
                    "version": a.version or (known or {}).get("version"), "up": True}
             if known != doc:
                 if known is None or any(known.get(k) != doc[k] for k in doc if k != "last_seen"):
                     changed = True
                 self.agents[a.peer_id] = doc
-            self.by_key[a.log_key] = a.peer_id
+            if log_key:
+                self.by_key[log_key] = a.peer_id
         now = self.clock()
         expiry = self.config.monitor.agent_expiry
         for peer, doc in self.agents.items():
@@ -217,6 +271,10 @@ class Monitor:
     def _replica_opened(self, key: bytes, replica: Hyperlog) -> None:
         hexkey = key.hex()
         self.replicas[hexkey] = replica
+        try:  # the log says whose it is: its signing key is its author's identity key
+            self.by_key[hexkey] = log_peer(replica.public_key)
+        except Exception:  # not an Ed25519 identity: nobody's, its decisions count for nothing
+            self.by_key.pop(hexkey, None)
 
         def grew() -> None:
             self._dirty.add(hexkey)
@@ -227,8 +285,11 @@ class Monitor:
         self._dirty.add(hexkey)
         self._wake.set()
 
-    def _index_some(self, hexkey: str) -> tuple[list[Indexed], bool]:
-        """Index up to INDEX_CHUNK sealed blocks of one replica; (indexed, more to do)."""
+    async def _index_some(self, hexkey: str) -> tuple[list[Indexed], bool]:
+        """Index up to INDEX_CHUNK sealed blocks of one replica; (indexed, more to do). The
+        batch's claims are checked with GitHub first (once each, then cached); a batch whose
+        checks GitHub does not answer is indexed up to the first of them, and the rest is
+        tried again in RETRY_AFTER seconds."""
         replica = self.replicas.get(hexkey)
         if replica is None:
             return [], False
@@ -246,18 +307,35 @@ class Monitor:
             return [], False
         peer = self.by_key.get(hexkey, "")
         node = (self.agents.get(peer) or {}).get("node_id", "")
-        out = self.index.add(hexkey, peer, node, start, blocks)
+        entries = [decode(b) for b in blocks]
+        stop = await self.trust.prepare(peer, entries)
+        if stop is not None:
+            blocks, entries, end = blocks[:stop], entries[:stop], start + stop
+            self._deferred[hexkey] = trio.current_time() + RETRY_AFTER
+            if not blocks:
+                return [], False
+        out = self.index.add(hexkey, peer, node, start, blocks, trust=self.trust,
+                             entries=entries)
         if out and out[-1].ts:  # how far behind its agent the index is, once per batch
             self.metrics.lag.observe(max(0.0, self.clock() - out[-1].ts))
-        return out, end < sealed
+        return out, end < sealed and hexkey not in self._deferred
 
     async def _indexer(self) -> None:
         while True:
-            await self._wake.wait()
+            wait = min(self._deferred.values(), default=math.inf) - trio.current_time()
+            with trio.move_on_after(max(0.0, wait)):
+                await self._wake.wait()
             self._wake = trio.Event()
+            now = trio.current_time()
+            for hexkey, when in list(self._deferred.items()):
+                if when <= now:
+                    del self._deferred[hexkey]
+                    self._dirty.add(hexkey)
             while self._dirty:
                 hexkey = self._dirty.pop()
-                items, more = self._index_some(hexkey)
+                if hexkey in self._deferred:
+                    continue
+                items, more = await self._index_some(hexkey)
                 if more:
                     self._dirty.add(hexkey)
                 for item in items:

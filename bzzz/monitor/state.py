@@ -31,6 +31,8 @@ _DIRECT = {
     "checkout_failed": "failed", "input_timed_out": "failed", "help_exhausted": "failed",
     "guardian_refused": "failed",
 }
+# decisions that put their task in some state (decision_state is not None for them)
+STATE_KINDS = frozenset(_DIRECT) | {"reported"}
 # decisions that name the agent now holding the task
 HOLDING = {"claimed", "taken_over", "help_adopted", "running", "renewed"}
 
@@ -60,6 +62,19 @@ def label_state(labels: list[str], open_: bool) -> str:
     if not open_:
         return "cancelled"
     return "claimed" if "bzzz:claimed" in labels else "waiting"
+
+
+SETTLED = ("done", "failed", "cancelled")  # GitHub's final word on a task
+
+
+def overruled(state: str, ts: float, kind: str, github: tuple[str, float] | None) -> bool:
+    """A decision's state that GitHub contradicts: GitHub shows the task settled (done,
+    failed, closed) and the decision, dated after that observation, says otherwise. A new
+    claim (the task retried) is not overruled; an older decision is history, not a claim
+    on the state (``newer`` keeps it from replacing a later observation anyway)."""
+    if github is None or github[0] not in SETTLED or state == github[0]:
+        return False
+    return ts > github[1] and kind not in ("claimed", "taken_over")
 
 
 def newer(a: tuple[str, float, int], b: tuple[str, float, int]) -> bool:

@@ -25,11 +25,64 @@ async function errorOf(resp) {
   return new ApiError(resp.status, message);
 }
 
+// A monitor listening beyond loopback wants its viewer token (monitor.viewer_token_file) for
+// every read: asked for once, kept in this browser's localStorage, sent as Authorization:
+// Bearer, and as the bzzz_viewer cookie (path /api/v1/events, SameSite=Strict) for the event
+// stream, since EventSource sends no headers.
+const VIEWER = 'bzzz.monitor.viewer';
+
+export function viewerToken() {
+  try {
+    return localStorage.getItem(VIEWER) || '';
+  } catch (_) {
+    return '';
+  }
+}
+
+function setCookie(token) {
+  document.cookie = token
+    ? `bzzz_viewer=${encodeURIComponent(token)}; path=/api/v1/events; SameSite=Strict`
+    : 'bzzz_viewer=; path=/api/v1/events; SameSite=Strict; max-age=0';
+}
+
+export function setViewerToken(token) {
+  try {
+    if (token) localStorage.setItem(VIEWER, token);
+    else localStorage.removeItem(VIEWER);
+  } catch (_) { /* storage disabled: asked for again on the next load */ }
+  setCookie(token);
+}
+
+let asking = null;
+
+/** One question for every read that was refused at once; true when a token was given. */
+function askViewer() {
+  if (!asking) {
+    asking = Promise.resolve().then(() => {
+      const given = window.prompt('This monitor needs its viewer token to show the mesh ' +
+                                  '(monitor.viewer_token_file):');
+      const token = (given || '').trim();
+      if (token) setViewerToken(token);
+      return Boolean(token);
+    }).finally(() => { setTimeout(() => { asking = null; }, 0); });
+  }
+  return asking;
+}
+
+export function readHeaders() {
+  const token = viewerToken();
+  return token ? {accept: 'application/json', authorization: `Bearer ${token}`}
+    : {accept: 'application/json'};
+}
+
 export async function getJSON(path, params, signal) {
-  const resp = await fetch(path + query(params), {headers: {accept: 'application/json'},
-                                                  signal, cache: 'no-store'});
-  if (!resp.ok) throw await errorOf(resp);
-  return resp.json();
+  for (let tries = 0; ; tries += 1) {
+    const resp = await fetch(path + query(params), {headers: readHeaders(), signal,
+                                                    cache: 'no-store'});
+    if (resp.status === 401 && tries < 3 && await askViewer()) continue;
+    if (!resp.ok) throw await errorOf(resp);
+    return resp.json();
+  }
 }
 
 const seg = encodeURIComponent;
@@ -72,6 +125,7 @@ export function follow(handlers) {
   };
 
   function open() {
+    setCookie(viewerToken());
     source = new EventSource('/api/v1/events');
     source.addEventListener('open', () => {
       delay = 500;
