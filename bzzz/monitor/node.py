@@ -18,8 +18,8 @@ import trio
 
 from .. import __version__, heap, logs
 from ..asgi import serve_app
-from ..claim.github import GitHubClient, GitHubError
-from ..claim.pulls import iso_time
+from ..github.client import GitHubClient, GitHubError
+from ..github.pulls import iso_time
 from ..config import Config
 from ..decisions import open_data_dir
 from ..hyperlog.store import Hyperlog, LogError
@@ -85,13 +85,13 @@ class Monitor:
         if psk is not None:
             logs.register_secret(psk.hex())
         mc = config.monitor
-        from ..claim.credentials import CredentialError, SecretFile
+        from ..github.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
         try:
             self.token  # read now: a missing or empty file stops the start
         except CredentialError as exc:
             raise MonitorError(str(exc)) from None
-        from ..claim import credentials
+        from ..github import credentials
         provider = credentials.from_config(config.github)  # token file, command or App
         if isinstance(provider, credentials.TokenFile):
             try:
