@@ -31,7 +31,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bzzz.asgi import lifespan, read_body, serve_app  # noqa: E402
-from bzzz.claim.github import GitHubClient  # noqa: E402
+from bzzz.github.client import GitHubClient  # noqa: E402
 from bzzz.monitor.bridge import EnqueueBridge  # noqa: E402
 from bzzz.monitor.callbacks import Callbacks  # noqa: E402
 from bzzz.monitor.jobs import parse_job  # noqa: E402

@@ -27,7 +27,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bzzz.claim.github import GitHubClient  # noqa: E402
+from bzzz.github.client import GitHubClient  # noqa: E402
 from bzzz.claim.service import ClaimService, ClaimSettings  # noqa: E402
 from bzzz.decisions import MemoryDecisionLog  # noqa: E402
 
@@ -192,7 +192,7 @@ async def issue_to_claim_webhook(url: str, tmp: str, samples: int) -> None:
 async def mesh_throughput(url: str, tmp: str, agents: int, count: int) -> None:
     owner = seed(url)
     numbers = await trio.to_thread.run_sync(file_tasks, owner, count, "mesh")
-    from bzzz.claim.task import PeerView
+    from bzzz.p2p.capabilities import PeerView
     clients = [GitHubClient(url, f"t-bot{i}") for i in range(agents)]  # a token per agent
     views = [PeerView(f"12D3KooWm{i}", ("shell",), 0, 4) for i in range(agents)]
     services = [service(c, f"m{i}", tmp, 0.3, max_tasks=4, login=f"bot{i}",

@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bzzz.claim.credentials import CredentialError, GitHubApp  # noqa: E402
-from bzzz.claim.github import GitHubClient, GitHubError  # noqa: E402
+from bzzz.github.credentials import CredentialError, GitHubApp  # noqa: E402
+from bzzz.github.client import GitHubClient, GitHubError  # noqa: E402
 
 SEED = {"users": [{"login": "acme", "token": "t-acme"}],
         "repos": [{"full_name": "acme/tasks"}]}

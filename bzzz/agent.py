@@ -15,9 +15,9 @@ import trio
 from . import __version__, heap, logs
 from .api import Api, is_loopback
 from .asgi import serve_app
-from .claim import credentials
-from .claim.credentials import CredentialProvider
-from .claim.github import GitHubClient, GitHubError
+from .github import credentials
+from .github.credentials import CredentialProvider
+from .github.client import GitHubClient, GitHubError
 from .claim.delivery import RepoWork
 from .exec.executor import AgentExecutor
 from .exec.llm import Endpoint
@@ -26,7 +26,7 @@ from .redact import register as register_secret
 from .repo.git import Git
 from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
-from .claim.task import PeerView
+from .p2p.capabilities import PeerView
 from .config import Config
 from .decisions import open_data_dir
 from .exec.guardian import Policy
@@ -51,7 +51,7 @@ class AgentError(Exception):
 
 
 def _read_token(config: Config) -> CredentialProvider | None:
-    """The GitHub credential (bzzz/claim/credentials.py), required when repositories are
+    """The GitHub credential (bzzz/github/credentials.py), required when repositories are
     configured. A token file is read now, so a missing one stops the start with one line."""
     provider = credentials.from_config(config.github)
     if provider is None:
@@ -286,12 +286,11 @@ class Agent:
                 and (connected is None or e.announcement.peer_id in connected)]
 
     def _help_candidates(self):
-        from .help.router import Candidate
         now = time.time()
         connected = self.node.connected_peers() if self.config.help_scope == "connected" else None
-        return [Candidate(e.announcement.peer_id, tuple(e.announcement.capabilities),
-                          e.announcement.load[0], e.announcement.load[1],
-                          max(0.0, now - e.last_seen))
+        return [PeerView(e.announcement.peer_id, tuple(e.announcement.capabilities),
+                         e.announcement.load[0], e.announcement.load[1],
+                         max(0.0, now - e.last_seen))
                 for e in self.mesh.table.entries()
                 if connected is None or e.announcement.peer_id in connected]
 

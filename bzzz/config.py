@@ -76,7 +76,7 @@ class GitHubConfig(BaseModel):
 
     url: str = "https://api.github.com"
     # the credential: exactly one of token_file, token_command, app_id with app_key_file
-    # (bzzz/claim/credentials.py; the README's "GitHub credentials")
+    # (bzzz/github/credentials.py; the README's "GitHub credentials")
     token_file: Path | None = None  # re-read when it changes
     # a command printing a token on stdout: an argv list, or one line split like a shell
     # would (no shell runs), e.g. "vault kv get -field=token secret/bzzz" or "gh auth token"

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from .claim.report import find_markers, marker
+from .github.markers import find_markers, marker
 from .claim.task import STATE_LABELS
 
 JOB_KIND = "job"

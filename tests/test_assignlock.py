@@ -5,7 +5,7 @@ import trio
 
 from bzzz.claim.assignlock import (LeaseRecord, current_assignments, lease_body, live,
                                    parse_lease, winner)
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.lease import Claim
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog

@@ -47,7 +47,7 @@ def test_forty_tasks_four_strangers_default_settings(tmp_path, workdir):
 
 async def test_write_pacing_bursts_then_keeps_githubs_rates(autojump_clock):
     import trio
-    from bzzz.claim.github import GitHubClient
+    from bzzz.github.client import GitHubClient
     gh = GitHubClient("http://127.0.0.1:9", None, write_interval=0.86, write_burst=10)
     start = trio.current_time()
     times = []

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from bzzz.asgi import lifespan, read_body, serve_app
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.task import spec_from_body
 from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries

@@ -3,7 +3,7 @@
 import httpx
 import trio
 
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
@@ -240,8 +240,8 @@ async def test_uncertain_comment_posts_are_checked_before_posting_again(tmp_path
     """A POST that landed but whose answer was lost (a 502 after the write) is found by its
     marker on the retry: one comment, however many times GitHub failed to answer."""
     from bzzz.claim import report
-    from bzzz.claim.github import Unavailable
-    from bzzz.claim.issues import IssueOps
+    from bzzz.github.client import Unavailable
+    from bzzz.github.issues import IssueOps
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         n = owner.post("/repos/owner/tasks/issues", json={"title": "t"}).json()["number"]

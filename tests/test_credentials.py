@@ -11,9 +11,9 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bzzz.claim.credentials import (CredentialError, GitHubApp, SecretFile, TokenCommand,
+from bzzz.github.credentials import (CredentialError, GitHubApp, SecretFile, TokenCommand,
                                     TokenFile, from_config)
-from bzzz.claim.github import GitHubClient, GitHubError
+from bzzz.github.client import GitHubClient, GitHubError
 from bzzz.config import ConfigError, load_config
 from bzzz.devhub import DevHub, DevHubThread
 from bzzz.redact import redact
@@ -269,7 +269,7 @@ async def test_token_file_rotates_without_restart(tmp_path):
 
 
 async def test_replaced_tokens_stay_redacted_for_a_while_then_are_forgotten():
-    from bzzz.claim.credentials import KEEP_REDACTING, CredentialProvider
+    from bzzz.github.credentials import KEEP_REDACTING, CredentialProvider
     p = CredentialProvider()
     tokens = [f"rotated-token-{i:04d}" for i in range(KEEP_REDACTING + 3)]
     for t in tokens:
@@ -293,7 +293,7 @@ def test_secret_file_rereads_on_change(tmp_path):
 def test_api_token_and_webhook_secret_rotate(tmp_path):
     from bzzz.api import Api
     from bzzz.claim.webhook import WebhookIntake
-    from bzzz.devhub.webhooks import sign
+    from bzzz.github.webhooks import sign
 
     api_file, hook_file = tmp_path / "api", tmp_path / "hook"
     api_file.write_text("api-token-one-0123\n")

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bzzz.claim.credentials import make_jwt
+from bzzz.github.credentials import make_jwt
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.server import load_state, save_state
 from bzzz.testing.netns import wait_for

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bzzz.devhub import DevHubThread
-from bzzz.devhub.webhooks import sign, verify
+from bzzz.github.webhooks import sign, verify
 from bzzz.testing.netns import wait_for
 
 from .test_devhub import SEED, gh

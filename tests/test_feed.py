@@ -3,7 +3,7 @@
 import httpx
 
 from bzzz.claim.feed import TaskFeed
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.devhub import DevHubThread
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],

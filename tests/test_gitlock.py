@@ -4,7 +4,7 @@ import httpx
 import pytest
 import trio
 
-from bzzz.claim.github import GitHubClient, GitHubError, RateLimited
+from bzzz.github.client import GitHubClient, GitHubError, RateLimited
 from bzzz.claim.gitlock import ClaimLock, Held, Lost
 from bzzz.devhub import DevHubThread
 

@@ -7,7 +7,8 @@ from bzzz.help.keys import signer, verify_peer
 from bzzz.help.messages import (BROADCAST, HelpDrop, HelpRequest, Hop, add_hop,
                                 decode_handoff, decode_request, decode_response,
                                 encode_handoff, encode_response, new_request)
-from bzzz.help.router import Candidate, HelpRouter, rank
+from bzzz.help.router import HelpRouter, rank
+from bzzz.p2p.capabilities import PeerView
 from bzzz.identity import load_or_create
 
 NOW = 1_800_000_000.0
@@ -118,7 +119,7 @@ def test_the_gossip_broadcast_is_hop_zero(peers):
 
 def test_router_offers_forwards_and_dedups(peers):
     req = chain(peers, list("OA"))
-    cands = [Candidate(pid(peers, n), caps, 0, 1) for n, caps in
+    cands = [PeerView(pid(peers, n), caps, 0, 1) for n, caps in
              (("B", ("shell",)), ("C", ("gpu",)), ("O", ("gpu",)), ("D", ("shell",)))]
     router = HelpRouter(pid(peers, "A"), verify_peer, fanout=2)
     v = router.receive(req.encode(), pid(peers, "O"), NOW, capabilities=["shell"], running=0,
@@ -159,7 +160,7 @@ def test_responses_and_handoffs_are_signed(peers):
 
 
 def test_ranking_prefers_capable_free_fresh_peers():
-    cands = [Candidate("p1", ("shell",), 0, 1), Candidate("p2", ("gpu",), 1, 1),
-             Candidate("p3", ("gpu",), 0, 2, age=5), Candidate("p4", ("gpu",), 0, 2, age=1)]
+    cands = [PeerView("p1", ("shell",), 0, 1), PeerView("p2", ("gpu",), 1, 1),
+             PeerView("p3", ("gpu",), 0, 2, age=5), PeerView("p4", ("gpu",), 0, 2, age=1)]
     assert rank(["gpu"], cands, set(), 3) == ["p4", "p3", "p2"]
     assert rank(["gpu"], cands, {"p4"}, 1) == ["p3"]

@@ -346,7 +346,7 @@ def test_estimate_tokens():
 
 
 async def test_a_rotated_key_file_is_used_without_a_restart(fake, http, tmp_path):
-    from bzzz.claim.credentials import SecretFile
+    from bzzz.github.credentials import SecretFile
     path = tmp_path / "llm-key"
     old, new = "sk-old-" + secrets.token_hex(8), "sk-new-" + secrets.token_hex(8)
     path.write_text(old + "\n")

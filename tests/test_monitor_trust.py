@@ -9,7 +9,7 @@ import time
 import httpx
 import trio
 
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.gitlock import ClaimLock
 from bzzz.config import Config
 from bzzz.devhub import DevHubThread

@@ -327,7 +327,7 @@ def test_a_strangers_pull_request_from_a_deleted_fork_is_not_the_agents(tmp_path
 
 
 def test_only_the_agents_own_pull_requests_count():
-    from bzzz.claim.pulls import pull_info
+    from bzzz.github.pulls import pull_info
     doc = {"number": 4, "state": "closed", "user": {"login": "bot"},
            "head": {"ref": "bzzz/1-x", "repo": {"full_name": "owner/tasks"}},
            "base": {"ref": "main"}, "body": "<!-- bzzz:task:owner/tasks#1 -->"}

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from bzzz.claim.report import find_markers
+from bzzz.github.markers import find_markers
 from bzzz.claim.task import parse_issue
 from bzzz.config import ConfigError, load_config
 from bzzz.decisions import MemoryDecisionLog
@@ -315,7 +315,7 @@ def _all_issues(url):
 
 
 async def test_three_schedulers_on_devhub_three_slots_one_killed_mid_way(mock_clock):
-    from bzzz.claim.github import GitHubClient
+    from bzzz.github.client import GitHubClient
     from bzzz.devhub import DevHubThread
     from bzzz.schedule.store import GitHubSlotStore
 

@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bzzz.claim.task import (PeerView, Task, TaskError, choose, command_from_body,
+from bzzz.p2p.capabilities import PeerView
+from bzzz.claim.task import (Task, TaskError, choose, command_from_body,
                              ineligible_reason, parse_issue)
 
 

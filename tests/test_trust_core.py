@@ -31,7 +31,7 @@ def test_digest_is_sha256_of_title_nul_body():
 
 
 def test_an_inherits_marker_names_the_origin_and_only_withholds():
-    from bzzz.claim.report import defuse_markers
+    from bzzz.github.markers import defuse_markers
     assert inherited_from("Follow-up of #4.\n<!-- bzzz:inherits:4 -->") == 4
     assert inherited_from("no marker") is None and inherited_from(None) is None
     assert inherited_from("<!-- bzzz:inherits:x -->") is None

@@ -3,7 +3,7 @@
 import httpx
 import trio
 
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.claim.trust import task_digest
 from bzzz.decisions import MemoryDecisionLog

@@ -4,12 +4,12 @@ import httpx
 import trio
 
 from bzzz.asgi import serve_app
-from bzzz.claim.github import GitHubClient
+from bzzz.github.client import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.claim.webhook import WebhookIntake
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
-from bzzz.devhub.webhooks import sign
+from bzzz.github.webhooks import sign
 
 from .helpers import free_port
 

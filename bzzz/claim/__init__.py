@@ -1,1 +1,2 @@
-"""Finding, ranking and claiming GitHub tasks (cores without I/O, plus the GitHub adapter)."""
+"""Finding, ranking and claiming GitHub tasks: task parsing, leases, the locks, trust, the
+comment intake, delivery and the service (GitHub itself is bzzz/github/)."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from . import report
-from .github import GitHubClient, GitHubError
+from ..github.client import GitHubClient, GitHubError
 from .gitlock import Held, Lost, git_time
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, parse_claim
 

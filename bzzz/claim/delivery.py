@@ -33,8 +33,8 @@ import trio
 from ..repo.git import Git, GitError
 from ..repo.workspace import (Checkout, Mirrors, RepoError, Spare, branch_name, changed_files,
                               checkout, make_spare, snapshot)
-from .github import GitHubClient, GitHubError
-from .report import defuse_markers, find_markers, marker
+from ..github.client import GitHubClient, GitHubError
+from ..github.markers import defuse_markers, find_markers, marker
 from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")

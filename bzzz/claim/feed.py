@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .github import GitHubClient
+from ..github.client import GitHubClient
 from .task import TASK_LABEL, Task, TaskError, parse_issue
 
 log = logging.getLogger("bzzz.feed")

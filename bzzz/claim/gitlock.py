@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .github import GitHubClient, GitHubError, Unavailable
+from ..github.client import GitHubClient, GitHubError, Unavailable
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, claim_ref, expired, parse_claim
 
 

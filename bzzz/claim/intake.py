@@ -32,8 +32,8 @@ from typing import Any
 
 import trio
 
-from .github import GitHubClient, GitHubError, Unavailable
-from .report import find_markers
+from ..github.client import GitHubClient, GitHubError, Unavailable
+from ..github.markers import find_markers
 from .trust import (MAX_ARG, Command, Verb, command_from_comment, is_writer, issue_number,
                     parse_command)
 

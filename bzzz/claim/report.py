@@ -8,31 +8,10 @@ marker before posting again: never a duplicate comment, never a blind retry.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-MARKER = "<!-- bzzz:{kind}:{key} -->"
-_MARKER_RE = re.compile(r"<!-- bzzz:(?P<kind>[a-z-]+):(?P<key>[^ ]+) -->")
+from ..github.markers import Comment, marker
+
 OUTPUT_TAIL = 3000
-
-
-def marker(kind: str, key: str) -> str:
-    return MARKER.format(kind=kind, key=key)
-
-
-def find_markers(body: str) -> set[tuple[str, str]]:
-    return {(m["kind"], m["key"]) for m in _MARKER_RE.finditer(body or "")}
-
-
-def defuse_markers(text: str) -> str:
-    """Text from a task, made unable to carry markers (an agent writes it under its login)."""
-    return text.replace("<!-- bzzz:", "<!-- bzzz :")
-
-
-@dataclass(frozen=True)
-class Comment:
-    kind: str
-    key: str  # unique per task attempt, e.g. "<node>:<claim generation>"
-    body: str
 
 
 def claim_comment(node: str, peer: str, key: str) -> Comment:

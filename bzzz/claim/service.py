@@ -28,16 +28,17 @@ from ..exec.sandbox import Sandbox
 from ..exec.executor import Executor, Job, ShellExecutor
 from ..exec.shell import RunAs
 from . import report
-from .report import find_markers
+from ..github.markers import find_markers
 from .feed import TaskFeed
-from .github import GitHubClient, GitHubError, RateLimited, Unavailable
+from ..p2p.capabilities import PeerView
+from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
 from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
-from .issues import IssueOps
-from .pulls import PullInfo, PullWatch
+from ..github.issues import IssueOps
+from ..github.pulls import PullInfo, PullWatch
 from .lease import renewal_due
-from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
+from .task import (FINISHED, STATE_LABELS, Task, TaskError, choose,
                    ineligible_reason, parse_issue, task_timeout)
 from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
                     parse_command, task_digest, voices)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..p2p.capabilities import PeerView, capability_met
 from .trust import clean_title
 
 TASK_LABEL = "bzzz"
@@ -222,13 +223,6 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
     )
 
 
-def capability_met(need: str, capabilities: Iterable[str]) -> bool:
-    caps = set(capabilities)
-    if need in caps:
-        return True
-    return ":" not in need and any(c.startswith(need + ":") for c in caps)
-
-
 def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
     """Why this node must not take the task (None: it may)."""
     if task.state != "open":
@@ -256,16 +250,6 @@ def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
     if missing:
         return "needs " + ", ".join(missing)
     return None
-
-
-@dataclass(frozen=True)
-class PeerView:
-    """What the peer table says about another node."""
-
-    peer_id: str
-    capabilities: tuple[str, ...]
-    running: int
-    max_tasks: int
 
 
 @dataclass

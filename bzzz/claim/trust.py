@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .report import find_markers
+from ..github.markers import find_markers
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 SHORT_HASH = 8

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from ..asgi import MAX_BODY, content_length, lifespan, read_body
 from ..asgi import headers as request_headers
-from ..devhub.webhooks import verify
+from ..github.webhooks import verify
 
 log = logging.getLogger("bzzz.webhook")
 SEEN_DELIVERIES = 10_000

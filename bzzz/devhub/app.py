@@ -32,7 +32,8 @@ from .pulls import PullsAPI
 from .render import Renderer
 from .http import DOCS, Handler, Request, Response, _page, _since
 from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo, Review, ReviewComment
-from .webhooks import Delivery, DeliveryLog, sign
+from ..github.webhooks import sign
+from .webhooks import Delivery, DeliveryLog
 
 log = logging.getLogger("bzzz.devhub")
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}

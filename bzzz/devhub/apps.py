@@ -32,7 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .state import ROLES, HubError
+from .errors import HubError
+from .roles import ROLES
 
 if TYPE_CHECKING:
     from .state import Hub, Repo

@@ -13,26 +13,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import HubError
+from .roles import ROLES, SEED_ROLE_KEYS, TRIAGE_ROLES, WRITE_ROLES
+
+__all__ = ["ROLES", "SEED_ROLE_KEYS", "TRIAGE_ROLES", "WRITE_ROLES", "HubError"]
+
 MAX_ASSIGNEES = 10
 DEFAULT_LABEL_COLOR = "ededed"
-# Repository roles, most access first. The permission API's legacy ``permission`` maps
-# maintain to write and triage to read (GitHub's REST reference).
-ROLES = ("admin", "maintain", "write", "triage", "read")
-WRITE_ROLES = frozenset({"admin", "maintain", "write"})
-TRIAGE_ROLES = WRITE_ROLES | {"triage"}
-SEED_ROLE_KEYS = {"admin": "admin", "maintain": "maintain", "push": "write", "write": "write",
-                  "triage": "triage", "read": "read"}
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
-
-
-class HubError(Exception):
-    """An API error: HTTP status and GitHub's message."""
-
-    def __init__(self, status: int, message: str, errors: list[dict | str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors or []
 
 
 def not_found() -> HubError:

@@ -1,26 +1,13 @@
-"""Webhook signatures (GitHub's ``X-Hub-Signature-256``) and delivery bookkeeping."""
+"""Webhook delivery bookkeeping (signatures: bzzz/github/webhooks.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+
 MAX_DELIVERIES = 200
-
-
-def sign(secret: str | bytes, body: bytes) -> str:
-    key = secret.encode() if isinstance(secret, str) else secret
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
-    """Constant-time check of an ``X-Hub-Signature-256`` header."""
-    if not header or not header.startswith("sha256="):
-        return False
-    return hmac.compare_digest(sign(secret, body), header)
 
 
 @dataclass

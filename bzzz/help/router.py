@@ -15,30 +15,17 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..claim.task import capability_met
+from ..p2p.capabilities import PeerView, matches
 from .messages import MAX_FORWARDS, HelpDrop, HelpRequest, Verify, decode_request
 
 
-@dataclass(frozen=True)
-class Candidate:
-    peer: str
-    capabilities: tuple[str, ...]
-    running: int
-    max_tasks: int
-    age: float = 0.0  # seconds since last seen
-
-
-def matches(needs: Sequence[str], capabilities: Sequence[str]) -> bool:
-    return all(capability_met(n, capabilities) for n in needs)
-
-
-def rank(req_needs: Sequence[str], candidates: Sequence[Candidate], exclude: set[str],
+def rank(req_needs: Sequence[str], candidates: Sequence[PeerView], exclude: set[str],
          k: int) -> list[str]:
     """Best first: can do the task, then free slots, then fresh, then peer id (stable)."""
-    def score(c: Candidate):
+    def score(c: PeerView):
         free = c.max_tasks - c.running
-        return (not matches(req_needs, c.capabilities), -(free > 0), c.running, c.age, c.peer)
-    return [c.peer for c in sorted(candidates, key=score) if c.peer not in exclude][:k]
+        return (not matches(req_needs, c.capabilities), -(free > 0), c.running, c.age, c.peer_id)
+    return [c.peer_id for c in sorted(candidates, key=score) if c.peer_id not in exclude][:k]
 
 
 @dataclass
@@ -68,7 +55,7 @@ class HelpRouter:
 
     def receive(self, data: bytes, sender: str | None, now: float, *,
                 capabilities: Sequence[str], running: int, max_tasks: int,
-                candidates: Sequence[Candidate], broadcaster: str | None = None) -> Verdict:
+                candidates: Sequence[PeerView], broadcaster: str | None = None) -> Verdict:
         """``sender``: the peer a stream came from; ``broadcaster``: the signer of a gossip
         message (None for a stream). A drop without a request is junk; one with a request
         (ours, or seen before) is a valid request that needs nothing more."""

@@ -23,7 +23,8 @@ from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
 from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, add_hop, decode_handoff,
                        decode_response, encode_response, message_type, new_request)
-from .router import Candidate, HelpRouter, Verdict, rank
+from ..p2p.capabilities import PeerView
+from .router import HelpRouter, Verdict, rank
 
 log = logging.getLogger("bzzz.help")
 HELP_PROTOCOL = "/bzzz/help/1.0.0"
@@ -49,7 +50,7 @@ class HelpService:
     def __init__(self, node, identity, node_id: str, decisions: DecisionLog, *,
                  capabilities: Callable[[], Sequence[str]],
                  load: Callable[[], tuple[int, int]],
-                 candidates: Callable[[], list[Candidate]],
+                 candidates: Callable[[], list[PeerView]],
                  login: Callable[[], str] = lambda: "",
                  fanout: int = 3, broadcast: bool = True, keep_connections: bool = True,
                  clock: Callable[[], float] = time.time) -> None:

@@ -24,7 +24,7 @@ import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..asgi import headers, lifespan, read_body
-from ..claim.github import GitHubError
+from ..github.client import GitHubError
 from ..claim.newtask import TaskRequestError
 from .state import ALL_STATES
 

@@ -49,7 +49,7 @@ import trio
 from .. import logs
 from ..asgi import headers as request_headers
 from ..asgi import content_length, lifespan, read_body
-from ..claim.github import GitHubClient, GitHubError, RateLimited, Unavailable
+from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from .egress import DEFAULT_DENY, Denied, Network, check_literal, parse_networks
 from .jobs import (JOB_ID, TOKEN_NAME, JobError, JobRequest, Reservation, issue_body,
                    issue_labels, issue_title, job_of_issue, job_ref, parse_job,

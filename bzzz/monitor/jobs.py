@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..claim.report import find_markers, marker
+from ..github.markers import find_markers, marker
 from ..claim.task import PRIORITIES, TASK_LABEL
 
 TASKS = ("agent", "shell", "llm")

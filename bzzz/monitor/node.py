@@ -19,8 +19,8 @@ import trio
 
 from .. import __version__, heap, logs
 from ..asgi import serve_app
-from ..claim.github import GitHubClient, GitHubError
-from ..claim.pulls import iso_time
+from ..github.client import GitHubClient, GitHubError
+from ..github.pulls import iso_time
 from ..config import Config
 from ..decisions import open_data_dir
 from ..hyperlog.entries import decode
@@ -100,7 +100,7 @@ class Monitor:
         if psk is not None:
             logs.register_secret(psk.hex())
         mc = config.monitor
-        from ..claim.credentials import CredentialError, SecretFile
+        from ..github.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
         self._viewer = SecretFile(mc.viewer_token_file, "monitor.viewer_token_file") \
             if mc.viewer_token_file else None
@@ -118,7 +118,7 @@ class Monitor:
                 "listen on 127.0.0.1")
         if self.viewer_token is not None:
             logs.register_secret(self.viewer_token)
-        from ..claim import credentials
+        from ..github import credentials
         provider = credentials.from_config(config.github)  # token file, command or App
         if isinstance(provider, credentials.TokenFile):
             try:

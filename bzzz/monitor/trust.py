@@ -43,7 +43,7 @@ from typing import Any
 
 import trio
 
-from ..claim.github import GitHubClient, GitHubError, RateLimited, Unavailable
+from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from ..claim.lease import parse_claim
 from ..hyperlog.crypto import core_key
 from .state import STATE_KINDS

@@ -1,9 +1,15 @@
-"""What this node offers: tools found on the machine, an Ollama endpoint's models, configured extras."""
+"""What a node offers and whether it meets a need.
+
+Detection (I/O): tools found on the machine, an Ollama endpoint's models, configured extras.
+Matching (a core, no I/O), used by claiming (bzzz/claim/task.py) and by help
+(bzzz/help/router.py) alike: ``capability_met``, ``matches`` and :class:`PeerView`, what the
+peer table says about another node."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import httpx
 
@@ -61,3 +67,29 @@ def detect(configured: list[str] | None, detect_machine: bool = True,
     if detect_machine:
         found = detect_tools() + ollama_models(ollama_url or DEFAULT_OLLAMA_URL)
     return merge(configured or [], found)
+
+
+# ---------------------------------------------------------------------- matching (no I/O)
+
+def capability_met(need: str, capabilities: Iterable[str]) -> bool:
+    """``need`` is offered as such, or (a bare name) as any of its kinds: ``ollama`` is met
+    by ``ollama:llama3``."""
+    caps = set(capabilities)
+    if need in caps:
+        return True
+    return ":" not in need and any(c.startswith(need + ":") for c in caps)
+
+
+def matches(needs: Sequence[str], capabilities: Sequence[str]) -> bool:
+    return all(capability_met(n, capabilities) for n in needs)
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What the peer table says about another node."""
+
+    peer_id: str
+    capabilities: tuple[str, ...]
+    running: int
+    max_tasks: int
+    age: float = 0.0  # seconds since last heard

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ..claim.report import marker
+from ..github.markers import marker
 
 KEY_FORMAT = "%Y%m%dT%H%M%SZ"
 REF_PREFIX = "refs/bzzz/schedules"

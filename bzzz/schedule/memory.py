@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..claim.report import find_markers
+from ..github.markers import find_markers
 from .core import Record
 
 

@@ -24,7 +24,7 @@ from datetime import datetime
 
 import trio
 
-from ..claim.github import GitHubError
+from ..github.client import GitHubError
 from ..decisions import DecisionLog
 from .core import (DEFAULT_GRACE, MARKER_KIND, Action, Cron, Record, State, due_slot,
                    labels_for, on_record, parse_key, render_body, render_title, slot_key)
@@ -216,7 +216,7 @@ class Scheduler:
 async def run_schedules(config, token: str | None, decisions: DecisionLog,
                         task_status=trio.TASK_STATUS_IGNORED) -> None:
     """The agent's entry point: a GitHub client of its own, a store per repository."""
-    from ..claim.github import GitHubClient
+    from ..github.client import GitHubClient
     from .store import GitHubSlotStore
 
     schedules = [Schedule.from_config(c) for c in config.schedules]

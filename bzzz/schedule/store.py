@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..claim.github import GitHubClient, GitHubError, Unavailable
+from ..github.client import GitHubClient, GitHubError, Unavailable
 from ..claim.gitlock import RefRecords, git_time
-from ..claim.report import find_markers
+from ..github.markers import find_markers
 from .core import REF_PREFIX, Record, parse_record
 
 SEARCH_PAGES = 10  # issues read (100 a page, newest first) when looking for a marker

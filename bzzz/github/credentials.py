@@ -20,7 +20,7 @@ nobody knows):
 
 Every token is registered with the redactor the moment it is read, so it never reaches a log,
 an error, a comment or the API. Errors (:class:`CredentialError`) name the source and what went
-wrong, never the secret; they are :class:`~bzzz.claim.github.Unavailable`, so the claim
+wrong, never the secret; they are :class:`~bzzz.github.client.Unavailable`, so the claim
 service treats a credential outage like a GitHub outage: it retries, it does not give up on
 tasks.
 """
@@ -41,7 +41,9 @@ import httpx
 import trio
 
 from ..redact import redact, register as register_secret, unregister as unregister_secret
-from .github import USER_AGENT, Unavailable
+from .errors import Unavailable
+
+USER_AGENT = "bzzz-agent"
 
 log = logging.getLogger("bzzz.credentials")
 

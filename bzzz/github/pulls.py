@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .github import GitHubClient, GitHubError, Unavailable
-from .report import find_markers
+from .client import GitHubClient, GitHubError, Unavailable
+from .markers import find_markers
 
 _BRANCH = re.compile(r"^bzzz/(?P<issue>\d+)-[a-z0-9-]+$")
 RECENT = 24 * 3600.0  # at start, closed pull requests younger than this are still acted on

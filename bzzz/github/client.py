@@ -13,7 +13,7 @@ must not sleep silently for an hour on a rate limit (PyGithub's does). This clie
 - paces content-creating requests per token (a bucket of ``write_burst``, refilled one per
   ``write_interval``);
 - never puts the token in an exception message;
-- asks its credential provider (bzzz/claim/credentials.py) for the token on every request,
+- asks its credential provider (bzzz/github/credentials.py) for the token on every request,
   and on a 401 has it refreshed once and repeats the request (a 401 was not processed, so a
   POST is safe to repeat too); a second 401, or the same token again, raises as before.
 """
@@ -29,26 +29,12 @@ import httpx
 import trio
 
 from ..redact import redact_value
+from .credentials import USER_AGENT, CredentialProvider, StaticToken
+from .errors import GitHubError, RateLimited, Unavailable
 
-USER_AGENT = "bzzz-agent"
+__all__ = ["USER_AGENT", "GitHubClient", "GitHubError", "RateLimited", "Reply", "Unavailable"]
+
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
-
-
-class GitHubError(Exception):
-    def __init__(self, status: int, message: str, method: str = "", path: str = "") -> None:
-        super().__init__(f"{method} {path}: {status} {message}".strip())
-        self.status = status
-        self.message = message
-
-
-class RateLimited(GitHubError):
-    def __init__(self, reset: float, method: str = "", path: str = "") -> None:
-        super().__init__(403, f"rate limit exhausted until {int(reset)}", method, path)
-        self.reset = reset
-
-
-class Unavailable(GitHubError):
-    """GitHub did not answer usefully after the retries (an outage, for the caller)."""
 
 
 class Bucket:
@@ -86,8 +72,6 @@ class GitHubClient:
                  backoff: float = 0.25, max_backoff: float = 8.0, write_interval: float = 0.0,
                  write_burst: int = 1,
                  timeout: float = 15.0, rng: random.Random | None = None) -> None:
-        from .credentials import CredentialProvider, StaticToken
-
         headers = {"Accept": "application/vnd.github+json", "User-Agent": USER_AGENT,
                    "X-GitHub-Api-Version": "2022-11-28"}
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .github import GitHubClient, GitHubError, Unavailable
-from .report import Comment, find_markers
+from .client import GitHubClient, GitHubError, Unavailable
+from .markers import Comment, find_markers
 
 
 class IssueOps:

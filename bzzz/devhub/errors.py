@@ -1,0 +1,13 @@
+"""devhub's API error: what it answers instead of a resource, as GitHub does."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """An API error: HTTP status and GitHub's message."""
+
+    def __init__(self, status: int, message: str, errors: list[dict | str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
