@@ -24,8 +24,7 @@ import logging
 
 import trio
 
-from ..asgi import MAX_BODY, lifespan, read_body
-from ..asgi import headers as request_headers
+from ..asgi import MAX_BODY, http_request, respond
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
@@ -168,19 +167,15 @@ class DevHubApp(PullsAPI):
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        body = await read_body(receive, MAX_BODY)
+        body = await request.body(MAX_BODY)
         if body is None:
             await self._send(send, 413, {"message": "Payload too large"}, {})
             return
-        status, payload, extra = await self.handle(scope["method"], scope["path"],
-                                                  scope.get("query_string", b"").decode(),
-                                                  request_headers(scope), body,
-                                                  scope.get("client"))
+        status, payload, extra = await self.handle(request.method, request.path,
+                                                  request.query_string.decode(),
+                                                  request.headers, body, scope.get("client"))
         await self._send(send, status, payload, extra)
 
     @staticmethod
@@ -191,12 +186,9 @@ class DevHubApp(PullsAPI):
             data = b""
         else:
             data = json.dumps(payload).encode()
-        out = [(b"content-type", headers.pop("content-type",
-                                             "application/json; charset=utf-8").encode())]
-        out += [(k.encode(), str(v).encode()) for k, v in headers.items()]
-        out.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": data})
+        content_type = headers.pop("content-type", "application/json; charset=utf-8")
+        await respond(send, status, data, content_type,
+                      [(k.encode(), str(v).encode()) for k, v in headers.items()])
 
     # ------------------------------------------------------------------ the pipeline
 
