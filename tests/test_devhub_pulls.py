@@ -20,7 +20,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.devhub.app import DevHubApp
 from bzzz.devhub.pulls import diff_lines
 from bzzz.devhub.state import Hub, closing_references
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 REPO = "/repos/alice/shop"
 SEED = {

@@ -12,7 +12,7 @@ from github import Auth, Github, GithubException
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.state import Hub, HubError
 from bzzz.devhub.webhooks import verify
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_devhub_webhooks import receiver  # noqa: F401 (a fixture)
 
