@@ -25,6 +25,7 @@ import logging
 import trio
 
 from ..asgi import MAX_BODY, http_request, respond
+from .clock import Clock
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
@@ -44,8 +45,9 @@ _SMART_HTTP = re.compile(
 class DevHubApp(PullsAPI):
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
                  on_change: Callable[[], None] | None = None,
-                 git_root: str | None = None) -> None:
+                 git_root: str | None = None, clock: Clock | None = None) -> None:
         self.hub = hub or Hub()
+        self.clock = clock or Clock()
         self.git = GitStore(git_root or tempfile.mkdtemp(prefix="devhub-git-"))
         self.limits = limits or RateLimits()
         self.faults = Faults()
@@ -61,7 +63,7 @@ class DevHubApp(PullsAPI):
     def sync_git(self) -> None:
         """Make sure every repository has its bare git repository (after seeding)."""
         for repo in self.hub.repos.values():
-            self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(time.time()),
+            self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(self.clock.time()),
                             repo.default_branch, bool(repo.protections))
 
     # ------------------------------------------------------------------ routing table
@@ -202,7 +204,7 @@ class DevHubApp(PullsAPI):
         base = f"http://{headers.get('host', 'localhost')}"
         if path == "/app" or path.startswith("/app/"):  # a GitHub App's JWT (apps.py)
             return self.hub.apps.api(method, path, parse_qs(query), headers, body,
-                                     time.time(), base)
+                                     self.clock.time(), base)
         auth = headers.get("authorization", "")
         token = None
         if auth:
@@ -211,13 +213,13 @@ class DevHubApp(PullsAPI):
                 token = value.strip()
             else:
                 return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
-        login, app_token = self.hub.apps.resolve(token, time.time())  # users' and apps'
+        login, app_token = self.hub.apps.resolve(token, self.clock.time())  # users' and apps'
         if token and login is None:
             return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
         key = f"token:{token}" if token else f"ip:{client[0] if client else '?'}"
-        now = time.time()
+        now = self.clock.time()
         req = Request(method, unquote(path), parse_qs(query, keep_blank_values=True), headers,
-                      body, login, base)
+                      body, login, base, now)
         match = self._match(method, req.path)
         route = match[2] if match else "unknown"
         self.stats[(login or "-", method, route)] += 1
@@ -319,7 +321,7 @@ class DevHubApp(PullsAPI):
     def get_rate_limit(self, req: Request) -> Response:
         key = f"token:{req.headers.get('authorization', '').partition(' ')[2].strip()}" \
             if req.login else "ip:?"
-        b = self.limits.budget(key, req.login is not None, time.time())
+        b = self.limits.budget(key, req.login is not None, self.clock.time())
         core = {"limit": b.limit, "remaining": b.remaining, "reset": b.reset, "used": b.used,
                 "resource": "core"}
         return 200, {"resources": {"core": core}, "rate": core}, {}
@@ -777,7 +779,7 @@ class DevHubApp(PullsAPI):
         as user or password."""
         auth = headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        now = time.time()
+        now = self.clock.time()
         if scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value).decode().partition(":")
@@ -845,7 +847,7 @@ class DevHubApp(PullsAPI):
             after = dict(await self.git.refs(repo.full_name, "refs/heads/"))
             moved = {name[len("refs/heads/"):]: (before.get(name), after.get(name))
                      for name in set(before) | set(after) if before.get(name) != after.get(name)}
-            await self.refs_moved(repo, login, int(time.time()), moved)
+            await self.refs_moved(repo, login, int(self.clock.time()), moved)
             self.on_change()
             await self._dispatch_webhooks(f"http://{headers.get('host', 'localhost')}")
         return status, out[split + sep:], extra
@@ -1026,10 +1028,17 @@ class DevHubApp(PullsAPI):
             doc = json.loads(body) if body else {}
         except ValueError:
             return 400, {"message": "Problems parsing JSON"}, {}
-        now = time.time()
+        now = self.clock.time()
         try:
             if path == "/_devhub/health" and method == "GET":
                 return 200, {"ok": True, "repos": len(self.hub.repos)}, {}
+            if path == "/_devhub/clock" and method == "POST":
+                # {"advance": seconds}: move devhub's clock forward (clock.py)
+                advance = doc.get("advance") if isinstance(doc, dict) else None
+                if isinstance(advance, bool) or not isinstance(advance, (int, float)) \
+                        or not advance >= 0:
+                    raise HubError(422, "advance must be a number of seconds, not negative")
+                return 200, {"now": self.clock.advance(advance)}, {}
             if path == "/_devhub/seed" and method == "POST":
                 self.hub.seed(doc, int(now))
                 self.sync_git()
