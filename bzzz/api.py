@@ -19,7 +19,7 @@ from typing import Any
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .asgi import lifespan, read_body, serve_app
+from .asgi import http_request, respond, serve_app
 from .redact import redact_value
 
 log = logging.getLogger("bzzz.api")
@@ -39,19 +39,16 @@ class Api:
         self.bound: list[str] = []
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        path, method = scope["path"], scope["method"]
+        path, method = request.path, request.method
         if method == "POST" and path == "/api/v1/help/probe" and self._probe is not None:
             denied = self._denied(scope)
             if denied is not None:
                 await self._reply(send, denied[0], denied[1], "application/json",
                                   [(b"www-authenticate", b'Bearer realm="bzzz"')])
                 return
-            await self._post_probe(receive, send)
+            await self._post_probe(request, send)
             return
         if method not in ("GET", "HEAD"):
             await self._reply(send, 405, b'{"error": "method not allowed"}\n', "application/json")
@@ -95,10 +92,10 @@ class Api:
             return 401, b'{"error": "a valid bearer token is needed"}\n'
         return None
 
-    async def _post_probe(self, receive, send) -> None:
+    async def _post_probe(self, request, send) -> None:
         """Ask the mesh who could take a task needing some capabilities (a real help
         request, with no task behind it: offers are collected, nothing is handed over)."""
-        body = await read_body(receive, 64 * 1024)
+        body = await request.body(64 * 1024)
         try:
             doc = json.loads(body or b"{}")
             needs = doc.get("needs", [])
@@ -118,11 +115,7 @@ class Api:
     @staticmethod
     async def _reply(send, status: int, body: bytes, content_type: str,
                      extra: list[tuple[bytes, bytes]] = ()) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type.encode()),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"cache-control", b"no-store"), *extra]})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, content_type, [(b"cache-control", b"no-store"), *extra])
 
     async def run(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async def serving(task_status=trio.TASK_STATUS_IGNORED) -> None:

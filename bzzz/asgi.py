@@ -1,9 +1,23 @@
-"""What Bzzz's two HTTP servers (the agent API and devhub) share: ASGI lifespan handling and
-serving an app with hypercorn on trio, reporting the bound URLs."""
+"""What Bzzz's HTTP apps (the agent API, the webhook intake, the monitor, devhub and the test
+servers) share: the opening of every ASGI call (:func:`http_request`: lifespan answered, the
+request's method, path, headers, query and body), sending a whole response (:func:`respond`),
+and serving an app with hypercorn on trio, reporting the bound URLs.
+
+An app starts::
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (request := await http_request(scope, receive, send)) is None:
+            return  # a lifespan scope (answered) or one that is not HTTP
+        ...
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+from urllib.parse import parse_qs
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -67,6 +81,55 @@ async def read_body(receive, limit: int = MAX_BODY, length: int | None = None) -
 def headers(scope) -> dict[str, str]:
     """Request headers with lower-case names."""
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+class HttpRequest:
+    """One HTTP request as an app sees it first: method, path, headers, query, body."""
+
+    def __init__(self, scope: dict[str, Any], receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+
+    @property
+    def query_string(self) -> bytes:
+        """The raw (percent-encoded) query string."""
+        return self.scope.get("query_string", b"")
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        """Query parameters, the last value of each."""
+        return {k: v[-1] for k, v in parse_qs(self.query_string.decode("latin-1")).items()}
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        """Request headers with lower-case names (the last of a repeated one)."""
+        return headers(self.scope)
+
+    async def body(self, limit: int = MAX_BODY) -> bytes | None:
+        """The whole body, or None past ``limit`` bytes (see :func:`read_body`)."""
+        return await read_body(self.receive, limit, content_length(self.scope))
+
+
+async def http_request(scope, receive, send) -> HttpRequest | None:
+    """The opening of every app: answer a lifespan scope, ignore any other that is not HTTP
+    (both None), and give an HTTP request its :class:`HttpRequest`."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return None
+    if scope["type"] != "http":
+        return None
+    return HttpRequest(scope, receive)
+
+
+async def respond(send, status: int, body: bytes, content_type: str,
+                  extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """Send a whole response: its content type and length, ``extra`` headers, the body."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def serve_app(app, host: str, port: int, *, keep_alive: float = 5.0,

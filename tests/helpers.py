@@ -2,8 +2,6 @@
 
 import socket
 
-import trio
-
 from bzzz.agent import Agent
 from bzzz.config import Config
 from bzzz.identity import load_or_create
@@ -35,12 +33,3 @@ async def start_node(nursery, tmp_path, name: str, **kw) -> P2PNode:
     await nursery.start(node.run)
     return node
 
-
-async def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    with trio.move_on_after(timeout):
-        while True:
-            value = predicate()
-            if value:
-                return value
-            await trio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

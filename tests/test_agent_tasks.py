@@ -9,7 +9,7 @@ import httpx
 
 from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries, verify_dir
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .conftest import require
 from .helpers import free_port

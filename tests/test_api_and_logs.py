@@ -54,6 +54,43 @@ async def test_read_body_joins_chunks_and_stops_past_the_limit():
     assert await read_body(receiver([b"abc", b"def"]), limit=5) is None
 
 
+async def test_http_request_answers_lifespan_and_reads_the_request():
+    from bzzz.asgi import http_request, respond
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    lifespan = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive_lifespan():
+        return lifespan.pop(0)
+
+    assert await http_request({"type": "lifespan"}, receive_lifespan, send) is None
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
+                                         "lifespan.shutdown.complete"]
+    assert await http_request({"type": "websocket"}, receive_lifespan, send) is None
+
+    body = [{"body": b"hel", "more_body": True}, {"body": b"lo"}]
+
+    async def receive():
+        return body.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/x", "query_string": b"a=1&b=2&a=3",
+             "headers": [(b"Content-Length", b"5"), (b"X-Thing", b"v")]}
+    request = await http_request(scope, receive, send)
+    assert (request.method, request.path) == ("POST", "/x")
+    assert request.query == {"a": "3", "b": "2"}
+    assert request.headers["x-thing"] == "v"
+    assert await request.body(limit=5) == b"hello"
+    sent.clear()
+    await respond(send, 201, b"done", "text/plain", [(b"x-extra", b"1")])
+    assert sent[0] == {"type": "http.response.start", "status": 201, "headers": [
+        (b"content-type", b"text/plain"), (b"content-length", b"4"), (b"x-extra", b"1")]}
+    assert sent[1] == {"type": "http.response.body", "body": b"done"}
+
+
 async def test_acting_endpoints_need_the_bearer_token(tmp_path, nursery):
     token_file = tmp_path / "api-token"
     token_file.write_text("api-secret-0123456789\n")

@@ -10,6 +10,7 @@ from bzzz.claim.lease import Claim
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
+from bzzz.testing.wait import wait_until
 
 BOTS = [f"bot{i}" for i in range(4)]
 SEED = {"users": [{"login": "owner", "token": "t-owner"},
@@ -119,9 +120,7 @@ async def test_a_dead_holder_is_unassigned_and_taken_over_after_its_lease(tmp_pa
             async with trio.open_nursery() as nursery:
                 a = _service(gh_a, "bot0", tmp_path, log_a, lease=2.0, grace=0.5)
                 await nursery.start(a.run)
-                with trio.fail_after(15):
-                    while not marker.exists():
-                        await trio.sleep(0.05)
+                await wait_until(marker.exists, 15, "a runs the task", interval=0.05)
 
                 async def crash(*args, **kwargs):
                     return False
@@ -132,10 +131,9 @@ async def test_a_dead_holder_is_unassigned_and_taken_over_after_its_lease(tmp_pa
             async with trio.open_nursery() as nursery:
                 b = _service(gh_b, "bot1", tmp_path, log_b, lease=2.0, grace=0.5)
                 await nursery.start(b.run)
-                with trio.fail_after(30):
-                    while not (any(e["type"] == "reported" for e in log_b.entries)
-                               and not b.running):
-                        await trio.sleep(0.05)
+                await wait_until(lambda: any(e["type"] == "reported" for e in log_b.entries)
+                                 and not b.running, 30, "b takes over and reports",
+                                 interval=0.05)
                 nursery.cancel_scope.cancel()
         assert "taken_over" in [e["type"] for e in log_b.entries]
         issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()

@@ -20,6 +20,7 @@ from bzzz.monitor.egress import (DEFAULT_DENY, Denied, Unresolved, check_literal
                                  parse_networks, resolve)
 from bzzz.monitor.jobs import (JobError, issue_body, job_ref, parse_job, sign, verify)
 from bzzz.monitor.jobstore import JobStore
+from bzzz.testing.wait import wait_until
 
 from .test_agent_tasks import start_agent
 
@@ -48,15 +49,6 @@ def issues(owner):
 
 def labels(owner, n):
     return {x["name"] for x in owner.get(f"{REPO}/issues/{n}").json()["labels"]}
-
-
-async def until(pred, timeout=30.0, what="condition"):
-    with trio.fail_after(timeout):
-        while True:
-            value = pred()
-            if value:
-                return value
-            await trio.sleep(0.05)
 
 
 class Bridge:
@@ -229,15 +221,18 @@ async def test_quick_start_runs_on_an_agent_with_callbacks_in_order(tmp_path, wo
                 proc, _ = await trio.to_thread.run_sync(
                     lambda: start_agent(tmp_path, "a1", hub, workdir, BZZZ_MAX_TASKS="3"))
                 try:
-                    await until(lambda: "bzzz:done" in labels(owner, n), 90, "quick start done")
-                    await until(lambda: "bzzz:done" in labels(owner, cb), 60, "callback job done")
-                    await until(lambda: "bzzz:claimed" in labels(owner, slow), 60, "slow claimed")
+                    await wait_until(lambda: "bzzz:done" in labels(owner, n), 90,
+                                     "quick start done")
+                    await wait_until(lambda: "bzzz:done" in labels(owner, cb), 60,
+                                     "callback job done")
+                    await wait_until(lambda: "bzzz:claimed" in labels(owner, slow), 60,
+                                     "slow claimed")
                     r = await http.delete("/jobs/cancel-1")
                     assert r.status_code == 202 and r.json()["status"] == "cancelling"
                     assert (await http.delete("/jobs/cancel-1")).status_code == 202  # once
                     assert (await http.delete("/jobs/cancel-1", headers={
                         "Authorization": f"Bearer {N8N_TOKEN}"})).status_code == 403
-                    await until(lambda: "bzzz:failed" in labels(owner, slow), 60, "cancelled")
+                    await wait_until(lambda: "bzzz:failed" in labels(owner, slow), 60, "cancelled")
                 finally:
                     proc.terminate()
                     await trio.to_thread.run_sync(proc.wait, 20)
@@ -255,7 +250,7 @@ async def test_quick_start_runs_on_an_agent_with_callbacks_in_order(tmp_path, wo
                 for e in entries:
                     callbacks.observe(peer, "a1", e)
                     callbacks.observe(peer, "a1", e)  # the same entry indexed twice
-                await until(lambda: len(receiver.got) >= 4, 20, "four callbacks")
+                await wait_until(lambda: len(receiver.got) >= 4, 20, "four callbacks")
                 by_job = {}
                 for headers, body in receiver.got:
                     assert verify(SECRET, body, headers["x-bzzz-signature-256"])
@@ -461,7 +456,7 @@ async def test_callbacks_wait_for_a_receiver_that_is_down_and_keep_order(tmp_pat
                                     "ts": 1.0})  # not a job
         assert cbs.counts["queued"] == 6 and cbs.counts["duplicates"] == 1
         await nursery.start(cbs.run)
-        await until(lambda: len(receiver.got) == 6, 20, "every callback")
+        await wait_until(lambda: len(receiver.got) == 6, 20, "every callback")
         assert cbs.counts["failed_attempts"] == 5
         for job_id in ("j1", "j2"):
             docs = [json.loads(b) for _, b in receiver.got if json.loads(b)["jobId"] == job_id]
@@ -485,14 +480,14 @@ async def test_callbacks_survive_a_restart_and_refuse_redirects(tmp_path):
             cbs.observe("peerA", "a1", e)
         async with trio.open_nursery() as first:
             await first.start(cbs.run)
-            await until(lambda: receiver.hits >= 3, 10, "a few failed attempts")
+            await wait_until(lambda: receiver.hits >= 3, 10, "a few failed attempts")
             first.cancel_scope.cancel()  # the monitor stops with everything undelivered
         store.close()
         receiver.fail = 0
         store2 = JobStore(state)
         cbs2 = Callbacks(store2, SECRET, deny=OPEN, backoff=0.05, max_backoff=0.1)
         await nursery.start(cbs2.run)
-        await until(lambda: len(receiver.got) == 3, 10, "delivered after the restart")
+        await wait_until(lambda: len(receiver.got) == 3, 10, "delivered after the restart")
         assert receiver.events() == ["claimed", "pull_request", "done"]
         assert all(e.state == "delivered" for e in store2.events("j1"))
 
@@ -501,8 +496,8 @@ async def test_callbacks_survive_a_restart_and_refuse_redirects(tmp_path):
         hits = receiver.hits
         a_job(store2, "j3", 9, url + "/hook")
         cbs2.observe("peerA", "a1", lifecycle(9)[0])
-        await until(lambda: [e.state for e in store2.events("j3")] == ["dropped"], 10,
-                    "the redirect refused")
+        await wait_until(lambda: [e.state for e in store2.events("j3")] == ["dropped"], 10,
+                         "the redirect refused")
         assert receiver.hits == hits + 1  # /moved was never asked for
         nursery.cancel_scope.cancel()
 
@@ -517,10 +512,11 @@ async def test_callbacks_give_up_after_retry_for(tmp_path):
         await nursery.start(cbs.run)
         for e in lifecycle(7)[:1]:
             cbs.observe("peerA", "a1", e)
-        await until(lambda: [e.state for e in store.events("j1")] == ["dropped"], 10, "given up")
+        await wait_until(lambda: [e.state for e in store.events("j1")] == ["dropped"], 10,
+                         "given up")
         receiver.fail = 0
         cbs.observe("peerA", "a1", lifecycle(7)[3])  # the next event still goes out
-        await until(lambda: receiver.events() == ["done"], 10, "the next event")
+        await wait_until(lambda: receiver.events() == ["done"], 10, "the next event")
         nursery.cancel_scope.cancel()
 
 
@@ -571,14 +567,14 @@ async def test_a_slow_filer_that_was_taken_over_leaves_one_open_issue(tmp_path):
                 async with a.http() as http:
                     replies["a"] = (await http.post("/enqueue", json=job("slow"))).json()
             nursery.start_soon(send_a)
-            await until(lambda: owner.get(f"{REPO}/git/ref/{job_ref('slow')[5:]}")
-                        .status_code == 200, 10, "the reservation")
+            await wait_until(lambda: owner.get(f"{REPO}/git/ref/{job_ref('slow')[5:]}")
+                             .status_code == 200, 10, "the reservation")
             async with c.http() as http:
                 r = await until_ok(http, job("slow"))
             assert r.status_code == 202 and c.bridge.counts["takeovers"] == 1
             kept = r.json()["issue"]
             gate.set()
-            await until(lambda: "a" in replies, 10, "the slow filer's answer")
+            await wait_until(lambda: "a" in replies, 10, "the slow filer's answer")
             assert replies["a"]["issue"] == kept and a.bridge.counts["duplicates_closed"] == 1
             mine = [i for i in issues(owner) if "<!-- bzzz:job:slow -->" in (i["body"] or "")]
             assert sorted(i["state"] for i in mine) == ["closed", "open"]
@@ -689,13 +685,13 @@ async def test_callbacks_to_a_denied_address_are_dropped_and_the_host_header_kep
         cbs = Callbacks(store, SECRET, backoff=0.05)
         await nursery.start(cbs.run)
         cbs.observe("peerA", "a1", lifecycle(7)[0])
-        await until(lambda: [e.state for e in store.events("j1")] == ["dropped"], 10,
-                    "the denied callback dropped")
+        await wait_until(lambda: [e.state for e in store.events("j1")] == ["dropped"], 10,
+                         "the denied callback dropped")
         assert receiver.hits == 0 and cbs.counts["dropped"] == 1
         # allowed: a name is sent to the address it resolved to, with its own Host header
         a_job(store, "j2", 8, f"http://localhost:{port}/hook")
         cbs.deny = ()
         cbs.observe("peerA", "a1", lifecycle(8)[0])
-        await until(lambda: receiver.events() == ["claimed"], 10, "the allowed callback")
+        await wait_until(lambda: receiver.events() == ["claimed"], 10, "the allowed callback")
         assert receiver.got[0][0]["host"] == f"localhost:{port}"
         nursery.cancel_scope.cancel()

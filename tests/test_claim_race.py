@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from bzzz.devhub import DevHubThread
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .helpers import free_port
 

@@ -7,6 +7,7 @@ from bzzz.github.client import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
+from bzzz.testing.wait import wait_until
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
@@ -53,9 +54,8 @@ async def test_every_task_is_run_once_and_reported_once(tmp_path):
                         {"bzzz:done", "bzzz:failed", "bzzz:needs-input"}]
                 return len(done) == len(TASKS)
 
-            with trio.fail_after(30):
-                while not finished() or any(s.running for s in services):
-                    await trio.sleep(0.1)
+            await wait_until(lambda: finished() and not any(s.running for s in services), 30,
+                             "every task finished and released", interval=0.1)
             nursery.cancel_scope.cancel()
 
         claimed_by = {}
@@ -95,12 +95,6 @@ async def test_every_task_is_run_once_and_reported_once(tmp_path):
         assert len(results) == len(TASKS)
 
 
-async def _wait(predicate, timeout, what):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
-
-
 def _service(gh, node, tmp_path, log, **kw):
     settings = ClaimSettings(["owner/tasks"], node, f"12D3KooW{node}", "bot",
                              poll_interval=0.2, workroot=tmp_path / node, **kw)
@@ -118,14 +112,15 @@ async def test_closing_the_issue_stops_the_task_and_says_so(tmp_path):
         async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
             svc = _service(gh, "n1", tmp_path, log)
             await nursery.start(svc.run)
-            await _wait(lambda: pidfile.exists() and pidfile.read_text().strip(), 15, "task runs")
+            await wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 15,
+                             "task runs")
             pid = int(pidfile.read_text())
             owner.patch(f"/repos/owner/tasks/issues/{n}", json={"state": "closed"})
             start = trio.current_time()
-            await _wait(lambda: any(e["type"] == "cancelled" for e in log.entries), 10,
-                        "cancellation")
+            await wait_until(lambda: any(e["type"] == "cancelled" for e in log.entries), 10,
+                             "cancellation")
             assert trio.current_time() - start < 10
-            await _wait(lambda: not svc.running, 10, "the attempt reported and released")
+            await wait_until(lambda: not svc.running, 10, "the attempt reported and released")
             nursery.cancel_scope.cancel()
         import os
         try:
@@ -153,7 +148,7 @@ async def test_a_crashed_holder_is_taken_over_after_its_lease(tmp_path):
             async with trio.open_nursery() as nursery:
                 a = _service(gh, "a", tmp_path, log_a, lease=2.0, grace=0.5)
                 await nursery.start(a.run)
-                await _wait(lambda: marker.exists(), 15, "a runs the task")
+                await wait_until(lambda: marker.exists(), 15, "a runs the task")
                 a.locks["owner/tasks"].release = _never  # a crash releases nothing
                 nursery.cancel_scope.cancel()
             # the command must be re-runnable: now let it finish quickly
@@ -162,8 +157,8 @@ async def test_a_crashed_holder_is_taken_over_after_its_lease(tmp_path):
             async with trio.open_nursery() as nursery:
                 b = _service(gh, "b", tmp_path, log_b, lease=2.0, grace=0.5)
                 await nursery.start(b.run)
-                await _wait(lambda: any(e["type"] == "result" for e in log_b.entries)
-                            and not b.running, 20, "b takes over, completes and reports")
+                await wait_until(lambda: any(e["type"] == "result" for e in log_b.entries)
+                                 and not b.running, 20, "b takes over, completes and reports")
                 nursery.cancel_scope.cancel()
         kinds = [e["type"] for e in log_b.entries]
         assert "contention_lost" in kinds or "taken_over" in kinds
@@ -189,8 +184,8 @@ async def test_a_stale_view_of_a_finished_task_never_runs_it_again(tmp_path):
         async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
             a = _service(gh, "a", tmp_path, log_a)
             await nursery.start(a.run)
-            await _wait(lambda: any(e["type"] == "result" for e in log_a.entries)
-                        and not a.running, 15, "a done, reported and released")
+            await wait_until(lambda: any(e["type"] == "result" for e in log_a.entries)
+                             and not a.running, 15, "a done, reported and released")
             nursery.cancel_scope.cancel()
         async with GitHubClient(hub.url, "t-bot") as gh:
             b = _service(gh, "b", tmp_path, log_b)
@@ -216,15 +211,15 @@ async def test_a_github_outage_delays_the_report_and_never_loses_or_doubles_it(t
             # a lease long enough to outlast the outage: nobody may take the task meanwhile
             svc = _service(gh, "a", tmp_path, log, lease=30.0, report_retry_max=0.3)
             await nursery.start(svc.run)
-            await _wait(lambda: svc.status() and svc.status()[0]["state"] == "running", 15,
-                        "the task runs")
+            await wait_until(lambda: svc.status() and svc.status()[0]["state"] == "running", 15,
+                             "the task runs")
             owner.post("/_devhub/faults", json={"pattern": "^(GET|POST|PATCH|PUT|DELETE) /repos/",
                                                 "error_rate": 1.0, "error_status": 502})
             go.touch()  # the task ends while GitHub is down
-            await _wait(lambda: svc.report_retries >= 3, 20, "reporting waits for GitHub")
+            await wait_until(lambda: svc.report_retries >= 3, 20, "reporting waits for GitHub")
             assert svc.running and not svc.completed  # still held, nothing dropped
             owner.delete("/_devhub/faults")
-            await _wait(lambda: not svc.running, 20, "reported and released after the outage")
+            await wait_until(lambda: not svc.running, 20, "reported and released after the outage")
             nursery.cancel_scope.cancel()
         comments = owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
         results = [c for c in comments if "<!-- bzzz:result:" in c["body"]]

@@ -59,7 +59,7 @@ def test_run_status_and_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        from bzzz.testing.netns import wait_for
+        from bzzz.testing.wait import wait_for
 
         def up():
             r = bzzz("status", "--api", api, "--json")

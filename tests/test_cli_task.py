@@ -13,7 +13,7 @@ import pytest
 from bzzz.devhub import DevHubThread
 from bzzz.follow import Phase, find_job, phase_of
 from bzzz.testing import agents as procs
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}

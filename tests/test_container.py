@@ -18,7 +18,8 @@ from bzzz.exec.container import Engine
 from bzzz.exec.sandbox import ContainerSandbox, Limits, SandboxError, open_sandbox
 from bzzz.exec.shell import run_shell, task_identity
 from bzzz.testing import podman as podman_helper
-from bzzz.testing.procs import gone, kill_all, unique_seconds, wait_for, with_arg
+from bzzz.testing.procs import gone, kill_all, unique_seconds, with_arg
+from bzzz.testing.wait import wait_until
 
 from .conftest import require
 
@@ -171,7 +172,7 @@ async def test_cancellation_kills_and_removes(box, place, podman, node):
         async def run():
             results.append(await sh(box, f"setsid sleep {tags[0]} & sleep {tags[1]}", place / "w"))
         nursery.start_soon(run)
-        assert await wait_for(lambda: all(with_arg(t) for t in tags), 15)
+        await wait_until(lambda: all(with_arg(t) for t in tags), 15, "both sleeps running")
         nursery.cancel_scope.cancel()
     assert results == []
     assert left(podman, node) == []
@@ -185,7 +186,8 @@ async def test_a_killed_agent_leaves_a_container_that_reap_removes(podman, node,
         [sys.executable, "-c", CHILD, podman.docker_host, podman.image, node, str(place / "w"),
          f"sleep {tag}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert await wait_for(lambda: with_arg(tag) or child.poll() is not None, 20)
+        await wait_until(lambda: with_arg(tag) or child.poll() is not None, 20,
+                         "the task to start")
         assert child.poll() is None, child.stderr.read().decode()
         child.kill()
         child.wait()

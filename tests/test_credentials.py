@@ -18,7 +18,7 @@ from bzzz.config import ConfigError, load_config
 from bzzz.devhub import DevHub, DevHubThread
 from bzzz.redact import redact
 from bzzz.testing import agents
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 SEED = {"users": [{"login": "acme", "token": "t-acme"}, {"login": "bot", "token": "t-bot-one"}],
         "repos": [{"full_name": "acme/tasks", "push": ["bot"]}]}

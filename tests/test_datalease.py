@@ -14,7 +14,7 @@ import pytest
 from bzzz import datalease as dl
 from bzzz.datalease import DataLease, Decision, Holder, LeaseError, Observation, Verdict, decide
 from bzzz.hyperlog.store import verify_dir
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .helpers import free_port
 

@@ -267,3 +267,21 @@ def test_cli_prints_url_and_rejects_bad_seed(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bzzz", "devhub", "--seed",
                         str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "missing.json" in r.stderr
+
+
+def test_the_clock_moves_forward_on_request_and_timestamps_follow(hub):
+    """Tests advance devhub's clock instead of sleeping past its whole-second timestamps."""
+    with raw(hub) as c:
+        first = c.post("/repos/alice/widgets/issues", json={"title": "t1"}).json()
+        assert c.post("/_devhub/clock", json={"advance": 120}).status_code == 200
+        second = c.post("/repos/alice/widgets/issues", json={"title": "t2"}).json()
+        assert second["created_at"] > first["created_at"]
+        gap = (time.mktime(time.strptime(second["created_at"], "%Y-%m-%dT%H:%M:%SZ"))
+               - time.mktime(time.strptime(first["created_at"], "%Y-%m-%dT%H:%M:%SZ")))
+        assert 120 <= gap < 180
+        for bad in ({"advance": -1}, {"advance": "1"}, {}):
+            assert c.post("/_devhub/clock", json=bad).status_code == 422, bad
+    hub.advance_clock(1)  # the same from the test's own thread
+    with raw(hub) as c:
+        third = c.post("/repos/alice/widgets/issues", json={"title": "t3"}).json()
+    assert third["created_at"] > second["created_at"]

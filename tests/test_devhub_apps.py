@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from bzzz.github.credentials import make_jwt
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.server import load_state, save_state
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 SEED = {"users": [{"login": "acme", "token": "t-acme"}, {"login": "eve", "token": "t-eve"}],
         "repos": [{"full_name": "acme/widgets"}, {"full_name": "acme/tools"},

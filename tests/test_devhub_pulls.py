@@ -20,7 +20,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.devhub.app import DevHubApp
 from bzzz.devhub.pulls import diff_lines
 from bzzz.devhub.state import Hub, closing_references
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 REPO = "/repos/alice/shop"
 SEED = {
@@ -183,7 +183,7 @@ def test_listing_filters_sorting_paging_and_etag(hub):
         made = [open_pull(c, f"list-{i}", base="main") for i in range(3)]
         other = open_pull(c, "list-x", base="list-0")
         c.patch(f"{REPO}/pulls/{made[1]['number']}", json={"state": "closed"})
-        time.sleep(1.1)  # updated_at has 1 s resolution
+        hub.advance_clock()  # updated_at has whole seconds: the edit is a second later
         c.patch(f"{REPO}/pulls/{made[0]['number']}", json={"body": "touched"})
 
         def numbers(**params):
@@ -571,7 +571,7 @@ def test_close_reopen_and_edit_through_patch(hub, hooks):
     with api(hub) as c:
         pr = open_pull(c, "close-1")
         n = pr["number"]
-        time.sleep(1.1)
+        hub.advance_clock()
         closed = c.patch(f"{REPO}/pulls/{n}", json={"state": "closed"})
         assert closed.status_code == 200
         doc = closed.json()
@@ -609,7 +609,7 @@ def test_push_to_head_is_a_synchronize(hub, hooks, tmp_path):
         pr = c.post(REPO + "/pulls", json={"title": "sync", "head": "sync-1", "base": "main"}).json()
         n = pr["number"]
         assert pr["head"]["sha"] == first
-        time.sleep(1.1)
+        hub.advance_clock()
         second = commit_file(work, "sync.txt", "one\ntwo\n", "second")
         git("push", "-q", "origin", "sync-1", cwd=work)
         hooks.wait(lambda: ("pull_request", "synchronize") in hooks.pr_events(n), "synchronize")

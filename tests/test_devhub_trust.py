@@ -12,7 +12,7 @@ from github import Auth, Github, GithubException
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.state import Hub, HubError
 from bzzz.github.webhooks import verify
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_devhub_webhooks import receiver  # noqa: F401 (a fixture)
 
@@ -169,7 +169,7 @@ def test_outsider_edits_own_issue_text_but_not_labels(hub):
         issue = r.json()
         assert issue["labels"] == [] and issue["assignees"] == []  # silently dropped
         n = issue["number"]
-        time.sleep(1.1)  # timestamps have 1 s resolution
+        hub.advance_clock()  # timestamps have whole seconds: the edit is a second later
         r = c.patch(f"{REPO}/issues/{n}", json={"body": "v2", "title": "please run now",
                                                  "labels": ["bzzz"], "assignees": ["wendy"]})
         assert r.status_code == 200
@@ -211,7 +211,7 @@ def test_comment_edit_and_delete_by_author_writer_and_others(hub):
     mine = comment_by(hub, "sam", n, "/bzzz approve abc")
     theirs = comment_by(hub, "alice", n, "owner's words")
     with raw(hub, "sam") as c:
-        time.sleep(1.1)
+        hub.advance_clock()
         r = c.patch(f"{REPO}/issues/comments/{mine['id']}", json={"body": "/bzzz approve def"})
         assert r.status_code == 200 and r.json()["body"] == "/bzzz approve def"
         assert r.json()["updated_at"] > mine["updated_at"]
@@ -302,9 +302,9 @@ def test_repo_comments_since_sort_pagination_and_free_304(tmp_path):
     with DevHubThread(seed=SEED) as d, raw(d, "wendy") as c:
         n = issue_by(d, "alice")["number"]
         first = comment_by(d, "alice", n, "one")
-        time.sleep(1.1)
+        d.advance_clock()
         second = comment_by(d, "sam", n, "two")
-        time.sleep(1.1)
+        d.advance_clock()
         third = comment_by(d, "rita", n, "/bzzz approve 1234")
         feed = REPO + "/issues/comments"
         assert [x["id"] for x in c.get(feed).json()] == [first["id"], second["id"], third["id"]]
@@ -317,7 +317,7 @@ def test_repo_comments_since_sort_pagination_and_free_304(tmp_path):
         assert [x["id"] for x in c.get(feed, params=params).json()] == [second["id"], third["id"]]
 
         # an edit moves a comment to the end of the updated-ascending feed
-        time.sleep(1.1)
+        d.advance_clock()
         with raw(d, "alice") as a:
             assert a.patch(f"{REPO}/issues/comments/{first['id']}",
                            json={"body": "one, edited"}).status_code == 200

@@ -9,7 +9,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.github.webhooks import sign, verify
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_devhub import SEED, gh
 

@@ -7,15 +7,10 @@ import trio
 
 from bzzz.help.messages import add_hop, new_request
 from bzzz.help.service import HELP_PROTOCOL
+from bzzz.testing.wait import wait_until
 from libp2p.peer.id import ID
 
 from .helpers import start_agent
-
-
-async def _until(predicate, timeout, what):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
 
 
 async def probe(agent, needs, wait=2.0):
@@ -37,9 +32,9 @@ async def start_line(nursery, tmp_path, caps):
         agents.append(await start_agent(nursery, tmp_path, f"n{i}", bootstrap=boot,
                                         capabilities=["shell", *extra], **LINE))
     for a, b in zip(agents, agents[1:]):
-        await _until(lambda: b.peer_id in a.node.connected_peers() and
-                     b.peer_id in {e.announcement.peer_id for e in a.mesh.table.entries()},
-                     15, "neighbours meet")
+        await wait_until(lambda: b.peer_id in a.node.connected_peers() and
+                         b.peer_id in {e.announcement.peer_id for e in a.mesh.table.entries()},
+                         15, "neighbours meet")
     return agents
 
 
@@ -64,7 +59,7 @@ async def test_forged_replayed_and_rewritten_requests_are_dropped_and_counted(tm
         a = await start_agent(nursery, tmp_path, "a", capabilities=["shell", "cap_x"])
         evil = await start_agent(nursery, tmp_path, "evil", bootstrap=[
             f"{a.node.addrs()[0]}/p2p/{a.peer_id}"])
-        await _until(lambda: a.peer_id in evil.node.connected_peers(), 10, "connected")
+        await wait_until(lambda: a.peer_id in evil.node.connected_peers(), 10, "connected")
         sign = evil.help.sign
 
         async def send(data):
@@ -92,8 +87,8 @@ async def test_forged_replayed_and_rewritten_requests_are_dropped_and_counted(tm
         await send(good)
         await send(good)
         drops = a.help.router.drops
-        await _until(lambda: sum(drops.values()) >= 6 and a.help.router.counts["offered"] == 1,
-                     10, "all handled")
+        await wait_until(lambda: sum(drops.values()) >= 6 and a.help.router.counts["offered"] == 1,
+                         10, "all handled")
         assert drops["forged"] == 1 and drops["expired"] == 1
         assert drops["misaddressed"] + drops["rewritten"] >= 1
         assert drops["malformed"] >= 1 and drops["oversized"] == 1 and drops["duplicate"] == 1
@@ -126,9 +121,9 @@ async def test_junk_help_requests_are_counted_not_logged_and_never_relayed(tmp_p
 
         def in_mesh(node, peer):
             return any(p.to_base58() == peer for p in node.gossipsub.mesh.get(TOPIC_HELP, ()))
-        await _until(lambda: in_mesh(victim.node, third.peer_id) and
-                     in_mesh(victim.node, evil.peer_id) and in_mesh(evil.node, victim.peer_id),
-                     15, "the help topic's mesh")
+        await wait_until(lambda: in_mesh(victim.node, third.peer_id) and
+                         in_mesh(victim.node, evil.peer_id) and in_mesh(evil.node, victim.peer_id),
+                         15, "the help topic's mesh")
         assert third.peer_id not in evil.node.connected_peers()
 
         sign, now = evil.help.sign, time.time()
@@ -178,6 +173,6 @@ async def test_junk_help_requests_are_counted_not_logged_and_never_relayed(tmp_p
             # (over the same connection, after the junk had it been relayed)
             good = add_hop(req, sign, evil.peer_id, "*").encode()
             await evil.node.pubsub.publish(TOPIC_HELP, good)
-            await _until(lambda: good in seen_by_third, 10, "the valid broadcast relayed")
+            await wait_until(lambda: good in seen_by_third, 10, "the valid broadcast relayed")
             assert seen_by_third == [good]
         nursery.cancel_scope.cancel()

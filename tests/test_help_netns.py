@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from bzzz.hyperlog.store import read_entries
-from bzzz.testing.netns import in_netns, wait_for
+from bzzz.testing.netns import in_netns
+from bzzz.testing.wait import wait_for
 
 pytestmark = pytest.mark.netns
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],

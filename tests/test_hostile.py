@@ -26,7 +26,7 @@ import pytest
 from bzzz.testing import hostile, procs
 from bzzz.testing import podman as podman_helper
 from bzzz.testing.hostile import Hostile, HostileRun, Setup, containers_of
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .conftest import require
 

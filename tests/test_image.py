@@ -22,7 +22,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.testing import image
 from bzzz.testing import podman as podman_helper
 from bzzz.testing.agents import free_port
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .conftest import require
 

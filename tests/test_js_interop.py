@@ -10,9 +10,10 @@ import pytest
 import trio
 
 from bzzz.p2p.pnet import format_psk
+from bzzz.testing.wait import wait_until
 
 from .conftest import require
-from .helpers import start_agent, wait_until
+from .helpers import start_agent
 
 pytestmark = pytest.mark.js
 JS_DIR = Path(__file__).parent / "js"

@@ -15,6 +15,7 @@ import trio
 from bzzz.exec.llm import (Answer, Endpoint, LLMError, context_length, estimate_tokens, probe,
                            stream_chat)
 from bzzz.testing.fakeollama import DEFAULT_REPLY, FakeModel, FakeOllamaThread
+from bzzz.testing.wait import WaitTimeout, wait_for, wait_until
 
 HI = [{"role": "user", "content": "hi"}]
 KINDS = ["ollama", "openai"]
@@ -31,9 +32,10 @@ def server():
 def fake(server):
     server.app.reset()
     yield server.app
-    deadline = time.monotonic() + 3  # streams a test walked away from end (and are counted)
-    while server.app.streams_open and time.monotonic() < deadline:
-        time.sleep(0.01)
+    try:  # streams a test walked away from end (and are counted)
+        wait_for(lambda: not server.app.streams_open, 3, 0.01, "the fake's streams ended")
+    except WaitTimeout:
+        pass  # reset() below forgets them either way
     server.app.reset()
 
 
@@ -51,13 +53,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def wait_until(predicate, seconds=3.0) -> bool:
-    with trio.move_on_after(seconds):
-        while not predicate():
-            await trio.sleep(0.01)
-    return bool(predicate())
 
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -127,7 +122,8 @@ async def test_streams_deltas_and_the_final_answer(fake, http, kind):
         assert sent["options"] == {"temperature": 0.2}
     else:
         assert sent["temperature"] == 0.2 and sent["stream_options"] == {"include_usage": True}
-    assert await wait_until(lambda: fake.streams_open == 0) and fake.disconnects == 0
+    await wait_until(lambda: fake.streams_open == 0, 3, "the stream closed")
+    assert fake.disconnects == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -187,7 +183,7 @@ async def test_first_token_timeout(fake, http, kind):
     assert time.monotonic() - start < 1.5
     assert err.value.kind == "timeout" and err.value.helpable
     assert "no first token within 0.3 s" in str(err.value)
-    assert await wait_until(lambda: fake.streams_open == 0)  # the fake saw us go
+    await wait_until(lambda: fake.streams_open == 0, 3, "the fake saw us go")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -221,7 +217,7 @@ async def test_cancellation_closes_the_connection(fake, http, kind):
             await stream_chat(http, ep(fake, kind), "long", HI, on_delta=on_delta)
         cancelled_at = time.monotonic()
         assert scope.cancelled_caught and len(deltas) == 3
-        assert await wait_until(lambda: fake.disconnects == 1, 2.0)
+        await wait_until(lambda: fake.disconnects == 1, 2.0, "the disconnect seen")
         assert time.monotonic() - cancelled_at < 0.5
         assert fake.streams_open == 0
     finally:

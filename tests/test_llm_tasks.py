@@ -11,7 +11,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries
 from bzzz.testing import agents
 from bzzz.testing.fakeollama import FakeModel, FakeOllamaThread
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_agent_tasks import labels, start_agent
 from .test_repo_work import SEED, client, comments, file_on, pulls

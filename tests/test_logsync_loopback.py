@@ -3,14 +3,9 @@
 import trio
 
 from bzzz.hyperlog.store import export
+from bzzz.testing.wait import wait_until
 
 from .helpers import start_agent
-
-
-async def _until(predicate, timeout, what):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
 
 
 async def test_agents_follow_each_others_logs_and_relay_them(tmp_path):
@@ -26,13 +21,13 @@ async def test_agents_follow_each_others_logs_and_relay_them(tmp_path):
             rep = b.logsync.replicators.get(key)
             return rep is not None and rep.log is not None and \
                 rep.log.head is not None and rep.log.head.length == a.decisions.log.length
-        await _until(b_has_all, 20, "b follows a's log")
+        await wait_until(b_has_all, 20, "b follows a's log")
         status = b.status()
         assert status["log"]["replicas"][key.hex()] == a.decisions.log.length
         # c knows only b: it fetches a's log from b, not from its writer
         c = await start_agent(nursery, tmp_path, "c", replicate_logs=0, bootstrap=[
             f"{b.node.addrs()[0]}/p2p/{b.peer_id}"])
-        await _until(lambda: b.peer_id in c.node.connected_peers(), 10, "c meets b")
+        await wait_until(lambda: b.peer_id in c.node.connected_peers(), 10, "c meets b")
         length = await c.logsync.sync_from(b.peer_id, key)
         assert length == a.decisions.log.length
         rep = c.logsync.replicators[key]
@@ -52,18 +47,18 @@ async def test_a_stalled_follower_moves_again_within_two_announcement_intervals(
         key = a.decisions.log.key
         copied = lambda: b.logsync._copied(key)  # noqa: E731
         a.decisions.append({"type": "test", "i": 0})
-        await _until(lambda: copied() == a.decisions.length, 20, "b follows a's log")
+        await wait_until(lambda: copied() == a.decisions.length, 20, "b follows a's log")
         # a following stream is now waiting for a head longer than what b has
-        await _until(lambda: "following" in b.logsync.replicators[key].waiting_on, 10,
-                     "b's long poll")
+        await wait_until(lambda: "following" in b.logsync.replicators[key].waiting_on, 10,
+                         "b's long poll")
         a.logsync.server._wake = lambda key: None  # the lost wake-up
         for i in range(1, 6):
             a.decisions.append({"type": "test", "i": i})
         target = a.decisions.length
-        await _until(lambda: b.mesh.announced_log_length(a.peer_id) >= target, 5,
-                     "a announces its longer log")
+        await wait_until(lambda: b.mesh.announced_log_length(a.peer_id) >= target, 5,
+                         "a announces its longer log")
         t0 = trio.current_time()
-        await _until(lambda: copied() == target, 10, "b's copy moves again")
+        await wait_until(lambda: copied() == target, 10, "b's copy moves again")
         took = trio.current_time() - t0
         print(f"announced longer -> moving again: {took:.2f} s")
         assert took <= 2 * interval, took

@@ -9,7 +9,7 @@ import httpx
 
 from bzzz.hyperlog.store import Hyperlog, export, verify_dir
 from bzzz.identity import load_or_create
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .helpers import free_port
 

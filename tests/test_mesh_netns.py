@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bzzz.p2p.pnet import format_psk
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 pytestmark = pytest.mark.netns
 QUIET = {"BZZZ_DETECT_CAPABILITIES": "off"}

@@ -10,7 +10,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.testing.agents import start, start_monitor
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
                   {"login": "mon", "token": "t-mon"}],

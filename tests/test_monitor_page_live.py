@@ -12,7 +12,7 @@ import pytest
 from bzzz.devhub import DevHubThread
 from bzzz.testing import browser
 from bzzz.testing.agents import start, start_monitor
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .conftest import require
 from .test_monitor import FAST, SEED, _up, agent_doc

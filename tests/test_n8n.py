@@ -13,7 +13,7 @@ import httpx
 from bzzz.claim.task import parse_issue
 from bzzz.devhub import DevHubThread
 from bzzz.testing import agents as procs
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 WORKFLOW = Path(__file__).resolve().parent.parent / "deploy" / "n8n" / "bzzz-task.json"
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],

@@ -16,8 +16,9 @@ from multiaddr import Multiaddr
 
 from bzzz.p2p.host import KAD_PROTOCOL
 from bzzz.p2p.mesh import TOPIC_CAPABILITIES
+from bzzz.testing.wait import wait_until
 
-from .helpers import start_agent, start_node, wait_until
+from .helpers import start_agent, start_node
 
 
 async def _dial_with(sec_opt, target_addr):

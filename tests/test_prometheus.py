@@ -21,7 +21,7 @@ import yaml
 from bzzz.devhub import DevHubThread
 from bzzz.testing import agents
 from bzzz.testing.agents import free_port
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .conftest import require
 

@@ -7,7 +7,7 @@ import shlex
 import httpx
 
 from bzzz.devhub import DevHubThread
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_agent_tasks import labels, start_agent
 from .test_repo_work import ROUNDS_SEED, client, comments, file_on, pulls

@@ -11,7 +11,7 @@ import httpx
 
 from bzzz.devhub import DevHubThread
 from bzzz.testing.bigrepo import push_big_repo, working_bytes
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_agent_tasks import labels, start_agent
 from .test_repo_work import SEED, client, comments, pulls

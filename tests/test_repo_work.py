@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from bzzz.devhub import DevHubThread
-from bzzz.testing.netns import wait_for
+from bzzz.testing.wait import wait_for
 
 from .test_agent_tasks import labels, start_agent
 

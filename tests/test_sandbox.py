@@ -24,7 +24,8 @@ import trio
 from bzzz.exec.sandbox import (BwrapSandbox, Limits, NoSandbox, SandboxError, _Records,
                                open_sandbox)
 from bzzz.exec.shell import run_shell, task_identity
-from bzzz.testing.procs import gone, kill_all, unique_seconds, wait_for, with_arg
+from bzzz.testing.procs import gone, kill_all, unique_seconds, with_arg
+from bzzz.testing.wait import wait_until
 
 from .conftest import require
 
@@ -200,7 +201,7 @@ async def test_cancellation_kills_the_tree(box, secrets):
             results.append(await sh(
                 box, f"trap '' TERM; setsid sleep {tags[0]} & sleep {tags[1]}", secrets.ws))
         nursery.start_soon(run)
-        assert await wait_for(lambda: all(with_arg(t) for t in tags), 10)
+        await wait_until(lambda: all(with_arg(t) for t in tags), 10, "both sleeps running")
         nursery.cancel_scope.cancel()
     assert results == []
     for tag in tags:
@@ -215,8 +216,8 @@ async def test_a_killed_agent_takes_its_tasks_along(box, secrets):
          str(secrets.ws), f"setsid sleep {tags[0]} & nohup sleep {tags[1]} & wait"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert await wait_for(lambda: all(with_arg(t) for t in tags) or child.poll() is not None,
-                              20), "the task did not start"
+        await wait_until(lambda: all(with_arg(t) for t in tags) or child.poll() is not None,
+                         20, "the task to start")
         assert child.poll() is None, child.stderr.read().decode()
         child.kill()
         child.wait()
@@ -295,7 +296,7 @@ async def test_network_bridge_shares_the_hosts(secrets, listener):
     port = listener.getsockname()[1]
     r = await sh(box, f"(echo hi > /dev/tcp/127.0.0.1/{port}) && echo connected", secrets.ws)
     assert "connected" in r.output
-    assert await wait_for(lambda: accepted(listener), 5)
+    await wait_until(lambda: accepted(listener), 5, "the connection accepted")
     assert "the host's network" in box.describe()
 
 

@@ -363,7 +363,7 @@ def test_real_agents_file_one_issue_per_slot_and_run_it(workdir):
     from bzzz.devhub import DevHubThread
     from bzzz.hyperlog.store import read_entries
     from bzzz.testing import agents as procs
-    from bzzz.testing.netns import wait_for
+    from bzzz.testing.wait import wait_for
 
     schedules = json.dumps([{"name": "tick", "cron": "* * * * * */10", "repo": "owner/tasks",
                              "title": "Tick {slot}", "command": "echo scheduled-run"}])

@@ -7,16 +7,9 @@ import trio
 
 from bzzz.exec.sandbox import NoSandbox
 from bzzz.exec.shell import run_shell
+from bzzz.testing.wait import wait_until
 
 NONE = NoSandbox()
-
-
-async def gone_within(pid: int, seconds: float) -> bool:
-    """Signals are delivered asynchronously: wait (bounded) for the process to be gone."""
-    with trio.move_on_after(seconds):
-        while alive(pid):
-            await trio.sleep(0.02)
-    return not alive(pid)
 
 
 def alive(pid: int) -> bool:
@@ -65,7 +58,8 @@ async def test_timeout_kills_the_whole_tree(tmp_path):
     r = await run_shell("sleep 100 & echo $! > child.pid; sleep 100", tmp_path / "ws",
                         sandbox=NONE, timeout=0.5, kill_grace=0.5)
     assert r.status == "timeout"
-    assert await gone_within(int(pidfile.read_text()), 5)
+    pid = int(pidfile.read_text())  # signals are delivered asynchronously: wait, bounded
+    await wait_until(lambda: not alive(pid), 5, "the child gone")
     assert trio.current_time() - start < 10
 
 
@@ -78,13 +72,14 @@ async def test_cancellation_stops_the_tree_within_seconds(tmp_path):
                 "trap '' TERM; (trap '' TERM; sleep 100) & echo $! > child.pid; sleep 100",
                 tmp_path / "ws", sandbox=NONE, kill_grace=0.5))
         nursery.start_soon(run)
-        while not pidfile.exists() or not pidfile.read_text().strip():
-            await trio.sleep(0.02)
+        await wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                         "the child's pid written")
         start = trio.current_time()
         nursery.cancel_scope.cancel()
     assert results == []
     # the whole tree, even processes that ignore SIGTERM, is gone within 10 s of the cancel
-    assert await gone_within(int(pidfile.read_text()), 10 - (trio.current_time() - start))
+    pid = int(pidfile.read_text())
+    await wait_until(lambda: not alive(pid), 10 - (trio.current_time() - start), "the tree gone")
 
 
 def test_who_tasks_run_as():

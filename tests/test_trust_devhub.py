@@ -1,5 +1,7 @@
 """The trust rule and the comment commands end to end: ClaimServices against devhub."""
 
+import functools
+
 import httpx
 import trio
 
@@ -8,6 +10,7 @@ from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.claim.trust import task_digest
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
+from bzzz.testing.wait import wait_until
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
                   {"login": "maint", "token": "t-maint"},
@@ -32,10 +35,7 @@ def labels(gh, n):
     return {x["name"] for x in gh.get(f"{REPO}/issues/{n}").json()["labels"]}
 
 
-async def wait(pred, timeout=20, what="condition"):
-    with trio.fail_after(timeout):
-        while not pred():
-            await trio.sleep(0.05)
+wait = functools.partial(wait_until, timeout=20)  # a task's round trips through devhub
 
 
 def service(gh, node, tmp_path, log):

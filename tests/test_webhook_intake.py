@@ -10,6 +10,7 @@ from bzzz.claim.webhook import WebhookIntake
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
 from bzzz.github.webhooks import sign
+from bzzz.testing.wait import wait_until
 
 from .helpers import free_port
 
@@ -56,15 +57,13 @@ async def test_a_webhook_gets_a_task_claimed_long_before_the_next_poll(tmp_path)
                 "config": {"url": f"http://127.0.0.1:{port}/webhook", "secret": SECRET},
                 "events": ["issues", "issue_comment"]})
             assert r.status_code == 201
-            with trio.fail_after(5):  # the service's first poll has happened (empty repo)
-                while svc.feed.repos["owner/tasks"].polls < 1:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: svc.feed.repos["owner/tasks"].polls >= 1, 5,
+                             "the service's first poll (empty repo)", interval=0.01)
             start = trio.current_time()
             owner.post("/repos/owner/tasks/issues", json={
                 "title": "hooked", "body": "```bzzz\necho hi\n```", "labels": ["bzzz"]})
-            with trio.fail_after(5):
-                while not any(e["type"] == "claimed" for e in log.entries):
-                    await trio.sleep(0.01)
+            await wait_until(lambda: any(e["type"] == "claimed" for e in log.entries), 5,
+                             "the task claimed", interval=0.01)
             assert trio.current_time() - start < 1.0  # the poll interval is 60 s
             assert intake.counts["accepted"] >= 1
             nursery.cancel_scope.cancel()

@@ -20,8 +20,7 @@ import re
 from collections import OrderedDict, Counter
 from collections.abc import Callable
 
-from ..asgi import MAX_BODY, content_length, lifespan, read_body
-from ..asgi import headers as request_headers
+from ..asgi import MAX_BODY, HttpRequest, http_request, respond
 from ..github.webhooks import verify
 
 log = logging.getLogger("bzzz.webhook")
@@ -80,28 +79,22 @@ class WebhookIntake:
             self.on_event(event, repo, payload)
         return 202, "queued"
 
-    async def _post(self, scope, receive) -> tuple[int, str]:
-        headers = request_headers(scope)
+    async def _post(self, request: HttpRequest) -> tuple[int, str]:
+        headers = request.headers
         if not plausible_signature(headers.get("x-hub-signature-256")):
             self.counts["bad_signature"] += 1
             return 401, "bad signature"  # the body is never read
-        body = await read_body(receive, self.max_body, content_length(scope))
+        body = await request.body(self.max_body)
         if body is None:  # declared (not read) or grown past the limit
             self.counts["oversized"] += 1
             return 413, "payload too large"
         return self.handle(headers, body)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if (request := await http_request(scope, receive, send)) is None:
             return
         status, reason = 404, "not found"
-        if scope["method"] == "POST" and scope["path"] in ("/", "/webhook"):
-            status, reason = await self._post(scope, receive)
+        if request.method == "POST" and request.path in ("/", "/webhook"):
+            status, reason = await self._post(request)
         data = (json.dumps({"status": reason}) + "\n").encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
+        await respond(send, status, data, "application/json")

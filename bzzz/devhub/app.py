@@ -24,8 +24,8 @@ import logging
 
 import trio
 
-from ..asgi import MAX_BODY, lifespan, read_body
-from ..asgi import headers as request_headers
+from ..asgi import MAX_BODY, http_request, respond
+from .clock import Clock
 from .gitstore import GitError, GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
@@ -46,8 +46,9 @@ _SMART_HTTP = re.compile(
 class DevHubApp(PullsAPI):
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
                  on_change: Callable[[], None] | None = None,
-                 git_root: str | None = None) -> None:
+                 git_root: str | None = None, clock: Clock | None = None) -> None:
         self.hub = hub or Hub()
+        self.clock = clock or Clock()
         self.git = GitStore(git_root or tempfile.mkdtemp(prefix="devhub-git-"))
         self.limits = limits or RateLimits()
         self.faults = Faults()
@@ -63,7 +64,7 @@ class DevHubApp(PullsAPI):
     def sync_git(self) -> None:
         """Make sure every repository has its bare git repository (after seeding)."""
         for repo in self.hub.repos.values():
-            self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(time.time()),
+            self.git.ensure(repo.full_name, repo.owner, repo.created_at or int(self.clock.time()),
                             repo.default_branch, bool(repo.protections))
 
     # ------------------------------------------------------------------ routing table
@@ -169,19 +170,15 @@ class DevHubApp(PullsAPI):
     # ------------------------------------------------------------------ ASGI
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        body = await read_body(receive, MAX_BODY)
+        body = await request.body(MAX_BODY)
         if body is None:
             await self._send(send, 413, {"message": "Payload too large"}, {})
             return
-        status, payload, extra = await self.handle(scope["method"], scope["path"],
-                                                  scope.get("query_string", b"").decode(),
-                                                  request_headers(scope), body,
-                                                  scope.get("client"))
+        status, payload, extra = await self.handle(request.method, request.path,
+                                                  request.query_string.decode(),
+                                                  request.headers, body, scope.get("client"))
         await self._send(send, status, payload, extra)
 
     @staticmethod
@@ -192,12 +189,9 @@ class DevHubApp(PullsAPI):
             data = b""
         else:
             data = json.dumps(payload).encode()
-        out = [(b"content-type", headers.pop("content-type",
-                                             "application/json; charset=utf-8").encode())]
-        out += [(k.encode(), str(v).encode()) for k, v in headers.items()]
-        out.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": data})
+        content_type = headers.pop("content-type", "application/json; charset=utf-8")
+        await respond(send, status, data, content_type,
+                      [(k.encode(), str(v).encode()) for k, v in headers.items()])
 
     # ------------------------------------------------------------------ the pipeline
 
@@ -211,7 +205,7 @@ class DevHubApp(PullsAPI):
         base = f"http://{headers.get('host', 'localhost')}"
         if path == "/app" or path.startswith("/app/"):  # a GitHub App's JWT (apps.py)
             return self.hub.apps.api(method, path, parse_qs(query), headers, body,
-                                     time.time(), base)
+                                     self.clock.time(), base)
         auth = headers.get("authorization", "")
         token = None
         if auth:
@@ -220,13 +214,13 @@ class DevHubApp(PullsAPI):
                 token = value.strip()
             else:
                 return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
-        login, app_token = self.hub.apps.resolve(token, time.time())  # users' and apps'
+        login, app_token = self.hub.apps.resolve(token, self.clock.time())  # users' and apps'
         if token and login is None:
             return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
         key = f"token:{token}" if token else f"ip:{client[0] if client else '?'}"
-        now = time.time()
+        now = self.clock.time()
         req = Request(method, unquote(path), parse_qs(query, keep_blank_values=True), headers,
-                      body, login, base)
+                      body, login, base, now)
         match = self._match(method, req.path)
         route = match[2] if match else "unknown"
         self.stats[(login or "-", method, route)] += 1
@@ -328,7 +322,7 @@ class DevHubApp(PullsAPI):
     def get_rate_limit(self, req: Request) -> Response:
         key = f"token:{req.headers.get('authorization', '').partition(' ')[2].strip()}" \
             if req.login else "ip:?"
-        b = self.limits.budget(key, req.login is not None, time.time())
+        b = self.limits.budget(key, req.login is not None, self.clock.time())
         core = {"limit": b.limit, "remaining": b.remaining, "reset": b.reset, "used": b.used,
                 "resource": "core"}
         return 200, {"resources": {"core": core}, "rate": core}, {}
@@ -786,7 +780,7 @@ class DevHubApp(PullsAPI):
         as user or password."""
         auth = headers.get("authorization", "")
         scheme, _, value = auth.partition(" ")
-        now = time.time()
+        now = self.clock.time()
         if scheme.lower() == "basic":
             try:
                 user, _, password = base64.b64decode(value).decode().partition(":")
@@ -854,7 +848,7 @@ class DevHubApp(PullsAPI):
             after = dict(await self.git.refs(repo.full_name, "refs/heads/"))
             moved = {name[len("refs/heads/"):]: (before.get(name), after.get(name))
                      for name in set(before) | set(after) if before.get(name) != after.get(name)}
-            await self.refs_moved(repo, login, int(time.time()), moved)
+            await self.refs_moved(repo, login, int(self.clock.time()), moved)
             self.on_change()
             await self._dispatch_webhooks(f"http://{headers.get('host', 'localhost')}")
         return status, out[split + sep:], extra
@@ -1035,10 +1029,17 @@ class DevHubApp(PullsAPI):
             doc = json.loads(body) if body else {}
         except ValueError:
             return 400, {"message": "Problems parsing JSON"}, {}
-        now = time.time()
+        now = self.clock.time()
         try:
             if path == "/_devhub/health" and method == "GET":
                 return 200, {"ok": True, "repos": len(self.hub.repos)}, {}
+            if path == "/_devhub/clock" and method == "POST":
+                # {"advance": seconds}: move devhub's clock forward (clock.py)
+                advance = doc.get("advance") if isinstance(doc, dict) else None
+                if isinstance(advance, bool) or not isinstance(advance, (int, float)) \
+                        or not advance >= 0:
+                    raise HubError(422, "advance must be a number of seconds, not negative")
+                return 200, {"now": self.clock.advance(advance)}, {}
             if path == "/_devhub/seed" and method == "POST":
                 self.hub.seed(doc, int(now))
                 self.sync_git()

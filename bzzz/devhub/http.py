@@ -16,10 +16,11 @@ DOCS = "https://docs.github.com/rest"
 
 class Request:
     def __init__(self, method: str, path: str, query: dict[str, list[str]],
-                 headers: dict[str, str], body: bytes, login: str | None, base: str) -> None:
+                 headers: dict[str, str], body: bytes, login: str | None, base: str,
+                 now: float | None = None) -> None:
         self.method, self.path, self.query, self.headers = method, path, query, headers
         self.body, self.login, self.base = body, login, base
-        self.now = int(time.time())
+        self.now = int(time.time() if now is None else now)
         self._json: Any = None
 
     def arg(self, name: str, default: str | None = None) -> str | None:

@@ -99,6 +99,11 @@ class DevHubThread:
     def app(self) -> DevHubApp:
         return self.devhub.app
 
+    def advance_clock(self, seconds: float = 1.0) -> None:
+        """Move devhub's clock forward (timestamps have whole seconds, as GitHub's do): what
+        a test does instead of sleeping until the next second (clock.py)."""
+        self.devhub.app.clock.advance(seconds)
+
     def __enter__(self) -> "DevHubThread":
         def target() -> None:
             async def main() -> None:

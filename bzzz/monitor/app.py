@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..asgi import headers, lifespan, read_body
+from ..asgi import headers, http_request, read_body
 from ..github.client import GitHubError
 from ..claim.newtask import TaskRequestError
 from .state import ALL_STATES
@@ -95,12 +95,9 @@ class MonitorApp:
         return self._mesh_cache[1]
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        path, method = scope["path"], scope["method"]
+        path, method = request.path, request.method
         for bridge in self.bridges:
             if bridge.handles(path):
                 await bridge(scope, receive, send)

@@ -61,8 +61,7 @@ from typing import Any
 
 import trio
 
-from ..asgi import lifespan, read_body, serve_app
-from ..asgi import headers as request_headers
+from ..asgi import http_request, serve_app
 
 VERSION = "0.12.6"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -162,13 +161,10 @@ class FakeOllama:
     # --- ASGI ----------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        method, path = scope["method"], scope["path"]
-        raw = await read_body(receive)
+        method, path = request.method, request.path
+        raw = await request.body()
         body: Any = None
         bad_json = False
         if raw:
@@ -178,7 +174,7 @@ class FakeOllama:
                 bad_json = True
         if not path.startswith("/_fake/"):
             self.requests.append({"method": method, "path": path, "body": body})
-        hdrs = request_headers(scope)
+        hdrs = request.headers
         v1 = path.startswith("/v1/")
 
         if path == "/_fake/config" and method == "POST":

@@ -31,11 +31,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 import trio
 
-from ..asgi import headers, lifespan, read_body, serve_app
+from ..asgi import headers, http_request, read_body, respond, serve_app
 
 STATIC = Path(__file__).resolve().parent.parent / "monitor" / "static"
 
@@ -156,15 +156,11 @@ class StubMonitor:
     # -- plumbing -------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+        if (request := await http_request(scope, receive, send)) is None:
             return
-        if scope["type"] != "http":
-            return
-        path, method = scope["path"], scope["method"]
-        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+        path, method, query = request.path, request.method, request.query
         self.requests.append({"method": method, "path": path, "query": query,
-                              "authorization": "authorization" in headers(scope),
+                              "authorization": "authorization" in request.headers,
                               "ts": time.time()})
         try:
             await self._route(scope, receive, send, method, path, query)
@@ -198,11 +194,7 @@ class StubMonitor:
 
     @staticmethod
     async def _reply(send, status: int, body: bytes, content_type: str) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type.encode()),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"cache-control", b"no-store")]})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, content_type, [(b"cache-control", b"no-store")])
 
     async def _json(self, send, status: int, doc: Any) -> None:
         await self._reply(send, status, json.dumps(doc).encode(), "application/json")

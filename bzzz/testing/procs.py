@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 
-import trio
+from .wait import WaitTimeout, wait_until
 
 
 def unique_seconds() -> str:
@@ -35,19 +35,12 @@ def with_arg(arg: str) -> list[int]:
     return found
 
 
-async def wait_for(predicate, seconds: float, every: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``seconds`` pass; its last value."""
-    value = predicate()
-    with trio.move_on_after(seconds):
-        while not value:
-            await trio.sleep(every)
-            value = predicate()
-    return bool(value)
-
-
 async def gone(arg: str, seconds: float = 5.0) -> bool:
     """Whether every process with ``arg`` is gone within ``seconds``."""
-    return await wait_for(lambda: not with_arg(arg), seconds)
+    try:
+        return await wait_until(lambda: not with_arg(arg), seconds)
+    except WaitTimeout:
+        return False
 
 
 def kill_all(arg: str) -> None:
