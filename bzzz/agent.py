@@ -22,7 +22,6 @@ from .claim.delivery import RepoWork
 from .exec.executor import AgentExecutor
 from .exec.llm import Endpoint
 from .exec.llmexec import LLMExecutor
-from .redact import register as register_secret
 from .repo.git import Git
 from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings

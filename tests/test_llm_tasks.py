@@ -3,7 +3,6 @@ Ollama's documented API (bzzz/testing/fakeollama.py, not Ollama itself); llama.c
 engine, is in test_llamacpp_tasks.py."""
 
 import json
-import time
 
 import httpx
 

@@ -343,7 +343,6 @@ def test_taken_branch_names_pr_none_failed_runs_and_bad_follow_ups(tmp_path, wor
     """A branch someone else holds is never pushed to (the next name is used); pr=none
     pushes without a pull request; a failed run that changed files pushes its branch and
     says so; a malformed follow-ups.json gets a clear line."""
-    import subprocess
     from bzzz.repo.git import git_env
     with DevHubThread(seed=ROUNDS_SEED) as hub:
         owner = client(hub)
@@ -394,7 +393,6 @@ def test_the_next_checkout_is_written_ahead_and_brought_up_to_date(tmp_path, wor
     """After a task starts, the agent writes the next checkout of the default branch ahead
     of time; the next task takes it over, brought up to a commit pushed since, with the
     files it changed handed to the task user like the rest."""
-    import subprocess
     from bzzz.repo.git import git_env
     with DevHubThread(seed=SEED) as hub:
         owner = client(hub)
