@@ -33,12 +33,13 @@ from .feed import TaskFeed
 from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
-from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
+from .intake import CommentIntake, Permissions
+from .locks import HandoffLock, TaskLock
 from .issues import IssueOps
 from .pulls import PullInfo, PullWatch
 from .lease import renewal_due
 from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
-                   ineligible_reason, parse_issue, task_timeout)
+                   ineligible_reason, label_names, parse_issue, task_timeout)
 from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
                     parse_command, task_digest, voices)
 from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
@@ -124,7 +125,7 @@ class ClaimService:
             helper.on_handoff = self.adopt
         self.clock = clock
         self.feed = TaskFeed(gh, settings.repos)
-        self.locks: dict[str, ClaimLock | AssignLock] = {}
+        self.locks: dict[str, TaskLock] = {}
         for r in settings.repos:
             if settings.claim_mode == "assign":
                 self.locks[r] = AssignLock(gh, r, settings.node_id, settings.peer_id,
@@ -139,8 +140,7 @@ class ClaimService:
         self.perms = Permissions(gh, ttl=settings.trust_ttl)
         self.intake = CommentIntake(
             gh, self.perms,
-            {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
-             if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
+            {r: lock.command_lock() for r, lock in self.locks.items()},
             self.on_command, state_file=settings.intake_state, route=self._route,
             waiting=lambda repo, n: (t := self.feed.repos[repo].tasks.get(n)) is not None
             and STATE_LABELS["needs-input"] in t.labels)
@@ -261,7 +261,7 @@ class ClaimService:
         ops = self.ops[info.repo]
         try:
             doc = await ops.get(info.issue)
-            labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+            labels = label_names(doc)
             if STATE_LABELS["review"] not in labels:
                 return  # acted on already (or another round runs)
             keep = sorted(labels - FINISHED - {STATE_LABELS["claimed"]})
@@ -300,7 +300,7 @@ class ClaimService:
             return  # cannot tell: keep running; the next poll asks again
         finally:
             run.verifying = False
-        labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+        labels = label_names(doc)
         if doc.get("state") != "open" or "bzzz" not in labels:
             if run.scope is not None and run.stop_reason is None:
                 run.stop_reason = ("the issue was closed" if doc.get("state") != "open"
@@ -438,7 +438,7 @@ class ClaimService:
         self._decide("taken_over" if held.taken_over else "claimed", task,
                      generation=held.claim.generation, lease_expires=held.claim.lease_expires,
                      title=task.title[:200])
-        assigned = isinstance(self.locks[task.repo], AssignLock)  # its comment says it all
+        assigned = self.locks[task.repo].names_holder  # its comment says it all
         if not await self._durably(run, "mark", lambda: ops.mark_claimed(
                 task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):
             return
@@ -768,7 +768,7 @@ class ClaimService:
             self.not_before.pop(cmd.key, None)
             if acting:
                 doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                labels = label_names(doc)
                 for label in sorted(labels & (FINISHED | {STATE_LABELS["claimed"]})):
                     await ops.remove_label(cmd.issue, label)
                 await self._react(ops, cmd, "rocket")
@@ -783,7 +783,7 @@ class ClaimService:
             self.not_before.pop(cmd.key, None)
             if acting:
                 doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                labels = label_names(doc)
                 # only a task in review starts again on feedback; a done or failed one
                 # takes "/bzzz retry" (the feedback still reaches its next attempt)
                 again = doc.get("state") == "open" and STATE_LABELS["review"] in labels
@@ -796,7 +796,7 @@ class ClaimService:
             self.not_before.pop(cmd.key, None)
             if acting:
                 doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+                labels = label_names(doc)
                 waiting = doc.get("state") == "open" and STATE_LABELS["needs-input"] in labels
                 if waiting:
                     await ops.remove_label(cmd.issue, STATE_LABELS["needs-input"])
@@ -886,7 +886,7 @@ class ClaimService:
         task has had its ``max_help`` requests (False: report the failure)."""
         import json
         lock, ops = self.locks[task.repo], self.ops[task.repo]
-        if not isinstance(lock, ClaimLock):
+        if not lock.supports_handoff:
             return False  # handoff moves the git-ref claim; the assign mode has none
         while run.held is not None and len(run.held.claim.help) < self.s.max_help:
             asked = len(run.held.claim.help) + 1
@@ -948,11 +948,11 @@ class ClaimService:
         """A peer handed us a task through its claim (bzzz/help): take it and run it."""
         repo, number = body["repo"], body["issue"]
         lock = self.locks.get(repo)
-        if not isinstance(lock, ClaimLock) or self._nursery is None:
+        if lock is None or not lock.supports_handoff or self._nursery is None:
             return
         self._nursery.start_soon(self._adopt, lock, repo, number, body)
 
-    async def _adopt(self, lock: ClaimLock, repo: str, number: int, body: dict) -> None:
+    async def _adopt(self, lock: HandoffLock, repo: str, number: int, body: dict) -> None:
         try:
             outcome = await lock.adopt(number, body["sha"])
             if isinstance(outcome, Lost):
