@@ -34,6 +34,7 @@ from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
 from .intake import CommentIntake, Permissions
+from .attempt import HELPABLE, SHUTTING_DOWN, Status, Stop, StopReason
 from .locks import HandoffLock, TaskLock
 from .issues import IssueOps
 from .pulls import PullInfo, PullWatch
@@ -92,7 +93,7 @@ class Running:
     state: str = "claiming"
     scope: trio.CancelScope | None = None
     held: Held | None = None
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     verifying: bool = False
     ref_lock: trio.Lock = field(default_factory=trio.Lock)  # renewals vs handoffs
     handed_from: str | None = None  # the node that handed this task to us
@@ -303,8 +304,8 @@ class ClaimService:
         labels = label_names(doc)
         if doc.get("state") != "open" or "bzzz" not in labels:
             if run.scope is not None and run.stop_reason is None:
-                run.stop_reason = ("the issue was closed" if doc.get("state") != "open"
-                                   else "the bzzz label was removed")
+                run.stop_reason = StopReason(Stop.ISSUE_CLOSED if doc.get("state") != "open"
+                                             else Stop.UNLABELLED)
                 run.scope.cancel()
 
     def _forget_old(self, now: float, seen: set[str]) -> None:
@@ -521,20 +522,21 @@ class ClaimService:
                 self._decide("llm_answer", task, model=result.extra.get("model"),
                              tokens=result.extra.get("tokens"), status=result.status,
                              first_token_at=result.extra.get("first_token_at"))
-            if outcome is not None and result.status in ("failed", "timeout") and \
+            status = Status(result.status) if result is not None else None
+            if outcome is not None and status in HELPABLE and \
                     self.helper is not None and run.held is not None and \
                     read_handed_back(out_dir, "question.md", 16) is None:
                 run.state = "asking for help"
-                if await self._seek_help(run, task, key, outcome.reason or result.status,
+                if await self._seek_help(run, task, key, outcome.reason or status.value,
                                          extra_needs=outcome.missing):
                     return
             run.state = "reporting"
             if result is None:
                 await self._report_cancelled(task, run, key)
-            elif result.status != "refused" and (question := read_handed_back(
+            elif status is not Status.REFUSED and (question := read_handed_back(
                     out_dir, "question.md", MAX_QUESTION)) is not None and question.strip():
                 await self._ask(run, task, key, question)
-            elif result.status == "refused" or self.work is None:
+            elif status is Status.REFUSED or self.work is None:
                 await self._report(task, run, key, result)
             else:
                 await self._deliver_and_report(run, task, key, result, co, prior, out_dir,
@@ -572,7 +574,7 @@ class ClaimService:
         if await self._durably(run, "question", lambda: ops.comment_once(task.number, comment)):
             await self._durably(run, "labels", lambda: self._finish_labels(
                 task, STATE_LABELS["needs-input"]))
-        self._finished({"task": task.key, "status": "asked", "node": self.s.node_id})
+        self._finished({"task": task.key, "status": Status.ASKED.value, "node": self.s.node_id})
 
     async def _check_waiting(self, repo: str) -> None:
         """Questions nobody answered within ``input_timeout``: the task fails, once."""
@@ -645,26 +647,26 @@ class ClaimService:
                                   fresh: dict) -> None:
         assert self.work is not None
         ops = self.ops[task.repo]
+        status = Status(result.status)
         summary = read_handed_back(out_dir, "summary.md", MAX_SUMMARY)
         delivered, error = None, None
         if co is not None:
             try:
                 delivered = await self.work.deliver(
                     co, task, task.spec, key, summary or result.output[-3000:],
-                    result.status == "succeeded", prior, fresh.get("html_url") or f"#{task.number}")
+                    status is Status.SUCCEEDED, prior, fresh.get("html_url") or f"#{task.number}")
             except DeliveryError as exc:
                 error = str(exc)
         filed, fu_error, filed_keys = await self._follow_ups(task, out_dir, comments)
-        status = result.status
-        if error and status == "succeeded":
-            status = "failed"  # the work did not reach GitHub
-        self._decide("result", task, status=status, exit_code=result.exit_code,
+        if error and status is Status.SUCCEEDED:
+            status = Status.FAILED  # the work did not reach GitHub
+        self._decide("result", task, status=status.value, exit_code=result.exit_code,
                      duration=result.duration, output_bytes=result.output_bytes,
                      output=result.output, commit=delivered.commit if delivered else None,
                      branch=delivered.branch if delivered else None,
                      pr=delivered.pr if delivered else None, delivery_error=error)
         comment = report.work_comment(
-            key, self.s.node_id, status, result.duration, result.exit_code, result.output,
+            key, self.s.node_id, status.value, result.duration, result.exit_code, result.output,
             result.truncated, summary=summary,
             pr=delivered.pr if delivered else None, pr_url=delivered.pr_url if delivered else None,
             branch=delivered.branch if delivered else None,
@@ -678,20 +680,20 @@ class ClaimService:
             answer = report.round_comment(key, self.s.node_id, delivered.commit,
                                           len(delivered.files), summary)
             await self._durably(run, "round", lambda: ops.comment_once(delivered.pr, answer))
-        if delivered is not None and delivered.pr is not None and status == "succeeded":
+        if delivered is not None and delivered.pr is not None and status is Status.SUCCEEDED:
             label = STATE_LABELS["review"]
             self._decide("pull_request", task, pr=delivered.pr, branch=delivered.branch,
                          opened=delivered.opened, commit=delivered.commit)
         else:
-            label = STATE_LABELS["done"] if status == "succeeded" else STATE_LABELS["failed"]
+            label = STATE_LABELS["done"] if status is Status.SUCCEEDED else STATE_LABELS["failed"]
         if not await self._help_exhausted(run, task, key, label):
             return
         if not await self._durably(run, "labels", lambda: self._finish_labels(task, label)):
             return
-        if status == "succeeded" and self.s.close_on_success and label != STATE_LABELS["review"]:
+        if status is Status.SUCCEEDED and self.s.close_on_success and label != STATE_LABELS["review"]:
             await self._durably(run, "close", lambda: ops.close(task.number))
-        self._decide("reported", task, status=status)
-        self._finished({"task": task.key, "status": status, "node": self.s.node_id,
+        self._decide("reported", task, status=status.value)
+        self._finished({"task": task.key, "status": status.value, "node": self.s.node_id,
                                "duration": result.duration,
                                "pr": delivered.pr if delivered else None})
 
@@ -759,7 +761,7 @@ class ClaimService:
         if cmd.verb is Verb.CANCEL:
             run = self.running.get(cmd.key)
             if run is not None and run.scope is not None and run.stop_reason is None:
-                run.stop_reason = f"cancelled by @{cmd.author}"
+                run.stop_reason = StopReason(Stop.CANCELLED, cmd.author)
                 run.scope.cancel()
             if acting:
                 await ops.add_labels(cmd.issue, [STATE_LABELS["failed"]])
@@ -854,7 +856,7 @@ class ClaimService:
             if isinstance(outcome, Lost):
                 self._decide("lease_lost", run.task,
                              holder_node=outcome.holder.node if outcome.holder else None)
-                run.stop_reason = "its claim was taken over (lease lost)"
+                run.stop_reason = StopReason(Stop.LEASE_LOST)
                 run.held = None
                 if run.scope is not None:
                     run.scope.cancel()
@@ -1000,9 +1002,10 @@ class ClaimService:
     async def _report_cancelled(self, task: Task, run: Running, key: str) -> None:
         """The process tree is already stopped. On shutdown the comment gets a short shielded
         window; the lock is released by the caller so a peer can take the task at once."""
-        why = run.stop_reason or "the agent is shutting down"
+        stop = run.stop_reason or SHUTTING_DOWN
+        why = str(stop)
         self._decide("cancelled", task, reason=why)
-        if run.held is not None or "lease" in why:
+        if run.held is not None or stop.kind is Stop.LEASE_LOST:
             with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
                 try:
                     await self.ops[task.repo].comment_once(
@@ -1010,7 +1013,7 @@ class ClaimService:
                 except GitHubError as exc:
                     log.warning("could not say the task was cancelled",
                                 extra={"task": task.key, "error": str(exc)})
-        self._finished({"task": task.key, "status": "cancelled", "node": self.s.node_id})
+        self._finished({"task": task.key, "status": Status.CANCELLED.value, "node": self.s.node_id})
 
     async def _help_exhausted(self, run: Running, task: Task, key: str, label: str) -> bool:
         """A failure after every help request it may make: say so, for a human (False: the
@@ -1026,19 +1029,20 @@ class ClaimService:
 
     async def _report(self, task: Task, run: Running, key: str, result) -> None:
         ops = self.ops[task.repo]
-        if result.status == "refused":
+        status = Status(result.status)
+        if status is Status.REFUSED:
             reasons = result.verdict.reasons if result.verdict else ["refused"]
             self._decide("guardian_refused", task, reasons=reasons)
             comment = report.refusal_comment(key, self.s.node_id, reasons)
             status_label = STATE_LABELS["failed"]
         else:
-            self._decide("result", task, status=result.status, exit_code=result.exit_code,
+            self._decide("result", task, status=status.value, exit_code=result.exit_code,
                          duration=result.duration, output_bytes=result.output_bytes,
                          output=result.output)  # the tail; the log keeps long ones by hash
             comment = report.result_comment(
-                key, self.s.node_id, result.status, result.duration, result.exit_code,
+                key, self.s.node_id, status.value, result.duration, result.exit_code,
                 result.output, result.truncated)
-            status_label = STATE_LABELS["done"] if result.status == "succeeded" else STATE_LABELS["failed"]
+            status_label = STATE_LABELS["done"] if status is Status.SUCCEEDED else STATE_LABELS["failed"]
         # the comment first: a state label without its result comment would be a lie
         if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
             return
@@ -1046,10 +1050,10 @@ class ClaimService:
             return
         if not await self._durably(run, "labels", lambda: self._finish_labels(task, status_label)):
             return
-        if result.status == "succeeded" and self.s.close_on_success:
+        if status is Status.SUCCEEDED and self.s.close_on_success:
             await self._durably(run, "close", lambda: ops.close(task.number))
-        self._decide("reported", task, status=result.status)
-        self._finished({"task": task.key, "status": result.status,
+        self._decide("reported", task, status=status.value)
+        self._finished({"task": task.key, "status": status.value,
                                "node": self.s.node_id, "duration": result.duration})
 
 
