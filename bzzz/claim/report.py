@@ -23,6 +23,16 @@ def find_markers(body: str) -> set[tuple[str, str]]:
     return {(m["kind"], m["key"]) for m in _MARKER_RE.finditer(body or "")}
 
 
+def marker_authors(comments: list[dict]) -> set[str]:
+    """Authors of comments that carry an agents' marker (whose access then matters)."""
+    out = set()
+    for c in comments:
+        login = (c.get("user") or {}).get("login")
+        if isinstance(login, str) and find_markers(c.get("body") or ""):
+            out.add(login)
+    return out
+
+
 def defuse_markers(text: str) -> str:
     """Text from a task, made unable to carry markers (an agent writes it under its login)."""
     return text.replace("<!-- bzzz:", "<!-- bzzz :")

@@ -12,12 +12,10 @@ running and report when GitHub answers again.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -25,33 +23,29 @@ import trio
 from ..decisions import DecisionLog
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
-from ..exec.executor import Executor, Job, ShellExecutor
+from ..exec.executor import Executor, ShellExecutor
 from ..exec.shell import RunAs
 from . import report
-from .report import find_markers
+from .report import find_markers, marker_authors
 from .feed import TaskFeed
 from .github import GitHubClient, GitHubError, RateLimited, Unavailable
 from .assignlock import AssignLock
-from .gitlock import ClaimLock, Held, Lost
+from .gitlock import ClaimLock, Lost
 from .intake import CommentIntake, Permissions
-from .attempt import HELPABLE, SHUTTING_DOWN, Status, Stop, StopReason
+from .attempt import (SHUTDOWN_GRACE, SHUTTING_DOWN, Attempt, Phase, Running, Status, Stop,
+                      StopReason)
 from .locks import HandoffLock, TaskLock
 from .issues import IssueOps
 from .pulls import PullInfo, PullWatch
-from .lease import renewal_due
-from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose,
-                   ineligible_reason, label_names, parse_issue, task_timeout)
+from .task import (FINISHED, STATE_LABELS, PeerView, Task, TaskError, choose, label_names,
+                   parse_issue)
 from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
                     parse_command, task_digest, voices)
 from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
                        filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
-                       prior_pull, read_handed_back)
-from ..repo.workspace import RepoError, remove
+                       read_handed_back)
 
 log = logging.getLogger("bzzz.claim")
-MAX_QUESTION = 16 * 1024
-PROGRESS_EXECUTORS = ("llm", "agent")  # the long, quiet ones
-SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
 @dataclass
@@ -84,20 +78,6 @@ class ClaimSettings:
     keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
     input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
     progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
-
-
-@dataclass
-class Running:
-    task: Task
-    since: float
-    state: str = "claiming"
-    scope: trio.CancelScope | None = None
-    held: Held | None = None
-    stop_reason: StopReason | None = None
-    verifying: bool = False
-    ref_lock: trio.Lock = field(default_factory=trio.Lock)  # renewals vs handoffs
-    handed_from: str | None = None  # the node that handed this task to us
-    progress: str = ""  # the latest line an executor reported
 
 
 class ClaimService:
@@ -356,7 +336,9 @@ class ClaimService:
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure * 4
             log.error("task attempt crashed", exc_info=exc, extra={"task": task.key})
         finally:
-            self.running.pop(task.key, None)
+            run = self.running.pop(task.key, None)
+            if run is not None and run.phase is not Phase.DONE:
+                run.move(Phase.DONE)
             self.on_load(len(self.running))
             # our view of this task is stale until the next poll shows what became of it:
             # do not claim it again from that view (a failure may have set a later time)
@@ -368,202 +350,6 @@ class ClaimService:
                     and not trio.current_effective_deadline() < trio.current_time() \
                     and self.clock() >= self.paused_until:
                 self._schedule()
-
-    async def _claim_and_run(self, task: Task) -> None:
-        lock = self.locks[task.repo]
-        outcome = await lock.acquire(task.number,
-                                     probe_first=STATE_LABELS["claimed"] in task.labels)
-        if isinstance(outcome, Lost):
-            holder = outcome.holder
-            self._decide("contention_lost", task, reason=outcome.reason,
-                         holder_node=holder.node if holder else None,
-                         holder_peer=holder.peer if holder else None)
-            soon = self.clock() + 2 * self.s.poll_interval
-            if holder is None:
-                wait_until = self.clock() + self.s.lease
-            elif STATE_LABELS["claimed"] in task.labels:
-                wait_until = holder.lease_expires  # it runs there: look again at its expiry
-            else:
-                # held but not marked as running: its holder is finishing (it asked, or
-                # reported) and releases in a moment; an answer must not wait a whole lease
-                wait_until = min(holder.lease_expires, soon)
-            self.not_before[task.key] = wait_until
-            return
-        await self._run_held(task, outcome)
-
-    async def _run_held(self, task: Task, held: Held) -> None:
-        lock = self.locks[task.repo]
-        run = self.running[task.key]
-        run.held, run.state = held, "claimed"
-        try:
-            async with trio.open_nursery() as keeper:
-                # the lease is kept from the claim until the result is reported, so a GitHub
-                # outage delays the work but never hands the task to someone else meanwhile
-                keeper.start_soon(self._keep_lease, run)
-                await self._holding(run)
-                keeper.cancel_scope.cancel()
-        finally:
-            if run.held is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
-                    await lock.release(run.held)
-
-    async def _holding(self, run: Running) -> None:
-        """Everything done while holding the claim; every GitHub step waits out an outage."""
-        task, ops = run.task, self.ops[run.task.repo]
-        held = run.held
-        assert held is not None
-        # Our view may be a poll behind: another node may have finished the task and
-        # released the lock since. Read the issue fresh before doing anything.
-        fresh: dict = {}
-
-        async def read() -> None:
-            fresh.update(await ops.get(task.number))
-
-        if not await self._durably(run, "read", read):
-            return
-        try:
-            task = run.task = parse_issue(task.repo, fresh)
-            stale = ineligible_reason(task, list(self.capabilities()))
-        except TaskError as exc:
-            stale = f"malformed ({exc})"
-        if stale is not None:
-            self._decide("claim_abandoned", task, reason=stale)
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        if not await self._trusted(task):
-            return
-        # it runs: no longer waiting (the PATCH below replaces the labels from this read)
-        fresh["labels"] = [x for x in fresh.get("labels") or [] if not (
-            isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
-        key = f"{self.s.node_id}:{held.claim.generation}"
-        self._decide("taken_over" if held.taken_over else "claimed", task,
-                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
-                     title=task.title[:200])
-        assigned = self.locks[task.repo].names_holder  # its comment says it all
-        if not await self._durably(run, "mark", lambda: ops.mark_claimed(
-                task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):
-            return
-        if not assigned and not await self._durably(run, "claim comment", lambda: ops.comment_once(
-                task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key))):
-            return
-        if run.handed_from:
-            self._decide("help_adopted", task, origin=run.handed_from)
-        spec = task.spec  # well-formed: ineligible_reason refused a malformed one above
-        # no block: the whole issue goes to a coding agent, where this node has one
-        executor = self.executors.get(spec.executor if spec is not None else "agent")
-        if executor is None and spec is not None:
-            self._decide("claim_abandoned", task, reason=f"no {spec.executor} executor here")
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        if executor is None:
-            self._decide("needs_input", task)
-            if await self._durably(run, "comment", lambda: ops.comment_once(
-                    task.number, report.no_command_comment(key, self.s.node_id))):
-                await self._durably(run, "labels", lambda: self._finish_labels(
-                    task, STATE_LABELS["needs-input"]))
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        run.state = "preparing"
-        name = f"{task.repo.replace('/', '_')}-{task.number}-{held.claim.generation}"
-        root = self.s.workroot
-        workspace, out_dir = root / name, root / ".out" / name
-        in_dir, private = root / ".in" / name, root / ".private" / name
-        co = prior = None
-        comments: list[dict] = []
-        try:
-            if self.work is not None:
-                comments = await ops.comments(task.number)
-                trusted = await self.perms.writers(task.repo, _marker_authors(comments))
-                prior = prior_pull(comments, task.number, trusted.__contains__)
-                try:
-                    co = await self.work.prepare(task, spec, workspace, private, prior)
-                    if co is not None and self._nursery is not None:
-                        self._nursery.start_soon(self.work.refill, task.repo)
-                except RepoError as exc:
-                    why = str(exc)
-                    self._decide("checkout_failed", task, error=why)
-                    if await self._durably(run, "comment", lambda: ops.comment_once(
-                            task.number, report.setup_failed_comment(key, self.s.node_id, why))):
-                        await self._durably(run, "labels", lambda: self._finish_labels(
-                            task, STATE_LABELS["failed"]))
-                    return
-            feedback = await self._feedback(task, comments, prior) if self.work else ""
-            _fresh_dir(in_dir, None)
-            _fresh_dir(out_dir, self.s.sandbox_owner)
-            (in_dir / "feedback.md").write_text(feedback)
-            os.chmod(in_dir / "feedback.md", 0o644)
-            env = {"BZZZ_REPO": task.repo, "BZZZ_ISSUE": str(task.number),
-                   "BZZZ_TITLE": _printable(task.title), "BZZZ_OUTPUT": str(out_dir.resolve()),
-                   "BZZZ_FEEDBACK": str((in_dir / "feedback.md").resolve())}
-            if co is not None:
-                env["BZZZ_BRANCH"] = co.branch
-            run.state = "running"
-            self._decide("running", task, executor=executor.name,
-                         generation=held.claim.generation)
-            job = Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
-                      body=task.body, executor=executor.name,
-                      options=dict(spec.options) if spec else {},
-                      code=spec.code if spec else None, workspace=workspace, output_dir=out_dir,
-                      feedback=feedback, feedback_file=in_dir / "feedback.md", env=env,
-                      read_only=[in_dir] + ([co.mirror] if co is not None else []),
-                      timeout=task_timeout(spec, self.s.exec_timeout),
-                      progress=lambda line: setattr(run, "progress", line[-500:]))
-            result = outcome = None
-            async with trio.open_nursery() as watchers:
-                if executor.name in PROGRESS_EXECUTORS and self.s.progress_interval > 0:
-                    watchers.start_soon(self._show_progress, run, key)
-                with trio.CancelScope() as scope:
-                    run.scope = scope
-                    outcome = await executor.run(job)
-                    result = outcome.result
-                watchers.cancel_scope.cancel()
-            run.scope = None
-            if result is not None and result.extra.get("executor") == "llm":
-                self._decide("llm_answer", task, model=result.extra.get("model"),
-                             tokens=result.extra.get("tokens"), status=result.status,
-                             first_token_at=result.extra.get("first_token_at"))
-            status = Status(result.status) if result is not None else None
-            if outcome is not None and status in HELPABLE and \
-                    self.helper is not None and run.held is not None and \
-                    read_handed_back(out_dir, "question.md", 16) is None:
-                run.state = "asking for help"
-                if await self._seek_help(run, task, key, outcome.reason or status.value,
-                                         extra_needs=outcome.missing):
-                    return
-            run.state = "reporting"
-            if result is None:
-                await self._report_cancelled(task, run, key)
-            elif status is not Status.REFUSED and (question := read_handed_back(
-                    out_dir, "question.md", MAX_QUESTION)) is not None and question.strip():
-                await self._ask(run, task, key, question)
-            elif status is Status.REFUSED or self.work is None:
-                await self._report(task, run, key, result)
-            else:
-                await self._deliver_and_report(run, task, key, result, co, prior, out_dir,
-                                               comments, fresh)
-        finally:
-            if not self.s.keep_workspaces:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(remove, co, workspace, out_dir, in_dir, private)
-
-    async def _show_progress(self, run: Running, key: str) -> None:
-        """A long LLM or agent run keeps one comment up to date (at most every
-        ``progress_interval`` seconds): how long it has run and its last lines."""
-        ops, task = self.ops[run.task.repo], run.task
-        started, comment_id = self.clock(), None
-        while True:
-            await trio.sleep(self.s.progress_interval)
-            lines = "\n".join(run.progress.strip().splitlines()[-12:])
-            body = report.progress_comment(key, self.s.node_id, self.clock() - started, lines)
-            try:
-                if comment_id is None:
-                    await ops.comment_once(task.number, body)
-                    comment_id = await ops.comment_id(task.number, body)
-                else:
-                    await self.gh.request("PATCH", f"/repos/{task.repo}/issues/comments/"
-                                          f"{comment_id}", json={"body": body.body})
-            except (GitHubError, Unavailable) as exc:  # progress is a courtesy
-                log.info("progress not shown", extra={"task": task.key, "error": str(exc)})
 
     async def _ask(self, run: Running, task: Task, key: str, question: str) -> None:
         """The task asked a person: post the question, label ``bzzz:needs-input``, release
@@ -711,7 +497,7 @@ class ClaimService:
         if follow_up_depth(task.body) >= MAX_FOLLOW_UP_DEPTH:
             return [], (f"this task is a follow-up {MAX_FOLLOW_UP_DEPTH} levels deep; "
                         "it files no more"), []
-        trusted = await self.perms.writers(task.repo, _marker_authors(comments))
+        trusted = await self.perms.writers(task.repo, marker_authors(comments))
         before = filed_digests(comments, trusted.__contains__)
         # a task that ran on a writer's approval files follow-ups that wait for one too
         inherits = not await self._own_trust(task)
@@ -722,6 +508,9 @@ class ClaimService:
             return [], f"GitHub refused one: {exc.message}", []
         self._decide("follow_ups", task, issues=[n for _, n in filed])
         return filed, None, sorted(before | {i.digest for i, _ in filed})
+
+    async def _claim_and_run(self, task: Task) -> None:
+        await Attempt(self, self.running[task.key]).claim_and_run()
 
     # ------------------------------------------------------------------ trust and commands
 
@@ -836,34 +625,6 @@ class ClaimService:
         except GitHubError as exc:  # a missing reaction is cosmetic
             log.warning("could not react to a command", extra={"error": str(exc)})
 
-    async def _keep_lease(self, run: Running) -> None:
-        lock = self.locks[run.task.repo]
-        while True:
-            assert run.held is not None
-            wait = run.held.claim.lease_expires - self.s.lease * 2 / 3 - self.clock()
-            await trio.sleep(max(0.05, wait))
-            if not renewal_due(run.held.claim, self.clock(), self.s.lease):
-                continue
-            try:
-                async with run.ref_lock:
-                    if run.held is None:
-                        return
-                    outcome = await lock.renew(run.held)
-            except (GitHubError, Unavailable) as exc:
-                log.warning("lease renewal failed; will retry", extra={"error": str(exc)})
-                await trio.sleep(min(5.0, self.s.lease / 10))
-                continue
-            if isinstance(outcome, Lost):
-                self._decide("lease_lost", run.task,
-                             holder_node=outcome.holder.node if outcome.holder else None)
-                run.stop_reason = StopReason(Stop.LEASE_LOST)
-                run.held = None
-                if run.scope is not None:
-                    run.scope.cancel()
-                return
-            run.held = outcome
-            self._decide("renewed", run.task, generation=outcome.claim.generation)
-
     async def _finish_labels(self, task: Task, state_label: str) -> None:
         labels = sorted((task.labels - FINISHED
                          - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
@@ -969,7 +730,7 @@ class ClaimService:
         run = self.running[task.key] = Running(task, self.clock())
         run.handed_from = body.get("origin")
         self.on_load(len(self.running))
-        await self._attempt(task, lambda t: self._run_held(t, outcome))
+        await self._attempt(task, lambda t: Attempt(self, run).hold(outcome))
 
     async def _durably(self, run: Running, what: str, step: Callable[[], Awaitable[object]]) -> bool:
         """Run one reporting step until GitHub answers: an outage delays a report, it never
@@ -1055,30 +816,6 @@ class ClaimService:
         self._decide("reported", task, status=status.value)
         self._finished({"task": task.key, "status": status.value,
                                "node": self.s.node_id, "duration": result.duration})
-
-
-def _marker_authors(comments: list[dict]) -> set[str]:
-    """Authors of comments that carry an agents' marker (whose access then matters)."""
-    out = set()
-    for c in comments:
-        login = (c.get("user") or {}).get("login")
-        if isinstance(login, str) and find_markers(c.get("body") or ""):
-            out.add(login)
-    return out
-
-
-def _fresh_dir(path: Path, owner: tuple[int, int] | None) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    os.chmod(path, 0o755)
-    if owner is not None:
-        os.chown(path, *owner)
-
-
-def _printable(text: str) -> str:
-    """Text a process can be given (GitHub's JSON may carry lone surrogates or NULs)."""
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:1000]
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:
