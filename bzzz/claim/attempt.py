@@ -27,7 +27,8 @@ from .delivery import prior_pull, read_handed_back
 from .github import GitHubError, Unavailable
 from .gitlock import Held, Lost
 from .lease import renewal_due
-from .report import marker_authors
+from .report import find_markers, marker_authors
+from .trust import parse_command
 from .task import STATE_LABELS, Task, TaskError, ineligible_reason, parse_issue, task_timeout
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ class Attempt:
         async def read() -> None:
             self.fresh.update(await self.ops.get(self.task.number))
 
-        return await self.svc._durably(self.run, "read", read)
+        return await self.svc.reporter.durably(self.run, "read", read)
 
     def still_eligible(self) -> bool:
         svc = self.svc
@@ -279,10 +280,10 @@ class Attempt:
                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
                     title=task.title[:200])
         named = self.lock.names_holder  # the lock's own comment says it all
-        if not await svc._durably(self.run, "mark", lambda: self.ops.mark_claimed(
+        if not await svc.reporter.durably(self.run, "mark", lambda: self.ops.mark_claimed(
                 task.number, self.fresh, None if named else s.login, STATE_LABELS["claimed"])):
             return False
-        if not named and not await svc._durably(self.run, "claim comment", lambda: (
+        if not named and not await svc.reporter.durably(self.run, "claim comment", lambda: (
                 self.ops.comment_once(task.number,
                                       report.claim_comment(s.node_id, s.peer_id, self.key)))):
             return False
@@ -301,10 +302,9 @@ class Attempt:
             svc._decide("claim_abandoned", task, reason=f"no {spec.executor} executor here")
         else:
             svc._decide("needs_input", task)
-            if await svc._durably(self.run, "comment", lambda: self.ops.comment_once(
-                    task.number, report.no_command_comment(self.key, self.s.node_id))):
-                await svc._durably(self.run, "labels", lambda: svc._finish_labels(
-                    task, STATE_LABELS["needs-input"]))
+            await svc.reporter.comment_and_label(
+                self.run, task, report.no_command_comment(self.key, self.s.node_id),
+                STATE_LABELS["needs-input"])
         svc.not_before[task.key] = svc.clock() + self.s.retry_after_failure
         return False
 
@@ -324,10 +324,9 @@ class Attempt:
         except RepoError as exc:
             why = str(exc)
             svc._decide("checkout_failed", task, error=why)
-            if await svc._durably(self.run, "comment", lambda: self.ops.comment_once(
-                    task.number, report.setup_failed_comment(self.key, self.s.node_id, why))):
-                await svc._durably(self.run, "labels", lambda: svc._finish_labels(
-                    task, STATE_LABELS["failed"]))
+            await svc.reporter.comment_and_label(
+                self.run, task, report.setup_failed_comment(self.key, self.s.node_id, why),
+                STATE_LABELS["failed"])
             return False
         if self.co is not None and svc._nursery is not None:
             svc._nursery.start_soon(svc.work.refill, task.repo)
@@ -336,8 +335,7 @@ class Attempt:
     async def inputs(self) -> Job:
         """The feedback so far, the task's directories and environment: its Job."""
         task, dirs, spec = self.task, self.dirs, self.task.spec
-        feedback = (await self.svc._feedback(task, self.comments, self.prior)
-                    if self.svc.work else "")
+        feedback = await self.feedback() if self.svc.work else ""
         _fresh_dir(dirs.in_dir, None)
         _fresh_dir(dirs.out_dir, self.s.sandbox_owner)
         feedback_file = dirs.in_dir / "feedback.md"
@@ -356,6 +354,42 @@ class Attempt:
                    env=env, read_only=[dirs.in_dir] + ([self.co.mirror] if self.co else []),
                    timeout=task_timeout(spec, self.s.exec_timeout),
                    progress=lambda line: setattr(self.run, "progress", line[-500:]))
+
+    async def feedback(self) -> str:
+        """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull
+        request every writer's comment, review and review comment, oldest first."""
+        task, ops, perms = self.task, self.ops, self.svc.perms
+        items: list[tuple[str, str, str, str]] = []  # (time, who, where, text)
+        asked = False
+        for c in self.comments:
+            body, who = c.get("body") or "", (c.get("user") or {}).get("login", "?")
+            marks = find_markers(body)
+            if any(kind == "question" for kind, _ in marks):
+                asked = True
+                text = body.split("\n", 1)[1] if "\n" in body else body
+                items.append((c.get("created_at") or "", who, "(the task) asked", text))
+            elif not marks and (asked or parse_command(body) is not None):
+                # a plain reply after a question answers it
+                items.append((c.get("created_at") or "", who, "on the issue", body))
+        if self.prior is not None:
+            n = self.prior.number
+            for c in await ops.comments(n):
+                if not find_markers(c.get("body") or ""):
+                    items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
+                                  "on the pull request", c.get("body") or ""))
+            for r in await ops.pull_list(n, "reviews"):
+                if (r.get("body") or "").strip() or r.get("state") == "CHANGES_REQUESTED":
+                    state = (r.get("state") or "").lower().replace("_", " ")
+                    items.append((r.get("submitted_at") or "", (r.get("user") or {}).get("login", "?"),
+                                  f"in a review ({state})", r.get("body") or ""))
+            for c in await ops.pull_list(n, "comments"):
+                where = f"on {c.get('path', '?')} line {c.get('line') or c.get('original_line') or '?'}"
+                items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
+                              where, c.get("body") or ""))
+        writers = await perms.writers(task.repo, {who for _, who, _, _ in items})
+        kept = sorted((i for i in items if i[1] in writers), key=lambda i: i[0])
+        return "".join(f"## {when} @{who} {where}\n\n{text.strip()}\n\n"
+                       for when, who, where, text in kept)
 
     # -------------------------------------------------------------- running
 
@@ -395,8 +429,8 @@ class Attempt:
                 read_handed_back(self.dirs.out_dir, "question.md", 16) is not None:
             return False
         self.run.move(Phase.ASKING_FOR_HELP)
-        return await svc._seek_help(self.run, self.task, self.key,
-                                    outcome.reason or status.value, extra_needs=outcome.missing)
+        return await svc.handoff.seek(self.run, self.task, self.key,
+                                      outcome.reason or status.value, extra_needs=outcome.missing)
 
     # -------------------------------------------------------------- reporting
 
@@ -404,18 +438,18 @@ class Attempt:
         """Cancelled, a question, a result, or a result with its work delivered."""
         svc, task, run, key, status = self.svc, self.task, self.run, self.key, self.status
         if self.outcome is None:
-            await svc._report_cancelled(task, run, key)
+            await svc.reporter.cancelled(task, run, key)
             return
         result = self.outcome.result
         question = (read_handed_back(self.dirs.out_dir, "question.md", MAX_QUESTION)
                     if status is not Status.REFUSED else None)
         if question is not None and question.strip():
-            await svc._ask(run, task, key, question)
+            await svc.reporter.asked(run, task, key, question)
         elif status is Status.REFUSED or svc.work is None:
-            await svc._report(task, run, key, result)
+            await svc.reporter.result(task, run, key, result)
         else:
-            await svc._deliver_and_report(run, task, key, result, self.co, self.prior,
-                                          self.dirs.out_dir, self.comments, self.fresh)
+            await svc.reporter.delivered(run, task, key, result, self.co, self.prior,
+                                         self.dirs.out_dir, self.comments, self.fresh)
 
     async def clean_up(self) -> None:
         if self.s.keep_workspaces:

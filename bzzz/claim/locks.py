@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .gitlock import Held, Lost
+from collections.abc import Callable
+
+from .assignlock import AssignLock
+from .github import GitHubClient
+from .gitlock import ClaimLock, Held, Lost
 from .intake import CommandLock, EveryoneActs
 
 
@@ -43,3 +47,13 @@ class HandoffLock(TaskLock, Protocol):
     async def adopt(self, number: int, sha: str) -> Held | Lost: ...
 
     async def record_help(self, held: Held, entry: str) -> Held | Lost: ...
+
+
+def make_lock(mode: str, gh: GitHubClient, repo: str, node: str, peer: str, login: str, *,
+              lease: float, grace: float, settle: float,
+              clock: Callable[[], float]) -> TaskLock:
+    """The lock of ``claim_mode``: "assign" (assignlock.py), else the git-ref lock."""
+    if mode == "assign":
+        return AssignLock(gh, repo, node, peer, login, lease=lease, grace=grace,
+                          settle=settle, clock=clock)
+    return ClaimLock(gh, repo, node, peer, login, lease=lease, grace=grace, clock=clock)
