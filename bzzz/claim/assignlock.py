@@ -28,6 +28,7 @@ import trio
 
 from . import report
 from ..github.client import GitHubClient, GitHubError
+from .intake import EveryoneActs
 from .gitlock import Held, Lost, git_time
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, parse_claim
 
@@ -87,6 +88,9 @@ def live(login: str, assigned_at: float, records: dict[str, LeaseRecord], now: f
 class AssignLock:
     """Same interface as :class:`~bzzz.claim.gitlock.ClaimLock`; ``Held.sha`` is the id of
     the claim comment holding the lease record. Posts the claim comment itself."""
+
+    supports_handoff = False  # no ref to fast-forward: a claim cannot be handed over
+    names_holder = True  # acquiring assigns our login and posts the claim comment (locks.py)
 
     def __init__(self, client: GitHubClient, repo: str, node: str, peer: str, login: str, *,
                  lease: float = DEFAULT_LEASE, grace: float = TAKEOVER_GRACE,
@@ -176,6 +180,10 @@ class AssignLock:
         claim = replace(held.claim, lease_expires=self.clock() + self.lease)
         await self._write(held, claim, released=False)
         return Held(held.number, held.sha, claim, held.taken_over)
+
+    def command_lock(self) -> EveryoneActs:
+        """This mode's tokens may not create refs: every agent acts (intake.EveryoneActs)."""
+        return EveryoneActs()
 
     async def release(self, held: Held) -> bool:
         try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..github.client import GitHubClient, GitHubError, Unavailable
+from .intake import CommandLock
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, claim_ref, expired, parse_claim
 
 
@@ -79,6 +80,9 @@ class RefRecords:
 
 
 class ClaimLock(RefRecords):
+    supports_handoff = True  # the claim moves to a helper in one fast-forward (locks.py)
+    names_holder = False  # the service assigns and comments once it holds the claim
+
     def __init__(self, client: GitHubClient, repo: str, node: str, peer: str, login: str, *,
                  lease: float = DEFAULT_LEASE, grace: float = TAKEOVER_GRACE,
                  clock: Callable[[], float] = time.time) -> None:
@@ -212,6 +216,10 @@ class ClaimLock(RefRecords):
 
     async def still_ours(self, held: Held) -> bool:
         return await self.ref_sha(held.number) == held.sha
+
+    def command_lock(self) -> CommandLock:
+        """Commands are taken once, by whoever creates their ref (intake.CommandLock)."""
+        return CommandLock(self.gh, self.repo, self.node, self._base_commit)
 
     async def release(self, held: Held) -> bool:
         """Delete the claim ref if it is still ours (True), else leave it (False). While our

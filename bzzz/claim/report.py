@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import re
 
-from ..github.markers import Comment, marker
+from ..github.markers import Comment, find_markers, marker
 
 OUTPUT_TAIL = 3000
+
+
+def marker_authors(comments: list[dict]) -> set[str]:
+    """Authors of comments that carry an agents' marker (whose access then matters)."""
+    out = set()
+    for c in comments:
+        login = (c.get("user") or {}).get("login")
+        if isinstance(login, str) and find_markers(c.get("body") or ""):
+            out.add(login)
+    return out
 
 
 def claim_comment(node: str, peer: str, key: str) -> Comment:

@@ -7,17 +7,20 @@ one comment), runs the command under a cancel scope while a sibling task renews 
 reports the result (one comment, ``bzzz:done`` or ``bzzz:failed``), and releases the lock.
 Every decision goes to the decision log. A GitHub outage pauses polling; running tasks keep
 running and report when GitHub answers again.
+
+The service keeps the loop and what the attempts share; the parts are their own modules:
+one attempt phase by phase (attempt.py), telling GitHub how it ended (reporting.py),
+writers' comment commands (commands.py), hand-off to a helper and adoption (handoff.py),
+and the locks behind one protocol (locks.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -25,32 +28,26 @@ import trio
 from ..decisions import DecisionLog
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
-from ..exec.executor import Executor, Job, ShellExecutor
+from ..exec.executor import Executor, ShellExecutor
 from ..exec.shell import RunAs
 from . import report
-from ..github.markers import find_markers
 from .feed import TaskFeed
-from ..p2p.capabilities import PeerView
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
-from .assignlock import AssignLock
-from .gitlock import ClaimLock, Held, Lost
-from .intake import CommandLock, CommentIntake, EveryoneActs, Permissions
+from .intake import CommentIntake, Permissions
+from .attempt import Attempt, Phase, Running, Stop, StopReason
+from .commands import Commands
+from .handoff import Handoff
+from .reporting import Reporter
+from .locks import TaskLock, make_lock
 from ..github.issues import IssueOps
 from ..github.pulls import PullInfo, PullWatch
-from .lease import renewal_due
-from .task import (FINISHED, STATE_LABELS, Task, TaskError, choose,
-                   ineligible_reason, parse_issue, task_timeout)
-from .trust import (Approval, Command, Verb, approval_state, comment_views, inherited_from,
-                    parse_command, task_digest, voices)
-from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef, RepoWork,
-                       filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
-                       prior_pull, read_handed_back)
-from ..repo.workspace import RepoError, remove
+from ..p2p.capabilities import PeerView
+from .task import FINISHED, STATE_LABELS, Task, choose, label_names
+from .trust import (Approval, approval_state, comment_views, inherited_from, task_digest,
+                    voices)
+from .delivery import RepoWork
 
 log = logging.getLogger("bzzz.claim")
-MAX_QUESTION = 16 * 1024
-PROGRESS_EXECUTORS = ("llm", "agent")  # the long, quiet ones
-SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
 @dataclass
@@ -85,20 +82,6 @@ class ClaimSettings:
     progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
 
 
-@dataclass
-class Running:
-    task: Task
-    since: float
-    state: str = "claiming"
-    scope: trio.CancelScope | None = None
-    held: Held | None = None
-    stop_reason: str | None = None
-    verifying: bool = False
-    ref_lock: trio.Lock = field(default_factory=trio.Lock)  # renewals vs handoffs
-    handed_from: str | None = None  # the node that handed this task to us
-    progress: str = ""  # the latest line an executor reported
-
-
 class ClaimService:
     def __init__(self, gh: GitHubClient, settings: ClaimSettings, decisions: DecisionLog, *,
                  capabilities: Callable[[], Sequence[str]] = lambda: [],
@@ -121,28 +104,23 @@ class ClaimService:
         self.peers = peers
         self.on_load = on_load
         self.helper = helper  # bzzz.help.service.HelpService, or None (help off)
+        self.handoff = Handoff(self)
+        self.reporter = Reporter(self)
         if helper is not None:
-            helper.on_handoff = self.adopt
+            helper.on_handoff = self.handoff.adopt
         self.clock = clock
         self.feed = TaskFeed(gh, settings.repos)
-        self.locks: dict[str, ClaimLock | AssignLock] = {}
-        for r in settings.repos:
-            if settings.claim_mode == "assign":
-                self.locks[r] = AssignLock(gh, r, settings.node_id, settings.peer_id,
-                                           settings.login, lease=settings.lease,
-                                           grace=settings.grace, settle=settings.settle,
-                                           clock=clock)
-            else:
-                self.locks[r] = ClaimLock(gh, r, settings.node_id, settings.peer_id,
-                                          settings.login, lease=settings.lease,
-                                          grace=settings.grace, clock=clock)
+        self.locks: dict[str, TaskLock] = {
+            r: make_lock(settings.claim_mode, gh, r, settings.node_id, settings.peer_id,
+                         settings.login, lease=settings.lease, grace=settings.grace,
+                         settle=settings.settle, clock=clock) for r in settings.repos}
         self.ops = {r: IssueOps(gh, r) for r in settings.repos}
         self.perms = Permissions(gh, ttl=settings.trust_ttl)
+        self.commands = Commands(self)
         self.intake = CommentIntake(
             gh, self.perms,
-            {r: CommandLock(gh, r, settings.node_id, lock._base_commit)
-             if isinstance(lock, ClaimLock) else EveryoneActs() for r, lock in self.locks.items()},
-            self.on_command, state_file=settings.intake_state, route=self._route,
+            {r: lock.command_lock() for r, lock in self.locks.items()},
+            self.commands.on_command, state_file=settings.intake_state, route=self._route,
             waiting=lambda repo, n: (t := self.feed.repos[repo].tasks.get(n)) is not None
             and STATE_LABELS["needs-input"] in t.labels)
         self.pulls = PullWatch(gh, settings.repos, settings.login) if work is not None else None
@@ -262,7 +240,7 @@ class ClaimService:
         ops = self.ops[info.repo]
         try:
             doc = await ops.get(info.issue)
-            labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+            labels = label_names(doc)
             if STATE_LABELS["review"] not in labels:
                 return  # acted on already (or another round runs)
             keep = sorted(labels - FINISHED - {STATE_LABELS["claimed"]})
@@ -301,11 +279,11 @@ class ClaimService:
             return  # cannot tell: keep running; the next poll asks again
         finally:
             run.verifying = False
-        labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+        labels = label_names(doc)
         if doc.get("state") != "open" or "bzzz" not in labels:
             if run.scope is not None and run.stop_reason is None:
-                run.stop_reason = ("the issue was closed" if doc.get("state") != "open"
-                                   else "the bzzz label was removed")
+                run.stop_reason = StopReason(Stop.ISSUE_CLOSED if doc.get("state") != "open"
+                                             else Stop.UNLABELLED)
                 run.scope.cancel()
 
     def _forget_old(self, now: float, seen: set[str]) -> None:
@@ -356,7 +334,9 @@ class ClaimService:
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure * 4
             log.error("task attempt crashed", exc_info=exc, extra={"task": task.key})
         finally:
-            self.running.pop(task.key, None)
+            run = self.running.pop(task.key, None)
+            if run is not None and run.phase is not Phase.DONE:
+                run.move(Phase.DONE)
             self.on_load(len(self.running))
             # our view of this task is stale until the next poll shows what became of it:
             # do not claim it again from that view (a failure may have set a later time)
@@ -368,212 +348,6 @@ class ClaimService:
                     and not trio.current_effective_deadline() < trio.current_time() \
                     and self.clock() >= self.paused_until:
                 self._schedule()
-
-    async def _claim_and_run(self, task: Task) -> None:
-        lock = self.locks[task.repo]
-        outcome = await lock.acquire(task.number,
-                                     probe_first=STATE_LABELS["claimed"] in task.labels)
-        if isinstance(outcome, Lost):
-            holder = outcome.holder
-            self._decide("contention_lost", task, reason=outcome.reason,
-                         holder_node=holder.node if holder else None,
-                         holder_peer=holder.peer if holder else None)
-            soon = self.clock() + 2 * self.s.poll_interval
-            if holder is None:
-                wait_until = self.clock() + self.s.lease
-            elif STATE_LABELS["claimed"] in task.labels:
-                wait_until = holder.lease_expires  # it runs there: look again at its expiry
-            else:
-                # held but not marked as running: its holder is finishing (it asked, or
-                # reported) and releases in a moment; an answer must not wait a whole lease
-                wait_until = min(holder.lease_expires, soon)
-            self.not_before[task.key] = wait_until
-            return
-        await self._run_held(task, outcome)
-
-    async def _run_held(self, task: Task, held: Held) -> None:
-        lock = self.locks[task.repo]
-        run = self.running[task.key]
-        run.held, run.state = held, "claimed"
-        try:
-            async with trio.open_nursery() as keeper:
-                # the lease is kept from the claim until the result is reported, so a GitHub
-                # outage delays the work but never hands the task to someone else meanwhile
-                keeper.start_soon(self._keep_lease, run)
-                await self._holding(run)
-                keeper.cancel_scope.cancel()
-        finally:
-            if run.held is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
-                    await lock.release(run.held)
-
-    async def _holding(self, run: Running) -> None:
-        """Everything done while holding the claim; every GitHub step waits out an outage."""
-        task, ops = run.task, self.ops[run.task.repo]
-        held = run.held
-        assert held is not None
-        # Our view may be a poll behind: another node may have finished the task and
-        # released the lock since. Read the issue fresh before doing anything.
-        fresh: dict = {}
-
-        async def read() -> None:
-            fresh.update(await ops.get(task.number))
-
-        if not await self._durably(run, "read", read):
-            return
-        try:
-            task = run.task = parse_issue(task.repo, fresh)
-            stale = ineligible_reason(task, list(self.capabilities()))
-        except TaskError as exc:
-            stale = f"malformed ({exc})"
-        if stale is not None:
-            self._decide("claim_abandoned", task, reason=stale)
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        if not await self._trusted(task):
-            return
-        # it runs: no longer waiting (the PATCH below replaces the labels from this read)
-        fresh["labels"] = [x for x in fresh.get("labels") or [] if not (
-            isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
-        key = f"{self.s.node_id}:{held.claim.generation}"
-        self._decide("taken_over" if held.taken_over else "claimed", task,
-                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
-                     claim=held.sha, title=task.title[:200])
-        assigned = isinstance(self.locks[task.repo], AssignLock)  # its comment says it all
-        if not await self._durably(run, "mark", lambda: ops.mark_claimed(
-                task.number, fresh, None if assigned else self.s.login, STATE_LABELS["claimed"])):
-            return
-        if not assigned and not await self._durably(run, "claim comment", lambda: ops.comment_once(
-                task.number, report.claim_comment(self.s.node_id, self.s.peer_id, key))):
-            return
-        if run.handed_from:
-            self._decide("help_adopted", task, origin=run.handed_from)
-        spec = task.spec  # well-formed: ineligible_reason refused a malformed one above
-        # no block: the whole issue goes to a coding agent, where this node has one
-        executor = self.executors.get(spec.executor if spec is not None else "agent")
-        if executor is None and spec is not None:
-            self._decide("claim_abandoned", task, reason=f"no {spec.executor} executor here")
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        if executor is None:
-            self._decide("needs_input", task)
-            if await self._durably(run, "comment", lambda: ops.comment_once(
-                    task.number, report.no_command_comment(key, self.s.node_id))):
-                await self._durably(run, "labels", lambda: self._finish_labels(
-                    task, STATE_LABELS["needs-input"]))
-            self.not_before[task.key] = self.clock() + self.s.retry_after_failure
-            return
-        run.state = "preparing"
-        name = f"{task.repo.replace('/', '_')}-{task.number}-{held.claim.generation}"
-        root = self.s.workroot
-        workspace, out_dir = root / name, root / ".out" / name
-        in_dir, private = root / ".in" / name, root / ".private" / name
-        co = prior = None
-        comments: list[dict] = []
-        try:
-            if self.work is not None:
-                comments = await ops.comments(task.number)
-                trusted = await self.perms.writers(task.repo, _marker_authors(comments))
-                prior = prior_pull(comments, task.number, trusted.__contains__)
-                try:
-                    co = await self.work.prepare(task, spec, workspace, private, prior)
-                    if co is not None and self._nursery is not None:
-                        self._nursery.start_soon(self.work.refill, task.repo)
-                except RepoError as exc:
-                    why = str(exc)
-                    self._decide("checkout_failed", task, error=why)
-                    if await self._durably(run, "comment", lambda: ops.comment_once(
-                            task.number, report.setup_failed_comment(key, self.s.node_id, why))):
-                        await self._durably(run, "labels", lambda: self._finish_labels(
-                            task, STATE_LABELS["failed"]))
-                    return
-            feedback = await self._feedback(task, comments, prior) if self.work else ""
-            _fresh_dir(in_dir, None)
-            _fresh_dir(out_dir, self.s.sandbox_owner)
-            (in_dir / "feedback.md").write_text(feedback)
-            os.chmod(in_dir / "feedback.md", 0o644)
-            env = {"BZZZ_REPO": task.repo, "BZZZ_ISSUE": str(task.number),
-                   "BZZZ_TITLE": _printable(task.title), "BZZZ_OUTPUT": str(out_dir.resolve()),
-                   "BZZZ_FEEDBACK": str((in_dir / "feedback.md").resolve())}
-            if co is not None:
-                env["BZZZ_BRANCH"] = co.branch
-            run.state = "running"
-            self._decide("running", task, executor=executor.name,
-                         generation=held.claim.generation)
-            job = Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
-                      body=task.body, executor=executor.name,
-                      options=dict(spec.options) if spec else {},
-                      code=spec.code if spec else None, workspace=workspace, output_dir=out_dir,
-                      feedback=feedback, feedback_file=in_dir / "feedback.md", env=env,
-                      read_only=[in_dir] + ([co.mirror] if co is not None else []),
-                      timeout=task_timeout(spec, self.s.exec_timeout),
-                      progress=lambda line: setattr(run, "progress", line[-500:]))
-            result = outcome = None
-            async with trio.open_nursery() as watchers:
-                if executor.name in PROGRESS_EXECUTORS and self.s.progress_interval > 0:
-                    watchers.start_soon(self._show_progress, run, key)
-                with trio.CancelScope() as scope:
-                    run.scope = scope
-                    outcome = await executor.run(job)
-                    result = outcome.result
-                watchers.cancel_scope.cancel()
-            run.scope = None
-            if result is not None and result.extra.get("executor") == "llm":
-                self._decide("llm_answer", task, model=result.extra.get("model"),
-                             tokens=result.extra.get("tokens"), status=result.status,
-                             first_token_at=result.extra.get("first_token_at"))
-            if outcome is not None and result.status in ("failed", "timeout") and \
-                    self.helper is not None and run.held is not None and \
-                    read_handed_back(out_dir, "question.md", 16) is None:
-                run.state = "asking for help"
-                if await self._seek_help(run, task, key, outcome.reason or result.status,
-                                         extra_needs=outcome.missing):
-                    return
-            run.state = "reporting"
-            if result is None:
-                await self._report_cancelled(task, run, key)
-            elif result.status != "refused" and (question := read_handed_back(
-                    out_dir, "question.md", MAX_QUESTION)) is not None and question.strip():
-                await self._ask(run, task, key, question)
-            elif result.status == "refused" or self.work is None:
-                await self._report(task, run, key, result)
-            else:
-                await self._deliver_and_report(run, task, key, result, co, prior, out_dir,
-                                               comments, fresh)
-        finally:
-            if not self.s.keep_workspaces:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(remove, co, workspace, out_dir, in_dir, private)
-
-    async def _show_progress(self, run: Running, key: str) -> None:
-        """A long LLM or agent run keeps one comment up to date (at most every
-        ``progress_interval`` seconds): how long it has run and its last lines."""
-        ops, task = self.ops[run.task.repo], run.task
-        started, comment_id = self.clock(), None
-        while True:
-            await trio.sleep(self.s.progress_interval)
-            lines = "\n".join(run.progress.strip().splitlines()[-12:])
-            body = report.progress_comment(key, self.s.node_id, self.clock() - started, lines)
-            try:
-                if comment_id is None:
-                    await ops.comment_once(task.number, body)
-                    comment_id = await ops.comment_id(task.number, body)
-                else:
-                    await self.gh.request("PATCH", f"/repos/{task.repo}/issues/comments/"
-                                          f"{comment_id}", json={"body": body.body})
-            except (GitHubError, Unavailable) as exc:  # progress is a courtesy
-                log.info("progress not shown", extra={"task": task.key, "error": str(exc)})
-
-    async def _ask(self, run: Running, task: Task, key: str, question: str) -> None:
-        """The task asked a person: post the question, label ``bzzz:needs-input``, release
-        the claim (the caller does). Waiting costs nothing; a writer's reply resumes it."""
-        ops = self.ops[task.repo]
-        self._decide("asked", task, question=question[:2000])
-        comment = report.question_comment(key, self.s.node_id, question)
-        if await self._durably(run, "question", lambda: ops.comment_once(task.number, comment)):
-            await self._durably(run, "labels", lambda: self._finish_labels(
-                task, STATE_LABELS["needs-input"]))
-        self._finished({"task": task.key, "status": "asked", "node": self.s.node_id})
 
     async def _check_waiting(self, repo: str) -> None:
         """Questions nobody answered within ``input_timeout``: the task fails, once."""
@@ -605,122 +379,8 @@ class ClaimService:
             log.warning("could not end a task that waited too long",
                         extra={"task": task.key, "error": str(exc)})
 
-    async def _feedback(self, task: Task, comments: list[dict], prior: PullRef | None) -> str:
-        """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull
-        request every writer's comment, review and review comment, oldest first."""
-        ops = self.ops[task.repo]
-        items: list[tuple[str, str, str, str]] = []  # (time, who, where, text)
-        asked = False
-        for c in comments:
-            body, who = c.get("body") or "", (c.get("user") or {}).get("login", "?")
-            marks = find_markers(body)
-            if any(kind == "question" for kind, _ in marks):
-                asked = True
-                text = body.split("\n", 1)[1] if "\n" in body else body
-                items.append((c.get("created_at") or "", who, "(the task) asked", text))
-            elif not marks and (asked or parse_command(body) is not None):
-                # a plain reply after a question answers it
-                items.append((c.get("created_at") or "", who, "on the issue", body))
-        if prior is not None:
-            n = prior.number
-            for c in await ops.comments(n):
-                if not find_markers(c.get("body") or ""):
-                    items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
-                                  "on the pull request", c.get("body") or ""))
-            for r in await ops.pull_list(n, "reviews"):
-                if (r.get("body") or "").strip() or r.get("state") == "CHANGES_REQUESTED":
-                    state = (r.get("state") or "").lower().replace("_", " ")
-                    items.append((r.get("submitted_at") or "", (r.get("user") or {}).get("login", "?"),
-                                  f"in a review ({state})", r.get("body") or ""))
-            for c in await ops.pull_list(n, "comments"):
-                where = f"on {c.get('path', '?')} line {c.get('line') or c.get('original_line') or '?'}"
-                items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
-                              where, c.get("body") or ""))
-        writers = await self.perms.writers(task.repo, {who for _, who, _, _ in items})
-        kept = sorted((i for i in items if i[1] in writers), key=lambda i: i[0])
-        return "".join(f"## {when} @{who} {where}\n\n{text.strip()}\n\n"
-                       for when, who, where, text in kept)
-
-    async def _deliver_and_report(self, run: Running, task: Task, key: str, result, co,
-                                  prior: PullRef | None, out_dir: Path, comments: list[dict],
-                                  fresh: dict) -> None:
-        assert self.work is not None
-        ops = self.ops[task.repo]
-        summary = read_handed_back(out_dir, "summary.md", MAX_SUMMARY)
-        delivered, error = None, None
-        if co is not None:
-            try:
-                delivered = await self.work.deliver(
-                    co, task, task.spec, key, summary or result.output[-3000:],
-                    result.status == "succeeded", prior, fresh.get("html_url") or f"#{task.number}")
-            except DeliveryError as exc:
-                error = str(exc)
-        filed, fu_error, filed_keys = await self._follow_ups(task, out_dir, comments)
-        status = result.status
-        if error and status == "succeeded":
-            status = "failed"  # the work did not reach GitHub
-        self._decide("result", task, status=status, exit_code=result.exit_code,
-                     duration=result.duration, output_bytes=result.output_bytes,
-                     output=result.output, commit=delivered.commit if delivered else None,
-                     branch=delivered.branch if delivered else None,
-                     pr=delivered.pr if delivered else None, delivery_error=error)
-        comment = report.work_comment(
-            key, self.s.node_id, status, result.duration, result.exit_code, result.output,
-            result.truncated, summary=summary,
-            pr=delivered.pr if delivered else None, pr_url=delivered.pr_url if delivered else None,
-            branch=delivered.branch if delivered else None,
-            base=self.work.base_of(task, task.spec, prior),
-            files=len(delivered.files) if delivered else 0, new_round=prior is not None,
-            delivery_error=error, follow_ups=[(i.title, n) for i, n in filed],
-            follow_up_error=fu_error, filed_keys=filed_keys)
-        if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
-            return
-        if delivered is not None and delivered.pr is not None and prior is not None:
-            answer = report.round_comment(key, self.s.node_id, delivered.commit,
-                                          len(delivered.files), summary)
-            await self._durably(run, "round", lambda: ops.comment_once(delivered.pr, answer))
-        if delivered is not None and delivered.pr is not None and status == "succeeded":
-            label = STATE_LABELS["review"]
-            self._decide("pull_request", task, pr=delivered.pr, branch=delivered.branch,
-                         opened=delivered.opened, commit=delivered.commit)
-        else:
-            label = STATE_LABELS["done"] if status == "succeeded" else STATE_LABELS["failed"]
-        if not await self._help_exhausted(run, task, key, label):
-            return
-        if not await self._durably(run, "labels", lambda: self._finish_labels(task, label)):
-            return
-        if status == "succeeded" and self.s.close_on_success and label != STATE_LABELS["review"]:
-            await self._durably(run, "close", lambda: ops.close(task.number))
-        self._decide("reported", task, status=status)
-        self._finished({"task": task.key, "status": status, "node": self.s.node_id,
-                               "duration": result.duration,
-                               "pr": delivered.pr if delivered else None})
-
-    async def _follow_ups(self, task: Task, out_dir: Path, comments: list[dict]
-                          ) -> tuple[list, str | None, list[str]]:
-        text = read_handed_back(out_dir, "follow-ups.json", 256 * 1024)
-        if text is None or self.work is None:
-            return [], None, []
-        try:
-            items = parse_follow_ups(text)
-        except ValueError as exc:
-            return [], str(exc), []
-        if not items:
-            return [], None, []
-        if follow_up_depth(task.body) >= MAX_FOLLOW_UP_DEPTH:
-            return [], (f"this task is a follow-up {MAX_FOLLOW_UP_DEPTH} levels deep; "
-                        "it files no more"), []
-        trusted = await self.perms.writers(task.repo, _marker_authors(comments))
-        before = filed_digests(comments, trusted.__contains__)
-        # a task that ran on a writer's approval files follow-ups that wait for one too
-        inherits = not await self._own_trust(task)
-        try:
-            filed = await self.work.file_follow_ups(
-                task, items, before, follow_up_markers(self.feed.all_tasks()), inherits)
-        except GitHubError as exc:
-            return [], f"GitHub refused one: {exc.message}", []
-        self._decide("follow_ups", task, issues=[n for _, n in filed])
-        return filed, None, sorted(before | {i.digest for i, _ in filed})
+    async def _claim_and_run(self, task: Task) -> None:
+        await Attempt(self, self.running[task.key]).claim_and_run()
 
     # ------------------------------------------------------------------ trust and commands
 
@@ -751,331 +411,15 @@ class ClaimService:
         self._decide("awaiting_approval", task, digest=state.short, author=task.author)
         return False
 
-    async def on_command(self, cmd: Command, acting: bool) -> None:
-        """A writer's command, seen by every agent; ``acting``: this agent does its once-only
-        part on GitHub (it created the command's ref)."""
-        self._decide("command", repo=cmd.repo, issue=cmd.issue, verb=cmd.verb.value,
-                     by=cmd.author, comment=cmd.comment_id, acting=acting)
-        ops = self.ops[cmd.repo]
-        if cmd.verb is Verb.CANCEL:
-            run = self.running.get(cmd.key)
-            if run is not None and run.scope is not None and run.stop_reason is None:
-                run.stop_reason = f"cancelled by @{cmd.author}"
-                run.scope.cancel()
-            if acting:
-                await ops.add_labels(cmd.issue, [STATE_LABELS["failed"]])
-                await self._react(ops, cmd, "+1")
-        elif cmd.verb is Verb.RETRY:
-            self.not_before.pop(cmd.key, None)
-            if acting:
-                doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
-                for label in sorted(labels & (FINISHED | {STATE_LABELS["claimed"]})):
-                    await ops.remove_label(cmd.issue, label)
-                await self._react(ops, cmd, "rocket")
-        elif cmd.verb is Verb.APPROVE:
-            self.announced.pop(cmd.key, None)
-            self.not_before.pop(cmd.key, None)
-            if acting:
-                await self._approve(ops, cmd)
-        elif cmd.verb is Verb.FEEDBACK:
-            # another round for a task that finished (in review, done, failed): the next
-            # attempt gets this and all earlier feedback in $BZZZ_FEEDBACK
-            self.not_before.pop(cmd.key, None)
-            if acting:
-                doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
-                # only a task in review starts again on feedback; a done or failed one
-                # takes "/bzzz retry" (the feedback still reaches its next attempt)
-                again = doc.get("state") == "open" and STATE_LABELS["review"] in labels
-                for label in sorted(labels & FINISHED) if again else ():
-                    await ops.remove_label(cmd.issue, label)
-                await self._react(ops, cmd, "rocket" if again else "eyes")
-        elif cmd.verb is Verb.ANSWER:
-            # an answer to the task's question: it can run again, with the answer in
-            # $BZZZ_FEEDBACK (every question and answer so far)
-            self.not_before.pop(cmd.key, None)
-            if acting:
-                doc = await ops.get(cmd.issue)
-                labels = {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
-                waiting = doc.get("state") == "open" and STATE_LABELS["needs-input"] in labels
-                if waiting:
-                    await ops.remove_label(cmd.issue, STATE_LABELS["needs-input"])
-                await self._react(ops, cmd, "rocket" if waiting else "eyes")
-        if cmd.verb in (Verb.RETRY, Verb.APPROVE, Verb.FEEDBACK, Verb.ANSWER):
-            self.wake.set()  # the task may be claimable now
-
     async def _approval(self, ops: IssueOps, number: int, digest: str) -> Approval:
         """Whether the task of ``digest`` (trust.task_digest) is approved, from the issue's
         comments and their authors' access."""
         views = comment_views(await ops.comments(number))
         return approval_state(digest, views, await self.perms.writers(ops.repo, voices(views)))
 
-    async def _approve(self, ops: IssueOps, cmd: Command) -> None:
-        try:
-            task = parse_issue(ops.repo, await ops.get(cmd.issue))
-        except TaskError as exc:  # not an issue as GitHub sends them: nothing to approve
-            log.warning("approval of a malformed issue", extra={"issue": cmd.issue,
-                                                                 "error": str(exc)})
-            return
-        state = await self._approval(ops, cmd.issue, task_digest(task.title, task.body))
-        if state.approved:
-            await ops.remove_label(cmd.issue, STATE_LABELS["needs-approval"])
-            await self._react(ops, cmd, "+1")
-            return
-        await self._react(ops, cmd, "confused")
-        await ops.comment_once(cmd.issue, report.approval_mismatch_comment(
-            state.digest, cmd.arg, self.s.node_id))
-
-    async def _react(self, ops: IssueOps, cmd: Command, content: str) -> None:
-        if cmd.source != "comment":
-            return  # reviews take no reactions
-        try:
-            await ops.react(cmd.comment_id, content)
-        except GitHubError as exc:  # a missing reaction is cosmetic
-            log.warning("could not react to a command", extra={"error": str(exc)})
-
-    async def _keep_lease(self, run: Running) -> None:
-        lock = self.locks[run.task.repo]
-        while True:
-            assert run.held is not None
-            wait = run.held.claim.lease_expires - self.s.lease * 2 / 3 - self.clock()
-            await trio.sleep(max(0.05, wait))
-            if not renewal_due(run.held.claim, self.clock(), self.s.lease):
-                continue
-            try:
-                async with run.ref_lock:
-                    if run.held is None:
-                        return
-                    outcome = await lock.renew(run.held)
-            except (GitHubError, Unavailable) as exc:
-                log.warning("lease renewal failed; will retry", extra={"error": str(exc)})
-                await trio.sleep(min(5.0, self.s.lease / 10))
-                continue
-            if isinstance(outcome, Lost):
-                self._decide("lease_lost", run.task,
-                             holder_node=outcome.holder.node if outcome.holder else None)
-                run.stop_reason = "its claim was taken over (lease lost)"
-                run.held = None
-                if run.scope is not None:
-                    run.scope.cancel()
-                return
-            run.held = outcome
-            self._decide("renewed", run.task, generation=outcome.claim.generation)
-
-    async def _finish_labels(self, task: Task, state_label: str) -> None:
-        labels = sorted((task.labels - FINISHED
-                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
-                        | {state_label})
-        await self.ops[task.repo].set_labels(task.number, labels)
-
-    def _help_history(self, run: Running) -> list[dict]:
-        import json
-        out = []
-        for line in run.held.claim.help if run.held else ():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                out.append(entry)
-        return out
-
-    async def _seek_help(self, run: Running, task: Task, key: str, reason: str,
-                         extra_needs: Sequence[str] = ()) -> bool:
-        """Ask the mesh for help until someone takes the task (True: handed over) or the
-        task has had its ``max_help`` requests (False: report the failure)."""
-        import json
-        lock, ops = self.locks[task.repo], self.ops[task.repo]
-        if not isinstance(lock, ClaimLock):
-            return False  # handoff moves the git-ref claim; the assign mode has none
-        while run.held is not None and len(run.held.claim.help) < self.s.max_help:
-            asked = len(run.held.claim.help) + 1
-            info = {"repo": task.repo, "issue": task.number, "title": task.title[:200],
-                    "needs": sorted(set(task.needs) | set(extra_needs))}
-            ask = await self.helper.ask(info, reason, asked, wait=self.s.help_wait)
-            entry = {"ask": asked, "by": self.s.node_id, "reason": reason, "at": int(self.clock()),
-                     "request": ask.request_id,
-                     "offers": [o.get("helper_node", "?") for o in ask.offers],
-                     "declines": [[d.get("helper_node", "?"), d.get("reason", "")[:100]]
-                                  for d in ask.declines], "to": None}
-            pick = ask.offers[0] if ask.offers else None
-            if pick is not None:
-                entry["to"] = pick.get("helper_node", "?")
-            async with run.ref_lock:
-                if run.held is None:
-                    return True
-                sent = self.clock()  # the claim is ours until GitHub takes the hand-off
-                try:
-                    if pick is None:
-                        outcome = await lock.record_help(run.held, json.dumps(entry))
-                    else:
-                        outcome = await lock.handoff(run.held, pick["helper_node"], pick["helper"],
-                                                     pick.get("login") or self.s.login,
-                                                     json.dumps(entry))
-                except (GitHubError, Unavailable) as exc:
-                    log.warning("could not record a help request", extra={"error": str(exc)})
-                    return False
-                if isinstance(outcome, Lost):
-                    self._decide("lease_lost", task, during="help")
-                    run.held = None
-                    return True
-                if pick is None:
-                    run.held = outcome
-                    self._decide("help_unanswered", task, ask=asked, request=ask.request_id)
-                    await trio.sleep(self.s.help_retry)
-                    continue
-                # the claim is the helper's now: ours is gone, nothing to release
-                run.held = None
-            from ..help.messages import encode_handoff
-            # released_at: when the hand-off was sent. The helper may log its start before
-            # this decision is written (GitHub moved the claim first), never before that.
-            self._decide("help_handed_over", task, ask=asked, helper=pick["helper"],
-                         helper_node=pick.get("helper_node"), request=ask.request_id,
-                         sha=outcome.sha, released_at=round(sent, 3))
-            await self.helper.send_handoff(pick["helper"], encode_handoff(
-                self.helper.sign, ask.request_id, self.helper.me, pick["helper"], task.repo,
-                task.number, outcome.sha, self.clock()), pick.get("addrs") or ())
-            handover = report.handover_comment(key, self.s.node_id, pick.get("helper_node", "?"),
-                                               pick["helper"], reason)
-            try:
-                await ops.comment_once(task.number, handover)
-            except GitHubError as exc:
-                log.warning("could not say the task was handed over", extra={"error": str(exc)})
-            return True
-        return False
-
-    async def adopt(self, body: dict) -> None:
-        """A peer handed us a task through its claim (bzzz/help): take it and run it."""
-        repo, number = body["repo"], body["issue"]
-        lock = self.locks.get(repo)
-        if not isinstance(lock, ClaimLock) or self._nursery is None:
-            return
-        self._nursery.start_soon(self._adopt, lock, repo, number, body)
-
-    async def _adopt(self, lock: ClaimLock, repo: str, number: int, body: dict) -> None:
-        try:
-            outcome = await lock.adopt(number, body["sha"])
-            if isinstance(outcome, Lost):
-                self._decide("help_adopt_failed", repo=repo, issue=number, reason=outcome.reason)
-                return
-            task = parse_issue(repo, await self.ops[repo].get(number))
-        except (GitHubError, Unavailable, TaskError) as exc:
-            self._decide("help_adopt_failed", repo=repo, issue=number, reason=str(exc))
-            return
-        if task.key in self.running:
-            return
-        run = self.running[task.key] = Running(task, self.clock())
-        run.handed_from = body.get("origin")
-        self.on_load(len(self.running))
-        await self._attempt(task, lambda t: self._run_held(t, outcome))
-
-    async def _durably(self, run: Running, what: str, step: Callable[[], Awaitable[object]]) -> bool:
-        """Run one reporting step until GitHub answers: an outage delays a report, it never
-        loses it (the lease is renewed meanwhile). False if the step cannot succeed (a 4xx)
-        or our claim was lost while waiting (its new holder reports instead)."""
-        delay, error = 1.0, ""
-        while run.held is not None:
-            try:
-                await step()
-                return True
-            except RateLimited as exc:
-                wait, error = max(1.0, exc.reset - self.clock()), str(exc)
-            except Unavailable as exc:
-                wait, delay = delay, min(delay * 2, self.s.report_retry_max)
-                error = str(exc)
-            except GitHubError as exc:
-                self._decide("report_failed", run.task, step=what, error=str(exc))
-                log.error("could not report", extra={"task": run.task.key, "step": what,
-                                                     "error": str(exc)})
-                return False
-            else:
-                continue
-            self.report_retries += 1
-            log.warning("reporting waits for GitHub", extra={
-                "task": run.task.key, "step": what, "error": error, "retry_in": round(wait, 1)})
-            await trio.sleep(wait)
-        self._decide("report_dropped", run.task, step=what, reason="lease lost")
-        return False
-
-    async def _report_cancelled(self, task: Task, run: Running, key: str) -> None:
-        """The process tree is already stopped. On shutdown the comment gets a short shielded
-        window; the lock is released by the caller so a peer can take the task at once."""
-        why = run.stop_reason or "the agent is shutting down"
-        self._decide("cancelled", task, reason=why)
-        if run.held is not None or "lease" in why:
-            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
-                try:
-                    await self.ops[task.repo].comment_once(
-                        task.number, report.cancelled_comment(key, self.s.node_id, why))
-                except GitHubError as exc:
-                    log.warning("could not say the task was cancelled",
-                                extra={"task": task.key, "error": str(exc)})
-        self._finished({"task": task.key, "status": "cancelled", "node": self.s.node_id})
-
-    async def _help_exhausted(self, run: Running, task: Task, key: str, label: str) -> bool:
-        """A failure after every help request it may make: say so, for a human (False: the
-        comment could not be made and the report stops)."""
-        history = self._help_history(run)
-        if label != STATE_LABELS["failed"] or self.helper is None or \
-                len(history) < self.s.max_help:
-            return True
-        self._decide("help_exhausted", task, asks=len(history))
-        review = report.review_comment(key, self.s.node_id, history)
-        return await self._durably(run, "review", lambda: self.ops[task.repo].comment_once(
-            task.number, review))
-
-    async def _report(self, task: Task, run: Running, key: str, result) -> None:
-        ops = self.ops[task.repo]
-        if result.status == "refused":
-            reasons = result.verdict.reasons if result.verdict else ["refused"]
-            self._decide("guardian_refused", task, reasons=reasons)
-            comment = report.refusal_comment(key, self.s.node_id, reasons)
-            status_label = STATE_LABELS["failed"]
-        else:
-            self._decide("result", task, status=result.status, exit_code=result.exit_code,
-                         duration=result.duration, output_bytes=result.output_bytes,
-                         output=result.output)  # the tail; the log keeps long ones by hash
-            comment = report.result_comment(
-                key, self.s.node_id, result.status, result.duration, result.exit_code,
-                result.output, result.truncated)
-            status_label = STATE_LABELS["done"] if result.status == "succeeded" else STATE_LABELS["failed"]
-        # the comment first: a state label without its result comment would be a lie
-        if not await self._durably(run, "comment", lambda: ops.comment_once(task.number, comment)):
-            return
-        if not await self._help_exhausted(run, task, key, status_label):
-            return
-        if not await self._durably(run, "labels", lambda: self._finish_labels(task, status_label)):
-            return
-        if result.status == "succeeded" and self.s.close_on_success:
-            await self._durably(run, "close", lambda: ops.close(task.number))
-        self._decide("reported", task, status=result.status)
-        self._finished({"task": task.key, "status": result.status,
-                               "node": self.s.node_id, "duration": result.duration})
 
 
-def _marker_authors(comments: list[dict]) -> set[str]:
-    """Authors of comments that carry an agents' marker (whose access then matters)."""
-    out = set()
-    for c in comments:
-        login = (c.get("user") or {}).get("login")
-        if isinstance(login, str) and find_markers(c.get("body") or ""):
-            out.add(login)
-    return out
 
-
-def _fresh_dir(path: Path, owner: tuple[int, int] | None) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    os.chmod(path, 0o755)
-    if owner is not None:
-        os.chown(path, *owner)
-
-
-def _printable(text: str) -> str:
-    """Text a process can be given (GitHub's JSON may carry lone surrogates or NULs)."""
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:1000]
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:

@@ -48,6 +48,11 @@ _CLOSER = re.compile(r"(`{3,}|~{3,})[ \t]*\r?")
 _OPTION = re.compile(r"^([a-z][a-z0-9_-]{0,31})=(\S{1,256})$")
 
 
+def label_names(doc: Mapping[str, Any]) -> set[str]:
+    """The names of an issue's labels, as GitHub's issue JSON lists them."""
+    return {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+
+
 class TaskError(ValueError):
     """An issue that cannot be a task (malformed fields)."""
 
