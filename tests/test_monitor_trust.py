@@ -14,9 +14,10 @@ from bzzz.claim.gitlock import ClaimLock
 from bzzz.config import Config
 from bzzz.devhub import DevHubThread
 from bzzz.monitor.node import Monitor
+from bzzz.testing.wait import wait_until
 
 from .helpers import start_agent
-from .test_bridge import Receiver, start_receiver, until
+from .test_bridge import Receiver, start_receiver
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
                   {"login": "mon", "token": "t-mon"}],
@@ -106,7 +107,7 @@ async def test_only_the_claim_holder_speaks_for_a_task_and_github_wins(tmp_path)
                 while not await indexed(url, peer, length - 1):  # less its "started"
                     await trio.sleep(0.05)
             # the holder's decisions count: its job's callbacks go out
-            await until(lambda: [json.loads(b)["jobId"] for _, b in receiver.got
+            await wait_until(lambda: [json.loads(b)["jobId"] for _, b in receiver.got
                                  ].count("held") == 2, 20, "the held job's callbacks")
             # (callbacks are queued as the log is indexed: the forged ones would be queued)
             assert [(json.loads(b)["jobId"], json.loads(b)["event"]) for _, b in receiver.got
