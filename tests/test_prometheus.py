@@ -404,6 +404,7 @@ def stand_in_monitor_registry():
         lag.observe(v)
     Counter("bzzz_mesh_verification_failures", "Replicas that failed", registry=r)
     Counter("bzzz_mesh_index_entries", "Decisions indexed", registry=r).inc(120)
+    Counter("bzzz_log_follow_stalls", "Log followers started again", registry=r)
     # not in the docs' table, but the monitor has it (bzzz/monitor/metrics.py)
     Counter("bzzz_mesh_events_dropped", "Live-page events dropped", registry=r)
     refused = Counter("bzzz_mesh_decisions_refused", "Decisions that did not count",
