@@ -106,15 +106,7 @@ class Agent:
             logs.register_secret(psk.hex())
         self.token = _read_token(config)  # the credential provider
         self.gh: GitHubClient | None = None
-        self.webhook = None
-        if config.github.webhook_listen:
-            secret_file = config.github.webhook_secret_file
-            if secret_file is None:
-                raise AgentError("github.webhook_secret_file is required with github.webhook_listen")
-            secret = _secret_file(secret_file, "github.webhook_secret_file")
-            from .claim.webhook import WebhookIntake
-            self.webhook = WebhookIntake(
-                secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
+        self.webhook = self._webhook_intake(config)
         self.task_user = _task_user(config)
         self.workroot = config.workspace_dir or config.data_dir / "work"
         self.sandbox = None  # opened in run() (it may ask a container engine)
@@ -139,6 +131,36 @@ class Agent:
                          interval=config.announce_interval, max_tasks=config.max_tasks,
                          metrics=self.metrics, log_key=self.decisions.key,
                          log_length=lambda: self.decisions.length)
+        self._count_pubsub()
+        self.logsync = LogSync(
+            self.node, self.decisions.log, config.data_dir / "replicas",
+            follow=config.replicate_logs,
+            peers=self._log_peers, announced=self.mesh.announced_log_length,
+            stall_after=STALL_INTERVALS * config.announce_interval)
+        self.help = self._help_service(config)
+        self._count_activity()
+        api_token = (_secret_file(config.api_token_file, "api_token_file")
+                     if config.api_token_file else None)
+        self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
+                       probe=self._help_probe, token=api_token,
+                       loopback=is_loopback(config.api_host_port[0]))
+        self.maintenance_interval = heap.INTERVAL
+        self.started_at = time.time()
+
+    def _webhook_intake(self, config: Config):
+        """GitHub's webhooks, when the agent listens for them (they need the secret file):
+        events go to the claim service once it runs."""
+        if not config.github.webhook_listen:
+            return None
+        secret_file = config.github.webhook_secret_file
+        if secret_file is None:
+            raise AgentError("github.webhook_secret_file is required with github.webhook_listen")
+        secret = _secret_file(secret_file, "github.webhook_secret_file")
+        from .claim.webhook import WebhookIntake
+        return WebhookIntake(
+            secret, lambda e, r, p: self.claims.on_webhook(e, r, p) if self.claims else None)
+
+    def _count_pubsub(self) -> None:
         # py-libp2p drops badly signed messages before our validators see them; it counts
         # them only through our patch (bzzz.p2p.host), read at scrape time.
         self.metrics.counter_from("bzzz_pubsub_bad_signatures",
@@ -147,19 +169,20 @@ class Agent:
         self.metrics.counter_from("bzzz_pubsub_malformed_rpcs",
                                   "Peers' pubsub streams ended for an RPC that did not parse",
                                   lambda: self.node.security_stats.pubsub_malformed_rpc)
-        self.logsync = LogSync(
-            self.node, self.decisions.log, config.data_dir / "replicas",
-            follow=config.replicate_logs,
-            peers=self._log_peers, announced=self.mesh.announced_log_length,
-            stall_after=STALL_INTERVALS * config.announce_interval)
+
+    def _help_service(self, config: Config):
+        """Help between peers: what this agent can do and how busy it is, asked live."""
         from .help.service import HelpService
-        self.help = HelpService(
+        return HelpService(
             self.node, self.identity, config.node_id, self.decisions,
             capabilities=lambda: self.capabilities,
             load=lambda: (len(self.claims.running) if self.claims else 0, config.max_tasks),
             candidates=self._help_candidates,
             login=lambda: self.claims.s.login if self.claims else "",
             broadcast=config.help_broadcast, keep_connections=config.dial_discovered)
+
+    def _count_activity(self) -> None:
+        """Metrics read at scrape time: help, log replication, dials, tasks, GitHub."""
         self.metrics.counter_from("bzzz_help_messages_sent", "Help messages sent, by kind",
                                   lambda: self.help.sent, label="kind")
         self.metrics.counter_from("bzzz_help_dropped", "Help messages dropped, by reason",
@@ -186,13 +209,6 @@ class Agent:
                                   "included)", lambda: self.claims.gh.requests if self.claims else 0)
         self.metrics.counter_from("bzzz_github_writes", "Content-creating GitHub requests sent",
                                   lambda: self.claims.gh.writes if self.claims else 0)
-        api_token = (_secret_file(config.api_token_file, "api_token_file")
-                     if config.api_token_file else None)
-        self.api = Api(self.status, self.render_metrics, healthy=self.node.started.is_set,
-                       probe=self._help_probe, token=api_token,
-                       loopback=is_loopback(config.api_host_port[0]))
-        self.maintenance_interval = heap.INTERVAL
-        self.started_at = time.time()
 
     # ---------------------------------------------------------------- observability
 

@@ -160,9 +160,26 @@ def cmd_devhub(args: argparse.Namespace) -> int:
 def cmd_task_create(args: argparse.Namespace) -> int:
     import httpx
 
-    from .claim.task import PRIORITIES
-    from .follow import Follower, check_job_id, find_job, job_marker
+    url, token = _github_access(args)
+    _check_task_args(args)
+    labels, body = _task_labels(args), _task_body(args)
+    client = httpx.Client(base_url=url, timeout=30, headers={
+        "Authorization": f"token {token}", "Accept": "application/vnd.github+json"})
+    try:
+        issue, existing = _file_task(client, args, labels, body)
+        line = f"{args.repo}#{issue['number']} {issue.get('html_url', '')}".strip()
+        print(line + (" (existing issue of this job)" if existing else ""), flush=True)
+        if not args.wait:
+            return 0
+        return _follow_task(client, args, int(issue["number"]))
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {type(exc).__name__}") from None
+    finally:
+        client.close()
 
+
+def _github_access(args: argparse.Namespace) -> tuple[str, str]:
+    """The REST API's base URL and the token read from its file."""
     url = (args.url or os.environ.get("BZZZ_GITHUB__URL") or "https://api.github.com").rstrip("/")
     token_file = args.token_file or os.environ.get("GITHUB_TOKEN_FILE") or \
         os.environ.get("BZZZ_GITHUB__TOKEN_FILE")
@@ -172,6 +189,14 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         token = open(token_file, encoding="utf-8").read().strip()
     except OSError as exc:
         raise CliError(f"token file {token_file}: {exc.strerror}", 2) from None
+    return url, token
+
+
+def _check_task_args(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) of ``task create`` before anything is sent."""
+    from .claim.task import PRIORITIES
+    from .follow import check_job_id
+
     owner, _, name = args.repo.partition("/")
     if not owner or not name or "/" in name:
         raise CliError(f"--repo {args.repo!r} is not owner/name", 2)
@@ -186,57 +211,76 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         raise CliError("--timeout must be a positive number of seconds", 2)
     if (args.timeout is not None or args.wait_input) and not args.wait:
         raise CliError("--timeout and --wait-input go with --wait", 2)
+
+
+def _task_labels(args: argparse.Namespace) -> list[str]:
     labels = ["bzzz"]
     if args.priority != "normal":
         labels.append(f"priority:{args.priority}")
     labels += [f"needs:{c.strip()}" for c in (args.needs or "").split(",") if c.strip()]
+    return labels
+
+
+def _task_body(args: argparse.Namespace) -> str:
+    """The issue text: the given body, the command's fenced block, the job's marker."""
+    from .follow import job_marker
+
     body = args.body or ""
     if args.command:
         body = (body + "\n\n" if body else "") + f"```bzzz\n{args.command}\n```\n"
     if args.job_id is not None:
         body = body.rstrip("\n") + ("\n\n" if body else "") + job_marker(args.job_id) + "\n"
-    client = httpx.Client(base_url=url, timeout=30, headers={
-        "Authorization": f"token {token}", "Accept": "application/vnd.github+json"})
+    return body
 
-    def refused(resp) -> CliError:
-        try:
-            message = resp.json().get("message", "")
-        except ValueError:
-            message = resp.text[:200]
-        return CliError(f"GitHub answered {resp.status_code}: {message}")
 
+def _refused(resp) -> CliError:
     try:
-        issue = None
-        if args.job_id is not None:
-            try:
-                issue = find_job(client, args.repo, args.job_id)
-            except httpx.HTTPStatusError as exc:
-                raise refused(exc.response) from None
-        existing = issue is not None
-        if issue is None:
-            resp = client.post(f"/repos/{args.repo}/issues",
-                               json={"title": args.title, "body": body, "labels": labels})
-            if resp.status_code != 201:
-                raise refused(resp)
-            issue = resp.json()
-        line = f"{args.repo}#{issue['number']} {issue.get('html_url', '')}".strip()
-        print(line + (" (existing issue of this job)" if existing else ""), flush=True)
-        if not args.wait:
-            return 0
-        follower = Follower(client, args.repo, int(issue["number"]), interval=args.interval,
-                            timeout=args.timeout, wait_input=args.wait_input,
-                            say=lambda text: print(text, flush=True),
-                            agents=[a.strip() for a in (args.agent_login or "").split(",")
-                                    if a.strip()])
+        message = resp.json().get("message", "")
+    except ValueError:
+        message = resp.text[:200]
+    return CliError(f"GitHub answered {resp.status_code}: {message}")
+
+
+def _file_task(client, args: argparse.Namespace, labels: list[str],
+               body: str) -> tuple[dict, bool]:
+    """The job's existing issue (with --job-id), else a new one: the issue, and whether it
+    existed."""
+    import httpx
+
+    from .follow import find_job
+
+    issue = None
+    if args.job_id is not None:
         try:
-            _, status = follower.run()
+            issue = find_job(client, args.repo, args.job_id)
         except httpx.HTTPStatusError as exc:
-            raise refused(exc.response) from None
-        return status
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {url}: {type(exc).__name__}") from None
-    finally:
-        client.close()
+            raise _refused(exc.response) from None
+    existing = issue is not None
+    if issue is None:
+        resp = client.post(f"/repos/{args.repo}/issues",
+                           json={"title": args.title, "body": body, "labels": labels})
+        if resp.status_code != 201:
+            raise _refused(resp)
+        issue = resp.json()
+    return issue, existing
+
+
+def _follow_task(client, args: argparse.Namespace, number: int) -> int:
+    """--wait: follow the issue to its end; the exit status."""
+    import httpx
+
+    from .follow import Follower
+
+    follower = Follower(client, args.repo, number, interval=args.interval,
+                        timeout=args.timeout, wait_input=args.wait_input,
+                        say=lambda text: print(text, flush=True),
+                        agents=[a.strip() for a in (args.agent_login or "").split(",")
+                                if a.strip()])
+    try:
+        _, status = follower.run()
+    except httpx.HTTPStatusError as exc:
+        raise _refused(exc.response) from None
+    return status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -263,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bzzz {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_node_commands(sub)
+    _add_task_command(sub)
+    _add_log_command(sub)
+    _add_demo_command(sub)
+    return parser
+
+
+def _add_node_commands(sub) -> None:
+    """The daemons and the commands about one node: run, monitor, id, status, devhub."""
     p = sub.add_parser("run", help="run the agent daemon")
     p.add_argument("--config", help="TOML configuration file")
     p.set_defaults(func=cmd_run)
@@ -289,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   '[{"full_name", "push": [...], "read": [...]}]}')
     p.set_defaults(func=cmd_devhub)
 
+
+def _add_task_command(sub) -> None:
     p = sub.add_parser("task", help="tasks on GitHub")
     task_sub = p.add_subparsers(dest="task_command", required=True, metavar="ACTION")
     p = task_sub.add_parser("create", help="file a task issue, as N8N or a person would")
@@ -314,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_task_create)
 
+
+def _add_log_command(sub) -> None:
     p = sub.add_parser("log", help="signed logs on disk: show, verify, export, append")
     log_sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     q = log_sub.add_parser("show", help="the log's head and entries")
@@ -336,12 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     for q in log_sub.choices.values():
         q.set_defaults(func=cmd_log)
 
+
+def _add_demo_command(sub) -> None:
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")
     p.add_argument("--tasks", type=int, default=15, help="sample tasks (with the task issue)")
     p.add_argument("--exit", action="store_true", help="exit after the summary")
     p.set_defaults(func=cmd_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -273,10 +273,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
     # must reach the workspaces but never the data (keys, token): a separate directory
     work = Path(tempfile.mkdtemp(prefix="bzzz-demo-work-"))
     work.chmod(0o755)
-    github = {"BZZZ_GITHUB__URL": hub.url, "BZZZ_GITHUB__REPOS": REPO,
-              "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
-              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30",
-              "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
+    github = _agent_env(hub.url, root, work)
     mesh = [_Agent(i, root) for i in range(agents)]
     names = {a.peer_id: a.name for a in mesh}
     monitor = _Monitor(root)
@@ -294,33 +291,8 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
         for a in mesh:
             a.start(bootstrap, github)
             say(f"  started {a.name:9} {a.peer_id[:20]}…  offers {', '.join(a.capabilities)}")
-        healthy: set[str] = set()
-        while True:
-            for a in mesh:
-                if a.proc is not None and a.proc.poll() is not None:
-                    say(f"  {a.name} exited with status {a.proc.returncode}; its log:")
-                    say(a.log_path.read_text(errors="replace")[-2000:])
-                    return 1
-                status = _status(a.api_port)
-                if status is None:
-                    continue
-                if a.name not in healthy:
-                    healthy.add(a.name)
-                    say(f"  {stamp()} {a.name} is up: "
-                        f"http://127.0.0.1:{a.api_port}/api/v1/status")
-                for peer in status["peers"]:
-                    if peer["peer_id"] not in a.seen:
-                        a.seen.add(peer["peer_id"])
-                        say(f"  {stamp()} {a.name} sees "
-                            f"{names.get(peer['peer_id'], peer['node_id'])} "
-                            f"({', '.join(peer['capabilities'])})")
-            if all(len(a.seen & names.keys()) == agents - 1 for a in mesh) \
-                    and len(healthy) == agents:
-                break
-            if time.monotonic() - t0 > timeout:
-                say("  the mesh did not form in time; logs are in " + str(root))
-                return 1
-            time.sleep(0.1)
+        if not _mesh_formed(mesh, names, say, stamp, t0, timeout, root):
+            return 1
         say(f"\nMesh formed in {time.monotonic() - t0:.2f} s: every agent sees the other "
             f"{agents - 1}.")
         _seed_repository(hub.url)
@@ -330,54 +302,9 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
             for n, (title, prio) in filed.items():
                 say(f"  #{n:<3} {title} [{prio}]")
             say("")
-        shown: dict[int, str] = {}
-        order: list[tuple[int, str, str]] = []
-        deadline = time.monotonic() + timeout
-        while filed and time.monotonic() < deadline:
-            for n, st in _task_states(hub.url).items():
-                if n not in filed:
-                    continue
-                if st["final"] and shown.get(n) != "final":
-                    who = (_claimers(hub.url, n) or ["?"])[-1]
-                    shown[n] = "final"
-                    order.append((n, who, st["final"]))
-                    say(f"  {stamp()} #{n:<3} {filed[n][0]}: {st['final']} ({who})")
-                elif st["claimed"] and n not in shown:
-                    who = (_claimers(hub.url, n) or ["?"])[-1]
-                    shown[n] = "claimed"
-                    say(f"  {stamp()} #{n:<3} {filed[n][0]}: claimed by {who}")
-            if len(order) == len(filed):
-                break
-            time.sleep(0.3)
-        if filed:
-            counts = [_claim_counts(hub.url, n) for n in filed]
-            duplicates = sum(d for d, _ in counts)
-            handed = sum(h for _, h in counts)
-            stats = hub.app.stats
-            bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
-            say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "
-                f"({sum(1 for o in order if o[2] == 'pull request')} as pull requests, "
-                f"{sum(1 for o in order if o[2] == 'done')} done, "
-                f"{sum(1 for o in order if o[2] == 'failed')} failed).")
-            say(f"  {'order':>5}  {'task':42} {'agent':10} result")
-            for i, (n, who, result) in enumerate(order, 1):
-                say(f"  {i:>5}  #{n:<3} {filed[n][0][:37]:37} {who:10} {result}")
-            prs = _pull_requests(hub.url)
-            if prs:
-                say("  pull requests opened (draft, each with 'Fixes #n'):")
-                for pr in sorted(prs, key=lambda p: p["number"]):
-                    say(f"    #{pr['number']:<3} {pr['title'][:40]:40} {pr['head']['ref']}")
-            say(f"  duplicate claims: {duplicates}")
-            say(f"  handed over to a helper after a failure: {handed}")
-            counts = monitor.counts()
-            if counts is not None:
-                say("  the monitor's view: " + ", ".join(
-                    f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
-            say(f"  API requests used by the agents: {bot_requests} "
-                f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
-            if len(order) != len(filed):
-                say("  not every task finished in time; logs are in " + str(root))
-                return 1
+        order = _follow_tasks(hub.url, filed, say, stamp, timeout)
+        if filed and not _summarize(hub, monitor, filed, order, say, root):
+            return 1
         if exit_after:
             return 0
         say(f"\nRunning; the Mesh Visualizer: {monitor.url}/ ; devhub: {hub.url}/repos/{REPO}/issues . "
@@ -395,3 +322,107 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
             shutil.rmtree(root, ignore_errors=True)
         else:
             say(f"  an agent did not stop cleanly ({codes}); logs kept in {root}")
+
+
+def _agent_env(hub_url: str, root: Path, work: Path) -> dict[str, str]:
+    """The environment the demo's agents and monitor start with: devhub, the bot's token,
+    quick polling, the workspaces and the sandbox."""
+    return {"BZZZ_GITHUB__URL": hub_url, "BZZZ_GITHUB__REPOS": REPO,
+            "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
+            "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30",
+            "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
+
+
+def _mesh_formed(mesh: list, names: dict[str, str], say, stamp, t0: float, timeout: float,
+                 root: Path) -> bool:
+    """Wait until every agent is up and sees every other, telling each step; False (told)
+    when an agent exits or the mesh does not form within ``timeout`` of ``t0``."""
+    agents = len(mesh)
+    healthy: set[str] = set()
+    while True:
+        for a in mesh:
+            if a.proc is not None and a.proc.poll() is not None:
+                say(f"  {a.name} exited with status {a.proc.returncode}; its log:")
+                say(a.log_path.read_text(errors="replace")[-2000:])
+                return False
+            status = _status(a.api_port)
+            if status is None:
+                continue
+            if a.name not in healthy:
+                healthy.add(a.name)
+                say(f"  {stamp()} {a.name} is up: "
+                    f"http://127.0.0.1:{a.api_port}/api/v1/status")
+            for peer in status["peers"]:
+                if peer["peer_id"] not in a.seen:
+                    a.seen.add(peer["peer_id"])
+                    say(f"  {stamp()} {a.name} sees "
+                        f"{names.get(peer['peer_id'], peer['node_id'])} "
+                        f"({', '.join(peer['capabilities'])})")
+        if all(len(a.seen & names.keys()) == agents - 1 for a in mesh) \
+                and len(healthy) == agents:
+            return True
+        if time.monotonic() - t0 > timeout:
+            say("  the mesh did not form in time; logs are in " + str(root))
+            return False
+        time.sleep(0.1)
+
+
+def _follow_tasks(hub_url: str, filed: dict, say, stamp,
+                  timeout: float) -> list[tuple[int, str, str]]:
+    """Tell each filed task's claim and end as devhub shows them, until all have ended or
+    ``timeout`` passed: the ended ones, (number, agent, result), in the order they ended."""
+    shown: dict[int, str] = {}
+    order: list[tuple[int, str, str]] = []
+    deadline = time.monotonic() + timeout
+    while filed and time.monotonic() < deadline:
+        for n, st in _task_states(hub_url).items():
+            if n not in filed:
+                continue
+            if st["final"] and shown.get(n) != "final":
+                who = (_claimers(hub_url, n) or ["?"])[-1]
+                shown[n] = "final"
+                order.append((n, who, st["final"]))
+                say(f"  {stamp()} #{n:<3} {filed[n][0]}: {st['final']} ({who})")
+            elif st["claimed"] and n not in shown:
+                who = (_claimers(hub_url, n) or ["?"])[-1]
+                shown[n] = "claimed"
+                say(f"  {stamp()} #{n:<3} {filed[n][0]}: claimed by {who}")
+        if len(order) == len(filed):
+            break
+        time.sleep(0.3)
+    return order
+
+
+def _summarize(hub, monitor, filed: dict, order: list[tuple[int, str, str]], say,
+               root: Path) -> bool:
+    """The run's summary: results, pull requests, duplicate claims, handovers, the
+    monitor's counts, API requests; False (told) when not every task finished."""
+    counts = [_claim_counts(hub.url, n) for n in filed]
+    duplicates = sum(d for d, _ in counts)
+    handed = sum(h for _, h in counts)
+    stats = hub.app.stats
+    bot_requests = sum(v for (login, _, _), v in stats.items() if login == "bzzz-bot")
+    say(f"\nSummary: {len(order)} of {len(filed)} tasks finished "
+        f"({sum(1 for o in order if o[2] == 'pull request')} as pull requests, "
+        f"{sum(1 for o in order if o[2] == 'done')} done, "
+        f"{sum(1 for o in order if o[2] == 'failed')} failed).")
+    say(f"  {'order':>5}  {'task':42} {'agent':10} result")
+    for i, (n, who, result) in enumerate(order, 1):
+        say(f"  {i:>5}  #{n:<3} {filed[n][0][:37]:37} {who:10} {result}")
+    prs = _pull_requests(hub.url)
+    if prs:
+        say("  pull requests opened (draft, each with 'Fixes #n'):")
+        for pr in sorted(prs, key=lambda p: p["number"]):
+            say(f"    #{pr['number']:<3} {pr['title'][:40]:40} {pr['head']['ref']}")
+    say(f"  duplicate claims: {duplicates}")
+    say(f"  handed over to a helper after a failure: {handed}")
+    counts = monitor.counts()
+    if counts is not None:
+        say("  the monitor's view: " + ", ".join(
+            f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
+    say(f"  API requests used by the agents: {bot_requests} "
+        f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
+    if len(order) != len(filed):
+        say("  not every task finished in time; logs are in " + str(root))
+        return False
+    return True

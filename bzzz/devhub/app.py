@@ -76,12 +76,24 @@ class DevHubApp(PullsAPI):
         self.routes.append((method, re.compile(pattern), handler, template))
 
     def _routes(self) -> None:
+        """The table, in matching order: the first template that matches wins."""
+        self._user_routes()
+        self._issue_routes()
+        self._repo_routes()
+        self._pull_routes()
+        self._git_routes()
+
+    def _user_routes(self) -> None:
         r = self.route
         R = "/repos/{owner}/{repo}"
         r("GET", "/user", self.get_user)
         r("GET", "/users/{login}", self.get_named_user)
         r("GET", "/rate_limit", self.get_rate_limit)
         r("GET", R, self.get_repo)
+
+    def _issue_routes(self) -> None:
+        r = self.route
+        R = "/repos/{owner}/{repo}"
         r("GET", R + "/labels", self.list_labels)
         r("POST", R + "/labels", self.create_label)
         r("GET", R + "/labels/{name}", self.get_label)
@@ -112,6 +124,11 @@ class DevHubApp(PullsAPI):
         r("GET", R + "/issues/{number}/reactions", self.list_issue_reactions)
         r("POST", R + "/issues/{number}/reactions", self.create_issue_reaction)
         r("DELETE", R + "/issues/{number}/reactions/{reaction}", self.delete_issue_reaction)
+
+    def _repo_routes(self) -> None:
+        """Collaborators and webhooks."""
+        r = self.route
+        R = "/repos/{owner}/{repo}"
         r("GET", R + "/collaborators", self.list_collaborators)
         r("GET", R + "/collaborators/{username}", self.check_collaborator)
         r("DELETE", R + "/collaborators/{username}", self.remove_collaborator)
@@ -122,6 +139,10 @@ class DevHubApp(PullsAPI):
         r("DELETE", R + "/hooks/{id}", self.delete_hook)
         r("GET", R + "/hooks/{id}/deliveries", self.list_deliveries)
         r("POST", R + "/hooks/{id}/deliveries/{delivery}/attempts", self.redeliver)
+
+    def _pull_routes(self) -> None:
+        r = self.route
+        R = "/repos/{owner}/{repo}"
         r("GET", R + "/pulls", self.list_pulls)
         r("POST", R + "/pulls", self.create_pull)
         r("GET", R + "/pulls/comments", self.list_repo_review_comments)  # before /pulls/{number}
@@ -148,6 +169,11 @@ class DevHubApp(PullsAPI):
         r("GET", R + "/pulls/{number}/comments", self.list_pull_comments)
         r("POST", R + "/pulls/{number}/comments", self.create_pull_comment)
         r("POST", R + "/pulls/{number}/comments/{id}/replies", self.reply_pull_comment)
+
+    def _git_routes(self) -> None:
+        """Branches, their protection, and the git database."""
+        r = self.route
+        R = "/repos/{owner}/{repo}"
         r("GET", R + "/branches", self.list_branches)
         r("GET", R + "/branches/{branch*}/protection", self.get_protection)  # before the branch
         r("PUT", R + "/branches/{branch*}/protection", self.set_protection)
@@ -206,17 +232,9 @@ class DevHubApp(PullsAPI):
         if path == "/app" or path.startswith("/app/"):  # a GitHub App's JWT (apps.py)
             return self.hub.apps.api(method, path, parse_qs(query), headers, body,
                                      self.clock.time(), base)
-        auth = headers.get("authorization", "")
-        token = None
-        if auth:
-            scheme, _, value = auth.partition(" ")
-            if scheme.lower() in ("token", "bearer") and value.strip():
-                token = value.strip()
-            else:
-                return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
-        login, app_token = self.hub.apps.resolve(token, self.clock.time())  # users' and apps'
-        if token and login is None:
-            return 401, {"message": "Bad credentials", "documentation_url": DOCS}, {}
+        token, login, app_token, refused = self._authenticate(headers)
+        if refused is not None:
+            return refused
         key = f"token:{token}" if token else f"ip:{client[0] if client else '?'}"
         now = self.clock.time()
         req = Request(method, unquote(path), parse_qs(query, keep_blank_values=True), headers,
@@ -229,6 +247,48 @@ class DevHubApp(PullsAPI):
         if delay:
             await trio.sleep(delay)
 
+        rl, refused = self._rate_limit(method, path, key, login, now, forced_secondary)
+        if refused is not None:
+            return refused
+        if injected is not None:
+            return injected, {"message": "Server Error (injected)"}, rl
+        if app_token is not None:  # an installation token: its permissions and repositories
+            refused = self._app_gate(app_token, token, method, req.path, route, match, rl)
+            if refused is not None:
+                return refused
+        if match is None:
+            return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
+        result, failed = await self._call(match, req, method, path, rl)
+        if failed is not None:
+            return failed
+        status, payload, extra = result
+        if method in WRITE_METHODS:
+            self.on_change()
+            await self._dispatch_webhooks(req.base)
+        return self._conditional(method, headers, status, payload, {**rl, **extra},
+                                 key, login, now)
+
+    def _authenticate(self, headers: dict[str, str]):
+        """(token, login, app_token, None), or a 401 as the last item."""
+        auth = headers.get("authorization", "")
+        token = None
+        if auth:
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() in ("token", "bearer") and value.strip():
+                token = value.strip()
+            else:
+                return None, None, None, (401, {"message": "Bad credentials",
+                                                "documentation_url": DOCS}, {})
+        login, app_token = self.hub.apps.resolve(token, self.clock.time())  # users' and apps'
+        if token and login is None:
+            return token, None, app_token, (401, {"message": "Bad credentials",
+                                                  "documentation_url": DOCS}, {})
+        return token, login, app_token, None
+
+    def _rate_limit(self, method: str, path: str, key: str, login: str | None, now: float,
+                    forced_secondary: bool) -> tuple[dict, Response | None]:
+        """Spend from the primary budget (unless reading it) and check the secondary one:
+        the rate-limit headers, and a 403 when over either."""
         counts = path != "/rate_limit"
         ok, budget = (self.limits.spend(key, login is not None, now) if counts
                       else (True, self.limits.budget(key, login is not None, now)))
@@ -239,24 +299,29 @@ class DevHubApp(PullsAPI):
         if not ok:
             msg = (f"API rate limit exceeded for user ID {self.hub.users[login].id}."
                    if login else "API rate limit exceeded.")
-            return 403, {"message": msg, "documentation_url": DOCS}, rl
+            return rl, (403, {"message": msg, "documentation_url": DOCS}, rl)
         if method in WRITE_METHODS or forced_secondary:
             retry = 60 if forced_secondary else self.limits.secondary(key, now)
             if retry is not None:
-                return 403, {"message": "You have exceeded a secondary rate limit. Please wait "
-                             "a few minutes before you try again.",
-                             "documentation_url": DOCS}, {**rl, "retry-after": str(retry)}
-        if injected is not None:
-            return injected, {"message": "Server Error (injected)"}, rl
-        if app_token is not None:  # an installation token: its permissions and repositories
-            if method == "DELETE" and req.path == "/installation/token":
-                self.hub.apps.revoke(token)
-                return 204, None, rl
-            denied = self.hub.apps.authorize(app_token, method, route, match[1] if match else {})
-            if denied is not None:
-                return denied[0], denied[1], rl
-        if match is None:
-            return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
+                return rl, (403, {"message": "You have exceeded a secondary rate limit. Please "
+                                  "wait a few minutes before you try again.",
+                                  "documentation_url": DOCS}, {**rl, "retry-after": str(retry)})
+        return rl, None
+
+    def _app_gate(self, app_token, token: str | None, method: str, path: str, route: str,
+                  match, rl: dict) -> Response | None:
+        """An installation token: its revocation, or a refusal outside its permissions and
+        repositories; None to go on."""
+        if method == "DELETE" and path == "/installation/token":
+            self.hub.apps.revoke(token)
+            return 204, None, rl
+        denied = self.hub.apps.authorize(app_token, method, route, match[1] if match else {})
+        if denied is not None:
+            return denied[0], denied[1], rl
+        return None
+
+    async def _call(self, match, req: Request, method: str, path: str, rl: dict):
+        """Run the route's handler: (its response, None), or (None, the error response)."""
         handler, params = match[0], match[1]
         try:
             result = handler(req, **params)
@@ -267,16 +332,17 @@ class DevHubApp(PullsAPI):
             doc = {"message": err.message, "documentation_url": DOCS}
             if err.errors:
                 doc["errors"] = err.errors
-            return err.status, doc, rl
+            return None, (err.status, doc, rl)
         except GitError as err:
-            return err.status, {"message": err.message, "documentation_url": DOCS}, rl
+            return None, (err.status, {"message": err.message, "documentation_url": DOCS}, rl)
         except Exception:  # a devhub bug: answer like GitHub's 500, keep serving, log it
             log.exception("devhub: %s %s failed", method, path)
-            return 500, {"message": "Server Error", "documentation_url": DOCS}, rl
-        if method in WRITE_METHODS:
-            self.on_change()
-            await self._dispatch_webhooks(req.base)
-        headers_out = {**rl, **extra}
+            return None, (500, {"message": "Server Error", "documentation_url": DOCS}, rl)
+        return (status, payload, extra), None
+
+    def _conditional(self, method: str, headers: dict[str, str], status: int, payload: Any,
+                     headers_out: dict, key: str, login: str | None, now: float) -> Response:
+        """A GET's ETag, and a 304 (its request refunded) when the client already has it."""
         if method == "GET" and status == 200:
             etag = 'W/"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()
                                         ).hexdigest() + '"'
@@ -1034,75 +1100,96 @@ class DevHubApp(PullsAPI):
             if path == "/_devhub/health" and method == "GET":
                 return 200, {"ok": True, "repos": len(self.hub.repos)}, {}
             if path == "/_devhub/clock" and method == "POST":
-                # {"advance": seconds}: move devhub's clock forward (clock.py)
-                advance = doc.get("advance") if isinstance(doc, dict) else None
-                if isinstance(advance, bool) or not isinstance(advance, (int, float)) \
-                        or not advance >= 0:
-                    raise HubError(422, "advance must be a number of seconds, not negative")
-                return 200, {"now": self.clock.advance(advance)}, {}
+                return self._admin_clock(doc)
             if path == "/_devhub/seed" and method == "POST":
-                self.hub.seed(doc, int(now))
-                self.sync_git()
-                self.on_change()
-                return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
+                return self._admin_seed(doc, now)
             if path == "/_devhub/roles" and method == "POST":
-                # {"repo": "o/r", "login": "u", "role": "admin|maintain|write|triage|read|null"}
-                if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str):
-                    raise HubError(422, "repo must be a full name")
-                repo = self.hub.repos.get(doc["repo"].lower())
-                if repo is None:
-                    raise HubError(404, "Not Found")
-                if "role" not in doc:
-                    raise HubError(422, "role is required (null removes the collaborator)")
-                role = self.hub.set_role(repo, doc.get("login"), doc["role"])
-                self.on_change()
-                return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
+                return self._admin_role(doc)
             if path == "/_devhub/head-repo-deleted" and method == "POST":
-                # {"repo": "o/r", "pull": n}: the pull request's fork is gone (head.repo null)
-                if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str) \
-                        or not isinstance(doc.get("pull"), int):
-                    raise HubError(422, "repo (a full name) and pull (a number) are required")
-                repo = self.hub.repos.get(doc["repo"].lower())
-                if repo is None:
-                    raise HubError(404, "Not Found")
-                self.hub.delete_head_repo(repo, doc["pull"])
-                self.on_change()
-                return 200, {"repo": repo.full_name, "pull": doc["pull"]}, {}
+                return self._admin_head_repo_deleted(doc)
             handled = self.hub.apps.admin(method, path, doc, now)  # GitHub Apps (apps.py)
             if handled is not None:
                 if method != "GET":
                     self.on_change()
                 return handled
             if path == "/_devhub/stats" and method == "GET":
-                per: dict[str, dict[str, int]] = {}
-                for (login, m, route), n in self.stats.items():
-                    per.setdefault(login, {})[f"{m} {route}"] = n
-                return 200, {"requests": per, "total": sum(self.stats.values())}, {}
+                return self._admin_stats()
             if path == "/_devhub/stats" and method == "DELETE":
                 self.stats.clear()
                 return 204, None, {}
             if path == "/_devhub/faults" and method == "POST":
-                self.faults.add(Fault(doc.get("pattern", "."),
-                                      tuple(doc.get("latency_ms", (0, 0))),
-                                      float(doc.get("error_rate", 0.0)),
-                                      int(doc.get("error_status", 502)),
-                                      int(doc.get("secondary_burst", 0))))
-                return 201, {"faults": len(self.faults.rules)}, {}
+                return self._admin_fault(doc)
             if path == "/_devhub/faults" and method == "DELETE":
                 self.faults.clear()
                 return 204, None, {}
             if path == "/_devhub/limits" and method == "POST":
-                if "hourly" in doc:
-                    self.limits.hourly = int(doc["hourly"])
-                if "secondary_per_minute" in doc:
-                    v = doc["secondary_per_minute"]
-                    self.limits.secondary_per_minute = None if v is None else int(v)
-                if "secondary_burst" in doc:  # the next N writes (of one token, or all) get 403
-                    key = f"token:{doc['token']}" if doc.get("token") else "*"
-                    self.limits.force_secondary(key, int(doc["secondary_burst"]))
-                return 200, {"hourly": self.limits.hourly,
-                             "secondary_per_minute": self.limits.secondary_per_minute}, {}
+                return self._admin_limits(doc)
         except (HubError, ValueError, TypeError, re.error) as exc:
             status = exc.status if isinstance(exc, HubError) else 422
             return status, {"message": str(exc)}, {}
         return 404, {"message": "Not Found"}, {}
+
+    def _admin_clock(self, doc) -> Response:
+        """{"advance": seconds}: move devhub's clock forward (clock.py)."""
+        advance = doc.get("advance") if isinstance(doc, dict) else None
+        if isinstance(advance, bool) or not isinstance(advance, (int, float)) \
+                or not advance >= 0:
+            raise HubError(422, "advance must be a number of seconds, not negative")
+        return 200, {"now": self.clock.advance(advance)}, {}
+
+    def _admin_seed(self, doc, now: float) -> Response:
+        self.hub.seed(doc, int(now))
+        self.sync_git()
+        self.on_change()
+        return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
+
+    def _admin_role(self, doc) -> Response:
+        """{"repo": "o/r", "login": "u", "role": "admin|maintain|write|triage|read|null"}"""
+        if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str):
+            raise HubError(422, "repo must be a full name")
+        repo = self.hub.repos.get(doc["repo"].lower())
+        if repo is None:
+            raise HubError(404, "Not Found")
+        if "role" not in doc:
+            raise HubError(422, "role is required (null removes the collaborator)")
+        role = self.hub.set_role(repo, doc.get("login"), doc["role"])
+        self.on_change()
+        return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
+
+    def _admin_head_repo_deleted(self, doc) -> Response:
+        """{"repo": "o/r", "pull": n}: the pull request's fork is gone (head.repo null)."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str) \
+                or not isinstance(doc.get("pull"), int):
+            raise HubError(422, "repo (a full name) and pull (a number) are required")
+        repo = self.hub.repos.get(doc["repo"].lower())
+        if repo is None:
+            raise HubError(404, "Not Found")
+        self.hub.delete_head_repo(repo, doc["pull"])
+        self.on_change()
+        return 200, {"repo": repo.full_name, "pull": doc["pull"]}, {}
+
+    def _admin_stats(self) -> Response:
+        per: dict[str, dict[str, int]] = {}
+        for (login, m, route), n in self.stats.items():
+            per.setdefault(login, {})[f"{m} {route}"] = n
+        return 200, {"requests": per, "total": sum(self.stats.values())}, {}
+
+    def _admin_fault(self, doc) -> Response:
+        self.faults.add(Fault(doc.get("pattern", "."),
+                              tuple(doc.get("latency_ms", (0, 0))),
+                              float(doc.get("error_rate", 0.0)),
+                              int(doc.get("error_status", 502)),
+                              int(doc.get("secondary_burst", 0))))
+        return 201, {"faults": len(self.faults.rules)}, {}
+
+    def _admin_limits(self, doc) -> Response:
+        if "hourly" in doc:
+            self.limits.hourly = int(doc["hourly"])
+        if "secondary_per_minute" in doc:
+            v = doc["secondary_per_minute"]
+            self.limits.secondary_per_minute = None if v is None else int(v)
+        if "secondary_burst" in doc:  # the next N writes (of one token, or all) get 403
+            key = f"token:{doc['token']}" if doc.get("token") else "*"
+            self.limits.force_secondary(key, int(doc["secondary_burst"]))
+        return 200, {"hourly": self.limits.hourly,
+                     "secondary_per_minute": self.limits.secondary_per_minute}, {}

@@ -9,6 +9,7 @@ work they need (shas, diffs, merges) and renders the answers.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import protection as protect
@@ -238,11 +239,35 @@ class PullsAPI:
         r, issue = self._pull(req, owner, repo, number)
         actor = req.actor()
         doc = req.obj()
-        _string_fields(doc, "commit_title", "commit_message", "sha", "merge_method")
-        method = doc.get("merge_method") or "merge"
-        if method not in MERGE_METHODS:
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "PullRequest", "field": "merge_method", "code": "invalid"}])
+        method = _merge_method(doc)
+        head, base = await self._mergeable(r, issue, actor, doc)
+        tree = await self.git.merge_trees(r.full_name, base, head)
+        if tree is None:
+            raise HubError(405, "Merge conflict")
+        commits = await self.git.log(r.full_name, head, base)
+        stamp = f"{req.now} +0000"
+        merger = Identity(actor, f"{actor}@users.devhub", stamp)
+        if method == "rebase":
+            sha = await self._rebase(r, commits, base, merger)
+        else:
+            sha = await self._merge_commit(r, issue, method, doc, commits, tree, base, head,
+                                           merger, stamp)
+        pull = issue.pull
+        if not await self.git.move_ref(r.full_name, f"refs/heads/{pull['base']}", sha, base):
+            raise HubError(405, "Base branch was modified. Review and try the merge again.")
+        closes = []
+        if pull["base"] == r.default_branch:
+            closes = closing_references([issue.body] + [c["message"] for c in commits],
+                                        r.full_name)
+        self.hub.merge_pull(r, issue.number, actor, req.now, sha, head, base, closes)
+        await self.refs_moved(r, actor, req.now, {pull["base"]: (base, sha)})
+        return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+    async def _mergeable(self, r: Repo, issue: Issue, actor: str,
+                         doc: dict[str, Any]) -> tuple[str, str]:
+        """The head and base tips, once the actor may merge and the pull request can be:
+        open, not a draft, something left to merge, the expected head, no protection
+        blocking it."""
         if not r.can_push(actor):
             raise HubError(403, "Must have push access to repository")
         pull = issue.pull
@@ -261,45 +286,42 @@ class PullsAPI:
         blocker = self._merge_blocker(r, issue, actor)
         if blocker:
             raise HubError(405, blocker)
-        tree = await self.git.merge_trees(r.full_name, base, head)
-        if tree is None:
-            raise HubError(405, "Merge conflict")
-        commits = await self.git.log(r.full_name, head, base)
-        stamp = f"{req.now} +0000"
-        merger = Identity(actor, f"{actor}@users.devhub", stamp)
+        return head, base
+
+    async def _rebase(self, r: Repo, commits: list[dict[str, Any]], base: str,
+                      merger: Identity) -> str:
+        """Each commit picked onto the base in turn, its author kept: the last one's sha."""
+        sha = base
+        for c in commits:
+            picked = await self.git.pick_tree(r.full_name, c, sha)
+            if picked is None:
+                raise HubError(405, "This branch can't be rebased")
+            author = Identity(c["author"]["name"], c["author"]["email"],
+                              f"{c['author']['unix']} +0000")
+            sha = await self.git.write_commit(r.full_name, c["message"], picked, [sha],
+                                              author, merger)
+        return sha
+
+    async def _merge_commit(self, r: Repo, issue: Issue, method: str, doc: dict[str, Any],
+                            commits: list[dict[str, Any]], tree: str, base: str, head: str,
+                            merger: Identity, stamp: str) -> str:
+        """A merge commit (base and head its parents) or a squash (the base its only parent,
+        the pull request's author its author), titled as GitHub does unless the request
+        says otherwise."""
+        pull = issue.pull
         title, message = doc.get("commit_title"), doc.get("commit_message")
-        if method == "rebase":
-            sha = base
-            for c in commits:
-                picked = await self.git.pick_tree(r.full_name, c, sha)
-                if picked is None:
-                    raise HubError(405, "This branch can't be rebased")
-                author = Identity(c["author"]["name"], c["author"]["email"],
-                                  f"{c['author']['unix']} +0000")
-                sha = await self.git.write_commit(r.full_name, c["message"], picked, [sha],
-                                                  author, merger)
+        if method == "merge":
+            title = title or f"Merge pull request #{issue.number} from {r.owner}/{pull['head']}"
+            message = issue.title if message is None else message
+            parents, author = [base, head], merger
         else:
-            if method == "merge":
-                title = title or f"Merge pull request #{issue.number} from {r.owner}/{pull['head']}"
-                message = issue.title if message is None else message
-                parents, author = [base, head], merger
-            else:
-                title = title or f"{issue.title} (#{issue.number})"
-                message = "\n\n".join("* " + c["message"].strip() for c in commits) \
-                    if message is None else message
-                parents = [base]
-                author = Identity(issue.user, f"{issue.user}@users.devhub", stamp)
-            text = title + ("\n\n" + message if message else "") + "\n"
-            sha = await self.git.write_commit(r.full_name, text, tree, parents, author, merger)
-        if not await self.git.move_ref(r.full_name, f"refs/heads/{pull['base']}", sha, base):
-            raise HubError(405, "Base branch was modified. Review and try the merge again.")
-        closes = []
-        if pull["base"] == r.default_branch:
-            closes = closing_references([issue.body] + [c["message"] for c in commits],
-                                        r.full_name)
-        self.hub.merge_pull(r, issue.number, actor, req.now, sha, head, base, closes)
-        await self.refs_moved(r, actor, req.now, {pull["base"]: (base, sha)})
-        return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+            title = title or f"{issue.title} (#{issue.number})"
+            message = "\n\n".join("* " + c["message"].strip() for c in commits) \
+                if message is None else message
+            parents = [base]
+            author = Identity(issue.user, f"{issue.user}@users.devhub", stamp)
+        text = title + ("\n\n" + message if message else "") + "\n"
+        return await self.git.write_commit(r.full_name, text, tree, parents, author, merger)
 
     async def refs_moved(self, r: Repo, actor: str, now: int,
                          changed: dict[str, tuple[str | None, str | None]]) -> None:
@@ -391,29 +413,8 @@ class PullsAPI:
         if c.get("subject_type") == "file":
             return {**out, "subject_type": "file", "diff_hunk": ""}
         entries, lines = diff_lines(found["patch"] or "")
-        side = c.get("side") or "RIGHT"
-        if side not in ("LEFT", "RIGHT"):
-            raise fail("is invalid", "side")
-        number_key = "right" if side == "RIGHT" else "left"
-        if line is not None:
-            entry = next((e for e in entries if e[number_key] == line), None)
-        elif position is not None:
-            entry = next((e for e in entries if e["position"] == position), None)
-            if entry is not None:
-                side = "RIGHT" if entry["kind"] != "-" else "LEFT"
-                number_key = side.lower()
-        else:
-            raise fail("can't be blank", "line")
-        if entry is None:
-            raise fail("must be part of the diff", "line" if position is None else "position")
-        start_side = None
-        if start_line is not None:
-            start_side = c.get("start_side") or side
-            start_key = "right" if start_side == "RIGHT" else "left"
-            if start_line >= entry[number_key]:
-                raise fail("must precede the end line.", "start_line")
-            if not any(e[start_key] == start_line for e in entries):
-                raise fail("must be part of the diff", "start_line")
+        entry, side, number_key = _diff_entry(entries, c, line, position, fail)
+        start_side = _start_side(entries, c, start_line, side, entry[number_key], fail)
         hunk = "\n".join(lines[entry["hunk"]:entry["index"] + 1])
         return {**out, "line": entry[number_key], "side": side, "start_line": start_line,
                 "start_side": start_side, "position": entry["position"], "diff_hunk": hunk,
@@ -642,3 +643,50 @@ class PullsAPI:
         reasons = protect.refusals(rule, sha is None, forcing)
         if reasons:
             raise HubError(422, f"Protected branch update failed for {ref}.", reasons)
+
+
+def _merge_method(doc: dict[str, Any]) -> str:
+    """The merge request's method ("merge" unless it says), its string fields checked."""
+    _string_fields(doc, "commit_title", "commit_message", "sha", "merge_method")
+    method = doc.get("merge_method") or "merge"
+    if method not in MERGE_METHODS:
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "PullRequest", "field": "merge_method", "code": "invalid"}])
+    return method
+
+
+def _diff_entry(entries: list[dict[str, Any]], c: dict[str, Any], line: int | None,
+                position: int | None, fail: Callable[[str, str], HubError]):
+    """The diff line a review comment is on, by its line on a side or by its (deprecated)
+    position: the entry, the side, and the key of the entry's number on that side."""
+    side = c.get("side") or "RIGHT"
+    if side not in ("LEFT", "RIGHT"):
+        raise fail("is invalid", "side")
+    number_key = "right" if side == "RIGHT" else "left"
+    if line is not None:
+        entry = next((e for e in entries if e[number_key] == line), None)
+    elif position is not None:
+        entry = next((e for e in entries if e["position"] == position), None)
+        if entry is not None:
+            side = "RIGHT" if entry["kind"] != "-" else "LEFT"
+            number_key = side.lower()
+    else:
+        raise fail("can't be blank", "line")
+    if entry is None:
+        raise fail("must be part of the diff", "line" if position is None else "position")
+    return entry, side, number_key
+
+
+def _start_side(entries: list[dict[str, Any]], c: dict[str, Any], start_line: int | None,
+                side: str, end: int, fail: Callable[[str, str], HubError]) -> str | None:
+    """A multi-line comment's start side (its end's side unless given), once its start line
+    is checked to precede the end and be part of the diff; None for a one-line comment."""
+    if start_line is None:
+        return None
+    start_side = c.get("start_side") or side
+    start_key = "right" if start_side == "RIGHT" else "left"
+    if start_line >= end:
+        raise fail("must precede the end line.", "start_line")
+    if not any(e[start_key] == start_line for e in entries):
+        raise fail("must be part of the diff", "start_line")
+    return start_side

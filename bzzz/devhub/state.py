@@ -418,31 +418,21 @@ class Hub:
         """
         issue = self.issue(repo, number)
         pusher, triager = repo.can_push(actor), repo.can_triage(actor)
-        author = actor == issue.user
-        if not (pusher or triager or author):
-            raise HubError(403, "Must have push access to edit this issue.")
-        if not (pusher or author) and ("title" in changes or "body" in changes):
-            raise HubError(403, "Must have push access to edit this issue.")
-        if "title" in changes and (not isinstance(changes["title"], (str, int))
-                                   or str(changes["title"]) == ""):
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "Issue", "code": "missing_field", "field": "title"}])
-        if "body" in changes and changes["body"] is not None \
-                and not isinstance(changes["body"], str):
-            raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
-        if "state" in changes and changes["state"] not in ("open", "closed"):
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "Issue", "code": "invalid", "field": "state"}])
-        reason = changes.get("state_reason")
-        if reason is not None and reason not in ("completed", "not_planned", "reopened",
-                                                 "duplicate"):
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
-        if issue.pull is not None and changes.get("state") == "open" and issue.pull["merged"]:
-            raise HubError(422, "Validation Failed",
-                           [{"resource": "PullRequest", "code": "custom", "field": "state",
-                             "message": "state cannot be changed. The pull request cannot be "
-                                        "reopened because it has been merged."}])
+        _check_issue_changes(issue, changes, pusher, triager, actor == issue.user)
+        self._edit_text(repo, issue, actor, changes, edited)
+        if "state" in changes:
+            self._change_state(repo, issue, actor, now, changes["state"],
+                               changes.get("state_reason"))
+        if triager and "labels" in changes:
+            self.set_labels(repo, number, actor, now, changes["labels"], touch=False)
+        if triager and ("assignees" in changes or "assignee" in changes):
+            self._reassign(repo, issue, actor, now, changes)
+        issue.updated_at = now
+        return issue
+
+    def _edit_text(self, repo: Repo, issue: Issue, actor: str, changes: dict[str, Any],
+                   edited: dict[str, Any] | None) -> None:
+        """A new title or body, announced (with the caller's other edits) as ``edited``."""
         edited = dict(edited or {})
         if "title" in changes and str(changes["title"]) != issue.title:
             edited["title"] = {"from": issue.title}
@@ -453,32 +443,34 @@ class Hub:
         if edited:
             self._announce(repo, "issues", "edited", issue.number,
                            {"sender": actor, "changes": edited})
-        if "state" in changes:
-            state = changes["state"]
-            if state != issue.state:
-                issue.state = state
-                pull = issue.pull is not None  # a pull request's issue has no state_reason
-                if state == "closed":
-                    issue.closed_at, issue.closed_by = now, actor
-                    issue.state_reason = None if pull else reason or "completed"
-                    self._event(repo, issue, "closed", actor, now)
-                else:
-                    issue.closed_at, issue.closed_by = None, None
-                    issue.state_reason = None if pull else "reopened"
-                    self._event(repo, issue, "reopened", actor, now)
-        if triager and "labels" in changes:
-            self.set_labels(repo, number, actor, now, changes["labels"], touch=False)
-        if triager and ("assignees" in changes or "assignee" in changes):
-            wanted = changes.get("assignees")
-            if wanted is None and "assignee" in changes:
-                wanted = [changes["assignee"]] if changes["assignee"] else []
-            wanted = [w for w in _names(wanted, "assignees") if self._assignable(repo, w)]
-            for gone in [a for a in issue.assignees if a not in wanted]:
-                issue.assignees.remove(gone)
-                self._event(repo, issue, "unassigned", actor, now, assignee=gone)
-            self._assign(repo, issue, wanted, actor, now)
-        issue.updated_at = now
-        return issue
+
+    def _change_state(self, repo: Repo, issue: Issue, actor: str, now: int, state: str,
+                      reason: str | None) -> None:
+        """Close or reopen (nothing when already so), with its event and state_reason."""
+        if state != issue.state:
+            issue.state = state
+            pull = issue.pull is not None  # a pull request's issue has no state_reason
+            if state == "closed":
+                issue.closed_at, issue.closed_by = now, actor
+                issue.state_reason = None if pull else reason or "completed"
+                self._event(repo, issue, "closed", actor, now)
+            else:
+                issue.closed_at, issue.closed_by = None, None
+                issue.state_reason = None if pull else "reopened"
+                self._event(repo, issue, "reopened", actor, now)
+
+    def _reassign(self, repo: Repo, issue: Issue, actor: str, now: int,
+                  changes: dict[str, Any]) -> None:
+        """The assignees become those asked for (``assignees``, or the older ``assignee``)
+        that can be assigned: the others unassigned first, then the new ones assigned."""
+        wanted = changes.get("assignees")
+        if wanted is None and "assignee" in changes:
+            wanted = [changes["assignee"]] if changes["assignee"] else []
+        wanted = [w for w in _names(wanted, "assignees") if self._assignable(repo, w)]
+        for gone in [a for a in issue.assignees if a not in wanted]:
+            issue.assignees.remove(gone)
+            self._event(repo, issue, "unassigned", actor, now, assignee=gone)
+        self._assign(repo, issue, wanted, actor, now)
 
     def create_pull(self, repo: Repo, actor: str, now: int, title: Any, body: Any, head: str,
                     base: str, draft: bool = False, head_sha: str | None = None,
@@ -1152,3 +1144,33 @@ def closing_references(texts: list[str | None], full_name: str) -> list[int]:
             if other is None or other.lower() == full_name.lower():
                 found.append(int(m.group("number")))
     return list(dict.fromkeys(found))
+
+
+def _check_issue_changes(issue: Issue, changes: dict[str, Any], pusher: bool, triager: bool,
+                         author: bool) -> None:
+    """An issue's PATCH refused (403 or 422) before anything changes: who may edit what,
+    the fields' types and values, and no reopening a merged pull request."""
+    if not (pusher or triager or author):
+        raise HubError(403, "Must have push access to edit this issue.")
+    if not (pusher or author) and ("title" in changes or "body" in changes):
+        raise HubError(403, "Must have push access to edit this issue.")
+    if "title" in changes and (not isinstance(changes["title"], (str, int))
+                               or str(changes["title"]) == ""):
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "Issue", "code": "missing_field", "field": "title"}])
+    if "body" in changes and changes["body"] is not None \
+            and not isinstance(changes["body"], str):
+        raise HubError(422, "Invalid request.\n\nFor 'properties/body', is not a string.")
+    if "state" in changes and changes["state"] not in ("open", "closed"):
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "Issue", "code": "invalid", "field": "state"}])
+    reason = changes.get("state_reason")
+    if reason is not None and reason not in ("completed", "not_planned", "reopened",
+                                             "duplicate"):
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "Issue", "code": "invalid", "field": "state_reason"}])
+    if issue.pull is not None and changes.get("state") == "open" and issue.pull["merged"]:
+        raise HubError(422, "Validation Failed",
+                       [{"resource": "PullRequest", "code": "custom", "field": "state",
+                         "message": "state cannot be changed. The pull request cannot be "
+                                    "reopened because it has been merged."}])

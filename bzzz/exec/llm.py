@@ -343,30 +343,7 @@ async def stream_chat(http: httpx.AsyncClient, ep: Endpoint, model: str,
     scope closes the connection at once."""
     if ep.kind not in ("ollama", "openai"):
         raise ValueError(f"endpoint kind {ep.kind!r} is not resolved: probe it first")
-    msgs = list(messages)
-    if system is not None:
-        msgs.insert(0, {"role": "system", "content": system})
-    base = _base(ep.url)
-    if ep.kind == "ollama":
-        url = base + "/api/chat"
-        body: dict[str, Any] = {"model": model, "messages": msgs, "stream": True}
-        options: dict[str, Any] = {}
-        if temperature is not None:
-            options["temperature"] = temperature
-        if max_tokens is not None:
-            options["num_predict"] = max_tokens
-        if options:
-            body["options"] = options
-        parse = _ollama_lines
-    else:
-        url = base + "/v1/chat/completions"
-        body = {"model": model, "messages": msgs, "stream": True,
-                "stream_options": {"include_usage": True}}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        parse = _sse_lines
+    url, body, parse = _chat_request(ep, model, messages, system, temperature, max_tokens)
     headers = _headers(ep)
     headers["Accept"] = "application/x-ndjson" if ep.kind == "ollama" else "text/event-stream"
     timeout = httpx.Timeout(None, connect=connect_timeout, pool=connect_timeout)
@@ -383,28 +360,66 @@ async def stream_chat(http: httpx.AsyncClient, ep: Endpoint, model: str,
                                    timeout=timeout) as resp:
                 started = True
                 if resp.status_code != 200:
-                    raw = b""
-                    async for data in resp.aiter_bytes():
-                        raw += data
-                        if len(raw) > MAX_ERROR_BODY:
-                            break
-                    raise _status_error(ep, model, resp.status_code, raw)
+                    raise _status_error(ep, model, resp.status_code, await _error_body(resp))
                 await parse(resp, st, ep)
         except httpx.HTTPError as exc:
             raise _transport_error(ep, exc, connect_timeout, started,
                                    "".join(st.parts)) from None
     if scope.cancelled_caught:
-        partial = "".join(st.parts)
-        if st.first is None and first_token_timeout <= total_timeout:
-            raise LLMError("timeout", f"{_label(ep)}: no first token within "
-                           f"{_secs(first_token_timeout)}", partial=partial)
-        raise LLMError("timeout", f"{_label(ep)}: no complete answer within "
-                       f"{_secs(total_timeout)}", partial=partial)
+        raise _timed_out(ep, st, first_token_timeout, total_timeout)
     if not st.done:
         raise LLMError("stream", f"{_label(ep)}: the stream ended before the answer did",
                        partial="".join(st.parts))
     return Answer("".join(st.parts), st.finish, st.tokens, st.first,
                   time.perf_counter() - t0, st.model)
+
+
+def _chat_request(ep: Endpoint, model: str, messages: list[dict], system: str | None,
+                  temperature: float | None, max_tokens: int | None):
+    """The streaming chat request in the endpoint's dialect: its URL, its JSON body, and
+    the parser of its answer."""
+    msgs = list(messages)
+    if system is not None:
+        msgs.insert(0, {"role": "system", "content": system})
+    base = _base(ep.url)
+    if ep.kind == "ollama":
+        body: dict[str, Any] = {"model": model, "messages": msgs, "stream": True}
+        options: dict[str, Any] = {}
+        if temperature is not None:
+            options["temperature"] = temperature
+        if max_tokens is not None:
+            options["num_predict"] = max_tokens
+        if options:
+            body["options"] = options
+        return base + "/api/chat", body, _ollama_lines
+    body = {"model": model, "messages": msgs, "stream": True,
+            "stream_options": {"include_usage": True}}
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    return base + "/v1/chat/completions", body, _sse_lines
+
+
+async def _error_body(resp: httpx.Response) -> bytes:
+    """The start of an error answer's body (a little over MAX_ERROR_BODY at most)."""
+    raw = b""
+    async for data in resp.aiter_bytes():
+        raw += data
+        if len(raw) > MAX_ERROR_BODY:
+            break
+    return raw
+
+
+def _timed_out(ep: Endpoint, st: _State, first_token_timeout: float,
+               total_timeout: float) -> LLMError:
+    """Which deadline passed: the first token's, or the whole answer's."""
+    partial = "".join(st.parts)
+    if st.first is None and first_token_timeout <= total_timeout:
+        return LLMError("timeout", f"{_label(ep)}: no first token within "
+                        f"{_secs(first_token_timeout)}", partial=partial)
+    return LLMError("timeout", f"{_label(ep)}: no complete answer within "
+                    f"{_secs(total_timeout)}", partial=partial)
 
 
 def _bad_line(ep: Endpoint, st: _State, line: str) -> LLMError:
@@ -495,56 +510,9 @@ async def _sse_lines(resp: httpx.Response, st: _State, ep: Endpoint) -> None:
     """Server-sent events carrying OpenAI chat chunks: ``data: {...}`` events (an event's
     ``data`` lines joined), ``choices[0].delta.content``, ``finish_reason``, ``usage``, an
     ``{"error"}`` event, ``data: [DONE]``. Comments (``:``) and other fields are skipped."""
-    scan = _scan
-    append = st.parts.append
-    on_delta = st.on_delta
     data_lines: list[str] = []
     event = ""
     finished = False  # a finish_reason came: [DONE] is a formality after it
-
-    def dispatch(payload: str, event: str) -> None:
-        nonlocal finished
-        if payload == "[DONE]":
-            st.done = True
-            return
-        try:
-            doc = scan(payload)[0]
-        except ValueError:
-            doc = _lenient(payload, ep, st)
-            if doc is None:
-                return
-        if doc.__class__ is not dict:
-            raise _bad_line(ep, st, payload)
-        if "error" in doc or event == "error":
-            raise _stream_failed(ep, st, doc)
-        choices = doc.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta")
-            if delta:
-                text = delta.get("content")
-                if text:
-                    if st.first is None:
-                        st.started()
-                    append(text)
-                    if on_delta is not None:
-                        on_delta(text)
-                elif st.first is None and (delta.get("reasoning_content") or
-                                           delta.get("reasoning") or delta.get("tool_calls")):
-                    st.started()
-            reason = choice.get("finish_reason")
-            if reason:
-                st.finish = reason
-                finished = True
-        usage = doc.get("usage")
-        if usage:
-            count = usage.get("completion_tokens")
-            if isinstance(count, int):
-                st.tokens = count
-        model = doc.get("model")
-        if model and model.__class__ is str:
-            st.model = model
-
     async for lines in _lines(resp):
         for line in lines:
             if line[:5] == "data:":
@@ -558,13 +526,68 @@ async def _sse_lines(resp: httpx.Response, st: _State, ep: Endpoint) -> None:
                 if data_lines:
                     payload = data_lines[0] if len(data_lines) == 1 else "\n".join(data_lines)
                     data_lines.clear()
-                    if not st.done:
-                        dispatch(payload, event)
+                    if not st.done and _sse_event(payload, event, st, ep):
+                        finished = True
                 event = ""
             elif line[:6] == "event:":
                 event = line[6:].strip()
             # ":" comments, id:, retry: and unknown fields are ignored, as SSE says
     if data_lines and not st.done:  # the stream ended without the event's blank line
-        dispatch("\n".join(data_lines), event)
+        if _sse_event("\n".join(data_lines), event, st, ep):
+            finished = True
     if finished:
         st.done = True
+
+
+def _sse_event(payload: str, event: str, st: _State, ep: Endpoint) -> bool:
+    """One event's data: [DONE], an error, or a chunk (see :func:`_openai_chunk`). True when
+    it carried a finish_reason."""
+    if payload == "[DONE]":
+        st.done = True
+        return False
+    try:
+        doc = _scan(payload)[0]
+    except ValueError:
+        doc = _lenient(payload, ep, st)
+        if doc is None:
+            return False
+    if doc.__class__ is not dict:
+        raise _bad_line(ep, st, payload)
+    if "error" in doc or event == "error":
+        raise _stream_failed(ep, st, doc)
+    return _openai_chunk(doc, st)
+
+
+def _openai_chunk(doc: dict, st: _State) -> bool:
+    """An OpenAI chat chunk into the state: its text (the first text, reasoning or tool
+    call starts the answer's clock), finish_reason, usage and model. True when it carried
+    a finish_reason."""
+    finished = False
+    choices = doc.get("choices")
+    if choices:
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta:
+            text = delta.get("content")
+            if text:
+                if st.first is None:
+                    st.started()
+                st.parts.append(text)
+                if st.on_delta is not None:
+                    st.on_delta(text)
+            elif st.first is None and (delta.get("reasoning_content") or
+                                       delta.get("reasoning") or delta.get("tool_calls")):
+                st.started()
+        reason = choice.get("finish_reason")
+        if reason:
+            st.finish = reason
+            finished = True
+    usage = doc.get("usage")
+    if usage:
+        count = usage.get("completion_tokens")
+        if isinstance(count, int):
+            st.tokens = count
+    model = doc.get("model")
+    if model and model.__class__ is str:
+        st.model = model
+    return finished

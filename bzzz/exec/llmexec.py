@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -142,8 +142,7 @@ class LLMExecutor:
             return _failed(job, start, why, [f"llm:{model}" if model else "llm"])
         ep, model = found
         try:
-            temperature = float(job.options["temperature"]) if "temperature" in job.options else None
-            max_tokens = int(job.options["max_tokens"]) if "max_tokens" in job.options else None
+            temperature, max_tokens = _sampling(job.options)
         except ValueError:
             return _failed(job, start, "temperature= and max_tokens= must be numbers", [])
         context = (await context_length(self.http, ep, model)) or ep.context or self.default_context
@@ -153,33 +152,24 @@ class LLMExecutor:
             return _failed(job, start, f"the issue and feedback need about "
                            f"{estimate_tokens(prompt)} tokens; {model}'s context is {context}", [])
         system = job.options.get("system") or DEFAULT_SYSTEM
-        pieces: list[str] = []
         first_at: list[float] = []
-
-        def delta(text: str) -> None:
-            if not first_at:
-                first_at.append(time.time())
-            pieces.append(text)
-            if len(pieces) % 8 == 0:
-                job.progress("".join(pieces)[-2000:])
-
         try:
             answer = await stream_chat(
                 self.http, ep, model, [{"role": "user", "content": prompt}], system=system,
                 temperature=temperature, max_tokens=max_tokens,
                 connect_timeout=self.connect_timeout,
                 first_token_timeout=min(self.first_token_timeout, job.timeout),
-                total_timeout=job.timeout, on_delta=delta)
+                total_timeout=job.timeout, on_delta=_progress(job, first_at))
         except LLMError as exc:
             return _failed(job, start, f"{model} at {ep.name or 'its endpoint'}: {exc}",
                            [f"llm:{model}"] if exc.helpable else [],
                            status="timeout" if exc.kind == "timeout" else "failed")
-        text = answer.text
-        notes = []
-        if left_out:
-            notes.append("Left out of the prompt: " + ", ".join(left_out) + ".")
-        if answer.finish_reason == "length":
-            notes.append(f"The answer stopped at max_tokens ({max_tokens}).")
+        await self._record(job, answer.text, _notes(left_out, answer.finish_reason, max_tokens))
+        return Outcome(_result(job, start, model, answer, first_at))
+
+    async def _record(self, job: Job, text: str, notes: list[str]) -> None:
+        """The answer into the job's output: a question it asks, or its summary (after its
+        change, if any, is applied to the workspace)."""
         q = _QUESTION.match(text)
         if q:
             (job.output_dir / "question.md").write_text(q["q"].strip() + "\n")
@@ -189,14 +179,6 @@ class LLMExecutor:
                 f"Applied the model's change ({applied}).\n\n" + text.strip())
             (job.output_dir / "summary.md").write_text(
                 summary + ("\n\n" + " ".join(notes) if notes else "") + "\n")
-        dur = round(trio.current_time() - start, 3)
-        tail = text[-64 * 1024:]
-        result = Result("succeeded", 0, dur, tail, len(text.encode()), len(tail) < len(text),
-                        None, str(job.workspace),
-                        {"executor": "llm", "model": model, "tokens": answer.tokens,
-                         "first_token_s": answer.first_token_s,
-                         "first_token_at": first_at[0] if first_at else None})
-        return Outcome(result)
 
     async def _apply(self, job: Job, text: str, notes: list[str]) -> str | None:
         diff = extract_diff(text)
@@ -227,3 +209,46 @@ def _failed(job: Job, start: float, why: str, missing: list[str],
                     len(text), False, None, str(job.workspace), {"executor": "llm",
                                                                  "note": why})
     return Outcome(result, missing, why)
+
+
+def _sampling(options: dict) -> tuple[float | None, int | None]:
+    """A job's temperature= and max_tokens= (None when not given); ValueError if not numbers."""
+    temperature = float(options["temperature"]) if "temperature" in options else None
+    max_tokens = int(options["max_tokens"]) if "max_tokens" in options else None
+    return temperature, max_tokens
+
+
+def _progress(job: Job, first_at: list[float]) -> Callable[[str], None]:
+    """The stream's text as the job's progress (every eighth piece, its last 2000
+    characters); the wall-clock time of the first piece goes into ``first_at``."""
+    pieces: list[str] = []
+
+    def delta(text: str) -> None:
+        if not first_at:
+            first_at.append(time.time())
+        pieces.append(text)
+        if len(pieces) % 8 == 0:
+            job.progress("".join(pieces)[-2000:])
+
+    return delta
+
+
+def _notes(left_out: list[str], finish_reason: str | None, max_tokens: int | None) -> list[str]:
+    """What the summary says besides the answer: what the prompt left out, a cut answer."""
+    notes = []
+    if left_out:
+        notes.append("Left out of the prompt: " + ", ".join(left_out) + ".")
+    if finish_reason == "length":
+        notes.append(f"The answer stopped at max_tokens ({max_tokens}).")
+    return notes
+
+
+def _result(job: Job, start: float, model: str, answer, first_at: list[float]) -> Result:
+    text = answer.text
+    dur = round(trio.current_time() - start, 3)
+    tail = text[-64 * 1024:]
+    return Result("succeeded", 0, dur, tail, len(text.encode()), len(tail) < len(text),
+                  None, str(job.workspace),
+                  {"executor": "llm", "model": model, "tokens": answer.tokens,
+                   "first_token_s": answer.first_token_s,
+                   "first_token_at": first_at[0] if first_at else None})

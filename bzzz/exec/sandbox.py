@@ -277,53 +277,65 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeo
     except (OSError, ValueError, UnicodeError, subprocess.SubprocessError) as exc:
         return _refused(f"could not start the task: {exc}")
     record = records.add(proc.pid) if records else None
-    status = "failed"
-    done = trio.Event()
-
-    async def read() -> None:
-        try:
-            async for chunk in proc.stdout:
-                tail.add(chunk)
-                if on_output is not None:
-                    on_output(chunk)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-        done.set()
-
-    async def stop() -> None:
-        with trio.CancelScope(shield=True):
-            _kill_group(proc.pid, signal.SIGTERM)
-            with trio.move_on_after(kill_grace):
-                await proc.wait()
-            _kill_group(proc.pid, signal.SIGKILL)
-            with trio.move_on_after(10):
-                await proc.wait()
-
     finished = False
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            with trio.move_on_after(timeout) as scope:
-                await proc.wait()
-            if scope.cancelled_caught:
-                status = "timeout"
-                await stop()
-            else:
-                status = "succeeded" if proc.returncode == 0 else "failed"
-            _kill_group(proc.pid, signal.SIGKILL)  # what stayed in its group
-            with trio.move_on_after(DRAIN):
-                await done.wait()
-            nursery.cancel_scope.cancel()
+        status = await _supervise(proc, tail, on_output, timeout, kill_grace)
         finished = True
     finally:
         if not finished:  # cancelled (or worse): the whole tree goes, then it propagates
-            await stop()
+            await _stop(proc, kill_grace)
         with trio.CancelScope(shield=True):
             await proc.stdout.aclose()
         if record is not None:
             record.unlink(missing_ok=True)
     return Outcome(status, proc.returncode, round(time.monotonic() - start, 3), tail.text(),
                    tail.total, tail.truncated)
+
+
+async def _supervise(proc, tail: Tail, on_output: Callable[[bytes], None] | None,
+                     timeout: float, kill_grace: float) -> str:
+    """Wait for the process within ``timeout`` (stopping its group past it) while its
+    output is read, then SIGKILL what stayed in its group and drain the output a little:
+    "succeeded", "failed" or "timeout"."""
+    done = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_read_output, proc, tail, on_output, done)
+        with trio.move_on_after(timeout) as scope:
+            await proc.wait()
+        if scope.cancelled_caught:
+            status = "timeout"
+            await _stop(proc, kill_grace)
+        else:
+            status = "succeeded" if proc.returncode == 0 else "failed"
+        _kill_group(proc.pid, signal.SIGKILL)  # what stayed in its group
+        with trio.move_on_after(DRAIN):
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    return status
+
+
+async def _read_output(proc, tail: Tail, on_output: Callable[[bytes], None] | None,
+                       done: trio.Event) -> None:
+    """The process's output into the tail (and to ``on_output``) until it closes."""
+    try:
+        async for chunk in proc.stdout:
+            tail.add(chunk)
+            if on_output is not None:
+                on_output(chunk)
+    except (trio.ClosedResourceError, trio.BrokenResourceError):
+        pass
+    done.set()
+
+
+async def _stop(proc, kill_grace: float) -> None:
+    """SIGTERM the process's group, SIGKILL it after ``kill_grace``; shielded."""
+    with trio.CancelScope(shield=True):
+        _kill_group(proc.pid, signal.SIGTERM)
+        with trio.move_on_after(kill_grace):
+            await proc.wait()
+        _kill_group(proc.pid, signal.SIGKILL)
+        with trio.move_on_after(10):
+            await proc.wait()
 
 
 # -- none ----------------------------------------------------------------------------------

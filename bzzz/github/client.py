@@ -139,16 +139,8 @@ class GitHubClient:
         attempt = -1  # a repeat with a refreshed credential is not an attempt
         while attempt < self.attempts - 1:
             attempt += 1
-            if method in WRITE_METHODS:
-                await self._pace(method)
-            self.requests += 1
-            if method in WRITE_METHODS:
-                self.writes += 1
-            if token:
-                headers["Authorization"] = f"token {token}"
             try:
-                resp = await self._http.request(method, path, json=json, params=params,
-                                                headers=headers)
+                resp = await self._send(method, path, json, params, headers, token)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = exc
                 if not retry or attempt == self.attempts - 1:
@@ -159,40 +151,72 @@ class GitHubClient:
                 self.unauthorized += 1
                 if not refreshed:  # not processed: refresh once and repeat, POSTs included
                     refreshed = True
-                    try:
-                        fresh = await self.credentials.refresh("401", stale=token)
-                    except Unavailable:
-                        self.expired_credential_failures += 1
-                        raise
-                    if fresh and fresh != token:
+                    fresh = await self._refreshed(token)
+                    if fresh:
                         token = fresh
-                        self.credential_retries += 1
                         attempt -= 1
                         continue
                 self.expired_credential_failures += 1
-            if resp.status_code in (403, 429):
-                if resp.headers.get("retry-after"):  # secondary limit: not processed
-                    await trio.sleep(min(float(resp.headers["retry-after"]), 120.0))
-                    continue
-                if resp.headers.get("x-ratelimit-remaining") == "0":
-                    raise RateLimited(float(resp.headers.get("x-ratelimit-reset", time.time())),
-                                      method, path)
+            if resp.status_code in (403, 429) and await self._limited(resp, method, path):
+                continue
             if resp.status_code >= 500 and retry and attempt < self.attempts - 1:
                 last = GitHubError(resp.status_code, resp.reason_phrase, method, path)
                 await trio.sleep(self._delay(attempt))
                 continue
-            if resp.status_code == 304:
-                self.not_modified += 1
-                return Reply(304, None, etag, resp.headers)
-            data = None
-            if resp.content:
-                try:
-                    data = resp.json()
-                except ValueError:
-                    data = None
-            if resp.status_code >= 400:
-                message = data.get("message", "") if isinstance(data, dict) else ""
-                cls = Unavailable if resp.status_code >= 500 else GitHubError
-                raise cls(resp.status_code, message, method, path)
-            return Reply(resp.status_code, data, resp.headers.get("etag"), resp.headers)
+            return self._reply(resp, method, path, etag)
         raise Unavailable(0, f"gave up after {self.attempts} attempts ({last})", method, path)
+
+    async def _send(self, method: str, path: str, json: Any, params: dict | None,
+                    headers: dict[str, str], token: str | None) -> httpx.Response:
+        """One HTTP exchange: writes paced and counted, the credential in the headers."""
+        if method in WRITE_METHODS:
+            await self._pace(method)
+        self.requests += 1
+        if method in WRITE_METHODS:
+            self.writes += 1
+        if token:
+            headers["Authorization"] = f"token {token}"
+        return await self._http.request(method, path, json=json, params=params,
+                                        headers=headers)
+
+    async def _refreshed(self, token: str) -> str | None:
+        """After a 401: a new credential to repeat the request with, or None."""
+        try:
+            fresh = await self.credentials.refresh("401", stale=token)
+        except Unavailable:
+            self.expired_credential_failures += 1
+            raise
+        if fresh and fresh != token:
+            self.credential_retries += 1
+            return fresh
+        return None
+
+    async def _limited(self, resp: httpx.Response, method: str, path: str) -> bool:
+        """A 403 or 429: True once a secondary limit's retry-after is waited out (the
+        request was not processed: repeat it); RateLimited when the primary budget is
+        spent; False for an ordinary refusal."""
+        if resp.headers.get("retry-after"):  # secondary limit: not processed
+            await trio.sleep(min(float(resp.headers["retry-after"]), 120.0))
+            return True
+        if resp.headers.get("x-ratelimit-remaining") == "0":
+            raise RateLimited(float(resp.headers.get("x-ratelimit-reset", time.time())),
+                              method, path)
+        return False
+
+    def _reply(self, resp: httpx.Response, method: str, path: str,
+               etag: str | None) -> Reply:
+        """The final answer: 304 with the etag we sent, the decoded body, or the error."""
+        if resp.status_code == 304:
+            self.not_modified += 1
+            return Reply(304, None, etag, resp.headers)
+        data = None
+        if resp.content:
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+        if resp.status_code >= 400:
+            message = data.get("message", "") if isinstance(data, dict) else ""
+            cls = Unavailable if resp.status_code >= 500 else GitHubError
+            raise cls(resp.status_code, message, method, path)
+        return Reply(resp.status_code, data, resp.headers.get("etag"), resp.headers)

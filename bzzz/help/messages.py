@@ -153,6 +153,15 @@ def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
     """Check a request as received by ``me`` from ``sender`` (None: from gossip, where
     ``broadcaster``, the peer that signed the pubsub message, must be the origin). Raises
     HelpDrop with the reason to count."""
+    req = _parse_request(data)
+    _check_signed_path(req, verify)
+    _check_arrival(req, me, sender, broadcaster)
+    _check_bounds(req, now)
+    return req
+
+
+def _parse_request(data: bytes) -> HelpRequest:
+    """The request's envelope, body and hops, each of the right shape (nothing verified)."""
     if len(data) > MAX_MESSAGE:
         raise HelpDrop("oversized", f"{len(data)} bytes")
     try:
@@ -177,12 +186,17 @@ def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
                 and isinstance(h[1], str) and isinstance(h[2], bytes)):
             raise HelpDrop("malformed", "hop")
         hops.append(Hop(h[0], h[1], h[2]))
-    req = HelpRequest(body_bytes, sig, tuple(hops), body)
+    return HelpRequest(body_bytes, sig, tuple(hops), body)
+
+
+def _check_signed_path(req: HelpRequest, verify: Verify) -> None:
+    """The origin's signature, then the chain of hops: it starts at the origin, each hop
+    leaves from where the last one arrived, and each is signed by the peer it leaves."""
+    body_bytes, sig, hops = req.body_bytes, req.sig, req.hops
     if not verify(req.origin, _REQ_TAG + body_bytes, sig):
         raise HelpDrop("forged", "origin signature")
     if not hops:
         raise HelpDrop("malformed", "no hop")
-    # the chain: starts at the origin, each hop leaves from where the last one arrived
     if hops[0].by != req.origin:
         raise HelpDrop("rewritten", "first hop not from the origin")
     for i, h in enumerate(hops):
@@ -193,15 +207,25 @@ def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
         if not verify(h.by, _HOP_TAG + _digest(body_bytes, sig, tuple(hops[:i])) + h.to.encode(),
                       h.sig):
             raise HelpDrop("forged", f"hop {i} signature")
-    last = hops[-1]
+
+
+def _check_arrival(req: HelpRequest, me: str, sender: str | None,
+                   broadcaster: str | None) -> None:
+    """The last hop is to us and from the peer that sent it; gossip carries only the
+    origin's own broadcast."""
+    last = req.hops[-1]
     if last.to not in (me, BROADCAST):
         raise HelpDrop("misaddressed", "not sent to us")
     if sender is not None and last.by != sender:
         raise HelpDrop("rewritten", "last hop not from the sending peer")
-    if sender is None and (len(hops) != 1 or last.to != BROADCAST):
+    if sender is None and (len(req.hops) != 1 or last.to != BROADCAST):
         raise HelpDrop("rewritten", "gossip carries only the origin's broadcast")
     if sender is None and broadcaster is not None and broadcaster != req.origin:
         raise HelpDrop("rewritten", "broadcast by a peer that is not its origin")
+
+
+def _check_bounds(req: HelpRequest, now: float) -> None:
+    """No loop, not too many forwards, a deadline neither past nor too far ahead."""
     path = req.path()
     if len(set(path)) != len(path):
         raise HelpDrop("loop", "a peer twice on the path")
@@ -211,7 +235,6 @@ def decode_request(data: bytes, me: str, sender: str | None, verify: Verify,
         raise HelpDrop("expired", "past its deadline")
     if req.deadline > now + MAX_DEADLINE:
         raise HelpDrop("malformed", "deadline too far ahead")
-    return req
 
 
 # ---------------------------------------------------------------------- responses, handoffs

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
+from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
 from ..decisions import DecisionLog
@@ -164,13 +165,13 @@ class HelpService:
                     if not chunk:
                         break
                     data += chunk
-        except Exception:
-            pass
+        except (trio.TooSlowError, BaseLibp2pError):  # slow or broken: what came is judged below
+            log.debug("help stream from %s ended badly", sender, exc_info=True)
         finally:
             try:
                 await stream.close()
-            except Exception:
-                pass
+            except Exception:  # closing writes to a connection that may be gone: any error
+                log.debug("closing a help stream failed", exc_info=True)
         size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
         if size < 0 or size > MAX_MESSAGE or len(data) != 4 + size:
             self._dropped("oversized" if size > MAX_MESSAGE else "malformed", sender)

@@ -23,6 +23,7 @@ Every read checks the block against its leaf hash, so corrupt data is never serv
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import struct
 import zlib
@@ -34,6 +35,8 @@ from ..fsutil import fsync_dir, write_synced
 from . import flat
 from .crypto import Signer, Verifier, leaf_hash
 from .tree import Node, Tree
+
+log = logging.getLogger("bzzz.hyperlog")
 
 MAGIC = b"BZZZLOG1"
 K_HEADER, K_BLOCK, K_HEAD = 0, 1, 2
@@ -486,7 +489,7 @@ class Hyperlog:
             try:
                 listener()
             except Exception:  # a listener's trouble is not the log's
-                pass
+                log.debug("a log listener failed", exc_info=True)
 
     def _flush_nodes(self) -> None:
         if not self._dirty:

@@ -122,8 +122,8 @@ class MonitorApp:
             log.exception("monitor request failed", extra={"path": path[:200]})
             try:
                 await self._error(send, 500, "internal error")
-            except Exception:
-                pass
+            except Exception:  # the answer may have started, or the client gone
+                log.debug("cannot answer 500", exc_info=True)
 
     async def _get(self, path: str, q: dict[str, str], send, receive) -> None:
         m = self.m
@@ -295,8 +295,8 @@ class MonitorApp:
                     if message["type"] == "http.disconnect":
                         break
                 nursery.cancel_scope.cancel()
-        except Exception:  # the connection went while we wrote
-            pass
+        except Exception:  # the connection went while we wrote (also in a task's group)
+            log.debug("event stream ended", exc_info=True)
         finally:
             self.streams -= 1
             m.events.unsubscribe(sub)

@@ -210,10 +210,7 @@ class Index:
                     fts.append((base | seq, text))
             kinds[kind] += 1
             if kind == "started":
-                info.version = str(entry.get("version") or "") or info.version
-                caps = entry.get("capabilities")
-                info.capabilities = [str(c) for c in caps] if isinstance(caps, list) else []
-                info.started = ts
+                _note_start(info, entry, ts)
             if repo is not None and issue is not None and (
                     trust is None or self._counts(info, repo, issue, kind, entry, trust, holds)):
                 task, applied = self._apply(repo, issue, entry, kind, ts, info)
@@ -227,6 +224,17 @@ class Index:
         if seq + 1 <= info.indexed:
             return out
         info.indexed = seq + 1
+        self._store(key, info, rows, fts, holds, touched, kinds)
+        self.holds.update(holds)
+        self.types.update(kinds)
+        self.total += len(rows)
+        self._recent.extend(out[-self._recent.maxlen:])
+        return out
+
+    def _store(self, key: str, info: LogInfo, rows: list, fts: list, holds: dict,
+               touched: dict, kinds: Counter) -> None:
+        """One transaction: the entries, their text, holds, the tasks touched, the counts
+        per type and the log's row; all or nothing."""
         db = self.db
         db.execute("BEGIN")
         try:
@@ -248,11 +256,6 @@ class Index:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self.holds.update(holds)
-        self.types.update(kinds)
-        self.total += len(rows)
-        self._recent.extend(out[-self._recent.maxlen:])
-        return out
 
     def _task(self, repo: str, issue: int) -> Task:
         t = self.tasks.get((repo, issue))
@@ -411,3 +414,11 @@ class Index:
 
     def claim_conflicts(self) -> int:
         return sum(self.types.get(k, 0) for k in CONFLICT_TYPES)
+
+
+def _note_start(info: LogInfo, entry: dict, ts: float) -> None:
+    """A ``started`` entry: the node's version, capabilities and start time."""
+    info.version = str(entry.get("version") or "") or info.version
+    caps = entry.get("capabilities")
+    info.capabilities = [str(c) for c in caps] if isinstance(caps, list) else []
+    info.started = ts

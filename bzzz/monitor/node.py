@@ -100,6 +100,47 @@ class Monitor:
         if psk is not None:
             logs.register_secret(psk.hex())
         mc = config.monitor
+        self._open_tokens(mc)
+        self.gh: GitHubClient | None = _github_client(config)
+        # which decisions may speak for a task (bzzz/monitor/trust.py)
+        self.trust = Trust(self.gh, clock=clock)
+        self.datalease, self.decisions = open_data_dir(config, self.peer_id,
+                                                       self.identity.seed, MonitorError)
+        self.index = Index(config.data_dir / "monitor.sqlite3", clock=clock)
+        self.node = P2PNode(self.identity, config.listen, mdns=config.mdns,
+                            dial_discovered=config.dial_discovered,
+                            bootstrap=config.bootstrap, psk=psk)
+        # no log key: agents need not follow the monitor's own log; no slots: no work
+        self.mesh = Mesh(self.node, config.node_id, ["monitor"],
+                         interval=config.announce_interval, max_tasks=0)
+        self.agents: dict[str, dict[str, Any]] = {}  # peer id -> what we know
+        self._disowned: dict[str, str] = {}  # peer -> a log key it announced, not its own
+        # log key hex -> the peer whose identity signs it (never whoever announces it)
+        self.by_key: dict[str, str] = {}
+        self._known_from_index()
+        self._dirty: set[str] = set()  # replicas with blocks not yet indexed
+        self._deferred: dict[str, float] = {}  # replica -> when to try it again (trio time)
+        self._wake = trio.Event()
+        self._wake.set()
+        self._open_logsync(config)
+        self.metrics = MonitorMetrics(self)
+        from .app import MonitorApp
+        self.app = MonitorApp(self)
+        self._bridges(mc)
+        self.events = Broadcast()
+        self.changed = trio.Event()  # the mesh document may have changed
+        self.generation = 0
+        self.damaged: dict[str, str] = {}  # replica key hex -> why it does not verify
+        self.verify_failures = 0
+        self.github_ok: bool | None = None
+        self._poll_cursor: dict[str, str] = {}  # repo -> newest updated_at seen
+        self._poll_etag: dict[str, str] = {}  # repo -> ETag of the current query
+        self.started_at = clock()
+        self.bound: list[str] = []
+
+    def _open_tokens(self, mc) -> None:
+        """The new-task form's token and the viewer token, read now (a missing or empty
+        file stops the start); reads beyond loopback need the viewer token."""
         from ..github.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
         self._viewer = SecretFile(mc.viewer_token_file, "monitor.viewer_token_file") \
@@ -118,31 +159,9 @@ class Monitor:
                 "listen on 127.0.0.1")
         if self.viewer_token is not None:
             logs.register_secret(self.viewer_token)
-        from ..github import credentials
-        provider = credentials.from_config(config.github)  # token file, command or App
-        if isinstance(provider, credentials.TokenFile):
-            try:
-                provider.read()
-            except credentials.CredentialError as exc:
-                raise MonitorError(str(exc)) from None
-        self.gh: GitHubClient | None = GitHubClient(
-            config.github.url, provider, write_interval=config.github.write_interval,
-            write_burst=config.github.write_burst) if provider else None
-        # which decisions may speak for a task (bzzz/monitor/trust.py)
-        self.trust = Trust(self.gh, clock=clock)
-        self.datalease, self.decisions = open_data_dir(config, self.peer_id,
-                                                       self.identity.seed, MonitorError)
-        self.index = Index(config.data_dir / "monitor.sqlite3", clock=clock)
-        self.node = P2PNode(self.identity, config.listen, mdns=config.mdns,
-                            dial_discovered=config.dial_discovered,
-                            bootstrap=config.bootstrap, psk=psk)
-        # no log key: agents need not follow the monitor's own log; no slots: no work
-        self.mesh = Mesh(self.node, config.node_id, ["monitor"],
-                         interval=config.announce_interval, max_tasks=0)
-        self.agents: dict[str, dict[str, Any]] = {}  # peer id -> what we know
-        self._disowned: dict[str, str] = {}  # peer -> a log key it announced, not its own
-        # log key hex -> the peer whose identity signs it (never whoever announces it)
-        self.by_key: dict[str, str] = {}
+
+    def _known_from_index(self) -> None:
+        """The agents the index knows of (down until heard from), by the logs they sign."""
         for info in self.index.logs.values():
             if info.peer_id and owns(info.peer_id, info.key):
                 self.by_key[info.key] = info.peer_id
@@ -151,10 +170,9 @@ class Monitor:
                     "capabilities": info.capabilities, "load": {"running": 0, "max": 0},
                     "addrs": [], "last_seen": None, "log_key": info.key, "peers": [],
                     "version": info.version, "up": False}
-        self._dirty: set[str] = set()  # replicas with blocks not yet indexed
-        self._deferred: dict[str, float] = {}  # replica -> when to try it again (trio time)
-        self._wake = trio.Event()
-        self._wake.set()
+
+    def _open_logsync(self, config: Config) -> None:
+        """Replication of every log announced; the replicas already on disk opened."""
         self.logsync = LogSync(self.node, self.decisions.log, config.data_dir / "replicas",
                                follow=FOLLOW_ALL, peers=self._log_peers,
                                announced=self.mesh.announced_log_length,
@@ -164,20 +182,6 @@ class Monitor:
         for key, rep in self.logsync.replicators.items():
             if rep.log is not None:
                 self._replica_opened(key, rep.log)
-        self.metrics = MonitorMetrics(self)
-        from .app import MonitorApp
-        self.app = MonitorApp(self)
-        self._bridges(mc)
-        self.events = Broadcast()
-        self.changed = trio.Event()  # the mesh document may have changed
-        self.generation = 0
-        self.damaged: dict[str, str] = {}  # replica key hex -> why it does not verify
-        self.verify_failures = 0
-        self.github_ok: bool | None = None
-        self._poll_cursor: dict[str, str] = {}  # repo -> newest updated_at seen
-        self._poll_etag: dict[str, str] = {}  # repo -> ETag of the current query
-        self.started_at = clock()
-        self.bound: list[str] = []
 
     @property
     def token(self) -> str | None:
@@ -568,3 +572,17 @@ class Monitor:
             self.datalease.release()
             self.index.close()
 
+
+def _github_client(config: Config) -> GitHubClient | None:
+    """The monitor's GitHub client, if credentials are configured (token file, command or
+    App); a token file is read now."""
+    from ..github import credentials
+    provider = credentials.from_config(config.github)  # token file, command or App
+    if isinstance(provider, credentials.TokenFile):
+        try:
+            provider.read()
+        except credentials.CredentialError as exc:
+            raise MonitorError(str(exc)) from None
+    return GitHubClient(
+        config.github.url, provider, write_interval=config.github.write_interval,
+        write_burst=config.github.write_burst) if provider else None

@@ -164,8 +164,8 @@ class LogSync:
         finally:
             try:
                 await stream.close()
-            except Exception:
-                pass
+            except Exception:  # closing writes to a connection that may be gone: any error
+                log.debug("closing a served log stream failed", exc_info=True)
 
     # ------------------------------------------------------------------ following
 
@@ -204,8 +204,8 @@ class LogSync:
         finally:
             try:
                 await stream.close()
-            except Exception:
-                pass
+            except Exception:  # closing writes to a connection that may be gone: any error
+                log.debug("closing a log stream failed", exc_info=True)
         return length
 
     async def _follow(self, state: Following) -> None:
@@ -313,43 +313,18 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
     ending in /p2p/<peer id>) and copies log ``key_hex`` into ``path``, verifying every
     block; a progress bar goes to standard error."""
     import sys
-    import time
-
-    from libp2p.peer.peerinfo import info_from_p2p_addr
-    from multiaddr import Multiaddr
 
     from .pnet import load_psk
 
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        key = bytes.fromhex(key_hex)
-        assert len(key) == 32
-    except (ValueError, AssertionError):
-        err.write("bzzz: log replicate: --key takes the log key, 64 hex digits\n")
+    parsed = _replicate_args(key_hex, source, err)
+    if parsed is None:
         return 2
-    try:
-        info = info_from_p2p_addr(Multiaddr(source))
-    except Exception:
-        err.write(f"bzzz: log replicate: {source!r} is not a multiaddr ending in /p2p/<peer id>\n")
-        return 2
+    key, info = parsed
     psk = load_psk(psk_file) if psk_file else None
     node = ephemeral_node(psk)
     rep = Replicator(key, path)
-    started, shown = time.monotonic(), [0.0]
-
-    def progress(p) -> None:
-        now = time.monotonic()
-        if now - shown[0] < 0.2 and p.length < p.target:
-            return
-        shown[0] = now
-        width = 30
-        done = int(width * p.length / p.target) if p.target else width
-        rate = p.bytes / max(1e-6, now - started) / 1e6
-        err.write(f"\r[{'#' * done}{'.' * (width - done)}] {p.length}/{p.target} blocks "
-                  f"{rate:.1f} MB/s ")
-        err.flush()
-
-    rep.on_progress = progress
+    rep.on_progress = _progress_bar(err)
     status = 0
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
@@ -373,3 +348,44 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
             rep.close()
             nursery.cancel_scope.cancel()
     return status
+
+
+def _replicate_args(key_hex: str, source: str, err):
+    """The log key and the peer to dial, or None once the usage error is written."""
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from multiaddr import Multiaddr
+
+    try:
+        key = bytes.fromhex(key_hex)
+        assert len(key) == 32
+    except (ValueError, AssertionError):
+        err.write("bzzz: log replicate: --key takes the log key, 64 hex digits\n")
+        return None
+    try:
+        info = info_from_p2p_addr(Multiaddr(source))
+    except Exception:
+        err.write(f"bzzz: log replicate: {source!r} is not a multiaddr ending in /p2p/<peer id>\n")
+        return None
+    return key, info
+
+
+def _progress_bar(err) -> Callable:
+    """A replication's progress as a bar on ``err``, redrawn at most five times a second
+    (and at the end); its rate counts from now."""
+    import time
+
+    started, shown = time.monotonic(), [0.0]
+
+    def progress(p) -> None:
+        now = time.monotonic()
+        if now - shown[0] < 0.2 and p.length < p.target:
+            return
+        shown[0] = now
+        width = 30
+        done = int(width * p.length / p.target) if p.target else width
+        rate = p.bytes / max(1e-6, now - started) / 1e6
+        err.write(f"\r[{'#' * done}{'.' * (width - done)}] {p.length}/{p.target} blocks "
+                  f"{rate:.1f} MB/s ")
+        err.flush()
+
+    return progress

@@ -286,8 +286,8 @@ class P2PNode:
             with trio.move_on_after(1):
                 try:
                     await self.host.disconnect(peer)
-                except Exception:
-                    pass
+                except Exception:  # shutting down: one connection's trouble stops no other
+                    log.debug("disconnecting %s failed", peer, exc_info=True)
 
     async def _drain(self, sub) -> None:
         async for _ in sub:

@@ -16,6 +16,7 @@ all is cut off after ``handshake_timeout`` seconds.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from pathlib import Path
 import trio
 from Crypto.Cipher import Salsa20
 from libp2p.network.connection.raw_connection import RawConnection
+
+log = logging.getLogger("bzzz.pnet")
 
 NONCE_SIZE = 24
 KEY_SIZE = 32
@@ -270,8 +273,8 @@ class PnetConnection(RawConnection):
     async def _abort(self) -> None:
         try:
             await self._conn.close()
-        except Exception:
-            pass
+        except Exception:  # dropping a refused connection: whatever its close raises
+            log.debug("closing a refused connection failed", exc_info=True)
 
     async def read(self, n: int | None = None) -> bytes:
         if not self._checked:
