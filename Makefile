@@ -7,7 +7,7 @@ JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test unit system-deps js-deps llm-deps bench bench-quick clean
+.PHONY: all install demo test unit lint system-deps js-deps llm-deps bench bench-quick clean
 
 all: install
 
@@ -36,8 +36,11 @@ llm-deps: install
 demo: install
 	$(BIN)/bzzz demo
 
-# The whole suite, then a quick smoke run of every benchmark.
-test: install system-deps js-deps llm-deps
+lint: install
+	$(BIN)/ruff check bzzz tests bench
+
+# The linter, the whole suite, then a quick smoke run of every benchmark.
+test: install system-deps js-deps llm-deps lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 
