@@ -40,7 +40,7 @@ OPEN_TIMEOUT = 10.0  # seconds to open a replication stream (dial included)
 CHECK_EVERY = 0.25  # seconds between looks at what to follow and whether it moves
 # announcement intervals a follower may stand still behind its peer's announced length;
 # with the time to notice and to reconnect it moves again within two intervals
-STALL_INTERVALS = 1.5
+STALL_INTERVALS = 1.25
 
 
 @dataclass
