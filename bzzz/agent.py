@@ -505,5 +505,8 @@ class Agent:
                 nursery.cancel_scope.cancel()
 
     async def shutdown(self) -> None:
-        """Say goodbye, flush it, close connections (bounded by SHUTDOWN_BUDGET)."""
+        """Take no new work, say goodbye, flush it, close connections (bounded by
+        SHUTDOWN_BUDGET). A claim made while leaving would be abandoned unlogged."""
+        if self.claims is not None:
+            self.claims.stop_taking()
         await leave(self.mesh, self.node, SHUTDOWN_BUDGET)

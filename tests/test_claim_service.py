@@ -261,3 +261,28 @@ async def test_uncertain_comment_posts_are_checked_before_posting_again(tmp_path
             await ops.comment_once(n, c)
         bodies = [x["body"] for x in owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()]
         assert len(bodies) == 1 and "<!-- bzzz:result:a:1 -->" in bodies[0]
+
+
+async def test_a_stopping_agent_claims_nothing_more(tmp_path):
+    """Between SIGTERM and the end of the service (the goodbye takes a moment) nothing new
+    is claimed: such a claim would be cancelled at once and abandoned unlogged."""
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        first = owner.post("/repos/owner/tasks/issues", json={
+            "title": "first", "body": body("echo first"), "labels": ["bzzz"]}).json()["number"]
+        log = MemoryDecisionLog()
+        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+            svc = _service(gh, "n1", tmp_path, log)
+            await nursery.start(svc.run)
+            await wait_until(lambda: any(e["type"] == "reported" and e.get("issue") == first
+                                         for e in log.entries), 20, "the first task reported")
+            svc.stop_taking()
+            second = owner.post("/repos/owner/tasks/issues", json={
+                "title": "second", "body": body("echo second"), "labels": ["bzzz"]}
+            ).json()["number"]
+            before = gh.requests
+            # the service keeps polling (every 0.2 s) and sees the new task, and claims nothing
+            await wait_until(lambda: gh.requests >= before + 5, 10, "a few polls")
+            assert not any(e.get("issue") == second for e in log.entries), log.entries[-3:]
+            assert not svc.running
+            nursery.cancel_scope.cancel()

@@ -141,7 +141,8 @@ class Handoff:
         svc = self.svc
         repo, number = body["repo"], body["issue"]
         lock = svc.locks.get(repo)
-        if lock is None or not lock.supports_handoff or svc._nursery is None:
+        if lock is None or not lock.supports_handoff or svc._nursery is None \
+                or not svc.taking:
             return
         svc._nursery.start_soon(self._adopt, lock, repo, number, body)
 

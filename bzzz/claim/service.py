@@ -132,6 +132,7 @@ class ClaimService:
         self.completed: deque[dict] = deque(maxlen=1000)
         self.finished: Counter = Counter()
         self.paused_until = 0.0
+        self.taking = True  # False once the agent is stopping: no new claim, no hand-off
         self.report_retries = 0
         self.github_ok = True
         self.wake = trio.Event()
@@ -296,7 +297,14 @@ class ClaimService:
             for key in [k for k in self.first_seen if k not in seen]:
                 del self.first_seen[key]
 
+    def stop_taking(self) -> None:
+        """The agent is stopping: claim nothing more and adopt no hand-off (what runs is
+        cancelled with the service, reported and released as ever)."""
+        self.taking = False
+
     def _schedule(self) -> None:
+        if not self.taking:
+            return
         now = self.clock()
         candidates = []
         listed = self.feed.all_tasks()
