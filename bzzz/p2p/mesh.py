@@ -158,7 +158,7 @@ class Mesh:
     async def _send_bye(self, peer, data: bytes) -> None:
         with trio.move_on_after(BYE_TIMEOUT):
             try:
-                stream = await self.node.host.new_stream(peer, [BYE_PROTOCOL])
+                stream = await self.node.open_stream(peer, [BYE_PROTOCOL])
                 try:
                     await stream.write(len(data).to_bytes(4, "big") + data)
                     await stream.read(1)  # the peer's acknowledgement (or the end)

@@ -124,6 +124,13 @@ def _make_gossipsub() -> GossipSub:
     return gs
 
 
+def _transport_addrs(peer_id: str, addrs: Sequence[str]) -> list[Multiaddr]:
+    """A peer's multiaddrs without their ``/p2p/<id>`` suffix: what the peerstore keeps and a
+    dial takes."""
+    suffix = Multiaddr(f"/p2p/{peer_id}")
+    return [Multiaddr(a).decapsulate(suffix) for a in addrs]
+
+
 SPARSE_KEEP_TIME = 5.0  # seconds a connection must last to count as a neighbour
 
 
@@ -242,8 +249,7 @@ class P2PNode:
         if known is not None and tuple(addrs) != known and peer_id not in self.connected_peers():
             # moved: a stream opened before our dialler's next try must not go the old way
             try:
-                pid = ID.from_base58(peer_id)
-                maddrs = [Multiaddr(a).decapsulate(Multiaddr(f"/p2p/{peer_id}")) for a in addrs]
+                pid, maddrs = ID.from_base58(peer_id), _transport_addrs(peer_id, addrs)
             except Exception as exc:  # an address that does not parse: the dial will say so
                 log.debug("offered addresses not remembered", extra={"error": repr(exc)})
             else:
@@ -355,9 +361,7 @@ class P2PNode:
         async with limiter:
             self.dial_attempts += 1
             try:
-                maddrs = [Multiaddr(a) for a in addrs]
-                info = PeerInfo(ID.from_base58(peer_id),
-                                [m.decapsulate(Multiaddr(f"/p2p/{peer_id}")) for m in maddrs])
+                info = PeerInfo(ID.from_base58(peer_id), _transport_addrs(peer_id, addrs))
                 self.forget_failures(info.peer_id)
                 self._remember_addrs(info.peer_id, info.addrs)
                 with trio.fail_after(DIAL_TIMEOUT):
