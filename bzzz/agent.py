@@ -6,6 +6,7 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
+from .errors import SetupError
 import logging
 import time
 from typing import Any
@@ -45,7 +46,7 @@ SHUTDOWN_BUDGET = 3.0
 LLM_REFRESH = 60.0  # seconds between probes of the LLM endpoints (models come and go)
 
 
-class AgentError(Exception):
+class AgentError(SetupError):
     """A start-up problem, phrased as one line."""
 
 

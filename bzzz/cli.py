@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import SetupError
 import argparse
 import json
 import os
@@ -10,7 +11,7 @@ import sys
 from . import __version__
 
 
-class CliError(Exception):
+class CliError(SetupError):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status

@@ -7,6 +7,7 @@ JSON list or a comma-separated string; switches take on/off, true/false, 1/0.
 
 from __future__ import annotations
 
+from .errors import SetupError
 import json
 import os
 import shlex
@@ -23,7 +24,7 @@ from .monitor.egress import DEFAULT_DENY, parse_networks
 ENV_PREFIX = "BZZZ_"
 
 
-class ConfigError(Exception):
+class ConfigError(SetupError):
     """A configuration problem, phrased as one line naming the field."""
 
 

@@ -42,6 +42,7 @@ Mount NFS with an attribute cache shorter than the expiry (``actimeo=3`` or
 
 from __future__ import annotations
 
+from .errors import SetupError
 import enum
 import errno
 import fcntl
@@ -62,7 +63,7 @@ LOCK_FILE = "lease.lock"
 MAX_LEASE_BYTES = 4096
 
 
-class LeaseError(Exception):
+class LeaseError(SetupError):
     """The data directory is held by another live writer (or cannot be leased): one line."""
 
 

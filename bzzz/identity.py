@@ -8,6 +8,7 @@ peer id and a new log key.
 
 from __future__ import annotations
 
+from .errors import SetupError
 import os
 import stat
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from .fsutil import fsync_dir, write_synced
 KEY_FILE = "identity.key"
 
 
-class IdentityError(Exception):
+class IdentityError(SetupError):
     """The identity key is unreadable, corrupt or unsafe."""
 
 

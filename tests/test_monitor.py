@@ -105,7 +105,9 @@ def test_the_monitor_sees_every_agent_and_follows_tasks_to_the_end(mesh_of_two):
     for kind in ("claimed", "running", "result", "reported"):
         assert kind in kinds, kinds
     assert doc["task"]["title"] == "say <b>hi</b>" and doc["task"]["node"] in ("a1", "a2")
-    assert doc["task"]["issue_url"]
+    # the link comes from GitHub's poll, which a task named by a log brings forward
+    wait_for(lambda: httpx.get(f"{mon.url}/api/v1/tasks/owner/tasks/{n}").json()
+             ["task"]["issue_url"], 10, what="the issue's link from GitHub's poll")
     # the live stream told of the decisions as they were indexed
     wait_for(lambda: any(k == "entry" and d.get("issue") == n and d["type"] == "reported"
                          for k, d in events.items), 10, what="the reported entry streamed")

@@ -10,6 +10,7 @@ is never shown (the attempt leaves the running set as it gets there). A move not
 
 from __future__ import annotations
 
+from ..errors import ClaimError
 import enum
 import logging
 import os
@@ -60,7 +61,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(ClaimError, RuntimeError):
     """A move the table does not have: a bug in the attempt's driver."""
 
 

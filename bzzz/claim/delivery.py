@@ -15,6 +15,7 @@ could point ``summary.md`` at a file only the agent can read): ``summary.md``,
 
 from __future__ import annotations
 
+from ..errors import ClaimError
 import fnmatch
 import hashlib
 import json
@@ -47,7 +48,7 @@ MAX_BRANCH_TRIES = 20
 _BRANCH_RE = re.compile(r"^bzzz/(?P<issue>\d+)-[a-z0-9-]+$")
 
 
-class DeliveryError(Exception):
+class DeliveryError(ClaimError):
     """Delivering the work failed: a line for the result comment (already redacted)."""
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
 import re
 from typing import Any
 
@@ -13,7 +14,7 @@ MAX_INSTRUCTIONS = 64 * 1024
 _CAPABILITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,63}$")
 
 
-class TaskRequestError(ValueError):
+class TaskRequestError(InputError, ValueError):
     """A bad field, named: ``field`` is what the caller got wrong."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -17,6 +17,7 @@ left untaken because everyone defers.
 
 from __future__ import annotations
 
+from ..errors import InputError
 import bisect
 import calendar
 import hashlib
@@ -53,7 +54,7 @@ def label_names(doc: Mapping[str, Any]) -> set[str]:
     return {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
 
 
-class TaskError(ValueError):
+class TaskError(InputError, ValueError):
     """An issue that cannot be a task (malformed fields)."""
 
 

@@ -26,7 +26,7 @@ import trio
 
 from ..asgi import MAX_BODY, http_request, respond
 from .clock import Clock
-from .gitstore import GitError, GitStore, Identity
+from .gitstore import GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
 from .render import Renderer
@@ -333,8 +333,6 @@ class DevHubApp(PullsAPI):
             if err.errors:
                 doc["errors"] = err.errors
             return None, (err.status, doc, rl)
-        except GitError as err:
-            return None, (err.status, {"message": err.message, "documentation_url": DOCS}, rl)
         except Exception:  # a devhub bug: answer like GitHub's 500, keep serving, log it
             log.exception("devhub: %s %s failed", method, path)
             return None, (500, {"message": "Server Error", "documentation_url": DOCS}, rl)

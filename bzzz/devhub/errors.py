@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 
-class HubError(Exception):
+from ..errors import BzzzError
+
+
+class HubError(BzzzError):
     """An API error: HTTP status and GitHub's message."""
 
     def __init__(self, status: int, message: str, errors: list[dict | str] | None = None) -> None:

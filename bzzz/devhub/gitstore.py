@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from .errors import HubError
 from .protection import hook_script
 
 ZERO = "0" * 40
@@ -32,11 +33,8 @@ GIT_ENV = {
 }
 
 
-class GitError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class GitStoreError(HubError):
+    """A git object or ref operation refused: GitHub's status and message."""
 
 
 @dataclass
@@ -129,7 +127,7 @@ class GitStore:
                                         capture_stderr=True, check=False,
                                         env=self._env(full_name, env))
         if check and result.returncode != 0:
-            raise GitError(422, result.stderr.decode(errors="replace").strip() or "git failed")
+            raise GitStoreError(422, result.stderr.decode(errors="replace").strip() or "git failed")
         return result
 
     async def object_type(self, full_name: str, sha: str) -> str | None:
@@ -153,7 +151,7 @@ class GitStore:
 
     async def read_blob(self, full_name: str, sha: str) -> bytes:
         if await self.object_type(full_name, sha) != "blob":
-            raise GitError(404, "Not Found")
+            raise GitStoreError(404, "Not Found")
         return (await self._git(full_name, "cat-file", "blob", sha)).stdout
 
     async def write_tree(self, full_name: str, entries: list[dict], base_tree: str | None) -> str:
@@ -163,16 +161,16 @@ class GitStore:
         try:
             if base_tree:
                 if await self.object_type(full_name, base_tree) != "tree":
-                    raise GitError(422, "base_tree is not a valid tree oid")
+                    raise GitStoreError(422, "base_tree is not a valid tree oid")
                 await self._git(full_name, "read-tree", base_tree, env=env)
             else:
                 await self._git(full_name, "read-tree", "--empty", env=env)
             for e in entries:
                 path, mode = e.get("path"), e.get("mode", "100644")
                 if not isinstance(path, str) or not path or path.startswith("/"):
-                    raise GitError(422, "tree.path is invalid")
+                    raise GitStoreError(422, "tree.path is invalid")
                 if mode not in ("100644", "100755", "040000", "160000", "120000"):
-                    raise GitError(422, f"tree.mode {mode!r} is invalid")
+                    raise GitStoreError(422, f"tree.mode {mode!r} is invalid")
                 if "content" in e and e["content"] is not None:
                     sha = await self.write_blob(full_name, str(e["content"]).encode())
                 elif e.get("sha") is None and "sha" in e:
@@ -183,7 +181,7 @@ class GitStore:
                 else:
                     sha = e.get("sha")
                     if not isinstance(sha, str) or await self.object_type(full_name, sha) is None:
-                        raise GitError(422, f"tree.sha {sha} is not a valid object")
+                        raise GitStoreError(422, f"tree.sha {sha} is not a valid object")
                 await self._git(full_name, "update-index", "--add", "--cacheinfo",
                                 f"{mode},{sha},{path}", env=env)
             return (await self._git(full_name, "write-tree", env=env)).stdout.decode().strip()
@@ -192,7 +190,7 @@ class GitStore:
 
     async def read_tree(self, full_name: str, sha: str, recursive: bool = False) -> list[dict]:
         if await self.object_type(full_name, sha) not in ("tree", "commit"):
-            raise GitError(404, "Not Found")
+            raise GitStoreError(404, "Not Found")
         args = ["ls-tree", "-l", "-z"] + (["-r", "-t"] if recursive else []) + [sha]
         out = (await self._git(full_name, *args)).stdout.decode()
         entries = []
@@ -208,11 +206,11 @@ class GitStore:
     async def write_commit(self, full_name: str, message: str, tree: str, parents: list[str],
                            author: Identity, committer: Identity) -> str:
         if await self.object_type(full_name, tree) != "tree":
-            raise GitError(422, "Tree SHA does not exist")
+            raise GitStoreError(422, "Tree SHA does not exist")
         args = ["commit-tree", tree]
         for p in parents:
             if await self.object_type(full_name, p) != "commit":
-                raise GitError(422, "Parent SHA does not exist or is not a commit object")
+                raise GitStoreError(422, "Parent SHA does not exist or is not a commit object")
             args += ["-p", p]
         env = {"GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
                "GIT_AUTHOR_DATE": author.date, "GIT_COMMITTER_NAME": committer.name,
@@ -222,7 +220,7 @@ class GitStore:
 
     async def read_commit(self, full_name: str, sha: str) -> dict:
         if await self.object_type(full_name, sha) != "commit":
-            raise GitError(404, "Not Found")
+            raise GitStoreError(404, "Not Found")
         raw = (await self._git(full_name, "cat-file", "commit", sha)).stdout.decode(
             errors="replace")
         head, _, message = raw.partition("\n\n")
@@ -260,30 +258,30 @@ class GitStore:
 
     async def create_ref(self, full_name: str, ref: str, sha: str) -> None:
         if not valid_ref_name(ref):
-            raise GitError(422, "Reference name is not valid" if ref.startswith("refs/")
+            raise GitStoreError(422, "Reference name is not valid" if ref.startswith("refs/")
                            else "Reference name must start with 'refs/' and have at least two slashes.")
         if await self.object_type(full_name, sha) is None:
-            raise GitError(422, "Object does not exist")
+            raise GitStoreError(422, "Object does not exist")
         async with self._lock(full_name):
             r = await self._git(full_name, "update-ref", ref, sha, ZERO, check=False)
         if r.returncode != 0:
-            raise GitError(422, "Reference already exists")
+            raise GitStoreError(422, "Reference already exists")
 
     async def update_ref(self, full_name: str, ref: str, sha: str, force: bool) -> None:
         if await self.object_type(full_name, sha) is None:
-            raise GitError(422, "Object does not exist")
+            raise GitStoreError(422, "Object does not exist")
         async with self._lock(full_name):
             old = await self.resolve(full_name, ref)
             if old is None:
-                raise GitError(422, "Reference does not exist")
+                raise GitStoreError(422, "Reference does not exist")
             if not force and old != sha:
                 fast_forward = await self._git(full_name, "merge-base", "--is-ancestor", old, sha,
                                                check=False)
                 if fast_forward.returncode != 0:
-                    raise GitError(422, "Update is not a fast forward")
+                    raise GitStoreError(422, "Update is not a fast forward")
             r = await self._git(full_name, "update-ref", ref, sha, old, check=False)
         if r.returncode != 0:
-            raise GitError(422, "Update is not a fast forward")
+            raise GitStoreError(422, "Update is not a fast forward")
 
     async def authors(self, full_name: str, ref: str) -> set[tuple[str, str]]:
         """(name, email) of every commit author reachable from ``ref`` (empty if it is gone)."""
@@ -300,10 +298,10 @@ class GitStore:
         async with self._lock(full_name):
             old = await self.resolve(full_name, ref)
             if old is None:
-                raise GitError(422, "Reference does not exist")
+                raise GitStoreError(422, "Reference does not exist")
             r = await self._git(full_name, "update-ref", "-d", ref, old, check=False)
         if r.returncode != 0:
-            raise GitError(422, "Reference does not exist")
+            raise GitStoreError(422, "Reference does not exist")
 
     # ------------------------------------------------------------------ pull requests
 

@@ -13,6 +13,7 @@ because containers are created without a TTY.
 
 from __future__ import annotations
 
+from ..errors import ExecError
 import json
 import os
 import struct
@@ -27,7 +28,7 @@ API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
-class EngineError(Exception):
+class EngineError(ExecError):
     """The engine answered with an error status (or could not be reached: status 0)."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -16,6 +16,7 @@ shown). ``helpable`` errors are the ones a peer serving the model may not have.
 
 from __future__ import annotations
 
+from ..errors import ExecError
 import json
 import re
 import time
@@ -56,7 +57,7 @@ class Answer:
     model: str
 
 
-class LLMError(Exception):
+class LLMError(ExecError):
     """``kind``: down (nothing answers, or a server error), missing_model, busy (503/429),
     stream (an error or a broken connection mid-answer), timeout, bad_reply (not the
     protocol), refused (the server rejects the request: 400, 401, 403, 413, ...).

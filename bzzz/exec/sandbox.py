@@ -45,6 +45,7 @@ Inside the task container the workspace keeps the agent-side path, so ``HOME``,
 
 from __future__ import annotations
 
+from ..errors import ExecError
 import json
 import os
 import re
@@ -74,7 +75,7 @@ SYSTEM_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-"
 SYSTEM_SECRET_GLOBS = (("/etc/ssh", "ssh_host_*_key"),)
 
 
-class SandboxError(Exception):
+class SandboxError(ExecError):
     """The sandbox asked for cannot work here: one line naming what is missing and the fix."""
 
 

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from ..errors import ExecError
 import os
 import pwd
 import shutil
@@ -49,7 +50,7 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-class TaskUserError(ValueError):
+class TaskUserError(ExecError, ValueError):
     pass
 
 

@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
-class GitHubError(Exception):
+from ..errors import BzzzError
+
+
+class GitHubError(BzzzError):
     def __init__(self, status: int, message: str, method: str = "", path: str = "") -> None:
         super().__init__(f"{method} {path}: {status} {message}".strip())
         self.status = status

@@ -16,6 +16,7 @@ first), after its deadline, when seen before, or when any signature fails.
 
 from __future__ import annotations
 
+from ..errors import InputError
 import hashlib
 import os
 from collections.abc import Callable
@@ -37,7 +38,7 @@ Sign = Callable[[bytes], bytes]
 Verify = Callable[[str, bytes, bytes], bool]  # (peer id, data, signature)
 
 
-class HelpDrop(Exception):
+class HelpDrop(InputError):
     """A message that is dropped; ``reason`` is the counter label."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

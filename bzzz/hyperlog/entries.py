@@ -9,6 +9,7 @@ the signed log commits to them without carrying them.
 
 from __future__ import annotations
 
+from ..errors import InputError
 import hashlib
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ INLINE_MAX = 1024
 MAX_ENTRY = 64 * 1024
 
 
-class EntryError(ValueError):
+class EntryError(InputError, ValueError):
     pass
 
 

@@ -14,6 +14,7 @@ The server runs :func:`needed` to know which nodes to send; the reader runs :fun
 
 from __future__ import annotations
 
+from ..errors import InputError
 from collections.abc import Iterable
 
 from . import flat
@@ -23,7 +24,7 @@ from .tree import Node
 MAX_PROOF_NODES = 4096
 
 
-class ProofError(ValueError):
+class ProofError(InputError, ValueError):
     pass
 
 

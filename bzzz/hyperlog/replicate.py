@@ -58,7 +58,7 @@ SEAL_STEP = 16384  # blocks: how far a long copy goes between durable seals
 CONFLICT_FILE = "conflict"
 
 
-class ReplicationError(Exception):
+class ReplicationError(LogError):
     pass
 
 

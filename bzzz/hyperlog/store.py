@@ -22,6 +22,7 @@ Every read checks the block against its leaf hash, so corrupt data is never serv
 
 from __future__ import annotations
 
+from ..errors import BzzzError
 import fcntl
 import logging
 import os
@@ -51,7 +52,7 @@ NODE_FLUSH = 2048  # tree nodes kept in memory before one coalesced write to the
 CHECKPOINT_EVERY = 16384  # blocks between checkpoints of the caches
 
 
-class LogError(Exception):
+class LogError(BzzzError):
     """A log that cannot be opened or written as asked."""
 
 

@@ -32,6 +32,7 @@ the issue who asked, like any writer's command.
 
 from __future__ import annotations
 
+from ..errors import PolicyError, SetupError
 import hmac
 import json
 import logging
@@ -63,7 +64,7 @@ SKEW = 120.0  # seconds of clock difference tolerated between a monitor and GitH
 FINISHED = ("done", "failed", "cancelled")
 
 
-class TokenFileError(ValueError):
+class TokenFileError(SetupError, ValueError):
     pass
 
 
@@ -114,7 +115,7 @@ class RateBucket:
         return (1.0 - self.level) / self.rate
 
 
-class Refused(Exception):
+class Refused(PolicyError):
     """An answer other than success: status, document, extra headers."""
 
     def __init__(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:

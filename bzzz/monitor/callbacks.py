@@ -24,6 +24,7 @@ and redirects are not followed (a 3xx is refused, not retried).
 
 from __future__ import annotations
 
+from ..errors import SetupError
 import json
 import logging
 import random
@@ -45,7 +46,7 @@ log = logging.getLogger("bzzz.monitor.callbacks")
 USER_AGENT = "bzzz-monitor"
 
 
-class SecretFileError(ValueError):
+class SecretFileError(SetupError, ValueError):
     pass
 
 

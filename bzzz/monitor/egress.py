@@ -18,6 +18,7 @@ Every address a name resolves to must be allowed: one denied address refuses the
 
 from __future__ import annotations
 
+from ..errors import PolicyError
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
@@ -58,11 +59,11 @@ DEFAULT_DENY = ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "169.254.0.0/16
                 "100.64.0.0/10", "fc00::/7", NON_PUBLIC)
 
 
-class Denied(Exception):
+class Denied(PolicyError):
     """The URL's host is (or resolves to) a denied address; the message names it."""
 
 
-class Unresolved(Exception):
+class Unresolved(PolicyError):
     """The host name did not resolve (worth retrying: DNS may come back)."""
 
 

@@ -10,6 +10,7 @@ digest) from a conflicting request (409) from the issue alone.
 
 from __future__ import annotations
 
+from ..errors import InputError
 import hashlib
 import hmac
 import json
@@ -42,7 +43,7 @@ STATUS_AFTER = {"claimed": "running", "needs_input": "needs_input", "pull_reques
                 "done": "done", "failed": "failed", "cancelled": "cancelled"}
 
 
-class JobError(ValueError):
+class JobError(InputError, ValueError):
     """A request that is not a job: ``field`` names what is wrong (400)."""
 
     def __init__(self, field_name: str, message: str, **extra: Any) -> None:

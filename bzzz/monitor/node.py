@@ -10,6 +10,7 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 
 from __future__ import annotations
 
+from ..errors import SetupError
 import logging
 import math
 import time
@@ -42,9 +43,10 @@ TICK = 0.5  # seconds between looks at the peer table (the page's agents)
 VERIFY_EVERY = 600.0  # seconds between full checks of every replica on disk
 POLL_PAGE = 100  # issues per request of the GitHub poll
 POLL_PAGES = 5  # requests per repository and poll at most (the cursor carries on)
+POLL_SOON_GAP = 0.5  # a log names a task the poll has not shown: poll this soon
 
 
-class MonitorError(Exception):
+class MonitorError(SetupError):
     """A start-up problem, phrased as one line."""
 
 
@@ -134,6 +136,8 @@ class Monitor:
         self.verify_failures = 0
         self.github_ok: bool | None = None
         self._poll_cursor: dict[str, str] = {}  # repo -> newest updated_at seen
+        # set when a log speaks of a task GitHub's poll has not shown yet: poll at once
+        self._poll_soon = trio.Event()
         self._poll_etag: dict[str, str] = {}  # repo -> ETag of the current query
         self.started_at = clock()
         self.bound: list[str] = []
@@ -320,6 +324,8 @@ class Monitor:
                 return [], False
         out = self.index.add(hexkey, peer, node, start, blocks, trust=self.trust,
                              entries=entries)
+        if any(self._unseen_on_github(e.repo, e.issue) for e in out):
+            self._poll_soon.set()
         if out and out[-1].ts:  # how far behind its agent the index is, once per batch
             self.metrics.lag.observe(max(0.0, self.clock() - out[-1].ts))
         return out, end < sealed and hexkey not in self._deferred
@@ -380,7 +386,18 @@ class Monitor:
                     continue
                 if changed:
                     self._changed()
-            await trio.sleep(interval)
+            self._poll_soon = trio.Event()
+            with trio.move_on_after(interval):
+                await self._poll_soon.wait()
+                await trio.sleep(POLL_SOON_GAP)  # one early poll for a burst of new tasks
+
+    def _unseen_on_github(self, repo: str | None, issue: int | None) -> bool:
+        """A task of a polled repository that a log names and GitHub's poll has not shown
+        (no title or link on the page until the next poll otherwise)."""
+        if repo is None or issue is None or repo not in self.config.github.repos:
+            return False
+        t = self.index.tasks.get((repo, issue))
+        return t is not None and t.github is None and t.issue_url is None
 
     async def _poll_repo(self, repo: str) -> bool:
         """Read the repository's ``bzzz`` issues changed since the last poll into the index;

@@ -6,6 +6,7 @@ Decoding never raises anything but :class:`EnvelopeError`, whose ``reason`` is o
 
 from __future__ import annotations
 
+from ..errors import InputError
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ TYPE_DEPART = "departure"
 REASONS = ("malformed", "oversized", "stale", "forged", "unknown_type")
 
 
-class EnvelopeError(Exception):
+class EnvelopeError(InputError):
     def __init__(self, reason: str, detail: str) -> None:
         assert reason in REASONS
         super().__init__(f"{reason}: {detail}")

@@ -15,6 +15,7 @@ per patch, every attribute replaced (owner, name, original, replacement), which 
 
 from __future__ import annotations
 
+from ..errors import SetupError
 import importlib.metadata
 import logging
 import os
@@ -38,7 +39,7 @@ RECORD_RECHECK = 1.0  # seconds between checks that our signed peer record is cu
 YAMUX_MAX_WINDOW = 1024 * 1024  # per-stream receive window cap (py-libp2p: 16 MiB)
 
 
-class Libp2pPatchError(RuntimeError):
+class Libp2pPatchError(SetupError, RuntimeError):
     """The installed py-libp2p is not the one our patches were written for."""
 
 

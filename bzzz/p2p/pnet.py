@@ -15,6 +15,7 @@ all is cut off after ``handshake_timeout`` seconds.
 
 from __future__ import annotations
 
+from ..errors import BzzzError
 import base64
 import logging
 import os
@@ -36,11 +37,11 @@ MULTISTREAM_HEADER = b"\x13/multistream/1.0.0\n"
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 
 
-class PnetError(Exception):
+class PnetError(BzzzError):
     """A pnet key file is invalid, or a peer is not in our private network."""
 
 
-class _NoPnet(Exception):
+class _NoPnet(PnetError):
     """Internal: the peer speaks libp2p without pnet."""
 
 

@@ -14,6 +14,7 @@ Delivery reads only the task's working files, through the agent's own index and 
 
 from __future__ import annotations
 
+from ..errors import RepoError
 import base64
 import os
 import subprocess
@@ -29,7 +30,7 @@ GIT_TIMEOUT = 300.0  # seconds for one network git command (a first fetch of a b
 LOCAL_TIMEOUT = 120.0
 
 
-class GitError(Exception):
+class GitError(RepoError):
     """A git command failed: which one (without secrets), and git's last words."""
 
     def __init__(self, what: str, code: int | None, stderr: str) -> None:

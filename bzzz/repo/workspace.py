@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+from ..errors import RepoError  # a step that cannot work: one line, already redacted
 import os
 import re
 import shutil
@@ -39,8 +40,6 @@ MAX_FILE = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB
 MAX_ENTRIES = 200_000
 
 
-class RepoError(Exception):
-    """A checkout or delivery step that cannot work: one line, already redacted."""
 
 
 def slug(title: str, limit: int = 40) -> str:

@@ -21,6 +21,7 @@ marker before filing, so a claimant that did file is never duplicated.
 
 from __future__ import annotations
 
+from ..errors import InputError
 import enum
 import re
 from collections.abc import Iterable
@@ -39,7 +40,7 @@ DEFAULT_GRACE = 120.0  # seconds a claimed slot is left to its claimant before a
 _KEY_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 
 
-class CronError(ValueError):
+class CronError(InputError, ValueError):
     """A cron expression or time zone that cannot be used."""
 
 

@@ -7,6 +7,7 @@ commands, variable alternatives, CPU time) is here; ``Budget`` is raised where o
 
 from __future__ import annotations
 
+from ...errors import ExecError
 import time
 
 MAX_COMMAND = 16 * 1024
@@ -25,5 +26,5 @@ PARSE_BUDGET = 0.010      # CPU seconds tree-sitter may take over one parse
 cpu = time.thread_time
 
 
-class Budget(Exception):
+class Budget(ExecError):
     """A budget (nodes, depth, nesting, time) ran out: the command is refused."""
