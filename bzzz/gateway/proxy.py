@@ -1,0 +1,245 @@
+"""The node's task gateway: an HTTP forward proxy, one Unix socket per running task.
+
+A task's only way out (docs/gateway.md). Each task gets a socket of its own
+(``Gateway.route``); the socket is the task's identity, so what comes in on it is checked
+against that task's allowlist and counted on that task's account, and the socket is gone when
+the task ends. Inside the sandbox a forwarder (bzzz/gateway/forwarder.py) offers it as
+``http://127.0.0.1:3128`` for the tools that speak to an HTTP proxy.
+
+Two request forms, as every HTTP client sends them to a proxy:
+
+- ``CONNECT host:port``: a tunnel (TLS passes through; the gateway never decrypts);
+- an absolute URL (``GET http://host/path``): forwarded once with ``Connection: close``.
+
+Anything else, a host the allowlist does not name, or a name that resolves only to addresses
+the gateway will not dial (bzzz/gateway/policy.py) gets a ``403`` whose body says why, and is
+counted on the task's account and per host for the node's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import trio
+
+from ..errors import closing_quietly
+from .allow import Allowlist, Rule, normalize_host
+from .policy import Egress, HostUse, dialable
+
+__all__ = ["Gateway", "Route"]
+
+log = logging.getLogger("bzzz.gateway")
+
+HEAD_LIMIT = 16 * 1024  # bytes of a request's head
+HEAD_TIMEOUT = 10.0  # seconds for a client to send its request's head
+CONNECT_TIMEOUT = 10.0  # seconds to reach an allowed host
+CHUNK = 64 * 1024
+HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
+
+
+class _Refused(Exception):
+    """Internal: a request the gateway answers with an error status."""
+
+    def __init__(self, status: int, why: str, counted: str | None = None) -> None:
+        super().__init__(why)
+        self.status, self.why, self.counted = status, why, counted
+
+
+@dataclass
+class Route:
+    """One task's way out: its socket, its allowlist and its account."""
+
+    task: str
+    socket_path: Path
+    allow: Allowlist
+    egress: Egress = field(default_factory=Egress)
+
+
+@dataclass
+class Gateway:
+    """One per node. ``directory`` holds the task sockets (only the agent can list it)."""
+
+    directory: Path
+    refused_by_host: Counter[str] = field(default_factory=Counter)  # node-wide, for metrics
+    routes: dict[str, Route] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o711)
+
+    @asynccontextmanager
+    async def route(self, task: str, allow: Allowlist) -> AsyncIterator[Route]:
+        """Serve ``task``'s socket while the block runs; the socket is removed after."""
+        name = "".join(c if c.isalnum() else "-" for c in task)[:60]
+        path = self.directory / f"{name}-{os.urandom(6).hex()}.sock"
+        route = Route(task, path, allow)
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(str(path))
+        os.chmod(path, 0o666)  # the task's user connects; only the sandbox sees this path
+        sock.listen(64)
+        listener = trio.SocketListener(sock)
+        self.routes[task] = route
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.serve_listeners,
+                                   lambda s: self._serve(s, route), [listener])
+                yield route
+                nursery.cancel_scope.cancel()
+        finally:
+            self.routes.pop(task, None)
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _serve(self, client: trio.abc.Stream, route: Route) -> None:
+        async with client:
+            try:
+                head, rest = await _read_head(client)
+                await self._dispatch(client, route, head, rest)
+            except _Refused as refused:
+                if refused.counted:
+                    route.egress.refuse(refused.counted, refused.why)
+                    self.refused_by_host[refused.counted.rsplit(":", 1)[0]] += 1
+                    log.info("task egress refused", extra={
+                        "task": route.task, "target": refused.counted, "why": refused.why})
+                with closing_quietly(log, "a refused request"):
+                    await _answer(client, refused.status, refused.why)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                log.debug("a task's connection ended", extra={
+                    "task": route.task, "error": type(exc).__name__})
+
+    async def _dispatch(self, client: trio.abc.Stream, route: Route, head: bytes,
+                        rest: bytes) -> None:
+        line, _, headers = head.partition(b"\r\n")
+        parts = line.split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            raise _Refused(400, "not an HTTP/1.x request")
+        method, target = parts[0].decode("latin-1"), parts[1].decode("latin-1")
+        if method == "CONNECT":
+            host, port = _host_port(target, None)
+            upstream, use = await self._open(route, host, port)
+            async with upstream:
+                await client.send_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                use.bytes_out += len(rest)
+                if rest:
+                    await upstream.send_all(rest)
+                await _relay(client, upstream, use)
+            return
+        url = urlsplit(target)
+        if url.scheme != "http" or not url.hostname:
+            raise _Refused(400, "send https through CONNECT, and http as an absolute URL")
+        host, port = normalize_host(url.hostname), url.port or 80
+        upstream, use = await self._open(route, host, port)
+        async with upstream:
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            kept = [h for h in headers.split(b"\r\n")
+                    if h and h.split(b":", 1)[0].strip().lower() not in HOP_HEADERS]
+            out = b"\r\n".join([f"{method} {path} HTTP/1.1".encode("latin-1"), *kept,
+                                b"Connection: close", b"", b""])
+            use.requests += 1
+            use.bytes_out += len(out) + len(rest)
+            await upstream.send_all(out + rest)
+            await _relay(client, upstream, use)
+
+    async def _open(self, route: Route, host: str, port: int) -> tuple[trio.SocketStream,
+                                                                         HostUse]:
+        target = f"{host}:{port}"
+        rule = route.allow.allows(host, port)
+        if rule is None:
+            raise _Refused(403, f"{target} is not on this task's allowlist", target)
+        addrs = await _resolve(rule, host, port)
+        if not addrs:
+            raise _Refused(403, f"{target} resolves to no address the gateway may dial",
+                           target)
+        last: OSError | None = None
+        for addr in addrs:
+            try:
+                with trio.fail_after(CONNECT_TIMEOUT):
+                    stream = await trio.open_tcp_stream(addr, port)
+            except (OSError, trio.TooSlowError) as exc:
+                last = exc if isinstance(exc, OSError) else OSError(f"timed out: {addr}")
+                continue
+            use = route.egress.use(host, port)
+            use.connections += 1
+            return stream, use
+        raise _Refused(502, f"{target} did not answer ({type(last).__name__})")
+
+
+async def _resolve(rule: Rule, host: str, port: int) -> list[str]:
+    """The addresses of ``host`` the gateway may dial for ``rule``, in resolver order."""
+    if rule.literal:
+        return [rule.host] if dialable(rule.host, rule) else []
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    found = [str(info[4][0]) for info in infos]
+    return [a for a in dict.fromkeys(found) if dialable(a, rule)]
+
+
+def _host_port(target: str, default: int | None) -> tuple[str, int]:
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if default is None:
+            raise _Refused(400, "CONNECT needs host:port")
+        return normalize_host(target), default
+    return normalize_host(host), int(port)
+
+
+async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
+    """A request's head (up to the blank line) and whatever came after it."""
+    buf = b""
+    with trio.move_on_after(HEAD_TIMEOUT) as scope:
+        while b"\r\n\r\n" not in buf:
+            if len(buf) > HEAD_LIMIT:
+                raise _Refused(431, "request head too large")
+            chunk = await stream.receive_some(CHUNK)
+            if not chunk:
+                raise _Refused(400, "connection closed before the request's head")
+            buf += chunk
+    if scope.cancelled_caught:
+        raise _Refused(408, "no request head in time")
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+async def _answer(stream: trio.abc.Stream, status: int, why: str) -> None:
+    body = f"bzzz gateway: {why}\n".encode()
+    reason = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout",
+              431: "Request Header Fields Too Large", 502: "Bad Gateway"}.get(status, "Error")
+    await stream.send_all(
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: "
+        f"{len(body)}\r\nConnection: close\r\nX-Bzzz-Gateway: refused\r\n\r\n".encode() + body)
+
+
+async def _relay(client: trio.abc.Stream, upstream: trio.SocketStream, use: HostUse) -> None:
+    """Copy both ways, counting the bytes, until the host is done (or either side breaks).
+    The task finishing its sending half-closes the host's side: the answer still comes."""
+
+    async def outward(done: trio.CancelScope) -> None:
+        try:
+            while chunk := await client.receive_some(CHUNK):
+                await upstream.send_all(chunk)
+                use.bytes_out += len(chunk)
+            await upstream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            done.cancel()  # the task's side broke: nothing more to carry
+
+    async def inward(done: trio.CancelScope) -> None:
+        try:
+            while chunk := await upstream.receive_some(CHUNK):
+                await client.send_all(chunk)
+                use.bytes_in += len(chunk)
+        finally:
+            done.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(outward, nursery.cancel_scope)
+        nursery.start_soon(inward, nursery.cancel_scope)
