@@ -6,39 +6,47 @@ connections are closed, and the process exits 0 within a few seconds.
 
 from __future__ import annotations
 
-from .errors import SetupError
 import logging
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import __version__, heap, logs
+from . import __version__, heap
 from .api import Api, is_loopback
 from .asgi import serve_app
-from .github import credentials
-from .github.credentials import CredentialProvider
-from .github.client import GitHubClient, GitHubError
 from .claim.delivery import RepoWork
-from .exec.executor import AgentExecutor
-from .exec.llm import Endpoint
-from .exec.llmexec import LLMExecutor
-from .repo.git import Git
-from .repo.workspace import Mirrors
 from .claim.service import ClaimService, ClaimSettings
-from .p2p.capabilities import PeerView
 from .config import Config
 from .decisions import open_data_dir
+from .errors import SetupError
+from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
-from .exec.sandbox import Limits, SandboxError, open_sandbox
+from .exec.llm import Endpoint
+from .exec.llmexec import LLMExecutor
+from .exec.sandbox import Limits, Sandbox, SandboxError, open_sandbox
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
+from .github import credentials
+from .github.client import GitHubClient, GitHubError
+from .github.credentials import CredentialProvider
 from .identity import Identity, load_or_create
 from .metrics import Metrics
 from .p2p import capabilities as caps_mod
+from .p2p.capabilities import PeerView
 from .p2p.logsync import STALL_INTERVALS, LogSync
 from .p2p.mesh import Mesh, leave, until_stop_signal
 from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
+from .redact import register as register_secret
+from .repo.git import Git
+from .repo.workspace import Mirrors
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from .claim.webhook import WebhookIntake
+    from .help.service import HelpService
 
 log = logging.getLogger("bzzz.agent")
 
@@ -68,7 +76,7 @@ def _read_token(config: Config) -> CredentialProvider | None:
     return provider
 
 
-def _secret_file(path, field: str) -> credentials.SecretFile:
+def _secret_file(path: Path, field: str) -> credentials.SecretFile:
     """A secret file read now (a missing or empty one stops the start) and re-read whenever
     it changes, so it rotates without a restart."""
     secret = credentials.SecretFile(path, field)
@@ -100,17 +108,17 @@ class Agent:
     def __init__(self, config: Config, identity: Identity | None = None) -> None:
         self.config = config
         self.identity = identity or load_or_create(config.data_dir)
-        logs.register_secret(self.identity.seed)  # its hex spellings never leave the agent
+        register_secret(self.identity.seed)  # its hex spellings never leave the agent
         self.peer_id = self.identity.peer_id.to_base58()
         psk = load_psk(config.psk_file) if config.psk_file else None
         if psk is not None:
-            logs.register_secret(psk.hex())
+            register_secret(psk.hex())
         self.token = _read_token(config)  # the credential provider
         self.gh: GitHubClient | None = None
         self.webhook = self._webhook_intake(config)
         self.task_user = _task_user(config)
         self.workroot = config.workspace_dir or config.data_dir / "work"
-        self.sandbox = None  # opened in run() (it may ask a container engine)
+        self.sandbox: Sandbox | None = None  # opened in run() (it may ask a container engine)
         self.datalease, self.decisions = open_data_dir(config, self.peer_id,
                                                        self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
@@ -148,7 +156,7 @@ class Agent:
         self.maintenance_interval = heap.INTERVAL
         self.started_at = time.time()
 
-    def _webhook_intake(self, config: Config):
+    def _webhook_intake(self, config: Config) -> WebhookIntake | None:
         """GitHub's webhooks, when the agent listens for them (they need the secret file):
         events go to the claim service once it runs."""
         if not config.github.webhook_listen:
@@ -171,7 +179,7 @@ class Agent:
                                   "Peers' pubsub streams ended for an RPC that did not parse",
                                   lambda: self.node.security_stats.pubsub_malformed_rpc)
 
-    def _help_service(self, config: Config):
+    def _help_service(self, config: Config) -> HelpService:
         """Help between peers: what this agent can do and how busy it is, asked live."""
         from .help.service import HelpService
         return HelpService(
@@ -282,7 +290,7 @@ class Agent:
                                    "fetch_seconds": round(st.fetch_seconds, 3)}
                             for repo, st in work.mirrors.stats.items()}}
 
-    async def _help_probe(self, doc: dict) -> dict:
+    async def _help_probe(self, doc: dict[str, Any]) -> dict[str, Any]:
         task = {"repo": "-", "issue": 0, "title": "probe", "needs": doc["needs"]}
         ask = await self.help.ask(task, "probe", 1, wait=doc["wait"], grace=min(0.2, doc["wait"]))
         return {"request": ask.request_id, "sent_to": ask.sent_to,
@@ -301,7 +309,7 @@ class Agent:
                 for e in self.mesh.table.entries() if e.announcement.log_key
                 and (connected is None or e.announcement.peer_id in connected)]
 
-    def _help_candidates(self):
+    def _help_candidates(self) -> list[PeerView]:
         now = time.time()
         connected = self.node.connected_peers() if self.config.help_scope == "connected" else None
         return [PeerView(e.announcement.peer_id, tuple(e.announcement.capabilities),
@@ -361,7 +369,7 @@ class Agent:
                             protected=cfg.delivery_protected_paths,
                             allow_protected=cfg.delivery_allow_protected)
         self.work = work
-        executors: dict = {}
+        executors: dict[str, Executor] = {}
         if cfg.agent_command and self.sandbox is not None:
             executors["agent"] = AgentExecutor(cfg.agent_command, self.sandbox, env=cfg.agent_env)
         if self.llm is not None:
@@ -424,7 +432,8 @@ class Agent:
             self.capabilities += [c for c in extra if c not in self.capabilities]
             self.mesh.set_capabilities(self.capabilities)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED, *, handle_signals: bool = True) -> None:
+    async def run(self, task_status: TaskStatus[Agent] = trio.TASK_STATUS_IGNORED, *,
+                  handle_signals: bool = True) -> None:
         host, port = self.config.api_host_port
         try:
             if self.config.github.repos:
@@ -471,7 +480,8 @@ class Agent:
             await trio.sleep(LLM_REFRESH)
             await self._refresh_llm()
 
-    async def _run(self, task_status, host: str, port: int, handle_signals: bool) -> None:
+    async def _run(self, task_status: TaskStatus[Agent], host: str, port: int,
+                   handle_signals: bool) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.datalease.run)
             await nursery.start(self.decisions.run)
@@ -489,10 +499,12 @@ class Agent:
             if self.config.schedules:  # bzzz/schedule: one issue per slot, mesh-wide
                 from .schedule.runner import run_schedules
                 nursery.start_soon(run_schedules, self.config, self.token, self.decisions)
-            if self.webhook is not None:
-                host, _, port = self.config.github.webhook_listen.rpartition(":")
+            webhook, listen = self.webhook, self.config.github.webhook_listen
+            if webhook is not None:
+                assert listen is not None  # the intake exists only with it
+                wh_host, _, wh_port = listen.rpartition(":")
                 await nursery.start(lambda task_status: serve_app(
-                    self.webhook, host.strip("[]"), int(port), task_status=task_status))
+                    webhook, wh_host.strip("[]"), int(wh_port), task_status=task_status))
             self.decisions.append({"type": "started", "node": self.config.node_id,
                                    "peer": self.peer_id, "version": __version__,
                                    "capabilities": list(self.capabilities)})

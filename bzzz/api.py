@@ -13,22 +13,30 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .asgi import http_request, respond, serve_app
+from .asgi import HttpRequest, http_request, respond, serve_app
 from .redact import redact_value
 
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
 log = logging.getLogger("bzzz.api")
+
+# ASGI's connection scope, receive and send, as bzzz/asgi.py takes them
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Any], Awaitable[None]]
 
 
 class Api:
     def __init__(self, status: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
                  healthy: Callable[[], bool] = lambda: True,
-                 probe: Callable[[dict], Awaitable[dict]] | None = None,
+                 probe: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
                  token: str | Callable[[], str] | None = None, loopback: bool = True) -> None:
         self._status = status
         self._token = token
@@ -38,7 +46,7 @@ class Api:
         self._healthy = healthy
         self.bound: list[str] = []
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return
         path, method = request.path, request.method
@@ -66,7 +74,7 @@ class Api:
                 await self._reply(send, 200, body, "application/json")
             else:
                 await self._reply(send, 404, b'{"error": "not found"}\n', "application/json")
-        except Exception:
+        except Exception:  # a request handler: a bug answers 500, the server goes on
             log.exception("api error on %s", path)
             await self._reply(send, 500, b'{"error": "internal error"}\n', "application/json")
 
@@ -74,7 +82,7 @@ class Api:
         """Treat loopback as open to others (tasks that share the host's network)."""
         self._loopback = False
 
-    def _denied(self, scope) -> tuple[int, bytes] | None:
+    def _denied(self, scope: Scope) -> tuple[int, bytes] | None:
         """Why a request to an acting endpoint is refused (None: it may act)."""
         token = self._token() if callable(self._token) else self._token  # rotates
         if token is None:
@@ -92,7 +100,7 @@ class Api:
             return 401, b'{"error": "a valid bearer token is needed"}\n'
         return None
 
-    async def _post_probe(self, request, send) -> None:
+    async def _post_probe(self, request: HttpRequest, send: Send) -> None:
         """Ask the mesh who could take a task needing some capabilities (a real help
         request, with no task behind it: offers are collected, nothing is handed over)."""
         body = await request.body(64 * 1024)
@@ -113,12 +121,14 @@ class Api:
                           "application/json")
 
     @staticmethod
-    async def _reply(send, status: int, body: bytes, content_type: str,
-                     extra: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _reply(send: Send, status: int, body: bytes, content_type: str,
+                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         await respond(send, status, body, content_type, [(b"cache-control", b"no-store"), *extra])
 
-    async def run(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        async def serving(task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, host: str, port: int,
+                  task_status: TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        async def serving(task_status: TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
             await serve_app(self, host, port, errorlog=logging.getLogger("bzzz.api.server"),
                             task_status=task_status)
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from .errors import SetupError
 import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import __version__
+from .errors import SetupError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .agent import Agent
+    from .config import Config
+    from .monitor.node import Monitor
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class CliError(SetupError):
@@ -17,7 +28,7 @@ class CliError(SetupError):
         self.status = status
 
 
-def _load(config_path: str | None):
+def _load(config_path: str | None) -> Config:
     from .config import ConfigError, load_config
 
     try:
@@ -36,6 +47,8 @@ def _daemon(args: argparse.Namespace, kind: str) -> int:
 
     config = _load(args.config)
     logs.setup(config.log_level, config.log_format, config.node_id)
+    make: Callable[[Config], Agent | Monitor]
+    StartError: type[SetupError]
     if kind == "agent":
         from .agent import Agent as make, AgentError as StartError
     else:
@@ -234,7 +247,7 @@ def _task_body(args: argparse.Namespace) -> str:
     return body
 
 
-def _refused(resp) -> CliError:
+def _refused(resp: httpx.Response) -> CliError:
     try:
         message = resp.json().get("message", "")
     except ValueError:
@@ -242,8 +255,8 @@ def _refused(resp) -> CliError:
     return CliError(f"GitHub answered {resp.status_code}: {message}")
 
 
-def _file_task(client, args: argparse.Namespace, labels: list[str],
-               body: str) -> tuple[dict, bool]:
+def _file_task(client: httpx.Client, args: argparse.Namespace, labels: list[str],
+               body: str) -> tuple[dict[str, Any], bool]:
     """The job's existing issue (with --job-id), else a new one: the issue, and whether it
     existed."""
     import httpx
@@ -266,7 +279,7 @@ def _file_task(client, args: argparse.Namespace, labels: list[str],
     return issue, existing
 
 
-def _follow_task(client, args: argparse.Namespace, number: int) -> int:
+def _follow_task(client: httpx.Client, args: argparse.Namespace, number: int) -> int:
     """--wait: follow the issue to its end; the exit status."""
     import httpx
 
@@ -297,8 +310,9 @@ def cmd_log(args: argparse.Namespace) -> int:
         import trio
 
         from .p2p.logsync import replicate_command
-        return trio.run(lambda: replicate_command(args.source, args.key, args.dir,
-                                                  follow=args.follow, psk_file=args.psk_file))
+        status: int = trio.run(lambda: replicate_command(
+            args.source, args.key, args.dir, follow=args.follow, psk_file=args.psk_file))
+        return status
 
     return log_main(args.log_command, args.dir, getattr(args, "json", False))
 
@@ -315,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_node_commands(sub) -> None:
+def _add_node_commands(sub: Subcommands) -> None:
     """The daemons and the commands about one node: run, monitor, id, status, devhub."""
     p = sub.add_parser("run", help="run the agent daemon")
     p.add_argument("--config", help="TOML configuration file")
@@ -344,7 +358,7 @@ def _add_node_commands(sub) -> None:
     p.set_defaults(func=cmd_devhub)
 
 
-def _add_task_command(sub) -> None:
+def _add_task_command(sub: Subcommands) -> None:
     p = sub.add_parser("task", help="tasks on GitHub")
     task_sub = p.add_subparsers(dest="task_command", required=True, metavar="ACTION")
     p = task_sub.add_parser("create", help="file a task issue, as N8N or a person would")
@@ -371,7 +385,7 @@ def _add_task_command(sub) -> None:
     p.set_defaults(func=cmd_task_create)
 
 
-def _add_log_command(sub) -> None:
+def _add_log_command(sub: Subcommands) -> None:
     p = sub.add_parser("log", help="signed logs on disk: show, verify, export, append")
     log_sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")
     q = log_sub.add_parser("show", help="the log's head and entries")
@@ -395,7 +409,7 @@ def _add_log_command(sub) -> None:
         q.set_defaults(func=cmd_log)
 
 
-def _add_demo_command(sub) -> None:
+def _add_demo_command(sub: Subcommands) -> None:
     p = sub.add_parser("demo", help="a local mesh of agents on this machine")
     p.add_argument("--agents", type=int, default=3, help="number of agents (default 3)")
     p.add_argument("--tasks", type=int, default=15, help="sample tasks (with the task issue)")
@@ -406,7 +420,8 @@ def _add_demo_command(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except CliError as exc:
         print(f"bzzz: {exc}", file=sys.stderr)
         return exc.status

@@ -82,35 +82,35 @@ class GitHubConfig(BaseModel):
     # a command printing a token on stdout: an argv list, or one line split like a shell
     # would (no shell runs), e.g. "vault kv get -field=token secret/bzzz" or "gh auth token"
     token_command: list[str] | None = None
-    token_refresh: float = Field(45 * 60.0, gt=0)  # seconds between runs of token_command
-    token_command_timeout: float = Field(30.0, gt=0, le=600)
+    token_refresh: float = Field(default=45 * 60.0, gt=0)  # seconds between runs of token_command
+    token_command_timeout: float = Field(default=30.0, gt=0, le=600)
     # a GitHub App: its id, its private key (PEM), and the installation (looked up on the
     # owner of the first repo when absent)
-    app_id: int | None = Field(None, ge=1)
+    app_id: int | None = Field(default=None, ge=1)
     app_key_file: Path | None = None
-    installation_id: int | None = Field(None, ge=1)
+    installation_id: int | None = Field(default=None, ge=1)
     repos: StrList = Field(default_factory=list)
-    poll_interval: float = Field(5.0, gt=0)
+    poll_interval: float = Field(default=5.0, gt=0)
     # content-creating requests per token: bursts of write_burst, then one per write_interval
     # seconds; the defaults keep any minute at or under GitHub's 80 (10 + 60 / 0.86)
-    write_interval: float = Field(0.86, ge=0)
-    write_burst: int = Field(10, ge=1, le=80)
-    lease: float = Field(60.0, ge=1)
+    write_interval: float = Field(default=0.86, ge=0)
+    write_burst: int = Field(default=10, ge=1, le=80)
+    lease: float = Field(default=60.0, ge=1)
     # "ref": the git-ref lock (needs contents write); "assign": a weaker lock from
     # assignment alone, for issues-only tokens, one login per agent (see the README)
     claim_mode: Literal["ref", "assign"] = "ref"
-    settle: float = Field(2.0, gt=0, le=60)
+    settle: float = Field(default=2.0, gt=0, le=60)
     close_on_success: bool = False
     # webhook intake (optional; polling stays the safety net): host:port and the secret
     webhook_listen: str | None = None
     webhook_secret_file: Path | None = None
     # seconds a permission answer (who may push) is cached for the trust rule
-    trust_ttl: float = Field(60.0, ge=0, le=3600)
+    trust_ttl: float = Field(default=60.0, ge=0, le=3600)
     # every task in a checkout of its repository, its changes delivered as a pull request;
     # off: tasks run in an empty directory and answer with a comment only
     checkout: bool = True
     # seconds a task waits for an answer to its question before it fails (72 h)
-    input_timeout: float = Field(72 * 3600.0, gt=0)
+    input_timeout: float = Field(default=72 * 3600.0, gt=0)
 
     @field_validator("token_file", "app_key_file", "token_command", "app_id",
                      "installation_id", mode="before")
@@ -181,7 +181,7 @@ class LLMConfig(BaseModel):
     models: StrList = Field(default_factory=list)  # added to what the endpoint lists
     name: str = ""
     api_key_file: Path | None = None
-    context: int | None = Field(None, ge=256)  # tokens, when the endpoint does not say
+    context: int | None = Field(default=None, ge=256)  # tokens, when the endpoint does not say
 
 
 class MonitorConfig(BaseModel):
@@ -196,17 +196,17 @@ class MonitorConfig(BaseModel):
     # `listen` is beyond loopback; on loopback reads stay open without one
     viewer_token_file: Path | None = None
     # seconds between polls of github.repos for tasks no agent holds yet (0: no polling)
-    poll_interval: float = Field(5.0, ge=0)
+    poll_interval: float = Field(default=5.0, ge=0)
     # an agent not heard from for this long is shown as gone (grey)
-    agent_expiry: float = Field(20.0, gt=0)
+    agent_expiry: float = Field(default=20.0, gt=0)
     # Hive-compatible POST /enqueue: "name token" per line; absent: the bridge is off
     enqueue_tokens_file: Path | None = None
     enqueue_repo: str | None = None  # where jobs without a repo go
-    enqueue_rate: float = Field(1.0, gt=0)  # jobs per second per token, sustained
-    enqueue_burst: int = Field(20, ge=1)
+    enqueue_rate: float = Field(default=1.0, gt=0)  # jobs per second per token, sustained
+    enqueue_burst: int = Field(default=20, ge=1)
     # HMAC-SHA256 key of X-Bzzz-Signature-256 on job callbacks
     callback_secret_file: Path | None = None
-    callback_retry_for: float = Field(86400.0, gt=0)  # seconds a callback is retried
+    callback_retry_for: float = Field(default=86400.0, gt=0)  # seconds a callback is retried
     # networks callbacks may not reach (bzzz/monitor/egress.py): every non-public address by
     # default ("non-public"), loopback, link-local, RFC 1918, fc00::/7, 100.64.0.0/10 and the
     # Docker bridge named too; [] denies nothing
@@ -242,8 +242,9 @@ class ScheduleConfig(BaseModel):
     timezone: str = "UTC"  # IANA name (zoneinfo)
     repo: str
     title: str = Field(min_length=1, max_length=256)
-    body: str | None = Field(None, max_length=64 * 1024)
-    command: str | None = Field(None, min_length=1, max_length=16 * 1024)  # a ```bzzz shell block
+    body: str | None = Field(default=None, max_length=64 * 1024)
+    # a ```bzzz shell block
+    command: str | None = Field(default=None, min_length=1, max_length=16 * 1024)
     labels: StrList = Field(default_factory=list)
     priority: Literal["critical", "high", "normal", "low"] = "normal"
 
@@ -291,7 +292,7 @@ class Config(BaseModel):
     data_dir: Path = Path("./data")
     # seconds after its last heartbeat (every third of this) that another agent may take
     # over the data directory's lease (bzzz/datalease.py); keep it above NFS's actimeo
-    data_lease_expiry: float = Field(15.0, ge=0.3, le=3600)
+    data_lease_expiry: float = Field(default=15.0, ge=0.3, le=3600)
     listen: StrList = Field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     api_listen: str = "127.0.0.1:8090"
     mdns: bool = True
@@ -301,9 +302,9 @@ class Config(BaseModel):
     capabilities: StrList | None = None
     detect_capabilities: bool = True
     ollama_url: str | None = None
-    announce_interval: float = Field(5.0, gt=0, le=3600)
-    max_tasks: int = Field(1, ge=0, le=1024)
-    exec_timeout: float = Field(600.0, gt=0)
+    announce_interval: float = Field(default=5.0, gt=0, le=3600)
+    max_tasks: int = Field(default=1, ge=0, le=1024)
+    exec_timeout: float = Field(default=600.0, gt=0)
     # None: the Guardian's deny rules; a list: only these programs may run (plus the rules)
     guardian_allow: StrList | None = None
     workspace_dir: Path | None = None
@@ -322,20 +323,20 @@ class Config(BaseModel):
     # LLM endpoints for the llm executor ([[llm]] in TOML; BZZZ_LLM as a JSON list); with
     # none, Ollama at ollama_url (or localhost:11434) is used when it answers
     llm: list[LLMConfig] = Field(default_factory=list)
-    llm_first_token_timeout: float = Field(120.0, gt=0)
+    llm_first_token_timeout: float = Field(default=120.0, gt=0)
     # a long llm or agent run keeps one comment updated at most this often (seconds; 0: off)
-    progress_interval: float = Field(30.0, ge=0)
+    progress_interval: float = Field(default=30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the
     # connected ones (forwarding reaches further); and whether it is also announced on gossip
     help_scope: Literal["table", "connected"] = "table"
-    help_wait: float = Field(3.0, gt=0, le=60)  # seconds the origin waits for offers
+    help_wait: float = Field(default=3.0, gt=0, le=60)  # seconds the origin waits for offers
     help_broadcast: bool = True
     # connect to every peer heard of (announcements, DHT), or only to bootstrap/mDNS peers
     dial_discovered: bool = True
     # how many peers' logs each agent follows (replicates and verifies); 0 turns it off
-    replicate_logs: int = Field(2, ge=0, le=1000)
+    replicate_logs: int = Field(default=2, ge=0, le=1000)
     # tasks of an agent running as root run as this user (default nobody); "root" opts out
     task_user: str | None = None
     # where tasks run: "auto" (a container engine if one answers, else bubblewrap),
@@ -344,11 +345,11 @@ class Config(BaseModel):
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     task_image: str = "debian:bookworm-slim"  # the container executor's default image
     task_network: Literal["bridge", "none"] = "bridge"
-    task_memory: str = Field("2g", pattern=r"^[0-9]+[kmg]?$")
-    task_cpus: float = Field(1.0, gt=0, le=256)
-    task_pids: int = Field(512, ge=16, le=1_000_000)
+    task_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
+    task_cpus: float = Field(default=1.0, gt=0, le=256)
+    task_pids: int = Field(default=512, ge=16, le=1_000_000)
     # the largest file a task may write (bwrap: RLIMIT_FSIZE)
-    task_disk: str = Field("10g", pattern=r"^[0-9]+[kmg]?$")
+    task_disk: str = Field(default="10g", pattern=r"^[0-9]+[kmg]?$")
     # bwrap tasks get a cgroup each (memory.max, pids.max) under this delegated cgroup v2
     # directory: "auto" (the agent's own cgroup, when delegated), "off", or a path; without
     # one, resource limits stand in (see docs and bzzz/exec/limits.py)
@@ -358,7 +359,7 @@ class Config(BaseModel):
     # bearer token for the API's endpoints that act (needed when api_listen is not loopback)
     api_token_file: Path | None = None
     log_level: str = "info"
-    log_format: str = Field("json", pattern="^(json|text)$")
+    log_format: str = Field(default="json", pattern="^(json|text)$")
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     # [[schedules]] in TOML (BZZZ_SCHEDULES as a JSON list): issues filed on a cron

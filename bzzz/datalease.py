@@ -42,7 +42,6 @@ Mount NFS with an attribute cache shorter than the expiry (``actimeo=3`` or
 
 from __future__ import annotations
 
-from .errors import SetupError
 import enum
 import errno
 import fcntl
@@ -54,7 +53,12 @@ import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import SetupError
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("bzzz.datalease")
 
@@ -331,7 +335,9 @@ class DataLease:
             # NFS without lock support (ENOLCK), or a file system that has none: the lease
             # file alone decides
             os.close(fd)
-            self.flock = f"unsupported ({errno.errorcode.get(exc.errno, exc.errno)})"
+            code = exc.errno
+            name = errno.errorcode.get(code, code) if code is not None else None
+            self.flock = f"unsupported ({name})"
             return
         self._lock_fd = fd
         self.flock = "held"
@@ -415,7 +421,7 @@ class DataLease:
         self._write(self._me())
         self.beats += 1
 
-    async def run(self, task_status=None) -> None:
+    async def run(self, task_status: TaskStatus[None] | None = None) -> None:
         """Heartbeat every ``heartbeat`` seconds (a trio task; file I/O in a worker thread)."""
         import trio
         if task_status is not None:
@@ -450,6 +456,6 @@ class DataLease:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {"path": str(self.path), "held": self.held, "expiry": self.expiry,
                 "heartbeats": self.beats, "flock": self.flock, "fs": self.fs}

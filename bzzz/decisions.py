@@ -11,9 +11,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .redact import redact_value
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from .config import Config
+    from .datalease import DataLease
 
 
 class DecisionLog(Protocol):
@@ -83,7 +89,7 @@ class HyperlogDecisionLog:
             self.log.append(batch)
             self.batches += 1
 
-    async def run(self, task_status: Any = None) -> None:
+    async def run(self, task_status: TaskStatus[None] | None = None) -> None:
         import trio
         self._wake, self._durable = trio.Event(), trio.Condition()
         if task_status is not None:
@@ -128,7 +134,9 @@ class HyperlogDecisionLog:
         self.log.close()
 
 
-def open_data_dir(config, peer_id: str, seed: bytes, error: type[Exception] = RuntimeError):
+def open_data_dir(config: Config, peer_id: str, seed: bytes,
+                  error: type[Exception] = RuntimeError
+                  ) -> tuple[DataLease, HyperlogDecisionLog]:
     """(lease, log) of a node's data directory: the lease first (one live writer per
     directory, bzzz/datalease.py), given back at exit if a later start step fails, then the
     signed log. Problems are raised as ``error`` with one line."""

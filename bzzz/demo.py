@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 from .devhub import DevHubThread
 from .identity import load_or_create
@@ -74,18 +76,36 @@ CAPABILITY_SETS = [
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def _status(port: int) -> dict | None:
+def _status(port: int) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=1) as r:
-            return json.loads(r.read())
+            status: dict[str, Any] = json.loads(r.read())
+            return status
     except (OSError, ValueError):
         return None
 
 
-class _Agent:
+class _Process:
+    """A ``bzzz`` process the demo started, stopped as Docker would (SIGTERM, then kill)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class _Agent(_Process):
     def __init__(self, index: int, root: Path) -> None:
         self.name = f"agent-{index + 1}"
         self.data_dir = root / self.name
@@ -95,7 +115,7 @@ class _Agent:
         self.capabilities = CAPABILITY_SETS[index % len(CAPABILITY_SETS)]
         self.addr = f"/ip4/127.0.0.1/tcp/{self.p2p_port}/p2p/{self.peer_id}"
         self.log_path = root / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc = None
         self.seen: set[str] = set()
 
     def start(self, bootstrap: list[str], github: dict[str, str]) -> None:
@@ -116,18 +136,8 @@ class _Agent:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
 
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
-
-class _Monitor:
+class _Monitor(_Process):
     """`bzzz monitor` beside the agents: the Mesh Visualizer of the demo's mesh."""
 
     def __init__(self, root: Path) -> None:
@@ -139,7 +149,7 @@ class _Monitor:
         self.token_path = root / "monitor-token"
         self.token_path.write_text(secrets.token_urlsafe(24) + "\n")
         self.token_path.chmod(0o600)
-        self.proc: subprocess.Popen | None = None
+        self.proc = None
 
     def start(self, bootstrap: list[str], github: dict[str, str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
@@ -157,14 +167,14 @@ class _Monitor:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
 
-    def counts(self) -> dict | None:
+    def counts(self) -> dict[str, Any] | None:
         import httpx
         try:
-            return httpx.get(f"{self.url}/api/v1/mesh", timeout=5).json()["counts"]
+            reply = httpx.get(f"{self.url}/api/v1/mesh", timeout=5)
+            counts: dict[str, Any] = reply.json()["counts"]
+            return counts
         except (httpx.HTTPError, ValueError, KeyError):
             return None
-
-    stop = _Agent.stop
 
 
 def _file_tasks(hub_url: str, count: int) -> dict[int, tuple[str, str]]:
@@ -185,10 +195,10 @@ def _file_tasks(hub_url: str, count: int) -> dict[int, tuple[str, str]]:
     return filed
 
 
-def _task_states(hub_url: str) -> dict[int, dict]:
+def _task_states(hub_url: str) -> dict[int, dict[str, Any]]:
     import httpx
 
-    out: dict[int, dict] = {}
+    out: dict[int, dict[str, Any]] = {}
     with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
         issues = c.get(f"/repos/{REPO}/issues", params={"state": "all", "per_page": 100}).json()
         for issue in issues:
@@ -236,15 +246,17 @@ def _seed_repository(hub_url: str) -> None:
                        cwd=tmp, env=git_env(token=OWNER_TOKEN), check=True, capture_output=True)
 
 
-def _pull_requests(hub_url: str) -> list[dict]:
+def _pull_requests(hub_url: str) -> list[dict[str, Any]]:
     import httpx
 
     with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
-        return c.get(f"/repos/{REPO}/pulls", params={"state": "all", "per_page": 100}).json()
+        prs: list[dict[str, Any]] = c.get(f"/repos/{REPO}/pulls",
+                                          params={"state": "all", "per_page": 100}).json()
+        return prs
 
 
 def run_demo(agents: int = 3, tasks: int = 15, exit_after: bool = False,
-             out=sys.stdout, timeout: float = 120.0) -> int:
+             out: TextIO = sys.stdout, timeout: float = 120.0) -> int:
     if not 1 <= agents <= 32:
         print("bzzz: --agents must be between 1 and 32", file=sys.stderr)
         return 2
@@ -265,8 +277,9 @@ def _demo_sandbox() -> str:
     return "bwrap" if probe.returncode == 0 else "none"
 
 
-def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) -> int:
-    say = lambda text: print(text, file=out, flush=True)  # noqa: E731
+def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: TextIO,
+         timeout: float) -> int:
+    say: Callable[[str], None] = lambda text: print(text, file=out, flush=True)  # noqa: E731
     root = Path(tempfile.mkdtemp(prefix="bzzz-demo-"))
     (root / "token").write_text(BOT_TOKEN + "\n")
     # tasks of agents started as root run as an unprivileged user (exec/shell.py), who
@@ -284,7 +297,7 @@ def _run(hub, agents: int, tasks: int, exit_after: bool, out, timeout: float) ->
         say("  (bubblewrap is not installed, so the demo's own sample tasks run without a "
             "sandbox; install it, e.g. apt-get install bubblewrap, to see them sandboxed)")
     t0 = time.monotonic()
-    stamp = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
+    stamp: Callable[[], str] = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
     try:
         bootstrap = [a.addr for a in mesh]
         monitor.start(bootstrap, github)
@@ -333,8 +346,8 @@ def _agent_env(hub_url: str, root: Path, work: Path) -> dict[str, str]:
             "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
 
 
-def _mesh_formed(mesh: list, names: dict[str, str], say, stamp, t0: float, timeout: float,
-                 root: Path) -> bool:
+def _mesh_formed(mesh: list[_Agent], names: dict[str, str], say: Callable[[str], None],
+                 stamp: Callable[[], str], t0: float, timeout: float, root: Path) -> bool:
     """Wait until every agent is up and sees every other, telling each step; False (told)
     when an agent exits or the mesh does not form within ``timeout`` of ``t0``."""
     agents = len(mesh)
@@ -367,8 +380,8 @@ def _mesh_formed(mesh: list, names: dict[str, str], say, stamp, t0: float, timeo
         time.sleep(0.1)
 
 
-def _follow_tasks(hub_url: str, filed: dict, say, stamp,
-                  timeout: float) -> list[tuple[int, str, str]]:
+def _follow_tasks(hub_url: str, filed: dict[int, tuple[str, str]], say: Callable[[str], None],
+                  stamp: Callable[[], str], timeout: float) -> list[tuple[int, str, str]]:
     """Tell each filed task's claim and end as devhub shows them, until all have ended or
     ``timeout`` passed: the ended ones, (number, agent, result), in the order they ended."""
     shown: dict[int, str] = {}
@@ -393,7 +406,8 @@ def _follow_tasks(hub_url: str, filed: dict, say, stamp,
     return order
 
 
-def _summarize(hub, monitor, filed: dict, order: list[tuple[int, str, str]], say,
+def _summarize(hub: DevHubThread, monitor: _Monitor, filed: dict[int, tuple[str, str]],
+               order: list[tuple[int, str, str]], say: Callable[[str], None],
                root: Path) -> bool:
     """The run's summary: results, pull requests, duplicate claims, handovers, the
     monitor's counts, API requests; False (told) when not every task finished."""
@@ -416,10 +430,10 @@ def _summarize(hub, monitor, filed: dict, order: list[tuple[int, str, str]], say
             say(f"    #{pr['number']:<3} {pr['title'][:40]:40} {pr['head']['ref']}")
     say(f"  duplicate claims: {duplicates}")
     say(f"  handed over to a helper after a failure: {handed}")
-    counts = monitor.counts()
-    if counts is not None:
+    view = monitor.counts()
+    if view is not None:
         say("  the monitor's view: " + ", ".join(
-            f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v))
+            f"{v} {k.replace('_', ' ')}" for k, v in view.items() if v))
     say(f"  API requests used by the agents: {bot_requests} "
         f"({bot_requests / max(1, len(order)):.1f} per task, polling included)")
     if len(order) != len(filed):

@@ -161,15 +161,15 @@ class Follower:
         self.agents = {a.lower() for a in agents}
         self.writers = Writers(client, repo)
 
-    def _get(self, path: str, **params) -> Any:
+    def _get(self, path: str, **params: Any) -> Any:
         resp = self.http.get(path, params=params or None)
         if resp.status_code != 200:
             raise httpx.HTTPStatusError(f"{resp.status_code}", request=resp.request,
                                         response=resp)
         return resp.json()
 
-    def _comments(self) -> list[dict]:
-        out: list[dict] = []
+    def _comments(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
         for page in range(1, 51):
             resp = self.http.get(f"/repos/{self.repo}/issues/{self.number}/comments",
                                  params={"per_page": 100, "page": page})
@@ -180,7 +180,8 @@ class Follower:
                 break
         return out
 
-    def _trusted(self, issue: Mapping[str, Any], comments: list[dict]) -> list[Mapping]:
+    def _trusted(self, issue: Mapping[str, Any], comments: list[dict[str, Any]]
+                 ) -> list[Mapping[str, Any]]:
         agents = self.agents | {str(a.get("login") or "").lower()
                                 for a in issue.get("assignees") or [] if isinstance(a, dict)}
         commanders = {_author(c) for c in comments if _is_command(c.get("body") or "")}
@@ -190,7 +191,7 @@ class Follower:
         """The last view and the exit status."""
         deadline = None if self.timeout is None else self.clock() + self.timeout
         shown: View | None = None
-        seen_labels: tuple | None = None
+        seen_labels: tuple[tuple[str, ...], str | None] | None = None
         view: View | None = None
         while True:
             issue = self._get(f"/repos/{self.repo}/issues/{self.number}")
@@ -252,7 +253,8 @@ def own_login(client: httpx.Client) -> str:
     return str(data.get("login") or "").lower() if isinstance(data, dict) else ""
 
 
-def find_job(client: httpx.Client, repo: str, job_id: str, max_pages: int = 100) -> dict | None:
+def find_job(client: httpx.Client, repo: str, job_id: str,
+             max_pages: int = 100) -> dict[str, Any] | None:
     """The open or closed ``bzzz`` issue carrying the job's marker, if any, filed by this
     command's own login or by a writer (anyone else's issue with the marker is ignored)."""
     want = (JOB_KIND, job_id)

@@ -16,6 +16,7 @@ Two habits of glibc read as RSS growth in a daemon that runs for weeks:
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import trio
 
@@ -24,16 +25,17 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's own initial value, kept from moving up
 _M_MMAP_THRESHOLD = -3  # mallopt parameter numbers, from glibc's malloc.h
 
 
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     try:
         return ctypes.CDLL("libc.so.6")
     except OSError:
         return None
 
 
-def malloc_trim():
+def malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None elsewhere (musl, macOS)."""
-    return getattr(_libc(), "malloc_trim", None)
+    trim: Callable[[int], int] | None = getattr(_libc(), "malloc_trim", None)
+    return trim
 
 
 def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:

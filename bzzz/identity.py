@@ -8,16 +8,17 @@ peer id and a new log key.
 
 from __future__ import annotations
 
-from .errors import SetupError
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair, KeyType, PrivateKey
 from libp2p.peer.id import ID
 
+from .errors import SetupError
 from .fsutil import fsync_dir, write_synced
 
 KEY_FILE = "identity.key"
@@ -49,7 +50,7 @@ class Identity:
 def _decode(data: bytes, path: Path) -> KeyPair:
     try:
         proto = PrivateKey.deserialize_from_protobuf(data)
-    except Exception:
+    except DecodeError:
         raise IdentityError(f"{path}: corrupt identity key (not a libp2p private key)") from None
     if proto.key_type != KeyType.Ed25519.value:
         raise IdentityError(f"{path}: identity key is not Ed25519")
@@ -58,7 +59,7 @@ def _decode(data: bytes, path: Path) -> KeyPair:
         raise IdentityError(f"{path}: corrupt identity key ({len(raw)} key bytes)")
     try:
         private = Ed25519PrivateKey.from_bytes(raw[:32])
-    except Exception:
+    except ValueError:  # nacl refuses the seed
         raise IdentityError(f"{path}: corrupt identity key") from None
     public = private.get_public_key()
     if len(raw) == 64 and raw[32:] != public.to_bytes():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,7 +18,7 @@ class _CallbackCounter:
                  label: str | None = None) -> None:
         self._name, self._doc, self._read, self._label = name, documentation, read, label
 
-    def collect(self):
+    def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._doc,
                                      labels=[self._label] if self._label else None)
         if self._label:

@@ -23,13 +23,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import trio
 
-from . import report
 from ..github.client import GitHubClient, GitHubError
-from .intake import EveryoneActs
+from . import report
 from .gitlock import Held, Lost, git_time
+from .intake import EveryoneActs
 from .lease import DEFAULT_LEASE, TAKEOVER_GRACE, Claim, parse_claim
 
 _RECORD_RE = re.compile(r"<!-- bzzz-lease\n(?P<record>.*?)\n-->", re.S)
@@ -49,7 +50,7 @@ def lease_body(claim: Claim, key: str, released: bool = False) -> str:
     return f"{visible}\n<!-- bzzz-lease\n{claim.message()}state: {state}\n-->"
 
 
-def parse_lease(comment: dict) -> LeaseRecord | None:
+def parse_lease(comment: dict[str, Any]) -> LeaseRecord | None:
     m = _RECORD_RE.search(comment.get("body") or "")
     if m is None or not isinstance(comment.get("id"), int):
         return None
@@ -59,7 +60,8 @@ def parse_lease(comment: dict) -> LeaseRecord | None:
     return LeaseRecord(comment["id"], claim, "\nstate: released" in m["record"])
 
 
-def current_assignments(assignees: list[str], events: list[dict]) -> dict[str, tuple[float, int]]:
+def current_assignments(assignees: list[str], events: list[dict[str, Any]]
+                        ) -> dict[str, tuple[float, int]]:
     """For each login assigned now, (time, id) of the event that assigned it last."""
     latest: dict[str, tuple[float, int]] = {}
     for e in events:
@@ -104,8 +106,8 @@ class AssignLock:
     def _path(self, number: int, tail: str = "") -> str:
         return f"/repos/{self.repo}/issues/{number}{tail}"
 
-    async def _all(self, path: str) -> list[dict]:
-        items: list[dict] = []
+    async def _all(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         for page in range(1, 51):
             reply = await self.gh.request("GET", path, params={"per_page": 100, "page": page})
             items.extend(x for x in reply.data or [] if isinstance(x, dict))

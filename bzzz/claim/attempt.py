@@ -10,28 +10,28 @@ is never shown (the attempt leaves the running set as it gets there). A move not
 
 from __future__ import annotations
 
-from ..errors import ClaimError
 import enum
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
-from ..repo.workspace import RepoError, remove
-from . import report
-from .delivery import prior_pull, read_handed_back
 from ..github.client import GitHubError, Unavailable
+from ..github.markers import find_markers
+from ..repo.workspace import Checkout, remove
+from . import report
+from .delivery import PullRef, prior_pull, read_handed_back
 from .gitlock import Held, Lost
 from .lease import renewal_due
-from ..github.markers import find_markers
 from .report import marker_authors
-from .trust import parse_command
 from .task import STATE_LABELS, Task, TaskError, ineligible_reason, parse_issue, task_timeout
+from .trust import parse_command
 
 if TYPE_CHECKING:
     from .service import ClaimService
@@ -172,14 +172,25 @@ class Attempt:
         self.task = run.task
         self.ops = svc.ops[run.task.repo]
         self.lock = svc.locks[run.task.repo]
-        self.fresh: dict = {}  # the issue as read once the claim is held
+        self.fresh: dict[str, Any] = {}  # the issue as read once the claim is held
         self.key = ""  # "<node>:<claim generation>": names this attempt's comments
         self.generation = 0
         self.executor: Executor | None = None
         self.dirs: Workdirs | None = None
-        self.co = self.prior = None  # the checkout, and the pull request of an earlier round
-        self.comments: list[dict] = []
+        self.co: Checkout | None = None  # the checkout
+        self.prior: PullRef | None = None  # the pull request of an earlier round
+        self.comments: list[dict[str, Any]] = []
         self.outcome: Outcome | None = None  # None: cancelled before the executor ended
+
+    @property
+    def workdirs(self) -> Workdirs:
+        assert self.dirs is not None, "an attempt has its directories once it prepares"
+        return self.dirs
+
+    @property
+    def chosen(self) -> Executor:
+        assert self.executor is not None, "an attempt prepares once it has an executor"
+        return self.executor
 
     # -------------------------------------------------------------- claiming
 
@@ -314,7 +325,7 @@ class Attempt:
 
     async def prepare(self) -> bool:
         """The checkout (a fresh branch, or the pull request's of an earlier round)."""
-        svc, task, dirs = self.svc, self.task, self.dirs
+        svc, task, dirs = self.svc, self.task, self.workdirs
         if svc.work is None:
             return True
         self.comments = await self.ops.comments(task.number)
@@ -336,7 +347,7 @@ class Attempt:
 
     async def inputs(self) -> Job:
         """The feedback so far, the task's directories and environment: its Job."""
-        task, dirs, spec = self.task, self.dirs, self.task.spec
+        task, dirs, spec = self.task, self.workdirs, self.task.spec
         feedback = await self.feedback() if self.svc.work else ""
         _fresh_dir(dirs.in_dir, None)
         _fresh_dir(dirs.out_dir, self.s.sandbox_owner)
@@ -349,7 +360,7 @@ class Attempt:
         if self.co is not None:
             env["BZZZ_BRANCH"] = self.co.branch
         return Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
-                   body=task.body, executor=self.executor.name,
+                   body=task.body, executor=self.chosen.name,
                    options=dict(spec.options) if spec else {},
                    code=spec.code if spec else None, workspace=dirs.workspace,
                    output_dir=dirs.out_dir, feedback=feedback, feedback_file=feedback_file,
@@ -398,7 +409,7 @@ class Attempt:
     async def execute(self, job: Job) -> None:
         """Run the job under a cancel scope (a cancel command, a closed issue or a lost
         lease stop it), a long quiet one with a progress comment beside it."""
-        run, executor, svc = self.run, self.executor, self.svc
+        run, executor, svc = self.run, self.chosen, self.svc
         run.move(Phase.RUNNING)
         svc._decide("running", self.task, executor=executor.name, generation=self.generation)
         async with trio.open_nursery() as watchers:
@@ -428,7 +439,7 @@ class Attempt:
         svc, outcome, status = self.svc, self.outcome, self.status
         if outcome is None or status not in HELPABLE or svc.helper is None or \
                 self.run.held is None or \
-                read_handed_back(self.dirs.out_dir, "question.md", 16) is not None:
+                read_handed_back(self.workdirs.out_dir, "question.md", 16) is not None:
             return False
         self.run.move(Phase.ASKING_FOR_HELP)
         return await svc.handoff.seek(self.run, self.task, self.key,
@@ -443,7 +454,7 @@ class Attempt:
             await svc.reporter.cancelled(task, run, key)
             return
         result = self.outcome.result
-        question = (read_handed_back(self.dirs.out_dir, "question.md", MAX_QUESTION)
+        question = (read_handed_back(self.workdirs.out_dir, "question.md", MAX_QUESTION)
                     if status is not Status.REFUSED else None)
         if question is not None and question.strip():
             await svc.reporter.asked(run, task, key, question)
@@ -451,12 +462,12 @@ class Attempt:
             await svc.reporter.result(task, run, key, result)
         else:
             await svc.reporter.delivered(run, task, key, result, self.co, self.prior,
-                                         self.dirs.out_dir, self.comments, self.fresh)
+                                         self.workdirs.out_dir, self.comments, self.fresh)
 
     async def clean_up(self) -> None:
         if self.s.keep_workspaces:
             return
-        d = self.dirs
+        d = self.workdirs
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(remove, self.co, d.workspace, d.out_dir, d.in_dir,
                                           d.private)

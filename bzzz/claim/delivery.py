@@ -15,7 +15,6 @@ could point ``summary.md`` at a file only the agent can read): ``summary.md``,
 
 from __future__ import annotations
 
-from ..errors import ClaimError
 import fnmatch
 import hashlib
 import json
@@ -31,11 +30,12 @@ from typing import Any
 
 import trio
 
-from ..repo.git import Git, GitError
-from ..repo.workspace import (Checkout, Mirrors, RepoError, Spare, branch_name, changed_files,
-                              checkout, make_spare, snapshot)
+from ..errors import ClaimError, RepoError
 from ..github.client import GitHubClient, GitHubError
 from ..github.markers import defuse_markers, find_markers, marker
+from ..repo.git import Git, GitError
+from ..repo.workspace import (Checkout, Mirrors, Spare, branch_name, changed_files, checkout,
+                              make_spare, snapshot)
 from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
@@ -203,7 +203,7 @@ class RepoWork:
         self.node_id = node_id
         self.login = login
         self.owner = owner
-        self._repo_docs: dict[str, dict] = {}
+        self._repo_docs: dict[str, dict[str, Any]] = {}
         self.prs_opened = 0
         # one checkout of each repository's default branch written ahead of time
         self.spare_dir = self.workroot / ".spare"
@@ -216,7 +216,7 @@ class RepoWork:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", self.node_id).strip("-") or "node"
         return f"Bzzz {self.node_id}", f"{safe}@bzzz.invalid"
 
-    async def repo_doc(self, repo: str) -> dict:
+    async def repo_doc(self, repo: str) -> dict[str, Any]:
         doc = self._repo_docs.get(repo)
         if doc is None:
             doc = (await self.gh.request("GET", f"/repos/{repo}")).data or {}

@@ -76,7 +76,8 @@ class RefRecords:
         reply = await self.gh.request("POST", self._path("git/commits"), retry=True,
                                       json={"message": message, "tree": tree,
                                             "parents": [parent]})
-        return reply.data["sha"]
+        sha: str = reply.data["sha"]
+        return sha
 
 
 class ClaimLock(RefRecords):
@@ -154,7 +155,9 @@ class ClaimLock(RefRecords):
             base = current.claim or self._new_claim(number)
             claim = base.taken_over_by(self.node, self.peer, self.login, now, self.lease)
         else:
-            claim = (previous or current.claim).renewed(now, self.lease)
+            kept = previous or current.claim
+            assert kept is not None  # a renewal passes the claim it holds
+            claim = kept.renewed(now, self.lease)
         return await self._fast_forward(number, current.sha, claim, takeover)
 
     async def _fast_forward(self, number: int, parent: str, claim: Claim,
@@ -212,7 +215,8 @@ class ClaimLock(RefRecords):
             if exc.status == 404:
                 return None
             raise
-        return ref["object"]["sha"]
+        sha: str = ref["object"]["sha"]
+        return sha
 
     async def still_ours(self, held: Held) -> bool:
         return await self.ref_sha(held.number) == held.sha

@@ -11,26 +11,27 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..github.client import GitHubError, Unavailable
 from . import report
 from .attempt import Attempt, Running
-from ..github.client import GitHubError, Unavailable
 from .gitlock import Held, Lost
-from .locks import HandoffLock
+from .locks import HandoffLock, can_hand_off
 from .task import STATE_LABELS, Task, TaskError, parse_issue
 
 if TYPE_CHECKING:
+    from ..help.service import Ask
     from .service import ClaimService
 
 log = logging.getLogger("bzzz.claim")
 
 
-def help_history(run: Running) -> list[dict]:
+def help_history(run: Running) -> list[dict[str, Any]]:
     """The help requests recorded in the claim, oldest first."""
-    out = []
+    out: list[dict[str, Any]] = []
     for line in run.held.claim.help if run.held else ():
         try:
             entry = json.loads(line)
@@ -50,7 +51,7 @@ class Handoff:
         """Ask the mesh for help until someone takes the task (True: handed over) or the
         task has had its ``max_help`` requests (False: report the failure)."""
         svc, lock = self.svc, self.svc.locks[task.repo]
-        if not lock.supports_handoff:
+        if not can_hand_off(lock):
             return False  # handoff moves the git-ref claim; the assign mode has none
         while run.held is not None and len(run.held.claim.help) < self.s.max_help:
             asked = len(run.held.claim.help) + 1
@@ -79,13 +80,16 @@ class Handoff:
             return True
         return False
 
-    async def _ask(self, task: Task, reason: str, asked: int, extra_needs: Sequence[str]):
+    async def _ask(self, task: Task, reason: str, asked: int, extra_needs: Sequence[str]
+                   ) -> tuple[Ask, dict[str, Any] | None, dict[str, Any]]:
         """One help request: the answer, the offer picked (None: nobody offered) and the
         entry that records it in the claim."""
+        helper = self.svc.helper
+        assert helper is not None  # a task seeks help only where help is on
         info = {"repo": task.repo, "issue": task.number, "title": task.title[:200],
                 "needs": sorted(set(task.needs) | set(extra_needs))}
-        ask = await self.svc.helper.ask(info, reason, asked, wait=self.s.help_wait)
-        entry = {"ask": asked, "by": self.s.node_id, "reason": reason,
+        ask = await helper.ask(info, reason, asked, wait=self.s.help_wait)
+        entry: dict[str, Any] = {"ask": asked, "by": self.s.node_id, "reason": reason,
                  "at": int(self.svc.clock()), "request": ask.request_id,
                  "offers": [o.get("helper_node", "?") for o in ask.offers],
                  "declines": [[d.get("helper_node", "?"), d.get("reason", "")[:100]]
@@ -95,19 +99,20 @@ class Handoff:
             entry["to"] = pick.get("helper_node", "?")
         return ask, pick, entry
 
-    async def _record(self, lock: HandoffLock, held: Held, pick: dict | None,
-                      entry: dict) -> Held | Lost:
+    async def _record(self, lock: HandoffLock, held: Held, pick: dict[str, Any] | None,
+                      entry: dict[str, Any]) -> Held | Lost:
         """The request goes into the claim: a renewal carrying it, or the hand-off."""
         if pick is None:
             return await lock.record_help(held, json.dumps(entry))
         return await lock.handoff(held, pick["helper_node"], pick["helper"],
                                   pick.get("login") or self.s.login, json.dumps(entry))
 
-    async def _hand_over(self, task: Task, key: str, reason: str, asked: int, ask, pick: dict,
-                         outcome: Held, sent: float) -> None:
+    async def _hand_over(self, task: Task, key: str, reason: str, asked: int, ask: Ask,
+                         pick: dict[str, Any], outcome: Held, sent: float) -> None:
         """The claim is the helper's: log it, tell the helper, say so on the issue."""
         from ..help.messages import encode_handoff
         svc, helper = self.svc, self.svc.helper
+        assert helper is not None  # it asked, above
         # released_at: when the hand-off was sent. The helper may log its start before
         # this decision is written (GitHub moved the claim first), never before that.
         svc._decide("help_handed_over", task, ask=asked, helper=pick["helper"],
@@ -136,17 +141,18 @@ class Handoff:
         return await svc.reporter.durably(run, "review", lambda: svc.ops[task.repo].comment_once(
             task.number, review))
 
-    async def adopt(self, body: dict) -> None:
+    async def adopt(self, body: dict[str, Any]) -> None:
         """A peer handed us a task through its claim (bzzz/help): take it and run it."""
         svc = self.svc
         repo, number = body["repo"], body["issue"]
         lock = svc.locks.get(repo)
-        if lock is None or not lock.supports_handoff or svc._nursery is None \
+        if lock is None or not can_hand_off(lock) or svc._nursery is None \
                 or not svc.taking:
             return
         svc._nursery.start_soon(self._adopt, lock, repo, number, body)
 
-    async def _adopt(self, lock: HandoffLock, repo: str, number: int, body: dict) -> None:
+    async def _adopt(self, lock: HandoffLock, repo: str, number: int,
+                     body: dict[str, Any]) -> None:
         svc = self.svc
         try:
             outcome = await lock.adopt(number, body["sha"])

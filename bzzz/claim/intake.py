@@ -28,7 +28,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -36,6 +36,9 @@ from ..github.client import GitHubClient, GitHubError, Unavailable
 from ..github.markers import find_markers
 from .trust import (MAX_ARG, Command, Verb, command_from_comment, is_writer, issue_number,
                     parse_command)
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("bzzz.intake")
 PER_PAGE = 100
@@ -109,7 +112,7 @@ class CommandLock:
             if exc.status == 404:
                 return False  # it did not land; the next poll tries again
             raise
-        return (got.get("object") or {}).get("sha") == commit
+        return bool((got.get("object") or {}).get("sha") == commit)
 
 
 class EveryoneActs:
@@ -147,7 +150,8 @@ class CommentIntake:
         self.seen: OrderedDict[int | str, None] = OrderedDict()  # comment ids, "review-<id>"
         self._busy: set[int] = set()
         self.counts: Counter[str] = Counter()
-        self.queue_send, self.queue_recv = trio.open_memory_channel[tuple[str, dict]](1000)
+        self.queue_send, self.queue_recv = \
+            trio.open_memory_channel[tuple[str, dict[str, Any]]](1000)
         self._load()
 
     # ---------------------------------------------------------------- persisted state
@@ -217,7 +221,7 @@ class CommentIntake:
             self._save()
         return acted
 
-    def on_webhook(self, event: str, repo: str, payload: dict) -> None:
+    def on_webhook(self, event: str, repo: str, payload: dict[str, Any]) -> None:
         """An ``issue_comment`` delivery (created or edited): queued for :meth:`run`."""
         if event != "issue_comment" or payload.get("action") not in ("created", "edited"):
             return
@@ -228,7 +232,7 @@ class CommentIntake:
             except trio.WouldBlock:
                 self.counts["webhook_queue_full"] += 1  # polling picks it up
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Act on webhook comments as they arrive (polling is driven by the claim loop)."""
         task_status.started()
         async for repo, comment in self.queue_recv:
@@ -241,7 +245,7 @@ class CommentIntake:
 
     # ---------------------------------------------------------------- one comment
 
-    async def take(self, repo: str, doc: dict) -> int:
+    async def take(self, repo: str, doc: dict[str, Any]) -> int:
         """Act on one comment if it is a writer's command not handled yet: 1 if acted."""
         cid = doc.get("id")
         if not isinstance(cid, int) or cid in self.seen or cid in self._busy:
@@ -255,7 +259,7 @@ class CommentIntake:
         finally:
             self._busy.discard(cid)
 
-    def _plain_answer(self, repo: str, doc: dict) -> Command | None:
+    def _plain_answer(self, repo: str, doc: dict[str, Any]) -> Command | None:
         """A plain reply on an issue whose task waits for an answer is the answer."""
         number, user, body = issue_number(doc), doc.get("user"), doc.get("body")
         if number is None or not isinstance(user, Mapping) or not isinstance(body, str) \
@@ -264,7 +268,7 @@ class CommentIntake:
             return None
         return Command(repo, number, doc["id"], user["login"], Verb.ANSWER, body.strip()[:MAX_ARG])
 
-    async def take_review(self, repo: str, pr: int, review: dict) -> int:
+    async def take_review(self, repo: str, pr: int, review: dict[str, Any]) -> int:
         """A pull request review (its body) as a command, like a comment."""
         rid, user, body = review.get("id"), review.get("user"), review.get("body")
         if not isinstance(rid, int) or not isinstance(user, Mapping) or \

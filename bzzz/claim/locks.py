@@ -15,12 +15,11 @@ in what they can do, and the service asks:
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from collections.abc import Callable
+from typing import Protocol, TypeGuard
 
-from .assignlock import AssignLock
 from ..github.client import GitHubClient
+from .assignlock import AssignLock
 from .gitlock import ClaimLock, Held, Lost
 from .intake import CommandLock, EveryoneActs
 
@@ -47,6 +46,11 @@ class HandoffLock(TaskLock, Protocol):
     async def adopt(self, number: int, sha: str) -> Held | Lost: ...
 
     async def record_help(self, held: Held, entry: str) -> Held | Lost: ...
+
+
+def can_hand_off(lock: TaskLock) -> TypeGuard[HandoffLock]:
+    """Whether ``lock`` is a :class:`HandoffLock` (its ``supports_handoff`` says so)."""
+    return lock.supports_handoff
 
 
 def make_lock(mode: str, gh: GitHubClient, repo: str, node: str, peer: str, login: str, *,

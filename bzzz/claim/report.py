@@ -8,13 +8,15 @@ marker before posting again: never a duplicate comment, never a blind retry.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from ..github.markers import Comment, find_markers, marker
 
 OUTPUT_TAIL = 3000
 
 
-def marker_authors(comments: list[dict]) -> set[str]:
+def marker_authors(comments: list[dict[str, Any]]) -> set[str]:
     """Authors of comments that carry an agents' marker (whose access then matters)."""
     out = set()
     for c in comments:
@@ -74,7 +76,7 @@ def handover_comment(key: str, origin: str, helper: str, helper_peer: str, reaso
                    "which now holds the claim.")
 
 
-def review_comment(key: str, node: str, history: list[dict]) -> Comment:
+def review_comment(key: str, node: str, history: list[dict[str, Any]]) -> Comment:
     """The task failed after every help request it may make: what was tried, for a human."""
     lines = [marker("review", key),
              f"🙋 This task failed and {len(history)} help requests did not get it done: "
@@ -123,8 +125,9 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
                  output: str, truncated: bool, *, summary: str | None = None,
                  pr: int | None = None, pr_url: str | None = None, branch: str | None = None,
                  base: str | None = None, files: int = 0, new_round: bool = False,
-                 delivery_error: str | None = None, follow_ups: list[tuple[str, int]] = (),
-                 follow_up_error: str | None = None, filed_keys: list[str] = ()) -> Comment:
+                 delivery_error: str | None = None,
+                 follow_ups: Sequence[tuple[str, int]] = (),
+                 follow_up_error: str | None = None, filed_keys: Sequence[str] = ()) -> Comment:
     """The result of a task that ran in a checkout: what it changed and where it went."""
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "❔")
     lines = [marker("result", key)]

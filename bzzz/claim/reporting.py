@@ -9,20 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..github.client import GitHubError, RateLimited, Unavailable
+from ..github.markers import Comment
 from . import report
 from .attempt import SHUTDOWN_GRACE, SHUTTING_DOWN, Running, Status, Stop
-from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, DeliveryError, PullRef,
-                       filed_digests, follow_up_depth, follow_up_markers, parse_follow_ups,
-                       read_handed_back)
-from ..github.client import GitHubError, RateLimited, Unavailable
+from .delivery import (MAX_FOLLOW_UP_DEPTH, MAX_SUMMARY, Delivered, DeliveryError, FollowUp,
+                       PullRef, filed_digests, follow_up_depth, follow_up_markers,
+                       parse_follow_ups, read_handed_back)
 from .report import marker_authors
 from .task import FINISHED, STATE_LABELS, Task
 
 if TYPE_CHECKING:
+    from ..exec.shell import Result
+    from ..repo.workspace import Checkout
     from .service import ClaimService
 
 log = logging.getLogger("bzzz.claim")
@@ -71,7 +74,7 @@ class Reporter:
                         | {state_label})
         await self.svc.ops[task.repo].set_labels(task.number, labels)
 
-    async def comment_and_label(self, run: Running, task: Task, comment: report.Comment,
+    async def comment_and_label(self, run: Running, task: Task, comment: Comment,
                                 label: str, what: str = "comment") -> None:
         """A comment, then (if it was made) a state label: the short endings."""
         ops = self.svc.ops[task.repo]
@@ -106,7 +109,7 @@ class Reporter:
         self.svc._finished({"task": task.key, "status": Status.ASKED.value,
                             "node": self.s.node_id})
 
-    async def result(self, task: Task, run: Running, key: str, result) -> None:
+    async def result(self, task: Task, run: Running, key: str, result: Result) -> None:
         """A result without repository work (or refused by the guardian)."""
         svc, status = self.svc, Status(result.status)
         if status is Status.REFUSED:
@@ -128,7 +131,7 @@ class Reporter:
             svc._finished({"task": task.key, "status": status.value,
                            "node": self.s.node_id, "duration": result.duration})
 
-    async def _comment(self, run: Running, task: Task, comment: report.Comment) -> bool:
+    async def _comment(self, run: Running, task: Task, comment: Comment) -> bool:
         # the comment first: a state label without its result comment would be a lie
         return await self.durably(run, "comment", lambda: self.svc.ops[task.repo].comment_once(
             task.number, comment))
@@ -147,11 +150,12 @@ class Reporter:
         svc._decide("reported", task, status=status.value)
         return True
 
-    async def delivered(self, run: Running, task: Task, key: str, result, co,
-                        prior: PullRef | None, out_dir: Path, comments: list[dict],
-                        fresh: dict) -> None:
+    async def delivered(self, run: Running, task: Task, key: str, result: Result,
+                        co: Checkout | None, prior: PullRef | None, out_dir: Path,
+                        comments: list[dict[str, Any]], fresh: dict[str, Any]) -> None:
         """A result with its work: the branch and pull request, the follow-ups filed."""
         svc, status = self.svc, Status(result.status)
+        assert svc.work is not None  # a result is delivered only where there is work
         summary = read_handed_back(out_dir, "summary.md", MAX_SUMMARY)
         delivered, error = await self._deliver(co, task, key, result, status, summary, prior,
                                                fresh)
@@ -183,12 +187,14 @@ class Reporter:
                            "duration": result.duration,
                            "pr": delivered.pr if delivered else None})
 
-    async def _deliver(self, co, task: Task, key: str, result, status: Status,
-                       summary: str | None, prior: PullRef | None, fresh: dict):
+    async def _deliver(self, co: Checkout | None, task: Task, key: str, result: Result,
+                       status: Status, summary: str | None, prior: PullRef | None,
+                       fresh: dict[str, Any]) -> tuple[Delivered | None, str | None]:
         """Commit, push and open (or update) the pull request: (what was delivered, or
         None; the delivery error, or None)."""
         if co is None:
             return None, None
+        assert self.svc.work is not None  # a checkout comes only from there
         try:
             return await self.svc.work.deliver(
                 co, task, task.spec, key, summary or result.output[-3000:],
@@ -197,7 +203,8 @@ class Reporter:
         except DeliveryError as exc:
             return None, str(exc)
 
-    async def _round_answer(self, run: Running, task: Task, key: str, delivered,
+    async def _round_answer(self, run: Running, task: Task, key: str,
+                            delivered: Delivered | None,
                             prior: PullRef | None,
                             summary: str | None) -> None:
         """Another round on a pull request: say on it what this round changed."""
@@ -205,18 +212,20 @@ class Reporter:
             return
         answer = report.round_comment(key, self.s.node_id, delivered.commit,
                                       len(delivered.files), summary)
+        pr = delivered.pr
         await self.durably(run, "round", lambda: self.svc.ops[task.repo].comment_once(
-            delivered.pr, answer))
+            pr, answer))
 
-    def _delivered_label(self, task: Task, status: Status, delivered) -> str:
+    def _delivered_label(self, task: Task, status: Status,
+                         delivered: Delivered | None) -> str:
         if delivered is not None and delivered.pr is not None and status is Status.SUCCEEDED:
             self.svc._decide("pull_request", task, pr=delivered.pr, branch=delivered.branch,
                              opened=delivered.opened, commit=delivered.commit)
             return STATE_LABELS["review"]
         return finished_label(status)
 
-    async def follow_ups(self, task: Task, out_dir: Path, comments: list[dict]
-                         ) -> tuple[list, str | None, list[str]]:
+    async def follow_ups(self, task: Task, out_dir: Path, comments: list[dict[str, Any]]
+                         ) -> tuple[list[tuple[FollowUp, int]], str | None, list[str]]:
         """File the follow-ups the task handed back: (filed, error, every filed digest)."""
         svc = self.svc
         text = read_handed_back(out_dir, "follow-ups.json", 256 * 1024)

@@ -19,33 +19,39 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..decisions import DecisionLog
+from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
-from ..exec.executor import Executor, ShellExecutor
 from ..exec.shell import RunAs
-from . import report
-from .feed import TaskFeed
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
-from .intake import CommentIntake, Permissions
-from .attempt import Attempt, Phase, Running, Stop, StopReason
-from .commands import Commands
-from .handoff import Handoff
-from .reporting import Reporter
-from .locks import TaskLock, make_lock
 from ..github.issues import IssueOps
 from ..github.pulls import PullInfo, PullWatch
 from ..p2p.capabilities import PeerView
+from . import report
+from .attempt import Attempt, Phase, Running, Stop, StopReason
+from .commands import Commands
+from .delivery import RepoWork
+from .feed import TaskFeed
+from .handoff import Handoff
+from .intake import CommentIntake, Permissions
+from .locks import TaskLock, make_lock
+from .reporting import Reporter
 from .task import FINISHED, STATE_LABELS, Task, choose, label_names
 from .trust import (Approval, approval_state, comment_views, inherited_from, task_digest,
                     voices)
-from .delivery import RepoWork
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from ..help.service import HelpService
 
 log = logging.getLogger("bzzz.claim")
 
@@ -87,7 +93,7 @@ class ClaimService:
                  capabilities: Callable[[], Sequence[str]] = lambda: [],
                  peers: Callable[[], Sequence[PeerView]] = lambda: [],
                  on_load: Callable[[int], None] = lambda n: None,
-                 helper=None, clock: Callable[[], float] = time.time,
+                 helper: HelpService | None = None, clock: Callable[[], float] = time.time,
                  work: RepoWork | None = None,
                  executors: dict[str, Executor] | None = None) -> None:
         self.gh = gh
@@ -129,8 +135,8 @@ class ClaimService:
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
         self.first_seen: dict[str, float] = {}
         # the latest finished attempts (bounded: a daemon runs for months) and all, by status
-        self.completed: deque[dict] = deque(maxlen=1000)
-        self.finished: Counter = Counter()
+        self.completed: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.finished: Counter[str] = Counter()
         self.paused_until = 0.0
         self.taking = True  # False once the agent is stopping: no new claim, no hand-off
         self.report_retries = 0
@@ -140,31 +146,31 @@ class ClaimService:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _finished(self, entry: dict) -> None:
+    def _finished(self, entry: dict[str, Any]) -> None:
         self.completed.append(entry)
         self.finished[entry.get("status") or "?"] += 1
 
-    def _decide(self, kind: str, task: Task | None = None, **fields) -> None:
-        entry = {"type": kind, "node": self.s.node_id, **fields}
+    def _decide(self, kind: str, task: Task | None = None, **fields: Any) -> None:
+        entry: dict[str, Any] = {"type": kind, "node": self.s.node_id, **fields}
         if task is not None:
             entry.update(repo=task.repo, issue=task.number)
         self.decisions.append(entry)
 
-    def on_webhook(self, event: str, repo: str, payload: dict) -> None:
+    def on_webhook(self, event: str, repo: str, payload: dict[str, Any]) -> None:
         """A verified delivery for one of our repositories: poll now instead of waiting."""
         ours = {r.lower(): r for r in self.s.repos}.get(repo.lower())
         if ours is not None:
             self.intake.on_webhook(event, ours, payload)
             self.wake.set()
 
-    def status(self) -> list[dict]:
+    def status(self) -> list[dict[str, Any]]:
         return [{"repo": r.task.repo, "issue": r.task.number, "state": r.state,
                  "since": round(r.since, 3), **({"progress": r.progress} if r.progress else {})}
                 for r in self.running.values()]
 
     # ------------------------------------------------------------------ the loop
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.intake.run)
@@ -227,13 +233,13 @@ class ClaimService:
         for task in list(self.feed.repos[repo].tasks.values()):
             if STATE_LABELS["review"] not in task.labels:
                 continue
-            info = self.pulls.of_issue(repo, task.number)
-            if info is None or info.state != "open":
+            pr = self.pulls.of_issue(repo, task.number)
+            if pr is None or pr.state != "open":
                 continue
             # every poll (conditional: a 304 is free). updated_at has one-second resolution,
             # so "the pull request moved" cannot tell a review from the push just before it
-            for review in await self.pulls.new_reviews(repo, info.number):
-                await self.intake.take_review(repo, info.number, review)
+            for review in await self.pulls.new_reviews(repo, pr.number):
+                await self.intake.take_review(repo, pr.number, review)
 
     async def _pull_closed(self, info: PullInfo) -> None:
         """A pull request of ours closed. Merged: GitHub closed the issue (``Fixes #n``);
@@ -266,7 +272,7 @@ class ClaimService:
     def _cancel_vanished(self, polled: set[str]) -> None:
         """A running task missing from a poll may only have moved between pages while we
         read them (they are sorted by update time): confirm with a direct read first."""
-        for key, run in list(self.running.items()):
+        for run in list(self.running.values()):
             if run.task.repo in polled and run.task.number not in self.feed.repos[run.task.repo].tasks:
                 if run.scope is not None and run.stop_reason is None and not run.verifying:
                     run.verifying = True
@@ -328,7 +334,8 @@ class ClaimService:
 
     # ------------------------------------------------------------------ one attempt
 
-    async def _attempt(self, task: Task, body=None) -> None:
+    async def _attempt(self, task: Task,
+                       body: Callable[[Task], Awaitable[None]] | None = None) -> None:
         try:
             await (body or self._claim_and_run)(task)
         except* GitHubError as group:  # Unavailable and RateLimited too; nurseries wrap them
@@ -430,7 +437,7 @@ class ClaimService:
 
 
 
-def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]

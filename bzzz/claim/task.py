@@ -51,7 +51,8 @@ _OPTION = re.compile(r"^([a-z][a-z0-9_-]{0,31})=(\S{1,256})$")
 
 def label_names(doc: Mapping[str, Any]) -> set[str]:
     """The names of an issue's labels, as GitHub's issue JSON lists them."""
-    return {x.get("name") for x in doc.get("labels") or [] if isinstance(x, dict)}
+    return {name for x in doc.get("labels") or []
+            if isinstance(x, dict) and isinstance(name := x.get("name"), str)}
 
 
 class TaskError(InputError, ValueError):
@@ -198,7 +199,7 @@ class Task:
             raise error
         return spec
 
-    def rank_key(self) -> tuple:
+    def rank_key(self) -> tuple[int, float, str, int]:
         return (PRIORITIES.index(self.priority), self.created_at, self.repo, self.number)
 
 
@@ -212,8 +213,9 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
     labels = doc.get("labels") or []
     if not isinstance(labels, list):
         raise TaskError("labels is not a list")
-    names = frozenset(x.get("name") if isinstance(x, Mapping) else x for x in labels)
-    if not all(isinstance(n, str) for n in names):
+    found = frozenset(x.get("name") if isinstance(x, Mapping) else x for x in labels)
+    names = frozenset(n for n in found if isinstance(n, str))
+    if len(names) != len(found):
         raise TaskError("label without a name")
     assignees = doc.get("assignees") or []
     title, body = doc.get("title"), doc.get("body") or ""
@@ -298,7 +300,7 @@ def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max
                 capability_met(n, p.capabilities) for n in t.needs)]
             return max(able, key=lambda n: _h(n, t))
 
-        def spread(t: Task) -> tuple:
+        def spread(t: Task) -> tuple[int, int, tuple[int, float, str, int] | bytes]:
             prio = PRIORITIES.index(t.priority)
             if t.key not in window:
                 return (prio, 2, t.rank_key())

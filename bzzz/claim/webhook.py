@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import OrderedDict, Counter
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from ..asgi import MAX_BODY, HttpRequest, http_request, respond
 from ..github.webhooks import verify
@@ -35,7 +36,8 @@ def plausible_signature(header: str | None) -> bool:
 
 
 class WebhookIntake:
-    def __init__(self, secret: str | Callable[[], str], on_event: Callable[[str, str, dict], None],
+    def __init__(self, secret: str | Callable[[], str],
+                 on_event: Callable[[str, str, dict[str, Any]], None],
                  *, max_body: int = MAX_BODY) -> None:
         self.secret = secret
         self.max_body = max_body
@@ -90,7 +92,9 @@ class WebhookIntake:
             return 413, "payload too large"
         return self.handle(headers, body)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Mapping[str, Any],
+                       receive: Callable[[], Awaitable[Mapping[str, Any]]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return
         status, reason = 404, "not found"

@@ -122,11 +122,11 @@ class GitHubClient:
             await bucket.take()
 
     def _delay(self, attempt: int) -> float:
-        base = min(self.max_backoff, self.backoff * 2 ** attempt)
+        base = min(self.max_backoff, self.backoff * 2.0 ** attempt)
         return base * (0.5 + self._rng.random())
 
     async def request(self, method: str, path: str, *, json: Any = None,
-                      etag: str | None = None, params: dict | None = None,
+                      etag: str | None = None, params: dict[str, Any] | None = None,
                       retry: bool | None = None) -> Reply:
         """One logical request. ``retry`` defaults to True except for POST."""
         retry = (method != "POST") if retry is None else retry
@@ -166,7 +166,7 @@ class GitHubClient:
             return self._reply(resp, method, path, etag)
         raise Unavailable(0, f"gave up after {self.attempts} attempts ({last})", method, path)
 
-    async def _send(self, method: str, path: str, json: Any, params: dict | None,
+    async def _send(self, method: str, path: str, json: Any, params: dict[str, Any] | None,
                     headers: dict[str, str], token: str | None) -> httpx.Response:
         """One HTTP exchange: writes paced and counted, the credential in the headers."""
         if method in WRITE_METHODS:

@@ -444,10 +444,11 @@ class GitHubApp(CredentialProvider):
                 login = (inst.get("account") or {}).get("login", "") if isinstance(inst, dict) else ""
                 seen.append(login)
                 if login.lower() == self.owner.lower() and isinstance(inst.get("id"), int):
-                    self.installation_id = inst["id"]
-                    log.info("app installation found", extra={"installation": inst["id"],
+                    found: int = inst["id"]
+                    self.installation_id = found
+                    log.info("app installation found", extra={"installation": found,
                                                               "owner": login})
-                    return inst["id"]
+                    return found
             if len(batch) < 100:
                 break
         raise CredentialError(f"GitHub App {self.app_id} is not installed on {self.owner} "
@@ -494,6 +495,7 @@ class GitHubApp(CredentialProvider):
         if self.token is None or now >= self._refresh_at:
             valid = self.token is not None and now < (self.expires_at or 0)
             if valid and (self._lock.locked() or now < self._retry_at):
+                assert self.token is not None  # valid: a token is held
                 return self.token  # a refresh is under way (or failed just now); it holds
             try:
                 return await self.refresh("start" if self.token is None else "expiry",
@@ -502,6 +504,7 @@ class GitHubApp(CredentialProvider):
                 if not valid:
                     raise
                 self._retry_at = now + RETRY_MIN * 5  # the background loop retries meanwhile
+        assert self.token is not None  # held, or valid when the refresh failed (never dropped)
         return self.token
 
     async def run(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from .client import GitHubClient, GitHubError, Unavailable
@@ -17,15 +18,17 @@ class IssueOps:
     def _path(self, number: int, tail: str = "") -> str:
         return f"/repos/{self.repo}/issues/{number}{tail}"
 
-    async def get(self, number: int) -> dict:
-        return (await self.gh.request("GET", self._path(number))).data
+    async def get(self, number: int) -> dict[str, Any]:
+        issue: dict[str, Any] = (await self.gh.request("GET", self._path(number))).data
+        return issue
 
-    async def mark_claimed(self, number: int, fresh: dict, login: str | None, label: str) -> None:
+    async def mark_claimed(self, number: int, fresh: dict[str, Any], login: str | None,
+                           label: str) -> None:
         """Assignee and claimed label in one PATCH, from a fresh read of the issue (PATCH
         replaces both sets, so they are computed from what the issue has now). No login:
         the label only (the assign lock has assigned already)."""
         labels = [x["name"] for x in fresh.get("labels") or [] if isinstance(x, dict)]
-        change: dict = {"labels": labels + ([label] if label not in labels else [])}
+        change: dict[str, Any] = {"labels": labels + ([label] if label not in labels else [])}
         if login is not None:
             assignees = [a["login"] for a in fresh.get("assignees") or [] if isinstance(a, dict)]
             change["assignees"] = assignees + ([login] if login not in assignees else [])
@@ -53,9 +56,9 @@ class IssueOps:
         await self.gh.request("POST", f"/repos/{self.repo}/issues/comments/{comment_id}/reactions",
                               json={"content": content})
 
-    async def comments(self, number: int, max_pages: int = 50) -> list[dict]:
+    async def comments(self, number: int, max_pages: int = 50) -> list[dict[str, Any]]:
         """Every comment of an issue, oldest first."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         page = 1
         while page <= max_pages:
             reply = await self.gh.request("GET", self._path(number, "/comments"),
@@ -66,9 +69,10 @@ class IssueOps:
             page += 1
         return out
 
-    async def pull_list(self, number: int, kind: str, max_pages: int = 20) -> list[dict]:
+    async def pull_list(self, number: int, kind: str,
+                        max_pages: int = 20) -> list[dict[str, Any]]:
         """A pull request's ``reviews`` or review ``comments``, oldest first."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):
             reply = await self.gh.request("GET", f"/repos/{self.repo}/pulls/{number}/{kind}",
                                           params={"per_page": 100, "page": page})

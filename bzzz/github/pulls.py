@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .client import GitHubClient, GitHubError, Unavailable
 from .markers import find_markers
@@ -45,7 +46,7 @@ def iso_time(text: object) -> float:
         return 0.0
 
 
-def pull_info(repo: str, doc: dict, login: str) -> PullInfo | None:
+def pull_info(repo: str, doc: dict[str, Any], login: str) -> PullInfo | None:
     """The agents' pull request in ``doc`` (``login``: the agents' own), or None."""
     head, base = doc.get("head") or {}, doc.get("base") or {}
     m = _BRANCH.match(head.get("ref") or "") if isinstance(head, dict) else None
@@ -71,7 +72,7 @@ def pull_info(repo: str, doc: dict, login: str) -> PullInfo | None:
 
 class PullWatch:
     def __init__(self, gh: GitHubClient, repos: Iterable[str], login: str, per_page: int = 50,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.gh = gh
         self.login = login  # the agents' own: only the pull requests it opened are theirs
         self.per_page = per_page
@@ -143,7 +144,7 @@ class PullWatch:
             self.etag[repo] = reply.etag
         return closed, changed
 
-    async def new_reviews(self, repo: str, pr: int) -> list[dict]:
+    async def new_reviews(self, repo: str, pr: int) -> list[dict[str, Any]]:
         """A pull request's reviews, if they changed since the last read."""
         key = (repo, pr)
         reply = await self.gh.request("GET", f"/repos/{repo}/pulls/{pr}/reviews",

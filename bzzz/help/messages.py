@@ -16,7 +16,6 @@ first), after its deadline, when seen before, or when any signature fails.
 
 from __future__ import annotations
 
-from ..errors import InputError
 import hashlib
 import os
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+
+from ..errors import InputError
 
 MAX_FORWARDS = 3
 MAX_MESSAGE = 16 * 1024
@@ -58,20 +59,21 @@ class HelpRequest:
     body_bytes: bytes
     sig: bytes
     hops: tuple[Hop, ...]
-    body: dict = field(compare=False, hash=False, default_factory=dict)
+    body: dict[str, Any] = field(compare=False, hash=False, default_factory=dict)
 
     # the body's fields
     @property
     def id(self) -> str:
-        return self.body["id"]
+        return str(self.body["id"])
 
     @property
     def origin(self) -> str:
-        return self.body["origin"]
+        return str(self.body["origin"])
 
     @property
-    def task(self) -> dict:
-        return self.body["task"]
+    def task(self) -> dict[str, Any]:
+        task: dict[str, Any] = self.body["task"]  # a dict: checked on decoding
+        return task
 
     @property
     def needs(self) -> list[str]:
@@ -92,9 +94,10 @@ class HelpRequest:
         return out
 
     def encode(self) -> bytes:
-        return msgpack.packb({"v": 1, "type": "help_request", "body": self.body_bytes,
+        data: bytes = msgpack.packb({"v": 1, "type": "help_request", "body": self.body_bytes,
                               "sig": self.sig, "hops": [[h.by, h.to, h.sig] for h in self.hops]},
                              use_bin_type=True)
+        return data
 
 
 def _digest(req_body: bytes, sig: bytes, hops: tuple[Hop, ...]) -> bytes:
@@ -110,13 +113,13 @@ def _addrs(addrs: list[str] | None) -> list[str]:
     return [a for a in (addrs or [])[:8] if isinstance(a, str) and len(a) <= 200]
 
 
-def new_request(sign: Sign, origin: str, origin_node: str, task: dict, reason: str,
+def new_request(sign: Sign, origin: str, origin_node: str, task: dict[str, Any], reason: str,
                 deadline: float, ask: int, now: float, addrs: list[str] | None = None) -> HelpRequest:
     """``addrs``: where the origin listens, so a helper answers without a DHT walk."""
     body = {"id": os.urandom(16).hex(), "origin": origin, "origin_node": origin_node,
             "task": task, "reason": reason[:500], "deadline": float(deadline), "ask": int(ask),
             "ts": float(now), "addrs": _addrs(addrs)}
-    body_bytes = msgpack.packb(body, use_bin_type=True)
+    body_bytes: bytes = msgpack.packb(body, use_bin_type=True)
     return HelpRequest(body_bytes, sign(_REQ_TAG + body_bytes), (), body)
 
 
@@ -127,7 +130,7 @@ def add_hop(req: HelpRequest, sign: Sign, by: str, to: str) -> HelpRequest:
     return HelpRequest(req.body_bytes, req.sig, req.hops + (hop,), req.body)
 
 
-def _check_body(body: Any) -> dict:
+def _check_body(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HelpDrop("malformed", "body")
     task = body.get("task")
@@ -167,7 +170,7 @@ def _parse_request(data: bytes) -> HelpRequest:
         raise HelpDrop("oversized", f"{len(data)} bytes")
     try:
         msg = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception:
+    except Exception:  # a peer's bytes: msgpack raises many types on bad input
         raise HelpDrop("malformed", "not msgpack") from None
     if not isinstance(msg, dict) or msg.get("type") != "help_request":
         raise HelpDrop("malformed", "not a help request")
@@ -179,7 +182,7 @@ def _parse_request(data: bytes) -> HelpRequest:
         body = _check_body(msgpack.unpackb(body_bytes, raw=False, strict_map_key=True))
     except HelpDrop:
         raise
-    except Exception:
+    except Exception:  # a peer's bytes: msgpack raises many types on bad input
         raise HelpDrop("malformed", "body") from None
     hops: list[Hop] = []
     for h in raw_hops:
@@ -240,20 +243,21 @@ def _check_bounds(req: HelpRequest, now: float) -> None:
 
 # ---------------------------------------------------------------------- responses, handoffs
 
-def _signed(kind: str, tag: bytes, sign: Sign, body: dict) -> bytes:
-    body_bytes = msgpack.packb(body, use_bin_type=True)
-    return msgpack.packb({"v": 1, "type": kind, "body": body_bytes,
-                          "sig": sign(tag + body_bytes)}, use_bin_type=True)
+def _signed(kind: str, tag: bytes, sign: Sign, body: dict[str, Any]) -> bytes:
+    body_bytes: bytes = msgpack.packb(body, use_bin_type=True)
+    data: bytes = msgpack.packb({"v": 1, "type": kind, "body": body_bytes,
+                                 "sig": sign(tag + body_bytes)}, use_bin_type=True)
+    return data
 
 
 def _open_signed(data: bytes, kind: str, tag: bytes, signer_field: str,
-                 verify: Verify) -> dict:
+                 verify: Verify) -> dict[str, Any]:
     if len(data) > MAX_MESSAGE:
         raise HelpDrop("oversized", f"{len(data)} bytes")
     try:
         msg = msgpack.unpackb(data, raw=False, strict_map_key=True)
         body = msgpack.unpackb(msg["body"], raw=False, strict_map_key=True)
-    except Exception:
+    except Exception:  # a peer's bytes: msgpack raises many types; msg may be no map
         raise HelpDrop("malformed", kind) from None
     if not isinstance(msg, dict) or msg.get("type") != kind or not isinstance(body, dict) \
             or not isinstance(body.get(signer_field), str) or not isinstance(msg.get("sig"), bytes):
@@ -266,9 +270,10 @@ def _open_signed(data: bytes, kind: str, tag: bytes, signer_field: str,
 def message_type(data: bytes) -> str | None:
     try:
         msg = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception:
+    except Exception:  # a peer's bytes: msgpack raises many types on bad input
         return None
-    return msg.get("type") if isinstance(msg, dict) and isinstance(msg.get("type"), str) else None
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def encode_response(sign: Sign, request_id: str, helper: str, helper_node: str, accept: bool,
@@ -281,7 +286,7 @@ def encode_response(sign: Sign, request_id: str, helper: str, helper_node: str, 
         "addrs": _addrs(addrs)})
 
 
-def decode_response(data: bytes, verify: Verify) -> dict:
+def decode_response(data: bytes, verify: Verify) -> dict[str, Any]:
     body = _open_signed(data, "help_response", _RESP_TAG, "helper", verify)
     if not isinstance(body.get("request"), str) or not isinstance(body.get("accept"), bool):
         raise HelpDrop("malformed", "response fields")
@@ -295,7 +300,7 @@ def encode_handoff(sign: Sign, request_id: str, origin: str, helper: str, repo: 
         "issue": int(issue), "sha": sha, "ts": float(now)})
 
 
-def decode_handoff(data: bytes, verify: Verify) -> dict:
+def decode_handoff(data: bytes, verify: Verify) -> dict[str, Any]:
     body = _open_signed(data, "help_handoff", _HANDOFF_TAG, "origin", verify)
     if not (isinstance(body.get("repo"), str) and isinstance(body.get("issue"), int)
             and isinstance(body.get("sha"), str) and isinstance(body.get("helper"), str)):

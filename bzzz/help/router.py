@@ -22,7 +22,7 @@ from .messages import MAX_FORWARDS, HelpDrop, HelpRequest, Verify, decode_reques
 def rank(req_needs: Sequence[str], candidates: Sequence[PeerView], exclude: set[str],
          k: int) -> list[str]:
     """Best first: can do the task, then free slots, then fresh, then peer id (stable)."""
-    def score(c: PeerView):
+    def score(c: PeerView) -> tuple[bool, int, int, float, str]:
         free = c.max_tasks - c.running
         return (not matches(req_needs, c.capabilities), -(free > 0), c.running, c.age, c.peer_id)
     return [c.peer_id for c in sorted(candidates, key=score) if c.peer_id not in exclude][:k]
@@ -42,8 +42,8 @@ class HelpRouter:
         self.verify = verify
         self.fanout = fanout
         self.seen: dict[str, float] = {}  # request id -> its deadline
-        self.drops: Counter = Counter()
-        self.counts: Counter = Counter()  # received, offered, forwarded, declined
+        self.drops: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # received, offered, forwarded, declined
 
     def _forget_expired(self, now: float) -> None:
         if len(self.seen) > 256:

@@ -14,21 +14,33 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import multiaddr.exceptions
 import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 
 from ..decisions import DecisionLog
+from ..errors import closing_quietly
+from ..p2p.capabilities import PeerView
 from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
-from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, add_hop, decode_handoff,
+from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, HelpRequest, add_hop, decode_handoff,
                        decode_response, encode_response, message_type, new_request)
-from ..p2p.capabilities import PeerView
 from .router import HelpRouter, Verdict, rank
 
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from ..identity import Identity
+    from ..p2p.node import P2PNode
+
 log = logging.getLogger("bzzz.help")
-HELP_PROTOCOL = "/bzzz/help/1.0.0"
+HELP_PROTOCOL = TProtocol("/bzzz/help/1.0.0")
 SEND_TIMEOUT = 5.0
 DROP_LOG_INTERVAL = 60.0  # seconds between debug lines about dropped messages
 
@@ -38,17 +50,17 @@ class Ask:
     """One help request of ours: the answers that came back."""
 
     request_id: str
-    task: dict
+    task: dict[str, Any]
     sent_to: list[str]
-    offers: list[dict] = field(default_factory=list)
-    declines: list[dict] = field(default_factory=list)
+    offers: list[dict[str, Any]] = field(default_factory=list)
+    declines: list[dict[str, Any]] = field(default_factory=list)
     first_offer: trio.Event = field(default_factory=trio.Event)
     started: float = 0.0
     first_offer_at: float | None = None
 
 
 class HelpService:
-    def __init__(self, node, identity, node_id: str, decisions: DecisionLog, *,
+    def __init__(self, node: P2PNode, identity: Identity, node_id: str, decisions: DecisionLog, *,
                  capabilities: Callable[[], Sequence[str]],
                  load: Callable[[], tuple[int, int]],
                  candidates: Callable[[], list[PeerView]],
@@ -70,9 +82,10 @@ class HelpService:
         self.clock = clock
         self.router = HelpRouter(self.me, verify_peer, fanout=fanout)
         self.asks: dict[str, Ask] = {}
-        self.sent: Counter = Counter()  # messages sent, by kind
+        self.sent: Counter[str] = Counter()  # messages sent, by kind
         self.send_failures = 0
-        self.on_handoff: Callable[[dict], Awaitable[None]] | None = None
+        self.read_failures = 0  # streams that broke or stalled before their message was whole
+        self.on_handoff: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._nursery: trio.Nursery | None = None
         self._drop_logged_at = float("-inf")
 
@@ -91,10 +104,10 @@ class HelpService:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _decide(self, kind: str, **fields) -> None:
+    def _decide(self, kind: str, **fields: Any) -> None:
         self.decisions.append({"type": kind, "node": self.node_id, **fields})
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.node.host.set_stream_handler(HELP_PROTOCOL, self._handle_stream)
@@ -122,7 +135,7 @@ class HelpService:
                 if peer in self._opened:  # a connection of ours, only for help: close it
                     self._opened.discard(peer)
                     await self.node.host.disconnect(pid)
-        except Exception as exc:  # unreachable, reset, timed out: counted, never fatal
+        except Exception as exc:  # dialling, the DHT and the stream raise many types: counted
             self.send_failures += 1
             log.debug("help message not delivered", extra={"peer": peer, "kind": kind,
                                                            "error": repr(exc)})
@@ -134,9 +147,11 @@ class HelpService:
         from multiaddr import Multiaddr
         good = []
         for a in addrs[:8]:
+            if not isinstance(a, str):  # a peer's word, not checked on decoding
+                continue
             try:
                 m = Multiaddr(a.split("/p2p/")[0])
-            except Exception:
+            except (ValueError, multiaddr.exceptions.Error):
                 continue
             if "/ip4/0.0.0.0" not in str(m):
                 good.append(m)
@@ -146,7 +161,7 @@ class HelpService:
     def _known(self, pid: ID) -> bool:
         try:
             return bool(self.node.host.get_peerstore().addrs(pid))
-        except Exception:  # PeerStoreError: never heard of it, or expired
+        except PeerStoreError:  # never heard of it, or expired
             return False
 
     async def _find(self, pid: ID) -> None:
@@ -155,26 +170,35 @@ class HelpService:
         if info is not None and info.addrs:
             self.node.host.get_peerstore().add_addrs(pid, info.addrs, 600)
 
-    async def _handle_stream(self, stream) -> None:
+    async def _handle_stream(self, stream: INetStream) -> None:
         sender = stream.muxed_conn.peer_id.to_base58()
         data = bytearray()
+        broken = False  # the stream failed (reset, stalled): not the peer's message's fault
         try:
             with trio.fail_after(SEND_TIMEOUT):
                 while len(data) < MAX_MESSAGE + 4:
-                    chunk = await stream.read(65536)
+                    try:
+                        chunk = await stream.read(65536)
+                    except EOFError:  # the sender closed its side: the message is all there
+                        break
                     if not chunk:
                         break
                     data += chunk
-        except (trio.TooSlowError, BaseLibp2pError):  # slow or broken: what came is judged below
+        except (trio.TooSlowError, BaseLibp2pError):  # slow, reset or broken
+            broken = True
             log.debug("help stream from %s ended badly", sender, exc_info=True)
         finally:
-            try:
+            with closing_quietly(log, "a help stream"):
                 await stream.close()
-            except Exception:  # closing writes to a connection that may be gone: any error
-                log.debug("closing a help stream failed", exc_info=True)
         size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
-        if size < 0 or size > MAX_MESSAGE or len(data) != 4 + size:
-            self._dropped("oversized" if size > MAX_MESSAGE else "malformed", sender)
+        if size > MAX_MESSAGE:
+            self._dropped("oversized", sender)
+            return
+        if size < 0 or len(data) != 4 + size:
+            if broken:  # cut short by the transport: a read failure, not a malformed message
+                self.read_failures += 1
+            else:
+                self._dropped("malformed", sender)
             return
         await self._dispatch(bytes(data[4:]), sender)
 
@@ -274,7 +298,7 @@ class HelpService:
         else:
             ask.declines.append(body)
 
-    async def ask(self, task: dict, reason: str, ask_no: int, *, wait: float = 3.0,
+    async def ask(self, task: dict[str, Any], reason: str, ask_no: int, *, wait: float = 3.0,
                   grace: float = 0.2, deadline: float = 30.0) -> Ask:
         """Send a help request and collect answers: until ``grace`` after the first offer,
         or ``wait`` seconds."""
@@ -299,16 +323,17 @@ class HelpService:
             await trio.sleep(grace)
         return ask
 
-    async def _broadcast(self, req) -> None:
+    async def _broadcast(self, req: HelpRequest) -> None:
         try:
             await self.node.publish(TOPIC_HELP, req.encode())
             self.sent["broadcast"] += 1
-        except Exception as exc:
+        except Exception as exc:  # gossip is a best effort beside the streams: never fatal
             log.debug("help broadcast failed", extra={"error": repr(exc)})
 
     async def send_handoff(self, helper: str, data: bytes, addrs: Sequence[str] = ()) -> bool:
         return await self._send(helper, data, "handoff", addrs)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {"sent": dict(self.sent), "dropped": dict(self.router.drops),
-                "counts": dict(self.router.counts), "send_failures": self.send_failures}
+                "counts": dict(self.router.counts), "send_failures": self.send_failures,
+                "read_failures": self.read_failures}

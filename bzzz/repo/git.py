@@ -14,16 +14,17 @@ Delivery reads only the task's working files, through the agent's own index and 
 
 from __future__ import annotations
 
-from ..errors import RepoError
 import base64
 import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from ..errors import RepoError
 from ..redact import redact
 
 GIT_TIMEOUT = 300.0  # seconds for one network git command (a first fetch of a big repository)
@@ -92,13 +93,14 @@ class Git:
         self.home = home
         self.runs = 0
         self.seconds = 0.0
-        self.by_step: dict[str, list] = {}  # what -> [runs, seconds]
+        self.by_step: dict[str, list[float]] = {}  # what -> [runs, seconds]
 
     async def run(self, args: Sequence[str], *, what: str, token: str | None = None,
                   cwd: Path | None = None, stdin: bytes | None = None,
-                  env: Mapping[str, str] | None = None, timeout: float = LOCAL_TIMEOUT,
+                  env: Mapping[str, str] | None = None,
+                  timeout: float = LOCAL_TIMEOUT,  # noqa: ASYNC109 -- per git step, told in GitError
                   check: bool = True, config: Sequence[tuple[str, str]] = ()
-                  ) -> subprocess.CompletedProcess:
+                  ) -> subprocess.CompletedProcess[bytes]:
         """``git <args>``; raises :class:`GitError` (redacted) on failure or timeout."""
         full_env = git_env(token=token, home=self.home, extra=env, config=config)
         start = time.monotonic()
@@ -123,5 +125,5 @@ class Git:
             raise GitError(what, proc.returncode, proc.stderr.decode("utf-8", "replace"))
         return proc
 
-    async def out(self, args: Sequence[str], **kw) -> str:
+    async def out(self, args: Sequence[str], **kw: Any) -> str:
         return (await self.run(args, **kw)).stdout.decode("utf-8", "replace").strip()

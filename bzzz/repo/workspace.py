@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-from ..errors import RepoError  # a step that cannot work: one line, already redacted
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import trio
 
+from ..errors import RepoError  # a step that cannot work: one line, already redacted
 from .git import GIT_TIMEOUT, Git, GitError
 
 MAX_FILE = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB
@@ -196,19 +196,42 @@ class Spare:
 async def make_spare(git: Git, mirror: Path, repo: str, base: str, start: str, root: Path,
                      owner: tuple[int, int] | None) -> Spare:
     """A checkout of ``start`` under ``root`` (created 0700: tasks cannot reach it)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(root.parent, 0o700)
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(mode=0o700)
     ws, private = root / "ws", root / "private"
-    ws.mkdir()
-    private.mkdir(mode=0o700)
+    await trio.to_thread.run_sync(_fresh_spare_dirs, root, ws, private)
     await git.run(["--git-dir", str(mirror), "--work-tree", str(ws), "read-tree", "-u",
                    "--reset", start], what="spare", env={"GIT_INDEX_FILE": str(private / "index")})
     if owner is not None:
         await trio.to_thread.run_sync(_chown_tree, ws, owner[0], owner[1])
     return Spare(repo, base, ws, private, mirror, start)
+
+
+def _fresh_spare_dirs(root: Path, ws: Path, private: Path) -> None:
+    """``root`` made again from nothing (an old spare removed), its ``ws`` and ``private``
+    inside."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(root.parent, 0o700)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(mode=0o700)
+    ws.mkdir()
+    private.mkdir(mode=0o700)
+
+
+def _place_checkout(ws: Path, private: Path, spare: Spare | None) -> None:
+    """``ws`` and ``private`` cleared, then taken over from ``spare`` (renamed) or made
+    empty."""
+    for d in (ws, private):
+        if d.exists():
+            shutil.rmtree(d)
+    if spare is not None:
+        ws.parent.mkdir(parents=True, exist_ok=True)
+        private.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(spare.path, ws)
+        os.rename(spare.private, private)
+        shutil.rmtree(spare.path.parent, ignore_errors=True)
+    else:
+        ws.mkdir(parents=True)
+        private.mkdir(parents=True, mode=0o700)
 
 
 async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, private: Path,
@@ -217,16 +240,11 @@ async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, priv
     """Write ``start``'s files into ``ws`` (fresh) and give the task its ``.git``;
     ``owner`` (uid, gid) gets the whole tree (the task user of a root agent). With a
     ``spare`` of the same mirror, its files are taken over and brought to ``start``."""
-    for d in (ws, private):
-        if d.exists():
-            shutil.rmtree(d)
     co = Checkout(repo, ws, private, mirror, start, branch)
-    if spare is not None and spare.mirror == mirror:
-        ws.parent.mkdir(parents=True, exist_ok=True)
-        private.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(spare.path, ws)
-        os.rename(spare.private, private)
-        shutil.rmtree(spare.path.parent, ignore_errors=True)
+    if spare is not None and spare.mirror != mirror:
+        spare = None  # another mirror's: of no use here
+    await trio.to_thread.run_sync(_place_checkout, ws, private, spare)  # large trees: slow
+    if spare is not None:
         if spare.start != start:
             changed = await git.out(["--git-dir", str(mirror), "diff-tree", "-r", "-z",
                                      "--name-only", "--no-renames", spare.start, start],
@@ -237,8 +255,6 @@ async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, priv
                 await trio.to_thread.run_sync(_chown_paths, ws, changed.split("\0"),
                                               owner[0], owner[1])
     else:
-        ws.mkdir(parents=True)
-        private.mkdir(parents=True, mode=0o700)
         await git.run([*co._git(), "read-tree", "-u", "--reset", start], what="checkout",
                       env=co._env())
     task_git = ws / ".git"

@@ -69,12 +69,14 @@ class Cron:
     def latest(self, now: float) -> datetime:
         """The latest slot at or before ``now`` (aware, UTC)."""
         start = datetime.fromtimestamp(now, self.tz) + timedelta(microseconds=1)
-        return croniter(self.expr, start).get_prev(datetime).astimezone(timezone.utc)
+        slot: datetime = croniter(self.expr, start).get_prev(datetime)
+        return slot.astimezone(timezone.utc)
 
     def next_after(self, now: float) -> datetime:
         """The first slot strictly after ``now`` (aware, UTC)."""
         start = datetime.fromtimestamp(now, self.tz)
-        return croniter(self.expr, start).get_next(datetime).astimezone(timezone.utc)
+        slot: datetime = croniter(self.expr, start).get_next(datetime)
+        return slot.astimezone(timezone.utc)
 
     def local(self, slot: datetime) -> str:
         """The slot as its schedule's people read it, e.g. ``2026-12-02 03:00``."""

@@ -7,6 +7,7 @@ concurrent schedulers interleave between any two steps, as they do against GitHu
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import random
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class MemorySlotStore:
                 return issue.number
         return None
 
-    async def file_issue(self, title: str, body: str, labels: list[str],
+    async def file_issue(self, title: str, body: str, labels: builtins.list[str],
                          marker_key: tuple[str, str], since: float) -> int:
         await self.hub.step()
         self.hub.writes += 1
@@ -113,7 +114,7 @@ class MemorySlotStore:
         self.hub.issues.append(issue)
         return issue.number
 
-    def issues_for(self, name: str) -> dict[str, list[int]]:
+    def issues_for(self, name: str) -> dict[str, builtins.list[int]]:
         """Slot key -> the issues carrying its marker (one each, when all is well)."""
         out: dict[str, list[int]] = {}
         for issue in self.hub.issues:

@@ -21,14 +21,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..github.client import GitHubError
 from ..decisions import DecisionLog
+from ..github.client import GitHubError
 from .core import (DEFAULT_GRACE, MARKER_KIND, Action, Cron, Record, State, due_slot,
                    labels_for, on_record, parse_key, render_body, render_title, slot_key)
 from .store import SlotStore
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from ..config import Config, ScheduleConfig
 
 log = logging.getLogger("bzzz.schedule")
 
@@ -48,7 +54,7 @@ class Schedule:
     priority: str = "normal"
 
     @classmethod
-    def from_config(cls, c) -> "Schedule":
+    def from_config(cls, c: ScheduleConfig) -> "Schedule":
         return cls(c.name, Cron(c.cron, c.timezone), c.repo, c.title, c.body, c.command,
                    tuple(c.labels), c.priority)
 
@@ -82,7 +88,7 @@ class Scheduler:
     errors: int = 0
     progress: dict[str, _Progress] = field(default_factory=dict)
 
-    def _decide(self, kind: str, s: Schedule, **extra) -> None:
+    def _decide(self, kind: str, s: Schedule, **extra: Any) -> None:
         self.decisions.append({"type": kind, "schedule": s.name, "repo": s.repo, **extra})
 
     def _offset(self) -> float:
@@ -95,7 +101,7 @@ class Scheduler:
         period = s.cron.next_after(slot.timestamp()).timestamp() - slot.timestamp()
         return min(self.grace, period / 4)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self.started_at is None:
             self.started_at = self.clock()
         async with trio.open_nursery() as nursery:
@@ -160,10 +166,12 @@ class Scheduler:
         sha, record = current
         action = on_record(record, now, grace)
         if action is Action.DONE:
+            assert record is not None  # DONE and WAIT come only from a readable record
             self.lost += 1
             self._decide("schedule_lost", s, slot=key, holder=record.node, issue=record.issue)
             return Outcome(Action.DONE)
         if action is Action.WAIT:
+            assert record is not None
             self._decide("schedule_waiting", s, slot=key, holder=record.node)
             return Outcome(Action.WAIT, record.at + grace)
         # the claimant died between the ref and the issue (or wrote something unreadable)
@@ -213,8 +221,8 @@ class Scheduler:
                 await store.delete(s.name, k)
 
 
-async def run_schedules(config, token: str | None, decisions: DecisionLog,
-                        task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def run_schedules(config: Config, token: str | None, decisions: DecisionLog,
+                        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """The agent's entry point: a GitHub client of its own, a store per repository."""
     from ..github.client import GitHubClient
     from .store import GitHubSlotStore

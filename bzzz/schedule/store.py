@@ -12,6 +12,7 @@ again.
 
 from __future__ import annotations
 
+import builtins
 from typing import Protocol
 
 from ..github.client import GitHubClient, GitHubError, Unavailable
@@ -33,7 +34,7 @@ class SlotStore(Protocol):
     async def advance(self, name: str, key: str, parent: str, record: Record) -> str | None: ...
     async def delete(self, name: str, key: str) -> None: ...
     async def find_issue(self, marker_key: tuple[str, str], since: float) -> int | None: ...
-    async def file_issue(self, title: str, body: str, labels: list[str],
+    async def file_issue(self, title: str, body: str, labels: builtins.list[str],
                          marker_key: tuple[str, str], since: float) -> int: ...
 
 
@@ -62,7 +63,8 @@ class GitHubSlotStore(RefRecords):
             if exc.status == 404:
                 return None
             raise
-        return ref["object"]["sha"]
+        sha: str = ref["object"]["sha"]
+        return sha
 
     async def read(self, name: str, key: str) -> tuple[str, Record | None] | None:
         sha = await self._ref_sha(name, key)
@@ -126,7 +128,7 @@ class GitHubSlotStore(RefRecords):
                 return None
         return None
 
-    async def file_issue(self, title: str, body: str, labels: list[str],
+    async def file_issue(self, title: str, body: str, labels: builtins.list[str],
                          marker_key: tuple[str, str], since: float) -> int:
         for _ in range(3):
             try:
