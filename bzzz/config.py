@@ -344,7 +344,14 @@ class Config(BaseModel):
     sandbox: Literal["auto", "container", "bwrap", "none"] = "auto"
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     task_image: str = "debian:bookworm-slim"  # the container executor's default image
-    task_network: Literal["bridge", "none"] = "bridge"
+    # "bridge": the engine's network (bwrap: the host's); "none": loopback only;
+    # "gateway": only the node's task gateway, which lets through what task_egress names
+    # (docs/gateway.md)
+    task_network: Literal["bridge", "none", "gateway"] = "bridge"
+    # what a task may reach through the gateway: host, *.domain, host:port, @preset
+    task_egress: StrList = Field(default_factory=list)
+    # the most a repository's own configuration may add to task_egress
+    task_egress_max: StrList = Field(default_factory=list)
     task_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
     task_cpus: float = Field(default=1.0, gt=0, le=256)
     task_pids: int = Field(default=512, ge=16, le=1_000_000)
