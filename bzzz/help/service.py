@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
-from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
 from ..decisions import DecisionLog
+from ..p2p.frames import FrameError, FrameTooLarge, read_frame
 from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
 from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, add_hop, decode_handoff,
@@ -157,26 +157,24 @@ class HelpService:
 
     async def _handle_stream(self, stream) -> None:
         sender = stream.muxed_conn.peer_id.to_base58()
-        data = bytearray()
+        data: bytes | None = None
+        dropped = "malformed"  # unless the frame's length was too large
         try:
             with trio.fail_after(SEND_TIMEOUT):
-                while len(data) < MAX_MESSAGE + 4:
-                    chunk = await stream.read(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-        except (trio.TooSlowError, BaseLibp2pError):  # slow or broken: what came is judged below
+                data = await read_frame(stream, MAX_MESSAGE)
+        except FrameTooLarge:
+            dropped = "oversized"
+        except (trio.TooSlowError, FrameError):  # slow, cut short or malformed: dropped below
             log.debug("help stream from %s ended badly", sender, exc_info=True)
         finally:
             try:
                 await stream.close()
             except Exception:  # closing writes to a connection that may be gone: any error
                 log.debug("closing a help stream failed", exc_info=True)
-        size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
-        if size < 0 or size > MAX_MESSAGE or len(data) != 4 + size:
-            self._dropped("oversized" if size > MAX_MESSAGE else "malformed", sender)
+        if data is None:
+            self._dropped(dropped, sender)
             return
-        await self._dispatch(bytes(data[4:]), sender)
+        await self._dispatch(data, sender)
 
     def _on_gossip(self, signer_peer: str, data: bytes) -> bool:
         """The help topic's validator: its answer decides whether pubsub relays the message,
