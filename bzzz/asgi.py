@@ -60,7 +60,8 @@ def content_length(scope: Scope) -> int | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int = MAX_BODY, length: int | None = None) -> bytes | None:
+async def read_body(receive: Receive, limit: int = MAX_BODY,
+                    length: int | None = None) -> bytes | None:
     """The whole request body, or None once it would grow past ``limit`` bytes.
 
     With ``length`` (the declared Content-Length, see :func:`content_length`) nothing is read

@@ -129,8 +129,8 @@ def check_callback_url(value: str) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a bad port
-    except ValueError:
-        raise JobError("callbackUrl", "not a URL") from None
+    except ValueError as exc:
+        raise JobError("callbackUrl", "not a URL") from exc
     if parts.scheme not in ("http", "https"):
         raise JobError("callbackUrl", "only http and https callbacks are sent")
     if not parts.hostname:
