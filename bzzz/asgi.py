@@ -5,7 +5,7 @@ and serving an app with hypercorn on trio, reporting the bound URLs.
 
 An app starts::
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return  # a lifespan scope (answered) or one that is not HTTP
         ...
@@ -14,17 +14,30 @@ An app starts::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
-async def lifespan(receive, send) -> None:
+Scope = Mapping[str, Any]
+"""An ASGI connection scope (hypercorn's are TypedDicts, which are Mappings)."""
+Message = Mapping[str, Any]
+"""An ASGI event as an app receives it."""
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Any], Awaitable[None]]
+"""Takes an ASGI event: a dict (hypercorn's own ``send`` is typed for its TypedDicts only, so
+the argument stays open here for apps that build plain dicts)."""
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
     """Answer the ASGI lifespan protocol (nothing to set up or tear down)."""
     while True:
         message = await receive()
@@ -38,7 +51,7 @@ async def lifespan(receive, send) -> None:
 MAX_BODY = 25 * 1024 * 1024  # GitHub's own limit for webhook payloads
 
 
-def content_length(scope) -> int | None:
+def content_length(scope: Scope) -> int | None:
     """The request's declared ``Content-Length``; None when it has none (a chunked body).
     (The HTTP server has already refused a malformed one.)"""
     for name, value in scope.get("headers", ()):
@@ -47,7 +60,8 @@ def content_length(scope) -> int | None:
     return None
 
 
-async def read_body(receive, limit: int = MAX_BODY, length: int | None = None) -> bytes | None:
+async def read_body(receive: Receive, limit: int = MAX_BODY,
+                    length: int | None = None) -> bytes | None:
     """The whole request body, or None once it would grow past ``limit`` bytes.
 
     With ``length`` (the declared Content-Length, see :func:`content_length`) nothing is read
@@ -78,7 +92,7 @@ async def read_body(receive, limit: int = MAX_BODY, length: int | None = None) -
             return bytes(buf)
 
 
-def headers(scope) -> dict[str, str]:
+def headers(scope: Scope) -> dict[str, str]:
     """Request headers with lower-case names."""
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
@@ -86,7 +100,7 @@ def headers(scope) -> dict[str, str]:
 class HttpRequest:
     """One HTTP request as an app sees it first: method, path, headers, query, body."""
 
-    def __init__(self, scope: dict[str, Any], receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]
@@ -95,7 +109,8 @@ class HttpRequest:
     @property
     def query_string(self) -> bytes:
         """The raw (percent-encoded) query string."""
-        return self.scope.get("query_string", b"")
+        raw: bytes = self.scope.get("query_string", b"")
+        return raw
 
     @cached_property
     def query(self) -> dict[str, str]:
@@ -112,7 +127,7 @@ class HttpRequest:
         return await read_body(self.receive, limit, content_length(self.scope))
 
 
-async def http_request(scope, receive, send) -> HttpRequest | None:
+async def http_request(scope: Scope, receive: Receive, send: Send) -> HttpRequest | None:
     """The opening of every app: answer a lifespan scope, ignore any other that is not HTTP
     (both None), and give an HTTP request its :class:`HttpRequest`."""
     if scope["type"] == "lifespan":
@@ -123,7 +138,7 @@ async def http_request(scope, receive, send) -> HttpRequest | None:
     return HttpRequest(scope, receive)
 
 
-async def respond(send, status: int, body: bytes, content_type: str,
+async def respond(send: Send, status: int, body: bytes, content_type: str,
                   extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """Send a whole response: its content type and length, ``extra`` headers, the body."""
     await send({"type": "http.response.start", "status": status,
@@ -132,9 +147,9 @@ async def respond(send, status: int, body: bytes, content_type: str,
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_app(app, host: str, port: int, *, keep_alive: float = 5.0,
+async def serve_app(app: App, host: str, port: int, *, keep_alive: float = 5.0,
                     errorlog: logging.Logger | None = None,
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    task_status: TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``app`` until cancelled; ``task_status.started`` gets the bound URLs."""
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
@@ -146,7 +161,7 @@ async def serve_app(app, host: str, port: int, *, keep_alive: float = 5.0,
     class _Started:
         """hypercorn reports the bound addresses through task_status: pass them on."""
 
-        def started(self, value=None) -> None:
+        def started(self, value: Iterable[str] | None = None) -> None:
             task_status.started(list(value or []))
 
     await serve(app, config, task_status=_Started(), mode="asgi")

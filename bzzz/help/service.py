@@ -20,13 +20,13 @@ import multiaddr.exceptions
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
 from ..decisions import DecisionLog
 from ..errors import closing_quietly
 from ..p2p.capabilities import PeerView
+from ..p2p.frames import FrameCut, FrameMalformed, FrameTooLarge, read_frame
 from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
 from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, HelpRequest, add_hop, decode_handoff,
@@ -172,35 +172,21 @@ class HelpService:
 
     async def _handle_stream(self, stream: INetStream) -> None:
         sender = stream.muxed_conn.peer_id.to_base58()
-        data = bytearray()
-        broken = False  # the stream failed (reset, stalled): not the peer's message's fault
+        data: bytes | None = None
         try:
             with trio.fail_after(SEND_TIMEOUT):
-                while len(data) < MAX_MESSAGE + 4:
-                    try:
-                        chunk = await stream.read(65536)
-                    except EOFError:  # the sender closed its side: the message is all there
-                        break
-                    if not chunk:
-                        break
-                    data += chunk
-        except (trio.TooSlowError, BaseLibp2pError):  # slow, reset or broken
-            broken = True
+                data = await read_frame(stream, MAX_MESSAGE)
+        except (FrameTooLarge, FrameMalformed) as exc:  # the peer's message: dropped, counted
+            self._dropped(exc.reason, sender)
+        except (trio.TooSlowError, FrameCut):  # the stream failed, not the message: no drop
+            self.read_failures += 1
             log.debug("help stream from %s ended badly", sender, exc_info=True)
         finally:
             with closing_quietly(log, "a help stream"):
                 await stream.close()
-        size = int.from_bytes(data[:4], "big") if len(data) >= 4 else -1
-        if size > MAX_MESSAGE:
-            self._dropped("oversized", sender)
+        if data is None:
             return
-        if size < 0 or len(data) != 4 + size:
-            if broken:  # cut short by the transport: a read failure, not a malformed message
-                self.read_failures += 1
-            else:
-                self._dropped("malformed", sender)
-            return
-        await self._dispatch(bytes(data[4:]), sender)
+        await self._dispatch(data, sender)
 
     def _on_gossip(self, signer_peer: str, data: bytes) -> bool:
         """The help topic's validator: its answer decides whether pubsub relays the message,

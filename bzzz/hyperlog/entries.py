@@ -62,9 +62,9 @@ def encode(entry: dict[str, Any], blobs: BlobStore | None = None) -> bytes:
         else:
             out[key] = value
     try:
-        packed = msgpack.packb(out, use_bin_type=True, default=str)
+        packed: bytes = msgpack.packb(out, use_bin_type=True, default=str)
     except (TypeError, ValueError) as exc:
-        raise EntryError(f"entry cannot be encoded: {exc}") from None
+        raise EntryError(f"entry cannot be encoded: {exc}") from exc
     if len(packed) > MAX_ENTRY:
         raise EntryError(f"entry of {len(packed)} bytes is over {MAX_ENTRY}")
     return packed
@@ -74,7 +74,7 @@ def decode(block: bytes) -> dict[str, Any] | None:
     """The entry in a block; None when the block is not one (raw data, or damaged)."""
     try:
         value = msgpack.unpackb(block, raw=False, strict_map_key=True)
-    except Exception:
+    except Exception:  # msgpack raises many types on bad input: not an entry
         return None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         return None

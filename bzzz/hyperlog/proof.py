@@ -102,7 +102,8 @@ def range_nodes(blocks: list[bytes], start: int,
                  for k in range(min(count, len(blocks) - pos))]
         while len(layer) > 1:
             nxt = []
-            for left, right in zip(layer[::2], layer[1::2]):
+            # a span is a whole subtree: each layer has a power-of-two length
+            for left, right in zip(layer[::2], layer[1::2], strict=True):
                 size = left.size + right.size
                 nxt.append(Node(flat.parent(left.index), size,
                                 parent_hash(size, left.hash, right.hash)))

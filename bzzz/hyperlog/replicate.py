@@ -33,8 +33,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 from contextlib import aclosing
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ REPLY_TIMEOUT = 15.0  # seconds an answer may take beyond the wait asked for
 SERVE_IDLE = MAX_WAIT + 2 * REPLY_TIMEOUT  # seconds a server waits for the next request
 SEAL_STEP = 16384  # blocks: how far a long copy goes between durable seals
 CONFLICT_FILE = "conflict"
+Msg = dict[str, Any]  # one message of the protocol, a msgpack map
 
 
 class ReplicationError(LogError):
@@ -105,19 +107,20 @@ class Channel:
         del self._buf[:n]
         return out
 
-    async def send(self, msg: dict) -> None:
-        data = msgpack.packb(msg, use_bin_type=True)
+    async def send(self, msg: Msg) -> None:
+        data: bytes = msgpack.packb(msg, use_bin_type=True)
         await self._write(len(data).to_bytes(4, "big") + data)
 
-    async def recv(self, timeout: float | None = None) -> dict:
-        """The next message; ChannelTimeout if it has not come whole within ``timeout``."""
+    async def recv(self, timeout: float | None = None) -> Msg:  # noqa: ASYNC109 -- ChannelTimeout
+        """The next message; ChannelTimeout if it has not come whole within ``timeout`` (the
+        protocol's own error, which its callers handle: not a caller's cancel scope)."""
         if timeout is None:
             return await self._recv()
         with trio.move_on_after(timeout):
             return await self._recv()
         raise ChannelTimeout(f"no answer within {timeout:g} s")
 
-    async def _recv(self) -> dict:
+    async def _recv(self) -> Msg:
         size = int.from_bytes(await self._exactly(4), "big")
         if size > MAX_MESSAGE:
             raise PeerMisbehaved("oversized", f"a message of {size} bytes")
@@ -125,21 +128,21 @@ class Channel:
             msg = msgpack.unpackb(await self._exactly(size), raw=False, strict_map_key=True)
         except ReplicationError:
             raise
-        except Exception as exc:
-            raise PeerMisbehaved("malformed", f"not msgpack ({type(exc).__name__})") from None
+        except Exception as exc:  # msgpack raises many types on bad input
+            raise PeerMisbehaved("malformed", f"not msgpack ({type(exc).__name__})") from exc
         if not isinstance(msg, dict) or not isinstance(msg.get("op"), str):
             raise PeerMisbehaved("malformed", "not a message")
         return msg
 
 
-def _nodes_out(nodes: list[Node]) -> list[list]:
+def _nodes_out(nodes: list[Node]) -> list[list[int | bytes]]:
     return [[n.index, n.size, n.hash] for n in nodes]
 
 
 def _nodes_in(raw: Any, limit: int = 4096) -> list[Node]:
     if not isinstance(raw, list) or len(raw) > limit:
         raise PeerMisbehaved("malformed", "node list")
-    out = []
+    out: list[Node] = []
     for item in raw:
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], int)
                 and isinstance(item[1], int) and isinstance(item[2], bytes)
@@ -149,7 +152,7 @@ def _nodes_in(raw: Any, limit: int = 4096) -> list[Node]:
     return out
 
 
-def _head_out(h: Head) -> list:
+def _head_out(h: Head) -> list[int | bytes]:
     return [h.length, h.fork, h.tree_hash, h.signature]
 
 
@@ -176,13 +179,13 @@ class Conflict:
     long_roots: list[Node]
     proof: list[Node]
 
-    def to_msg(self) -> dict:
+    def to_msg(self) -> Msg:
         return {"op": "conflict", "public_key": self.public_key, "short": _head_out(self.short),
                 "long": _head_out(self.long), "alt_roots": _nodes_out(self.alt_roots),
                 "long_roots": _nodes_out(self.long_roots), "proof": _nodes_out(self.proof)}
 
     @classmethod
-    def from_msg(cls, msg: dict) -> "Conflict":
+    def from_msg(cls, msg: Msg) -> "Conflict":
         pk = msg.get("public_key")
         if not isinstance(pk, bytes) or len(pk) != 32:
             raise PeerMisbehaved("malformed", "conflict key")
@@ -250,13 +253,13 @@ class LogServer:
     def __init__(self) -> None:
         self.logs: dict[bytes, Hyperlog] = {}
         self.conflicts: dict[bytes, Conflict] = {}
-        self.served = Counter()
+        self.served: Counter[str] = Counter()
         self._grown: dict[bytes, trio.Event] = {}  # followers waiting for a longer head
         self._token: trio.lowlevel.TrioToken | None = None
 
     def add(self, log: Hyperlog) -> None:
         self.logs[log.key] = log
-        log.listeners.append(lambda key=log.key: self._poke(key))
+        log.listeners.append(partial(self._poke, log.key))
 
     def _poke(self, key: bytes) -> None:
         """A log got a new head (called from whatever thread wrote it)."""
@@ -288,7 +291,7 @@ class LogServer:
                     if scope.cancelled_caught:
                         return  # the reader stopped reading
 
-    async def respond(self, req: dict) -> AsyncIterator[dict]:
+    async def respond(self, req: Msg) -> AsyncGenerator[Msg, None]:
         """The answers to one request: one, or for ``blocks`` with ``all`` the whole range,
         chunk after chunk (the stream's window paces them)."""
         answer = await self.answer(req)
@@ -301,7 +304,7 @@ class LogServer:
                 answer = await self.answer({**req, "start": nxt})
                 yield answer
 
-    async def answer(self, req: dict) -> dict:
+    async def answer(self, req: Msg) -> Msg:
         op = req["op"]
         self.served[op] += 1
         if op == "list":
@@ -323,7 +326,7 @@ class LogServer:
             return {"op": "error", "message": str(exc)[:200]}
         return {"op": "error", "message": f"unknown op {op[:20]!r}"}
 
-    async def _head(self, log: Hyperlog, req: dict) -> dict:
+    async def _head(self, log: Hyperlog, req: Msg) -> Msg:
         near = req.get("near")
         if isinstance(near, int) and log.head is not None and 0 < near < log.head.length:
             mid = log.head_after(near - 1)  # a head stored around there, if any
@@ -348,17 +351,18 @@ class LogServer:
         return self._head_msg(log, head)
 
     @staticmethod
-    def _head_msg(log: Hyperlog, head: Head) -> dict:
+    def _head_msg(log: Hyperlog, head: Head) -> Msg:
         return {"op": "head", "public_key": log.public_key, "length": head.length,
                 "fork": head.fork, "tree_hash": head.tree_hash, "signature": head.signature,
                 "roots": _nodes_out(log.roots_at(head.length))}
 
-    def _blocks(self, log: Hyperlog, req: dict) -> dict:
+    def _blocks(self, log: Hyperlog, req: Msg) -> Msg:
         start, end, length = int(req["start"]), int(req["end"]), int(req["length"])
         head = log.head
         if head is None or not 0 <= start < end <= length <= head.length:
             raise ValueError("range outside the log")
-        blocks, size = [], 0
+        blocks: list[bytes] = []
+        size = 0
         for i in range(start, min(end, start + CHUNK_BLOCKS)):
             data = log.get(i)  # checked against its leaf: corrupt data is never served
             if blocks and size + len(data) > CHUNK_BYTES:
@@ -369,7 +373,7 @@ class LogServer:
         proof = [log.node(i) for i in needed(spans, flat.full_roots(2 * length))]
         return {"op": "blocks", "start": start, "blocks": blocks, "proof": _nodes_out(proof)}
 
-    def _upgrade(self, log: Hyperlog, req: dict) -> dict:
+    def _upgrade(self, log: Hyperlog, req: Msg) -> Msg:
         old, length = int(req["from"]), int(req["length"])
         head = log.head
         if head is None or not 0 < old <= length <= head.length:
@@ -415,7 +419,7 @@ class Replicator:
             self.log.close()
             self.log = None
 
-    async def _ask(self, ch: Channel, req: dict, want: str) -> dict:
+    async def _ask(self, ch: Channel, req: Msg, want: str) -> Msg:
         self.waiting_on = f"sending {req['op']}"
         await ch.send({**req, "key": self.key})
         wait = float(req.get("wait") or 0)
@@ -432,7 +436,7 @@ class Replicator:
             raise PeerMisbehaved("malformed", f"expected {want}, got {msg['op'][:20]}")
         return msg
 
-    async def _on_conflict(self, msg: dict) -> None:
+    async def _on_conflict(self, msg: Msg) -> None:
         c = Conflict.from_msg(msg)
         if core_key(c.public_key) != self.key or not c.valid():
             raise PeerMisbehaved("bad_conflict", "conflict evidence does not hold")
@@ -445,7 +449,7 @@ class Replicator:
         raise LogConflict(f"log {self.key.hex()[:16]}… is frozen: its key signed two "
                           f"histories (lengths {c.short.length} and {c.long.length})")
 
-    def _check_head(self, msg: dict) -> tuple[Head, list[Node], Verifier]:
+    def _check_head(self, msg: Msg) -> tuple[Head, list[Node], Verifier]:
         pk = msg.get("public_key")
         if not isinstance(pk, bytes) or len(pk) != 32:
             raise PeerMisbehaved("malformed", "public key")
@@ -472,7 +476,7 @@ class Replicator:
             raise LogConflict(f"log {self.key.hex()[:16]}… is frozen (conflict on record)")
         after: int | None = None
         while True:
-            req: dict = {"op": "head"}
+            req: Msg = {"op": "head"}
             if after is not None:
                 req.update(after=after, wait=wait)
             head, roots, _ = self._check_head(await self._ask(ch, req, "head"))

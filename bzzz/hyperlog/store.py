@@ -29,8 +29,10 @@ import os
 import struct
 import zlib
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..fsutil import fsync_dir, write_synced
 from . import flat
@@ -125,7 +127,7 @@ class _Scanner:
         self.fd, self.pos, self.size = fd, pos, size
         self.bad_at: int | None = None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
         buf, base, cur = b"", self.pos, 0
         while base + cur < self.size:
             got = _read_frame(buf, cur)
@@ -194,7 +196,7 @@ class Hyperlog:
         self._tree_fd = -1
         self._lock_fd = -1
         self.replica = False  # ingests verified data from others instead of signing
-        self.listeners: list = []  # called (from the writing thread) after each new head
+        self.listeners: list[Callable[[], object]] = []  # called (from the writing thread) after each new head
         self._sealed = 0  # end of the last head frame in ``log`` (a replica may be past it)
         self._end = 0  # end of the last acknowledged frame in ``log``
         self._dirty: dict[int, bytes] = {}
@@ -246,7 +248,7 @@ class Hyperlog:
         fd = os.open(p / "log", os.O_RDWR if writer else os.O_RDONLY)
         try:
             public_key, header_end = _read_header(fd)
-        except BaseException:
+        except BaseException:  # whatever stopped the opening, the descriptor is not kept
             os.close(fd)
             raise
         log = cls(p, public_key, signer)
@@ -256,15 +258,15 @@ class Hyperlog:
             log._lock_fd = os.open(p / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(log._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except BlockingIOError as exc:
                 log.close()
-                raise LogError(f"{p}: the log is open for writing elsewhere") from None
+                raise LogError(f"{p}: the log is open for writing elsewhere") from exc
             log._tree_fd = os.open(p / "tree", os.O_RDWR | os.O_CREAT, 0o644)
         elif (p / "tree").exists():
             log._tree_fd = os.open(p / "tree", os.O_RDONLY)
         try:
             log._recover(header_end)
-        except BaseException:
+        except BaseException:  # whatever stopped the opening, the files are not kept open
             log.close()
             raise
         return log
@@ -292,10 +294,11 @@ class Hyperlog:
             index = (self.path / "index").read_bytes()[: 8 * length]
             if len(index) != 8 * length:
                 raise ValueError
-            roots = [self._node_from_cache(i) for i in flat.full_roots(2 * length)]
-            if any(r is None for r in roots):
+            cached = [self._node_from_cache(i) for i in flat.full_roots(2 * length)]
+            roots = [r for r in cached if r is not None]
+            if len(roots) != len(cached):
                 raise ValueError
-            tree = Tree(length, roots)  # type: ignore[arg-type]
+            tree = Tree(length, roots)
             if tree.hash() != digest:
                 raise ValueError
         except (OSError, ValueError, struct.error):
@@ -496,7 +499,8 @@ class Hyperlog:
         if not self._dirty:
             return
         # one write per run of consecutive nodes (a batch's nodes are mostly one run)
-        run_start, parts, prev = -1, [], -2
+        run_start, prev = -1, -2
+        parts: list[bytes] = []
         for index in sorted(self._dirty):
             if index != prev + 1 and parts:
                 os.pwrite(self._tree_fd, b"".join(parts), run_start * _NODE.size)
@@ -644,7 +648,7 @@ def verify_dir(path: str | os.PathLike[str]) -> Report:
         cache = p / "tree"
         cache_fd = os.open(cache, os.O_RDONLY) if cache.exists() else -1
         try:
-            for at, kind, payload in scan:
+            for _at, kind, payload in scan:
                 if kind == K_BLOCK:
                     nodes.clear()
                     tree.append(payload, nodes)
@@ -680,7 +684,7 @@ def verify_dir(path: str | os.PathLike[str]) -> Report:
         os.close(fd)
 
 
-def export(log: Hyperlog) -> dict:
+def export(log: Hyperlog) -> dict[str, Any]:
     """The CONTRACT.md export: everything Hypercore's code needs to verify the log."""
     head = log.head
     return {"public_key": log.public_key.hex(), "key": log.key.hex(), "length": log.length,
@@ -690,7 +694,7 @@ def export(log: Hyperlog) -> dict:
             "blocks": [log.get(i).hex() for i in range(log.length)]}
 
 
-def read_entries(path: str | os.PathLike[str]) -> list[dict]:
+def read_entries(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every entry of the log in ``path`` (read-only; blocks that are not entries skipped)."""
     from .entries import decode
     with Hyperlog.open(path) as log:

@@ -16,14 +16,15 @@ import hmac
 import json
 import logging
 import mimetypes
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..asgi import headers, http_request, read_body
+from ..asgi import HttpRequest, Receive, Scope, Send, http_request, respond
 from ..github.client import GitHubError
 from ..claim.newtask import TaskRequestError
 from .state import ALL_STATES
@@ -44,20 +45,27 @@ _PLACEHOLDER = (b"<!doctype html><title>Bzzz monitor</title><p>The Mesh Visualiz
                 b"<a href=/api/v1/mesh>/api/v1/mesh</a>.")
 
 
-def _bearer(scope, token: str | None) -> bool:
+class Bridge(Protocol):
+    """An ASGI app mounted on the monitor's server for the paths it claims."""
+
+    def handles(self, path: str, method: str | None = None) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+def _bearer(headers: Mapping[str, str], token: str | None) -> bool:
     if not token:
         return False
-    scheme, _, value = headers(scope).get("authorization", "").partition(" ")
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(),
                                                                token.encode())
 
 
 def _cookie(header: str, name: str) -> str:
-    from urllib.parse import unquote as unq
     for part in header.split(";"):
         key, sep, value = part.strip().partition("=")
         if sep and key == name:
-            return unq(value.strip())
+            return unquote(value.strip())
     return ""
 
 
@@ -68,23 +76,20 @@ def _dumps(doc: Any) -> bytes:
 class MonitorApp:
     def __init__(self, monitor: "Monitor") -> None:
         self.m = monitor
-        self.bridges: list[Any] = []  # ASGI apps with .handles(path) (the Hive bridge)
+        self.bridges: list[Bridge] = []  # the Hive bridge
         self._mesh_cache: tuple[Any, bytes] | None = None
         self.streams = 0
 
     # ------------------------------------------------------------------ plumbing
 
     @staticmethod
-    async def _reply(send, status: int, body: bytes, content_type: str = JSON,
+    async def _reply(send: Send, status: int, body: bytes, content_type: str = JSON,
                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        hdrs = [(b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"x-content-type-options", b"nosniff")] + (extra or [])
-        await send({"type": "http.response.start", "status": status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, content_type,
+                      [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+                       *(extra or [])])
 
-    async def _error(self, send, status: int, message: str, **fields) -> None:
+    async def _error(self, send: Send, status: int, message: str, **fields: Any) -> None:
         await self._reply(send, status, _dumps({"error": message, **fields}) + b"\n")
 
     def mesh_bytes(self) -> bytes:
@@ -94,9 +99,9 @@ class MonitorApp:
             self._mesh_cache = (key, _dumps(self.m.mesh_doc()))
         return self._mesh_cache[1]
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
-            return
+            return  # a lifespan scope (answered) or one that is not HTTP
         path, method = request.path, request.method
         for bridge in self.bridges:
             if bridge.handles(path):
@@ -104,20 +109,18 @@ class MonitorApp:
                 return
         try:
             if method == "POST" and path == "/api/v1/tasks":
-                await self._post_task(scope, receive, send)
+                await self._post_task(request, send)
                 return
             if method not in ("GET", "HEAD"):
                 await self._error(send, 405, "method not allowed")
                 return
-            if path.startswith("/api/") and not self._may_read(scope):
+            if path.startswith("/api/") and not self._may_read(request):
                 await self._reply(send, 401, _dumps({
                     "error": "reading this monitor needs its viewer token "
                              "(Authorization: Bearer)"}) + b"\n",
                     extra=[(b"www-authenticate", b'Bearer realm="bzzz"')])
                 return
-            query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode(
-                "latin-1")).items()}
-            await self._get(path, query, send, receive)
+            await self._get(path, request.query, send, receive)
         except Exception:  # one bad request never stops the monitor
             log.exception("monitor request failed", extra={"path": path[:200]})
             try:
@@ -125,7 +128,7 @@ class MonitorApp:
             except Exception:  # the answer may have started, or the client gone
                 log.debug("cannot answer 500", exc_info=True)
 
-    async def _get(self, path: str, q: dict[str, str], send, receive) -> None:
+    async def _get(self, path: str, q: dict[str, str], send: Send, receive: Receive) -> None:
         m = self.m
         if path == "/healthz":
             await self._reply(send, 200, b"ok\n", "text/plain")
@@ -170,7 +173,7 @@ class MonitorApp:
         else:
             await self._error(send, 404, "not found")
 
-    async def _static(self, rel: str, send) -> None:
+    async def _static(self, rel: str, send: Send) -> None:
         root = STATIC.resolve()
         target = (root / unquote(rel)).resolve()
         if root not in target.parents or not target.is_file():
@@ -183,7 +186,7 @@ class MonitorApp:
             ctype += "; charset=utf-8"
         await self._reply(send, 200, target.read_bytes(), ctype)
 
-    async def _agent_log(self, peer: str, q: dict[str, str], send) -> None:
+    async def _agent_log(self, peer: str, q: dict[str, str], send: Send) -> None:
         m = self.m
         agent = m.agents.get(peer)
         if agent is None:
@@ -209,38 +212,41 @@ class MonitorApp:
 
     # ------------------------------------------------------------------ acting
 
-    def _authorized(self, scope) -> bool:
-        return _bearer(scope, self.m.token)
+    def _authorized(self, request: HttpRequest) -> bool:
+        return _bearer(request.headers, self.m.token)
 
-    def _may_read(self, scope) -> bool:
+    def _may_read(self, request: HttpRequest) -> bool:
         """Reads are open on loopback; beyond it the viewer (or the acting) token is needed,
         in the Authorization header or the event stream's cookie."""
         m = self.m
         if m.reads_open:
             return True
         viewer = m.viewer_token
-        if _bearer(scope, viewer) or _bearer(scope, m.token):
+        if _bearer(request.headers, viewer) or _bearer(request.headers, m.token):
             return True
-        cookie = _cookie(headers(scope).get("cookie", ""), VIEWER_COOKIE)
-        return bool(viewer and cookie) and hmac.compare_digest(cookie.encode(), viewer.encode())
+        cookie = _cookie(request.headers.get("cookie", ""), VIEWER_COOKIE)
+        if not viewer or not cookie:
+            return False
+        return hmac.compare_digest(cookie.encode(), viewer.encode())
 
-    async def _post_task(self, scope, receive, send) -> None:
+    async def _post_task(self, request: HttpRequest, send: Send) -> None:
         if not self.m.token:
             await self._error(send, 403, "filing tasks is off: the monitor has no token "
                               "(monitor.token_file)")
             return
-        if not self._authorized(scope):
+        if not self._authorized(request):
             await self._reply(send, 401, _dumps({"error": "a bearer token is required"}) + b"\n",
                               extra=[(b"www-authenticate", b'Bearer realm="bzzz"')])
             return
-        body = await read_body(receive, MAX_FORM)
+        body = await request.body(MAX_FORM)
         if body is None:
             await self._error(send, 413, f"the body is over {MAX_FORM} bytes")
             return
         try:
             doc = json.loads(body or b"null")
-        except ValueError as exc:
-            await self._error(send, 400, f"the body is not JSON ({exc.msg})", field="body")
+        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError: not text at all
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            await self._error(send, 400, f"the body is not JSON ({why})", field="body")
             return
         try:
             filed = await self.m.file_task(doc)
@@ -254,7 +260,7 @@ class MonitorApp:
 
     # ------------------------------------------------------------------ live
 
-    async def _events(self, send, receive) -> None:
+    async def _events(self, send: Send, receive: Receive) -> None:
         """Server-sent events: ``mesh`` on change (debounced), ``entry`` per decision."""
         m = self.m
         await send({"type": "http.response.start", "status": 200, "headers": [

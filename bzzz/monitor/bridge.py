@@ -42,26 +42,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import trio
 
-from .. import logs
-from ..asgi import headers as request_headers
-from ..asgi import content_length, lifespan, read_body
+from ..asgi import HttpRequest, Receive, Scope, Send, http_request, respond
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from .egress import DEFAULT_DENY, Denied, Network, check_literal, parse_networks
 from .jobs import (JOB_ID, TOKEN_NAME, JobError, JobRequest, Reservation, issue_body,
                    issue_labels, issue_title, job_of_issue, job_ref, parse_job,
                    parse_reservation, reservation_message)
+from ..redact import register as register_secret
 from .jobstore import JobRow, JobStore
+
+if TYPE_CHECKING:
+    from ..config import MonitorConfig
 
 log = logging.getLogger("bzzz.monitor.bridge")
 MAX_BODY = 256 * 1024
 SEARCH_PAGES = 10
 SKEW = 120.0  # seconds of clock difference tolerated between a monitor and GitHub
 FINISHED = ("done", "failed", "cancelled")
+Doc = dict[str, Any]  # a JSON answer
 
 
 class TokenFileError(SetupError, ValueError):
@@ -91,7 +94,7 @@ def load_tokens(path: str | Path) -> dict[str, str]:
         if name in tokens:
             raise TokenFileError(f"{path}:{number}: the name {name!r} is used twice")
         tokens[name] = token
-        logs.register_secret(token)  # never in a log line, even by mistake
+        register_secret(token)  # never in a log line, even by mistake
     if not tokens:
         raise TokenFileError(f"{path}: no tokens")
     return tokens
@@ -118,7 +121,7 @@ class RateBucket:
 class Refused(PolicyError):
     """An answer other than success: status, document, extra headers."""
 
-    def __init__(self, status: int, doc: dict, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, doc: Doc, headers: dict[str, str] | None = None) -> None:
         super().__init__(doc.get("error", ""))
         self.status, self.doc, self.headers = status, doc, headers or {}
 
@@ -165,7 +168,7 @@ class EnqueueBridge:
                        "rate_limited": 0, "takeovers": 0, "duplicates_closed": 0}
 
     @classmethod
-    def from_config(cls, monitor, gh: GitHubClient, state_dir: str | Path | JobStore,
+    def from_config(cls, monitor: MonitorConfig, gh: GitHubClient, state_dir: str | Path | JobStore,
                     **kw: Any) -> "EnqueueBridge | None":
         """The bridge a ``MonitorConfig`` asks for (None: ``enqueue_tokens_file`` is not set,
         the bridge is off). Callbacks are accepted when ``callback_secret_file`` is set."""
@@ -188,32 +191,25 @@ class EnqueueBridge:
 
     # ------------------------------------------------------------------ ASGI
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path, method = scope["path"], scope["method"]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (request := await http_request(scope, receive, send)) is None:
+            return  # a lifespan scope (answered) or one that is not HTTP
         try:
-            status, doc, extra = await self._route(method, path, scope, receive)
+            status, doc, extra = await self._route(request)
         except Refused as exc:
             status, doc, extra = exc.status, exc.doc, exc.headers
             self.counts["refused"] += 1
-        except Exception:
-            log.exception("bridge error", extra={"path": path})
+        except Exception:  # one bad request never stops the bridge: it is answered 500
+            log.exception("bridge error", extra={"path": request.path})
             status, doc, extra = 500, {"error": "internal error"}, {}
         body = json.dumps(doc, sort_keys=True).encode() + b"\n"
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"cache-control", b"no-store"),
-                                *((k.encode(), v.encode()) for k, v in extra.items())]})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, body, "application/json",
+                      [(b"cache-control", b"no-store"),
+                       *((k.encode(), v.encode()) for k, v in extra.items())])
 
-    async def _route(self, method: str, path: str, scope, receive
-                     ) -> tuple[int, dict, dict[str, str]]:
-        path = path.rstrip("/") or "/"
+    async def _route(self, request: HttpRequest) -> tuple[int, Doc, dict[str, str]]:
+        method = request.method
+        path = request.path.rstrip("/") or "/"
         if path == "/health":
             if method not in ("GET", "HEAD"):
                 raise Refused(405, {"error": "method not allowed"}, {"allow": "GET"})
@@ -221,14 +217,14 @@ class EnqueueBridge:
         if path == "/enqueue":
             if method != "POST":
                 raise Refused(405, {"error": "method not allowed"}, {"allow": "POST"})
-            origin = self._authorised(scope)
+            origin = self._authorised(request)
             self._rate(origin)
-            return await self._post_enqueue(scope, receive, origin)
+            return await self._post_enqueue(request, origin)
         if path.startswith("/jobs/"):
             job_id = unquote(path[len("/jobs/"):])
             if method not in ("GET", "HEAD", "DELETE"):
                 raise Refused(405, {"error": "method not allowed"}, {"allow": "GET, DELETE"})
-            origin = self._authorised(scope)
+            origin = self._authorised(request)
             if not JOB_ID.fullmatch(job_id):
                 raise Refused(400, {"error": "jobId: not a job id", "field": "jobId"})
             if method == "DELETE":
@@ -237,10 +233,10 @@ class EnqueueBridge:
             return 200, await self._job_doc(job_id, origin), {}
         raise Refused(404, {"error": "not found"})
 
-    def _authorised(self, scope) -> str:
+    def _authorised(self, request: HttpRequest) -> str:
         """The token's name; 401 otherwise. Every configured token is compared, each in
         constant time."""
-        sent = request_headers(scope).get("authorization", "")
+        sent = request.headers.get("authorization", "")
         scheme, _, given = sent.partition(" ")
         given_b = given.strip().encode()
         found = None
@@ -263,8 +259,9 @@ class EnqueueBridge:
                                 f"(bursts of {self.burst})"},
                           {"retry-after": str(max(1, math.ceil(wait)))})
 
-    async def _post_enqueue(self, scope, receive, origin: str) -> tuple[int, dict, dict]:
-        raw = await read_body(receive, self.max_body, content_length(scope))
+    async def _post_enqueue(self, request: HttpRequest, origin: str
+                            ) -> tuple[int, Doc, dict[str, str]]:
+        raw = await request.body(self.max_body)
         if raw is None:  # declared (then not read) or grown past the limit
             raise Refused(413, {"error": f"body larger than {self.max_body} bytes"})
         try:
@@ -287,7 +284,7 @@ class EnqueueBridge:
 
     # ------------------------------------------------------------------ enqueue
 
-    async def enqueue(self, job: JobRequest, origin: str) -> tuple[int, dict, bool]:
+    async def enqueue(self, job: JobRequest, origin: str) -> tuple[int, Doc, bool]:
         """File the job's issue once. (status, reply, replay)."""
         lock = self._locks.setdefault(job.job_id, trio.Lock())
         try:
@@ -338,7 +335,7 @@ class EnqueueBridge:
         self.store.forget(job.job_id)
 
     @staticmethod
-    def _reply(row: JobRow) -> dict:
+    def _reply(row: JobRow) -> Doc:
         return {"jobId": row.job_id, "issue": row.issue, "url": row.url, "status": "filed"}
 
     async def resume(self) -> int:
@@ -399,16 +396,16 @@ class EnqueueBridge:
             if theirs.filer == self.store.instance:
                 mine = current.sha  # our own earlier reservation: we file
             else:
-                mine = await self._wait_or_take_over(job, current)
-                if isinstance(mine, tuple):
-                    return self._adopted(job, row, mine), True
-                took_over = True
+                waited = await self._wait_or_take_over(job, current)
+                if isinstance(waited, tuple):
+                    return self._adopted(job, row, waited), True
+                mine, took_over = waited, True
         number, url = await self._post_issue(job, origin)
         after = await self._ref_sha(job.repo, ref)
         if took_over or after != mine:
             number, url = await self._settle(job, number, url)
         self.store.filed(job.job_id, number, url)
-        return self.store.job(job.job_id), False  # type: ignore[return-value]
+        return self.store.recorded(job.job_id), False
 
     def _adopted(self, job: JobRequest, row: JobRow, found: tuple[int, str, str | None]
                  ) -> JobRow:
@@ -419,18 +416,19 @@ class EnqueueBridge:
             raise Refused(409, {"error": "jobId was enqueued with a different body",
                                 "jobId": job.job_id, "issue": number, "url": url})
         self.store.filed(job.job_id, number, url)
-        return self.store.job(job.job_id)  # type: ignore[return-value]
+        return self.store.recorded(job.job_id)
 
     async def _wait_or_take_over(self, job: JobRequest, current: RefState
                                  ) -> str | tuple[int, str, str | None]:
         """Another monitor reserved this job: wait for its issue (returned), or take the
         reservation over when it is older than ``takeover_after`` (our commit's sha)."""
-        assert current.reservation is not None
+        reservation = current.reservation
+        assert reservation is not None
         deadline = trio.current_time() + self.peer_wait
         while True:
-            age = self.clock() - current.reservation.at
+            age = self.clock() - reservation.at
             if age >= self.takeover_after:
-                res = Reservation(job.job_id, job.digest, current.reservation.origin,
+                res = Reservation(job.job_id, job.digest, reservation.origin,
                                   self.store.instance, self.clock())
                 sha = await self._commit(job.repo, reservation_message(res, takeover=True),
                                          [current.sha])
@@ -441,7 +439,7 @@ class EnqueueBridge:
                     self.counts["takeovers"] += 1
                     log.warning("took over a job reservation with no issue",
                                 extra={"job": job.job_id, "age": round(age, 1)})
-                    found = await self._find(job, current.reservation.at)
+                    found = await self._find(job, reservation.at)
                     return found if found is not None else sha
                 except GitHubError as exc:
                     if exc.status != 422:
@@ -449,12 +447,12 @@ class EnqueueBridge:
                     moved = await self._read_ref(job.repo, job_ref(job.job_id))
                     if moved is None or moved.reservation is None:
                         raise Unavailable(0, "the job's ref moved", "PATCH", "") from None
-                    current = moved
+                    current, reservation = moved, moved.reservation
             if trio.current_time() >= deadline:
                 raise Refused(503, {"error": "another monitor is filing this job; try again",
                                     "jobId": job.job_id}, {"retry-after": "2"})
             await trio.sleep(0.25)
-            found = await self._find(job, current.reservation.at)
+            found = await self._find(job, reservation.at)
             if found is not None:
                 return found
 
@@ -518,7 +516,8 @@ class EnqueueBridge:
         data = (await self.gh.request("POST", f"/repos/{repo}/git/commits", retry=True,
                                       json={"message": message, "tree": tree,
                                             "parents": parents})).data
-        return data["sha"]
+        sha: str = data["sha"]
+        return sha
 
     async def _ref_sha(self, repo: str, ref: str) -> str | None:
         try:
@@ -528,7 +527,8 @@ class EnqueueBridge:
             if exc.status == 404 and not isinstance(exc, Unavailable):
                 return None
             raise
-        return data["object"]["sha"]
+        sha: str = data["object"]["sha"]
+        return sha
 
     async def _read_ref(self, repo: str, ref: str) -> RefState | None:
         sha = await self._ref_sha(repo, ref)
@@ -569,7 +569,7 @@ class EnqueueBridge:
             raise Refused(404, {"error": "no such job here", "jobId": job_id})
         return row
 
-    async def _job_doc(self, job_id: str, origin: str) -> dict:
+    async def _job_doc(self, job_id: str, origin: str) -> Doc:
         row = await self._known(job_id)
         if row.origin != origin:  # another token's job: its issue, agents and PR are not yours
             raise Refused(403, {"error": "only the token that enqueued a job reads it",
@@ -592,7 +592,7 @@ class EnqueueBridge:
             doc["github"] = {"error": str(exc)}
         return doc
 
-    async def _cancel(self, job_id: str, origin: str) -> tuple[int, dict, dict]:
+    async def _cancel(self, job_id: str, origin: str) -> tuple[int, Doc, dict[str, str]]:
         row = await self._known(job_id)
         if row.origin != origin:
             raise Refused(403, {"error": "only the token that enqueued a job cancels it",

@@ -31,16 +31,20 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import trio
 
-from .. import logs
-
+from ..redact import register as register_secret
 from .egress import DEFAULT_DENY, Denied, Network, Unresolved, parse_networks, resolve
 from .jobs import STATUS_AFTER, JobError, check_callback_url, delivery_id, event_of, sign
 from .jobstore import EventRow, JobStore
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from ..config import MonitorConfig
 
 log = logging.getLogger("bzzz.monitor.callbacks")
 USER_AGENT = "bzzz-monitor"
@@ -58,7 +62,7 @@ def read_secret(path: str | Path) -> bytes:
         raise SecretFileError(f"monitor.callback_secret_file {path}: {exc.strerror}") from None
     if not secret:
         raise SecretFileError(f"monitor.callback_secret_file {path}: empty")
-    logs.register_secret(secret)
+    register_secret(secret)
     return secret.encode()
 
 
@@ -90,7 +94,7 @@ class Callbacks:
                        "failed_attempts": 0, "dropped": 0}
 
     @classmethod
-    def from_config(cls, monitor, store: JobStore, **kw: Any) -> "Callbacks | None":
+    def from_config(cls, monitor: MonitorConfig, store: JobStore, **kw: Any) -> "Callbacks | None":
         """The callbacks a ``MonitorConfig`` asks for (None without callback_secret_file)."""
         if monitor.callback_secret_file is None:
             return None
@@ -147,7 +151,7 @@ class Callbacks:
 
     # ------------------------------------------------------------------ delivery
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with httpx.AsyncClient(follow_redirects=False, timeout=self.timeout,
                                      transport=self._transport,
                                      headers={"User-Agent": USER_AGENT}) as http, \

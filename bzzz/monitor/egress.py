@@ -145,14 +145,14 @@ async def resolve(url: str, deny: Sequence[Network], allow: Sequence[Network] = 
         try:
             infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise Unresolved(f"{host} does not resolve ({type(exc).__name__})") from None
+            raise Unresolved(f"{host} does not resolve ({type(exc).__name__})") from exc
         addresses = []
         for info in infos:
             a = ipaddress.ip_address(info[4][0].split("%", 1)[0])
             if a not in addresses:
                 addresses.append(a)
-        if not addresses:
-            raise Unresolved(f"{host} does not resolve")
+        if not addresses:  # (not a literal address, the ValueError says nothing more)
+            raise Unresolved(f"{host} does not resolve") from None
     for a in addresses:
         net = denied_by(a, deny, allow)
         if net is not None:

@@ -14,9 +14,10 @@ import json
 import sqlite3
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..hyperlog.entries import decode
 from .state import HOLDING, SETTLED, STATES, decision_state, label_state, newer, overruled
@@ -61,12 +62,24 @@ CONFLICT_TYPES = ("contention_lost",)
 OBSERVED = {"claimed", "taken_over", "needs_input", "asked", "pull_request", "reported",
             "cancelled", "command"}
 LIVE = 100  # indexed decisions of one batch announced to live subscribers (the newest)
+RECENT = 200  # indexed decisions kept for the mesh document's "recent"
 MAX_TEXT = 4096  # characters of an entry's text indexed for search
 
 
 def _text(entry: dict[str, Any]) -> str:
     parts = [entry[k] for k in TEXT_FIELDS if isinstance(entry.get(k), str)]
     return " ".join(parts)[:MAX_TEXT]
+
+
+# a task's row in the ``tasks`` table, in its columns' order
+TaskRow = tuple[str, int, str | None, str, float, int, str | None, str | None, int, float,
+                int | None, str | None, str | None, int]
+# an entry's row in the ``entries`` table: id, ts, type, repo, issue, block
+EntryRow = tuple[int, float, str, str | None, int | None, bytes]
+# the holds of claims: (log key, repo lowered, issue) -> whether the log's latest claim counted
+Hold = tuple[str, str, int]
+# told of every decision about a task that counts: (peer id, node id, entry)
+OnEntry = Callable[[str, str, Mapping[str, Any]], object]
 
 
 def _row(block: bytes) -> dict[str, Any]:
@@ -92,7 +105,7 @@ class Task:
     # GitHub's latest word on the task: (state, time); not stored (the next poll tells again)
     github: tuple[str, float] | None = None
 
-    def row(self) -> tuple:
+    def row(self) -> TaskRow:
         return (self.repo, self.issue, self.title, self.state, self.state_ts, self.state_src,
                 self.agent, self.node, self.attempt, self.updated, self.pr, self.pr_url,
                 self.issue_url, int(self.had_pr))
@@ -134,7 +147,7 @@ class LogInfo:
 
 
 class Index:
-    def __init__(self, path: str | Path, clock=time.time) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -147,16 +160,17 @@ class Index:
                                         row[5], json.loads(row[6] or "[]"), row[7])
         self.tasks: dict[tuple[str, int], Task] = {}
         for row in self.db.execute("SELECT * FROM tasks"):
-            t = Task(*row[:13], had_pr=bool(row[13]))
+            t = Task(*row[:13])
+            t.had_pr = bool(row[13])
             self.tasks[(t.repo, t.issue)] = t
-        self.holds: dict[tuple[str, str, int], bool] = {
+        self.holds: dict[Hold, bool] = {
             (k, r, i): bool(ok) for k, r, i, ok in self.db.execute("SELECT * FROM holds")}
-        self.types: Counter = Counter(dict(self.db.execute(
+        self.types: Counter[str] = Counter(dict(self.db.execute(
             "SELECT type, n FROM type_counts").fetchall()))
         self.total = sum(self.types.values())
-        self._recent: deque[Indexed] = deque(maxlen=200)
+        self._recent: deque[Indexed] = deque(maxlen=RECENT)
         # told of every decision about a task as it is indexed: (peer id, node id, entry)
-        self.on_entry = None
+        self.on_entry: OnEntry | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -175,7 +189,7 @@ class Index:
 
     def add(self, key: str, peer_id: str, node_id: str, start: int,
             blocks: Iterable[bytes], trust: Trust | None = None,
-            entries: list[dict | None] | None = None) -> list[Indexed]:
+            entries: Sequence[dict[str, Any] | None] | None = None) -> list[Indexed]:
         """Index the blocks at ``start``, ``start + 1``… of log ``key`` (a block that is not
         a decision still counts as indexed). Blocks already indexed are skipped, so
         replaying a range is harmless. One transaction.
@@ -188,8 +202,12 @@ class Index:
             info.peer_id = peer_id
         if node_id:
             info.node_id = node_id
-        rows, fts, out, touched, holds = [], [], [], {}, {}
-        kinds: Counter = Counter()
+        rows: list[EntryRow] = []
+        fts: list[tuple[int, str]] = []
+        found: list[tuple[int, float, str, str | None, int | None, Any]] = []
+        touched: dict[tuple[str, int], Task] = {}
+        holds: dict[Hold, bool] = {}
+        kinds: Counter[str] = Counter()
         base = info.no << SEQ_BITS
         seq = start - 1
         for seq, block in enumerate(blocks, start):
@@ -217,10 +235,10 @@ class Index:
                 touched[(repo, issue)] = task
                 if self.on_entry is not None and kind in OBSERVED and applied:
                     self.on_entry(info.peer_id, info.node_id, entry)
-            out.append((seq, ts, kind, repo, issue, entry.get("node")))
+            found.append((seq, ts, kind, repo, issue, entry.get("node")))
         # what the live page is told: a backlog's last decisions, not thousands of them
         out = [Indexed(key, info.peer_id, info.node_id or str(node or ""), seq_, ts_, kind_,
-                       repo_, issue_) for seq_, ts_, kind_, repo_, issue_, node in out[-LIVE:]]
+                       repo_, issue_) for seq_, ts_, kind_, repo_, issue_, node in found[-LIVE:]]
         if seq + 1 <= info.indexed:
             return out
         info.indexed = seq + 1
@@ -228,11 +246,12 @@ class Index:
         self.holds.update(holds)
         self.types.update(kinds)
         self.total += len(rows)
-        self._recent.extend(out[-self._recent.maxlen:])
+        self._recent.extend(out[-RECENT:])
         return out
 
-    def _store(self, key: str, info: LogInfo, rows: list, fts: list, holds: dict,
-               touched: dict, kinds: Counter) -> None:
+    def _store(self, key: str, info: LogInfo, rows: list[EntryRow], fts: list[tuple[int, str]],
+               holds: dict[Hold, bool], touched: dict[tuple[str, int], Task],
+               kinds: Counter[str]) -> None:
         """One transaction: the entries, their text, holds, the tasks touched, the counts
         per type and the log's row; all or nothing."""
         db = self.db
@@ -253,7 +272,7 @@ class Index:
                        (key, info.no, info.peer_id, info.node_id, info.indexed, info.version,
                         json.dumps(info.capabilities), info.started))
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException:  # all or nothing, whatever stopped it (a cancellation too)
             db.execute("ROLLBACK")
             raise
 
@@ -263,8 +282,8 @@ class Index:
             t = self.tasks[(repo, issue)] = Task(repo, issue)
         return t
 
-    def _counts(self, info: LogInfo, repo: str, issue: int, kind: str, entry: dict,
-                trust: Trust, holds: dict) -> bool:
+    def _counts(self, info: LogInfo, repo: str, issue: int, kind: str, entry: dict[str, Any],
+                trust: Trust, holds: dict[Hold, bool]) -> bool:
         """Whether a decision about a task may change it (bzzz/monitor/trust.py)."""
         if not trust.timely(entry):
             trust.refuse("future")
@@ -280,7 +299,7 @@ class Index:
             trust.refuse("command" if kind == COMMAND else "no_claim")
         return ok
 
-    def _apply(self, repo: str, issue: int, entry: dict, kind: str, ts: float,
+    def _apply(self, repo: str, issue: int, entry: dict[str, Any], kind: str, ts: float,
                info: LogInfo) -> tuple[Task, bool]:
         """Fold a decision into its task; (the task, False when GitHub's settled state
         contradicts the decision and it was not applied)."""
@@ -342,23 +361,24 @@ class Index:
                 out[t.state] += 1
         return out
 
-    def holding(self) -> dict[str, list[dict]]:
+    def holding(self) -> dict[str, list[dict[str, Any]]]:
         """peer id -> the tasks it holds now."""
-        out: dict[str, list[dict]] = {}
+        out: dict[str, list[dict[str, Any]]] = {}
         for t in self.tasks.values():
             if t.agent and t.state in ("claimed", "running"):
                 out.setdefault(t.agent, []).append({"repo": t.repo, "issue": t.issue})
         return out
 
     def task_list(self, repo: str | None = None, state: str | None = None,
-                  agent: str | None = None, limit: int = 100, offset: int = 0) -> dict:
+                  agent: str | None = None, limit: int = 100, offset: int = 0
+                  ) -> dict[str, Any]:
         picked = [t for t in self.tasks.values()
                   if (repo is None or t.repo == repo) and (state is None or t.state == state)
                   and (agent is None or agent in (t.agent, t.node))]
         picked.sort(key=lambda t: (t.updated, t.repo, t.issue), reverse=True)
         return {"total": len(picked), "tasks": [t.doc() for t in picked[offset:offset + limit]]}
 
-    def task(self, repo: str, issue: int) -> dict | None:
+    def task(self, repo: str, issue: int) -> dict[str, Any] | None:
         t = self.tasks.get((repo, issue))
         if t is None:
             return None
@@ -375,7 +395,7 @@ class Index:
         return {"task": t.doc(), "timeline": timeline}
 
     def log_entries(self, key: str, q: str | None = None, kind: str | None = None,
-                    before: int | None = None, limit: int = 200) -> list[dict]:
+                    before: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
         info = self.logs.get(key)
         if info is None:
             return []
@@ -405,7 +425,7 @@ class Index:
             "SELECT DISTINCT type FROM (SELECT type FROM entries WHERE id >= ? AND id < ? "
             "ORDER BY id DESC LIMIT 20000) ORDER BY type", (base, base + (1 << SEQ_BITS)))]
 
-    def recent(self, limit: int = 50) -> list[dict]:
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest decisions indexed, newest first."""
         return [i.doc() for i in list(self._recent)[::-1][:limit]]
 
@@ -416,7 +436,7 @@ class Index:
         return sum(self.types.get(k, 0) for k in CONFLICT_TYPES)
 
 
-def _note_start(info: LogInfo, entry: dict, ts: float) -> None:
+def _note_start(info: LogInfo, entry: dict[str, Any], ts: float) -> None:
     """A ``started`` entry: the node's version, capabilities and start time."""
     info.version = str(entry.get("version") or "") or info.version
     caps = entry.get("capabilities")

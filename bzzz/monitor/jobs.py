@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 from ..github.markers import find_markers, marker
@@ -52,7 +52,7 @@ class JobError(InputError, ValueError):
         self.message = message
         self.extra = extra
 
-    def doc(self) -> dict:
+    def doc(self) -> dict[str, Any]:
         return {"error": str(self), "field": self.field, **self.extra}
 
 
@@ -70,7 +70,7 @@ class JobRequest:
     title: str | None = None
     model: str | None = None
 
-    def normalised(self) -> dict:
+    def normalised(self) -> dict[str, Any]:
         d = asdict(self)
         d["needs"] = list(self.needs)
         return d
@@ -87,7 +87,15 @@ class JobRequest:
         return cls(**{**d, "needs": tuple(d.get("needs") or ())})
 
 
-def _text(doc: Mapping, name: str, required: bool = False) -> str | None:
+@overload
+def _text(doc: Mapping[str, Any], name: str, required: Literal[True]) -> str: ...
+
+
+@overload
+def _text(doc: Mapping[str, Any], name: str, required: bool = False) -> str | None: ...
+
+
+def _text(doc: Mapping[str, Any], name: str, required: bool = False) -> str | None:
     value = doc.get(name)
     if value is None:
         if required:
@@ -121,8 +129,8 @@ def check_callback_url(value: str) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a bad port
-    except ValueError:
-        raise JobError("callbackUrl", "not a URL") from None
+    except ValueError as exc:
+        raise JobError("callbackUrl", "not a URL") from exc
     if parts.scheme not in ("http", "https"):
         raise JobError("callbackUrl", "only http and https callbacks are sent")
     if not parts.hostname:
@@ -133,7 +141,7 @@ def check_callback_url(value: str) -> str:
     return value
 
 
-def _branch(doc: Mapping, name: str) -> str | None:
+def _branch(doc: Mapping[str, Any], name: str) -> str | None:
     value = _text(doc, name)
     if value is None:
         return None
@@ -307,7 +315,7 @@ class Event:
     name: str  # one of EVENTS
     key: str  # what makes it unique within the job (two logs saying the same: sent once)
     pr: int | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def event_of(entry: Mapping[str, Any], attempt: int) -> Event | None:

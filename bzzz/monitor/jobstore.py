@@ -47,7 +47,7 @@ class JobRow:
     repo: str
     digest: str
     origin: str
-    request: dict
+    request: dict[str, Any]
     callback_url: str | None
     issue: int | None
     url: str | None
@@ -98,34 +98,43 @@ class JobStore:
         """This monitor's id (kept across restarts): a reservation it made is its own."""
         row = self.db.execute("SELECT value FROM meta WHERE key='instance'").fetchone()
         if row:
-            return row[0]
+            kept: str = row[0]
+            return kept
         value = uuid.uuid4().hex
         self.db.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (value,))
-        return self.db.execute("SELECT value FROM meta WHERE key='instance'").fetchone()[0]
+        first: str = self.db.execute("SELECT value FROM meta WHERE key='instance'").fetchone()[0]
+        return first
 
     # ------------------------------------------------------------------ jobs
 
     @staticmethod
-    def _job(row: sqlite3.Row | None) -> JobRow | None:
-        if row is None:
-            return None
+    def _job(row: sqlite3.Row) -> JobRow:
         d = dict(row)
         d["request"] = json.loads(d["request"])
         return JobRow(**d)
 
+    def _one(self, query: str, args: tuple[str | int, ...]) -> JobRow | None:
+        row = self.db.execute(query, args).fetchone()
+        return None if row is None else self._job(row)
+
     def job(self, job_id: str) -> JobRow | None:
-        return self._job(self.db.execute("SELECT * FROM jobs WHERE job_id=?",
-                                         (job_id,)).fetchone())
+        return self._one("SELECT * FROM jobs WHERE job_id=?", (job_id,))
+
+    def recorded(self, job_id: str) -> JobRow:
+        """A job the caller has just written (reserved or filed, with no await since): it is
+        there."""
+        job = self.job(job_id)
+        assert job is not None, f"job {job_id} is not recorded"
+        return job
 
     def job_for_issue(self, repo: str, issue: int) -> JobRow | None:
-        return self._job(self.db.execute("SELECT * FROM jobs WHERE repo=? AND issue=?",
-                                         (repo.lower(), issue)).fetchone())
+        return self._one("SELECT * FROM jobs WHERE repo=? AND issue=?", (repo.lower(), issue))
 
     def unfiled(self) -> list[JobRow]:
         rows = self.db.execute("SELECT * FROM jobs WHERE issue IS NULL ORDER BY reserved_at")
-        return [self._job(r) for r in rows]  # type: ignore[misc]
+        return [self._job(r) for r in rows]
 
-    def reserve(self, job_id: str, repo: str, digest: str, origin: str, request: dict,
+    def reserve(self, job_id: str, repo: str, digest: str, origin: str, request: dict[str, Any],
                 callback_url: str | None, now: float | None = None) -> JobRow:
         """Record a job before anything is written to GitHub (so a crash after the
         reservation is finished on restart); the existing row if there is one."""
@@ -135,7 +144,7 @@ class JobStore:
             " reserved_at, updated) VALUES (?,?,?,?,?,?,?,?)",
             (job_id, repo.lower(), digest, origin, json.dumps(request, sort_keys=True),
              callback_url, now, now))
-        return self.job(job_id)  # type: ignore[return-value]
+        return self.recorded(job_id)
 
     def forget(self, job_id: str) -> None:
         """Drop a job that never got an issue here (another monitor holds it differently)."""
@@ -147,13 +156,13 @@ class JobStore:
                         " status=CASE status WHEN 'reserving' THEN 'queued' ELSE status END"
                         " WHERE job_id=?", (issue, url, now, now, job_id))
 
-    def adopt(self, job_id: str, repo: str, digest: str, origin: str, request: dict,
+    def adopt(self, job_id: str, repo: str, digest: str, origin: str, request: dict[str, Any],
               callback_url: str | None, issue: int, url: str) -> JobRow:
         """A job another monitor filed, replayed here: remember it (and its callback)."""
         now = time.time()
         self.reserve(job_id, repo, digest, origin, request, callback_url, now)
         self.filed(job_id, issue, url, now)
-        return self.job(job_id)  # type: ignore[return-value]
+        return self.recorded(job_id)
 
     def cancel_requested(self, job_id: str, now: float | None = None) -> None:
         self.db.execute("UPDATE jobs SET cancel_requested=?, updated=? WHERE job_id=?",

@@ -6,10 +6,11 @@ label values except in the ``_info`` series (docs/monitor-api.md lists them).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 from .. import __version__
@@ -26,7 +27,7 @@ class _MeshCollector:
     def __init__(self, monitor: "Monitor") -> None:
         self.m = monitor
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         m = self.m
         agents = m.agent_docs()
         g = GaugeMetricFamily("bzzz_mesh_agents", "Agents by state", labels=["state"])

@@ -14,15 +14,16 @@ from ..errors import SetupError
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .. import __version__, heap, logs
+from .. import __version__, heap
 from ..asgi import serve_app
 from ..github.client import GitHubClient, GitHubError
 from ..github.pulls import iso_time
-from ..config import Config
+from ..config import Config, MonitorConfig
 from ..decisions import open_data_dir
 from ..hyperlog.entries import decode
 from ..hyperlog.store import Hyperlog, LogError
@@ -33,7 +34,14 @@ from ..p2p.node import P2PNode
 from ..p2p.pnet import load_psk
 from .index import Index, Indexed
 from .metrics import MonitorMetrics
+from ..redact import register as register_secret
 from .trust import RETRY_AFTER, Trust, log_key_of, log_peer, owns
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from .bridge import EnqueueBridge
+    from .callbacks import Callbacks
 
 log = logging.getLogger("bzzz.monitor")
 
@@ -63,24 +71,29 @@ def loopback(listen: str) -> bool:
 
 
 
+Event = tuple[str, dict[str, Any]]  # what live subscribers are told: (kind, document)
+
+
 class Broadcast:
     """Fan-out of indexed decisions to live subscribers (the page's event streams); a slow
     subscriber loses events (counted) instead of slowing the indexer."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self.subscribers: set[trio.MemorySendChannel] = set()
+        self.subscribers: set[trio.MemorySendChannel[Event]] = set()
         self.dropped = 0
 
-    def subscribe(self) -> tuple[trio.MemorySendChannel, trio.MemoryReceiveChannel]:
+    def subscribe(self) -> tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]:
+        send: trio.MemorySendChannel[Event]
+        recv: trio.MemoryReceiveChannel[Event]
         send, recv = trio.open_memory_channel(self.size)
         self.subscribers.add(send)
         return send, recv
 
-    def unsubscribe(self, send: trio.MemorySendChannel) -> None:
+    def unsubscribe(self, send: trio.MemorySendChannel[Event]) -> None:
         self.subscribers.discard(send)
 
-    def publish(self, item: Any) -> None:
+    def publish(self, item: Event) -> None:
         for send in list(self.subscribers):
             try:
                 send.send_nowait(item)
@@ -92,15 +105,15 @@ class Broadcast:
 
 class Monitor:
     def __init__(self, config: Config, identity: Identity | None = None,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
         self.identity = identity or load_or_create(config.data_dir)
-        logs.register_secret(self.identity.seed)
+        register_secret(self.identity.seed)
         self.peer_id = self.identity.peer_id.to_base58()
         psk = load_psk(config.psk_file) if config.psk_file else None
         if psk is not None:
-            logs.register_secret(psk.hex())
+            register_secret(psk.hex())
         mc = config.monitor
         self._open_tokens(mc)
         self.gh: GitHubClient | None = _github_client(config)
@@ -142,16 +155,17 @@ class Monitor:
         self.started_at = clock()
         self.bound: list[str] = []
 
-    def _open_tokens(self, mc) -> None:
+    def _open_tokens(self, mc: MonitorConfig) -> None:
         """The new-task form's token and the viewer token, read now (a missing or empty
         file stops the start); reads beyond loopback need the viewer token."""
         from ..github.credentials import CredentialError, SecretFile
         self._token = SecretFile(mc.token_file, "monitor.token_file") if mc.token_file else None
         self._viewer = SecretFile(mc.viewer_token_file, "monitor.viewer_token_file") \
             if mc.viewer_token_file else None
-        try:
-            self.token  # read now: a missing or empty file stops the start
-            self.viewer_token
+        try:  # read now: a missing or empty file stops the start
+            for secret in (self._token, self._viewer):
+                if secret is not None:
+                    secret.get()
         except CredentialError as exc:
             raise MonitorError(str(exc)) from None
         # reads (the page's API) are open on loopback only; beyond it they need a token
@@ -162,7 +176,7 @@ class Monitor:
                 "monitor.viewer_token_file (a read-only token for the page and its API) or "
                 "listen on 127.0.0.1")
         if self.viewer_token is not None:
-            logs.register_secret(self.viewer_token)
+            register_secret(self.viewer_token)
 
     def _known_from_index(self) -> None:
         """The agents the index knows of (down until heard from), by the logs they sign."""
@@ -197,13 +211,14 @@ class Monitor:
         """The read-only token of the page's API, re-read when its file changes."""
         return self._viewer.get() if self._viewer is not None else None
 
-    def _bridges(self, mc) -> None:
+    def _bridges(self, mc: MonitorConfig) -> None:
         """Hive's /enqueue and the job callbacks (bzzz/monitor/bridge.py, callbacks.py): the
         callbacks learn each job's events from the verified decisions as they are indexed."""
         from .bridge import EnqueueBridge, TokenFileError
         from .callbacks import Callbacks
         from .jobstore import JobStore
-        self.bridge = self.callbacks = None
+        self.bridge: EnqueueBridge | None = None
+        self.callbacks: Callbacks | None = None
         if mc.enqueue_tokens_file is None and mc.callback_secret_file is None:
             return
         if self.gh is None:
@@ -352,7 +367,7 @@ class Monitor:
                     self.events.publish(("entry", item.doc()))
                 if items:
                     self._changed()
-                await trio.sleep(0)  # let the network and the page in between chunks
+                await trio.lowlevel.checkpoint()  # let the network and the page in between chunks
 
     def _changed(self) -> None:
         self.generation += 1
@@ -408,13 +423,15 @@ class Monitor:
         again and change nothing), oldest first, a few pages at most per poll (the cursor
         moves on). A quiet repository answers 304. So each poll costs one small request,
         however many finished issues the repository holds."""
+        gh = self.gh
+        assert gh is not None  # polled only with a client (_poll_github)
         cursor = self._poll_cursor.get(repo)
         params: dict[str, Any] = {"labels": "bzzz", "state": "all", "sort": "updated",
                                   "per_page": POLL_PAGE}
         params.update({"direction": "desc"} if cursor is None
                       else {"direction": "asc", "since": cursor})
         path = f"/repos/{repo}/issues"
-        reply = await self.gh.request("GET", path, etag=self._poll_etag.get(repo),
+        reply = await gh.request("GET", path, etag=self._poll_etag.get(repo),
                                       params=params)
         if reply.status == 304 or not isinstance(reply.data, list):
             return False
@@ -422,7 +439,7 @@ class Monitor:
         while cursor is not None and len(reply.data or ()) >= POLL_PAGE \
                 and 'rel="next"' in reply.headers.get("link", "") and page < POLL_PAGES:
             page += 1
-            reply = await self.gh.request("GET", path, params={**params, "page": page})
+            reply = await gh.request("GET", path, params={**params, "page": page})
             docs += list(reply.data or [])
         changed = False
         newest = cursor
@@ -437,14 +454,14 @@ class Monitor:
             changed |= self.index.observe_issue(
                 repo, int(issue.get("number", 0)), str(issue.get("title") or ""),
                 labels, issue.get("state") == "open", iso_time(updated), issue.get("html_url"))
-        if newest != cursor:
+        if newest is not None and newest != cursor:  # (None only while the cursor is None)
             self._poll_cursor[repo] = newest
             self._poll_etag.pop(repo, None)  # a new query
         elif first_etag:
             self._poll_etag[repo] = first_etag
         return changed
 
-    async def file_task(self, doc: dict) -> dict:
+    async def file_task(self, doc: Any) -> dict[str, Any]:
         """The new-task form: a ``bzzz`` issue filed as the monitor's GitHub identity."""
         from ..claim.newtask import issue_request
         if self.gh is None:
@@ -546,7 +563,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED, *,
+    async def run(self, task_status: TaskStatus[Monitor] = trio.TASK_STATUS_IGNORED, *,
                   handle_signals: bool = True) -> None:
         host, _, port = self.config.monitor.listen.rpartition(":")
         try:

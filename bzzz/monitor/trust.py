@@ -36,15 +36,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
-from ..claim.lease import parse_claim
+from ..claim.lease import Claim, parse_claim
 from ..hyperlog.crypto import core_key
 from .state import STATE_KINDS
 
@@ -58,6 +58,13 @@ COMMAND = "command"
 CACHE = 100_000  # verdicts kept
 CHECK_TIMEOUT = 20.0  # seconds for the GitHub checks of one batch
 RETRY_AFTER = 5.0  # seconds before a batch whose checks GitHub did not answer is tried again
+CheckKey = tuple[str | int, ...]  # what a verdict is cached under
+
+
+class Writers(Protocol):
+    """Who may push to a repository (bzzz/claim/intake.py's Permissions)."""
+
+    async def writer(self, repo: str, login: str) -> bool: ...
 
 
 # ---------------------------------------------------------------------- whose log
@@ -67,9 +74,10 @@ RETRY_AFTER = 5.0  # seconds before a batch whose checks GitHub did not answer i
 def _public_key_of(peer: str) -> bytes | None:
     from libp2p.peer.id import ID
     try:
-        return ID.from_base58(peer).extract_public_key().to_bytes()
-    except Exception:
+        key = ID.from_base58(peer).extract_public_key()
+    except ValueError:  # not base58 (UnicodeEncodeError too: not even ASCII)
         return None
+    return key.to_bytes() if key is not None else None  # None: no key inside the id
 
 
 @lru_cache(maxsize=4096)
@@ -104,7 +112,7 @@ class ClaimCheck:
     sha: str | None
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> CheckKey:
         return ("claim", self.repo.lower(), self.issue, self.peer, self.generation)
 
 
@@ -117,7 +125,7 @@ class CommandCheck:
     author: str
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> CheckKey:
         return ("command", self.repo.lower(), self.issue, self.comment, self.verb,
                 self.author.lower())
 
@@ -157,15 +165,15 @@ class Trust:
     """The verdict cache, filled from GitHub by :meth:`prepare`; asked by the index."""
 
     def __init__(self, gh: GitHubClient | None, clock: Callable[[], float] = time.time,
-                 permissions=None) -> None:
+                 permissions: Writers | None = None) -> None:
         self.gh = gh
         self.clock = clock
         if permissions is None and gh is not None:
             from ..claim.intake import Permissions
             permissions = Permissions(gh)
         self.perms = permissions
-        self._verdicts: OrderedDict[tuple, bool] = OrderedDict()
-        self.refused: Counter = Counter()  # decisions that did not count, by reason
+        self._verdicts: OrderedDict[CheckKey, bool] = OrderedDict()
+        self.refused: Counter[str] = Counter()  # decisions that did not count, by reason
         self.lookups = 0  # checks asked of GitHub
 
     # ------------------------------------------------------------------ asked by the index
@@ -187,7 +195,8 @@ class Trust:
     def pending(self, peer: str, entries: Iterable[Mapping[str, Any] | None]
                 ) -> list[tuple[int, ClaimCheck | CommandCheck]]:
         """(position, check) of the entries whose check is not cached yet."""
-        out, seen = [], set()
+        out: list[tuple[int, ClaimCheck | CommandCheck]] = []
+        seen: set[CheckKey] = set()
         for i, entry in enumerate(entries):
             if entry is None:
                 continue
@@ -199,7 +208,8 @@ class Trust:
             out.append((i, check))
         return out
 
-    async def prepare(self, peer: str, entries: list[Mapping[str, Any] | None]) -> int | None:
+    async def prepare(self, peer: str, entries: Sequence[Mapping[str, Any] | None]
+                      ) -> int | None:
         """Ask GitHub what the batch's claims and commands need. Returns None when every
         check is answered, else the position of the first entry whose check GitHub did not
         answer (unavailable, rate-limited, too slow): index only up to there, retry later."""
@@ -212,7 +222,7 @@ class Trust:
             return None
         unanswered: list[int] = []
 
-        async def one(pos: int, check) -> None:
+        async def one(pos: int, check: ClaimCheck | CommandCheck) -> None:
             try:
                 ok = await (self._claim(check) if isinstance(check, ClaimCheck)
                             else self._command(check))
@@ -233,7 +243,7 @@ class Trust:
             unanswered.append(todo[16][0])
         return min(unanswered) if unanswered else None
 
-    def _remember(self, key: tuple, ok: bool) -> None:
+    def _remember(self, key: CheckKey, ok: bool) -> None:
         self._verdicts[key] = ok
         self._verdicts.move_to_end(key)
         while len(self._verdicts) > CACHE:
@@ -242,6 +252,7 @@ class Trust:
     async def _get(self, path: str) -> Any | None:
         """GET a GitHub document; None when it does not exist or the monitor may not read it
         (then nothing it would prove counts)."""
+        assert self.gh is not None  # prepare asks nothing of GitHub without a client
         self.lookups += 1
         try:
             return (await self.gh.request("GET", path)).data
@@ -250,14 +261,14 @@ class Trust:
                 raise
             return None
 
-    async def _claim_at(self, repo: str, sha: str):
+    async def _claim_at(self, repo: str, sha: str) -> Claim | None:
         commit = await self._get(f"/repos/{repo}/git/commits/{sha}")
         return parse_claim(commit.get("message", "")) if isinstance(commit, dict) else None
 
     async def _claim(self, c: ClaimCheck) -> bool:
         task = f"{c.repo}#{c.issue}".lower()
 
-        def names(claim, exact: bool) -> bool:
+        def names(claim: Claim | None, exact: bool) -> bool:
             return claim is not None and claim.task.lower() == task and claim.peer == c.peer \
                 and (claim.generation == c.generation if exact
                      else claim.generation >= c.generation)
@@ -280,4 +291,5 @@ class Trust:
         if user.lower() != c.author.lower() or on != str(c.issue) or \
                 not any(line.strip().startswith(f"/bzzz {c.verb}") for line in body.splitlines()):
             return False
+        assert self.perms is not None  # set whenever there is a client (see prepare)
         return await self.perms.writer(c.repo, user)

@@ -9,6 +9,7 @@ import struct
 from collections.abc import Iterable, Sequence
 
 from multiaddr import Multiaddr
+from multiaddr.exceptions import Error as MultiaddrError
 
 _SIOCGIFADDR = 0x8915
 
@@ -72,5 +73,5 @@ def listen_ips(listen: Sequence[str], local_ips: Iterable[str]) -> list[str]:
 def tcp_port(addr: Multiaddr) -> int | None:
     try:
         return int(addr.value_for_protocol("tcp"))
-    except Exception:
+    except (MultiaddrError, ValueError):  # no TCP in it (ProtocolLookupError), or no number
         return None

@@ -8,7 +8,7 @@ peer table says about another node."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -30,7 +30,7 @@ TOOLS: dict[str, tuple[str, ...]] = {
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 
 
-def detect_tools(which=shutil.which) -> list[str]:
+def detect_tools(which: Callable[[str], str | None] = shutil.which) -> list[str]:
     return [cap for cap, exes in TOOLS.items() if any(which(e) for e in exes)]
 
 

@@ -103,7 +103,7 @@ class DialPlan:
         c.dialing = False
         c.failed_at = now
         c.failures += 1
-        delay = min(MAX_DELAY, BASE_DELAY * 2 ** c.failures)
+        delay: float = min(MAX_DELAY, BASE_DELAY * 2 ** c.failures)
         delay *= 0.5 + self._rng.random()  # jitter: 50 % to 150 %
         c.next_try = now + delay
         return delay

@@ -62,7 +62,7 @@ class Departure:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    data = msgpack.packb(message, use_bin_type=True)
+    data: bytes = msgpack.packb(message, use_bin_type=True)
     if len(data) > MAX_SIZE:
         raise ValueError(f"message of {len(data)} bytes exceeds {MAX_SIZE}")
     return data
@@ -82,14 +82,14 @@ def encode_departure(d: Departure) -> bytes:
                    "node_id": d.node_id})
 
 
-def _str(m: dict, key: str, limit: int = MAX_STR, *, empty_ok: bool = False) -> str:
+def _str(m: dict[str, Any], key: str, limit: int = MAX_STR, *, empty_ok: bool = False) -> str:
     value = m.get(key)
     if not isinstance(value, str) or len(value) > limit or (not value and not empty_ok):
         raise EnvelopeError("malformed", f"field {key!r} must be a string of at most {limit}")
     return value
 
 
-def _str_list(m: dict, key: str, limit: int) -> tuple[str, ...]:
+def _str_list(m: dict[str, Any], key: str, limit: int) -> tuple[str, ...]:
     value = m.get(key)
     if not isinstance(value, list) or len(value) > limit:
         raise EnvelopeError("malformed", f"field {key!r} must be a list of at most {limit}")
@@ -106,7 +106,7 @@ def decode(data: bytes, signer: str, now: float) -> dict[str, Any]:
         m = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_SIZE,
                             max_str_len=MAX_SIZE, max_array_len=4096, max_map_len=256)
     except Exception as exc:  # msgpack raises many types on bad input
-        raise EnvelopeError("malformed", f"not msgpack ({type(exc).__name__})") from None
+        raise EnvelopeError("malformed", f"not msgpack ({type(exc).__name__})") from exc
     if not isinstance(m, dict):
         raise EnvelopeError("malformed", "not a map")
     if m.get("v") != VERSION:
@@ -125,7 +125,7 @@ def decode(data: bytes, signer: str, now: float) -> dict[str, Any]:
     return m
 
 
-def _count(m: dict, key: str) -> int:
+def _count(m: dict[str, Any], key: str) -> int:
     value = m.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
         raise EnvelopeError("malformed", f"field {key!r} must be a non-negative integer")

@@ -25,14 +25,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr.exceptions import Error as MultiaddrError
 
+from ..errors import closing_quietly
 from ..hyperlog.replicate import (PROTOCOL, Channel, ChannelClosed, LogConflict, LogServer,
-                                  PeerMisbehaved, ReplicationError, Replicator)
+                                  PeerMisbehaved, Progress, ReplicationError, Replicator)
 from ..hyperlog.store import Hyperlog, LogError
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from .node import P2PNode
 
 log = logging.getLogger("bzzz.logsync")
 
@@ -41,6 +52,7 @@ CHECK_EVERY = 0.25  # seconds between looks at what to follow and whether it mov
 # announcement intervals a follower may stand still behind its peer's announced length;
 # with the time to notice and to reconnect it moves again within two intervals
 STALL_INTERVALS = 1.25
+HYPERLOG = TProtocol(PROTOCOL)
 
 
 @dataclass
@@ -55,26 +67,26 @@ class Following:
     behind_since: float | None = None  # since when the peer announces more than we have
 
 
-def stream_channel(stream) -> Channel:
+def stream_channel(stream: INetStream) -> Channel:
     async def read(n: int) -> bytes:
         try:
             return await stream.read(n)
         except StreamEOF:
             return b""
         except StreamError as exc:
-            raise ChannelClosed(f"stream: {type(exc).__name__}") from None
+            raise ChannelClosed(f"stream: {type(exc).__name__}") from exc
 
     async def write(data: bytes) -> None:
         try:
             await stream.write(data)
         except StreamError as exc:
-            raise ChannelClosed(f"stream: {type(exc).__name__}") from None
+            raise ChannelClosed(f"stream: {type(exc).__name__}") from exc
 
     return Channel(read, write)
 
 
 class LogSync:
-    def __init__(self, node, own: Hyperlog, replicas_dir: Path, *,
+    def __init__(self, node: P2PNode, own: Hyperlog, replicas_dir: Path, *,
                  follow: int = 2,
                  peers: Callable[[], list[tuple[str, str]]] = lambda: [],
                  announced: Callable[[str], int] = lambda peer: 0,
@@ -89,7 +101,7 @@ class LogSync:
         self.announced = announced  # a peer id -> the length of its log it last announced
         self.stall_after = stall_after
         self.replicators: dict[bytes, Replicator] = {}
-        self.bad_peers: Counter = Counter()  # by reason
+        self.bad_peers: Counter[str] = Counter()  # by reason
         self.following: dict[str, Following] = {}
         self.stalls = 0  # followers started again because they did not move
         # the last error of following each log (None once it syncs again), and who is told
@@ -137,7 +149,7 @@ class LogSync:
     def conflicts(self) -> list[str]:
         return sorted(k.hex() for k in self.server.conflicts)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return {"replicas": {k.hex(): (r.log.length if r.log else 0)
                              for k, r in self.replicators.items()},
                 "conflicts": self.conflicts, "bad_peers": dict(self.bad_peers),
@@ -153,26 +165,24 @@ class LogSync:
 
     # ------------------------------------------------------------------ serving
 
-    async def _handle(self, stream) -> None:
+    async def _handle(self, stream: INetStream) -> None:
         try:
             await self.server.serve(stream_channel(stream))
         except PeerMisbehaved as exc:
             self.bad_peers[exc.reason] += 1
             await stream.reset()
-        except ReplicationError:
-            pass
+        except ReplicationError as exc:  # the reader went, or asked for what we do not hold
+            log.debug("serving a log ended", extra={"error": str(exc)})
         finally:
-            try:
+            with closing_quietly(log, "a served log stream"):
                 await stream.close()
-            except Exception:  # closing writes to a connection that may be gone: any error
-                log.debug("closing a served log stream failed", exc_info=True)
 
     # ------------------------------------------------------------------ following
 
-    async def _open(self, peer: str):
+    async def _open(self, peer: str) -> INetStream:
         pid = ID.from_base58(peer)
         with trio.move_on_after(OPEN_TIMEOUT):
-            return await self.node.open_stream(pid, [PROTOCOL])
+            return await self.node.open_stream(pid, [HYPERLOG])
         # a connection that carries no new stream is dead whatever it says: drop it, so
         # that the next attempt dials afresh
         with trio.move_on_after(1):
@@ -202,10 +212,8 @@ class LogSync:
             self.server.freeze(key, rep.conflict)
             raise
         finally:
-            try:
+            with closing_quietly(log, "a log stream"):
                 await stream.close()
-            except Exception:  # closing writes to a connection that may be gone: any error
-                log.debug("closing a log stream failed", exc_info=True)
         return length
 
     async def _follow(self, state: Following) -> None:
@@ -232,8 +240,8 @@ class LogSync:
             state.stage = f"waiting {delay:.0f} s to try again"
             await trio.sleep(delay * (0.5 + random.random()))
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.node.host.set_stream_handler(PROTOCOL, self._handle)
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.node.host.set_stream_handler(HYPERLOG, self._handle)
         async with trio.open_nursery() as nursery:
             task_status.started()
             while self.follow > 0:
@@ -296,7 +304,7 @@ class LogSync:
 
 # ---------------------------------------------------------------------- the command line
 
-def ephemeral_node(psk: bytes | None = None):
+def ephemeral_node(psk: bytes | None = None) -> P2PNode:
     """A throwaway libp2p node (fresh identity, loopback, no mDNS) for one-off clients."""
     from libp2p.crypto.ed25519 import create_new_key_pair
 
@@ -308,7 +316,8 @@ def ephemeral_node(psk: bytes | None = None):
 
 
 async def replicate_command(source: str, key_hex: str, path: str, *, follow: bool = False,
-                            psk_file: str | None = None, out=None, err=None) -> int:
+                            psk_file: str | None = None, out: TextIO | None = None,
+                            err: TextIO | None = None) -> int:
     """``bzzz log replicate``: a throwaway libp2p identity dials ``source`` (a multiaddr
     ending in /p2p/<peer id>) and copies log ``key_hex`` into ``path``, verifying every
     block; a progress bar goes to standard error."""
@@ -331,7 +340,7 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
         try:
             with trio.fail_after(30):
                 await node.host.connect(info)
-            stream = await node.host.new_stream(info.peer_id, [PROTOCOL])
+            stream = await node.host.new_stream(info.peer_id, [HYPERLOG])
             length = await rep.sync(stream_channel(stream), follow=follow)
             err.write("\n")
             out.write(f"{length} blocks of log {key_hex} verified and stored in {path}\n")
@@ -350,33 +359,34 @@ async def replicate_command(source: str, key_hex: str, path: str, *, follow: boo
     return status
 
 
-def _replicate_args(key_hex: str, source: str, err):
+def _replicate_args(key_hex: str, source: str, err: TextIO) -> tuple[bytes, PeerInfo] | None:
     """The log key and the peer to dial, or None once the usage error is written."""
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from multiaddr import Multiaddr
 
     try:
         key = bytes.fromhex(key_hex)
-        assert len(key) == 32
-    except (ValueError, AssertionError):
+    except ValueError:
+        key = b""
+    if len(key) != 32:
         err.write("bzzz: log replicate: --key takes the log key, 64 hex digits\n")
         return None
     try:
         info = info_from_p2p_addr(Multiaddr(source))
-    except Exception:
+    except (ValueError, MultiaddrError):  # not a multiaddr, or no /p2p/<id> at its end
         err.write(f"bzzz: log replicate: {source!r} is not a multiaddr ending in /p2p/<peer id>\n")
         return None
     return key, info
 
 
-def _progress_bar(err) -> Callable:
+def _progress_bar(err: TextIO) -> Callable[[Progress], None]:
     """A replication's progress as a bar on ``err``, redrawn at most five times a second
     (and at the end); its rate counts from now."""
     import time
 
     started, shown = time.monotonic(), [0.0]
 
-    def progress(p) -> None:
+    def progress(p: Progress) -> None:
         now = time.monotonic()
         if now - shown[0] < 0.2 and p.length < p.target:
             return

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 SERVICE_TYPE = "_bzzz._udp.local."
 MAX_TXT_ADDRS = 8
@@ -34,7 +38,10 @@ def txt_properties(addrs: Sequence[str]) -> dict[str, str]:
     return {f"a{i}": a for i, a in enumerate(addrs[:MAX_TXT_ADDRS])}
 
 
-def sighting_from_properties(name: str, props: dict) -> Sighting | None:
+def sighting_from_properties(
+        name: str,
+        props: Mapping[str, str | bytes | None] | Mapping[bytes, bytes | None] | None,
+) -> Sighting | None:
     peer_id = name.removesuffix("." + SERVICE_TYPE)
     addrs = []
     for key, value in (props or {}).items():
@@ -48,7 +55,7 @@ def sighting_from_properties(name: str, props: dict) -> Sighting | None:
 
 class MdnsDiscovery:
     def __init__(self, peer_id: str, interface_ips: Sequence[str],
-                 sightings: trio.MemorySendChannel) -> None:
+                 sightings: trio.MemorySendChannel[Sighting]) -> None:
         self.peer_id = peer_id
         self.interface_ips = list(interface_ips)
         self._send = sightings
@@ -107,7 +114,7 @@ class MdnsDiscovery:
             zc.close()
 
     async def run(self, addrs: Sequence[str], port: int,
-                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+                  task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Register and browse until cancelled."""
         if not self.interface_ips:
             log.warning("mdns: no IPv4 interface to announce on; mDNS discovery is off")
@@ -121,4 +128,6 @@ class MdnsDiscovery:
         finally:
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(2):
-                    await trio.to_thread.run_sync(self._stop_blocking, abandon_on_cancel=True)
+                    # trio-typing's stubs predate abandon_on_cancel (trio 0.23)
+                    await trio.to_thread.run_sync(self._stop_blocking,  # type: ignore[call-arg]
+                                                  abandon_on_cancel=True)

@@ -13,24 +13,34 @@ that redials us while we close must not learn of us again).
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
 
 from .. import __version__
+from ..errors import closing_quietly
 from ..metrics import Metrics
 from . import envelope
 from .envelope import Announcement, Departure, EnvelopeError
+from .frames import FrameMalformed, FrameTooLarge, frame, read_frame
 from .node import P2PNode
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 from .peertable import PeerTable
 
 log = logging.getLogger("bzzz.mesh")
 
 TOPIC_CAPABILITIES = "bzzz/capabilities/1"
 TOPIC_HELP = "bzzz/help/1"
-BYE_PROTOCOL = "/bzzz/bye/1.0.0"
+BYE_PROTOCOL = TProtocol("/bzzz/bye/1.0.0")
 BYE_TIMEOUT = 1.0  # seconds a goodbye stream may take, either side
 SILENT_INTERVALS = 3
 
@@ -111,7 +121,9 @@ class Mesh:
         ages = sorted(self.ages)
         if not ages:
             return {"n": 0}
-        pick = lambda q: round(1000 * ages[min(len(ages) - 1, int(q * len(ages)))], 2)  # noqa: E731
+
+        def pick(q: float) -> float:
+            return round(1000 * ages[min(len(ages) - 1, int(q * len(ages)))], 2)
         return {"n": len(ages), "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
     def _notify(self) -> None:
@@ -155,26 +167,24 @@ class Mesh:
             for peer in self.node.host.get_connected_peers():
                 nursery.start_soon(self._send_bye, peer, data)
 
-    async def _send_bye(self, peer, data: bytes) -> None:
+    async def _send_bye(self, peer: ID, data: bytes) -> None:
         with trio.move_on_after(BYE_TIMEOUT):
             try:
                 stream = await self.node.open_stream(peer, [BYE_PROTOCOL])
                 try:
-                    await stream.write(len(data).to_bytes(4, "big") + data)
+                    await stream.write(frame(data))
                     await stream.read(1)  # the peer's acknowledgement (or the end)
                 finally:
                     await stream.close()
             except Exception as exc:  # an older peer, a connection closing: gossip remains
                 log.debug("goodbye stream failed", extra={"peer": str(peer), "error": repr(exc)})
 
-    async def _handle_bye(self, stream) -> None:
+    async def _handle_bye(self, stream: INetStream) -> None:
         """A connected peer's goodbye: the signer is the connection's authenticated peer."""
         signer = stream.muxed_conn.peer_id.to_base58()
         try:
             with trio.move_on_after(BYE_TIMEOUT):
-                data = await _read_framed(stream, envelope.MAX_SIZE)
-                if data is None:
-                    return self._dropped("malformed")
+                data = await read_frame(stream, envelope.MAX_SIZE)
                 now = self._wall()
                 try:
                     msg = envelope.parse(data, signer, now)
@@ -184,19 +194,19 @@ class Mesh:
                     return self._dropped("unknown_type")
                 self._departed(msg, now)
                 await stream.write(b"\x01")
-        except Exception as exc:  # a reset or closed stream: the gossip copy remains
+        except (FrameTooLarge, FrameMalformed):
+            self._dropped("malformed")
+        except Exception as exc:  # a peer's stream cut, reset or closed: the gossip copy remains
             log.debug("goodbye stream broke", extra={"peer": signer, "error": repr(exc)})
         finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(BYE_TIMEOUT):
-                try:
-                    await stream.close()
-                except Exception as exc:
-                    log.debug("goodbye stream close", extra={"error": repr(exc)})
+            with trio.CancelScope(shield=True), trio.move_on_after(BYE_TIMEOUT), \
+                    closing_quietly(log, "a goodbye stream"):
+                await stream.close()
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.node.host.set_stream_handler(BYE_PROTOCOL, self._handle_bye)
         await self.node.subscribe(TOPIC_CAPABILITIES)
-        known_subscribers: set = set()
+        known_subscribers: set[ID] = set()
         task_status.started()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._expire_loop)
@@ -212,7 +222,7 @@ class Mesh:
                     self._changed = trio.Event()
                     try:
                         await self.announce()
-                    except Exception:
+                    except Exception:  # one failed announcement ends no loop (counted)
                         self.metrics.loop_errors.labels("announce").inc()
                         log.exception("announcement failed")
                     next_at = trio.current_time() + self.interval
@@ -232,22 +242,6 @@ class Mesh:
                 self._notify()
 
 
-async def _read_framed(stream, limit: int) -> bytes | None:
-    """One message behind a 4-byte big-endian length, or None if it is not that."""
-    data = bytearray()
-    while True:
-        if len(data) >= 4:
-            size = int.from_bytes(data[:4], "big")
-            if size > limit or len(data) > 4 + size:
-                return None
-            if len(data) == 4 + size:
-                return bytes(data[4:])
-        chunk = await stream.read(65536)
-        if not chunk:
-            return None
-        data += chunk
-
-
 async def leave(mesh: Mesh, node: P2PNode, budget: float = 3.0) -> None:
     """Say goodbye, flush it, close connections (bounded by ``budget`` seconds, shielded:
     a daemon's shutdown after SIGTERM)."""
@@ -255,14 +249,13 @@ async def leave(mesh: Mesh, node: P2PNode, budget: float = 3.0) -> None:
         try:
             await mesh.depart()
             await node.flush(1.0)
-        except Exception:
+        except Exception:  # shutting down: whatever failed, the connections still close
             log.exception("departure announcement failed")
         await node.close_connections()
 
 
 async def until_stop_signal() -> None:
     """Return at SIGTERM (what Docker Swarm sends) or SIGINT, saying which."""
-    import signal
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("signal received, shutting down",

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
-from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
+from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
+from multiaddr.exceptions import Error as MultiaddrError
 
 from ..identity import Identity
 from . import addrs as addrs_mod
@@ -30,6 +36,9 @@ from .connector import DialPlan
 from .host import SECURITY_STATS, build_host
 from .mdns import MdnsDiscovery, Sighting
 from .pnet import PnetStats
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 log = logging.getLogger("bzzz.p2p")
 
@@ -49,7 +58,7 @@ DHT_FAST_FOR = 30.0
 class _ConnNotifee(INotifee):
     """Forwards connection events into trio channels (never blocks the swarm)."""
 
-    def __init__(self, send: trio.MemorySendChannel) -> None:
+    def __init__(self, send: trio.MemorySendChannel[tuple[str, str]]) -> None:
         self._send = send
 
     def _put(self, event: tuple[str, str]) -> None:
@@ -77,10 +86,10 @@ class _ConnNotifee(INotifee):
         pass
 
 
-class _Discard(list):
+class _Discard(list[Any]):
     """A list that keeps nothing (for py-libp2p bookkeeping we do not use)."""
 
-    def append(self, item) -> None:
+    def append(self, item: Any) -> None:
         pass
 
 
@@ -90,7 +99,8 @@ class _FloodPublishGossipSub(GossipSub):
     mesh gets them in one hop instead of waiting for a heartbeat's gossip. Forwarded
     messages follow the mesh as usual."""
 
-    def _get_peers_to_send(self, topic_ids, msg_forwarder, origin, msg_id=None):
+    def _get_peers_to_send(self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID,
+                           msg_id: bytes | None = None) -> Iterator[ID]:
         if self.pubsub is None or origin != self.pubsub.my_id:
             yield from super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id)
             return
@@ -156,7 +166,9 @@ class P2PNode:
             # at once after every disconnect: it would undo a sparse mesh
             async def _no_auto_connect() -> None:
                 return None
-            self.host.get_network().auto_connector.maybe_connect = _no_auto_connect
+            connector = self._swarm().auto_connector
+            # one instance's method replaced: py-libp2p has no switch for it
+            connector.maybe_connect = _no_auto_connect  # type: ignore[method-assign]
         self.gossipsub = _make_gossipsub()
         # seen_ttl: our envelopes go stale after 60 s, so a duplicate older than that is
         # rejected anyway; the cache keeps ids for 60 to 120 s.
@@ -170,7 +182,11 @@ class P2PNode:
         self.plan = DialPlan(self.peer_id)
         self._clock = clock
         self._wake = trio.Event()
+        self._events_send: trio.MemorySendChannel[tuple[str, str]]
+        self._events_recv: trio.MemoryReceiveChannel[tuple[str, str]]
         self._events_send, self._events_recv = trio.open_memory_channel(1024)
+        self._sightings_send: trio.MemorySendChannel[Sighting]
+        self._sightings_recv: trio.MemoryReceiveChannel[Sighting]
         self._sightings_send, self._sightings_recv = trio.open_memory_channel(256)
         self.host.get_network().register_notifee(_ConnNotifee(self._events_send))
         self.dial_attempts = 0
@@ -179,6 +195,13 @@ class P2PNode:
         self.mdns: MdnsDiscovery | None = None
 
     # ------------------------------------------------------------------ public surface
+
+    def _swarm(self) -> Swarm:
+        """The host's network: a Swarm, as py-libp2p's new_host builds it (its interface
+        type lacks the dialler's controls we use)."""
+        network = self.host.get_network()
+        assert isinstance(network, Swarm)
+        return network
 
     def addrs(self) -> list[str]:
         """Dialable addresses, with ``/p2p/<id>``."""
@@ -202,18 +225,18 @@ class P2PNode:
         addresses all failed once (its "negative cache"), even at new addresses: a peer that
         restarted is then unreachable for a minute, by our dialler, log followers and help
         alike. When to try again is ours to decide (DialPlan's backoff, the callers' own)."""
-        self.host.get_network().unblock_peer(peer)
+        self._swarm().unblock_peer(peer)
 
-    async def open_stream(self, peer: str | ID, protocols: Sequence[str]):
+    async def open_stream(self, peer: str | ID, protocols: Sequence[str]) -> INetStream:
         """A new stream to ``peer`` (dialled if need be), whatever failed before."""
         pid = ID.from_base58(peer) if isinstance(peer, str) else peer
         self.forget_failures(pid)
-        return await self.host.new_stream(pid, list(protocols))
+        return await self.host.new_stream(pid, [TProtocol(p) for p in protocols])
 
     def on_message(self, topic: str, handler: Handler) -> None:
         """Register the handler for a topic: called with (signer peer id, data)."""
 
-        def validator(forwarder: ID, msg) -> bool:
+        def validator(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             try:
                 return bool(handler(ID(msg.from_id).to_base58(), bytes(msg.data)))
             except Exception:  # a handler bug must not kill the pubsub read loop
@@ -234,10 +257,18 @@ class P2PNode:
         wait (bounded) until every queue is below three quarters of its depth.
         """
         with trio.move_on_after(PUBLISH_BACKPRESSURE_LIMIT):
-            while any(len(q) >= q.max_size * 3 // 4 for q in self.pubsub.peer_queues.values()
-                      if hasattr(q, "max_size")):
+            while self._crowded():  # noqa: ASYNC110 -- py-libp2p's queues signal nothing
                 await trio.sleep(0.001)
         await self.pubsub.publish(topic, data)
+
+    def _crowded(self) -> bool:
+        """Whether a peer's outbound queue is three quarters full or more."""
+        return any(len(q) >= q.max_size * 3 // 4 for q in self.pubsub.peer_queues.values()
+                   if hasattr(q, "max_size"))
+
+    def _queued(self) -> bool:
+        """Whether a peer's outbound queue holds an RPC."""
+        return any(len(q) for q in self.pubsub.peer_queues.values())
 
     def offer_peer(self, peer_id: str, addrs: Sequence[str], source: str) -> None:
         """A peer and its addresses learnt from anywhere (announcements, mDNS, DHT)."""
@@ -257,7 +288,7 @@ class P2PNode:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listen_addrs = [Multiaddr(a) for a in self.listen]
         async with self.host.run(listen_addrs), trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -280,12 +311,13 @@ class P2PNode:
                 finally:
                     nursery.cancel_scope.cancel()
 
-    async def flush(self, timeout: float = 1.0) -> None:
+    async def flush(self, timeout: float = 1.0) -> None:  # noqa: ASYNC109 -- never raises
         """Wait (bounded) until pubsub's outbound queues are empty, e.g. before shutdown."""
         with trio.move_on_after(timeout):
-            while any(len(q) for q in self.pubsub.peer_queues.values()):
+            while self._queued():  # noqa: ASYNC110 -- py-libp2p's queues signal nothing
                 await trio.sleep(0.005)
-            await trio.sleep(0)  # let the writer that popped the last RPC finish its write
+            # let the writer that popped the last RPC finish its write
+            await trio.lowlevel.checkpoint()
 
     async def close_connections(self) -> None:
         for peer in list(self.host.get_connected_peers()):
@@ -295,21 +327,21 @@ class P2PNode:
                 except Exception:  # shutting down: one connection's trouble stops no other
                     log.debug("disconnecting %s failed", peer, exc_info=True)
 
-    async def _drain(self, sub) -> None:
+    async def _drain(self, sub: ISubscriptionAPI) -> None:
         async for _ in sub:
             pass
 
     def _offer_bootstrap(self, text: str) -> None:
         try:
             info = info_from_p2p_addr(Multiaddr(text))
-        except Exception:
+        except (ValueError, MultiaddrError):  # not an address, or no /p2p/<id> in it
             log.warning("bootstrap address %s has no /p2p/ peer id; skipped", text)
             return
         if self.plan.offer(info.peer_id.to_base58(), (text,), "bootstrap", self._clock(),
                            pinned=True):
             self._wake.set()
 
-    async def _run_mdns(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_mdns(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ips = addrs_mod.listen_ips(self.listen, addrs_mod.interface_ipv4s().values())
         self.mdns = MdnsDiscovery(self.peer_id, ips, self._sightings_send.clone())
         port = next((p for a in self.host.get_transport_addrs()
@@ -318,7 +350,6 @@ class P2PNode:
 
     async def _sightings(self) -> None:
         async for s in self._sightings_recv:
-            s: Sighting
             self.offer_peer(s.peer_id, s.addrs, s.source)
 
     async def _connection_events(self) -> None:
@@ -338,7 +369,7 @@ class P2PNode:
         """Feed the DHT from connections (py-libp2p's routing table is not)."""
         try:
             await self.dht.add_peer(ID.from_base58(peer_id), skip_server_mode_check=True)
-        except Exception:
+        except Exception:  # the routing table is an optimisation: no failure of it stops us
             log.debug("dht add_peer %s failed", peer_id, exc_info=True)
 
     async def _to_dht_if_kept(self, peer_id: str) -> None:
@@ -357,7 +388,8 @@ class P2PNode:
             with trio.move_on_after(0.5):
                 await self._wake.wait()
 
-    async def _dial(self, peer_id: str, addrs: tuple[str, ...], limiter) -> None:
+    async def _dial(self, peer_id: str, addrs: tuple[str, ...],
+                    limiter: trio.CapacityLimiter) -> None:
         async with limiter:
             self.dial_attempts += 1
             try:
@@ -385,11 +417,11 @@ class P2PNode:
             await trio.sleep(DHT_FAST_PERIOD if elapsed < DHT_FAST_FOR else DHT_SLOW_PERIOD)
             if not self.host.get_connected_peers():
                 continue
-            found: list = []
+            found: list[ID] = []
             try:
                 with trio.move_on_after(10) as scope:
                     found = await self.dht.peer_routing.find_closest_peers_network(self_key)
-            except Exception:
+            except Exception:  # a walk is retried on the next round, whatever broke it
                 log.debug("dht lookup failed", exc_info=True)
                 continue
             if scope.cancelled_caught:
@@ -402,7 +434,7 @@ class P2PNode:
                     continue
                 try:
                     known = peerstore.addrs(pid)
-                except Exception:
+                except PeerStoreError:  # never heard of it, or its addresses expired
                     continue
                 suffix = f"/p2p/{pid_text}"
                 addrs = [str(a) if str(a).endswith(suffix) else f"{a}{suffix}" for a in known

@@ -20,13 +20,20 @@ import importlib.metadata
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from libp2p.custom_types import TProtocol
 
 from .pnet import DEFAULT_HANDSHAKE_TIMEOUT, PnetConnection, PnetStats
+
+if TYPE_CHECKING:
+    from libp2p.abc import IHost, INetStream, IRawConnection
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb import rpc_pb2
+    from libp2p.pubsub.pubsub import Pubsub
 
 _log = logging.getLogger("bzzz.p2p")
 
@@ -175,7 +182,7 @@ def spec_compliant_pnet(p: Patcher) -> None:
     :class:`PnetSettings` (key, counters, handshake deadline)."""
     import libp2p.network.swarm as swarm_mod
 
-    def new_protected_conn(conn, psk):
+    def new_protected_conn(conn: IRawConnection, psk: PnetSettings | str) -> PnetConnection:
         if not isinstance(psk, PnetSettings):  # a plain hex key, as py-libp2p takes it
             psk = PnetSettings(bytes.fromhex(psk), PnetStats())
         return PnetConnection(conn, psk.key, psk.stats, psk.timeout)
@@ -205,8 +212,9 @@ def count_bad_signatures(p: Patcher) -> None:
     (``SECURITY_STATS.pubsub_bad_signature``), so a forging peer shows in the metrics."""
     import libp2p.pubsub.pubsub as pubsub_mod
 
-    def wrap(original):
-        def counting_signature_validator(msg) -> bool:
+    def wrap(original: Callable[[rpc_pb2.Message], bool]
+             ) -> Callable[[rpc_pb2.Message], bool]:
+        def counting_signature_validator(msg: rpc_pb2.Message) -> bool:
             ok = original(msg)
             if not ok:
                 SECURITY_STATS.pubsub_bad_signature += 1
@@ -225,7 +233,7 @@ def deeper_outbound_queue(p: Patcher) -> None:
     import libp2p.pubsub.rpc_queue as rpc_queue_mod
 
     class DeeperRpcQueue(rpc_queue_mod.RpcQueue):
-        def __init__(self, max_size: int = OUTBOUND_QUEUE, **kw) -> None:
+        def __init__(self, max_size: int = OUTBOUND_QUEUE, **kw: Any) -> None:
             super().__init__(max_size=max_size, **kw)
             self.max_size = max_size
 
@@ -239,8 +247,8 @@ def count_outbound_drops(p: Patcher) -> None:
     it (``SECURITY_STATS.pubsub_outbound_dropped``)."""
     import libp2p.pubsub.pubsub as pubsub_mod
 
-    def wrap(original):
-        def counting_drop(peer_id, rpc) -> None:
+    def wrap(original: Callable[[ID, rpc_pb2.RPC], None]) -> Callable[[ID, rpc_pb2.RPC], None]:
+        def counting_drop(peer_id: ID, rpc: rpc_pb2.RPC) -> None:
             SECURITY_STATS.pubsub_outbound_dropped += 1
             original(peer_id, rpc)
         return counting_drop
@@ -248,7 +256,7 @@ def count_outbound_drops(p: Patcher) -> None:
     p.replace(pubsub_mod, "drop_rpc", wrap=wrap, expect="libp2p.pubsub.rpc_queue.drop_rpc")
 
 
-def _pubsub_modules():
+def _pubsub_modules() -> tuple[ModuleType, ...]:
     import libp2p.pubsub.floodsub as floodsub_mod
     import libp2p.pubsub.gossipsub as gossipsub_mod
     import libp2p.pubsub.pubsub as pubsub_mod
@@ -266,7 +274,7 @@ def cache_own_peer_record(p: Patcher) -> None:
     original_env = peerstore_mod.env_to_send_in_RPC
     env_cache: dict[int, tuple[float, tuple[bytes, bool]]] = {}
 
-    def cached_env_to_send_in_rpc(host) -> tuple[bytes, bool]:
+    def cached_env_to_send_in_rpc(host: IHost) -> tuple[bytes, bool]:
         now = time.monotonic()
         hit = env_cache.get(id(host))
         if hit is not None and now - hit[0] < RECORD_RECHECK:
@@ -290,7 +298,7 @@ def verify_sender_record_once(p: Patcher) -> None:
     original_consume = pubsub_utils.maybe_consume_signed_record
     consumed: dict[tuple[int, bytes], bytes] = {}
 
-    def cached_consume(msg, host, peer_id) -> bool:
+    def cached_consume(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
         if not msg.HasField("senderRecord"):
             return True
         key = (id(host), peer_id.to_bytes())
@@ -382,8 +390,9 @@ def pubsub_errors_end_stream(p: Patcher) -> None:
 
     handled = (ParseError, StreamError, IncompleteReadError)  # the handler's own cases
 
-    def wrap(original_read):
-        async def guarded_read(self, stream) -> None:
+    def wrap(original_read: Callable[[Pubsub, INetStream], Awaitable[None]]
+             ) -> Callable[[Pubsub, INetStream], Awaitable[None]]:
+        async def guarded_read(self: Pubsub, stream: INetStream) -> None:
             try:
                 await original_read(self, stream)
             except handled:

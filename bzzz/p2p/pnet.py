@@ -15,17 +15,22 @@ all is cut off after ``handshake_timeout`` seconds.
 
 from __future__ import annotations
 
-from ..errors import BzzzError
+from ..errors import BzzzError, closing_quietly
 import base64
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 from Crypto.Cipher import Salsa20
+from libp2p.abc import IRawConnection
+from libp2p.connection_types import ConnectionType
 from libp2p.network.connection.raw_connection import RawConnection
+from multiaddr import Multiaddr
 
 log = logging.getLogger("bzzz.pnet")
 
@@ -162,7 +167,7 @@ class PnetStats:
     rejected_no_pnet: int = 0
     rejected_timeout: int = 0
     rejected_other: int = 0
-    on_reject: list = field(default_factory=list)
+    on_reject: list[Callable[[str], object]] = field(default_factory=list)
 
     def reject(self, reason: str) -> None:
         if reason == "wrong_key":
@@ -189,7 +194,7 @@ class PnetConnection(RawConnection):
     delegates to the wrapped connection (RawConnection.__init__ is deliberately not called).
     """
 
-    def __init__(self, conn, key: bytes, stats: PnetStats,
+    def __init__(self, conn: IRawConnection, key: bytes, stats: PnetStats,
                  handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> None:
         self._conn = conn
         self._key = key
@@ -203,16 +208,16 @@ class PnetConnection(RawConnection):
         self._write_lock = trio.Lock()
         self.is_initiator = getattr(conn, "is_initiator", False)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # Anything not defined here (transport metadata) is the raw connection's.
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._conn, name)
 
-    def get_transport_addresses(self):
+    def get_transport_addresses(self) -> list[Multiaddr]:
         return self._conn.get_transport_addresses()
 
-    def get_connection_type(self):
+    def get_connection_type(self) -> ConnectionType:
         return self._conn.get_connection_type()
 
     async def _ensure_writer(self) -> None:
@@ -250,10 +255,11 @@ class PnetConnection(RawConnection):
                 nonce = await self._read_exactly(NONCE_SIZE, nonce=True)
                 self._reader = XSalsa20(self._key, nonce)
                 head = self._reader.xor(await self._read_exactly(len(MULTISTREAM_HEADER)))
-        except trio.TooSlowError:
+        except trio.TooSlowError as exc:
             self._stats.reject("timeout")
             await self._abort()
-            raise PnetError("pnet handshake timed out (is the peer in this private network?)")
+            raise PnetError("pnet handshake timed out (is the peer in this private network?)"
+                            ) from exc
         except _NoPnet:
             self._stats.reject("no_pnet")
             await self._abort()
@@ -272,10 +278,8 @@ class PnetConnection(RawConnection):
         self._pending = b""
 
     async def _abort(self) -> None:
-        try:
+        with closing_quietly(log, "a refused connection"):
             await self._conn.close()
-        except Exception:  # dropping a refused connection: whatever its close raises
-            log.debug("closing a refused connection failed", exc_info=True)
 
     async def read(self, n: int | None = None) -> bytes:
         if not self._checked:
@@ -295,5 +299,5 @@ class PnetConnection(RawConnection):
     async def close(self) -> None:
         await self._conn.close()
 
-    def get_remote_address(self):
+    def get_remote_address(self) -> tuple[str, int] | None:
         return self._conn.get_remote_address()
