@@ -8,6 +8,7 @@ JSON list or a comma-separated string; switches take on/off, true/false, 1/0.
 from __future__ import annotations
 
 from .errors import SetupError
+from .gateway.allow import parse_all
 import json
 import os
 import shlex
@@ -352,6 +353,13 @@ class Config(BaseModel):
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress
     task_egress_max: StrList = Field(default_factory=list)
+
+    @field_validator("task_egress", "task_egress_max")
+    @classmethod
+    def _egress(cls, value: list[str]) -> list[str]:
+        parse_all(value)  # raises naming the bad entry
+        return value
+
     task_memory: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
     task_cpus: float = Field(default=1.0, gt=0, le=256)
     task_pids: int = Field(default=512, ge=16, le=1_000_000)

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..errors import closing_quietly
+from ..errors import PolicyError, closing_quietly
 from .allow import Allowlist, Rule, normalize_host
 from .policy import Egress, HostUse, dialable
 
@@ -45,7 +45,7 @@ CHUNK = 64 * 1024
 HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
 
 
-class _Refused(Exception):
+class _Refused(PolicyError):
     """Internal: a request the gateway answers with an error status."""
 
     def __init__(self, status: int, why: str, counted: str | None = None) -> None:
