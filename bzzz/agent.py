@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .kinds import Decision
 from . import __version__, heap
 from .api import Api, is_loopback
 from .asgi import serve_app
@@ -505,7 +506,7 @@ class Agent:
                 wh_host, _, wh_port = listen.rpartition(":")
                 await nursery.start(lambda task_status: serve_app(
                     webhook, wh_host.strip("[]"), int(wh_port), task_status=task_status))
-            self.decisions.append({"type": "started", "node": self.config.node_id,
+            self.decisions.append({"type": Decision.STARTED, "node": self.config.node_id,
                                    "peer": self.peer_id, "version": __version__,
                                    "capabilities": list(self.capabilities)})
             log.info("agent started", extra={"peer": self.peer_id,

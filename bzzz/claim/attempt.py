@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..kinds import Decision
 from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
 from ..github.client import GitHubError, Unavailable
@@ -205,7 +206,7 @@ class Attempt:
         if not isinstance(outcome, Lost):
             return outcome
         task, holder, svc = self.task, outcome.holder, self.svc
-        svc._decide("contention_lost", task, reason=outcome.reason,
+        svc._decide(Decision.CONTENTION_LOST, task, reason=outcome.reason,
                     holder_node=holder.node if holder else None,
                     holder_peer=holder.peer if holder else None)
         soon = svc.clock() + 2 * self.s.poll_interval
@@ -278,7 +279,7 @@ class Attempt:
             stale = f"malformed ({exc})"
         if stale is None:
             return True
-        svc._decide("claim_abandoned", self.task, reason=stale)
+        svc._decide(Decision.CLAIM_ABANDONED, self.task, reason=stale)
         svc.not_before[self.task.key] = svc.clock() + self.s.retry_after_failure
         return False
 
@@ -289,7 +290,7 @@ class Attempt:
         self.fresh["labels"] = [x for x in self.fresh.get("labels") or [] if not (
             isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
         self.key, self.generation = f"{s.node_id}:{held.claim.generation}", held.claim.generation
-        svc._decide("taken_over" if held.taken_over else "claimed", task,
+        svc._decide(Decision.TAKEN_OVER if held.taken_over else Decision.CLAIMED, task,
                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
                     claim=held.sha, title=task.title[:200])
         named = self.lock.names_holder  # the lock's own comment says it all
@@ -301,7 +302,7 @@ class Attempt:
                                       report.claim_comment(s.node_id, s.peer_id, self.key)))):
             return False
         if self.run.handed_from:
-            svc._decide("help_adopted", task, origin=self.run.handed_from)
+            svc._decide(Decision.HELP_ADOPTED, task, origin=self.run.handed_from)
         return True
 
     async def choose_executor(self) -> bool:
@@ -312,9 +313,9 @@ class Attempt:
         if self.executor is not None:
             return True
         if spec is not None:
-            svc._decide("claim_abandoned", task, reason=f"no {spec.executor} executor here")
+            svc._decide(Decision.CLAIM_ABANDONED, task, reason=f"no {spec.executor} executor here")
         else:
-            svc._decide("needs_input", task)
+            svc._decide(Decision.NEEDS_INPUT, task)
             await svc.reporter.comment_and_label(
                 self.run, task, report.no_command_comment(self.key, self.s.node_id),
                 STATE_LABELS["needs-input"])
@@ -336,7 +337,7 @@ class Attempt:
                                              self.prior)
         except RepoError as exc:
             why = str(exc)
-            svc._decide("checkout_failed", task, error=why)
+            svc._decide(Decision.CHECKOUT_FAILED, task, error=why)
             await svc.reporter.comment_and_label(
                 self.run, task, report.setup_failed_comment(self.key, self.s.node_id, why),
                 STATE_LABELS["failed"])
@@ -411,7 +412,7 @@ class Attempt:
         lease stop it), a long quiet one with a progress comment beside it."""
         run, executor, svc = self.run, self.chosen, self.svc
         run.move(Phase.RUNNING)
-        svc._decide("running", self.task, executor=executor.name, generation=self.generation)
+        svc._decide(Decision.RUNNING, self.task, executor=executor.name, generation=self.generation)
         async with trio.open_nursery() as watchers:
             if executor.name in PROGRESS_EXECUTORS and self.s.progress_interval > 0:
                 watchers.start_soon(self.show_progress)
@@ -422,7 +423,7 @@ class Attempt:
         run.scope = None
         result = self.outcome.result if self.outcome is not None else None
         if result is not None and result.extra.get("executor") == "llm":
-            svc._decide("llm_answer", self.task, model=result.extra.get("model"),
+            svc._decide(Decision.LLM_ANSWER, self.task, model=result.extra.get("model"),
                         tokens=result.extra.get("tokens"), status=result.status,
                         first_token_at=result.extra.get("first_token_at"))
 
@@ -493,14 +494,14 @@ class Attempt:
                 await trio.sleep(min(5.0, self.s.lease / 10))
                 continue
             if isinstance(outcome, Lost):
-                svc._decide("lease_lost", run.task,
+                svc._decide(Decision.LEASE_LOST, run.task,
                             holder_node=outcome.holder.node if outcome.holder else None)
                 run.stop_reason, run.held = StopReason(Stop.LEASE_LOST), None
                 if run.scope is not None:
                     run.scope.cancel()
                 return
             run.held = outcome
-            svc._decide("renewed", run.task, generation=outcome.claim.generation)
+            svc._decide(Decision.RENEWED, run.task, generation=outcome.claim.generation)
 
     async def show_progress(self) -> None:
         """A long LLM or agent run keeps one comment up to date (at most every

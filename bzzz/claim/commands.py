@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ..kinds import Decision
 from . import report
 from .attempt import Stop, StopReason
 from ..github.client import GitHubError
@@ -33,7 +34,7 @@ class Commands:
         """A writer's command, seen by every agent; ``acting``: this agent does its once-only
         part on GitHub (it created the command's ref)."""
         svc = self.svc
-        svc._decide("command", repo=cmd.repo, issue=cmd.issue, verb=cmd.verb.value,
+        svc._decide(Decision.COMMAND, repo=cmd.repo, issue=cmd.issue, verb=cmd.verb.value,
                     by=cmd.author, comment=cmd.comment_id, acting=acting)
         handler = self.verbs.get(cmd.verb)
         if handler is not None:

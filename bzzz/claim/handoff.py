@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..kinds import Decision
 from ..github.client import GitHubError, Unavailable
 from . import report
 from .attempt import Attempt, Running
@@ -66,12 +67,12 @@ class Handoff:
                     log.warning("could not record a help request", extra={"error": str(exc)})
                     return False
                 if isinstance(outcome, Lost):
-                    svc._decide("lease_lost", task, during="help")
+                    svc._decide(Decision.LEASE_LOST, task, during="help")
                     run.held = None
                     return True
                 if pick is None:
                     run.held = outcome
-                    svc._decide("help_unanswered", task, ask=asked, request=ask.request_id)
+                    svc._decide(Decision.HELP_UNANSWERED, task, ask=asked, request=ask.request_id)
                     await trio.sleep(self.s.help_retry)
                     continue
                 # the claim is the helper's now: ours is gone, nothing to release
@@ -115,7 +116,7 @@ class Handoff:
         assert helper is not None  # it asked, above
         # released_at: when the hand-off was sent. The helper may log its start before
         # this decision is written (GitHub moved the claim first), never before that.
-        svc._decide("help_handed_over", task, ask=asked, helper=pick["helper"],
+        svc._decide(Decision.HELP_HANDED_OVER, task, ask=asked, helper=pick["helper"],
                     helper_node=pick.get("helper_node"), request=ask.request_id,
                     sha=outcome.sha, released_at=round(sent, 3))
         await helper.send_handoff(pick["helper"], encode_handoff(
@@ -136,7 +137,7 @@ class Handoff:
         if label != STATE_LABELS["failed"] or svc.helper is None or \
                 len(history) < self.s.max_help:
             return True
-        svc._decide("help_exhausted", task, asks=len(history))
+        svc._decide(Decision.HELP_EXHAUSTED, task, asks=len(history))
         review = report.review_comment(key, self.s.node_id, history)
         return await svc.reporter.durably(run, "review", lambda: svc.ops[task.repo].comment_once(
             task.number, review))
@@ -157,11 +158,11 @@ class Handoff:
         try:
             outcome = await lock.adopt(number, body["sha"])
             if isinstance(outcome, Lost):
-                svc._decide("help_adopt_failed", repo=repo, issue=number, reason=outcome.reason)
+                svc._decide(Decision.HELP_ADOPT_FAILED, repo=repo, issue=number, reason=outcome.reason)
                 return
             task = parse_issue(repo, await svc.ops[repo].get(number))
         except (GitHubError, Unavailable, TaskError) as exc:
-            svc._decide("help_adopt_failed", repo=repo, issue=number, reason=str(exc))
+            svc._decide(Decision.HELP_ADOPT_FAILED, repo=repo, issue=number, reason=str(exc))
             return
         if task.key in svc.running:
             return

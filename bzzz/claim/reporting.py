@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..kinds import Decision
 from ..github.client import GitHubError, RateLimited, Unavailable
 from ..github.markers import Comment
 from . import report
@@ -55,7 +56,7 @@ class Reporter:
                 wait, delay = delay, min(delay * 2, self.s.report_retry_max)
                 error = str(exc)
             except GitHubError as exc:
-                svc._decide("report_failed", run.task, step=what, error=str(exc))
+                svc._decide(Decision.REPORT_FAILED, run.task, step=what, error=str(exc))
                 log.error("could not report", extra={"task": run.task.key, "step": what,
                                                      "error": str(exc)})
                 return False
@@ -65,7 +66,7 @@ class Reporter:
             log.warning("reporting waits for GitHub", extra={
                 "task": run.task.key, "step": what, "error": error, "retry_in": round(wait, 1)})
             await trio.sleep(wait)
-        svc._decide("report_dropped", run.task, step=what, reason="lease lost")
+        svc._decide(Decision.REPORT_DROPPED, run.task, step=what, reason="lease lost")
         return False
 
     async def finish_labels(self, task: Task, state_label: str) -> None:
@@ -87,7 +88,7 @@ class Reporter:
         svc = self.svc
         stop = run.stop_reason or SHUTTING_DOWN
         why = str(stop)
-        svc._decide("cancelled", task, reason=why)
+        svc._decide(Decision.CANCELLED, task, reason=why)
         if run.held is not None or stop.kind is Stop.LEASE_LOST:
             with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
                 try:
@@ -102,7 +103,7 @@ class Reporter:
     async def asked(self, run: Running, task: Task, key: str, question: str) -> None:
         """The task asked a person: post the question, label ``bzzz:needs-input``, release
         the claim (the caller does). Waiting costs nothing; a writer's reply resumes it."""
-        self.svc._decide("asked", task, question=question[:2000])
+        self.svc._decide(Decision.ASKED, task, question=question[:2000])
         await self.comment_and_label(run, task,
                                      report.question_comment(key, self.s.node_id, question),
                                      STATE_LABELS["needs-input"], what="question")
@@ -114,11 +115,11 @@ class Reporter:
         svc, status = self.svc, Status(result.status)
         if status is Status.REFUSED:
             reasons = result.verdict.reasons if result.verdict else ["refused"]
-            svc._decide("guardian_refused", task, reasons=reasons)
+            svc._decide(Decision.GUARDIAN_REFUSED, task, reasons=reasons)
             comment = report.refusal_comment(key, self.s.node_id, reasons)
             label = STATE_LABELS["failed"]
         else:
-            svc._decide("result", task, status=status.value, exit_code=result.exit_code,
+            svc._decide(Decision.RESULT, task, status=status.value, exit_code=result.exit_code,
                         duration=result.duration, output_bytes=result.output_bytes,
                         output=result.output)  # the tail; the log keeps long ones by hash
             comment = report.result_comment(
@@ -147,7 +148,7 @@ class Reporter:
             return False
         if close:
             await self.durably(run, "close", lambda: ops.close(task.number))
-        svc._decide("reported", task, status=status.value)
+        svc._decide(Decision.REPORTED, task, status=status.value)
         return True
 
     async def delivered(self, run: Running, task: Task, key: str, result: Result,
@@ -162,7 +163,7 @@ class Reporter:
         filed, fu_error, filed_keys = await self.follow_ups(task, out_dir, comments)
         if error and status is Status.SUCCEEDED:
             status = Status.FAILED  # the work did not reach GitHub
-        svc._decide("result", task, status=status.value, exit_code=result.exit_code,
+        svc._decide(Decision.RESULT, task, status=status.value, exit_code=result.exit_code,
                     duration=result.duration, output_bytes=result.output_bytes,
                     output=result.output, commit=delivered.commit if delivered else None,
                     branch=delivered.branch if delivered else None,
@@ -219,7 +220,7 @@ class Reporter:
     def _delivered_label(self, task: Task, status: Status,
                          delivered: Delivered | None) -> str:
         if delivered is not None and delivered.pr is not None and status is Status.SUCCEEDED:
-            self.svc._decide("pull_request", task, pr=delivered.pr, branch=delivered.branch,
+            self.svc._decide(Decision.PULL_REQUEST, task, pr=delivered.pr, branch=delivered.branch,
                              opened=delivered.opened, commit=delivered.commit)
             return STATE_LABELS["review"]
         return finished_label(status)
@@ -249,5 +250,5 @@ class Reporter:
                 task, items, before, follow_up_markers(svc.feed.all_tasks()), inherits)
         except GitHubError as exc:
             return [], f"GitHub refused one: {exc.message}", []
-        svc._decide("follow_ups", task, issues=[n for _, n in filed])
+        svc._decide(Decision.FOLLOW_UPS, task, issues=[n for _, n in filed])
         return filed, None, sorted(before | {i.digest for i, _ in filed})

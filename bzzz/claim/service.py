@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..kinds import Decision
 from ..decisions import DecisionLog
 from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
@@ -150,7 +151,7 @@ class ClaimService:
         self.completed.append(entry)
         self.finished[entry.get("status") or "?"] += 1
 
-    def _decide(self, kind: str, task: Task | None = None, **fields: Any) -> None:
+    def _decide(self, kind: Decision, task: Task | None = None, **fields: Any) -> None:
         entry: dict[str, Any] = {"type": kind, "node": self.s.node_id, **fields}
         if task is not None:
             entry.update(repo=task.repo, issue=task.number)
@@ -198,16 +199,16 @@ class ClaimService:
                 await self._check_waiting(repo)
                 if not self.github_ok:
                     self.github_ok = True
-                    self._decide("github_recovered")
+                    self._decide(Decision.GITHUB_RECOVERED)
             except RateLimited as exc:
                 self.paused_until = exc.reset
-                self._decide("rate_limited", resume_at=exc.reset)
+                self._decide(Decision.RATE_LIMITED, resume_at=exc.reset)
                 log.warning("GitHub rate limit exhausted; polling paused",
                             extra={"resume_at": exc.reset})
                 return
             except (Unavailable, GitHubError) as exc:
                 if self.github_ok:
-                    self._decide("github_unavailable", repo=repo, error=str(exc))
+                    self._decide(Decision.GITHUB_UNAVAILABLE, repo=repo, error=str(exc))
                 self.github_ok = False
                 log.warning("polling failed", extra={"repo": repo, "error": str(exc)})
         self._cancel_vanished(polled)
@@ -253,7 +254,7 @@ class ClaimService:
             keep = sorted(labels - FINISHED - {STATE_LABELS["claimed"]})
             if info.merged:
                 await ops.set_labels(info.issue, keep + [STATE_LABELS["done"]])
-                self._decide("merged", repo=info.repo, issue=info.issue, pr=info.number)
+                self._decide(Decision.MERGED, repo=info.repo, issue=info.issue, pr=info.number)
                 return
             lock = self.intake.locks[info.repo]
             if not await lock.take(f"closed-{info.number}"):
@@ -264,7 +265,7 @@ class ClaimService:
             if doc.get("state") == "open":
                 await self.gh.request("PATCH", f"/repos/{info.repo}/issues/{info.issue}",
                                       json={"state": "closed", "state_reason": "not_planned"})
-            self._decide("pull_closed", repo=info.repo, issue=info.issue, pr=info.number)
+            self._decide(Decision.PULL_CLOSED, repo=info.repo, issue=info.issue, pr=info.number)
         except (GitHubError, Unavailable) as exc:
             log.warning("could not record a closed pull request",
                         extra={"repo": info.repo, "pr": info.number, "error": str(exc)})
@@ -340,12 +341,12 @@ class ClaimService:
             await (body or self._claim_and_run)(task)
         except* GitHubError as group:  # Unavailable and RateLimited too; nurseries wrap them
             exc = _first_leaf(group)
-            self._decide("attempt_failed", task, error=str(exc))
+            self._decide(Decision.ATTEMPT_FAILED, task, error=str(exc))
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure
             log.warning("task attempt failed", extra={"task": task.key, "error": str(exc)})
         except* Exception as group:  # a bug met by one task must not stop the agent
             exc = _first_leaf(group)
-            self._decide("attempt_crashed", task, error=f"{type(exc).__name__}: {exc}"[:500])
+            self._decide(Decision.ATTEMPT_CRASHED, task, error=f"{type(exc).__name__}: {exc}"[:500])
             self.not_before[task.key] = self.clock() + self.s.retry_after_failure * 4
             log.error("task attempt crashed", exc_info=exc, extra={"task": task.key})
         finally:
@@ -389,7 +390,7 @@ class ClaimService:
             labels = sorted(task.labels - FINISHED - {STATE_LABELS["claimed"]}
                             | {STATE_LABELS["failed"]})
             await ops.set_labels(task.number, labels)
-            self._decide("input_timed_out", task)
+            self._decide(Decision.INPUT_TIMED_OUT, task)
         except (GitHubError, Unavailable) as exc:
             log.warning("could not end a task that waited too long",
                         extra={"task": task.key, "error": str(exc)})
@@ -414,7 +415,7 @@ class ClaimService:
             return True
         state = await self._approval(ops, task.number, task_digest(task.title, task.body))
         if state.approved:
-            self._decide("approved", task, digest=state.short, approvers=list(state.approvers))
+            self._decide(Decision.APPROVED, task, digest=state.short, approvers=list(state.approvers))
             return True
         if not state.announced:
             await ops.comment_once(task.number, report.approval_comment(
@@ -423,7 +424,7 @@ class ClaimService:
         if STATE_LABELS["needs-approval"] not in task.labels:
             await ops.add_labels(task.number, [STATE_LABELS["needs-approval"]])
         self.announced[task.key] = state.digest
-        self._decide("awaiting_approval", task, digest=state.short, author=task.author)
+        self._decide(Decision.AWAITING_APPROVAL, task, digest=state.short, author=task.author)
         return False
 
     async def _approval(self, ops: IssueOps, number: int, digest: str) -> Approval:

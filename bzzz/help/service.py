@@ -23,6 +23,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStoreError
 
+from ..kinds import Decision
 from ..decisions import DecisionLog
 from ..errors import closing_quietly
 from ..p2p.capabilities import PeerView
@@ -104,7 +105,7 @@ class HelpService:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _decide(self, kind: str, **fields: Any) -> None:
+    def _decide(self, kind: Decision, **fields: Any) -> None:
         self.decisions.append({"type": kind, "node": self.node_id, **fields})
 
     async def run(self, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -232,19 +233,19 @@ class HelpService:
         assert req is not None
         task = f"{req.task['repo']}#{req.task['issue']}"
         if verdict.action == "offer":
-            self._decide("help_offered", request=req.id, origin=req.origin, task=task,
+            self._decide(Decision.HELP_OFFERED, request=req.id, origin=req.origin, task=task,
                          hops=len(req.hops))
             await self._send(req.origin, encode_response(
                 self.sign, req.id, self.me, self.node_id, True, "can take it", self.clock(),
                 self.login(), self.node.addrs(), len(req.hops)), "response",
                 req.body.get("addrs", ()))
         elif verdict.action == "forward":
-            self._decide("help_forwarded", request=req.id, task=task, to=list(verdict.forward_to),
+            self._decide(Decision.HELP_FORWARDED, request=req.id, task=task, to=list(verdict.forward_to),
                          reason=verdict.reason)
             for peer in verdict.forward_to:
                 await self._send(peer, add_hop(req, self.sign, self.me, peer).encode(), "forward")
         else:
-            self._decide("help_declined", request=req.id, task=task, reason=verdict.reason)
+            self._decide(Decision.HELP_DECLINED, request=req.id, task=task, reason=verdict.reason)
             await self._send(req.origin, encode_response(
                 self.sign, req.id, self.me, self.node_id, False, verdict.reason, self.clock(),
                 addrs=self.node.addrs()), "response", req.body.get("addrs", ()))
@@ -258,7 +259,7 @@ class HelpService:
         if body["helper"] != self.me or body["origin"] != sender:
             self._dropped("misaddressed", sender)
             return
-        self._decide("help_handoff_received", request=body["request"], origin=body["origin"],
+        self._decide(Decision.HELP_HANDOFF_RECEIVED, request=body["request"], origin=body["origin"],
                      task=f"{body['repo']}#{body['issue']}")
         if self.on_handoff is not None:
             await self.on_handoff(body)
@@ -296,7 +297,7 @@ class HelpService:
                        self.router.fanout)
         ask = Ask(req.id, task, targets, started=now)
         self.asks[req.id] = ask
-        self._decide("help_requested", request=req.id, task=f"{task['repo']}#{task['issue']}",
+        self._decide(Decision.HELP_REQUESTED, request=req.id, task=f"{task['repo']}#{task['issue']}",
                      ask=ask_no, reason=reason[:200], to=targets)
         async with trio.open_nursery() as nursery:
             for peer in targets:

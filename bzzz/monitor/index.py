@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..kinds import Decision
 from ..hyperlog.entries import decode
 from .state import HOLDING, SETTLED, STATES, decision_state, label_state, newer, overruled
 from .trust import CLAIMS, COMMAND, Trust
@@ -227,7 +228,7 @@ class Index:
                 if text:
                     fts.append((base | seq, text))
             kinds[kind] += 1
-            if kind == "started":
+            if kind == Decision.STARTED:
                 _note_start(info, entry, ts)
             if repo is not None and issue is not None and (
                     trust is None or self._counts(info, repo, issue, kind, entry, trust, holds)):
@@ -308,13 +309,13 @@ class Index:
         if state is not None and overruled(state, ts, kind, t.github):
             t.updated = max(t.updated, ts)
             return t, False
-        if kind in ("claimed", "taken_over"):
+        if kind in (Decision.CLAIMED, Decision.TAKEN_OVER):
             t.had_pr = False
             gen = entry.get("generation")
             t.attempt = gen if isinstance(gen, int) else t.attempt + 1
             if isinstance(entry.get("title"), str) and not t.title:
                 t.title = entry["title"][:300]
-        if kind in ("pull_request", "result") and isinstance(entry.get("pr"), int):
+        if kind in (Decision.PULL_REQUEST, Decision.RESULT) and isinstance(entry.get("pr"), int):
             t.pr = entry["pr"]
             t.had_pr = True
             t.pr_url = entry.get("pr_url") if isinstance(entry.get("pr_url"), str) else t.pr_url

@@ -10,6 +10,7 @@ digest) from a conflicting request (409) from the issue alone.
 
 from __future__ import annotations
 
+from ..kinds import Decision
 from ..errors import InputError
 import hashlib
 import hmac
@@ -322,25 +323,25 @@ def event_of(entry: Mapping[str, Any], attempt: int) -> Event | None:
     """The job event an agent's decision is, if any. ``attempt`` is the job's attempt so far
     (the caller counts claims); a claim starts attempt + 1."""
     kind = entry.get("type")
-    if kind in ("claimed", "taken_over"):
+    if kind in (Decision.CLAIMED, Decision.TAKEN_OVER):
         return Event("claimed", f"claimed:{attempt + 1}")
-    if kind in ("needs_input", "asked"):
+    if kind in (Decision.NEEDS_INPUT, Decision.ASKED):
         return Event("needs_input", f"needs_input:{attempt}")
-    if kind == "pull_request":
+    if kind == Decision.PULL_REQUEST:
         pr = entry.get("pr")
         pr = pr if isinstance(pr, int) and not isinstance(pr, bool) else None
         extra = {"branch": entry["branch"]} if isinstance(entry.get("branch"), str) else {}
         return Event("pull_request", f"pull_request:{pr}", pr, extra)
-    if kind == "reported":
+    if kind == Decision.REPORTED:
         status = entry.get("status")
         if status == "succeeded":
             return Event("done", f"done:{attempt}", extra={"status": status})
         if status == "cancelled":
             return Event("cancelled", f"cancelled:{attempt}")
         return Event("failed", f"failed:{attempt}", extra={"status": str(status)})
-    if kind == "cancelled" and str(entry.get("reason", "")).startswith("cancelled by"):
+    if kind == Decision.CANCELLED and str(entry.get("reason", "")).startswith("cancelled by"):
         return Event("cancelled", f"cancelled:{attempt}")
-    if kind == "command" and entry.get("verb") == "cancel" and entry.get("acting"):
+    if kind == Decision.COMMAND and entry.get("verb") == "cancel" and entry.get("acting"):
         return Event("cancelled", f"cancelled:{attempt}")
     return None
 

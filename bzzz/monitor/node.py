@@ -10,6 +10,7 @@ replica grows (event-driven: a replica's new head wakes the indexer). A GitHub p
 
 from __future__ import annotations
 
+from ..kinds import Decision
 from ..errors import SetupError
 import logging
 import math
@@ -469,7 +470,7 @@ class Monitor:
         repo, payload = issue_request(doc, self.config.github.repos)
         reply = await self.gh.request("POST", f"/repos/{repo}/issues", json=payload)
         number = int(reply.data["number"])
-        self.decisions.append({"type": "task_filed", "node": self.config.node_id,
+        self.decisions.append({"type": Decision.TASK_FILED, "node": self.config.node_id,
                                "repo": repo, "issue": number, "via": "form"})
         self.index.observe_issue(repo, number, payload["title"], payload["labels"], True,
                                  self.clock(), reply.data.get("html_url"))
@@ -586,7 +587,7 @@ class Monitor:
                     nursery.start_soon(self.bridge.resume)
                 self.bound = await nursery.start(lambda task_status: serve_app(
                     self.app, host.strip("[]"), int(port), task_status=task_status))
-                self.decisions.append({"type": "started", "node": self.config.node_id,
+                self.decisions.append({"type": Decision.STARTED, "node": self.config.node_id,
                                        "peer": self.peer_id, "version": __version__,
                                        "role": "monitor"})
                 log.info("monitor started", extra={"peer": self.peer_id,

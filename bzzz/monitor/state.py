@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kinds import HOLDING as HOLDING_KINDS
+from ..kinds import Decision
+
 STATES = ("waiting", "claimed", "running", "needs_input", "needs_approval", "review",
           "done", "failed")
 ALL_STATES = STATES + ("cancelled",)
@@ -19,22 +22,22 @@ LABEL_STATES = {"bzzz:claimed": "claimed", "bzzz:done": "done", "bzzz:failed": "
                 "bzzz:needs-input": "needs_input", "bzzz:needs-approval": "needs_approval",
                 "bzzz:review": "review"}
 
-_DIRECT = {
-    "claimed": "claimed", "taken_over": "claimed", "help_adopted": "claimed",
-    "running": "running", "renewed": "running", "llm_answer": "running",
-    "needs_input": "needs_input", "asked": "needs_input",
-    "awaiting_approval": "needs_approval", "approved": "waiting",
-    "pull_request": "review",
-    "cancelled": "cancelled", "pull_closed": "cancelled",
-    "merged": "done",
-    "help_handed_over": "waiting", "attempt_failed": "waiting", "attempt_crashed": "waiting",
-    "checkout_failed": "failed", "input_timed_out": "failed", "help_exhausted": "failed",
-    "guardian_refused": "failed",
+_DIRECT: dict[str, str] = {
+    Decision.CLAIMED: "claimed", Decision.TAKEN_OVER: "claimed", Decision.HELP_ADOPTED: "claimed",
+    Decision.RUNNING: "running", Decision.RENEWED: "running", Decision.LLM_ANSWER: "running",
+    Decision.NEEDS_INPUT: "needs_input", Decision.ASKED: "needs_input",
+    Decision.AWAITING_APPROVAL: "needs_approval", Decision.APPROVED: "waiting",
+    Decision.PULL_REQUEST: "review",
+    Decision.CANCELLED: "cancelled", Decision.PULL_CLOSED: "cancelled",
+    Decision.MERGED: "done",
+    Decision.HELP_HANDED_OVER: "waiting", Decision.ATTEMPT_FAILED: "waiting", Decision.ATTEMPT_CRASHED: "waiting",
+    Decision.CHECKOUT_FAILED: "failed", Decision.INPUT_TIMED_OUT: "failed", Decision.HELP_EXHAUSTED: "failed",
+    Decision.GUARDIAN_REFUSED: "failed",
 }
 # decisions that put their task in some state (decision_state is not None for them)
-STATE_KINDS = frozenset(_DIRECT) | {"reported"}
+STATE_KINDS = frozenset(_DIRECT) | {Decision.REPORTED}
 # decisions that name the agent now holding the task
-HOLDING = {"claimed", "taken_over", "help_adopted", "running", "renewed"}
+HOLDING = HOLDING_KINDS
 
 
 def decision_state(entry: dict[str, Any], had_pr: bool) -> str | None:
@@ -42,7 +45,7 @@ def decision_state(entry: dict[str, Any], had_pr: bool) -> str | None:
     ``had_pr``: a pull request was opened in this round (a successful report then means
     "in review", not "done")."""
     kind = entry.get("type")
-    if kind == "reported":
+    if kind == Decision.REPORTED:
         status = entry.get("status")
         if status == "succeeded":
             return "review" if had_pr else "done"
@@ -74,7 +77,7 @@ def overruled(state: str, ts: float, kind: str, github: tuple[str, float] | None
     on the state (``newer`` keeps it from replacing a later observation anyway)."""
     if github is None or github[0] not in SETTLED or state == github[0]:
         return False
-    return ts > github[1] and kind not in ("claimed", "taken_over")
+    return ts > github[1] and kind not in (Decision.CLAIMED, Decision.TAKEN_OVER)
 
 
 def newer(a: tuple[str, float, int], b: tuple[str, float, int]) -> bool:

@@ -46,15 +46,16 @@ import trio
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from ..claim.lease import Claim, parse_claim
 from ..hyperlog.crypto import core_key
+from ..kinds import Decision
 from .state import STATE_KINDS
 
 log = logging.getLogger("bzzz.monitor.trust")
 
 FUTURE_SKEW = 300.0  # seconds a decision may be ahead of the monitor's clock
-CLAIMS = frozenset({"claimed", "taken_over"})
+CLAIMS = frozenset({Decision.CLAIMED, Decision.TAKEN_OVER})
 # decisions about a task that count only from the log of its (verified) claim holder
-HELD = (STATE_KINDS | {"result", "pull_request"}) - CLAIMS
-COMMAND = "command"
+HELD = (STATE_KINDS | {Decision.RESULT, Decision.PULL_REQUEST}) - CLAIMS
+COMMAND = Decision.COMMAND
 CACHE = 100_000  # verdicts kept
 CHECK_TIMEOUT = 20.0  # seconds for the GitHub checks of one batch
 RETRY_AFTER = 5.0  # seconds before a batch whose checks GitHub did not answer is tried again

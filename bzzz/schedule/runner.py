@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..kinds import Decision
 from ..decisions import DecisionLog
 from ..github.client import GitHubError
 from .core import (DEFAULT_GRACE, MARKER_KIND, Action, Cron, Record, State, due_slot,
@@ -88,7 +89,7 @@ class Scheduler:
     errors: int = 0
     progress: dict[str, _Progress] = field(default_factory=dict)
 
-    def _decide(self, kind: str, s: Schedule, **extra: Any) -> None:
+    def _decide(self, kind: Decision, s: Schedule, **extra: Any) -> None:
         self.decisions.append({"type": kind, "schedule": s.name, "repo": s.repo, **extra})
 
     def _offset(self) -> float:
@@ -117,7 +118,7 @@ class Scheduler:
                 delay, offset = 1.0, self._offset()
             except GitHubError as exc:  # an outage or a refusal: log it, back off, retry
                 self.errors += 1
-                self._decide("schedule_error", s, error=str(exc)[:300])
+                self._decide(Decision.SCHEDULE_ERROR, s, error=str(exc)[:300])
                 log.warning("schedule: GitHub refused or is unreachable; retrying",
                             extra={"schedule": s.name, "error": str(exc), "retry_in": delay})
                 wake, offset = self.clock() + delay, 0.0
@@ -139,7 +140,7 @@ class Scheduler:
         if slot is None:
             if prog.skipped != latest:
                 prog.skipped = latest
-                self._decide("schedule_skipped", s, slot=slot_key(latest), reason=why)
+                self._decide(Decision.SCHEDULE_SKIPPED, s, slot=slot_key(latest), reason=why)
             prog.handled, prog.recheck = latest, None
             return next_slot
         if prog.handled is not None and slot <= prog.handled and prog.recheck is None:
@@ -168,23 +169,23 @@ class Scheduler:
         if action is Action.DONE:
             assert record is not None  # DONE and WAIT come only from a readable record
             self.lost += 1
-            self._decide("schedule_lost", s, slot=key, holder=record.node, issue=record.issue)
+            self._decide(Decision.SCHEDULE_LOST, s, slot=key, holder=record.node, issue=record.issue)
             return Outcome(Action.DONE)
         if action is Action.WAIT:
             assert record is not None
-            self._decide("schedule_waiting", s, slot=key, holder=record.node)
+            self._decide(Decision.SCHEDULE_WAITING, s, slot=key, holder=record.node)
             return Outcome(Action.WAIT, record.at + grace)
         # the claimant died between the ref and the issue (or wrote something unreadable)
         new = Record(s.name, key, State.CLAIMED, self.node, now, takeover=True)
         taken = await store.advance(s.name, key, sha, new)
         if taken is None:
-            self._decide("schedule_waiting", s, slot=key, holder="(a concurrent takeover)")
+            self._decide(Decision.SCHEDULE_WAITING, s, slot=key, holder="(a concurrent takeover)")
             return Outcome(Action.WAIT, now + grace)
         found = await store.find_issue((MARKER_KIND, f"{s.name}@{key}"), slot.timestamp())
         if found is not None:
             await store.advance(s.name, key, taken,
                                 Record(s.name, key, State.FILED, self.node, self.clock(), found))
-            self._decide("schedule_repaired", s, slot=key, issue=found, filed=False,
+            self._decide(Decision.SCHEDULE_REPAIRED, s, slot=key, issue=found, filed=False,
                          holder=record.node if record else None)
             return Outcome(Action.DONE)
         await self._file(s, store, slot, taken, now, takeover=True,
@@ -198,7 +199,7 @@ class Scheduler:
             # slow so far: make sure nobody took the slot over before filing
             current = await store.read(s.name, key)
             if current is None or current[0] != sha:
-                self._decide("schedule_lost", s, slot=key, holder="(taken over)", issue=None)
+                self._decide(Decision.SCHEDULE_LOST, s, slot=key, holder="(taken over)", issue=None)
                 return
         title = render_title(s.title, s.cron, slot)
         body = render_body(s.name, s.cron, slot, self.node, body=s.body, command=s.command)
@@ -207,7 +208,7 @@ class Scheduler:
         recorded = await store.advance(s.name, key, sha, Record(
             s.name, key, State.FILED, self.node, self.clock(), number))
         self.fired += 1
-        self._decide("schedule_repaired" if takeover else "schedule_fired", s, slot=key,
+        self._decide(Decision.SCHEDULE_REPAIRED if takeover else Decision.SCHEDULE_FIRED, s, slot=key,
                      local=s.cron.local(slot), issue=number, recorded=recorded is not None,
                      **({"filed": True, "holder": holder} if takeover else {}))
         log.info("schedule fired", extra={"schedule": s.name, "slot": key, "repo": s.repo,
