@@ -7,12 +7,15 @@ connections are closed, and the process exits 0 within a few seconds.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .gateway.proxy import Gateway
 from .kinds import Decision
 from . import __version__, heap
 from .api import Api, is_loopback
@@ -120,6 +123,7 @@ class Agent:
         self.task_user = _task_user(config)
         self.workroot = config.workspace_dir or config.data_dir / "work"
         self.sandbox: Sandbox | None = None  # opened in run() (it may ask a container engine)
+        self.gateway: Gateway | None = None  # task_network = "gateway": made in open_sandbox
         self.datalease, self.decisions = open_data_dir(config, self.peer_id,
                                                        self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
@@ -359,7 +363,8 @@ class Agent:
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
             keep_workspaces=cfg.keep_workspaces, input_timeout=cfg.github.input_timeout,
-            progress_interval=cfg.progress_interval,
+            progress_interval=cfg.progress_interval, gateway=self.gateway,
+            egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None
@@ -404,6 +409,9 @@ class Agent:
         hidden = [p for p in (cfg.github.token_file, cfg.github.app_key_file, cfg.psk_file,
                               cfg.github.webhook_secret_file, cfg.api_token_file, cfg.data_dir)
                   if p is not None]
+        if cfg.task_network == "gateway":
+            # sockets and the forwarder where a task's user can reach its own socket by name
+            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")))
         try:
             self.sandbox = await open_sandbox(
                 cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",
@@ -412,13 +420,16 @@ class Agent:
                 limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids,
                               disk=cfg.task_disk),
                 user=self.task_user, workspace_host_dir=cfg.task_workspace_host_dir,
-                workspace_root=self.workroot, cgroup=cfg.task_cgroup)
+                workspace_root=self.workroot, cgroup=cfg.task_cgroup, gateway=self.gateway)
         except SandboxError as exc:
             raise AgentError(f"sandbox: {exc}") from None
         reaped = await self.sandbox.reap()
         if self.sandbox.kind == "none":
             log.warning("tasks run unconfined (sandbox = \"none\"): a task can read what this "
                         "agent's user can read, its token included")
+            if cfg.task_network == "gateway":
+                log.warning("task_network = \"gateway\" needs a sandbox: without one a task "
+                            "reaches whatever this machine reaches")
         else:
             log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
                                                   "reaped": reaped})
@@ -444,6 +455,8 @@ class Agent:
             if self.sandbox is not None:
                 with trio.CancelScope(shield=True):
                     await self.sandbox.aclose()
+            if self.gateway is not None:
+                shutil.rmtree(self.gateway.directory, ignore_errors=True)
             self.logsync.close()
             self.decisions.close()
             self.datalease.release()

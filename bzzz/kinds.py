@@ -36,6 +36,7 @@ class Decision(StrEnum):
     RUNNING = "running"
     LLM_ANSWER = "llm_answer"
     GUARDIAN_REFUSED = "guardian_refused"
+    EGRESS = "egress"  # what the task reached through the gateway, and what was refused
     NEEDS_INPUT = "needs_input"
     ASKED = "asked"
     INPUT_TIMED_OUT = "input_timed_out"

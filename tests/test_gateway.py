@@ -147,6 +147,7 @@ async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path)
                     (f"GET http://localhost:{port}/ HTTP/1.1\r\n\r\n", b"403",
                      f"localhost:{port}"),
                     ("GET https://example.org/ HTTP/1.1\r\n\r\n", b"400", None),
+                    ("CONNECT @everyone:443 HTTP/1.1\r\n\r\n", b"400", "(not a host name)"),
                     ("\x16\x03\x01garbage\r\n\r\n", b"400", None)):
                 out = await _ask(route.socket_path, req.encode())
                 assert out.split(b" ")[1] == status, (req, out)
@@ -156,7 +157,7 @@ async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path)
             doc = route.egress.doc()
             assert doc["hosts"][f"127.0.0.1:{port}"]["connections"] == 2
             assert doc["hosts"][f"127.0.0.1:{port}"]["requests"] == 1
-            assert doc["bytes_in"] > 0 and doc["refused_total"] == 3
+            assert doc["bytes_in"] > 0 and doc["refused_total"] == 4
             assert gw.refused_by_host["169.254.169.254"] == 1
         assert not route.socket_path.exists()  # the task ended: its way out is gone
         nursery.cancel_scope.cancel()

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 
 from ..kinds import Decision
 from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
+from ..gateway.allow import REPO_FILE, Allowlist, EgressError, repo_entries
+from ..gateway.proxy import Route
 from ..github.client import GitHubError, Unavailable
 from ..github.markers import find_markers
 from ..repo.workspace import Checkout, remove
@@ -413,19 +417,57 @@ class Attempt:
         run, executor, svc = self.run, self.chosen, self.svc
         run.move(Phase.RUNNING)
         svc._decide(Decision.RUNNING, self.task, executor=executor.name, generation=self.generation)
+        route: Route | None = None
         async with trio.open_nursery() as watchers:
             if executor.name in PROGRESS_EXECUTORS and self.s.progress_interval > 0:
                 watchers.start_soon(self.show_progress)
             with trio.CancelScope() as scope:
                 run.scope = scope
-                self.outcome = await executor.run(job)
+                async with self.way_out(job) as route:
+                    self.outcome = await executor.run(job)
             watchers.cancel_scope.cancel()
         run.scope = None
+        if route is not None:
+            self.account(route)
         result = self.outcome.result if self.outcome is not None else None
         if result is not None and result.extra.get("executor") == "llm":
             svc._decide(Decision.LLM_ANSWER, self.task, model=result.extra.get("model"),
                         tokens=result.extra.get("tokens"), status=result.status,
                         first_token_at=result.extra.get("first_token_at"))
+
+    @asynccontextmanager
+    async def way_out(self, job: Job) -> AsyncIterator[Route | None]:
+        """The task's route through the node's gateway while it runs (None: no gateway).
+        What it may reach: the node's task_egress, plus what the repository's REPO_FILE asks
+        for within task_egress_max."""
+        gateway = self.s.gateway
+        if gateway is None:
+            yield None
+            return
+        asked: list[str] = []
+        path = job.workspace / REPO_FILE
+        try:
+            if path.is_file() and not path.is_symlink():
+                asked = repo_entries(path.read_text(errors="replace")[:65536])
+        except (EgressError, OSError) as exc:
+            log.warning("the repository's egress settings are not used", extra={
+                "task": job.task_id, "error": str(exc)})
+        allow = Allowlist.build(self.s.egress, asked, self.s.egress_max)
+        async with gateway.route(job.task_id, allow) as route:
+            yield route
+
+    def account(self, route: Route) -> None:
+        """What the task sent where, and what the gateway refused: on the result (for its
+        comment) and in the log as one decision."""
+        doc = route.egress.doc()
+        doc["beyond_ceiling"] = list(route.allow.beyond_ceiling)
+        if self.outcome is not None:
+            self.outcome.result.extra["egress"] = doc
+        self.svc._decide(Decision.EGRESS, self.task, hosts=sorted(doc["hosts"]),
+                         requests=sum(h["requests"] for h in doc["hosts"].values()),
+                         bytes_out=doc["bytes_out"], bytes_in=doc["bytes_in"],
+                         refused=sorted(doc["refused"])[:50],
+                         refused_total=doc["refused_total"])
 
     @property
     def status(self) -> Status | None:

@@ -8,7 +8,7 @@ marker before posting again: never a duplicate comment, never a blind retry.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..github.markers import Comment, find_markers, marker
@@ -37,14 +37,39 @@ def _fence(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
+def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
+    """What the task reached through the gateway and what it was refused (the hosts are the
+    gateway's checked names, shown as code)."""
+    if not doc:
+        return []
+    hosts = doc.get("hosts") or {}
+    refused = doc.get("refused") or {}
+    kib = (int(doc.get("bytes_out", 0)) + int(doc.get("bytes_in", 0))) / 1024
+    lines = ["", f"🌐 Network: {len(hosts)} host{'s' if len(hosts) != 1 else ''} reached "
+             f"through the gateway ({kib:.1f} KiB)"
+             + (": " + ", ".join(f"`{h}`" for h in list(hosts)[:20]) if hosts else "") + "."]
+    if refused:
+        lines.append(f"🚫 Refused {int(doc.get('refused_total', 0))} time"
+                     f"{'s' if doc.get('refused_total', 0) != 1 else ''} (add a host to "
+                     "`task_egress`, or to the repository's `.bzzz.toml`, if the task needs it):")
+        for target, why in list(refused.items())[:20]:
+            n = sum(why.values())
+            lines.append(f"- `{target}`: {', '.join(why)}" + (f" (×{n})" if n > 1 else ""))
+    for entry in (doc.get("beyond_ceiling") or [])[:20]:
+        lines.append(f"- `.bzzz.toml` asked for `{entry}`, beyond this node's `task_egress_max`")
+    return lines
+
+
 def result_comment(key: str, node: str, status: str, duration: float, exit_code: int | None,
-                   output: str, truncated: bool) -> Comment:
+                   output: str, truncated: bool,
+                   egress: Mapping[str, Any] | None = None) -> Comment:
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️", "cancelled": "🛑"}.get(status, "❔")
     tail = output[-OUTPUT_TAIL:]
     shown = "last part of the output" if truncated or len(output) > len(tail) else "output"
     lines = [marker("result", key),
              f"{icon} **{status}** on **{node}** in {duration:.1f} s"
              + (f" (exit status {exit_code})" if exit_code is not None else "") + ".",
+             *egress_lines(egress),
              "", f"<details><summary>{shown}</summary>", "", _fence(tail or "(no output)"), "",
              "</details>"]
     return Comment("result", key, "\n".join(lines))
@@ -127,7 +152,8 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
                  base: str | None = None, files: int = 0, new_round: bool = False,
                  delivery_error: str | None = None,
                  follow_ups: Sequence[tuple[str, int]] = (),
-                 follow_up_error: str | None = None, filed_keys: Sequence[str] = ()) -> Comment:
+                 follow_up_error: str | None = None, filed_keys: Sequence[str] = (),
+                 egress: Mapping[str, Any] | None = None) -> Comment:
     """The result of a task that ran in a checkout: what it changed and where it went."""
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "❔")
     lines = [marker("result", key)]
@@ -154,6 +180,7 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
         lines += ["", "Follow-ups filed: " + ", ".join(f"#{n} ({t[:60]})" for t, n in follow_ups)]
     if follow_up_error:
         lines += ["", f"⚠️ Follow-ups not filed: {follow_up_error}"]
+    lines += egress_lines(egress)
     if summary:
         lines += ["", summary.strip()[:OUTPUT_TAIL * 2]]
     tail = output[-OUTPUT_TAIL:]

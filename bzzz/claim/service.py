@@ -20,7 +20,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
 from ..exec.shell import RunAs
+from ..gateway.proxy import Gateway
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from ..github.issues import IssueOps
 from ..github.pulls import PullInfo, PullWatch
@@ -87,6 +88,9 @@ class ClaimSettings:
     keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
     input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
     progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
+    gateway: Gateway | None = None  # task_network = "gateway": each task's only way out
+    egress: list[str] = field(default_factory=list)  # task_egress
+    egress_max: list[str] = field(default_factory=list)  # task_egress_max
 
 
 class ClaimService:

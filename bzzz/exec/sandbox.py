@@ -62,6 +62,8 @@ from typing import Literal, Protocol
 
 import trio
 
+from ..gateway import inside
+from ..gateway.proxy import Gateway
 from .container import Engine, EngineError, resolve_host
 from .limits import TMP_SIZE, TaskLimits, cgroup_root
 
@@ -399,9 +401,11 @@ class BwrapSandbox:
 
     def __init__(self, *, hidden: Sequence[Path], state_dir: Path, network: str,
                  user: RunAs | None, bwrap: str = "bwrap", limits: Limits = Limits(),
-                 cgroup: tuple[Path | None, str] = (None, "cgroups not asked for")) -> None:
+                 cgroup: tuple[Path | None, str] = (None, "cgroups not asked for"),
+                 gateway: Gateway | None = None) -> None:
         self.hidden = [Path(p) for p in hidden]
         self.network = network
+        self.gateway = gateway  # network "gateway": each task's only way out
         self.user = user
         self.bwrap = bwrap
         self.records = _Records(state_dir)
@@ -414,8 +418,9 @@ class BwrapSandbox:
         return (self.user.uid, self.user.gid) if self.user else None
 
     def describe(self) -> str:
-        spaces = ("user, pid, net, ipc, uts namespaces" if self.network == "none"
-                  else "user, pid, ipc, uts namespaces; the host's network")
+        spaces = {"none": "user, pid, net, ipc, uts namespaces; no network",
+                  "gateway": "user, pid, net, ipc, uts namespaces; only the task gateway"}.get(
+            self.network, "user, pid, ipc, uts namespaces; the host's network")
         who = f"; as {self.user.name}" if self.user else ""
         return (f"bwrap ({spaces}; /usr /etc read-only; workspace only writable; "
                 f"{len(self.hidden)} secret paths hidden; {self.limits.describe()}{who})")
@@ -444,7 +449,7 @@ class BwrapSandbox:
         return list(dict.fromkeys(found))
 
     def args(self, ws: Path, output_dir: Path | None,
-             read_only: Sequence[Path] = ()) -> list[str]:
+             read_only: Sequence[Path] = (), way_out: Path | None = None) -> list[str]:
         """bubblewrap's arguments for a task in ``ws`` (its mount order matters: later
         mounts cover earlier ones)."""
         writable = [ws] + ([output_dir] if output_dir else [])
@@ -457,6 +462,8 @@ class BwrapSandbox:
         resolv = Path(os.path.realpath("/etc/resolv.conf"))
         if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
             args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
+        if way_out is not None and self.gateway is not None:  # the route's socket, no DNS
+            args += inside.bwrap_args(way_out, self.gateway.forwarder)
         masks_before, masks_after, remount = [], [], []
         borrowed = [Path(r).resolve() for r in read_only]
         for p in self._secret_paths():
@@ -497,10 +504,17 @@ class BwrapSandbox:
             return _refused(f"could not make the task's cgroup: {exc}")
         # the first process joins the cgroup, takes the limits and becomes the task user
         popen = {"preexec_fn": self.limits.preexec(group)}
+        route = self.gateway.routes.get(task_id) if self.gateway is not None else None
+        way_out = None
+        if route is not None and self.network == "gateway":
+            assert self.gateway is not None
+            way_out, env = route.socket_path, {**env, **inside.proxy_env()}
+            argv = inside.wrap_argv(self.gateway.python, list(argv))
         try:
             # The environment is bubblewrap's own (not --setenv: argv is world-readable in
             # /proc); bubblewrap passes it on unchanged, and it is exactly ``env``.
-            outcome = await _run_process(self.args(ws, out, read_only) + list(argv), cwd=ws,
+            outcome = await _run_process(self.args(ws, out, read_only, way_out) + list(argv),
+                                         cwd=ws,
                                          env=env, timeout=timeout, max_output=max_output,
                                          kill_grace=kill_grace, popen=popen,
                                          records=self.records, on_output=on_output)
@@ -563,7 +577,8 @@ class ContainerSandbox:
         return (self.chown_to.uid, self.chown_to.gid) if self.chown_to else None
 
     def describe(self) -> str:
-        net = "no network" if self.network == "none" else "bridge network"
+        net = {"none": "no network", "gateway": "no network (the task gateway is offered to "
+               "bubblewrap tasks only, for now)"}.get(self.network, "bridge network")
         u = self.user
         return (f"container (engine {self.engine.host}; image {self.default_image} unless the "
                 f"task names one; {net}; memory {self.limits.memory}, {self.limits.cpus:g} "
@@ -614,7 +629,8 @@ class ContainerSandbox:
                 "Mounts": mounts, "Tmpfs": tmpfs, "ReadonlyRootfs": True,
                 "Memory": self.memory, "MemorySwap": self.memory,
                 "NanoCpus": int(self.limits.cpus * 1e9), "PidsLimit": self.limits.pids,
-                "NetworkMode": "none" if self.network == "none" else "bridge",
+                # "gateway": not offered in containers yet, so no network at all
+                "NetworkMode": "bridge" if self.network == "bridge" else "none",
                 "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
                 "LogConfig": {"Type": "none"}, "AutoRemove": False, "Privileged": False,
             },
@@ -726,9 +742,10 @@ async def _engine(docker_host: str | None) -> Engine | None:
 
 async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, node_id: str,
                        hidden: Sequence[Path], state_dir: Path, docker_host: str | None,
-                       default_image: str, network: Literal["bridge", "none"], limits: Limits,
-                       user: RunAs | None, workspace_host_dir: Path | None = None,
-                       workspace_root: Path | None = None, cgroup: str = "auto") -> Sandbox:
+                       default_image: str, network: Literal["bridge", "none", "gateway"],
+                       limits: Limits, user: RunAs | None, workspace_host_dir: Path | None = None,
+                       workspace_root: Path | None = None, cgroup: str = "auto",
+                       gateway: Gateway | None = None) -> Sandbox:
     """The sandbox to run every task in (see the module docstring), checked to work here.
 
     ``user`` is who tasks run as (``shell.task_identity``: None unless the agent is root).
@@ -739,8 +756,11 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
     bzzz/exec/limits.py. Raises :class:`SandboxError`."""
     if mode not in ("auto", "container", "bwrap", "none"):
         raise SandboxError(f"sandbox {mode!r} unknown: use auto, container, bwrap or none")
-    if network not in ("bridge", "none"):
-        raise SandboxError(f"sandbox network {network!r} unknown: use bridge or none")
+    if network not in ("bridge", "none", "gateway"):
+        raise SandboxError(f"sandbox network {network!r} unknown: use bridge, none or gateway")
+    if network == "gateway" and (gateway is None or not gateway.python):
+        raise SandboxError("task_network = \"gateway\" needs python3 in /usr/bin or "
+                           "/usr/local/bin (the forwarder inside each sandbox runs with it)")
     parse_memory(limits.memory)
     parse_memory(limits.disk)
     state_dir = Path(state_dir)
@@ -759,7 +779,7 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
                                f"{resolve_host(docker_host)}: set docker_host (or DOCKER_HOST) "
                                "or mount the engine's socket there")
     box = BwrapSandbox(hidden=hidden, state_dir=state_dir, network=network, user=user,
-                       limits=limits, cgroup=cgroup_root(cgroup))
+                       limits=limits, cgroup=cgroup_root(cgroup), gateway=gateway)
     why = await box.probe()
     if why is None:
         return box

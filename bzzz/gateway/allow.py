@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import InputError
 
-__all__ = ["PRESETS", "Allowlist", "EgressError", "Rule", "WEB_PORTS", "parse", "parse_all"]
+__all__ = ["PRESETS", "REPO_FILE", "Allowlist", "EgressError", "Rule", "WEB_PORTS", "parse",
+           "parse_all", "repo_entries"]
 
 WEB_PORTS = frozenset({80, 443})
 
@@ -36,6 +38,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "go": ("proxy.golang.org", "sum.golang.org"),
     "github": ("github.com", "codeload.github.com"),  # git over HTTPS
 }
+
+# a repository's own settings for its tasks, at its root: ``[task] egress = ["@npm"]``
+REPO_FILE = ".bzzz.toml"
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -84,6 +89,12 @@ def normalize_host(host: str) -> str:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host
+
+
+def valid_host(host: str) -> bool:
+    """A host name of letters, digits, ``-`` and ``_`` labels, or an address literal."""
+    return _literal(host) or (0 < len(host) <= 253 and all(
+        _LABEL.match(label) for label in host.split(".")))
 
 
 def _literal(host: str) -> bool:
@@ -176,3 +187,18 @@ class Allowlist:
 
     def describe(self) -> list[str]:
         return [str(r) for r in self.rules]
+
+
+def repo_entries(text: str) -> list[str]:
+    """The egress entries a repository's REPO_FILE asks for (``[task] egress``); each is
+    checked as an entry. Raises EgressError naming what is wrong."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise EgressError(f"{REPO_FILE}: {exc}") from exc
+    task = doc.get("task", {})
+    entries = task.get("egress", []) if isinstance(task, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise EgressError(f"{REPO_FILE}: [task] egress must be a list of strings")
+    parse_all(entries)
+    return entries

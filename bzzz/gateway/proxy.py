@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import trio
 
 from ..errors import PolicyError, closing_quietly
-from .allow import Allowlist, Rule, normalize_host
+from . import forwarder
+from .allow import Allowlist, Rule, normalize_host, valid_host
 from .policy import Egress, HostUse, dialable
 
 __all__ = ["Gateway", "Route"]
@@ -63,16 +64,29 @@ class Route:
     egress: Egress = field(default_factory=Egress)
 
 
+PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")  # visible in every sandbox
+
+
 @dataclass
 class Gateway:
-    """One per node. ``directory`` holds the task sockets (only the agent can list it)."""
+    """One per node. ``directory`` holds the task sockets and a copy of the forwarder: the
+    task's user may pass through it (to reach its own socket) but not list it."""
 
     directory: Path
     refused_by_host: Counter[str] = field(default_factory=Counter)  # node-wide, for metrics
     routes: dict[str, Route] = field(default_factory=dict)
+    python: str = ""  # the interpreter the forwarder runs with inside a sandbox
 
     def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o711)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o711)
+        self.forwarder = self.directory / "forwarder.py"
+        self.forwarder.write_bytes(Path(forwarder.__file__).read_bytes())
+        os.chmod(self.forwarder, 0o644)
+        self.python = self.python or next((p for p in PYTHONS if os.path.exists(p)), "")
+
+    def describe(self) -> str:
+        return f"the task gateway ({len(self.routes)} tasks using it)"
 
     @asynccontextmanager
     async def route(self, task: str, allow: Allowlist) -> AsyncIterator[Route]:
@@ -150,6 +164,8 @@ class Gateway:
 
     async def _open(self, route: Route, host: str, port: int) -> tuple[trio.SocketStream,
                                                                          HostUse]:
+        if not valid_host(host):  # never echoed: it could be anything a task wrote
+            raise _Refused(400, "not a host name or address", "(not a host name)")
         target = f"{host}:{port}"
         rule = route.allow.allows(host, port)
         if rule is None:

@@ -1,0 +1,118 @@
+"""The task gateway in a real agent (`bzzz run`, bubblewrap, task_network = "gateway"):
+a hostile task from a GitHub issue reaches what task_egress allows and nothing else, the
+refusals are listed on the issue and in the signed log, and the agent carries on."""
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from bzzz.devhub import DevHubThread
+from bzzz.hyperlog.store import read_entries
+from bzzz.testing.wait import wait_for
+
+from .helpers import free_port
+
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
+
+pytestmark = pytest.mark.skipif(not shutil.which("bwrap") or not shutil.which("curl"),
+                                reason="needs bubblewrap and curl")
+
+
+class _Origin(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 -- http.server's name
+        body = b"hello-through-the-gateway"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        return  # quiet
+
+
+def _serve(handler):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _comments(owner, n):
+    return owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
+
+
+def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
+    origin, denied = _serve(_Origin), _serve(_Origin)
+    oport, dport = origin.server_address[1], denied.server_address[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.2)
+    api, p2p = free_port(), free_port()
+    probes = " ".join([f"127.0.0.1:{api}", f"[::1]:{api}", "169.254.169.254:80",
+                       f"127.0.0.1:{p2p}", f"127.0.0.1:{oport}"])
+    script = "\n".join([
+        f"curl -sS -m 10 http://127.0.0.1:{oport}/allowed; echo",
+        f"for t in {probes}; do",
+        "  curl --noproxy '*' -sS -m 3 -o /dev/null \"http://$t/\" 2>/dev/null"
+        " && echo \"reached $t\" || echo \"blocked $t\"",
+        "done",
+        "env -u http_proxy -u HTTP_PROXY -u all_proxy -u ALL_PROXY "
+        f"curl -sS -m 3 -o /dev/null http://127.0.0.1:{api}/healthz 2>/dev/null"
+        " && echo reached-unset || echo blocked-unset",
+        f"curl -sS -m 10 http://127.0.0.1:{dport}/; echo",
+        "getent hosts example.org >/dev/null && echo resolved || echo no-dns",
+        "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+        f"s.sendto(b'x', ('127.0.0.1', {udp.getsockname()[1]})); print('udp-sent')\"",
+    ])
+    (tmp_path / "token").write_text("t-bot\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_NODE_ID": "gw", "BZZZ_DATA_DIR": str(tmp_path / "gw"),
+              "BZZZ_LISTEN": f"/ip4/127.0.0.1/tcp/{p2p}", "BZZZ_API_LISTEN": f"127.0.0.1:{api}",
+              "BZZZ_MDNS": "off", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__REPOS": "owner/tasks",
+              "GITHUB_TOKEN_FILE": str(tmp_path / "token"), "BZZZ_HELP_REQUESTS": "off",
+              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, "gw"), "BZZZ_SANDBOX": "bwrap",
+              "BZZZ_TASK_NETWORK": "gateway", "BZZZ_TASK_EGRESS": f"127.0.0.1:{oport}"})
+    with DevHubThread(seed=SEED) as hub:
+        e["BZZZ_GITHUB__URL"] = hub.url
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=e,
+                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
+        try:
+            n = owner.post("/repos/owner/tasks/issues", json={
+                "title": "reach out", "body": f"```bzzz\n{script}\n```",
+                "labels": ["bzzz"]}).json()["number"]
+            wait_for(lambda: any("🌐" in c["body"] for c in _comments(owner, n)), 90,
+                     what="the result comment")
+            body = next(c["body"] for c in _comments(owner, n) if "🌐" in c["body"])
+            assert "hello-through-the-gateway" in body, body
+            for t in probes.split()[:-1] + [f"127.0.0.1:{oport}"]:
+                assert f"blocked {t}" in body, (t, body)  # no raw socket gets out
+            for word in ("blocked-unset", "no-dns", "udp-sent", "not on this task's allowlist"):
+                assert word in body, (word, body)
+            assert f"`127.0.0.1:{dport}`" in body and "🚫 Refused" in body
+            with pytest.raises(OSError):
+                udp.recvfrom(16)  # the datagram stayed in the sandbox's own loopback
+            # the agent carries on, and the log has the task's egress as one decision
+            assert httpx.get(f"http://127.0.0.1:{api}/healthz").status_code == 200
+            wait_for(lambda: any(d.get("type") == "egress" for d in
+                                 read_entries(tmp_path / "gw" / "log")), 30,
+                     what="the egress decision")
+            egress = next(d for d in read_entries(tmp_path / "gw" / "log")
+                          if d.get("type") == "egress")
+            assert egress["hosts"] == [f"127.0.0.1:{oport}"] and egress["requests"] == 1
+            assert egress["refused"] == [f"127.0.0.1:{dport}"]
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+            origin.shutdown()
+            denied.shutdown()
+    log = (tmp_path / "gw.log").read_text()
+    assert "only the task gateway" in log  # the start-up line says how tasks are confined
