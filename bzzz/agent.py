@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .gateway.models import ModelEndpoint
 from .gateway.proxy import Gateway
 from .kinds import Decision
 from . import __version__, heap
@@ -407,11 +408,13 @@ class Agent:
         what an earlier run left (a killed agent's containers) is removed."""
         cfg = self.config
         hidden = [p for p in (cfg.github.token_file, cfg.github.app_key_file, cfg.psk_file,
-                              cfg.github.webhook_secret_file, cfg.api_token_file, cfg.data_dir)
+                              cfg.github.webhook_secret_file, cfg.api_token_file, cfg.data_dir,
+                              *(e.api_key_file for e in cfg.llm))
                   if p is not None]
         if cfg.task_network == "gateway":
             # sockets and the forwarder where a task's user can reach its own socket by name
-            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")))
+            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")),
+                                   models=self.model_routes())
         try:
             self.sandbox = await open_sandbox(
                 cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",
@@ -456,6 +459,8 @@ class Agent:
                 with trio.CancelScope(shield=True):
                     await self.sandbox.aclose()
             if self.gateway is not None:
+                with trio.CancelScope(shield=True):
+                    await self.gateway.aclose()
                 shutil.rmtree(self.gateway.directory, ignore_errors=True)
             self.logsync.close()
             self.decisions.close()
@@ -465,6 +470,8 @@ class Agent:
         cfg = self.config
         out = []
         for e in cfg.llm:
+            if e.kind == "anthropic":
+                continue  # for coding agents, through the gateway (model_routes)
             # re-read when the file changes: the key rotates without a restart
             key = (_secret_file(e.api_key_file, "llm api_key_file")
                    if e.api_key_file is not None else None)
@@ -473,6 +480,19 @@ class Agent:
         if not out and (cfg.ollama_url or cfg.detect_capabilities):
             url = (cfg.ollama_url or caps_mod.DEFAULT_OLLAMA_URL).rstrip("/")
             out.append(Endpoint(url, "ollama", [], "ollama"))
+        return out
+
+    def model_routes(self) -> list[ModelEndpoint]:
+        """Every [[llm]] endpoint as a route of the task gateway, its key read by the agent
+        (bzzz/gateway/models.py)."""
+        out = []
+        for i, e in enumerate(self.config.llm, 1):
+            name = "".join(c if c.isalnum() or c in "-_." else "-" for c in e.name)[:40] \
+                or f"llm{i}"
+            secret = (_secret_file(e.api_key_file, "llm api_key_file")
+                      if e.api_key_file is not None else None)
+            out.append(ModelEndpoint(name, e.url.strip().rstrip("/").removesuffix("/v1"), e.kind,
+                                     secret.get if secret is not None else lambda: None))
         return out
 
     async def _refresh_llm(self) -> None:

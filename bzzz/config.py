@@ -178,7 +178,9 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str
-    kind: Literal["auto", "openai", "ollama"] = "auto"
+    # "anthropic": a Messages API endpoint for coding agents through the task gateway (the
+    # llm executor itself speaks the OpenAI and Ollama APIs)
+    kind: Literal["auto", "openai", "ollama", "anthropic"] = "auto"
     models: StrList = Field(default_factory=list)  # added to what the endpoint lists
     name: str = ""
     api_key_file: Path | None = None

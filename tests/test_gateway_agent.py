@@ -3,6 +3,7 @@ a hostile task from a GitHub issue reaches what task_egress allows and nothing e
 refusals are listed on the issue and in the signed log, and the agent carries on."""
 
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries
+from bzzz.testing.fakeollama import FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
 from .helpers import free_port
@@ -116,3 +118,65 @@ def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
             denied.shutdown()
     log = (tmp_path / "gw.log").read_text()
     assert "only the task gateway" in log  # the start-up line says how tasks are confined
+
+
+def _agent_env(tmp_path, workdir, hub, **extra):
+    (tmp_path / "token").write_text("t-bot\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_NODE_ID": "gw", "BZZZ_DATA_DIR": str(tmp_path / "gw"),
+              "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_API_LISTEN": f"127.0.0.1:{free_port()}",
+              "BZZZ_MDNS": "off", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__REPOS": "owner/tasks",
+              "GITHUB_TOKEN_FILE": str(tmp_path / "token"), "BZZZ_HELP_REQUESTS": "off",
+              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, "gw"), "BZZZ_SANDBOX": "bwrap",
+              "BZZZ_TASK_NETWORK": "gateway", "BZZZ_GITHUB__URL": hub.url, **extra})
+    return e
+
+
+def test_model_routes_hold_the_key_and_a_refused_model_fails_the_run(tmp_path, workdir):
+    """A task asks the node's model through OPENAI_BASE_URL with the capability it was
+    given: the gateway adds the key, the task never sees it, the tokens are on the issue. With
+    a key the model refuses, the task's command still exits 0, and the run is failed."""
+    key = tmp_path / "llm.key"
+    key.write_text("sk-the-real-one\n")
+    ask = ("curl -sS -m 20 \"$OPENAI_BASE_URL/chat/completions\" "
+           "-H \"Authorization: Bearer $OPENAI_API_KEY\" -H 'Content-Type: application/json' "
+           "-d '{\"model\": \"llama3\", \"messages\": [{\"role\": \"user\", "
+           "\"content\": \"hello\"}]}'; echo; env | grep -c sk-the-real-one || true")
+    with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
+        fake.app.api_key = "sk-the-real-one"
+        llm = json.dumps([{"url": fake.url, "kind": "openai", "name": "local",
+                           "api_key_file": str(key)}])
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
+                                env=_agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm),
+                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
+        try:
+            n = owner.post("/repos/owner/tasks/issues", json={
+                "title": "ask the model", "body": f"```bzzz\n{ask}\n```",
+                "labels": ["bzzz"]}).json()["number"]
+            wait_for(lambda: any("🤖" in c["body"] for c in _comments(owner, n)), 90,
+                     what="the result comment")
+            body = next(c["body"] for c in _comments(owner, n) if "🤖" in c["body"])
+            assert "chat.completion" in body and "✅ **succeeded**" in body, body
+            assert "sk-the-real-one" not in body
+            assert "\n0\n" in body  # no variable of the task holds the key
+            prompt = fake.app.requests[-1]
+            assert prompt["path"] == "/v1/chat/completions"
+            assert "🤖 Model `local`: 1 requests" in body
+            # the model now refuses the node's key: the command exits 0, the run is failed
+            fake.app.api_key = "sk-rotated-elsewhere"
+            m = owner.post("/repos/owner/tasks/issues", json={
+                "title": "ask again", "body": f"```bzzz\n{ask}\n```",
+                "labels": ["bzzz"]}).json()["number"]
+            wait_for(lambda: any("🤖" in c["body"] for c in _comments(owner, m)), 90,
+                     what="the second result comment")
+            body = next(c["body"] for c in _comments(owner, m) if "🤖" in c["body"])
+            assert "❌ **failed**" in body and "answered 401" in body, body
+            wait_for(lambda: "bzzz:failed" in {
+                x["name"] for x in owner.get(f"/repos/owner/tasks/issues/{m}").json()["labels"]},
+                30, what="the failed label")
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+    assert "sk-the-real-one" not in (tmp_path / "gw.log").read_text()

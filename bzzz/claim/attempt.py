@@ -462,12 +462,19 @@ class Attempt:
         doc = route.egress.doc()
         doc["beyond_ceiling"] = list(route.allow.beyond_ceiling)
         if self.outcome is not None:
-            self.outcome.result.extra["egress"] = doc
+            result = self.outcome.result
+            result.extra["egress"] = doc
+            failure = route.egress.model_failure
+            if failure and result.status == "succeeded":
+                # the CLI may exit 0 after its model refused it: nothing it left is work
+                result.status, self.outcome.reason = "failed", failure
+                result.output = (result.output + f"\n[bzzz] {failure}").lstrip("\n")
         self.svc._decide(Decision.EGRESS, self.task, hosts=sorted(doc["hosts"]),
                          requests=sum(h["requests"] for h in doc["hosts"].values()),
                          bytes_out=doc["bytes_out"], bytes_in=doc["bytes_in"],
                          refused=sorted(doc["refused"])[:50],
-                         refused_total=doc["refused_total"])
+                         refused_total=doc["refused_total"], models=doc["models"],
+                         model_failure=doc["model_failure"])
 
     @property
     def status(self) -> Status | None:

@@ -55,6 +55,13 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
         for target, why in list(refused.items())[:20]:
             n = sum(why.values())
             lines.append(f"- `{target}`: {', '.join(why)}" + (f" (×{n})" if n > 1 else ""))
+    for name, use in list((doc.get("models") or {}).items())[:10]:
+        lines.append(f"🤖 Model `{name}`: {int(use.get('requests', 0))} requests, "
+                     f"{int(use.get('tokens_in', 0)):,} tokens in, "
+                     f"{int(use.get('tokens_out', 0)):,} out"
+                     + (f", {int(use['refused'])} refused" if use.get("refused") else "") + ".")
+    if doc.get("model_failure"):
+        lines.append(f"⚠️ {doc['model_failure']}: the run counts as failed.")
     for entry in (doc.get("beyond_ceiling") or [])[:20]:
         lines.append(f"- `.bzzz.toml` asked for `{entry}`, beyond this node's `task_egress_max`")
     return lines

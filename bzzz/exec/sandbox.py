@@ -508,7 +508,7 @@ class BwrapSandbox:
         way_out = None
         if route is not None and self.network == "gateway":
             assert self.gateway is not None
-            way_out, env = route.socket_path, {**env, **inside.proxy_env()}
+            way_out, env = route.socket_path, {**env, **route.env()}
             argv = inside.wrap_argv(self.gateway.python, list(argv))
         try:
             # The environment is bubblewrap's own (not --setenv: argv is world-readable in

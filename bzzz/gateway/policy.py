@@ -15,11 +15,21 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import PolicyError
 from .allow import Rule
 
-__all__ = ["Egress", "HostUse", "dialable"]
+__all__ = ["Egress", "HostUse", "ModelUse", "GatewayRefusal", "dialable"]
 
 REFUSED_KEPT = 200  # distinct refused hosts an account lists (the rest only counted)
+
+
+class GatewayRefusal(PolicyError):
+    """A request the gateway answers with an error status; ``counted``: the target it is
+    counted against on the task's account (None: not counted)."""
+
+    def __init__(self, status: int, why: str, counted: str | None = None) -> None:
+        super().__init__(why)
+        self.status, self.why, self.counted = status, why, counted
 
 
 def dialable(address: str, rule: Rule) -> bool:
@@ -49,10 +59,24 @@ class HostUse:
 
 
 @dataclass
+class ModelUse:
+    requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    refused: int = 0  # requests the gateway or the model refused (401/403, a budget)
+
+    def doc(self) -> dict[str, int]:
+        return {"requests": self.requests, "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out, "refused": self.refused}
+
+
+@dataclass
 class Egress:
     """One task's use of the gateway."""
 
     hosts: dict[str, HostUse] = field(default_factory=dict)
+    models: dict[str, ModelUse] = field(default_factory=dict)  # endpoint name -> use
+    model_failure: str | None = None  # the first model refusal: the run cannot have worked
     refused: dict[str, dict[str, int]] = field(default_factory=dict)  # host:port -> why -> n
     refused_total: int = 0
 
@@ -67,6 +91,8 @@ class Egress:
 
     def doc(self) -> dict[str, Any]:
         return {"hosts": {h: u.doc() for h, u in sorted(self.hosts.items())},
+                "models": {m: u.doc() for m, u in sorted(self.models.items())},
+                "model_failure": self.model_failure,
                 "refused": {h: dict(r) for h, r in sorted(self.refused.items())},
                 "refused_total": self.refused_total,
                 "bytes_out": sum(u.bytes_out for u in self.hosts.values()),

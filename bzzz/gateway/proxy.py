@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -28,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import trio
 
-from ..errors import PolicyError, closing_quietly
-from . import forwarder
+from ..errors import closing_quietly
+from . import forwarder, inside
 from .allow import Allowlist, Rule, normalize_host, valid_host
-from .policy import Egress, HostUse, dialable
+from .models import ModelEndpoint, forward, model_env
+from .policy import Egress, HostUse, GatewayRefusal, dialable
 
 __all__ = ["Gateway", "Route"]
 
@@ -43,25 +46,25 @@ HEAD_LIMIT = 16 * 1024  # bytes of a request's head
 HEAD_TIMEOUT = 10.0  # seconds for a client to send its request's head
 CONNECT_TIMEOUT = 10.0  # seconds to reach an allowed host
 CHUNK = 64 * 1024
+MODEL_TIMEOUT = 600.0  # seconds a model may think before its answer's next bytes
 HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
-
-
-class _Refused(PolicyError):
-    """Internal: a request the gateway answers with an error status."""
-
-    def __init__(self, status: int, why: str, counted: str | None = None) -> None:
-        super().__init__(why)
-        self.status, self.why, self.counted = status, why, counted
 
 
 @dataclass
 class Route:
-    """One task's way out: its socket, its allowlist and its account."""
+    """One task's way out: its socket, its allowlist, its account, and the capability its
+    model clients present (bzzz/gateway/models.py)."""
 
     task: str
     socket_path: Path
     allow: Allowlist
     egress: Egress = field(default_factory=Egress)
+    capability: str = field(default_factory=lambda: "bzzz-task-" + secrets.token_urlsafe(32))
+    models: list[ModelEndpoint] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """What the task's environment gets: the proxy, and its model routes."""
+        return {**inside.proxy_env(), **model_env(inside.PROXY, self.models, self.capability)}
 
 
 PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")  # visible in every sandbox
@@ -76,6 +79,8 @@ class Gateway:
     refused_by_host: Counter[str] = field(default_factory=Counter)  # node-wide, for metrics
     routes: dict[str, Route] = field(default_factory=dict)
     python: str = ""  # the interpreter the forwarder runs with inside a sandbox
+    models: list[ModelEndpoint] = field(default_factory=list)  # the node's [[llm]]
+    http: httpx.AsyncClient | None = None  # to the model endpoints (made when first used)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,7 @@ class Gateway:
         """Serve ``task``'s socket while the block runs; the socket is removed after."""
         name = "".join(c if c.isalnum() else "-" for c in task)[:60]
         path = self.directory / f"{name}-{os.urandom(6).hex()}.sock"
-        route = Route(task, path, allow)
+        route = Route(task, path, allow, models=list(self.models))
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         await sock.bind(str(path))
         os.chmod(path, 0o666)  # the task's user connects; only the sandbox sees this path
@@ -117,7 +122,7 @@ class Gateway:
             try:
                 head, rest = await _read_head(client)
                 await self._dispatch(client, route, head, rest)
-            except _Refused as refused:
+            except GatewayRefusal as refused:
                 if refused.counted:
                     route.egress.refuse(refused.counted, refused.why)
                     self.refused_by_host[refused.counted.rsplit(":", 1)[0]] += 1
@@ -134,8 +139,12 @@ class Gateway:
         line, _, headers = head.partition(b"\r\n")
         parts = line.split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            raise _Refused(400, "not an HTTP/1.x request")
+            raise GatewayRefusal(400, "not an HTTP/1.x request")
         method, target = parts[0].decode("latin-1"), parts[1].decode("latin-1")
+        local = _local_path(target)
+        if local is not None:
+            await self._model(client, route, method, local, headers, rest)
+            return
         if method == "CONNECT":
             host, port = _host_port(target, None)
             upstream, use = await self._open(route, host, port)
@@ -148,7 +157,7 @@ class Gateway:
             return
         url = urlsplit(target)
         if url.scheme != "http" or not url.hostname:
-            raise _Refused(400, "send https through CONNECT, and http as an absolute URL")
+            raise GatewayRefusal(400, "send https through CONNECT, and http as an absolute URL")
         host, port = normalize_host(url.hostname), url.port or 80
         upstream, use = await self._open(route, host, port)
         async with upstream:
@@ -162,17 +171,38 @@ class Gateway:
             await upstream.send_all(out + rest)
             await _relay(client, upstream, use)
 
+    async def _model(self, client: trio.abc.Stream, route: Route, method: str, path: str,
+                     headers: bytes, rest: bytes) -> None:
+        """``/llm/<name>/<path>``: the task's model route (bzzz/gateway/models.py)."""
+        _, _, tail = path.partition("/llm/")
+        name, _, rest_path = tail.partition("/")
+        ep = next((m for m in route.models if m.name == name), None) \
+            if path.startswith("/llm/") else None
+        if ep is None:
+            known = ", ".join(m.name for m in route.models) or "none configured"
+            raise GatewayRefusal(404, f"no model route {path[:80]!r} (routes: {known})")
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(MODEL_TIMEOUT, connect=10.0))
+        pairs = [(n.strip().lower(), v.strip()) for n, _, v in
+                 (h.partition(b":") for h in headers.split(b"\r\n") if h)]
+        await forward(client, self.http, ep, route.egress, route.capability, method,
+                      "/" + rest_path, pairs, rest)
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+
     async def _open(self, route: Route, host: str, port: int) -> tuple[trio.SocketStream,
                                                                          HostUse]:
         if not valid_host(host):  # never echoed: it could be anything a task wrote
-            raise _Refused(400, "not a host name or address", "(not a host name)")
+            raise GatewayRefusal(400, "not a host name or address", "(not a host name)")
         target = f"{host}:{port}"
         rule = route.allow.allows(host, port)
         if rule is None:
-            raise _Refused(403, f"{target} is not on this task's allowlist", target)
+            raise GatewayRefusal(403, f"{target} is not on this task's allowlist", target)
         addrs = await _resolve(rule, host, port)
         if not addrs:
-            raise _Refused(403, f"{target} resolves to no address the gateway may dial",
+            raise GatewayRefusal(403, f"{target} resolves to no address the gateway may dial",
                            target)
         last: OSError | None = None
         for addr in addrs:
@@ -185,7 +215,7 @@ class Gateway:
             use = route.egress.use(host, port)
             use.connections += 1
             return stream, use
-        raise _Refused(502, f"{target} did not answer ({type(last).__name__})")
+        raise GatewayRefusal(502, f"{target} did not answer ({type(last).__name__})")
 
 
 async def _resolve(rule: Rule, host: str, port: int) -> list[str]:
@@ -200,11 +230,24 @@ async def _resolve(rule: Rule, host: str, port: int) -> list[str]:
     return [a for a in dict.fromkeys(found) if dialable(a, rule)]
 
 
+def _local_path(target: str) -> str | None:
+    """The path of a request meant for the gateway itself: origin form, or an absolute URL
+    naming the forwarder's own address (a client whose proxy variables apply to its base
+    URL too)."""
+    if target.startswith("/"):
+        return target
+    url = urlsplit(target)
+    if url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost") and \
+            (url.port or 80) == inside.PROXY_PORT:
+        return (url.path or "/") + (f"?{url.query}" if url.query else "")
+    return None
+
+
 def _host_port(target: str, default: int | None) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         if default is None:
-            raise _Refused(400, "CONNECT needs host:port")
+            raise GatewayRefusal(400, "CONNECT needs host:port")
         return normalize_host(target), default
     return normalize_host(host), int(port)
 
@@ -215,13 +258,13 @@ async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
     with trio.move_on_after(HEAD_TIMEOUT) as scope:
         while b"\r\n\r\n" not in buf:
             if len(buf) > HEAD_LIMIT:
-                raise _Refused(431, "request head too large")
+                raise GatewayRefusal(431, "request head too large")
             chunk = await stream.receive_some(CHUNK)
             if not chunk:
-                raise _Refused(400, "connection closed before the request's head")
+                raise GatewayRefusal(400, "connection closed before the request's head")
             buf += chunk
     if scope.cancelled_caught:
-        raise _Refused(408, "no request head in time")
+        raise GatewayRefusal(408, "no request head in time")
     head, _, rest = buf.partition(b"\r\n\r\n")
     return head, rest
 

@@ -1,0 +1,239 @@
+"""Model routes through the task gateway (bzzz/gateway/models.py): the official openai,
+anthropic and ollama Python clients, run in a real bubblewrap sandbox with only the gateway,
+reach scripted model servers with the keys the gateway holds; the sandbox never sees a key;
+the tokens the gateway counts are the servers' own, streams included."""
+
+import http.server
+import json
+import shutil
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import trio
+
+from bzzz.gateway import forwarder, inside
+from bzzz.gateway.allow import Allowlist
+from bzzz.gateway.models import ModelEndpoint, model_env
+from bzzz.gateway.proxy import Gateway
+from bzzz.gateway.usage import Meter
+from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
+
+REAL_KEY = "sk-real-key-held-by-the-agent"
+SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+# -- the usage meter (a core) ---------------------------------------------------------------
+
+def test_the_meter_reads_every_dialect_in_any_pieces():
+    cases = [
+        ("application/json", b'{"usage": {"prompt_tokens": 7, "completion_tokens": 5}}', (7, 5)),
+        ("application/json", b'{"usage": {"input_tokens": 3, "output_tokens": 9}}', (3, 9)),
+        ("text/event-stream", b'data: {"choices": [], "usage": null}\n\ndata: {"choices": [],'
+         b' "usage": {"prompt_tokens": 4, "completion_tokens": 2}}\n\ndata: [DONE]\n\n', (4, 2)),
+        ("text/event-stream", b'event: message_start\ndata: {"type": "message_start", "message":'
+         b' {"usage": {"input_tokens": 25, "output_tokens": 1}}}\n\nevent: message_delta\n'
+         b'data: {"type": "message_delta", "usage": {"output_tokens": 15}}\n\n', (25, 15)),
+        ("application/x-ndjson", b'{"done": false}\n{"done": true, "prompt_eval_count": 6, '
+         b'"eval_count": 8}\n', (6, 8)),
+        ("text/event-stream", b'data: {"type": "response.completed", "response": {"usage": '
+         b'{"input_tokens": 2, "output_tokens": 3}}}\n\n', (2, 3)),
+        ("application/json", b"not json", (0, 0)),
+    ]
+    for ctype, body, want in cases:
+        for size in (1, 7, len(body)):
+            m = Meter(ctype)
+            for i in range(0, len(body), size):
+                m.feed(body[i:i + size])
+            m.close()
+            assert (m.tokens_in, m.tokens_out) == want, (ctype, size, body)
+
+
+def test_the_task_sees_capabilities_never_keys():
+    eps = [ModelEndpoint("oai", "http://x", "openai", lambda: REAL_KEY),
+           ModelEndpoint("oll", "http://y", "ollama"),
+           ModelEndpoint("claude", "https://z", "anthropic", lambda: REAL_KEY)]
+    env = model_env("http://127.0.0.1:3128", eps, "cap-1")
+    assert env["OPENAI_BASE_URL"] == "http://127.0.0.1:3128/llm/oai/v1"
+    assert env["OLLAMA_HOST"] == "http://127.0.0.1:3128/llm/oll"
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:3128/llm/claude"
+    assert env["OPENAI_API_KEY"] == env["ANTHROPIC_API_KEY"] == "cap-1"
+    assert REAL_KEY not in json.dumps(env)
+
+
+# -- a scripted Anthropic Messages server -----------------------------------------------------
+
+class _Anthropic(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    served: list = []  # (input, output) per answer
+
+    def do_POST(self):  # noqa: N802 -- http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if self.headers.get("x-api-key") != REAL_KEY or self.headers.get("authorization"):
+            return self._send(401, "application/json", json.dumps({
+                "type": "error", "error": {"type": "authentication_error",
+                                           "message": "invalid x-api-key"}}).encode())
+        words = ["Hello", " from", " the", " scripted", " server"]
+        tokens_in = 10 + len(json.dumps(body["messages"])) // 10
+        type(self).served.append((tokens_in, len(words)))
+        if not body.get("stream"):
+            return self._send(200, "application/json", json.dumps({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
+                "content": [{"type": "text", "text": "".join(words)}],
+                "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": tokens_in, "output_tokens": len(words)}}).encode())
+        events = [("message_start", {"type": "message_start", "message": {
+            "id": "msg_2", "type": "message", "role": "assistant", "content": [],
+            "model": body["model"], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": tokens_in, "output_tokens": 1}}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}})]
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                            "delta": {"type": "text_delta", "text": w}})
+                   for w in words]
+        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                   ("message_delta", {"type": "message_delta", "delta": {
+                       "stop_reason": "end_turn", "stop_sequence": None},
+                       "usage": {"output_tokens": len(words)}}),
+                   ("message_stop", {"type": "message_stop"})]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for name, doc in events:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode())
+            self.wfile.flush()
+        self.close_connection = True
+
+    def _send(self, status, ctype, data):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        return  # quiet
+
+
+CLIENTS = r"""
+import json, os, sys
+import anthropic, ollama, openai
+out = {"env": {k: v for k, v in os.environ.items() if "KEY" in k}}
+oai = openai.OpenAI()
+r = oai.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "hi there"}])
+out["openai"] = r.choices[0].message.content
+text = ""
+for chunk in oai.chat.completions.create(model="llama3", stream=True,
+                                         messages=[{"role": "user", "content": "stream it"}]):
+    if chunk.choices:
+        text += chunk.choices[0].delta.content or ""
+out["openai_stream"] = text
+cl = anthropic.Anthropic()
+m = cl.messages.create(model="claude-x", max_tokens=64,
+                       messages=[{"role": "user", "content": "hello"}])
+out["anthropic"] = m.content[0].text
+with cl.messages.stream(model="claude-x", max_tokens=64,
+                        messages=[{"role": "user", "content": "stream please"}]) as s:
+    out["anthropic_stream"] = "".join(s.text_stream)
+text = ""
+for part in ollama.Client().chat(model="llama3", stream=True,
+                                 messages=[{"role": "user", "content": "native"}]):
+    text += part["message"]["content"]
+out["ollama_stream"] = text
+try:
+    openai.OpenAI(api_key="sk-guessed").models.list()
+    out["guessed"] = "accepted"
+except openai.AuthenticationError:
+    out["guessed"] = "refused"
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
+async def test_official_clients_in_a_sandbox_use_the_agents_keys_through_the_gateway(tmp_path):
+    pytest.importorskip("openai")
+    pytest.importorskip("anthropic")
+    pytest.importorskip("ollama")
+    _Anthropic.served = []
+    claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Anthropic)
+    threading.Thread(target=claude.serve_forever, daemon=True).start()
+    script = tmp_path / "clients.py"
+    script.write_text(CLIENTS)
+    try:
+        with FakeOllamaThread() as fake:
+            fake.app.api_key = REAL_KEY
+            eps = [ModelEndpoint("local", fake.url, "openai", lambda: REAL_KEY),
+                   ModelEndpoint("native", fake.url, "ollama", lambda: REAL_KEY),
+                   ModelEndpoint("claude", f"http://127.0.0.1:{claude.server_address[1]}",
+                                 "anthropic", lambda: REAL_KEY)]
+            gw = Gateway(tmp_path / "gw", models=eps)
+            async with gw.route("t1", Allowlist()) as route:
+                env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **route.env()}
+                cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                       "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run",
+                       *inside.bwrap_args(route.socket_path, Path(forwarder.__file__)),
+                       *inside.wrap_argv(SYSTEM_PYTHON, [sys.executable, str(script)])]
+                done = await trio.run_process(cmd, env=env, capture_stdout=True,
+                                              capture_stderr=True, check=False)
+                assert done.returncode == 0, done.stderr.decode()[-3000:]
+                out = json.loads(done.stdout)
+            reply = "".join(FakeOllama().models["llama3:latest"].reply)
+            assert out["openai"] == out["openai_stream"] == out["ollama_stream"] == reply
+            assert out["anthropic"] == out["anthropic_stream"] == "Hello from the scripted server"
+            assert out["guessed"] == "refused"
+            assert REAL_KEY not in json.dumps(out["env"])
+            # the tokens counted are exactly the servers' own
+            models = route.egress.doc()["models"]
+            served = [(FakeOllama._prompt_tokens(r["body"]), len(fake.app.models[
+                "llama3:latest"].reply)) for r in fake.app.requests if "chat" in r["path"]]
+            assert [r["path"] for r in fake.app.requests if "chat" in r["path"]] == [
+                "/v1/chat/completions", "/v1/chat/completions", "/api/chat"]
+            assert (models["local"]["tokens_in"], models["local"]["tokens_out"]) == (
+                served[0][0] + served[1][0], served[0][1] + served[1][1])
+            assert (models["native"]["tokens_in"], models["native"]["tokens_out"]) == served[2]
+            assert (models["claude"]["tokens_in"], models["claude"]["tokens_out"]) == (
+                sum(i for i, _ in _Anthropic.served), sum(o for _, o in _Anthropic.served))
+            assert models["local"]["requests"] == 2 and models["local"]["refused"] == 1  # the guess
+            assert route.egress.model_failure is None
+            await gw.aclose()
+    finally:
+        claude.shutdown()
+
+
+async def _raw(path: Path, data: bytes) -> bytes:
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.connect(str(path))
+    stream = trio.SocketStream(sock)
+    await stream.send_all(data)
+    out = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            out += chunk
+    await stream.aclose()
+    return out
+
+
+async def test_a_capability_works_for_its_own_task_only(tmp_path):
+    with FakeOllamaThread() as fake:
+        fake.app.api_key = REAL_KEY
+        gw = Gateway(tmp_path / "gw", models=[
+            ModelEndpoint("local", fake.url, "openai", lambda: REAL_KEY)])
+        ask = "GET /llm/local/v1/models HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n"
+        async with gw.route("a", Allowlist()) as a:
+            async with gw.route("b", Allowlist()) as b:
+                assert (await _raw(b.socket_path, ask.format(b.capability).encode())
+                        ).startswith(b"HTTP/1.1 200")
+                theirs = await _raw(b.socket_path, ask.format(a.capability).encode())
+                assert theirs.startswith(b"HTTP/1.1 401"), theirs
+                assert REAL_KEY.encode() not in theirs
+            assert not b.socket_path.exists()  # b ended: its way out, and key, are gone
+        # a model that refuses the agent's key: the run is marked as failed
+        fake.app.api_key = "another"
+        async with gw.route("c", Allowlist()) as c:
+            out = await _raw(c.socket_path, ask.format(c.capability).encode())
+            assert out.startswith(b"HTTP/1.1 401")
+            assert "answered 401" in (c.egress.model_failure or "")
+        await gw.aclose()
