@@ -52,6 +52,21 @@ def _transport(host: str) -> tuple[httpx.AsyncHTTPTransport, str]:
     raise EngineError(0, f"unsupported engine address {host!r} (use unix:///path or tcp://host:port)")
 
 
+def _json(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        raise EngineError(resp.status_code, f"not JSON: {resp.text[:100]!r}") from None
+
+
+def _object(resp: httpx.Response) -> dict[str, Any]:
+    """An answer's JSON object; EngineError when the engine sent something else."""
+    body = _json(resp)
+    if not isinstance(body, dict):
+        raise EngineError(resp.status_code, f"not a JSON object: {resp.text[:100]!r}")
+    return body
+
+
 def _message(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -81,10 +96,11 @@ class Engine:
         await self._client.aclose()
 
     async def _call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
-                    timeout: float | None | httpx.USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT,
                     **kwargs: Any) -> httpx.Response:
+        """One request (``kwargs``: httpx's, ``timeout`` included: the client's when not
+        given); EngineError when it fails or its status is not ``ok``."""
         try:
-            resp = await self._client.request(method, path, timeout=timeout, **kwargs)
+            resp = await self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise EngineError(0, f"container engine at {self.host} unreachable: {exc}") from None
         if resp.status_code not in ok:
@@ -93,15 +109,15 @@ class Engine:
 
     # -- the engine ------------------------------------------------------------------------
 
-    async def ping(self, timeout: float = 3.0) -> bool:
+    async def ping(self, timeout: float = 3.0) -> bool:  # noqa: ASYNC109 - httpx's, per request
         try:
             resp = await self._client.get("/_ping", timeout=timeout)
         except httpx.HTTPError:
             return False
         return resp.status_code == 200
 
-    async def version(self) -> dict:
-        return (await self._call("GET", "/version")).json()
+    async def version(self) -> dict[str, Any]:
+        return _object(await self._call("GET", "/version"))
 
     async def is_podman(self) -> bool:
         """podman's compatible service (its tmpfs mounts copy up what they cover unless
@@ -121,10 +137,13 @@ class Engine:
 
     # -- containers ------------------------------------------------------------------------
 
-    async def create(self, body: dict, name: str | None = None) -> str:
+    async def create(self, body: dict[str, Any], name: str | None = None) -> str:
         params = {"name": name} if name else {}
         resp = await self._call("POST", "/containers/create", params=params, json=body)
-        return resp.json()["Id"]
+        cid = _object(resp).get("Id")
+        if not isinstance(cid, str):
+            raise EngineError(resp.status_code, f"no container id in {resp.text[:100]!r}")
+        return cid
 
     async def start(self, cid: str) -> None:
         await self._call("POST", f"/containers/{cid}/start", ok=(204, 304))
@@ -132,10 +151,10 @@ class Engine:
     async def wait(self, cid: str) -> int:
         """Block until the container stops; its exit status."""
         resp = await self._call("POST", f"/containers/{cid}/wait", timeout=None)
-        return int(resp.json().get("StatusCode", -1))
+        return int(_object(resp).get("StatusCode", -1))
 
-    async def inspect(self, cid: str) -> dict:
-        return (await self._call("GET", f"/containers/{cid}/json")).json()
+    async def inspect(self, cid: str) -> dict[str, Any]:
+        return _object(await self._call("GET", f"/containers/{cid}/json"))
 
     async def kill(self, cid: str, signal: str = "KILL") -> None:
         # 409: not running any more; 404: already gone
@@ -153,10 +172,13 @@ class Engine:
                                 ok=(200, 204, 404))
         return resp.status_code != 404
 
-    async def list(self, labels: dict[str, str]) -> list[dict]:
+    async def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
         resp = await self._call("GET", "/containers/json", params={"all": 1, "filters": filters})
-        return resp.json()
+        found = _json(resp)
+        if not isinstance(found, list):
+            raise EngineError(resp.status_code, f"not a JSON list: {resp.text[:100]!r}")
+        return [c for c in found if isinstance(c, dict)]
 
     @asynccontextmanager
     async def attach(self, cid: str) -> AsyncIterator["AttachStream"]:

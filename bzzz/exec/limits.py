@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from .sandbox import RunAs
@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 TMP_SIZE = 256 << 20  # the private /tmp of a task, bubblewrap and containers alike
 CONTROLLERS = ("memory", "pids")
 AGENT_LEAF = "bzzz-agent"
+
+
+class Enforced(TypedDict):
+    """One limit on a task's resources, and how it is enforced (None: no limit)."""
+
+    limit: str | int | float | None
+    how: str
+
+
+# what a sandbox says it enforces: Enforced by resource, and (bubblewrap) "cgroup": a note
+Status = dict[str, Enforced | str]
 
 
 def _human(n: int) -> str:
@@ -167,8 +178,11 @@ class TaskLimits:
         self.uid = user.uid if user else os.geteuid()
 
     # what is enforced, and how
-    def status(self) -> dict[str, dict]:
+    def resources(self) -> dict[str, Enforced]:
+        """Each limit on a task's resources, and how it is enforced here."""
         mem = _human(self.memory)
+        memory: Enforced
+        pids: Enforced
         if self.cgroup is not None:
             memory = {"limit": mem, "how": "cgroup memory.max: the whole task, no swap"}
             pids = {"limit": self.pids, "how": "cgroup pids.max"}
@@ -181,14 +195,17 @@ class TaskLimits:
         return {"memory": memory, "pids": pids,
                 "file_size": {"limit": _human(self.disk), "how": "RLIMIT_FSIZE: each file"},
                 "tmp": {"limit": _human(TMP_SIZE), "how": "tmpfs size"},
-                "cpus": {"limit": None, "how": "no CPU limit outside a container"},
-                "cgroup": self.cgroup_note}
+                "cpus": {"limit": None, "how": "no CPU limit outside a container"}}
+
+    def status(self) -> Status:
+        """The limits, and where tasks get a cgroup (``cgroup``)."""
+        return {**self.resources(), "cgroup": self.cgroup_note}
 
     def describe(self) -> str:
         """One phrase for the start-up line: each limit, and how it is enforced."""
         parts = [f"{k} {v['limit']} ({v['how']})" if v["limit"] is not None
                  else f"{k} unlimited ({v['how']})"
-                 for k, v in self.status().items() if k != "cgroup"]
+                 for k, v in self.resources().items()]
         return "limits: " + ", ".join(parts) + f"; {self.cgroup_note}"
 
     # per task

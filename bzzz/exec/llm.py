@@ -20,7 +20,7 @@ from ..errors import ExecError
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -149,8 +149,9 @@ def _doc_message(doc: Any) -> str:
                 return msg
             return json.dumps(err)[:200]
         for key in ("message", "detail"):
-            if isinstance(doc.get(key), str):
-                return doc[key]
+            value = doc.get(key)
+            if isinstance(value, str):
+                return value
     return ""
 
 
@@ -191,7 +192,7 @@ def _transport_error(ep: Endpoint, exc: Exception, connect_timeout: float,
 # --- discovery -------------------------------------------------------------------------------
 
 async def _get_json(http: httpx.AsyncClient, url: str, headers: dict[str, str],
-                    timeout: float) -> tuple[int, Any]:
+                    timeout: float) -> tuple[int, Any]:  # noqa: ASYNC109 - httpx's, per request
     resp = await http.get(url, headers=headers, timeout=timeout)
     try:
         return resp.status_code, resp.json()
@@ -199,7 +200,7 @@ async def _get_json(http: httpx.AsyncClient, url: str, headers: dict[str, str],
         return resp.status_code, None
 
 
-def _merge(*groups: list[str]) -> list[str]:
+def _merge(*groups: Iterable[object]) -> list[str]:
     seen: dict[str, None] = {}
     for group in groups:
         for name in group:
@@ -208,7 +209,8 @@ def _merge(*groups: list[str]) -> list[str]:
     return list(seen)
 
 
-async def probe(http: httpx.AsyncClient, ep: Endpoint, timeout: float) -> Endpoint:
+async def probe(http: httpx.AsyncClient, ep: Endpoint,
+                timeout: float) -> Endpoint:  # noqa: ASYNC109 - httpx's, per request
     """``ep`` with its kind resolved and its models: what the server lists (Ollama's
     ``llama3:latest`` is offered as ``llama3`` too) followed by the configured ones. The
     returned URL is the server's root (a trailing ``/v1`` is dropped). Raises
@@ -273,7 +275,8 @@ def _probe_down(ep: Endpoint, exc: Exception | None, timeout: float) -> LLMError
 
 
 async def context_length(http: httpx.AsyncClient, ep: Endpoint, model: str,
-                         timeout: float = 10.0) -> int | None:
+                         timeout: float = 10.0  # noqa: ASYNC109 - httpx's, per request
+                         ) -> int | None:
     """The model's context length in tokens: ``ep.context`` when configured; for Ollama,
     ``model_info["<architecture>.context_length"]`` from ``POST /api/show`` (the model's
     trained maximum; Ollama may run it with a smaller ``num_ctx``); otherwise None. Raises
@@ -330,7 +333,7 @@ class _State:
 
 
 async def stream_chat(http: httpx.AsyncClient, ep: Endpoint, model: str,
-                      messages: list[dict], *, system: str | None = None,
+                      messages: list[dict[str, Any]], *, system: str | None = None,
                       temperature: float | None = None, max_tokens: int | None = None,
                       connect_timeout: float = 10, first_token_timeout: float = 60,
                       total_timeout: float = 600,
@@ -375,8 +378,13 @@ async def stream_chat(http: httpx.AsyncClient, ep: Endpoint, model: str,
                   time.perf_counter() - t0, st.model)
 
 
-def _chat_request(ep: Endpoint, model: str, messages: list[dict], system: str | None,
-                  temperature: float | None, max_tokens: int | None):
+# reads a streamed answer into the state
+Parser = Callable[[httpx.Response, _State, Endpoint], Awaitable[None]]
+
+
+def _chat_request(ep: Endpoint, model: str, messages: list[dict[str, Any]],
+                  system: str | None, temperature: float | None,
+                  max_tokens: int | None) -> tuple[str, dict[str, Any], Parser]:
     """The streaming chat request in the endpoint's dialect: its URL, its JSON body, and
     the parser of its answer."""
     msgs = list(messages)
@@ -449,7 +457,7 @@ def _lenient(line: str, ep: Endpoint, st: _State) -> Any:
         raise _bad_line(ep, st, line) from None
 
 
-async def _lines(resp: httpx.Response):
+async def _lines(resp: httpx.Response) -> AsyncIterator[list[str]]:
     """The body as lists of complete lines, decoded once per network read (UTF-8 is split at
     newlines only, which never fall inside a character); a last line without its newline
     comes at the end."""
@@ -559,7 +567,7 @@ def _sse_event(payload: str, event: str, st: _State, ep: Endpoint) -> bool:
     return _openai_chunk(doc, st)
 
 
-def _openai_chunk(doc: dict, st: _State) -> bool:
+def _openai_chunk(doc: dict[str, Any], st: _State) -> bool:
     """An OpenAI chat chunk into the state: its text (the first text, reasoning or tool
     call starts the answer's clock), finish_reason, usage and model. True when it carried
     a finish_reason."""

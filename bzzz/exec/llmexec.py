@@ -19,16 +19,18 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import trio
 
 from ..redact import redact
 from .executor import Job, Outcome
-from .llm import Endpoint, LLMError, context_length, estimate_tokens, probe, stream_chat
+from .llm import Answer, Endpoint, LLMError, context_length, estimate_tokens, probe, stream_chat
 from .shell import Result
 
 DEFAULT_SYSTEM = ("You are a careful software engineer working in a repository. Answer the "
@@ -53,12 +55,20 @@ def extract_diff(answer: str) -> str | None:
     return None
 
 
+class Git(Protocol):
+    """What applying a diff needs of ``bzzz.repo.git.Git``."""
+
+    async def run(self, args: Sequence[str], *, what: str, cwd: Path | None = None,
+                  check: bool = True, config: Sequence[tuple[str, str]] = ()
+                  ) -> subprocess.CompletedProcess[bytes]: ...
+
+
 class LLMExecutor:
     name = "llm"
 
     def __init__(self, endpoints: Sequence[Endpoint], *, connect_timeout: float = 10.0,
                  first_token_timeout: float = 120.0, default_context: int = 4096,
-                 git=None) -> None:
+                 git: Git | None = None) -> None:
         self.configured = list(endpoints)
         self.endpoints: list[Endpoint] = []
         self.connect_timeout = connect_timeout
@@ -211,7 +221,7 @@ def _failed(job: Job, start: float, why: str, missing: list[str],
     return Outcome(result, missing, why)
 
 
-def _sampling(options: dict) -> tuple[float | None, int | None]:
+def _sampling(options: Mapping[str, str]) -> tuple[float | None, int | None]:
     """A job's temperature= and max_tokens= (None when not given); ValueError if not numbers."""
     temperature = float(options["temperature"]) if "temperature" in options else None
     max_tokens = int(options["max_tokens"]) if "max_tokens" in options else None
@@ -243,7 +253,8 @@ def _notes(left_out: list[str], finish_reason: str | None, max_tokens: int | Non
     return notes
 
 
-def _result(job: Job, start: float, model: str, answer, first_at: list[float]) -> Result:
+def _result(job: Job, start: float, model: str, answer: Answer,
+            first_at: list[float]) -> Result:
     text = answer.text
     dur = round(trio.current_time() - start, 3)
     tail = text[-64 * 1024:]

@@ -55,17 +55,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 
 from ..gateway import inside
 from ..gateway.proxy import Gateway
 from .container import Engine, EngineError, resolve_host
-from .limits import TMP_SIZE, TaskLimits, cgroup_root
+from .limits import TMP_SIZE, Status, TaskLimits, cgroup_root
 
 DRAIN = 0.25  # seconds to collect output left in the pipe after the task's main process ends
 CLEANUP = 20.0  # bound on removing a container after the task (engine may be slow)
@@ -75,6 +75,9 @@ NOBODY = 65534
 SYSTEM_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
                   "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d")
 SYSTEM_SECRET_GLOBS = (("/etc/ssh", "ssh_host_*_key"),)
+# keyword arguments that start a task's process as someone (trio.lowlevel.open_process's,
+# which are subprocess.Popen's: user, group, extra_groups, preexec_fn)
+PopenOptions = dict[str, Any]
 
 
 class SandboxError(ExecError):
@@ -115,12 +118,13 @@ class Sandbox(Protocol):
 
     def describe(self) -> str: ...
 
-    def enforced(self) -> dict: ...
+    def enforced(self) -> Status: ...
 
     async def reap(self) -> int: ...
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
-                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  timeout: float,  # noqa: ASYNC109 - the task's limit: it ends as "timeout"
+                  max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
                   read_only: Sequence[Path] = (),
                   on_output: Callable[[bytes], None] | None = None) -> Outcome: ...
@@ -219,13 +223,14 @@ def _own_workspace(paths: Sequence[Path | None], user: RunAs | None) -> None:
 
 
 def _prepare(workspace: Path, output_dir: Path | None,
-             user: RunAs | None) -> tuple[Path, Path | None, dict]:
+             user: RunAs | None) -> tuple[Path, Path | None, PopenOptions]:
     """The resolved workspace and output directory, handed to ``user``, and the process
     options that start the task (or its sandbox) as that user."""
     ws = Path(workspace).resolve()
     out = Path(output_dir).resolve() if output_dir else None
     _own_workspace([ws, out], user)
-    popen = {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    popen: PopenOptions = ({"user": user.uid, "group": user.gid, "extra_groups": []}
+                           if user else {})
     return ws, out, popen
 
 
@@ -264,8 +269,9 @@ class _Records:
         return count
 
 
-async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
-                       max_output: int, kill_grace: float, popen: dict,
+async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str],
+                       timeout: float,  # noqa: ASYNC109 - the task's limit: ends as "timeout"
+                       max_output: int, kill_grace: float, popen: PopenOptions,
                        records: _Records | None,
                        on_output: Callable[[bytes], None] | None = None) -> Outcome:
     """Run ``argv`` as a new process group; output into a bounded tail; on timeout or
@@ -279,30 +285,34 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str], timeo
             stderr=subprocess.STDOUT, start_new_session=True, **popen)
     except (OSError, ValueError, UnicodeError, subprocess.SubprocessError) as exc:
         return _refused(f"could not start the task: {exc}")
+    output = proc.stdout
+    assert output is not None  # stdout=PIPE
     record = records.add(proc.pid) if records else None
     finished = False
     try:
-        status = await _supervise(proc, tail, on_output, timeout, kill_grace)
+        status = await _supervise(proc, output, tail, on_output, timeout, kill_grace)
         finished = True
     finally:
         if not finished:  # cancelled (or worse): the whole tree goes, then it propagates
             await _stop(proc, kill_grace)
         with trio.CancelScope(shield=True):
-            await proc.stdout.aclose()
+            await output.aclose()
         if record is not None:
             record.unlink(missing_ok=True)
     return Outcome(status, proc.returncode, round(time.monotonic() - start, 3), tail.text(),
                    tail.total, tail.truncated)
 
 
-async def _supervise(proc, tail: Tail, on_output: Callable[[bytes], None] | None,
-                     timeout: float, kill_grace: float) -> str:
+async def _supervise(proc: trio.Process, output: trio.abc.ReceiveStream, tail: Tail,
+                     on_output: Callable[[bytes], None] | None,
+                     timeout: float,  # noqa: ASYNC109 - the task's limit: ends as "timeout"
+                     kill_grace: float) -> str:
     """Wait for the process within ``timeout`` (stopping its group past it) while its
     output is read, then SIGKILL what stayed in its group and drain the output a little:
     "succeeded", "failed" or "timeout"."""
     done = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_output, proc, tail, on_output, done)
+        nursery.start_soon(_read_output, output, tail, on_output, done)
         with trio.move_on_after(timeout) as scope:
             await proc.wait()
         if scope.cancelled_caught:
@@ -317,11 +327,11 @@ async def _supervise(proc, tail: Tail, on_output: Callable[[bytes], None] | None
     return status
 
 
-async def _read_output(proc, tail: Tail, on_output: Callable[[bytes], None] | None,
-                       done: trio.Event) -> None:
+async def _read_output(output: trio.abc.ReceiveStream, tail: Tail,
+                       on_output: Callable[[bytes], None] | None, done: trio.Event) -> None:
     """The process's output into the tail (and to ``on_output``) until it closes."""
     try:
-        async for chunk in proc.stdout:
+        async for chunk in output:
             tail.add(chunk)
             if on_output is not None:
                 on_output(chunk)
@@ -330,7 +340,7 @@ async def _read_output(proc, tail: Tail, on_output: Callable[[bytes], None] | No
     done.set()
 
 
-async def _stop(proc, kill_grace: float) -> None:
+async def _stop(proc: trio.Process, kill_grace: float) -> None:
     """SIGTERM the process's group, SIGKILL it after ``kill_grace``; shielded."""
     with trio.CancelScope(shield=True):
         _kill_group(proc.pid, signal.SIGTERM)
@@ -363,7 +373,7 @@ class NoSandbox:
         return (f"none (NO isolation: tasks run {who} and can read whatever that user can, "
                 "the agent's secrets included)")
 
-    def enforced(self) -> dict:
+    def enforced(self) -> Status:
         """The limits on a task's resources, and how each is enforced: none here."""
         return {}
 
@@ -371,7 +381,8 @@ class NoSandbox:
         return self.records.reap() if self.records else 0
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
-                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  timeout: float,  # noqa: ASYNC109 - the task's limit: it ends as "timeout"
+                  max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
                   read_only: Sequence[Path] = (),
                   on_output: Callable[[bytes], None] | None = None) -> Outcome:
@@ -425,7 +436,7 @@ class BwrapSandbox:
         return (f"bwrap ({spaces}; /usr /etc read-only; workspace only writable; "
                 f"{len(self.hidden)} secret paths hidden; {self.limits.describe()}{who})")
 
-    def enforced(self) -> dict:
+    def enforced(self) -> Status:
         return self.limits.status()
 
     def _system_args(self) -> list[str]:
@@ -490,7 +501,8 @@ class BwrapSandbox:
         return self.records.reap()
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
-                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  timeout: float,  # noqa: ASYNC109 - the task's limit: it ends as "timeout"
+                  max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
                   read_only: Sequence[Path] = (),
                   on_output: Callable[[bytes], None] | None = None) -> Outcome:
@@ -524,7 +536,7 @@ class BwrapSandbox:
                 group.remove()
         if group is not None and oom and outcome.status == "failed":
             outcome.note = (f"killed: out of memory (limit "
-                            f"{self.limits.status()['memory']['limit']})")
+                            f"{self.limits.resources()['memory']['limit']})")
         return outcome
 
     async def probe(self) -> str | None:
@@ -585,7 +597,7 @@ class ContainerSandbox:
                 f"cpus, {self.limits.pids} pids; read-only root, workspace only writable; "
                 f"uid {u.uid if u else '?'}; no capabilities)")
 
-    def enforced(self) -> dict:
+    def enforced(self) -> Status:
         how = "container (engine's cgroup)"
         return {"memory": {"limit": self.limits.memory, "how": how},
                 "pids": {"limit": self.limits.pids, "how": how},
@@ -603,7 +615,7 @@ class ContainerSandbox:
                                "cannot mount it") from None
 
     def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
-             output_dir: Path | None, read_only: Sequence[Path] = ()) -> dict:
+             output_dir: Path | None, read_only: Sequence[Path] = ()) -> dict[str, Any]:
         mounts = [{"Type": "bind", "Source": self._host_path(p), "Target": str(p),
                    "ReadOnly": False} for p in [ws] + ([output_dir] if output_dir else [])]
         mounts += [{"Type": "bind", "Source": self._host_path(Path(p).resolve()),
@@ -644,7 +656,8 @@ class ContainerSandbox:
         return count
 
     async def run(self, argv: list[str], workspace: Path, env: dict[str, str], *,
-                  timeout: float, max_output: int, kill_grace: float, task_id: str,
+                  timeout: float,  # noqa: ASYNC109 - the task's limit: it ends as "timeout"
+                  max_output: int, kill_grace: float, task_id: str,
                   image: str | None = None, output_dir: Path | None = None,
                   read_only: Sequence[Path] = (),
                   on_output: Callable[[bytes], None] | None = None) -> Outcome:
@@ -652,9 +665,7 @@ class ContainerSandbox:
         if why:
             return _refused(why)
         image = image or self.default_image
-        ws = Path(workspace).resolve()
-        out = Path(output_dir).resolve() if output_dir else None
-        _own_workspace([ws, out], self.chown_to)
+        ws, out, _ = _prepare(workspace, output_dir, self.chown_to)
         start = time.monotonic()
         name = f"bzzz-{_name_part(self.node_id)}-{_name_part(task_id)}-{secrets.token_hex(3)}"
         try:
@@ -688,7 +699,9 @@ class ContainerSandbox:
         return Outcome(status, code, round(time.monotonic() - start, 3), tail.text(),
                        tail.total, tail.truncated, note)
 
-    async def _attach_and_wait(self, cid: str, tail: Tail, timeout: float, kill_grace: float,
+    async def _attach_and_wait(self, cid: str, tail: Tail,
+                               timeout: float,  # noqa: ASYNC109 - the task's limit, as in run
+                               kill_grace: float,
                                on_output: Callable[[bytes], None] | None = None
                                ) -> tuple[str, int | None, str]:
         async with self.engine.attach(cid) as stream:
@@ -713,7 +726,7 @@ class ContainerSandbox:
         return ("succeeded" if code == 0 else "failed"), code, ""
 
     @staticmethod
-    async def _quietly(op) -> None:
+    async def _quietly(op: Awaitable[object]) -> None:
         try:
             await op
         except EngineError:
@@ -806,16 +819,18 @@ async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
     except SandboxError:
         await engine.aclose()
         raise
-    if workspace_host_dir is not None and workspace_root is None:
-        await engine.aclose()
-        raise SandboxError("workspace_host_dir needs workspace_root (the same directory as "
-                           "the agent sees it)")
+    wmap: tuple[Path, Path] | None = None
+    if workspace_host_dir is not None:
+        if workspace_root is None:
+            await engine.aclose()
+            raise SandboxError("workspace_host_dir needs workspace_root (the same directory as "
+                               "the agent sees it)")
+        root = Path(workspace_root).resolve()  # noqa: ASYNC240 - once, at start-up
+        wmap = (root, Path(workspace_host_dir))
     if os.geteuid() != 0:  # the agent's own user: it owns the workspaces
         user, chown_to = RunAs("agent", os.geteuid(), os.getegid()), None
     else:
         user = chown_to = user or RunAs("nobody", NOBODY, NOBODY)
-    wmap = ((Path(workspace_root).resolve(), Path(workspace_host_dir))
-            if workspace_host_dir is not None else None)
     return ContainerSandbox(engine, node_id=node_id, hidden=hidden, default_image=default_image,
                             network=network, limits=limits, user=user, chown_to=chown_to,
                             workspace_map=wmap, podman=podman)

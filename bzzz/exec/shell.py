@@ -24,6 +24,9 @@ import pwd
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import trio
 
 from .guardian import Policy, Verdict, check_async
 from .sandbox import NoSandbox, RunAs, Sandbox, Tail, bad_text
@@ -47,7 +50,7 @@ class Result:
     truncated: bool = False
     verdict: Verdict | None = None
     workspace: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskUserError(ExecError, ValueError):
@@ -110,7 +113,8 @@ def shell_argv(command: str, kind: str) -> list[str]:
 
 
 async def run_shell(command: str, workspace: str | os.PathLike[str], *,
-                    sandbox: Sandbox | None = None, timeout: float = DEFAULT_TIMEOUT,
+                    sandbox: Sandbox | None = None,
+                    timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - ends as "timeout"
                     policy: Policy | None = None, max_output: int = DEFAULT_MAX_OUTPUT,
                     env: dict[str, str] | None = None, kill_grace: float = KILL_GRACE,
                     image: str | None = None, output_dir: str | os.PathLike[str] | None = None,
@@ -118,7 +122,7 @@ async def run_shell(command: str, workspace: str | os.PathLike[str], *,
                     read_only: "list[Path] | tuple[Path, ...]" = ()) -> Result:
     """Check ``command``, then run it in ``sandbox`` (None: ``NoSandbox(user)``, the old
     behaviour; ``user`` is only used then)."""
-    ws = str(Path(workspace).resolve())
+    ws = str(await trio.Path(workspace).resolve())
     why = bad_text([command, *(env or {}).keys(), *(env or {}).values(), image or ""])
     if why:
         return Result("refused", verdict=Verdict(False, [f"command or environment {why}"]),

@@ -57,9 +57,9 @@ characters, ``syntax.py`` parses, ``walk.py`` visits the tree, ``words.py`` and
 simple command apart, ``wrappers.py`` peels wrappers off it, ``programs.py`` holds the rules
 by program and ``catalog.py`` the programs known by name, ``nested.py`` checks the text a
 command runs as bash, ``interpreters.py`` the code it gives an interpreter,
-``forkbombs.py`` finds functions that start themselves; ``checker.py`` puts them together,
-``budgets.py`` and ``verdict.py`` hold the limits and the answer, ``marks.py`` how a resolved
-word is written.
+``forkbombs.py`` finds functions that start themselves; ``checker.py`` puts them together
+(``state.py``: what the parts share), ``budgets.py`` and ``verdict.py`` hold the limits and
+the answer, ``marks.py`` how a resolved word is written.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def check(command: str, workspace: str, policy: Policy | None = None,
                                f"({type(exc).__name__}: {str(exc)[:200]})"])
 
 
-_limiter: trio.lowlevel.RunVar = trio.lowlevel.RunVar("guardian_limiter")
+_limiter: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("guardian_limiter")
 CHECK_THREADS = 4
 
 
@@ -122,6 +122,9 @@ async def check_async(command: str, workspace: str, policy: Policy | None = None
     only a backstop for a machine so loaded that the thread cannot run at all: past it the
     command is refused and the thread abandoned."""
     with trio.move_on_after(deadline):
-        return await trio.to_thread.run_sync(check, command, workspace, policy, places,
-                                             abandon_on_cancel=True, limiter=_get_limiter())
+        # (the ignore: trio-typing's stubs, which py-libp2p installs, shadow trio's own types
+        # and predate abandon_on_cancel)
+        return await trio.to_thread.run_sync(  # type: ignore[call-arg]  # stale trio stubs
+            check, command, workspace, policy, places, abandon_on_cancel=True,
+            limiter=_get_limiter())
     return Verdict(False, [f"the check took too long (over {deadline:g} s)"])

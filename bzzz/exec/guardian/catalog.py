@@ -28,7 +28,7 @@ DISK_TOOLS = {"fdisk", "sfdisk", "cfdisk", "gdisk", "sgdisk", "parted", "partpro
               "blkdiscard", "hdparm", "debugfs", "tune2fs", "resize2fs", "e2fsck", "fsck",
               "lvremove", "vgremove", "pvremove", "lvcreate", "vgcreate", "pvcreate", "zpool",
               "zfs", "mdadm", "dmsetup", "nvme", "sg_format", "flashrom", "badblocks",
-              "xfs_repair", "btrfs", "fstrim", "blockdev", "kpartx", "mount.nfs", "sgdisk"}
+              "xfs_repair", "btrfs", "fstrim", "blockdev", "kpartx", "mount.nfs"}
 POWER = {"shutdown", "reboot", "halt", "poweroff", "init", "telinit", "killall5", "kexec"}
 KERNEL = {"modprobe", "insmod", "rmmod", "depmod", "iptables", "ip6tables", "iptables-restore",
           "ip6tables-restore", "ebtables", "arptables", "nft", "ufw", "firewall-cmd",
@@ -46,7 +46,7 @@ PACKAGE_VERBS = {"install", "remove", "purge", "erase", "upgrade", "dist-upgrade
 WRITERS = {"cp", "mv", "ln", "install", "rsync", "tee", "truncate", "touch", "mkdir", "rmdir",
            "chmod", "chown", "chgrp", "chattr", "setfacl", "sed", "patch", "unzip", "tar",
            "cpio", "shred", "unlink", "split", "sort", "curl", "wget", "git", "7z", "7za",
-           "dd", "perl", "mkfifo", "mknod", "ln", "link", "csplit", "gzip", "gunzip", "xz",
+           "dd", "perl", "mkfifo", "mknod", "link", "csplit", "gzip", "gunzip", "xz",
            "bzip2"}
 NOOP_BUILTINS = {"cd", "pushd", "popd", "dirs", "export", "set", "unset", "true", "false",
                  ":", "test", "[", "[[", "exit", "return", "shift", "local", "declare",

@@ -3,14 +3,17 @@
 ``Checker`` is put together from one part an idea: the walk (``walk.py``), words and
 variables (``words.py``), paths and directories (``paths.py``), simple commands
 (``commands.py``), nested text (``nested.py``) and interpreters (``interpreters.py``), all in
-``bzzz/exec/guardian/``. The parts share the state ``Checker.__init__`` sets up; ``judge``
-screens the text, parses it, walks it and looks for fork bombs.
+``bzzz/exec/guardian/``. The parts share the state ``Checker.__init__`` sets up, and call
+one another, through ``State`` (``state.py``); ``judge`` screens the text, parses it, walks
+it and looks for fork bombs.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+
+from tree_sitter import Tree
 
 from . import syntax
 from .budgets import MAX_NODES, Budget, cpu
@@ -20,9 +23,10 @@ from .interpreters import Interpreters
 from .marks import HOME_DIR
 from .nested import Nested
 from .paths import WRITABLE_PLACES, Paths
+from .state import Ctx
 from .text import text_problem
 from .verdict import Policy, Verdict
-from .walk import Ctx, Walk
+from .walk import Walk
 from .words import Words
 
 
@@ -40,23 +44,23 @@ class Checker(Walk, Words, Paths, Commands, Nested, Interpreters):
                             if k in WRITABLE_PLACES]
         self.home_comps = tuple(c for c in HOME_DIR.split("/") if c)
         # what the verdict says
-        self.reasons: list[str] = []
-        self.notes: list[str] = []
-        self.commands: list[list[str]] = []
+        self.reasons = []
+        self.notes = []
+        self.commands = []
         # what bash would know at this point of the walk
-        self.cwds: frozenset = frozenset([ws])   # None inside: somewhere unknowable
-        self.oldcwds: frozenset = frozenset([None])
-        self.dirstack: tuple = ()
-        self.vars: dict[str, object] = {}
-        self.links: dict[tuple, tuple | None] = {}     # symlinks and hard links made
-        self.programs: dict[tuple, str] = {}           # copies of programs: path -> program
-        self.files: dict[tuple, tuple[str, str]] = {}  # written: (text|opaque|download, s)
-        self.functions: dict[str, list[tuple[str, bool]]] = {}
-        self.hashed: dict[str, str] = {}
-        self.procsubs: list = []
+        self.cwds = frozenset([ws])   # None inside: somewhere unknowable
+        self.oldcwds = frozenset([None])
+        self.dirstack = ()
+        self.vars = {}
+        self.links = {}       # symlinks and hard links made
+        self.programs = {}    # copies of programs: path -> program
+        self.files = {}       # written: (text|opaque|download, s)
+        self.functions = {}
+        self.hashed = {}
+        self.procsubs = []
         # the walk and its budgets
-        self.trees: list = []
-        self.stack: list = []
+        self.trees = []
+        self.stack = []
         self.nodes = 0
         self.error_line = 0
         self.simples = 0
@@ -67,7 +71,7 @@ class Checker(Walk, Words, Paths, Commands, Nested, Interpreters):
         if len(self.reasons) < 64:
             self.reasons.append(reason)
 
-    def parse(self, text: str):
+    def parse(self, text: str) -> Tree | None:
         """The syntax tree of ``text``, or None where bash syntax is broken (the parse stops
         at the first error; it is cut off past the time budget)."""
         tree, error_line = syntax.parse(text, self.deadline)

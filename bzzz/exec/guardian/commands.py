@@ -13,6 +13,8 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 
+from tree_sitter import Node
+
 from .budgets import MAX_ALTERNATIVES, MAX_SIMPLE, MAX_WORDS, Budget
 from .catalog import DISK_TOOLS, DOWNLOADERS, ENV_CODE, ENV_FORBIDDEN, NOOP_BUILTINS, SHELLS, \
     WRAPPERS, category
@@ -21,17 +23,19 @@ from .interpreters import interpreter_for
 from .marks import GLOB, PROC_MARK, SELF_MARK, UNK, UNQUOTE, show
 from .paths import DISK_DEVICE
 from .programs import KNOWN, PROGRAM_RULES
+from .state import IO, Ctx, Cwds, State
+from .syntax import node_bytes, node_str
 from .wrappers import unwrap
 
 _REDIRECTS = ("file_redirect", "herestring_redirect", "heredoc_redirect")
 
 
-class Commands:
+class Commands(State):
     """Simple commands and the programs they run (a part of the checker)."""
 
     # ------------------------------------------------------------------ words and redirections
 
-    def command(self, node, ctx) -> None:
+    def command(self, node: Node, ctx: Ctx) -> None:
         prefix, words, redirects = self.command_parts(node)
         if prefix:
             self.prefix_assignments(prefix, ctx)
@@ -53,9 +57,11 @@ class Commands:
                 self.simple(argv, io, ctx)
 
     @staticmethod
-    def command_parts(node) -> tuple[list, list, list]:
+    def command_parts(node: Node) -> tuple[list[Node], list[Node], list[Node]]:
         """(assignments before it, its words, its redirections) of a command node."""
-        prefix, words, redirects = [], [], []
+        prefix: list[Node] = []
+        words: list[Node] = []
+        redirects: list[Node] = []
         for c in node.children:
             t = c.type
             if t == "variable_assignment":
@@ -71,11 +77,11 @@ class Commands:
             redirects.extend(c for c in parent.children if c.type in _REDIRECTS)
         return prefix, words, redirects
 
-    def prefix_assignments(self, prefix: list, ctx) -> None:
+    def prefix_assignments(self, prefix: list[Node], ctx: Ctx) -> None:
         """``X=... cmd``: the variables that change every program, or carry code."""
         for a in prefix:
             n = a.child_by_field_name("name")
-            name = n.text.decode("utf-8", "surrogatepass") if n is not None else ""
+            name = node_str(n) if n is not None else ""
             if name in ENV_FORBIDDEN:
                 self.refuse(f"sets {name} ({ENV_FORBIDDEN[name]})")
             elif name in ENV_CODE:
@@ -85,20 +91,20 @@ class Commands:
                     if UNK not in val:
                         self.nested(val.translate(UNQUOTE), ctx, f"${name}", strict=False)
 
-    def variants(self, node) -> list[dict]:
+    def variants(self, node: Node) -> list[dict[str, str]]:
         """One environment for every combination of the alternatives the command uses."""
         multi = [k for k, v in self.vars.items() if isinstance(v, tuple)]
         if not multi:
             return [{}]
-        text = node.text
+        text = node_bytes(node)
         used = [k for k in multi if ("$" + k).encode() in text or ("${" + k).encode() in text]
-        envs: list[dict] = [{}]
+        envs: list[dict[str, str]] = [{}]
         for k in used:
             envs = [{**e, k: alt} for e in envs for alt in self.vars[k]][:MAX_ALTERNATIVES]
         return envs
 
-    def io(self, redirects) -> dict:
-        io: dict = {}
+    def io(self, redirects: list[Node]) -> IO:
+        io: IO = {}
         for r in redirects:
             t = r.type
             if t == "herestring_redirect":
@@ -114,18 +120,19 @@ class Commands:
                 self.io_file(r, io)
         return io
 
-    def io_file(self, r, io: dict) -> None:
-        desc, op = None, None
+    def io_file(self, r: Node, io: IO) -> None:
+        desc: str | None = None
+        op: str | None = None
         dest = r.child_by_field_name("destination")
         for c in r.children:
             if c.type == "file_descriptor":
-                desc = c.text.decode()
+                desc = node_bytes(c).decode()
             elif not c.is_named and op is None:
                 op = c.type
         if dest is None or op is None:
             return
-        target = self.fields(dest)
-        target = target[0] if target else ""
+        found = self.fields(dest)
+        target = found[0] if found else ""
         if op == "<" and desc in (None, "0"):
             io["stdin"] = ("file", target)
         elif op in (">", ">>", ">|", "&>", "&>>") and desc in (None, "1"):
@@ -135,14 +142,14 @@ class Commands:
 
     # ------------------------------------------------------------------ the program
 
-    def simple(self, argv: list[str], io: dict, ctx) -> None:
+    def simple(self, argv: list[str], io: IO, ctx: Ctx) -> None:
         self.simples += 1
         if self.simples > MAX_SIMPLE:
             raise Budget("too many commands to check (over %d)" % MAX_SIMPLE)
         if len(self.commands) < 256:
             self.commands.append([show(a) for a in argv])
         i = 0
-        cwds_saved = None
+        cwds_saved: Cwds | None = None
         for _ in range(64):
             if i >= len(argv):
                 return
@@ -158,7 +165,7 @@ class Commands:
                 j = unwrap(self, name, argv, i, io, ctx)
                 if j is None:
                     return
-                if name in ("env",) and isinstance(j, tuple):
+                if isinstance(j, tuple):  # env: (where the command starts, its -C)
                     j, cwd = j
                     if cwd is not None:
                         cwds_saved = cwds_saved or self.cwds
@@ -175,7 +182,7 @@ class Commands:
             if cwds_saved is not None:
                 self.cwds = cwds_saved
 
-    def program(self, word: str, args: list[str], io: dict, ctx) -> None:
+    def program(self, word: str, args: list[str], io: IO, ctx: Ctx) -> None:
         raw = word.translate(UNQUOTE)
         name = posixpath.basename(raw) or raw
         name = self.hashed.get(name, name)
@@ -194,7 +201,7 @@ class Commands:
             return
         self.rules(name, args, io, ctx, word)
 
-    def program_at(self, word: str, name: str, ctx) -> str:
+    def program_at(self, word: str, name: str, ctx: Ctx) -> str:
         """The program a path runs: a copy or link of a known one, a script the command
         wrote (checked here), or the file's own name outside the workspace."""
         link = self.where(word, follow_last=False).comps
@@ -211,7 +218,8 @@ class Commands:
                 name = comps[-1]
         return name
 
-    def pattern_program(self, word: str, name: str, args: list[str], io: dict, ctx) -> None:
+    def pattern_program(self, word: str, name: str, args: list[str], io: IO,
+                        ctx: Ctx) -> None:
         """A program named by a glob: the rules of every known program it may match."""
         names = [n for n in KNOWN if fnmatch.fnmatchcase(n, name)]
         if self.policy.allow is not None:
@@ -222,7 +230,7 @@ class Commands:
             for k in range(before, len(self.reasons)):
                 self.reasons[k] = f"the pattern {show(word)} may run {n}: {self.reasons[k]}"
 
-    def rules(self, name: str, args: list[str], io: dict, ctx, word: str) -> None:
+    def rules(self, name: str, args: list[str], io: IO, ctx: Ctx, word: str) -> None:
         policy = self.policy
         if policy.allow is not None and name not in policy.allow and name not in NOOP_BUILTINS:
             self.refuse(f"{name} is not on the allow list")
@@ -265,7 +273,8 @@ class Commands:
 
     # ------------------------------------------------------------------ output tracking
 
-    def track_output(self, name: str, args: list[str], out: tuple, stdin) -> None:
+    def track_output(self, name: str, args: list[str], out: tuple[str, bool],
+                     stdin: tuple[str, str] | None) -> None:
         """Remember what a redirection wrote: known text, a download, or something opaque."""
         target, append = out
         comps = self.abs_comps(target)

@@ -7,6 +7,7 @@ what ``echo`` prints. They take text and return text; the checker's variables ar
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from .marks import QUOTE_ALL, UNK
 
@@ -39,6 +40,7 @@ def _ansi_c_escape(body: str, i: int) -> tuple[str, int]:
         return _SIMPLE_ESCAPES[nxt], i + 2
     if nxt in "01234567":
         m = re.match(r"[0-7]{1,3}", body[i + 1:i + 4])
+        assert m is not None  # nxt is an octal digit
         return chr(int(m.group(), 8) & 0xFF), i + 1 + len(m.group())
     if nxt in "xuU":
         width = {"x": 2, "u": 4, "U": 8}[nxt]
@@ -165,7 +167,7 @@ def _find_brace(w: str) -> tuple[int, int, list[str]] | None:
         if j < len(w) and w[j] == "}":
             if commas:
                 bounds = [i] + commas + [j]
-                return i, j, [w[a + 1:b] for a, b in zip(bounds, bounds[1:])]
+                return i, j, [w[a + 1:b] for a, b in pairwise(bounds)]
             seq = _sequence(w[i + 1:j])
             if seq is not None:
                 return i, j, seq

@@ -14,6 +14,7 @@ import re
 from .budgets import MAX_COMMAND
 from .marks import HOME_DIR, UNK
 from .paths import DISK_DEVICE
+from .state import IO, Ctx, State
 
 # interpreters: name pattern -> (language, options with inline code, options taking a value)
 _INTERPRETERS = [
@@ -80,7 +81,8 @@ def _awk_args(args: list[str]) -> tuple[str | None, str | None]:
     return code, script
 
 
-def _short_options(letters: str, code_opts: str, value_opts: str, lang: str):
+def _short_options(letters: str, code_opts: str, value_opts: str,
+                   lang: str) -> tuple[int, str | None, bool, bool]:
     """One cluster of short options (``-Wc``...): (what it consumes, 0 unknown / 1 / 2
     words, inline code or None, whether it runs a module)."""
     for k, ch in enumerate(letters):
@@ -91,11 +93,13 @@ def _short_options(letters: str, code_opts: str, value_opts: str, lang: str):
     return 0, None, False, False
 
 
-def _interpreter_args(name, lang, code_opts, value_opts, args):
+def _interpreter_args(name: str, lang: str, code_opts: str, value_opts: str,
+                      args: list[str]) -> tuple[str | None, str | None, bool, int]:
     """(inline code, script, runs a module, index past the options) of an interpreter's
     arguments."""
     i, n = 0, len(args)
-    code = script = None
+    code: str | None = None
+    script: str | None = None
     module = False
     while i < n:
         a = args[i]
@@ -142,10 +146,11 @@ def _string_literals(code: str) -> list[str]:
     return literals
 
 
-class Interpreters:
+class Interpreters(State):
     """Interpreters and the scan of their code (a part of the checker)."""
 
-    def interpreter(self, name, lang, code_opts, value_opts, args, io, ctx) -> None:
+    def interpreter(self, name: str, lang: str, code_opts: str, value_opts: str,
+                    args: list[str], io: IO, ctx: Ctx) -> None:
         if lang == "awk":
             code, script = _awk_args(args)
             if code is not None:
@@ -175,7 +180,7 @@ class Interpreters:
             for f in files:
                 self.check_write(f, "perl -i")
 
-    def scan_code(self, lang: str, code: str, ctx, who: str) -> None:
+    def scan_code(self, lang: str, code: str, ctx: Ctx, who: str) -> None:
         """Obvious patterns in an interpreter's code (it is not parsed)."""
         if UNK in code:
             self.refuse(f"{who} runs code only known at run time")

@@ -13,18 +13,20 @@ from __future__ import annotations
 import posixpath
 import re
 
+from tree_sitter import Node
+
 from .budgets import MAX_NESTED_TEXT, MAX_NESTING, Budget
 from .catalog import DECODERS, DOWNLOADERS, WRAPPERS
 from .expansions import ansi_c, echo_text
 from .marks import PROC_MARK, SELF_MARK, UNK, UNQUOTE, as_text, show
+from .state import IO, NODE, RESTORE, Comps, Ctx, State
 from .text import hidden
-from .walk import NODE, RESTORE, Ctx
 from .wrappers import ASSIGNMENT
 
 _STDIN = ("/dev/stdin", "/dev/fd/0", "/proc/self/fd/0", "-")
 
 
-class Nested:
+class Nested(State):
     """Text run as bash, and where shells and interpreters read their program from (a part
     of the checker)."""
 
@@ -69,7 +71,7 @@ class Nested:
             return
         self.nested(as_text(code), ctx, label, positional)
 
-    def run_file(self, comps: tuple, word: str, ctx: Ctx, lang: str) -> None:
+    def run_file(self, comps: Comps, word: str, ctx: Ctx, lang: str) -> None:
         """Run a file the command wrote: its text checked, a download or opaque file refused."""
         kind, content = self.files[comps]
         shown = show(word)
@@ -89,7 +91,7 @@ class Nested:
 
     # ------------------------------------------------------------------ shells
 
-    def shell(self, name: str, args: list[str], io: dict, ctx: Ctx) -> None:
+    def shell(self, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
         code_flag, reads_stdin, i = _shell_options(args)
         rest = args[i:]
         if code_flag:
@@ -103,7 +105,7 @@ class Nested:
         self.script_stdin(name, io, ctx, "shell")
 
     def script_arg(self, name: str, script: str, ctx: Ctx, lang: str,
-                   positional: list[str] | None = None, io: dict | None = None) -> None:
+                   positional: list[str] | None = None, io: IO | None = None) -> None:
         if script.startswith(PROC_MARK):
             idx = int(script.strip(PROC_MARK).split(PROC_MARK)[0])
             node = self.procsubs[idx]
@@ -119,7 +121,7 @@ class Nested:
         if comps is not None and comps in self.files:
             self.run_file(comps, script, ctx, lang)
 
-    def script_stdin(self, name: str, io: dict, ctx: Ctx, lang: str) -> None:
+    def script_stdin(self, name: str, io: IO, ctx: Ctx, lang: str) -> None:
         stdin = io.get("stdin")
         if stdin is not None:
             if stdin[0] == "text":
@@ -135,7 +137,7 @@ class Nested:
 
     # ------------------------------------------------------------------ pipelines
 
-    def producers(self, name: str, stages: list, ctx: Ctx, lang: str, verb: str) -> None:
+    def producers(self, name: str, stages: list[Node], ctx: Ctx, lang: str, verb: str) -> None:
         """A shell or interpreter reads its program from the output of ``stages``."""
         progs = self.stage_programs(stages)
         if any(p in DOWNLOADERS for p, _ in progs):
@@ -153,7 +155,8 @@ class Nested:
         elif any(p in DECODERS for p, _ in last):
             self.refuse(f"{verb} decoded or generated text ({shown}) into {name}")
 
-    def produced_text(self, name: str, last: tuple, ctx: Ctx, lang: str) -> bool:
+    def produced_text(self, name: str, last: tuple[str, list[str] | None], ctx: Ctx,
+                      lang: str) -> bool:
         """Check the text the last stage prints, where it is known (echo, printf, cat of a
         file the command wrote); False when it is not."""
         prog, argv = last
@@ -175,9 +178,9 @@ class Nested:
             self.scan_code(lang, as_text(text), ctx, name)
         return True
 
-    def stage_programs(self, stages: list) -> list[tuple[str, list[str] | None]]:
+    def stage_programs(self, stages: list[Node]) -> list[tuple[str, list[str] | None]]:
         """(program, static argv or None) of the commands in pipeline stages."""
-        out: list = []
+        out: list[tuple[str, list[str] | None]] = []
         todo = list(reversed(stages))
         seen = 0
         while todo and seen < 200:
@@ -193,9 +196,9 @@ class Nested:
                 out.append(found)
         return out
 
-    def stage_words(self, node) -> list[str]:
+    def stage_words(self, node: Node) -> list[str]:
         """The words of a command node in a pipeline (assignments and redirections left out)."""
-        words = []
+        words: list[str] = []
         for c in node.children:
             if c.type == "command_name":
                 words.extend(self.fields(c.children[0] if c.child_count else c))

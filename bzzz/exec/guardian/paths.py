@@ -12,6 +12,7 @@ import fnmatch
 import re
 
 from .marks import GLOB, PPID_MARK, PROC_MARK, SELF_MARK, UNK, show
+from .state import Comps, Ctx, State, Where
 
 WRITABLE_PLACES = ("BZZZ_OUTPUT",)
 SAFE_DEVICES = {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/zero",
@@ -19,7 +20,7 @@ SAFE_DEVICES = {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/z
 SCRATCH_ROOTS = (("tmp",), ("var", "tmp"), ("dev", "shm"))
 DISK_DEVICE = re.compile(r"^/dev/(sd|hd|vd|xvd|nvme|mmcblk|loop|dm-|md|mapper/|disk/|nbd|"
                          r"zram|sr|fd\d|mtd|ram|root|mem|kmem|port)")
-_SECRETS = [tuple(p.split("/")) for p in (
+_SECRETS: list[Comps] = [tuple(p.split("/")) for p in (
     "run/secrets", "var/run/secrets", "proc/*/environ", "proc/*/mem", "proc/*/root",
     "proc/*/cwd", "proc/*/map_files", "proc/*/task/*/environ", "proc/kcore", "etc/shadow",
     "etc/gshadow", "etc/sudoers", "etc/sudoers.d", "etc/ssh/ssh_host_*", "root",
@@ -32,18 +33,7 @@ RANK = {"ws": 0, "safe": 0, "fd": 0, "scratch": 1, "scratchroot": 2, "device": 3
         "home": 3, "outside": 3, "unknown": 4}
 
 
-class Where:
-    """Where a path points: kind is ws, scratch, scratchroot, home, device, safe, fd, tcp,
-    outside or unknown."""
-
-    __slots__ = ("kind", "comps", "path")
-
-    def __init__(self, kind: str, comps: tuple[str, ...] | None):
-        self.kind, self.comps = kind, comps
-        self.path = "/" + "/".join(comps) if comps is not None else None
-
-
-class Paths:
+class Paths(State):
     """Where paths point, and the working directories (a part of the checker)."""
 
     def where(self, path: str, follow_last: bool = True) -> Where:
@@ -96,7 +86,7 @@ class Paths:
                     comps = list(target)
         return Where(self.kind_of(tuple(comps)), tuple(comps))
 
-    def kind_of(self, comps: tuple[str, ...]) -> str:
+    def kind_of(self, comps: Comps) -> str:
         for ws in (self.ws_comps, *self.place_comps):
             if comps[:len(ws)] == ws and not any(GLOB.search(c) for c in comps[:len(ws)]):
                 return "ws"
@@ -126,11 +116,11 @@ class Paths:
             if all(t == "*" or (GLOB.search(c) and GLOB.sub("", c) and
                                 fnmatch.fnmatchcase(t, c)) or
                    (UNK not in c and PPID_MARK not in c and fnmatch.fnmatchcase(c, t))
-                   for t, c in zip(tmpl, comps)):
+                   for t, c in zip(tmpl, comps, strict=False)):  # a prefix
                 return show(path)
         return None
 
-    def secret_templates(self):
+    def secret_templates(self) -> list[Comps]:
         home = self.home_comps
         extra = [home + (".ssh",), home + (".aws",), home + (".gnupg",), home + (".netrc",),
                  home + (".git-credentials",), home + (".docker",), home + (".kube",),
@@ -165,14 +155,14 @@ class Paths:
         elif w.kind == "device" and w.path and DISK_DEVICE.match(w.path):
             self.refuse(f"{who} reads a raw disk ({show(path)})")
 
-    def abs_comps(self, path: str) -> tuple | None:
+    def abs_comps(self, path: str) -> Comps | None:
         w = self.where(path)
         return w.comps if w.kind != "unknown" else None
 
-    def cd_to(self, target: str, ctx) -> None:
+    def cd_to(self, target: str, ctx: Ctx) -> None:
         """Move the working directories to ``target`` (a ``cd`` that only may happen, in a
         branch or a loop, widens the set)."""
-        new = set()
+        new: set[str | None] = set()
         for cwd in self.cwds:
             if cwd is None:
                 new.add(None)
@@ -192,7 +182,7 @@ class Paths:
         self.cwds = frozenset(new | set(self.cwds)) if (ctx.cond or ctx.loop) else frozenset(new)
 
 
-def _device_kind(comps: tuple[str, ...]) -> str:
+def _device_kind(comps: Comps) -> str:
     p = "/" + "/".join(comps)
     if p in SAFE_DEVICES or p.startswith("/dev/fd/") or p.startswith("/dev/pts/"):
         return "safe"

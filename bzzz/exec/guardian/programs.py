@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 
 from .catalog import DISK_TOOLS, DOWNLOADERS, ESCALATION, KERNEL, POWER, SHELLS
 from .marks import GLOB, HOME_DIR, PPID_MARK, PROC_MARK, UNK, UNQUOTE, as_text, show
-from .paths import DISK_DEVICE, Where
+from .paths import DISK_DEVICE
+from .state import IO, Comps, Ctx, State, Where
+
+Rule = Callable[[State, str, list[str], IO, Ctx], None]
 
 # programs whose options carry shell code: option -> how to find the code
 _CODE_OPTIONS = {
@@ -34,7 +38,8 @@ _SED_WRITE = re.compile(r"(?:^|[;\n])\s*(?:\d+|/[^/\n]*/)?\s*[wW]\s+(\S+)|"
 
 def _paths(args: list[str]) -> list[str]:
     """The operands of a command (not its options)."""
-    out, after = [], False
+    out: list[str] = []
+    after = False
     for a in args:
         if after or not a.startswith("-") or a == "-":
             out.append(a)
@@ -43,7 +48,7 @@ def _paths(args: list[str]) -> list[str]:
     return out
 
 
-def _r_rm(chk, name, args, io, ctx) -> None:
+def _r_rm(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     flags = "".join(a[1:] for a in args if a.startswith("-") and not a.startswith("--"))
     recursive = name == "rm" and ("r" in flags.lower() or "--recursive" in args)
     if "--no-preserve-root" in args:
@@ -69,11 +74,11 @@ def _r_rm(chk, name, args, io, ctx) -> None:
             chk.refuse(f"deletes {shown} (outside the workspace)")
 
 
-def _r_find(chk, name, args, io, ctx) -> None:
+def _r_find(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     i = 0
     while i < len(args) and args[i] in ("-H", "-L", "-P", "-O", "-D"):
         i += 2 if args[i] in ("-D",) else 1
-    roots = []
+    roots: list[str] = []
     while i < len(args) and not args[i].startswith(("-", "(", "!", ",")):
         roots.append(args[i])
         i += 1
@@ -111,14 +116,16 @@ def _r_find(chk, name, args, io, ctx) -> None:
         j += 1
 
 
-def _placeholder(chk, ctx) -> str:
+def _placeholder(chk: State, ctx: Ctx) -> str:
     """What xargs appends: a path like the files its input names, or UNK."""
     if not ctx.up:
         return UNK
     last = chk.stage_programs(list(ctx.up[-1:]))
-    if len(last) != 1 or last[0][1] is None:
+    if len(last) != 1:
         return UNK
     prog, argv = last[0]
+    if argv is None:
+        return UNK
     if prog == "find":
         k = 0
         while k < len(argv) and argv[k] in ("-H", "-L", "-P"):
@@ -133,8 +140,9 @@ def _placeholder(chk, ctx) -> str:
     return UNK
 
 
-def _r_xargs(chk, name, args, io, ctx) -> None:
-    i, repl = 0, None
+def _r_xargs(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
+    i = 0
+    repl: str | None = None
     takes = {"-a", "-d", "-E", "-e", "-I", "-L", "-l", "-n", "-P", "-s", "--arg-file",
              "--delimiter", "--max-args", "--max-procs", "--max-chars", "--max-lines",
              "--replace", "--eof"}
@@ -159,7 +167,7 @@ def _r_xargs(chk, name, args, io, ctx) -> None:
     chk.simple(argv, {}, ctx.but(up=None))
 
 
-def _r_parallel(chk, name, args, io, ctx) -> None:
+def _r_parallel(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if ":::" in args:
         k = args.index(":::")
         cmd, values = args[:k], args[k + 1:]
@@ -170,7 +178,7 @@ def _r_parallel(chk, name, args, io, ctx) -> None:
             chk.shell_code(text, ctx, "parallel")
 
 
-def _r_eval(chk, name, args, io, ctx) -> None:
+def _r_eval(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     text = " ".join(args)
     if UNK in text or PROC_MARK in text:
         chk.refuse("eval of text only known at run time: what runs would not be what was "
@@ -179,7 +187,7 @@ def _r_eval(chk, name, args, io, ctx) -> None:
     chk.nested(as_text(text), ctx, "eval")
 
 
-def _r_source(chk, name, args, io, ctx) -> None:
+def _r_source(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if not args:
         return
     script = args[0]
@@ -191,26 +199,26 @@ def _r_source(chk, name, args, io, ctx) -> None:
         chk.notes.append(f"{name} {show(script)}: the file's commands are not checked")
 
 
-def _r_trap(chk, name, args, io, ctx) -> None:
+def _r_trap(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     args = [a for a in args if a not in ("--",)]
     if args and not args[0].startswith("-") and args[0] != "":
         chk.shell_code(args[0], ctx, "trap")
 
 
-def _r_alias(chk, name, args, io, ctx) -> None:
+def _r_alias(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for a in args:
         if "=" in a and not a.startswith("-"):
             chk.shell_code(a.split("=", 1)[1], ctx, "alias")
 
 
-def _r_hash(chk, name, args, io, ctx) -> None:
+def _r_hash(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if "-p" in args:
         k = args.index("-p")
         if k + 2 < len(args):
             chk.hashed[args[k + 2]] = posixpath.basename(args[k + 1])
 
 
-def _r_cd(chk, name, args, io, ctx) -> None:
+def _r_cd(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if name == "popd":
         if chk.dirstack:
             chk.cwds, chk.dirstack = chk.dirstack[-1], chk.dirstack[:-1]
@@ -230,9 +238,10 @@ def _r_cd(chk, name, args, io, ctx) -> None:
     chk.cd_to(target, ctx)
 
 
-def _r_kill(chk, name, args, io, ctx) -> None:
+def _r_kill(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if name == "kill":
-        targets, signal_seen, i = [], False, 0
+        targets: list[str] = []
+        signal_seen, i = False, 0
         while i < len(args):
             a = args[i]
             if a == "--":
@@ -265,7 +274,7 @@ def _r_kill(chk, name, args, io, ctx) -> None:
             chk.refuse(f"{name} {show(p)}: would kill the agent or the system")
 
 
-def _r_chmod(chk, name, args, io, ctx) -> None:
+def _r_chmod(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     paths = _paths(args)
     if not any(a.startswith("--reference") for a in args) and paths:
         mode, paths = paths[0], paths[1:]
@@ -275,7 +284,7 @@ def _r_chmod(chk, name, args, io, ctx) -> None:
         chk.check_write(p, name)
 
 
-def _r_chown(chk, name, args, io, ctx) -> None:
+def _r_chown(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     paths = _paths(args)
     if not any(a.startswith("--reference") for a in args) and paths:
         owner, paths = paths[0], paths[1:]
@@ -286,13 +295,14 @@ def _r_chown(chk, name, args, io, ctx) -> None:
         chk.check_write(p, name)
 
 
-def _r_writer_all(chk, name, args, io, ctx) -> None:
+def _r_writer_all(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     """Programs that write every path argument."""
     skip_next = {"truncate": {"-s", "--size", "-r", "--reference"}, "touch": {"-d", "-r", "-t"},
                  "mkdir": {"-m", "--mode"}, "shred": {"-n", "-s", "--iterations", "--size"},
                  "setfacl": {"-m", "-x", "-M", "-X"}, "mknod": {"-m"}, "mkfifo": {"-m"},
                  "split": {"-b", "-l", "-n", "-C", "-a"}}.get(name, set())
-    i, paths = 0, []
+    i = 0
+    paths: list[str] = []
     while i < len(args):
         a = args[i]
         if a in skip_next:
@@ -324,7 +334,7 @@ _COPY_TAKES = {"-t", "--target-directory", "-S", "--suffix", "-m", "--mode", "-o
                "--exclude-from", "--include-from", "--partial-dir", "--temp-dir"}
 
 
-def _r_copy(chk, name, args, io, ctx) -> None:
+def _r_copy(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     """cp, mv, ln, install, rsync: a destination (and for ln and cp, what it stands for)."""
     paths, dest = _copy_operands(chk, name, args, ctx)
     if name == "rsync":
@@ -359,10 +369,13 @@ def _r_copy(chk, name, args, io, ctx) -> None:
         _copy_made(chk, name, src, target, symbolic)
 
 
-def _copy_operands(chk, name, args, ctx) -> tuple[list[str], str | None]:
+def _copy_operands(chk: State, name: str, args: list[str],
+                   ctx: Ctx) -> tuple[list[str], str | None]:
     """(the source paths, the -t destination or None); options carrying code or setuid bits
     are checked on the way."""
-    paths, dest, i = [], None, 0
+    paths: list[str] = []
+    dest: str | None = None
+    i = 0
     after = False
     while i < len(args):
         a = args[i]
@@ -394,7 +407,7 @@ def _copy_operands(chk, name, args, ctx) -> tuple[list[str], str | None]:
     return paths, dest
 
 
-def _copy_made(chk, name, src: str, target: tuple, symbolic: bool) -> None:
+def _copy_made(chk: State, name: str, src: str, target: Comps, symbolic: bool) -> None:
     """What ``target`` stands for once ``src`` is linked or copied there: a link, a copy of
     a program, or a copy of a file the command wrote."""
     if name == "ln":
@@ -419,11 +432,13 @@ def _copy_made(chk, name, src: str, target: tuple, symbolic: bool) -> None:
             chk.programs[target] = scomps[-1]
 
 
-def _r_sed(chk, name, args, io, ctx) -> None:
+def _r_sed(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     inplace = any(a.startswith("-i") or a.startswith("--in-place") or
                   (a.startswith("-") and not a.startswith("--") and "i" in a[1:] and
                    not a.startswith("-e")) for a in args)
-    scripts, files, i, has_e = [], [], 0, False
+    scripts: list[str] = []
+    files: list[str] = []
+    i, has_e = 0, False
     while i < len(args):
         a = args[i]
         if a in ("-e", "--expression") and i + 1 < len(args):
@@ -455,13 +470,13 @@ def _r_sed(chk, name, args, io, ctx) -> None:
             chk.check_write(f, name)
 
 
-def _r_tar(chk, name, args, io, ctx) -> None:
+def _r_tar(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     first = args[0] if args else ""
     mode = first.lstrip("-") if first and not first.startswith("--") else ""
     flags = "".join(a.lstrip("-") for a in args if a.startswith("-") and not a.startswith("--"))
     creating = any(c in (mode + flags) for c in "cru") or "--create" in args
     extracting = "x" in (mode + flags) or "--extract" in args or "--get" in args
-    dest = None
+    dest: str | None = None
     for k, a in enumerate(args):
         if a in ("-C", "--directory") and k + 1 < len(args):
             dest = args[k + 1]
@@ -486,7 +501,7 @@ def _r_tar(chk, name, args, io, ctx) -> None:
         chk.refuse("tar extracts absolute paths (-P)")
 
 
-def _r_unzip(chk, name, args, io, ctx) -> None:
+def _r_unzip(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for k, a in enumerate(args):
         if a == "-d" and k + 1 < len(args):
             chk.check_write(args[k + 1].rstrip("/") + "/", name)
@@ -494,7 +509,7 @@ def _r_unzip(chk, name, args, io, ctx) -> None:
             chk.check_write(a[2:] + "/", name)
 
 
-def _r_dd(chk, name, args, io, ctx) -> None:
+def _r_dd(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for a in args:
         if a.startswith("of="):
             target = a[3:]
@@ -507,8 +522,9 @@ def _r_dd(chk, name, args, io, ctx) -> None:
             chk.check_read(a[3:], "dd")
 
 
-def _r_download(chk, name, args, io, ctx) -> None:
-    outs, dirs = [], []
+def _r_download(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
+    outs: list[str] = []
+    dirs: list[str] = []
     urls = [a for a in args if re.match(r"^[a-z]+://", a)]
     for k, a in enumerate(args):
         nxt = args[k + 1] if k + 1 < len(args) else None
@@ -524,10 +540,10 @@ def _r_download(chk, name, args, io, ctx) -> None:
                 outs.extend(posixpath.basename(u.split("?")[0]) for u in urls)
             elif a in ("-T", "--upload-file") and nxt:
                 chk.check_read(nxt, "curl")
-            elif a.startswith("-d@") or a.startswith("--data-binary=@") or (
-                    a in ("-d", "--data", "--data-binary", "-F", "--form") and nxt and "@" in nxt):
-                val = (nxt if a in ("-d", "--data", "--data-binary", "-F", "--form") else a)
-                chk.check_read(val.split("@", 1)[1], "curl")
+            elif a.startswith("-d@") or a.startswith("--data-binary=@"):
+                chk.check_read(a.split("@", 1)[1], "curl")
+            elif a in ("-d", "--data", "--data-binary", "-F", "--form") and nxt and "@" in nxt:
+                chk.check_read(nxt.split("@", 1)[1], "curl")
         elif name == "wget":
             if a in ("-O", "--output-document") and nxt:
                 outs.append(nxt)
@@ -552,7 +568,7 @@ def _r_download(chk, name, args, io, ctx) -> None:
             chk.files[comps] = ("download", name)
 
 
-def _r_git(chk, name, args, io, ctx) -> None:
+def _r_git(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for k, a in enumerate(args):
         if a == "-c" and k + 1 < len(args) and "=" in args[k + 1]:
             key, val = args[k + 1].split("=", 1)
@@ -573,7 +589,7 @@ def _r_git(chk, name, args, io, ctx) -> None:
             chk.check_write(rest[1], "git clone")
 
 
-def _r_systemctl(chk, name, args, io, ctx) -> None:
+def _r_systemctl(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     verbs = [a for a in args if not a.startswith("-")]
     if set(verbs) & {"poweroff", "reboot", "halt", "kexec", "suspend", "hibernate",
                      "hybrid-sleep", "emergency", "rescue", "soft-reboot"}:
@@ -584,18 +600,18 @@ def _r_systemctl(chk, name, args, io, ctx) -> None:
         chk.refuse(f"changes system services ({name})")
 
 
-def _r_service(chk, name, args, io, ctx) -> None:
+def _r_service(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if any(a in ("start", "stop", "restart", "reload", "force-reload", "--full-restart")
            for a in args):
         chk.refuse(f"changes system services ({name})")
 
 
-def _r_sysctl(chk, name, args, io, ctx) -> None:
+def _r_sysctl(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if any(a in ("-w", "--write", "-p", "--load", "--system") or "=" in a for a in args):
         chk.refuse(f"changes the system configuration ({name})")
 
 
-def _r_ip(chk, name, args, io, ctx) -> None:
+def _r_ip(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     words = [a for a in args if not a.startswith("-")]
     if name in ("ip",) and len(words) >= 2 and words[1] in (
             "add", "del", "delete", "set", "change", "replace", "flush", "append") or \
@@ -603,7 +619,7 @@ def _r_ip(chk, name, args, io, ctx) -> None:
         chk.refuse(f"changes the network configuration ({name})")
 
 
-def _r_nc(chk, name, args, io, ctx) -> None:
+def _r_nc(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     if any(a in ("-e", "-c", "--exec", "--sh-exec", "--lua-exec") or
            re.fullmatch(r"-[a-zA-Z]*[ec]", a) for a in args):
         chk.refuse(f"{name} runs a program for a network connection (a reverse shell?)")
@@ -611,7 +627,7 @@ def _r_nc(chk, name, args, io, ctx) -> None:
         chk.refuse(f"{name} runs a program for a network connection (a reverse shell?)")
 
 
-def _r_container(chk, name, args, io, ctx) -> None:
+def _r_container(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     joined = " ".join(args)
     if "--privileged" in args or re.search(r"--pid[= ]host|--net[= ]host|--userns[= ]host|"
                                            r"--cap-add[= ](ALL|SYS_ADMIN)|"
@@ -621,9 +637,9 @@ def _r_container(chk, name, args, io, ctx) -> None:
         chk.refuse(f"privilege escalation ({name} with host access)")
 
 
-def _r_ssh(chk, name, args, io, ctx) -> None:
+def _r_ssh(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for k, a in enumerate(args):
-        val = None
+        val: str | None = None
         if a == "-o" and k + 1 < len(args):
             val = args[k + 1]
         elif a.startswith("-o"):
@@ -632,9 +648,9 @@ def _r_ssh(chk, name, args, io, ctx) -> None:
             chk.shell_code(re.split(r"[ =]", val, maxsplit=1)[1], ctx, f"{name} -o")
 
 
-def _r_vim(chk, name, args, io, ctx) -> None:
+def _r_vim(chk: State, name: str, args: list[str], io: IO, ctx: Ctx) -> None:
     for k, a in enumerate(args):
-        cmd = None
+        cmd: str | None = None
         if a in ("-c", "--cmd") and k + 1 < len(args):
             cmd = args[k + 1]
         elif a.startswith("+"):
@@ -643,7 +659,7 @@ def _r_vim(chk, name, args, io, ctx) -> None:
             chk.shell_code(cmd.split("!", 1)[1], ctx, f"{name} -c")
 
 
-PROGRAM_RULES = {
+PROGRAM_RULES: dict[str, Rule] = {
     "rm": _r_rm, "find": _r_find, "xargs": _r_xargs, "parallel": _r_parallel,
     "eval": _r_eval, "source": _r_source, ".": _r_source, "trap": _r_trap, "alias": _r_alias,
     "hash": _r_hash, "cd": _r_cd, "pushd": _r_cd, "popd": _r_cd,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 
 import tree_sitter_bash
-from tree_sitter import Language, Parser
+from tree_sitter import Language, Node, Parser, Tree
 
+from ...errors import ExecError
 from .budgets import PARSE_BUDGET, Budget, cpu
 
 _LANGUAGE = Language(tree_sitter_bash.language())
@@ -18,13 +19,26 @@ _local = threading.local()
 
 
 def _parser() -> Parser:
-    parser = getattr(_local, "parser", None)
+    parser: Parser | None = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = Parser(_LANGUAGE)
     return parser
 
 
-def parse(text: str, deadline: float):
+def node_bytes(node: Node) -> bytes:
+    """The source text of a node: a tree parsed here keeps its text, so it is always there."""
+    data = node.text
+    if data is None:  # only a tree parsed without its text has none: never one of ours
+        raise ExecError("a syntax node without its text")
+    return data
+
+
+def node_str(node: Node) -> str:
+    """The source text of a node as a string (lone surrogates kept, as they were given)."""
+    return node_bytes(node).decode("utf-8", "surrogatepass")
+
+
+def parse(text: str, deadline: float) -> tuple[Tree | None, int]:
     """(the syntax tree of ``text``, 0), or (None, the line of the first error, 0 if unknown)
     where bash syntax is broken. Raises ``Budget`` past the parse budget."""
     data = text.encode("utf-8", "surrogatepass")

@@ -1,6 +1,6 @@
 """The walk: the syntax tree visited iteratively (an explicit stack, never recursion), each
 kind of node handled by a method that pushes its children with what they need to know about
-their surroundings (``Ctx``), and the variables and directories restored where bash would
+their surroundings (``Ctx``, in ``state.py``), and the variables and directories restored where bash would
 restore them (subshells, pipelines, background jobs, functions).
 
 ``Walk`` is a part of ``bzzz/exec/guardian/checker.py``'s checker; a simple command, once its
@@ -10,59 +10,47 @@ children are walked, goes to ``bzzz/exec/guardian/commands.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Unpack
+
+from tree_sitter import Node
 
 from .budgets import MAX_ALTERNATIVES, MAX_DEPTH, MAX_WORDS, Budget, cpu
 from .catalog import ENV_FORBIDDEN, NOOP_BUILTINS
 from .marks import UNK, UNQUOTE
+from .state import (COMMAND, NODE, RESTORE, Ctx, CtxFlags, Snapshot, StackItem,
+                    State)
+from .syntax import node_bytes, node_str
 
 
-class Ctx:
-    """Where a node sits: what the walk needs to know about its surroundings."""
-
-    __slots__ = ("depth", "nest", "cond", "spawn", "func", "loop", "endless", "up", "incmd")
-
-    def __init__(self, depth=0, nest=0, cond=False, spawn=False, func=None, loop=False,
-                 endless=False, up=None, incmd=False):
-        self.depth, self.nest, self.cond, self.spawn = depth, nest, cond, spawn
-        self.func, self.loop, self.endless, self.up, self.incmd = func, loop, endless, up, incmd
-
-    def but(self, **kw) -> "Ctx":
-        new = Ctx(self.depth, self.nest, self.cond, self.spawn, self.func, self.loop,
-                  self.endless, self.up, self.incmd)
-        for k, v in kw.items():
-            setattr(new, k, v)
-        return new
-
-
-# what the stack holds: a node to visit, a snapshot to restore, a simple command to check
-NODE, RESTORE, COMMAND = 0, 1, 2
 _LEAF_HANDLED = {"heredoc_body"}
 _ENDLESS_WHILE = (b"true", b":", b"[ 1 ]", b"((1))", b"/bin/true")
 _ENDLESS_UNTIL = (b"false", b"/bin/false", b"! true")
 
 
-class Walk:
+class Walk(State):
     """The iterative walk and its node handlers (a part of the checker)."""
 
-    def snapshot(self):
+    def snapshot(self) -> Snapshot:
         return (self.cwds, self.oldcwds, self.dirstack, dict(self.vars))
 
-    def restore(self, snap) -> None:
+    def restore(self, snap: Snapshot) -> None:
         self.cwds, self.oldcwds, self.dirstack, self.vars = snap
 
-    def run(self, root, ctx: Ctx) -> None:
+    def run(self, root: Node, ctx: Ctx) -> None:
         stack = self.stack
         stack.append((NODE, root, ctx))
         handlers = HANDLERS
         visited = 0
         while stack:
-            kind, item, ctx = stack.pop()
+            entry = stack.pop()
             visited += 1
             if visited & 63 == 0 and cpu() > self.deadline:
                 raise Budget("the check took too long (the command is too complex)")
-            if kind == RESTORE:
-                self.restore(item)
+            if entry[0] == RESTORE:
+                self.restore(entry[1])
                 continue
+            kind, item, ctx = entry
             if kind == COMMAND:
                 self.command(item, ctx)
                 continue
@@ -74,13 +62,13 @@ class Walk:
             else:
                 handler(self, item, ctx)
 
-    def push_children(self, node, ctx: Ctx, **kw) -> None:
+    def push_children(self, node: Node, ctx: Ctx, **kw: Unpack[CtxFlags]) -> None:
         kids = node.children
         if not kids:
             return
         child_ctx = ctx.but(depth=ctx.depth + 1, **kw)
         stack = self.stack
-        items = []
+        items: list[StackItem] = []
         n = len(kids)
         for i, c in enumerate(kids):
             if not c.is_named or (c.child_count == 0 and c.type not in _LEAF_HANDLED):
@@ -96,7 +84,7 @@ class Walk:
 
     # ------------------------------------------------------------------ node handlers
 
-    def on_command(self, node, ctx: Ctx) -> None:
+    def on_command(self, node: Node, ctx: Ctx) -> None:
         if node.child_count > MAX_WORDS:
             raise Budget("too many words in one command")
         if ctx.incmd:
@@ -105,27 +93,27 @@ class Walk:
         self.stack.append((RESTORE, self.snapshot(), None))
         self.push_children(node, ctx, incmd=True, spawn=False, up=None)
 
-    def on_list(self, node, ctx: Ctx) -> None:
+    def on_list(self, node: Node, ctx: Ctx) -> None:
         kids = [c for c in node.children if c.is_named]
-        items = []
+        items: list[StackItem] = []
         for k, c in enumerate(kids):
             items.append((NODE, c, ctx.but(depth=ctx.depth + 1, cond=ctx.cond or k > 0)))
         self.stack.extend(reversed(items))
 
-    def on_pipeline(self, node, ctx: Ctx) -> None:
+    def on_pipeline(self, node: Node, ctx: Ctx) -> None:
         stages = [c for c in node.children if c.is_named]
-        items = [(NODE, s, ctx.but(depth=ctx.depth + 1, spawn=True,
+        items: list[StackItem] = [(NODE, s, ctx.but(depth=ctx.depth + 1, spawn=True,
                                    up=tuple(stages[max(0, k - 16):k]) if k else None))
                  for k, s in enumerate(stages)]
         self.stack.append((RESTORE, self.snapshot(), None))
         self.stack.extend(reversed(items))
 
-    def on_subshell(self, node, ctx: Ctx) -> None:
+    def on_subshell(self, node: Node, ctx: Ctx) -> None:
         self.stack.append((RESTORE, self.snapshot(), None))
         self.push_children(node, ctx, up=None if node.type != "subshell" else ctx.up)
 
-    def on_process_substitution(self, node, ctx: Ctx) -> None:
-        up = None
+    def on_process_substitution(self, node: Node, ctx: Ctx) -> None:
+        up: tuple[Node, ...] | None = None
         if node.children and node.children[0].type == ">(":
             p, hops = node.parent, 0
             while p is not None and p.type != "command" and hops < 8:
@@ -134,31 +122,31 @@ class Walk:
         self.stack.append((RESTORE, self.snapshot(), None))
         self.push_children(node, ctx, up=up, incmd=False, spawn=True)
 
-    def on_branch(self, node, ctx: Ctx) -> None:
+    def on_branch(self, node: Node, ctx: Ctx) -> None:
         self.push_children(node, ctx, cond=True)
 
-    def on_while(self, node, ctx: Ctx) -> None:
+    def on_while(self, node: Node, ctx: Ctx) -> None:
         kw = node.children[0].type if node.children else "while"
         cond = node.child_by_field_name("condition")
         endless = False
         if cond is not None:
-            text = cond.text.strip().rstrip(b";").strip()
+            text = node_bytes(cond).strip().rstrip(b";").strip()
             endless = (kw == "while" and text in _ENDLESS_WHILE) or \
                 (kw == "until" and text in _ENDLESS_UNTIL)
         self.push_children(node, ctx, cond=True, loop=True, endless=endless or ctx.endless)
 
-    def on_c_for(self, node, ctx: Ctx) -> None:
-        endless = re.match(rb"for\s*\(\([^;]*;\s*;", node.text) is not None
+    def on_c_for(self, node: Node, ctx: Ctx) -> None:
+        endless = re.match(rb"for\s*\(\([^;]*;\s*;", node_bytes(node)) is not None
         self.push_children(node, ctx, cond=True, loop=True, endless=endless or ctx.endless)
 
-    def on_for(self, node, ctx: Ctx) -> None:
+    def on_for(self, node: Node, ctx: Ctx) -> None:
         var = node.child_by_field_name("variable")
-        values = []
+        values: list[str] = []
         has_in = any(c.type == "in" for c in node.children)
         if has_in:
             for c in node.children_by_field_name("value"):
                 values.extend(self.fields(c))
-        name = var.text.decode("utf-8", "surrogatepass") if var is not None else ""
+        name = node_str(var) if var is not None else ""
         if name:
             if not has_in or not values or len(values) > MAX_ALTERNATIVES:
                 self.vars[name] = UNK if has_in is False or len(values) > MAX_ALTERNATIVES \
@@ -168,41 +156,41 @@ class Walk:
                 self.vars[name] = vals if len(vals) > 1 else vals[0]
         self.push_children(node, ctx, cond=True, loop=True)
 
-    def on_function(self, node, ctx: Ctx) -> None:
+    def on_function(self, node: Node, ctx: Ctx) -> None:
         name_node = node.child_by_field_name("name")
-        name = name_node.text.decode("utf-8", "surrogatepass") if name_node is not None else "?"
+        name = node_str(name_node) if name_node is not None else "?"
         self.functions.setdefault(name, [])
         self.stack.append((RESTORE, self.snapshot(), None))
         self.push_children(node, ctx, func=name, cond=True, spawn=False, loop=False,
                            endless=False, up=None)
 
-    def on_assignment(self, node, ctx: Ctx) -> None:
+    def on_assignment(self, node: Node, ctx: Ctx) -> None:
         if not ctx.incmd:
             self.assignment(node, ctx)
         self.push_children(node, ctx)
 
-    def on_declaration(self, node, ctx: Ctx) -> None:
+    def on_declaration(self, node: Node, ctx: Ctx) -> None:
         kw = node.children[0].type if node.children else ""
         for c in node.children:
             if c.type == "variable_assignment":
                 self.assignment(c, ctx.but(cond=ctx.cond or kw == "local" and
                                            ctx.func is not None))
             elif c.type == "variable_name":
-                name = c.text.decode("utf-8", "surrogatepass")
+                name = node_str(c)
                 if name in ENV_FORBIDDEN:
                     self.refuse(f"sets {name} ({ENV_FORBIDDEN[name]})")
         if self.policy.allow is not None and kw not in NOOP_BUILTINS:
             self.refuse(f"{kw} is not on the allow list")
         self.push_children(node, ctx, incmd=True)
 
-    def on_unset(self, node, ctx: Ctx) -> None:
+    def on_unset(self, node: Node, ctx: Ctx) -> None:
         for c in node.named_children:
             if c.type == "variable_name":
-                self.vars[c.text.decode("utf-8", "surrogatepass")] = ""
+                self.vars[node_str(c)] = ""
         self.push_children(node, ctx, incmd=True)
 
-    def on_file_redirect(self, node, ctx: Ctx) -> None:
-        op = None
+    def on_file_redirect(self, node: Node, ctx: Ctx) -> None:
+        op: str | None = None
         dest = node.child_by_field_name("destination")
         for c in node.children:
             if not c.is_named and op is None:
@@ -217,11 +205,11 @@ class Walk:
                 self.check_read(target, "redirection")
         self.push_children(node, ctx)
 
-    def on_heredoc_body(self, node, ctx: Ctx) -> None:
+    def on_heredoc_body(self, node: Node, ctx: Ctx) -> None:
         self.push_children(node, ctx)
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[Walk, Node, Ctx], None]] = {
     "command": Walk.on_command, "list": Walk.on_list, "pipeline": Walk.on_pipeline,
     "subshell": Walk.on_subshell, "command_substitution": Walk.on_subshell,
     "process_substitution": Walk.on_process_substitution,

@@ -11,26 +11,32 @@ command the wrapper runs, or None when it runs none (or the command was checked 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .catalog import ENV_CODE, ENV_FORBIDDEN
 from .marks import as_text
+from .state import IO, Ctx, State
+
+# where the wrapped command starts (env: and the directory it changes to), or None
+Start = int | tuple[int, str | None] | None
+Unwrapper = Callable[[State, str, list[str], int, IO, Ctx], Start]
 
 ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 # options of the plain wrappers that take a value
-_TAKES = {"nice": {"-n", "--adjustment"}, "ionice": {"-c", "-n", "-p", "-P", "-u"},
-          "chrt": set(), "taskset": {"-c", "--cpu-list"}, "stdbuf": {"-i", "-o", "-e"},
-          "time": {"-f", "-o", "--format", "--output"},
-          "strace": {"-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-P",
-                     "-S", "-X"},
-          "ltrace": {"-o", "-e", "-p", "-s", "-u", "-a", "-n", "-l", "-A", "-D"},
-          "timeout": {"-s", "-k", "--signal", "--kill-after"},
-          "xvfb-run": {"-n", "-s", "-f", "-e", "-p", "--server-args", "--server-num"}}
+_TAKES: dict[str, set[str]] = {
+    "nice": {"-n", "--adjustment"}, "ionice": {"-c", "-n", "-p", "-P", "-u"},
+    "chrt": set(), "taskset": {"-c", "--cpu-list"}, "stdbuf": {"-i", "-o", "-e"},
+    "time": {"-f", "-o", "--format", "--output"},
+    "strace": {"-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-P", "-S", "-X"},
+    "ltrace": {"-o", "-e", "-p", "-s", "-u", "-a", "-n", "-l", "-A", "-D"},
+    "timeout": {"-s", "-k", "--signal", "--kill-after"},
+    "xvfb-run": {"-n", "-s", "-f", "-e", "-p", "--server-args", "--server-num"}}
 _PLAIN = ("nice", "ionice", "chrt", "taskset", "stdbuf", "time", "strace", "ltrace", "timeout",
           "setsid", "nohup", "unbuffer", "chronic", "caffeinate", "xvfb-run",
           "dbus-run-session", "fakeroot", "catchsegv", "nocache", "builtin", "coproc")
 
 
-def unwrap(chk, name: str, argv: list[str], i: int, io: dict, ctx):
+def unwrap(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> Start:
     """Index of the command a wrapper runs; None when it runs none (or it was checked)."""
     how = UNWRAPPERS.get(name)
     if how is None:
@@ -38,7 +44,7 @@ def unwrap(chk, name: str, argv: list[str], i: int, io: dict, ctx):
     return how(chk, name, argv, i, io, ctx)
 
 
-def _escalation(chk, name, argv, i, io, ctx):
+def _escalation(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     chk.refuse(f"privilege escalation ({name})")
     while j < n and argv[j].startswith("-"):
@@ -48,9 +54,10 @@ def _escalation(chk, name, argv, i, io, ctx):
     return j
 
 
-def _env(chk, name, argv, i, io, ctx):
+def _env(chk: State, name: str, argv: list[str], i: int, io: IO,
+         ctx: Ctx) -> tuple[int, str | None]:
     n, j = len(argv), i + 1
-    cwd = None
+    cwd: str | None = None
     while j < n:
         a = argv[j]
         if a in ("-u", "--unset", "-C", "--chdir", "-S", "--split-string"):
@@ -80,7 +87,7 @@ def _env(chk, name, argv, i, io, ctx):
     return (j, cwd)
 
 
-def _env_assignment(chk, a: str, ctx) -> None:
+def _env_assignment(chk: State, a: str, ctx: Ctx) -> None:
     var = a.split("=", 1)[0]
     if var in ENV_FORBIDDEN:
         chk.refuse(f"sets {var} ({ENV_FORBIDDEN[var]})")
@@ -88,7 +95,7 @@ def _env_assignment(chk, a: str, ctx) -> None:
         chk.nested(as_text(a.split("=", 1)[1]), ctx, f"${var}", strict=False)
 
 
-def _command(chk, name, argv, i, io, ctx):
+def _command(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     while j < n and argv[j].startswith("-"):
         if argv[j] in ("-v", "-V"):
@@ -97,21 +104,21 @@ def _command(chk, name, argv, i, io, ctx):
     return j
 
 
-def _busybox(chk, name, argv, i, io, ctx):
+def _busybox(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     while j < n and argv[j].startswith("-"):
         j += 1
     return j
 
 
-def _exec(chk, name, argv, i, io, ctx):
+def _exec(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     while j < n and argv[j].startswith("-"):
         j += 2 if argv[j] == "-a" else 1
     return j
 
 
-def _plain(chk, name, argv, i, io, ctx):
+def _plain(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     """nice, timeout, strace...: options (some with a value), then the command."""
     n, j = len(argv), i + 1
     takes = _TAKES.get(name, set())
@@ -138,7 +145,7 @@ def _plain(chk, name, argv, i, io, ctx):
     return j
 
 
-def _flock(chk, name, argv, i, io, ctx):
+def _flock(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     while j < n and argv[j].startswith("-"):
         if argv[j] in ("-c", "--command") and j + 1 < n:
@@ -152,7 +159,7 @@ def _flock(chk, name, argv, i, io, ctx):
     return j
 
 
-def _watch(chk, name, argv, i, io, ctx):
+def _watch(chk: State, name: str, argv: list[str], i: int, io: IO, ctx: Ctx) -> int | None:
     n, j = len(argv), i + 1
     while j < n and argv[j].startswith("-"):
         j += 2 if argv[j] in ("-n", "--interval", "-d", "-q") and argv[j] != "-d" else 1
@@ -161,6 +168,7 @@ def _watch(chk, name, argv, i, io, ctx):
     return None
 
 
-UNWRAPPERS = {"sudo": _escalation, "doas": _escalation, "env": _env, "command": _command,
-              "busybox": _busybox, "toybox": _busybox, "exec": _exec, "flock": _flock,
-              "watch": _watch, **{name: _plain for name in _PLAIN}}
+UNWRAPPERS: dict[str, Unwrapper] = {
+    "sudo": _escalation, "doas": _escalation, "env": _env, "command": _command,
+    "busybox": _busybox, "toybox": _busybox, "exec": _exec, "flock": _flock,
+    "watch": _watch, **{name: _plain for name in _PLAIN}}
