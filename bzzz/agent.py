@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .gateway.budget import Budget
 from .gateway.models import ModelEndpoint
 from .gateway.proxy import Gateway
 from .kinds import Decision
@@ -414,7 +415,9 @@ class Agent:
         if cfg.task_network == "gateway":
             # sockets and the forwarder where a task's user can reach its own socket by name
             self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")),
-                                   models=self.model_routes())
+                                   models=self.model_routes(),
+                                   budget=Budget(**cfg.task_budget.model_dump()),
+                                   daily_budget=Budget(**cfg.task_budget_daily.model_dump()))
         try:
             self.sandbox = await open_sandbox(
                 cfg.sandbox, node_id=cfg.node_id, hidden=hidden, state_dir=cfg.data_dir / "sandbox",
@@ -492,7 +495,8 @@ class Agent:
             secret = (_secret_file(e.api_key_file, "llm api_key_file")
                       if e.api_key_file is not None else None)
             out.append(ModelEndpoint(name, e.url.strip().rstrip("/").removesuffix("/v1"), e.kind,
-                                     secret.get if secret is not None else lambda: None))
+                                     secret.get if secret is not None else lambda: None,
+                                     e.price_in, e.price_out))
         return out
 
     async def _refresh_llm(self) -> None:

@@ -185,6 +185,20 @@ class LLMConfig(BaseModel):
     name: str = ""
     api_key_file: Path | None = None
     context: int | None = Field(default=None, ge=256)  # tokens, when the endpoint does not say
+    # USD per million tokens, for the task gateway's cost estimate and budgets
+    price_in: float = Field(default=0.0, ge=0)
+    price_out: float = Field(default=0.0, ge=0)
+
+
+class BudgetConfig(BaseModel):
+    """What one task (task_budget), or one repository in one UTC day (task_budget_daily),
+    may spend through the task gateway; a limit left out is no limit."""
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int | None = Field(default=None, ge=0)  # model tokens, in and out
+    requests: int | None = Field(default=None, ge=0)
+    bytes: int | None = Field(default=None, ge=0)
+    cost: float | None = Field(default=None, ge=0)  # estimated, USD (needs [[llm]] prices)
 
 
 class MonitorConfig(BaseModel):
@@ -355,6 +369,8 @@ class Config(BaseModel):
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress
     task_egress_max: StrList = Field(default_factory=list)
+    task_budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    task_budget_daily: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @field_validator("task_egress", "task_egress_max")
     @classmethod

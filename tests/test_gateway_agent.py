@@ -180,3 +180,33 @@ def test_model_routes_hold_the_key_and_a_refused_model_fails_the_run(tmp_path, w
             proc.terminate()
             assert proc.wait(20) == 0
     assert "sk-the-real-one" not in (tmp_path / "gw.log").read_text()
+
+
+def test_a_spent_budget_stops_the_task_and_the_issue_says_which(tmp_path, workdir):
+    ask = ("for i in 1 2 3 4 5 6; do curl -sS -m 20 \"$OPENAI_BASE_URL/chat/completions\" "
+           "-H \"Authorization: Bearer $OPENAI_API_KEY\" -H 'Content-Type: application/json' "
+           "-d '{\"model\": \"llama3\", \"messages\": [{\"role\": \"user\", \"content\": "
+           "\"more\"}]}' -o /dev/null; echo \"call $i\"; done; sleep 60; echo not-stopped")
+    with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
+        fake.app.set_models({"llama3": [f"w{i} " for i in range(40)]})
+        llm = json.dumps([{"url": fake.url, "kind": "openai", "name": "local"}])
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
+                                env=_agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
+                                               BZZZ_TASK_BUDGET__TOKENS="60"),
+                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
+        try:
+            n = owner.post("/repos/owner/tasks/issues", json={
+                "title": "spend", "body": f"```bzzz\n{ask}\n```",
+                "labels": ["bzzz"]}).json()["number"]
+            wait_for(lambda: any("⛔" in c["body"] for c in _comments(owner, n)), 60,
+                     what="the result comment with the stop")
+            body = next(c["body"] for c in _comments(owner, n) if "⛔" in c["body"])
+            assert "❌ **failed**" in body, body
+            assert "the task's budget for model tokens spent" in body and "of 60" in body
+            assert "not-stopped" not in body
+            chats = [r for r in fake.app.requests if r["path"] == "/v1/chat/completions"]
+            assert len(chats) == 2  # the second answer passed the budget: no third
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0

@@ -237,3 +237,59 @@ async def test_a_capability_works_for_its_own_task_only(tmp_path):
             assert out.startswith(b"HTTP/1.1 401")
             assert "answered 401" in (c.egress.model_failure or "")
         await gw.aclose()
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+def test_a_spend_says_which_budget_it_passed():
+    from bzzz.gateway.budget import Budget, Spend
+    assert not Budget() and Budget(tokens=0)
+    s = Spend()
+    s.add(tokens=1200, requests=3, bytes_=10, cost=0.5)
+    assert s.over(Budget(tokens=1500, requests=5), "the task's") is None
+    assert s.over(Budget(tokens=1000), "the task's") == (
+        "the task's budget for model tokens spent: 1,200 used of 1,000")
+    assert "estimated cost (USD) spent: 0.5000 used of 0.2500" in s.over(Budget(cost=0.25), "x")
+
+
+CHAT = ('POST /llm/local/v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer {cap}\r\n'
+        'Content-Type: application/json\r\nContent-Length: {n}\r\n\r\n{body}')
+
+
+def _chat(cap: str, stream: bool) -> bytes:
+    body = json.dumps({"model": "llama3", "stream": stream,
+                       "messages": [{"role": "user", "content": "x" * 40}]})
+    return CHAT.format(cap=cap, n=len(body), body=body).encode()
+
+
+async def test_a_budget_stops_a_stream_midway_and_a_repository_has_a_daily_ceiling(tmp_path):
+    from bzzz.gateway.budget import Budget
+    reply = [f"w{i} " for i in range(40)]
+    with FakeOllamaThread() as fake:
+        fake.app.set_models({"llama3": reply})
+        fake.app.chunk_delay = 0.01
+        gw = Gateway(tmp_path / "gw", models=[ModelEndpoint("local", fake.url, "openai")],
+                     budget=Budget(tokens=25), daily_budget=Budget(requests=3))
+        told: list[str] = []
+        async with gw.route("o/r#1", Allowlist(), repo="o/r", on_exceeded=told.append) as a:
+            out = await _raw(a.socket_path, _chat(a.capability, True))
+            assert out.startswith(b"HTTP/1.1 200")
+            assert out.count(b"data: {") < len(reply)  # cut midway, not at the end
+            assert told == [a.exceeded] and "model tokens spent" in a.exceeded
+            again = await _raw(a.socket_path, _chat(a.capability, False))
+            assert again.startswith(b"HTTP/1.1 429") and b"model tokens spent" in again
+            assert a.egress.doc()["budget_exceeded"] == a.exceeded
+        # the repository's day: 1 request spent above, 2 more for another task, then no more
+        async with gw.route("o/r#2", Allowlist(), repo="o/r") as b:
+            b.budget = Budget()  # this task alone has no limit of its own
+            for _ in range(2):
+                assert (await _raw(b.socket_path, _chat(b.capability, False))
+                        ).startswith(b"HTTP/1.1 200")
+            last = await _raw(b.socket_path, _chat(b.capability, False))
+            assert last.startswith(b"HTTP/1.1 429"), last[:200]
+            assert b"the repository's daily budget for requests spent: 4 used of 3" in last
+        async with gw.route("x/y#1", Allowlist(), repo="x/y") as c:  # another repository
+            c.budget = Budget()
+            assert (await _raw(c.socket_path, _chat(c.capability, False))
+                    ).startswith(b"HTTP/1.1 200")
+        await gw.aclose()

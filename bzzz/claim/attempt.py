@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ..kinds import Decision
 from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
+from ..exec.shell import Result
 from ..gateway.allow import REPO_FILE, Allowlist, EgressError, repo_entries
 from ..gateway.proxy import Route
 from ..github.client import GitHubError, Unavailable
@@ -423,8 +424,13 @@ class Attempt:
                 watchers.start_soon(self.show_progress)
             with trio.CancelScope() as scope:
                 run.scope = scope
-                async with self.way_out(job) as route:
-                    self.outcome = await executor.run(job)
+                with trio.CancelScope() as budget:
+                    async with self.way_out(job, budget.cancel) as route:
+                        self.outcome = await executor.run(job)
+                if budget.cancelled_caught and route is not None and route.exceeded:
+                    self.outcome = Outcome(Result(
+                        "failed", output=f"[bzzz] stopped: {route.exceeded}"),
+                        reason="budget spent")
             watchers.cancel_scope.cancel()
         run.scope = None
         if route is not None:
@@ -436,7 +442,8 @@ class Attempt:
                         first_token_at=result.extra.get("first_token_at"))
 
     @asynccontextmanager
-    async def way_out(self, job: Job) -> AsyncIterator[Route | None]:
+    async def way_out(self, job: Job, stop: Callable[[], None]
+                      ) -> AsyncIterator[Route | None]:
         """The task's route through the node's gateway while it runs (None: no gateway).
         What it may reach: the node's task_egress, plus what the repository's REPO_FILE asks
         for within task_egress_max."""
@@ -453,7 +460,8 @@ class Attempt:
             log.warning("the repository's egress settings are not used", extra={
                 "task": job.task_id, "error": str(exc)})
         allow = Allowlist.build(self.s.egress, asked, self.s.egress_max)
-        async with gateway.route(job.task_id, allow) as route:
+        async with gateway.route(job.task_id, allow, repo=job.repo,
+                                 on_exceeded=lambda _why: stop()) as route:
             yield route
 
     def account(self, route: Route) -> None:
@@ -474,7 +482,8 @@ class Attempt:
                          bytes_out=doc["bytes_out"], bytes_in=doc["bytes_in"],
                          refused=sorted(doc["refused"])[:50],
                          refused_total=doc["refused_total"], models=doc["models"],
-                         model_failure=doc["model_failure"])
+                         model_failure=doc["model_failure"],
+                         budget_exceeded=doc["budget_exceeded"], spent=route.spend.doc())
 
     @property
     def status(self) -> Status | None:

@@ -60,6 +60,8 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
                      f"{int(use.get('tokens_in', 0)):,} tokens in, "
                      f"{int(use.get('tokens_out', 0)):,} out"
                      + (f", {int(use['refused'])} refused" if use.get("refused") else "") + ".")
+    if doc.get("budget_exceeded"):
+        lines.append(f"⛔ Stopped: {doc['budget_exceeded']}.")
     if doc.get("model_failure"):
         lines.append(f"⚠️ {doc['model_failure']}: the run counts as failed.")
     for entry in (doc.get("beyond_ceiling") or [])[:20]:

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httpx
 import trio
@@ -48,9 +48,14 @@ Kind = Literal["auto", "openai", "ollama", "anthropic"]
 @dataclass(frozen=True)
 class ModelEndpoint:
     name: str
-    root: str  # the server's root: no trailing slash (bzzz.exec.llm.root_url)
+    root: str  # the server's root: no trailing slash, no /v1
     kind: Kind
     key: Callable[[], str | None] = lambda: None  # re-read: a key file may be rotated
+    price_in: float = 0.0  # USD per million tokens, for the cost estimate
+    price_out: float = 0.0
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
 
     def credential(self) -> dict[str, str]:
         key = self.key()
@@ -128,10 +133,22 @@ async def _read_body(client: trio.abc.Stream, headers: list[tuple[bytes, bytes]]
     return body[:size]
 
 
+class Charged(Protocol):
+    """What forward needs of the task's route (bzzz/gateway/proxy.py Route)."""
+
+    egress: Egress
+    capability: str
+
+    def charge(self, *, tokens: int = 0, requests: int = 0, bytes_: int = 0,
+               cost: float = 0.0) -> str | None: ...
+
+
 async def forward(client: trio.abc.Stream, http: httpx.AsyncClient, ep: ModelEndpoint,
-                  egress: Egress, capability: str, method: str, path: str,
+                  route: Charged, method: str, path: str,
                   headers: list[tuple[bytes, bytes]], rest: bytes) -> None:
-    """One model request of a task to ``ep``, answered on ``client``."""
+    """One model request of a task to ``ep``, answered on ``client``; a budget spent
+    mid-answer cuts it there."""
+    egress, capability = route.egress, route.capability
     use = egress.models.setdefault(ep.name, ModelUse())
     presented = _presented(headers)
     if ep.kind != "ollama" or presented is not None:  # Ollama's clients send no key
@@ -145,6 +162,8 @@ async def forward(client: trio.abc.Stream, http: httpx.AsyncClient, ep: ModelEnd
     out["accept-encoding"] = "identity"  # so the answer can be read for its usage
     use.requests += 1
     egress.use(f"llm:{ep.name}", 0).requests += 1
+    if route.charge(requests=1, bytes_=len(body)):
+        raise GatewayRefusal(429, route.charge() or "a budget is spent")
     request = http.build_request(method, ep.root + path, headers=out, content=body)
     try:
         answer = await http.send(request, stream=True)
@@ -164,17 +183,21 @@ async def forward(client: trio.abc.Stream, http: httpx.AsyncClient, ep: ModelEnd
         await client.send_all("\r\n".join(head).encode("latin-1"))
         async for chunk in answer.aiter_raw():
             meter.feed(chunk)
-            _count(use, meter)
             await client.send_all(chunk)
+            if _count(use, meter, ep, route, len(chunk)):
+                return  # a budget is spent: the answer stops here
         meter.close()
-        _count(use, meter)
+        _count(use, meter, ep, route, 0)
     finally:
         await answer.aclose()
 
 
-def _count(use: ModelUse, meter: Meter) -> None:
-    """What the meter counted since last time, onto the route's account (a stream's counts
-    grow as it goes: a budget sees them mid-stream)."""
+def _count(use: ModelUse, meter: Meter, ep: ModelEndpoint, route: Charged,
+           size: int) -> str | None:
+    """What the meter counted since last time, onto the task's account and budgets (a
+    stream's counts grow as it goes: a budget sees them mid-stream)."""
     more_in, more_out = meter.growth()
     use.tokens_in += more_in
     use.tokens_out += more_out
+    return route.charge(tokens=more_in + more_out, bytes_=size,
+                        cost=ep.cost(more_in, more_out))

@@ -77,6 +77,7 @@ class Egress:
     hosts: dict[str, HostUse] = field(default_factory=dict)
     models: dict[str, ModelUse] = field(default_factory=dict)  # endpoint name -> use
     model_failure: str | None = None  # the first model refusal: the run cannot have worked
+    budget_exceeded: str | None = None  # the budget that stopped the task
     refused: dict[str, dict[str, int]] = field(default_factory=dict)  # host:port -> why -> n
     refused_total: int = 0
 
@@ -93,6 +94,7 @@ class Egress:
         return {"hosts": {h: u.doc() for h, u in sorted(self.hosts.items())},
                 "models": {m: u.doc() for m, u in sorted(self.models.items())},
                 "model_failure": self.model_failure,
+                "budget_exceeded": self.budget_exceeded,
                 "refused": {h: dict(r) for h, r in sorted(self.refused.items())},
                 "refused_total": self.refused_total,
                 "bytes_out": sum(u.bytes_out for u in self.hosts.values()),

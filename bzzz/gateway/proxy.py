@@ -22,8 +22,9 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ import trio
 
 from ..errors import closing_quietly
 from . import forwarder, inside
+from .budget import Budget, Spend
 from .allow import Allowlist, Rule, normalize_host, valid_host
 from .models import ModelEndpoint, forward, model_env
 from .policy import Egress, HostUse, GatewayRefusal, dialable
@@ -61,6 +63,34 @@ class Route:
     egress: Egress = field(default_factory=Egress)
     capability: str = field(default_factory=lambda: "bzzz-task-" + secrets.token_urlsafe(32))
     models: list[ModelEndpoint] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)  # the task's
+    spend: Spend = field(default_factory=Spend)
+    daily_budget: Budget = field(default_factory=Budget)  # the repository's, today
+    daily: Spend = field(default_factory=Spend)  # shared by the repository's tasks today
+    exceeded: str | None = None  # the budget passed, as a sentence: nothing more goes out
+    on_exceeded: Callable[[str], None] = lambda why: None  # the task is stopped
+
+    def charge(self, *, tokens: int = 0, requests: int = 0, bytes_: int = 0,
+               cost: float = 0.0) -> str | None:
+        """Spend on the task's and the repository's budgets; the first passed, if any."""
+        for spend in (self.spend, self.daily):
+            spend.add(tokens=tokens, requests=requests, bytes_=bytes_, cost=cost)
+        if self.exceeded is None:
+            why = self.spend.over(self.budget, "the task's") or self.daily.over(
+                self.daily_budget, "the repository's daily")
+            if why is not None:
+                self.exceeded = why
+                self.egress.budget_exceeded = why
+                log.info("task budget spent", extra={"task": self.task, "why": why})
+                self.on_exceeded(why)
+        return self.exceeded
+
+    def check(self) -> None:
+        """Refuse at once once a budget is spent."""
+        if self.exceeded is None:
+            self.charge()  # nothing spent: another task may have used up the day's budget
+        if self.exceeded is not None:
+            raise GatewayRefusal(429, self.exceeded)
 
     def env(self) -> dict[str, str]:
         """What the task's environment gets: the proxy, and its model routes."""
@@ -81,6 +111,10 @@ class Gateway:
     python: str = ""  # the interpreter the forwarder runs with inside a sandbox
     models: list[ModelEndpoint] = field(default_factory=list)  # the node's [[llm]]
     http: httpx.AsyncClient | None = None  # to the model endpoints (made when first used)
+    budget: Budget = field(default_factory=Budget)  # each task's (task_budget)
+    daily_budget: Budget = field(default_factory=Budget)  # each repository's per UTC day
+    daily: dict[str, Spend] = field(default_factory=dict)  # "<repo> <day>" -> spent
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -93,12 +127,23 @@ class Gateway:
     def describe(self) -> str:
         return f"the task gateway ({len(self.routes)} tasks using it)"
 
+    def spent_today(self, repo: str) -> Spend:
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        for key in [k for k in self.daily if not k.endswith(" " + day)]:
+            del self.daily[key]  # yesterday's: done with
+        return self.daily.setdefault(f"{repo} {day}", Spend())
+
     @asynccontextmanager
-    async def route(self, task: str, allow: Allowlist) -> AsyncIterator[Route]:
-        """Serve ``task``'s socket while the block runs; the socket is removed after."""
+    async def route(self, task: str, allow: Allowlist, repo: str = "",
+                    on_exceeded: Callable[[str], None] = lambda why: None
+                    ) -> AsyncIterator[Route]:
+        """Serve ``task``'s socket while the block runs; the socket is removed after.
+        ``on_exceeded`` is told when a budget is spent (the caller stops the task)."""
         name = "".join(c if c.isalnum() else "-" for c in task)[:60]
         path = self.directory / f"{name}-{os.urandom(6).hex()}.sock"
-        route = Route(task, path, allow, models=list(self.models))
+        route = Route(task, path, allow, models=list(self.models), budget=self.budget,
+                      daily_budget=self.daily_budget, daily=self.spent_today(repo),
+                      on_exceeded=on_exceeded)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         await sock.bind(str(path))
         os.chmod(path, 0o666)  # the task's user connects; only the sandbox sees this path
@@ -141,6 +186,7 @@ class Gateway:
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             raise GatewayRefusal(400, "not an HTTP/1.x request")
         method, target = parts[0].decode("latin-1"), parts[1].decode("latin-1")
+        route.check()
         local = _local_path(target)
         if local is not None:
             await self._model(client, route, method, local, headers, rest)
@@ -153,7 +199,7 @@ class Gateway:
                 use.bytes_out += len(rest)
                 if rest:
                     await upstream.send_all(rest)
-                await _relay(client, upstream, use)
+                await _relay(client, upstream, use, route)
             return
         url = urlsplit(target)
         if url.scheme != "http" or not url.hostname:
@@ -169,7 +215,7 @@ class Gateway:
             use.requests += 1
             use.bytes_out += len(out) + len(rest)
             await upstream.send_all(out + rest)
-            await _relay(client, upstream, use)
+            await _relay(client, upstream, use, route)
 
     async def _model(self, client: trio.abc.Stream, route: Route, method: str, path: str,
                      headers: bytes, rest: bytes) -> None:
@@ -185,8 +231,7 @@ class Gateway:
             self.http = httpx.AsyncClient(timeout=httpx.Timeout(MODEL_TIMEOUT, connect=10.0))
         pairs = [(n.strip().lower(), v.strip()) for n, _, v in
                  (h.partition(b":") for h in headers.split(b"\r\n") if h)]
-        await forward(client, self.http, ep, route.egress, route.capability, method,
-                      "/" + rest_path, pairs, rest)
+        await forward(client, self.http, ep, route, method, "/" + rest_path, pairs, rest)
 
     async def aclose(self) -> None:
         if self.http is not None:
@@ -200,6 +245,8 @@ class Gateway:
         rule = route.allow.allows(host, port)
         if rule is None:
             raise GatewayRefusal(403, f"{target} is not on this task's allowlist", target)
+        if route.charge(requests=1):
+            raise GatewayRefusal(429, route.exceeded or "a budget is spent")
         addrs = await _resolve(rule, host, port)
         if not addrs:
             raise GatewayRefusal(403, f"{target} resolves to no address the gateway may dial",
@@ -278,15 +325,19 @@ async def _answer(stream: trio.abc.Stream, status: int, why: str) -> None:
         f"{len(body)}\r\nConnection: close\r\nX-Bzzz-Gateway: refused\r\n\r\n".encode() + body)
 
 
-async def _relay(client: trio.abc.Stream, upstream: trio.SocketStream, use: HostUse) -> None:
-    """Copy both ways, counting the bytes, until the host is done (or either side breaks).
-    The task finishing its sending half-closes the host's side: the answer still comes."""
+async def _relay(client: trio.abc.Stream, upstream: trio.SocketStream, use: HostUse,
+                 route: Route) -> None:
+    """Copy both ways, counting the bytes, until the host is done (or either side breaks, or
+    a budget is spent). The task finishing its sending half-closes the host's side: the
+    answer still comes."""
 
     async def outward(done: trio.CancelScope) -> None:
         try:
             while chunk := await client.receive_some(CHUNK):
                 await upstream.send_all(chunk)
                 use.bytes_out += len(chunk)
+                if route.charge(bytes_=len(chunk)):
+                    done.cancel()
             await upstream.send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             done.cancel()  # the task's side broke: nothing more to carry
@@ -296,6 +347,8 @@ async def _relay(client: trio.abc.Stream, upstream: trio.SocketStream, use: Host
             while chunk := await upstream.receive_some(CHUNK):
                 await client.send_all(chunk)
                 use.bytes_in += len(chunk)
+                if route.charge(bytes_=len(chunk)):
+                    break
         finally:
             done.cancel()
 

@@ -12,8 +12,11 @@ Three dialects, each in a plain JSON answer or in a stream:
 - Ollama (native /api/chat, /api/generate): ``prompt_eval_count`` / ``eval_count`` in the
   answer, or in the stream's last line (``"done": true``).
 
-``Meter.feed`` takes the answer's bytes in whatever pieces they come; ``tokens`` is what has
-been counted so far, so a budget can be checked mid-stream.
+``Meter.feed`` takes the answer's bytes in whatever pieces they come. Streams say their
+output count only at the end, so until then each piece of streamed text counts as one token
+(what OpenAI-compatible servers, Anthropic and Ollama stream: a token or a few per piece);
+the stream's own count replaces that estimate when it comes. So a budget is checked
+mid-stream, and the final account is the server's own count.
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ class Meter:
     _buf: bytes = b""
     _overflow: bool = False
     _told: tuple[int, int] = (0, 0)
+    _pieces: int = 0  # streamed pieces of text so far (the estimate)
+    _counted: bool = False  # the answer said its output count
+
+    @property
+    def output(self) -> int:
+        """Output tokens: the answer's count once it said it, else the estimate."""
+        return self.tokens_out if self._counted else max(self.tokens_out, self._pieces)
 
     def growth(self) -> tuple[int, int]:
-        """Tokens in and out counted since the last call."""
+        """Tokens in and out counted since the last call (out may shrink when the stream's
+        own count replaces the estimate)."""
         told_in, told_out = self._told
-        self._told = (self.tokens_in, self.tokens_out)
-        return self.tokens_in - told_in, self.tokens_out - told_out
+        self._told = (self.tokens_in, self.output)
+        return self.tokens_in - told_in, self.output - told_out
 
     @property
     def streaming(self) -> bool:
@@ -81,6 +92,8 @@ class Meter:
     def _doc(self, doc: Any) -> None:
         if not isinstance(doc, dict):
             return
+        if _is_piece(doc):
+            self._pieces += 1
         if doc.get("type") == "message_start" and isinstance(doc.get("message"), dict):
             self._usage(doc["message"].get("usage"))  # Anthropic: the input, first
         elif doc.get("type") == "response.completed" and isinstance(doc.get("response"), dict):
@@ -90,6 +103,7 @@ class Meter:
         if "eval_count" in doc or "prompt_eval_count" in doc:  # Ollama
             self.tokens_in = _int(doc.get("prompt_eval_count"), self.tokens_in)
             self.tokens_out = _int(doc.get("eval_count"), self.tokens_out)
+            self._counted = self._counted or "eval_count" in doc
 
     def _usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
@@ -100,6 +114,19 @@ class Meter:
         for key in ("completion_tokens", "output_tokens"):
             if key in usage:
                 self.tokens_out = _int(usage[key], self.tokens_out)
+                self._counted = True
+
+
+def _is_piece(doc: dict[str, Any]) -> bool:
+    """A streamed piece of an answer's text, in any of the three dialects."""
+    if doc.get("type") == "content_block_delta":  # Anthropic
+        return True
+    choices = doc.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta")  # OpenAI chat
+        return isinstance(delta, dict) and bool(delta.get("content") or delta.get("tool_calls"))
+    message = doc.get("message")  # Ollama
+    return doc.get("done") is False and isinstance(message, dict) and bool(message.get("content"))
 
 
 def _int(value: Any, default: int) -> int:
