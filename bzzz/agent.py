@@ -7,6 +7,8 @@ connections are closed, and the process exits 0 within a few seconds.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from functools import partial
 import shutil
 import tempfile
 import time
@@ -225,6 +227,24 @@ class Agent:
                                   "included)", lambda: self.claims.gh.requests if self.claims else 0)
         self.metrics.counter_from("bzzz_github_writes", "Content-creating GitHub requests sent",
                                   lambda: self.claims.gh.writes if self.claims else 0)
+        for name, doc, attr, label in (
+                ("bzzz_gateway_refused", "Task requests the gateway refused, by host",
+                 "refused_by_host", "host"),
+                ("bzzz_gateway_bytes", "Bytes through the task gateway (finished tasks)",
+                 "bytes_through", "direction"),
+                ("bzzz_gateway_model_requests", "Model requests through the gateway",
+                 "model_requests", "model"),
+                ("bzzz_gateway_model_tokens_in", "Model input tokens through the gateway",
+                 "tokens_in", "model"),
+                ("bzzz_gateway_model_tokens_out", "Model output tokens through the gateway",
+                 "tokens_out", "model")):
+            self.metrics.counter_from(name, doc, partial(self._gateway_counts, attr),
+                                      label=label)
+
+    def _gateway_counts(self, attr: str) -> Counter[str]:
+        """One of the task gateway's node-wide tallies (empty without a gateway)."""
+        counts: Counter[str] = getattr(self.gateway, attr) if self.gateway else Counter()
+        return counts
 
     # ---------------------------------------------------------------- observability
 

@@ -111,6 +111,9 @@ def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
                           if d.get("type") == "egress")
             assert egress["hosts"] == [f"127.0.0.1:{oport}"] and egress["requests"] == 1
             assert egress["refused"] == [f"127.0.0.1:{dport}"]
+            metrics = httpx.get(f"http://127.0.0.1:{api}/metrics").text
+            assert 'bzzz_gateway_refused_total{host="127.0.0.1"} 1.0' in metrics, metrics
+            assert 'bzzz_gateway_bytes_total{direction="in"}' in metrics
         finally:
             proc.terminate()
             assert proc.wait(20) == 0

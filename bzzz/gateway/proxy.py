@@ -48,6 +48,7 @@ HEAD_LIMIT = 16 * 1024  # bytes of a request's head
 HEAD_TIMEOUT = 10.0  # seconds for a client to send its request's head
 CONNECT_TIMEOUT = 10.0  # seconds to reach an allowed host
 CHUNK = 64 * 1024
+HOSTS_COUNTED = 200  # distinct refused hosts the node's metrics name
 MODEL_TIMEOUT = 600.0  # seconds a model may think before its answer's next bytes
 HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
 
@@ -115,6 +116,11 @@ class Gateway:
     daily_budget: Budget = field(default_factory=Budget)  # each repository's per UTC day
     daily: dict[str, Spend] = field(default_factory=dict)  # "<repo> <day>" -> spent
     clock: Callable[[], float] = time.time
+    # node-wide totals of the routes that ended, for the metrics
+    tokens_in: Counter[str] = field(default_factory=Counter)  # model -> tokens
+    tokens_out: Counter[str] = field(default_factory=Counter)
+    model_requests: Counter[str] = field(default_factory=Counter)
+    bytes_through: Counter[str] = field(default_factory=Counter)  # "in" / "out"
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -159,6 +165,16 @@ class Gateway:
         finally:
             self.routes.pop(task, None)
             path.unlink(missing_ok=True)
+            self._fold(route)
+
+    def _fold(self, route: Route) -> None:
+        for name, use in route.egress.models.items():
+            self.tokens_in[name] += use.tokens_in
+            self.tokens_out[name] += use.tokens_out
+            self.model_requests[name] += use.requests
+        for host in route.egress.hosts.values():
+            self.bytes_through["out"] += host.bytes_out
+            self.bytes_through["in"] += host.bytes_in
 
     # ------------------------------------------------------------------ one connection
 
@@ -170,7 +186,11 @@ class Gateway:
             except GatewayRefusal as refused:
                 if refused.counted:
                     route.egress.refuse(refused.counted, refused.why)
-                    self.refused_by_host[refused.counted.rsplit(":", 1)[0]] += 1
+                    host = refused.counted.rsplit(":", 1)[0]
+                    if host not in self.refused_by_host and \
+                            len(self.refused_by_host) >= HOSTS_COUNTED:
+                        host = "(other)"  # a task inventing names cannot grow the metrics
+                    self.refused_by_host[host] += 1
                     log.info("task egress refused", extra={
                         "task": route.task, "target": refused.counted, "why": refused.why})
                 with closing_quietly(log, "a refused request"):
