@@ -5,7 +5,9 @@
 # uidmap (user namespaces for podman), chromium (the Mesh Visualizer's page tests, driven
 # headless by Playwright), debootstrap (the local base image of the agent's image:
 # .ci/base-image.sh) and prometheus (a real server and promtool for the metrics,
-# scrape-config and dashboard-query tests). Installs only what is missing; needs root.
+# scrape-config and dashboard-query tests), curl and Debian's python3 (the task gateway's
+# tests: the forwarder inside a sandbox runs with /usr/bin/python3). Installs only what is
+# missing; needs root.
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
@@ -19,6 +21,8 @@ command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /usr/bin/python3 ] || missing+=(python3)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi
