@@ -17,68 +17,76 @@ with the system's python3::
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
+from collections.abc import Coroutine
+from typing import Any
 
 CHUNK = 64 * 1024
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     try:
-        while chunk := src.recv(CHUNK):
-            dst.sendall(chunk)
-        dst.shutdown(socket.SHUT_WR)  # pass the half-close on: the answer still comes back
+        while chunk := await src.read(CHUNK):
+            dst.write(chunk)
+            await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()  # pass the half-close on: the answer still comes back
     except OSError:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue  # already closed: nothing left to stop
+        dst.close()  # either side broke: the other is closed too
 
 
-def _carry(conn: socket.socket, path: str) -> None:
-    with conn:
-        try:
-            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            up.connect(path)
-        except OSError:
-            return  # the gateway is gone (the task is ending): the client sees a close
-        with up:
-            back = threading.Thread(target=_pump, args=(up, conn), daemon=True)
-            back.start()
-            _pump(conn, up)
-            back.join()
+_LIVE: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
 
 
-def _serve(listener: socket.socket, path: str) -> None:
-    while True:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        threading.Thread(target=_carry, args=(conn, path), daemon=True).start()
+def _keep(coro: "asyncio.Future[None] | Coroutine[Any, Any, None]") -> asyncio.Task[None]:
+    task = asyncio.ensure_future(coro)
+    _LIVE.add(task)
+    task.add_done_callback(_LIVE.discard)
+    return task
+
+
+async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 path: str) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        up_reader, up_writer = await asyncio.open_unix_connection(path)
+    except OSError:
+        writer.close()  # the gateway is gone (the task is ending): the client sees a close
+        return
+    await asyncio.gather(_keep(_pump(reader, up_writer)), _keep(_pump(up_reader, writer)))
+    for w in (writer, up_writer):
+        w.close()
+
+
+async def _main(port: int, path: str, command: list[str]) -> int:
+    server = await asyncio.start_server(lambda r, w: _keep(_carry(r, w, path)) and None,
+                                        "127.0.0.1", port, reuse_address=True, limit=CHUNK)
+    proc = await asyncio.create_subprocess_exec(*command)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, proc.send_signal, sig)
+    code = await proc.wait()
+    # the task is over: connections still open go with this process (no clean-up to wait
+    # for, and nothing printed into the task's output)
+    server.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if code >= 0 else 128 - code)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--port", type=int, default=3128)
     parser.add_argument("--socket", required=True)
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", args.port))
-    listener.listen(64)
-    threading.Thread(target=_serve, args=(listener, args.socket), daemon=True).start()
-    proc = subprocess.Popen(args.command)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda s, _f: proc.send_signal(s))
-    code = proc.wait()
-    listener.close()
-    return code if code >= 0 else 128 - code
+    return asyncio.run(_main(args.port, args.socket, args.command))  # exits from _main
 
 
 if __name__ == "__main__":
