@@ -213,3 +213,43 @@ def test_a_spent_budget_stops_the_task_and_the_issue_says_which(tmp_path, workdi
         finally:
             proc.terminate()
             assert proc.wait(20) == 0
+
+
+def _put_file(owner, path, text):
+    """Commit one file to owner/tasks's main branch through the git data API."""
+    head = owner.get("/repos/owner/tasks/git/ref/heads/main").json()["object"]["sha"]
+    tree = owner.get(f"/repos/owner/tasks/git/commits/{head}").json()["tree"]["sha"]
+    blob = owner.post("/repos/owner/tasks/git/blobs", json={
+        "content": text, "encoding": "utf-8"}).json()["sha"]
+    new_tree = owner.post("/repos/owner/tasks/git/trees", json={"base_tree": tree, "tree": [
+        {"path": path, "mode": "100644", "type": "blob", "sha": blob}]}).json()["sha"]
+    commit = owner.post("/repos/owner/tasks/git/commits", json={
+        "message": f"add {path}", "tree": new_tree, "parents": [head]}).json()["sha"]
+    assert owner.patch("/repos/owner/tasks/git/refs/heads/main",
+                       json={"sha": commit}).status_code == 200
+
+
+def test_a_repository_adds_egress_within_the_nodes_ceiling(tmp_path, workdir):
+    wanted = _serve(_Origin)
+    port = wanted.server_address[1]
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        _put_file(owner, ".bzzz.toml",
+                  f'[task]\negress = ["127.0.0.1:{port}", "evil.example"]\n')
+        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
+                                env=_agent_env(tmp_path, workdir, hub,
+                                               BZZZ_TASK_EGRESS_MAX=f"127.0.0.1:{port}"),
+                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
+        try:
+            n = owner.post("/repos/owner/tasks/issues", json={
+                "title": "fetch", "body": f"```bzzz\ncurl -sS -m 10 http://127.0.0.1:{port}/; "
+                "echo\n```", "labels": ["bzzz"]}).json()["number"]
+            wait_for(lambda: any("🌐" in c["body"] for c in _comments(owner, n)), 90,
+                     what="the result comment")
+            body = next(c["body"] for c in _comments(owner, n) if "🌐" in c["body"])
+            assert "hello-through-the-gateway" in body, body
+            assert "`.bzzz.toml` asked for `evil.example`, beyond this node's" in body
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+            wanted.shutdown()

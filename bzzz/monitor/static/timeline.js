@@ -15,7 +15,19 @@ const CATEGORY = {
   attempt_crashed: 'failure', checkout_failed: 'failure', guardian_refused: 'failure',
   reported: 'report', report_failed: 'failure', report_dropped: 'failure',
   asked: 'input', needs_input: 'input', input_timed_out: 'input',
+  egress: 'network',
 };
+
+// One line for a task's use of its gateway: hosts, refusals, tokens, a budget stop.
+function egressLine(d) {
+  const models = Object.values(d.models ?? {});
+  const tokens = models.reduce((n, m) => n + Number(m.tokens_in ?? 0) + Number(m.tokens_out ?? 0), 0);
+  const parts = [`${(d.hosts ?? []).length} hosts`, `${Number(d.refused_total ?? 0)} refused`];
+  if (models.length) parts.push(`${tokens.toLocaleString()} tokens`);
+  if (d.budget_exceeded) parts.push('stopped: budget');
+  if (d.model_failure) parts.push('model refused');
+  return ` · ${parts.join(' · ')}`;
+}
 
 export function category(type) {
   return CATEGORY[type] || 'other';
@@ -119,7 +131,8 @@ export class TaskView {
       const details = h('details', {class: `tl-event cat-${category(type)}`,
                                     style: `grid-row:${r};grid-column:${lane + 2}`,
                                     dataset: {type, category: category(type)}},
-        h('summary', {}, type, h('span', {class: 'seq'}, ` #${e.seq ?? ''}`)),
+        h('summary', {}, type, h('span', {class: 'seq'}, ` #${e.seq ?? ''}`),
+          type === 'egress' ? h('span', {class: 'muted'}, egressLine(e.data ?? {})) : null),
         h('pre', {}, JSON.stringify(e.data ?? {}, null, 1)));
       grid.appendChild(details);
     });
