@@ -8,11 +8,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "bzzz"
 PRODUCT = {"agent", "cli", "claim", "exec", "help", "p2p", "hyperlog", "monitor", "schedule",
-           "repo"}
+           "repo", "gateway"}
 FORBIDDEN = [  # (from package, to package, why)
     ("claim", "devhub", "the product never depends on the test server"),
     ("help", "claim", "help is matched on capabilities (p2p), not on claiming"),
     *[("devhub", p, "devhub shares only bzzz/github/'s helpers") for p in sorted(PRODUCT)],
+    *[("gateway", p, "the gateway stands alone: every sandbox and executor may use it")
+      for p in sorted(PRODUCT - {"gateway"})],
     *[(p, "testing", "the product never depends on test helpers")
       for p in sorted(PRODUCT | {"github", "devhub"})],
 ]
