@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -18,6 +18,9 @@ from ..fsutil import write_synced
 from .app import DevHubApp
 from .limits import RateLimits
 from .state import Hub
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 SAVE_DELAY = 0.2
 
@@ -64,7 +67,7 @@ class DevHub:
                 self._changed_flag = False
                 save_state(self.hub, self.state_file)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self.app.nursery = nursery
