@@ -276,7 +276,7 @@ def test_edit_and_delete_webhooks_carry_changes_and_are_signed(hub, receiver):  
             assert p["issue"]["number"] == n and p["repository"]["full_name"] == "alice/trust"
             assert p["sender"]["login"] == "sam"
         kinds = sorted((g["headers"]["x-github-event"], p["action"]) for g, p in
-                       zip(got, payloads))
+                       zip(got, payloads, strict=True))
         assert kinds == sorted(wanted)
         edits = [p for p in payloads if p["action"] == "edited" and "comment" not in p]
         assert {json.dumps(p["changes"], sort_keys=True) for p in edits} == {
