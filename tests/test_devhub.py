@@ -1,4 +1,7 @@
-"""devhub conformance: GitHub's behaviour (shared/FACTS.md) through PyGithub and raw httpx."""
+"""devhub conformance: GitHub's behaviour (shared/FACTS.md) through PyGithub and raw httpx.
+
+PyGithub needs a served devhub (``hub``); tests that only talk REST use ``inproc``, devhub
+in process with no socket (bzzz/testing/inprocess.py)."""
 
 import json
 import subprocess
@@ -10,6 +13,7 @@ import pytest
 from github import Auth, Github, GithubException
 
 from bzzz.devhub import DevHubThread
+from bzzz.testing.inprocess import InProcessDevHub
 
 PUSHERS = [f"dev{i}" for i in range(12)]
 SEED = {
@@ -27,13 +31,20 @@ def hub():
         yield d
 
 
+@pytest.fixture(scope="module")
+def inproc():
+    with InProcessDevHub(seed=SEED) as d:
+        yield d
+
+
 def gh(hub, token="t-alice") -> Github:
     return Github(base_url=hub.url, auth=Auth.Token(token), retry=None,
                   seconds_between_requests=0, seconds_between_writes=0)
 
 
 def raw(hub, token="t-alice") -> httpx.Client:
-    return httpx.Client(base_url=hub.url, headers={"Authorization": f"token {token}"})
+    """A client of either devhub (served or in process)."""
+    return hub.client(headers={"Authorization": f"token {token}"})
 
 
 def new_issue(hub, title="task", **kw):
@@ -51,11 +62,12 @@ def test_user_and_repo(hub):
     assert err.value.status == 404  # private repos hide behind 404
 
 
-def test_bad_token_is_401_with_githubs_body(hub):
-    r = httpx.get(hub.url + "/user", headers={"Authorization": "token nope"})
-    assert r.status_code == 401 and r.json()["message"] == "Bad credentials"
-    r = httpx.get(hub.url + "/user", headers={"Authorization": "Bearer t-alice"})
-    assert r.status_code == 200 and r.json()["login"] == "alice"
+def test_bad_token_is_401_with_githubs_body(inproc):
+    with inproc.client() as c:
+        r = c.get("/user", headers={"Authorization": "token nope"})
+        assert r.status_code == 401 and r.json()["message"] == "Bad credentials"
+        r = c.get("/user", headers={"Authorization": "Bearer t-alice"})
+        assert r.status_code == 200 and r.json()["login"] == "alice"
 
 
 def test_create_issue_labels_and_assignees_only_for_pushers(hub):
@@ -169,13 +181,13 @@ def test_conditional_get_is_free_and_etag_changes(hub):
         assert changed.status_code == 200 and changed.headers["etag"] != etag
 
 
-def test_rate_limit_exhaustion_and_secondary_limit(hub):
-    with raw(hub, "t-mal") as c:
-        hub.app.limits.exhaust("token:t-mal", True, time.time())
+def test_rate_limit_exhaustion_and_secondary_limit(inproc):
+    with raw(inproc, "t-mal") as c:
+        inproc.app.limits.exhaust("token:t-mal", True, time.time())
         r = c.get("/repos/alice/widgets")
         assert r.status_code == 403 and r.headers["x-ratelimit-remaining"] == "0"
         assert "rate limit exceeded" in r.json()["message"]
-    with raw(hub, "t-dev1") as c:
+    with raw(inproc, "t-dev1") as c:
         c.post("/_devhub/limits", json={"secondary_burst": 2, "token": "t-dev1"})
         for _ in range(2):
             r = c.post("/repos/alice/widgets/issues", json={"title": "x"})
@@ -184,8 +196,8 @@ def test_rate_limit_exhaustion_and_secondary_limit(hub):
         assert c.post("/repos/alice/widgets/issues", json={"title": "x"}).status_code == 201
 
 
-def test_secondary_limit_per_minute_and_per_endpoint_bursts(hub):
-    with raw(hub, "t-dev3") as c:
+def test_secondary_limit_per_minute_and_per_endpoint_bursts(inproc):
+    with raw(inproc, "t-dev3") as c:
         c.post("/_devhub/limits", json={"secondary_per_minute": 3})
         try:
             codes = [c.post("/repos/alice/widgets/issues", json={"title": f"s{i}"}).status_code
@@ -204,8 +216,8 @@ def test_secondary_limit_per_minute_and_per_endpoint_bursts(hub):
         c.delete("/_devhub/faults")
 
 
-def test_fault_injection_and_request_stats(hub):
-    with raw(hub, "t-dev2") as c:
+def test_fault_injection_and_request_stats(inproc):
+    with raw(inproc, "t-dev2") as c:
         c.delete("/_devhub/faults")
         c.post("/_devhub/faults", json={"pattern": r"^GET /repos/alice/widgets/labels$",
                                         "error_rate": 1.0, "error_status": 503,
@@ -219,15 +231,16 @@ def test_fault_injection_and_request_stats(hub):
         assert stats["GET /repos/{owner}/{repo}/labels"] == 1
 
 
-def test_validation_errors(hub):
-    with raw(hub) as c:
+def test_validation_errors(inproc):
+    with raw(inproc) as c:
+        n = c.post("/repos/alice/widgets/issues", json={"title": "to comment on"}).json()["number"]
         assert c.post("/repos/alice/widgets/issues", json={"body": "no title"}).status_code == 422
         assert c.post("/repos/alice/widgets/issues", content=b"{nope").status_code == 400
         assert c.get("/repos/alice/widgets/issues/99999").status_code == 404
-        assert c.post("/repos/alice/widgets/issues/1/comments", json={}).status_code == 422
+        assert c.post(f"/repos/alice/widgets/issues/{n}/comments", json={}).status_code == 422
         assert c.get("/repos/alice/nothing").status_code == 404
-    with raw(hub, "t-carol") as c:
-        r = c.post("/repos/alice/widgets/issues/1/labels", json={"labels": ["x"]})
+    with raw(inproc, "t-carol") as c:
+        r = c.post(f"/repos/alice/widgets/issues/{n}/labels", json={"labels": ["x"]})
         assert r.status_code == 403
 
 
@@ -269,9 +282,9 @@ def test_cli_prints_url_and_rejects_bad_seed(tmp_path):
     assert r.returncode == 2 and "missing.json" in r.stderr
 
 
-def test_the_clock_moves_forward_on_request_and_timestamps_follow(hub):
+def test_the_clock_moves_forward_on_request_and_timestamps_follow(inproc):
     """Tests advance devhub's clock instead of sleeping past its whole-second timestamps."""
-    with raw(hub) as c:
+    with raw(inproc) as c:
         first = c.post("/repos/alice/widgets/issues", json={"title": "t1"}).json()
         assert c.post("/_devhub/clock", json={"advance": 120}).status_code == 200
         second = c.post("/repos/alice/widgets/issues", json={"title": "t2"}).json()
@@ -281,7 +294,7 @@ def test_the_clock_moves_forward_on_request_and_timestamps_follow(hub):
         assert 120 <= gap < 180
         for bad in ({"advance": -1}, {"advance": "1"}, {}):
             assert c.post("/_devhub/clock", json=bad).status_code == 422, bad
-    hub.advance_clock(1)  # the same from the test's own thread
-    with raw(hub) as c:
+    inproc.advance_clock(1)  # the same from the test's own thread
+    with raw(inproc) as c:
         third = c.post("/repos/alice/widgets/issues", json={"title": "t3"}).json()
     assert third["created_at"] > second["created_at"]

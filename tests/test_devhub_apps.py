@@ -1,5 +1,7 @@
 """devhub's GitHub App flow against GitHub's semantics: JWTs, installations, installation
-tokens that expire, act as <slug>[bot] with their permissions, and keys that can be revoked."""
+tokens that expire, act as <slug>[bot] with their permissions, and keys that can be revoked.
+
+devhub runs in process (bzzz/testing/inprocess.py), but for git over smart HTTP."""
 
 import base64
 import calendar
@@ -7,7 +9,6 @@ import json
 import subprocess
 import time
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from bzzz.github.credentials import make_jwt
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.server import load_state, save_state
-from bzzz.testing.wait import wait_for
+from bzzz.testing.inprocess import InProcessDevHub
 
 SEED = {"users": [{"login": "acme", "token": "t-acme"}, {"login": "eve", "token": "t-eve"}],
         "repos": [{"full_name": "acme/widgets"}, {"full_name": "acme/tools"},
@@ -50,26 +51,36 @@ def key():
 
 @pytest.fixture
 def hub():
+    with InProcessDevHub(seed=SEED) as h:
+        yield h
+
+
+@pytest.fixture
+def served():
     with DevHubThread(seed=SEED) as h:
         yield h
 
 
 def register(hub, key, **extra):
     doc = {"slug": "bzzz-agent", "owner": "acme", "public_key": public_pem(key), **extra}
-    r = httpx.post(hub.url + "/_devhub/apps", json=doc)
+    r = hub.client().post("/_devhub/apps", json=doc)
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def install(hub, app_id, **doc):
-    r = httpx.post(f"{hub.url}/_devhub/apps/{app_id}/installations",
-                   json={"account": "acme", **doc})
+    r = hub.client().post(f"/_devhub/apps/{app_id}/installations",
+                          json={"account": "acme", **doc})
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
 def as_app(hub, token):
-    return httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"})
+    return hub.client(headers={"Authorization": f"Bearer {token}"})
+
+
+def as_token(hub, token):
+    return hub.client(headers={"Authorization": f"token {token}"})
 
 
 def mint(hub, key, app_id, inst, **body):
@@ -122,7 +133,7 @@ def test_jwt_rejections_carry_githubs_messages(hub, key):
     head = b64(json.dumps({"alg": "none"}).encode())
     body = b64(json.dumps({"iat": now - 60, "exp": now + 300, "iss": iss}).encode())
     assert as_app(hub, f"{head}.{body}.").get("/app").status_code == 401
-    assert httpx.get(hub.url + "/app").status_code == 401
+    assert hub.client().get("/app").status_code == 401
 
 
 def test_installation_token_acts_as_the_bot_with_its_permissions(hub, key):
@@ -133,7 +144,7 @@ def test_installation_token_acts_as_the_bot_with_its_permissions(hub, key):
     assert tok["repository_selection"] == "selected"
     expires = calendar.timegm(time.strptime(tok["expires_at"], "%Y-%m-%dT%H:%M:%SZ"))
     assert 3500 < expires - time.time() <= 3600
-    bot = httpx.Client(base_url=hub.url, headers={"Authorization": f"token {tok['token']}"})
+    bot = as_token(hub, tok["token"])
     r = bot.post("/repos/acme/widgets/issues", json={"title": "filed by the app"})
     assert r.status_code == 201 and r.json()["user"]["login"] == "bzzz-agent[bot]"
     assert bot.get("/repos/acme/secret").status_code == 200  # private, but installed
@@ -154,8 +165,7 @@ def test_fine_grained_permissions_are_enforced(hub, key):
     app = register(hub, key, permissions={"issues": "write", "contents": "read",
                                           "metadata": "read"})
     inst = install(hub, app["id"])
-    bot = httpx.Client(base_url=hub.url, headers={
-        "Authorization": f"token {mint(hub, key, app['id'], inst)['token']}"})
+    bot = as_token(hub, mint(hub, key, app["id"], inst)["token"])
     assert bot.post("/repos/acme/widgets/issues", json={"title": "ok"}).status_code == 201
     assert bot.get("/repos/acme/widgets/pulls").status_code == 403  # no pull_requests
     r = bot.post("/repos/acme/widgets/git/refs", json={"ref": "refs/bzzz/claims/1",
@@ -171,7 +181,7 @@ def test_fine_grained_permissions_are_enforced(hub, key):
     narrow = mint(hub, key, app["id"], inst, repositories=["tools"],
                   permissions={"issues": "read"})
     assert [x["full_name"] for x in narrow["repositories"]] == ["acme/tools"]
-    nb = httpx.Client(base_url=hub.url, headers={"Authorization": f"token {narrow['token']}"})
+    nb = as_token(hub, narrow["token"])
     assert nb.get("/repos/acme/tools/issues").status_code == 200
     assert nb.post("/repos/acme/tools/issues", json={"title": "x"}).status_code == 403
     assert nb.post("/repos/acme/widgets/issues", json={"title": "x"}).status_code == 403
@@ -181,51 +191,51 @@ def test_tokens_expire_and_can_be_revoked(hub, key):
     app = register(hub, key, token_lifetime=2)
     inst = install(hub, app["id"])
     tok = mint(hub, key, app["id"], inst)["token"]
-    bot = httpx.Client(base_url=hub.url, headers={"Authorization": f"token {tok}"})
+    bot = as_token(hub, tok)
     assert bot.get("/repos/acme/widgets/issues").status_code == 200
-    wait_for(lambda: bot.get("/repos/acme/widgets/issues").status_code == 401, 10,
-             what="the installation token expires")
+    hub.advance_clock(3)  # past the token's 2 s (devhub's clock, clock.py)
     r = bot.get("/repos/acme/widgets/issues")
-    assert r.json()["message"] == "Bad credentials"
+    assert r.status_code == 401 and r.json()["message"] == "Bad credentials"
     # the lifetime is the admin's to change; DELETE /installation/token revokes one
-    assert httpx.patch(f"{hub.url}/_devhub/apps/{app['id']}",
+    admin = hub.client()
+    assert admin.patch(f"/_devhub/apps/{app['id']}",
                        json={"token_lifetime": 600}).status_code == 200
     tok = mint(hub, key, app["id"], inst)["token"]
-    bot = httpx.Client(base_url=hub.url, headers={"Authorization": f"token {tok}"})
+    bot = as_token(hub, tok)
     assert bot.delete("/installation/token").status_code == 204
     assert bot.get("/repos/acme/widgets/issues").status_code == 401
     # the admin API revokes installation tokens and users' tokens alike
     tok = mint(hub, key, app["id"], inst)["token"]
-    assert httpx.delete(f"{hub.url}/_devhub/installations/{inst}/tokens").status_code == 204
-    assert httpx.get(hub.url + "/repos/acme/widgets/issues",
-                     headers={"Authorization": f"token {tok}"}).status_code == 401
-    assert httpx.post(hub.url + "/_devhub/tokens/revoke", json={"token": "t-eve"}).status_code == 204
-    assert httpx.get(hub.url + "/user", headers={"Authorization": "token t-eve"}).status_code == 401
-    assert httpx.post(hub.url + "/_devhub/tokens/revoke", json={"token": "nope"}).status_code == 404
+    assert admin.delete(f"/_devhub/installations/{inst}/tokens").status_code == 204
+    assert as_token(hub, tok).get("/repos/acme/widgets/issues").status_code == 401
+    assert admin.post("/_devhub/tokens/revoke", json={"token": "t-eve"}).status_code == 204
+    assert as_token(hub, "t-eve").get("/user").status_code == 401
+    assert admin.post("/_devhub/tokens/revoke", json={"token": "nope"}).status_code == 404
 
 
 def test_a_removed_key_makes_new_jwts_fail_and_a_second_key_rotates(hub, key):
     app = register(hub, key)
     inst = install(hub, app["id"])
     second = new_key()
-    r = httpx.post(f"{hub.url}/_devhub/apps/{app['id']}/keys",
-                   json={"public_key": public_pem(second)})
+    r = hub.client().post(f"/_devhub/apps/{app['id']}/keys",
+                          json={"public_key": public_pem(second)})
     assert r.status_code == 201
     mint(hub, key, app["id"], inst)
     mint(hub, second, app["id"], inst)
-    assert httpx.delete(f"{hub.url}/_devhub/apps/{app['id']}/keys/{app['key_id']}").status_code == 204
+    assert hub.client().delete(f"/_devhub/apps/{app['id']}/keys/{app['key_id']}").status_code \
+        == 204
     r = as_app(hub, make_jwt(app["id"], key, time.time())).post(
         f"/app/installations/{inst}/access_tokens")
     assert r.status_code == 401 and r.json()["message"] == "A JSON web token could not be decoded"
     mint(hub, second, app["id"], inst)
 
 
-def test_git_over_smart_http_with_an_installation_token(hub, key, tmp_path):
-    app = register(hub, key, permissions={"contents": "read", "issues": "write",
-                                          "metadata": "read"})
-    inst = install(hub, app["id"])
-    token = mint(hub, key, app["id"], inst)["token"]
-    host = hub.url.split("://", 1)[1]
+def test_git_over_smart_http_with_an_installation_token(served, key, tmp_path):
+    app = register(served, key, permissions={"contents": "read", "issues": "write",
+                                             "metadata": "read"})
+    inst = install(served, app["id"])
+    token = mint(served, key, app["id"], inst)["token"]
+    host = served.url.split("://", 1)[1]
     url = f"http://x-access-token:{token}@{host}/acme/secret.git"
     env = {"GIT_TERMINAL_PROMPT": "0", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     r = subprocess.run(["git", "ls-remote", url], capture_output=True, text=True, env=env)
@@ -242,15 +252,15 @@ def test_git_over_smart_http_with_an_installation_token(hub, key, tmp_path):
 
 def test_admin_api_validates_and_state_persists(tmp_path, key):
     state = tmp_path / "hub.json"
-    with DevHubThread(seed=SEED, state_file=str(state)) as hub:
+    with InProcessDevHub(seed=SEED, state_file=str(state)) as hub:
         for bad in ({"slug": "Bad Slug"}, {"slug": "ok", "public_key": "nope"},
                     {"slug": "ok2", "token_lifetime": 0},
                     {"slug": "ok3", "permissions": {"issues": "everything"}}):
-            r = httpx.post(hub.url + "/_devhub/apps", json=bad)
+            r = hub.client().post("/_devhub/apps", json=bad)
             assert r.status_code == 422, (bad, r.text)
         app = register(hub, key)
-        r = httpx.post(f"{hub.url}/_devhub/apps/{app['id']}/installations",
-                       json={"account": "acme", "repositories": ["eve/other"]})
+        r = hub.client().post(f"/_devhub/apps/{app['id']}/installations",
+                              json={"account": "acme", "repositories": ["eve/other"]})
         assert r.status_code == 422
         inst = install(hub, app["id"])
         tok = mint(hub, key, app["id"], inst)["token"]

@@ -1,6 +1,9 @@
 """devhub's pull requests as GitHub's REST API has them: documents, listing, review requests,
 reviews, review comments, merging (closing keywords), files and commits, webhooks, branch
-protection over real smart-HTTP git, and persistence."""
+protection over real smart-HTTP git, and persistence.
+
+Tests that only talk REST (no webhooks, no git client) use ``inproc``, devhub in process with
+no socket (bzzz/testing/inprocess.py)."""
 
 import base64
 import http.server
@@ -20,6 +23,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.devhub.app import DevHubApp
 from bzzz.devhub.pulls import diff_lines
 from bzzz.devhub.state import Hub, closing_references
+from bzzz.testing.inprocess import InProcessDevHub
 from bzzz.testing.wait import wait_for
 
 REPO = "/repos/alice/shop"
@@ -70,6 +74,12 @@ def hub():
 
 
 @pytest.fixture(scope="module")
+def inproc():
+    with InProcessDevHub(seed=SEED) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
 def hooks(hub):
     receiver = Receiver()
     with api(hub, "alice") as c:
@@ -80,7 +90,8 @@ def hooks(hub):
 
 
 def api(hub, who="bob") -> httpx.Client:
-    return httpx.Client(base_url=hub.url, headers={"Authorization": f"token t-{who}"})
+    """A client of either devhub (served or in process)."""
+    return hub.client(headers={"Authorization": f"token t-{who}"})
 
 
 def tip(c, branch="main") -> str:
@@ -178,12 +189,12 @@ def test_pull_document_and_its_issue(hub, hooks):
     assert not [p for e, p in hooks.got if e == "issues" and p["issue"]["number"] == pr["number"]]
 
 
-def test_listing_filters_sorting_paging_and_etag(hub):
-    with api(hub, "erin") as c:
+def test_listing_filters_sorting_paging_and_etag(inproc):
+    with api(inproc, "erin") as c:
         made = [open_pull(c, f"list-{i}", base="main") for i in range(3)]
         other = open_pull(c, "list-x", base="list-0")
         c.patch(f"{REPO}/pulls/{made[1]['number']}", json={"state": "closed"})
-        hub.advance_clock()  # updated_at has whole seconds: the edit is a second later
+        inproc.advance_clock()  # updated_at has whole seconds: the edit is a second later
         c.patch(f"{REPO}/pulls/{made[0]['number']}", json={"body": "touched"})
 
         def numbers(**params):
@@ -409,8 +420,8 @@ def test_review_comments_and_conversation_comments(hub, hooks):
 # ------------------------------------------------------------------ files and commits
 
 
-def test_files_and_commits(hub):
-    with api(hub) as c:
+def test_files_and_commits(inproc):
+    with api(inproc) as c:
         commit_on(c, "files-base", {"old.txt": "1\n2\n3\n", "gone.txt": "bye\n",
                                     "keep.txt": "a\nb\nc\nd\ne\nf\n"}, "base files")
         c1 = commit_on(c, "files-head", {"new.txt": "fresh\n", "old.txt": "1\ntwo\n3\n"},
@@ -458,8 +469,8 @@ def test_closing_keywords():
 # ------------------------------------------------------------------ merging
 
 
-def test_merge_refusals(hub):
-    with api(hub) as c:
+def test_merge_refusals(inproc):
+    with api(inproc) as c:
         draft = open_pull(c, "m-draft", draft=True)
         r = c.put(f"{REPO}/pulls/{draft['number']}/merge")
         assert r.status_code == 405 and r.json()["message"] == "Pull Request is still a draft"
@@ -470,9 +481,9 @@ def test_merge_refusals(hub):
         assert r.json()["message"] == "Head branch was modified. Review and try the merge again."
         assert c.put(f"{REPO}/pulls/{n}/merge", json={"merge_method": "fast"}).status_code == 422
         assert c.get(f"{REPO}/pulls/{n}/merge").status_code == 404  # not merged
-    with api(hub, "carol") as c:  # read access cannot merge
+    with api(inproc, "carol") as c:  # read access cannot merge
         assert c.put(f"{REPO}/pulls/{n}/merge").status_code == 403
-    with api(hub) as c:
+    with api(inproc) as c:
         a = open_pull(c, "m-conflict-a", {"same.txt": "from a\n"})
         b = open_pull(c, "m-conflict-b", {"same.txt": "from b\n"})
         assert c.put(f"{REPO}/pulls/{a['number']}/merge").status_code == 200
@@ -537,13 +548,13 @@ def test_merge_closes_referenced_issues(hub, hooks):
     assert mentioned not in {p["issue"]["number"] for p in hooks.payloads("issues", "closed")}
 
 
-def test_squash_and_rebase(hub):
-    with api(hub, "erin") as c:
+def test_squash_and_rebase(inproc):
+    with api(inproc, "erin") as c:
         commit_on(c, "m-squash", {"sq1.txt": "1\n"}, "squash one")
         commit_on(c, "m-squash", {"sq2.txt": "2\n"}, "squash two")
         pr = c.post(REPO + "/pulls", json={"title": "Squashed", "head": "m-squash",
                                            "base": "main"}).json()
-    with api(hub) as c:
+    with api(inproc) as c:
         base = tip(c)
         r = c.put(f"{REPO}/pulls/{pr['number']}/merge", json={"merge_method": "squash"})
         assert r.status_code == 200, r.text

@@ -1,6 +1,9 @@
 """devhub and the trust rule: who wrote what (author_association), who may write (the
 permission API), what outsiders may edit, edit/delete webhooks, the repo-wide comment feed
-agents poll, reactions, and role changes at run time, all answered as GitHub does."""
+agents poll, reactions, and role changes at run time, all answered as GitHub does.
+
+PyGithub and webhooks need a served devhub (``hub``); tests that only talk REST use
+``inproc``, devhub in process with no socket (bzzz/testing/inprocess.py)."""
 
 import json
 import time
@@ -12,6 +15,7 @@ from github import Auth, Github, GithubException
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.state import Hub, HubError
 from bzzz.github.webhooks import verify
+from bzzz.testing.inprocess import InProcessDevHub
 from bzzz.testing.wait import wait_for
 
 from .test_devhub_webhooks import receiver  # noqa: F401 (a fixture)
@@ -34,8 +38,15 @@ def hub():
         yield d
 
 
+@pytest.fixture(scope="module")
+def inproc():
+    with InProcessDevHub(seed=SEED) as d:
+        yield d
+
+
 def raw(hub, who: str) -> httpx.Client:
-    return httpx.Client(base_url=hub.url, headers={"Authorization": f"token t-{who}"})
+    """A client of either devhub (served or in process)."""
+    return hub.client(headers={"Authorization": f"token t-{who}"})
 
 
 def gh(hub, who: str) -> Github:
@@ -73,8 +84,8 @@ def test_author_association_on_issues_and_comments(hub):
     assert issue.create_comment("me again").author_association == "COLLABORATOR"
 
 
-def test_contributor_and_first_time_contributor(hub):
-    with raw(hub, "wendy") as c:  # a commit authored by carl lands on the default branch
+def test_contributor_and_first_time_contributor(inproc):
+    with raw(inproc, "wendy") as c:  # a commit authored by carl lands on the default branch
         main = c.get(REPO + "/git/ref/heads/main").json()["object"]["sha"]
         tree = c.get(f"{REPO}/git/commits/{main}").json()["tree"]["sha"]
         commit = c.post(REPO + "/git/commits", json={
@@ -83,15 +94,15 @@ def test_contributor_and_first_time_contributor(hub):
         assert c.patch(REPO + "/git/refs/heads/main", json={"sha": commit}).status_code == 200
         assert c.post(REPO + "/git/refs", json={"ref": "refs/heads/feature",
                                                 "sha": commit}).status_code == 201
-    assert issue_by(hub, "carl")["author_association"] == "CONTRIBUTOR"
+    assert issue_by(inproc, "carl")["author_association"] == "CONTRIBUTOR"
     # a pull request from someone with no commits here: first-time contributor, or first
     # timer when they have no commits on devhub at all
     for who, association in (("cora", "FIRST_TIME_CONTRIBUTOR"), ("pat", "FIRST_TIMER")):
-        assert issue_by(hub, who)["author_association"] == "NONE"
-        with raw(hub, who) as c:
+        assert issue_by(inproc, who)["author_association"] == "NONE"
+        with raw(inproc, who) as c:
             pr = c.post(REPO + "/pulls", json={"title": "pr", "head": "feature", "base": "main"})
         assert pr.status_code == 201 and pr.json()["author_association"] == association
-        assert issue_by(hub, who)["author_association"] == association
+        assert issue_by(inproc, who)["author_association"] == association
 
 
 # ------------------------------------------------------------------ the permission API
@@ -120,16 +131,16 @@ def test_permission_answers_for_every_role(hub):
     assert repo.get_collaborator_permission("sam") == "read"
 
 
-def test_permission_api_needs_push_access(hub):
+def test_permission_api_needs_push_access(inproc):
     for who in ("rita", "tracy", "sam"):
-        with raw(hub, who) as c:
+        with raw(inproc, who) as c:
             r = c.get(f"{REPO}/collaborators/wendy/permission")
             assert r.status_code == 403
             assert r.json()["message"] == "Must have push access to view collaborator permission."
             assert c.get(f"{REPO}/collaborators/wendy").status_code == 403
-    with raw(hub, "sam") as c:  # a private repository stays hidden
+    with raw(inproc, "sam") as c:  # a private repository stays hidden
         assert c.get("/repos/alice/vault/collaborators/wendy/permission").status_code == 404
-    with httpx.Client(base_url=hub.url) as c:
+    with inproc.client() as c:
         assert c.get(f"{REPO}/collaborators/wendy/permission").status_code == 401
 
 
@@ -148,12 +159,12 @@ def test_collaborator_check_and_list(hub):
     assert gh(hub, "wendy").get_repo("alice/trust").has_in_collaborators("rita") is True
 
 
-def test_repo_permissions_hash_follows_the_role(hub):
-    with raw(hub, "tracy") as c:
+def test_repo_permissions_hash_follows_the_role(inproc):
+    with raw(inproc, "tracy") as c:
         perms = c.get(REPO).json()["permissions"]
     assert perms == {"admin": False, "maintain": False, "push": False, "triage": True,
                      "pull": True}
-    with raw(hub, "max") as c:
+    with raw(inproc, "max") as c:
         perms = c.get(REPO).json()["permissions"]
     assert perms == {"admin": False, "maintain": True, "push": True, "triage": True,
                      "pull": True}
@@ -162,14 +173,14 @@ def test_repo_permissions_hash_follows_the_role(hub):
 # ------------------------------------------------------------------ what outsiders may edit
 
 
-def test_outsider_edits_own_issue_text_but_not_labels(hub):
-    with raw(hub, "sam") as c:
+def test_outsider_edits_own_issue_text_but_not_labels(inproc):
+    with raw(inproc, "sam") as c:
         r = c.post(REPO + "/issues", json={"title": "please run", "body": "v1",
                                            "labels": ["bzzz"], "assignees": ["wendy"]})
         issue = r.json()
         assert issue["labels"] == [] and issue["assignees"] == []  # silently dropped
         n = issue["number"]
-        hub.advance_clock()  # timestamps have whole seconds: the edit is a second later
+        inproc.advance_clock()  # timestamps have whole seconds: the edit is a second later
         r = c.patch(f"{REPO}/issues/{n}", json={"body": "v2", "title": "please run now",
                                                  "labels": ["bzzz"], "assignees": ["wendy"]})
         assert r.status_code == 200
@@ -182,27 +193,27 @@ def test_outsider_edits_own_issue_text_but_not_labels(hub):
         assert r.status_code == 200 and r.json()["labels"] == []
         assert c.patch(f"{REPO}/issues/{n}", json={"state": "closed"}).json()["state"] == "closed"
         # someone else's issue: no edit at all
-        other = issue_by(hub, "alice")["number"]
+        other = issue_by(inproc, "alice")["number"]
         for change in ({"body": "mine now"}, {"title": "x"}, {"state": "closed"},
                        {"labels": ["bzzz"]}):
             assert c.patch(f"{REPO}/issues/{other}", json=change).status_code == 403, change
-    with raw(hub, "rita") as c:  # a read collaborator is an outsider here too
+    with raw(inproc, "rita") as c:  # a read collaborator is an outsider here too
         assert c.patch(f"{REPO}/issues/{other}", json={"body": "x"}).status_code == 403
-    with raw(hub, "wendy") as c:  # writers edit anything
+    with raw(inproc, "wendy") as c:  # writers edit anything
         r = c.patch(f"{REPO}/issues/{n}", json={"body": "v3", "labels": ["bzzz"],
                                                  "state": "open"})
         assert r.status_code == 200 and [x["name"] for x in r.json()["labels"]] == ["bzzz"]
         assert r.json()["body"] == "v3" and r.json()["state"] == "open"
 
 
-def test_triager_labels_but_does_not_rewrite_others_text(hub):
-    n = issue_by(hub, "alice", body="orig")["number"]
-    with raw(hub, "tracy") as c:
+def test_triager_labels_but_does_not_rewrite_others_text(inproc):
+    n = issue_by(inproc, "alice", body="orig")["number"]
+    with raw(inproc, "tracy") as c:
         r = c.patch(f"{REPO}/issues/{n}", json={"labels": ["triaged"]})
         assert r.status_code == 200 and [x["name"] for x in r.json()["labels"]] == ["triaged"]
         assert c.post(f"{REPO}/issues/{n}/labels", json={"labels": ["more"]}).status_code == 200
         assert c.patch(f"{REPO}/issues/{n}", json={"body": "rewritten"}).status_code == 403
-    with raw(hub, "rita") as c:
+    with raw(inproc, "rita") as c:
         assert c.post(f"{REPO}/issues/{n}/labels", json={"labels": ["x"]}).status_code == 403
 
 
@@ -276,7 +287,7 @@ def test_edit_and_delete_webhooks_carry_changes_and_are_signed(hub, receiver):  
             assert p["issue"]["number"] == n and p["repository"]["full_name"] == "alice/trust"
             assert p["sender"]["login"] == "sam"
         kinds = sorted((g["headers"]["x-github-event"], p["action"]) for g, p in
-                       zip(got, payloads))
+                       zip(got, payloads, strict=True))
         assert kinds == sorted(wanted)
         edits = [p for p in payloads if p["action"] == "edited" and "comment" not in p]
         assert {json.dumps(p["changes"], sort_keys=True) for p in edits} == {
@@ -299,7 +310,7 @@ def test_edit_and_delete_webhooks_carry_changes_and_are_signed(hub, receiver):  
 
 
 def test_repo_comments_since_sort_pagination_and_free_304(tmp_path):
-    with DevHubThread(seed=SEED) as d, raw(d, "wendy") as c:
+    with InProcessDevHub(seed=SEED) as d, raw(d, "wendy") as c:
         n = issue_by(d, "alice")["number"]
         first = comment_by(d, "alice", n, "one")
         d.advance_clock()
@@ -413,7 +424,7 @@ def test_reactions_on_comments_and_issues(hub):
 
 def test_role_change_at_run_time(tmp_path):
     state = tmp_path / "devhub.json"
-    with DevHubThread(seed=SEED, state_file=str(state)) as d:
+    with InProcessDevHub(seed=SEED, state_file=str(state)) as d:
         n = issue_by(d, "alice")["number"]
         perm = f"{REPO}/collaborators/wendy/permission"
         with raw(d, "alice") as c:
@@ -449,7 +460,7 @@ def test_role_change_at_run_time(tmp_path):
             assert c.get(f"{REPO}/collaborators/rita").status_code == 404
             c.post("/_devhub/roles", json={"repo": "alice/trust", "login": "sam",
                                            "role": "triage"})
-    with DevHubThread(state_file=str(state)) as d, raw(d, "alice") as c:  # roles persist
+    with InProcessDevHub(state_file=str(state)) as d, raw(d, "alice") as c:  # roles persist
         assert c.get(f"{REPO}/collaborators/wendy/permission").json()["role_name"] == "maintain"
         assert c.get(f"{REPO}/collaborators/sam/permission").json()["role_name"] == "triage"
         assert c.get(f"{REPO}/collaborators/tracy/permission").json()["role_name"] == "triage"

@@ -9,6 +9,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.github.webhooks import sign, verify
+from bzzz.testing.inprocess import InProcessDevHub
 from bzzz.testing.wait import wait_for
 
 from .test_devhub import SEED, gh
@@ -90,10 +91,10 @@ def test_deliveries_are_signed_typed_and_redeliverable(receiver):
                                        if g["headers"]["x-github-delivery"] == first["guid"])
 
 
-def test_hook_needs_push_and_a_url():
-    with DevHubThread(seed=SEED) as d:
-        with httpx.Client(base_url=d.url, headers={"Authorization": "token t-carol"}) as c:
+def test_hook_needs_push_and_a_url():  # only REST: devhub in process
+    with InProcessDevHub(seed=SEED) as d:
+        with d.client(headers={"Authorization": "token t-carol"}) as c:
             r = c.post("/repos/alice/widgets/hooks", json={"config": {"url": "http://127.0.0.1:1"}})
             assert r.status_code == 403
-        with httpx.Client(base_url=d.url, headers={"Authorization": "token t-alice"}) as c:
+        with d.client(headers={"Authorization": "token t-alice"}) as c:
             assert c.post("/repos/alice/widgets/hooks", json={"config": {}}).status_code == 422

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
 import json
 import re
 import tempfile
@@ -30,7 +29,8 @@ from .gitstore import GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
 from .render import Renderer
-from .http import DOCS, Handler, Request, Response, _page, _since
+from .apps import InstallationToken
+from .http import DOCS, Handler, Receive, Request, Response, Scope, Send, _page, _since
 from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo, Review, ReviewComment
 from ..github.webhooks import sign
 from .webhooks import Delivery, DeliveryLog
@@ -38,6 +38,9 @@ from .webhooks import Delivery, DeliveryLog
 log = logging.getLogger("bzzz.devhub")
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
+
+Match = tuple[Handler, dict[str, str], str]
+"""A route that matched: its handler, the path's parameters, the route's template."""
 
 _SMART_HTTP = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
@@ -54,7 +57,7 @@ class DevHubApp(PullsAPI):
         self.faults = Faults()
         self.stats: Counter[tuple[str, str, str]] = Counter()  # (login, method, route)
         self.on_change = on_change or (lambda: None)
-        self.routes: list[tuple[str, re.Pattern, Handler, str]] = []
+        self.routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self._routes()
         self.sync_git()
         self.nursery: trio.Nursery | None = None  # set by the server; webhooks are sent from it
@@ -195,7 +198,7 @@ class DevHubApp(PullsAPI):
 
     # ------------------------------------------------------------------ ASGI
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return
         body = await request.body(MAX_BODY)
@@ -208,7 +211,7 @@ class DevHubApp(PullsAPI):
         await self._send(send, status, payload, extra)
 
     @staticmethod
-    async def _send(send, status: int, payload: Any, headers: dict[str, str]) -> None:
+    async def _send(send: Send, status: int, payload: Any, headers: dict[str, str]) -> None:
         if isinstance(payload, (bytes, bytearray)):
             data = bytes(payload)
         elif payload is None or status in (204, 304):
@@ -222,7 +225,7 @@ class DevHubApp(PullsAPI):
     # ------------------------------------------------------------------ the pipeline
 
     async def handle(self, method: str, path: str, query: str, headers: dict[str, str],
-                     body: bytes, client=None) -> Response:
+                     body: bytes, client: tuple[str, int] | None = None) -> Response:
         if path.startswith("/_devhub/"):
             return self.admin(method, path, body)
         smart = _SMART_HTTP.match(path)
@@ -253,14 +256,14 @@ class DevHubApp(PullsAPI):
         if injected is not None:
             return injected, {"message": "Server Error (injected)"}, rl
         if app_token is not None:  # an installation token: its permissions and repositories
-            refused = self._app_gate(app_token, token, method, req.path, route, match, rl)
+            refused = self._app_gate(app_token, method, req.path, route, match, rl)
             if refused is not None:
                 return refused
         if match is None:
             return 404, {"message": "Not Found", "documentation_url": DOCS}, rl
-        result, failed = await self._call(match, req, method, path, rl)
-        if failed is not None:
-            return failed
+        ok, result = await self._call(match, req, method, path, rl)
+        if not ok:
+            return result
         status, payload, extra = result
         if method in WRITE_METHODS:
             self.on_change()
@@ -268,7 +271,8 @@ class DevHubApp(PullsAPI):
         return self._conditional(method, headers, status, payload, {**rl, **extra},
                                  key, login, now)
 
-    def _authenticate(self, headers: dict[str, str]):
+    def _authenticate(self, headers: dict[str, str]) -> tuple[
+            str | None, str | None, InstallationToken | None, Response | None]:
         """(token, login, app_token, None), or a 401 as the last item."""
         auth = headers.get("authorization", "")
         token = None
@@ -286,14 +290,15 @@ class DevHubApp(PullsAPI):
         return token, login, app_token, None
 
     def _rate_limit(self, method: str, path: str, key: str, login: str | None, now: float,
-                    forced_secondary: bool) -> tuple[dict, Response | None]:
+                    forced_secondary: bool) -> tuple[dict[str, str], Response | None]:
         """Spend from the primary budget (unless reading it) and check the secondary one:
         the rate-limit headers, and a 403 when over either."""
         counts = path != "/rate_limit"
         ok, budget = (self.limits.spend(key, login is not None, now) if counts
                       else (True, self.limits.budget(key, login is not None, now)))
-        rl = {"x-ratelimit-limit": budget.limit, "x-ratelimit-remaining": budget.remaining,
-              "x-ratelimit-reset": budget.reset, "x-ratelimit-used": budget.used,
+        rl = {"x-ratelimit-limit": str(budget.limit),
+              "x-ratelimit-remaining": str(budget.remaining),
+              "x-ratelimit-reset": str(budget.reset), "x-ratelimit-used": str(budget.used),
               "x-ratelimit-resource": "core", "x-github-media-type": "github.v3; format=json",
               "x-github-request-id": hashlib.sha1(f"{now}{path}".encode()).hexdigest()[:16]}
         if not ok:
@@ -308,38 +313,38 @@ class DevHubApp(PullsAPI):
                                   "documentation_url": DOCS}, {**rl, "retry-after": str(retry)})
         return rl, None
 
-    def _app_gate(self, app_token, token: str | None, method: str, path: str, route: str,
-                  match, rl: dict) -> Response | None:
+    def _app_gate(self, app_token: InstallationToken, method: str, path: str, route: str,
+                  match: Match | None, rl: dict[str, str]) -> Response | None:
         """An installation token: its revocation, or a refusal outside its permissions and
         repositories; None to go on."""
         if method == "DELETE" and path == "/installation/token":
-            self.hub.apps.revoke(token)
+            self.hub.apps.revoke(app_token.token)
             return 204, None, rl
         denied = self.hub.apps.authorize(app_token, method, route, match[1] if match else {})
         if denied is not None:
             return denied[0], denied[1], rl
         return None
 
-    async def _call(self, match, req: Request, method: str, path: str, rl: dict):
-        """Run the route's handler: (its response, None), or (None, the error response)."""
+    async def _call(self, match: Match, req: Request, method: str, path: str,
+                    rl: dict[str, str]) -> tuple[bool, Response]:
+        """Run the route's handler: (True, its response), or (False, the error response)."""
         handler, params = match[0], match[1]
         try:
-            result = handler(req, **params)
-            if inspect.isawaitable(result):
-                result = await result
-            status, payload, extra = result
+            answer = handler(req, **params)  # a response, or (async handlers) its awaitable
+            status, payload, extra = answer if isinstance(answer, tuple) else await answer
         except HubError as err:
-            doc = {"message": err.message, "documentation_url": DOCS}
+            doc: dict[str, Any] = {"message": err.message, "documentation_url": DOCS}
             if err.errors:
                 doc["errors"] = err.errors
-            return None, (err.status, doc, rl)
+            return False, (err.status, doc, rl)
         except Exception:  # a devhub bug: answer like GitHub's 500, keep serving, log it
             log.exception("devhub: %s %s failed", method, path)
-            return None, (500, {"message": "Server Error", "documentation_url": DOCS}, rl)
-        return (status, payload, extra), None
+            return False, (500, {"message": "Server Error", "documentation_url": DOCS}, rl)
+        return True, (status, payload, extra)
 
     def _conditional(self, method: str, headers: dict[str, str], status: int, payload: Any,
-                     headers_out: dict, key: str, login: str | None, now: float) -> Response:
+                     headers_out: dict[str, str], key: str, login: str | None,
+                     now: float) -> Response:
         """A GET's ETag, and a 304 (its request refunded) when the client already has it."""
         if method == "GET" and status == 200:
             etag = 'W/"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()
@@ -347,12 +352,13 @@ class DevHubApp(PullsAPI):
             headers_out["etag"] = etag
             if headers.get("if-none-match") in (etag, etag[2:]):
                 refunded = self.limits.refund(key, login is not None, now)
-                headers_out.update({"x-ratelimit-remaining": refunded.remaining,
-                                    "x-ratelimit-used": refunded.used})
+                headers_out.update({"x-ratelimit-remaining": str(refunded.remaining),
+                                    "x-ratelimit-used": str(refunded.used)})
                 return 304, None, headers_out
         return status, payload, headers_out
 
-    def _match(self, method: str, path: str):
+    def _match(self, method: str, path: str) -> Match | None:
+        """The first route of the table that matches: its handler, parameters, template."""
         for m, pattern, handler, template in self.routes:
             if m == method:
                 found = pattern.match(path)
@@ -713,7 +719,7 @@ class DevHubApp(PullsAPI):
 
     # ------------------------------------------------------------------ webhooks
 
-    def _hook_doc(self, req: Request, r: Repo, hook: dict) -> dict:
+    def _hook_doc(self, req: Request, r: Repo, hook: dict[str, Any]) -> dict[str, Any]:
         config = dict(hook["config"])
         if config.get("secret"):
             config["secret"] = "********"  # GitHub never returns the secret
@@ -725,7 +731,7 @@ class DevHubApp(PullsAPI):
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["created_at"])),
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["updated_at"]))}
 
-    def _hook(self, r: Repo, hook_id: str) -> dict:
+    def _hook(self, r: Repo, hook_id: str) -> dict[str, Any]:
         hook = r.hooks.get(self._number(hook_id))
         if hook is None:
             raise HubError(404, "Not Found")
@@ -775,7 +781,7 @@ class DevHubApp(PullsAPI):
         is now) instead of the issue; ``issues`` and ``issue_comment`` carry the issue."""
         outbox, self.hub.outbox = self.hub.outbox, []
         render = Renderer(self.hub, base)
-        pulls: dict[tuple[str, int], dict] = {}
+        pulls: dict[tuple[str, int], dict[str, Any]] = {}
         for repo_key, event, action, number, extra in outbox:
             r = self.hub.repos.get(repo_key)
             if r is None or number not in r.issues:
@@ -814,11 +820,11 @@ class DevHubApp(PullsAPI):
                                                    body)
                     self._send_delivery(hook, delivery)
 
-    def _send_delivery(self, hook: dict, delivery: Delivery) -> None:
+    def _send_delivery(self, hook: dict[str, Any], delivery: Delivery) -> None:
         if self.nursery is not None:
             self.nursery.start_soon(self._post_delivery, hook, delivery)
 
-    async def _post_delivery(self, hook: dict, d: Delivery) -> None:
+    async def _post_delivery(self, hook: dict[str, Any], d: Delivery) -> None:
         import httpx
 
         headers = {"content-type": "application/json", "user-agent": "GitHub-Hookshot/devhub",
@@ -858,8 +864,8 @@ class DevHubApp(PullsAPI):
             return (True, *self.hub.apps.resolve(value.strip(), now))
         return False, None, None
 
-    async def smart_http(self, method: str, m: re.Match, query: str, headers: dict[str, str],
-                         body: bytes) -> Response:
+    async def smart_http(self, method: str, m: re.Match[str], query: str,
+                         headers: dict[str, str], body: bytes) -> Response:
         given, login, app_token = self._basic_login(headers)
         challenge = {"www-authenticate": 'Basic realm="devhub"', "content-type": "text/plain"}
         if given and login is None:
@@ -909,6 +915,7 @@ class DevHubApp(PullsAPI):
             elif key:
                 extra[key.lower()] = value.strip()
         if receiving:
+            assert login is not None, "a push needs a writer (checked above)"
             after = dict(await self.git.refs(repo.full_name, "refs/heads/"))
             moved = {name[len("refs/heads/"):]: (before.get(name), after.get(name))
                      for name in set(before) | set(after) if before.get(name) != after.get(name)}
@@ -953,7 +960,8 @@ class DevHubApp(PullsAPI):
                      "url": self._git_url(req, r, "blobs", sha),
                      "content": base64.encodebytes(data).decode(), "encoding": "base64"}, {}
 
-    def _tree_doc(self, req: Request, r: Repo, sha: str, entries: list[dict]) -> dict:
+    def _tree_doc(self, req: Request, r: Repo, sha: str,
+                  entries: list[dict[str, Any]]) -> dict[str, Any]:
         for e in entries:
             kind = {"blob": "blobs", "tree": "trees"}.get(e["type"], "commits")
             e["url"] = self._git_url(req, r, kind, e["sha"])
@@ -974,8 +982,8 @@ class DevHubApp(PullsAPI):
         entries = await self.git.read_tree(r.full_name, sha, bool(req.arg("recursive")))
         return 200, self._tree_doc(req, r, sha, entries), {}
 
-    def _commit_doc(self, req: Request, r: Repo, c: dict) -> dict:
-        def person(p: dict) -> dict:
+    def _commit_doc(self, req: Request, r: Repo, c: dict[str, Any]) -> dict[str, Any]:
+        def person(p: dict[str, Any]) -> dict[str, Any]:
             return {"name": p["name"], "email": p["email"],
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(p["unix"]))}
 
@@ -1012,7 +1020,7 @@ class DevHubApp(PullsAPI):
         r = self._repo(req, owner, repo)
         return 200, self._commit_doc(req, r, await self.git.read_commit(r.full_name, sha)), {}
 
-    def _ref_doc(self, req: Request, r: Repo, name: str, sha: str) -> dict:
+    def _ref_doc(self, req: Request, r: Repo, name: str, sha: str) -> dict[str, Any]:
         return {"ref": name, "node_id": name,
                 "url": f"{req.base}/repos/{r.full_name}/git/{name}",
                 "object": {"sha": sha, "type": "commit",
@@ -1127,7 +1135,7 @@ class DevHubApp(PullsAPI):
             return status, {"message": str(exc)}, {}
         return 404, {"message": "Not Found"}, {}
 
-    def _admin_clock(self, doc) -> Response:
+    def _admin_clock(self, doc: Any) -> Response:
         """{"advance": seconds}: move devhub's clock forward (clock.py)."""
         advance = doc.get("advance") if isinstance(doc, dict) else None
         if isinstance(advance, bool) or not isinstance(advance, (int, float)) \
@@ -1135,13 +1143,13 @@ class DevHubApp(PullsAPI):
             raise HubError(422, "advance must be a number of seconds, not negative")
         return 200, {"now": self.clock.advance(advance)}, {}
 
-    def _admin_seed(self, doc, now: float) -> Response:
+    def _admin_seed(self, doc: Any, now: float) -> Response:
         self.hub.seed(doc, int(now))
         self.sync_git()
         self.on_change()
         return 200, {"users": len(self.hub.users), "repos": len(self.hub.repos)}, {}
 
-    def _admin_role(self, doc) -> Response:
+    def _admin_role(self, doc: Any) -> Response:
         """{"repo": "o/r", "login": "u", "role": "admin|maintain|write|triage|read|null"}"""
         if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str):
             raise HubError(422, "repo must be a full name")
@@ -1154,7 +1162,7 @@ class DevHubApp(PullsAPI):
         self.on_change()
         return 200, {"repo": repo.full_name, "login": doc["login"], "role": role}, {}
 
-    def _admin_head_repo_deleted(self, doc) -> Response:
+    def _admin_head_repo_deleted(self, doc: Any) -> Response:
         """{"repo": "o/r", "pull": n}: the pull request's fork is gone (head.repo null)."""
         if not isinstance(doc, dict) or not isinstance(doc.get("repo"), str) \
                 or not isinstance(doc.get("pull"), int):
@@ -1172,7 +1180,7 @@ class DevHubApp(PullsAPI):
             per.setdefault(login, {})[f"{m} {route}"] = n
         return 200, {"requests": per, "total": sum(self.stats.values())}, {}
 
-    def _admin_fault(self, doc) -> Response:
+    def _admin_fault(self, doc: Any) -> Response:
         self.faults.add(Fault(doc.get("pattern", "."),
                               tuple(doc.get("latency_ms", (0, 0))),
                               float(doc.get("error_rate", 0.0)),
@@ -1180,7 +1188,7 @@ class DevHubApp(PullsAPI):
                               int(doc.get("secondary_burst", 0))))
         return 201, {"faults": len(self.faults.rules)}, {}
 
-    def _admin_limits(self, doc) -> Response:
+    def _admin_limits(self, doc: Any) -> Response:
         if "hourly" in doc:
             self.limits.hourly = int(doc["hourly"])
         if "secondary_per_minute" in doc:

@@ -287,6 +287,7 @@ class Apps:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         parts = token.split(".")
@@ -309,9 +310,10 @@ class Apps:
             raise HubError(401, BAD_JWT)
         signed = f"{parts[0]}.{parts[1]}".encode()
         for pem in app.keys.values():
+            key = load_pem_public_key(pem.encode())
+            assert isinstance(key, RSAPublicKey), "add_key keeps RSA keys only"
             try:
-                load_pem_public_key(pem.encode()).verify(signature, signed, padding.PKCS1v15(),
-                                                         hashes.SHA256())
+                key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
                 break
             except InvalidSignature:
                 continue

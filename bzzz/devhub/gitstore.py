@@ -14,6 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -122,7 +123,8 @@ class GitStore:
     # ------------------------------------------------------------------ plumbing (async)
 
     async def _git(self, full_name: str, *args: str, data: bytes | None = None,
-                   env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+                   env: dict[str, str] | None = None,
+                   check: bool = True) -> subprocess.CompletedProcess[bytes]:
         result = await trio.run_process(["git", *args], stdin=data, capture_stdout=True,
                                         capture_stderr=True, check=False,
                                         env=self._env(full_name, env))
@@ -154,7 +156,8 @@ class GitStore:
             raise GitStoreError(404, "Not Found")
         return (await self._git(full_name, "cat-file", "blob", sha)).stdout
 
-    async def write_tree(self, full_name: str, entries: list[dict], base_tree: str | None) -> str:
+    async def write_tree(self, full_name: str, entries: list[dict[str, Any]],
+                         base_tree: str | None) -> str:
         """Entries: {path, mode, type, sha | content}; nested paths allowed (via an index)."""
         index = self.path(full_name) / f"tmp-index-{os.getpid()}-{id(entries)}"
         env = {"GIT_INDEX_FILE": str(index)}
@@ -179,16 +182,18 @@ class GitStore:
                                     data=f"0 {ZERO}\t{path}\n".encode(), env=env)
                     continue
                 else:
-                    sha = e.get("sha")
-                    if not isinstance(sha, str) or await self.object_type(full_name, sha) is None:
-                        raise GitStoreError(422, f"tree.sha {sha} is not a valid object")
+                    given = e.get("sha")
+                    if not isinstance(given, str) \
+                            or await self.object_type(full_name, given) is None:
+                        raise GitStoreError(422, f"tree.sha {given} is not a valid object")
+                    sha = given
                 await self._git(full_name, "update-index", "--add", "--cacheinfo",
                                 f"{mode},{sha},{path}", env=env)
             return (await self._git(full_name, "write-tree", env=env)).stdout.decode().strip()
         finally:
             index.unlink(missing_ok=True)
 
-    async def read_tree(self, full_name: str, sha: str, recursive: bool = False) -> list[dict]:
+    async def read_tree(self, full_name: str, sha: str, recursive: bool = False) -> list[dict[str, Any]]:
         if await self.object_type(full_name, sha) not in ("tree", "commit"):
             raise GitStoreError(404, "Not Found")
         args = ["ls-tree", "-l", "-z"] + (["-r", "-t"] if recursive else []) + [sha]
@@ -197,7 +202,7 @@ class GitStore:
         for line in filter(None, out.split("\0")):
             meta, path = line.split("\t", 1)
             mode, kind, obj, size = meta.split()
-            entry = {"path": path, "mode": mode, "type": kind, "sha": obj}
+            entry: dict[str, Any] = {"path": path, "mode": mode, "type": kind, "sha": obj}
             if size != "-":
                 entry["size"] = int(size)
             entries.append(entry)
@@ -218,13 +223,13 @@ class GitStore:
         r = await self._git(full_name, *args, data=message.encode(), env=env)
         return r.stdout.decode().strip()
 
-    async def read_commit(self, full_name: str, sha: str) -> dict:
+    async def read_commit(self, full_name: str, sha: str) -> dict[str, Any]:
         if await self.object_type(full_name, sha) != "commit":
             raise GitStoreError(404, "Not Found")
         raw = (await self._git(full_name, "cat-file", "commit", sha)).stdout.decode(
             errors="replace")
         head, _, message = raw.partition("\n\n")
-        doc: dict = {"sha": sha, "parents": [], "message": message}
+        doc: dict[str, Any] = {"sha": sha, "parents": [], "message": message}
         for line in head.splitlines():
             key, _, value = line.partition(" ")
             if key == "tree":
@@ -318,7 +323,7 @@ class GitStore:
         return r.returncode == 0
 
     async def log(self, full_name: str, head: str, exclude: str | None,
-                  limit: int = 250) -> list[dict]:
+                  limit: int = 250) -> list[dict[str, Any]]:
         """Commits reachable from ``head`` and not from ``exclude``, oldest first (parents
         before children), in read_commit's shape."""
         args = ["log", "--topo-order", "--reverse", f"--format={LOG_FORMAT}", head]
@@ -346,7 +351,7 @@ class GitStore:
             return None
         return r.stdout.decode().split("\n", 1)[0].strip()
 
-    async def pick_tree(self, full_name: str, commit: dict, onto: str) -> str | None:
+    async def pick_tree(self, full_name: str, commit: dict[str, Any], onto: str) -> str | None:
         """The tree of ``commit``'s change applied on top of commit ``onto`` (three-way where
         the patch does not apply as is), or None when it conflicts."""
         if len(commit["parents"]) != 1:
@@ -372,7 +377,7 @@ class GitStore:
             r = await self._git(full_name, "update-ref", ref, new, old, check=False)
         return r.returncode == 0
 
-    async def diff(self, full_name: str, base: str, head: str) -> list[dict]:
+    async def diff(self, full_name: str, base: str, head: str) -> list[dict[str, Any]]:
         """GitHub's pull request files: ``head`` against its merge base with ``base`` (the
         three-dot diff), renames detected. Each file: filename, status, previous_filename,
         sha (the blob), additions, deletions and the unified ``patch`` (None when binary)."""
@@ -380,7 +385,7 @@ class GitStore:
         common = ["diff", "-M", "--no-color", "--no-ext-diff", start, head]
         raw = (await self._git(full_name, *common[:1], "--raw", "-z", "--no-abbrev",
                                *common[1:])).stdout.decode(errors="replace").split("\0")
-        files: list[dict] = []
+        files: list[dict[str, Any]] = []
         i = 0
         while i < len(raw):
             meta = raw[i]
@@ -409,11 +414,12 @@ class GitStore:
             added, deleted, path = entry.split("\t", 2)
             i += 3 if path == "" else 1  # a rename: old and new names follow
             counts.append((0 if added == "-" else int(added), 0 if deleted == "-" else int(deleted)))
-        for f, (added, deleted) in zip(files, counts):
-            f["additions"], f["deletions"] = added, deleted
+        for f, (n_added, n_deleted) in zip(files, counts, strict=True):  # one line a file
+            f["additions"], f["deletions"] = n_added, n_deleted
         patch = (await self._git(full_name, *common)).stdout.decode(errors="replace")
         chunks = [c for c in re.split(r"^diff --git ", patch, flags=re.MULTILINE) if c]
-        for f, chunk in zip(files, chunks):
+        # not strict: a type change (a file becoming a symlink) is one file, two patches
+        for f, chunk in zip(files, chunks, strict=False):
             lines = chunk.split("\n")
             start_at = next((n for n, line in enumerate(lines) if line.startswith("@@")), None)
             if start_at is not None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
 from .state import HubError
 
 DOCS = "https://docs.github.com/rest"
+T = TypeVar("T")
 
 
 class Request:
@@ -23,7 +24,14 @@ class Request:
         self.now = int(time.time() if now is None else now)
         self._json: Any = None
 
+    @overload
+    def arg(self, name: str) -> str | None: ...
+
+    @overload
+    def arg(self, name: str, default: str) -> str: ...
+
     def arg(self, name: str, default: str | None = None) -> str | None:
+        """The query parameter ``name`` (its last value), or ``default`` without one."""
         values = self.query.get(name)
         return values[-1] if values else default
 
@@ -50,8 +58,14 @@ class Request:
         return self.login
 
 
+Scope = Mapping[str, Any]
+"""An ASGI connection scope, as the server (or an in-process transport) gives it."""
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Any], Awaitable[None]]
+
 Response = tuple[int, Any, dict[str, str]]
-Handler = Callable[..., Response]
+Handler = Callable[..., Response | Awaitable[Response]]
+"""A route's handler: ``(request, **path parameters)``, answering at once or awaited."""
 
 
 def _since(req: Request) -> int | None:
@@ -69,7 +83,7 @@ def _since(req: Request) -> int | None:
     return int(when.timestamp())
 
 
-def _page(req: Request, items: list) -> tuple[list, dict[str, str]]:
+def _page(req: Request, items: list[T]) -> tuple[list[T], dict[str, str]]:
     """GitHub pagination: ``per_page`` (default 30, max 100), ``page``, and a Link header."""
     try:
         per_page = max(1, min(100, int(req.arg("per_page", "30"))))

@@ -89,7 +89,7 @@ class Fault:
     error_rate: float = 0.0
     error_status: int = 502
     secondary_burst: int = 0  # the next N matching requests get a secondary-limit 403
-    compiled: re.Pattern = field(init=False, repr=False)
+    compiled: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.compiled = re.compile(self.pattern)

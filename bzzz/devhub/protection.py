@@ -30,7 +30,7 @@ def _invalid(detail: str) -> HubError:
     return HubError(422, f"Invalid request.\n\n{detail}")
 
 
-def _flag(doc: dict, key: str) -> bool:
+def _flag(doc: dict[str, Any], key: str) -> bool:
     value = doc.get(key)
     if value is not None and not isinstance(value, bool):
         raise _invalid(f"For 'properties/{key}', {value!r} is not a boolean or null.")

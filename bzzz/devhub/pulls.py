@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protection as protect
 from .gitstore import GitStore, Identity
 from .http import Request, Response, _page, _since
 from .render import Renderer
-from .state import Hub, HubError, Issue, Repo, closing_references
+from .state import Hub, HubError, Issue, Repo, ReviewComment, closing_references
 
 MERGE_METHODS = ("merge", "squash", "rebase")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
@@ -72,12 +72,22 @@ class PullsAPI:
     hub: Hub
     git: GitStore
 
+    if TYPE_CHECKING:  # DevHubApp's (app.py)
+        def _repo(self, req: Request, owner: str, repo: str) -> Repo: ...
+
+        def _r(self, req: Request) -> Renderer: ...
+
+        @staticmethod
+        def _number(value: str) -> int: ...
+
+        async def refresh_contributors(self, r: Repo) -> None: ...
+
     # ------------------------------------------------------------------ rendering
 
     async def _shas(self, r: Repo, issue: Issue,
                     tips: dict[str, str] | None = None) -> tuple[str | None, str | None]:
         """(head sha, base sha): the branches' tips while open, as recorded once closed."""
-        pull = issue.pull
+        pull = issue.pr
         if issue.state != "open":
             return pull["head_sha"], pull["base_sha"]
         if tips is None:
@@ -85,21 +95,21 @@ class PullsAPI:
         return tips.get(pull["head"], pull["head_sha"]), tips.get(pull["base"], pull["base_sha"])
 
     def _merge_blocker(self, r: Repo, issue: Issue, actor: str | None) -> str | None:
-        return protect.approvals_needed(r.protections.get(issue.pull["base"]), r.role(actor),
+        return protect.approvals_needed(r.protections.get(issue.pr["base"]), r.role(actor),
                                         self.hub.latest_reviews(r, issue.number),
                                         {r.owner} | r.push)
 
     async def _detail(self, r: Repo, issue: Issue, head: str | None,
                       base: str | None) -> dict[str, Any]:
-        commits: list[dict] = []
-        files: list[dict] = []
+        commits: list[dict[str, Any]] = []
+        files: list[dict[str, Any]] = []
         mergeable, state = None, "unknown"
         if head and base:
             commits = await self.git.log(r.full_name, head, base)
             files = await self.git.diff(r.full_name, base, head)
             if issue.state == "open":
                 mergeable = await self.git.merge_trees(r.full_name, base, head) is not None
-                state = ("draft" if issue.pull["draft"] else "dirty" if not mergeable
+                state = ("draft" if issue.pr["draft"] else "dirty" if not mergeable
                          else "blocked" if self._merge_blocker(r, issue, None) else "clean")
         return {"commits": len(commits), "additions": sum(f["additions"] for f in files),
                 "deletions": sum(f["deletions"] for f in files), "changed_files": len(files),
@@ -121,11 +131,7 @@ class PullsAPI:
         r = self._repo(req, owner, repo)
         actor = req.actor()
         doc = req.obj()
-        head, base = doc.get("head"), doc.get("base")
-        for name, value in (("head", head), ("base", base)):
-            if not isinstance(value, str) or not value:
-                raise HubError(422, "Validation Failed", [
-                    {"resource": "PullRequest", "code": "missing_field", "field": name}])
+        head, base = _branch_name(doc, "head"), _branch_name(doc, "base")
         if ":" in head:  # "owner:branch"; devhub has no forks, so only the owner's own
             head_owner, _, head = head.partition(":")
             if head_owner.lower() != r.owner.lower():
@@ -164,16 +170,16 @@ class PullsAPI:
             head_owner, _, branch = head.rpartition(":")
             if head_owner and head_owner.lower() != r.owner.lower():
                 items = []
-            items = [i for i in items if i.pull["head"] == branch]
+            items = [i for i in items if i.pr["head"] == branch]
         base = req.arg("base")
         if base:
-            items = [i for i in items if i.pull["base"] == base]
+            items = [i for i in items if i.pr["base"] == base]
         sort = req.arg("sort", "created")
         direction = req.arg("direction", "desc" if sort == "created" else "asc")
         if direction not in ("asc", "desc"):
             raise HubError(422, "Validation Failed",
                            [{"resource": "PullRequest", "field": "direction", "code": "invalid"}])
-        comments = {}
+        comments: dict[int, int] = {}
         for c in self.hub.visible_review_comments(r):
             comments[c.pull] = comments.get(c.pull, 0) + 1
         if sort == "long-running":  # open over a month, with activity in the last one
@@ -223,13 +229,13 @@ class PullsAPI:
         files = await self.git.diff(r.full_name, base, head) if head and base else []
         page, links = _page(req, files[:3000])
         render = self._r(req)
-        return 200, [render.file(r, f, head) for f in page], links
+        return 200, [render.file(r, f, head) for f in page] if head else [], links
 
     # ------------------------------------------------------------------ merging
 
     async def check_merged(self, req: Request, owner: str, repo: str, number: str) -> Response:
         _, issue = self._pull(req, owner, repo, number)
-        if issue.pull["merged"]:
+        if issue.pr["merged"]:
             return 204, None, {}
         raise HubError(404, "Not Found")
 
@@ -252,7 +258,7 @@ class PullsAPI:
         else:
             sha = await self._merge_commit(r, issue, method, doc, commits, tree, base, head,
                                            merger, stamp)
-        pull = issue.pull
+        pull = issue.pr
         if not await self.git.move_ref(r.full_name, f"refs/heads/{pull['base']}", sha, base):
             raise HubError(405, "Base branch was modified. Review and try the merge again.")
         closes = []
@@ -270,7 +276,7 @@ class PullsAPI:
         blocking it."""
         if not r.can_push(actor):
             raise HubError(403, "Must have push access to repository")
-        pull = issue.pull
+        pull = issue.pr
         if issue.state != "open":
             raise HubError(405, "Pull Request is not mergeable")
         if pull["draft"]:
@@ -308,7 +314,7 @@ class PullsAPI:
         """A merge commit (base and head its parents) or a squash (the base its only parent,
         the pull request's author its author), titled as GitHub does unless the request
         says otherwise."""
-        pull = issue.pull
+        pull = issue.pr
         title, message = doc.get("commit_title"), doc.get("commit_message")
         if method == "merge":
             title = title or f"Merge pull request #{issue.number} from {r.owner}/{pull['head']}"
@@ -331,7 +337,7 @@ class PullsAPI:
         if r.default_branch in changed:
             await self.refresh_contributors(r)
         for issue in [i for i in r.issues.values() if i.pull is not None and i.state == "open"]:
-            pull = issue.pull
+            pull = issue.pr
             if pull["head"] in changed:
                 after = changed[pull["head"]][1]
                 if after is not None and after != pull["head_sha"]:
@@ -339,8 +345,9 @@ class PullsAPI:
                     stale = bool((rule.get("required_pull_request_reviews") or {}).get(
                         "dismiss_stale_reviews"))
                     self.hub.synchronize(r, issue.number, actor, now, after, stale)
-            if pull["base"] in changed and changed[pull["base"]][1] is not None:
-                old_base, new_base = pull["base_sha"], changed[pull["base"]][1]
+            new_base = changed[pull["base"]][1] if pull["base"] in changed else None
+            if new_base is not None:
+                old_base = pull["base_sha"]
                 pull["base_sha"] = new_base
                 head = pull["head_sha"]
                 if head and old_base and not await self.git.is_ancestor(r.full_name, head, old_base) \
@@ -359,7 +366,7 @@ class PullsAPI:
                                        number: str) -> Response:
         _, issue = self._pull(req, owner, repo, number)
         render = self._r(req)
-        return 200, {"users": [render.user(x) for x in issue.pull["requested_reviewers"]],
+        return 200, {"users": [render.user(x) for x in issue.pr["requested_reviewers"]],
                      "teams": []}, {}
 
     async def request_reviewers(self, req: Request, owner: str, repo: str,
@@ -423,6 +430,7 @@ class PullsAPI:
     async def _commit_of(self, r: Repo, issue: Issue, commit_id: Any) -> str:
         if commit_id is None:
             head, _ = await self._shas(r, issue)
+            assert head is not None, "a pull request's head is recorded when it is opened"
             return head
         if not isinstance(commit_id, str) or await self.git.object_type(r.full_name,
                                                                          commit_id) != "commit":
@@ -497,7 +505,8 @@ class PullsAPI:
 
     # ------------------------------------------------------------------ review comments
 
-    def _sorted_comments(self, req: Request, items: list) -> list:
+    def _sorted_comments(self, req: Request,
+                         items: list[ReviewComment]) -> list[ReviewComment]:
         """``sort`` created|updated with ``direction`` (default: ascending id; desc once a
         sort is given), ``since`` on ``updated_at``."""
         since_ts = _since(req)
@@ -621,7 +630,7 @@ class PullsAPI:
         self.git.install_hooks(r.full_name, bool(r.protections))
         return 204, None, {}
 
-    def push_rules(self, r: Repo, login: str | None) -> dict[str, dict]:
+    def push_rules(self, r: Repo, login: str | None) -> dict[str, dict[str, Any]]:
         """The protection rules that bind ``login``'s pushes, by full ref name."""
         rules = {}
         for branch, rule in r.protections.items():
@@ -639,10 +648,20 @@ class PullsAPI:
         forcing = False
         if sha is not None:
             old = await self.git.resolve(r.full_name, ref)
-            forcing = bool(old) and force and not await self.git.is_ancestor(r.full_name, old, sha)
+            if old and force:
+                forcing = not await self.git.is_ancestor(r.full_name, old, sha)
         reasons = protect.refusals(rule, sha is None, forcing)
         if reasons:
             raise HubError(422, f"Protected branch update failed for {ref}.", reasons)
+
+
+def _branch_name(doc: dict[str, Any], name: str) -> str:
+    """A new pull request's ``head`` or ``base``: a branch name (or ``owner:branch``)."""
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise HubError(422, "Validation Failed", [
+            {"resource": "PullRequest", "code": "missing_field", "field": name}])
+    return value
 
 
 def _merge_method(doc: dict[str, Any]) -> str:
@@ -656,7 +675,8 @@ def _merge_method(doc: dict[str, Any]) -> str:
 
 
 def _diff_entry(entries: list[dict[str, Any]], c: dict[str, Any], line: int | None,
-                position: int | None, fail: Callable[[str, str], HubError]):
+                position: int | None,
+                fail: Callable[[str, str], HubError]) -> tuple[dict[str, Any], str, str]:
     """The diff line a review comment is on, by its line on a side or by its (deprecated)
     position: the entry, the side, and the key of the entry's number on that side."""
     side = c.get("side") or "RIGHT"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
-
+from typing import Any, overload
 from urllib.parse import quote
 
 from .state import (REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo,
@@ -26,7 +25,14 @@ class Renderer:
         self.hub = hub
         self.base = base.rstrip("/")
 
+    @overload
+    def user(self, login: str) -> dict[str, Any]: ...
+
+    @overload
+    def user(self, login: str | None) -> dict[str, Any] | None: ...
+
     def user(self, login: str | None) -> dict[str, Any] | None:
+        """A user's document; None (JSON null) for no one."""
         if login is None:
             return None
         user = self.hub.users.get(login)
@@ -175,7 +181,7 @@ class Renderer:
         """GitHub's pull request. ``detail`` (the single-pull fields that need git: commits,
         additions, deletions, changed_files, mergeable, rebaseable, mergeable_state) is
         merged in when given, as ``GET /pulls/{n}`` has them and the list does not."""
-        pull = issue.pull
+        pull = issue.pr
         doc = self.issue(repo, issue)
         for key in ("pull_request", "state_reason", "reactions", "closed_by", "events_url",
                     "labels_url", "repository_url", "comments"):
@@ -268,7 +274,7 @@ class Renderer:
         matching devhub users as ``author`` and ``committer``."""
         rurl = self.repo_url(repo)
 
-        def person(p: dict) -> dict:
+        def person(p: dict[str, Any]) -> dict[str, Any]:
             return {"name": p["name"], "email": p["email"], "date": ts(p["unix"])}
 
         sha = c["sha"]
@@ -314,7 +320,8 @@ class Renderer:
                                "protected": rule is not None}
         if full:
             contexts = ((rule or {}).get("required_status_checks") or {}).get("contexts", [])
-            level = "off" if not contexts else "everyone" if rule["enforce_admins"] else "non_admins"
+            level = "off" if rule is None or not contexts \
+                else "everyone" if rule["enforce_admins"] else "non_admins"
             doc.update({"_links": {"self": url,
                                    "html": f"{self.base}/{repo.full_name}/tree/{quote(name)}"},
                         "protection": {"enabled": rule is not None, "required_status_checks": {

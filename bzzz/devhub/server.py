@@ -1,6 +1,9 @@
 """Running devhub: in a trio nursery, in a background thread (for synchronous clients such as
 PyGithub in tests), or as ``bzzz devhub``. State lives in memory and, with ``state_file``, is
-saved atomically (write, fsync, rename) shortly after each change and on shutdown."""
+saved atomically (write, fsync, rename) shortly after each change and on shutdown.
+
+A test that only talks REST to devhub needs no server: ``bzzz.testing.inprocess`` gives its
+httpx clients a transport that calls the app in process (``InProcessDevHub``)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -18,6 +21,10 @@ from ..fsutil import write_synced
 from .app import DevHubApp
 from .limits import RateLimits
 from .state import Hub
+
+if TYPE_CHECKING:
+    import httpx
+    from trio_typing import TaskStatus
 
 SAVE_DELAY = 0.2
 
@@ -57,6 +64,11 @@ class DevHub:
     def _changed(self) -> None:
         self._changed_flag = True
 
+    def save(self) -> None:
+        """Write the state file (when there is one)."""
+        if self.state_file:
+            save_state(self.hub, self.state_file)
+
     async def _saver(self) -> None:
         while True:
             await trio.sleep(SAVE_DELAY)
@@ -64,7 +76,7 @@ class DevHub:
                 self._changed_flag = False
                 save_state(self.hub, self.state_file)
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self.app.nursery = nursery
@@ -76,8 +88,7 @@ class DevHub:
                 self.url = (bound or [""])[0].replace("0.0.0.0", "127.0.0.1")
                 task_status.started(self.url)
         finally:
-            if self.state_file:
-                save_state(self.hub, self.state_file)
+            self.save()
 
 
 class DevHubThread:
@@ -103,6 +114,19 @@ class DevHubThread:
         """Move devhub's clock forward (timestamps have whole seconds, as GitHub's do): what
         a test does instead of sleeping until the next second (clock.py)."""
         self.devhub.app.clock.advance(seconds)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A client on this devhub's URL (``httpx.Client``'s keywords). A test that needs
+        no socket uses ``bzzz.testing.inprocess.InProcessDevHub``, which has this too."""
+        import httpx  # only tests ask (devhub itself sends with httpx only for webhooks)
+
+        return httpx.Client(base_url=self.url, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An async client on this devhub's URL (``httpx.AsyncClient``'s keywords)."""
+        import httpx
+
+        return httpx.AsyncClient(base_url=self.url, **kwargs)
 
     def __enter__(self) -> "DevHubThread":
         def target() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -126,7 +127,13 @@ class Issue:
     assignees: list[str] = field(default_factory=list)
     comments: int = 0
     locked: bool = False
-    pull: dict | None = None  # set for pull requests (they share the issue numbering)
+    pull: dict[str, Any] | None = None  # set for pull requests (they share the issue numbering)
+
+    @property
+    def pr(self) -> dict[str, Any]:
+        """The pull request part of an issue that is one (what ``Hub.pull`` returns)."""
+        assert self.pull is not None, f"issue #{self.number} is not a pull request"
+        return self.pull
 
 
 @dataclass
@@ -142,11 +149,11 @@ class Repo:
     issues: dict[int, Issue] = field(default_factory=dict)
     comments: dict[int, Comment] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
-    hooks: dict[int, dict] = field(default_factory=dict)
+    hooks: dict[int, dict[str, Any]] = field(default_factory=dict)
     reactions: dict[str, list[Reaction]] = field(default_factory=dict)  # "issue:N"/"comment:ID"
     reviews: dict[int, Review] = field(default_factory=dict)
     review_comments: dict[int, ReviewComment] = field(default_factory=dict)
-    protections: dict[str, dict] = field(default_factory=dict)  # branch -> protection.normalize()
+    protections: dict[str, dict[str, Any]] = field(default_factory=dict)  # branch -> protection.normalize()
     next_number: int = 1
     created_at: int = 0
     default_branch: str = "main"
@@ -247,9 +254,10 @@ class Hub:
             self.tokens[token] = login
         return user
 
-    def add_repo(self, full_name: str, now: int, push: list[str] = (), read: list[str] = (),
-                 private: bool = False, roles: dict[str, list[str]] | None = None,
-                 contributors: list[str] = ()) -> Repo:
+    def add_repo(self, full_name: str, now: int, push: Sequence[str] = (),
+                 read: Sequence[str] = (), private: bool = False,
+                 roles: dict[str, list[str]] | None = None,
+                 contributors: Sequence[str] = ()) -> Repo:
         owner, _, name = full_name.partition("/")
         if not owner or not name or "/" in name:
             raise HubError(422, f"invalid repository name {full_name!r}")
@@ -388,7 +396,7 @@ class Hub:
 
     def create_issue(self, repo: Repo, actor: str, now: int, title: Any, body: Any = None,
                      labels: Any = None, assignees: Any = None,
-                     pull: dict | None = None) -> Issue:
+                     pull: dict[str, Any] | None = None) -> Issue:
         if not isinstance(title, (str, int)) or str(title) == "":
             raise HubError(422, "Validation Failed",
                            [{"resource": "Issue", "code": "missing_field", "field": "title"}])
@@ -487,7 +495,7 @@ class Hub:
         """The pull request's head came from a fork that is deleted now (admin API): GitHub
         then answers ``head.repo: null``; the pull request stays as it was otherwise."""
         issue = self.pull(repo, number)
-        issue.pull["head_repo_deleted"] = True
+        issue.pr["head_repo_deleted"] = True
         return issue
 
     def pull(self, repo: Repo, number: int) -> Issue:
@@ -501,10 +509,11 @@ class Hub:
         """``PATCH /pulls/{n}``: title, body and state as for its issue; ``base`` (an existing
         branch, the app checks) by its author or a writer, while it is open."""
         issue = self.pull(repo, number)
-        allowed = {k: changes[k] for k in ("title", "body", "state") if k in changes}
+        allowed: dict[str, Any] = {k: changes[k] for k in ("title", "body", "state")
+                                   if k in changes}
         edited: dict[str, Any] = {}
         base = changes.get("base")
-        if base is not None and base != issue.pull["base"]:
+        if base is not None and base != issue.pr["base"]:
             if actor != issue.user and not repo.can_push(actor):
                 raise HubError(403, "Must have push access to edit this pull request.")
             if issue.state != "open":
@@ -512,9 +521,9 @@ class Hub:
                                [{"resource": "PullRequest", "code": "custom", "field": "base",
                                  "message": "Cannot change the base branch of a closed pull "
                                             "request."}])
-            edited["base"] = {"ref": {"from": issue.pull["base"]},
-                              "sha": {"from": issue.pull["base_sha"]}}
-            issue.pull["base"], issue.pull["base_sha"] = base, base_sha
+            edited["base"] = {"ref": {"from": issue.pr["base"]},
+                              "sha": {"from": issue.pr["base_sha"]}}
+            issue.pr["base"], issue.pr["base_sha"] = base, base_sha
         return self.update_issue(repo, number, actor, now, allowed, edited=edited)
 
     # ------------------------------------------------------------ review requests
@@ -538,8 +547,8 @@ class Hub:
         if issue.user in wanted:
             raise HubError(422, "Review cannot be requested from pull request author.")
         for login in dict.fromkeys(wanted):
-            if login not in issue.pull["requested_reviewers"]:
-                issue.pull["requested_reviewers"].append(login)
+            if login not in issue.pr["requested_reviewers"]:
+                issue.pr["requested_reviewers"].append(login)
                 self._event(repo, issue, "review_requested", actor, now,
                             requested_reviewer=login)
         issue.updated_at = now
@@ -550,8 +559,8 @@ class Hub:
         issue = self.pull(repo, number)
         self._require_review_requester(repo, issue, actor)
         for login in _names(logins, "reviewers"):
-            if login in issue.pull["requested_reviewers"]:
-                issue.pull["requested_reviewers"].remove(login)
+            if login in issue.pr["requested_reviewers"]:
+                issue.pr["requested_reviewers"].remove(login)
                 self._event(repo, issue, "review_request_removed", actor, now,
                             requested_reviewer=login)
         issue.updated_at = now
@@ -601,7 +610,7 @@ class Hub:
         return states[event]
 
     def create_review(self, repo: Repo, number: int, actor: str, now: int, body: Any,
-                      event: Any, commit_id: str, comments: list[dict]) -> Review:
+                      event: Any, commit_id: str, comments: list[dict[str, Any]]) -> Review:
         """A review, submitted at once with ``event`` or left PENDING without one.
         ``comments`` are checked against the diff by the app (path, line, side, position,
         diff_hunk, body...)."""
@@ -627,8 +636,8 @@ class Hub:
 
     def _submitted(self, repo: Repo, issue: Issue, review: Review, actor: str, now: int) -> None:
         review.submitted_at = now
-        if actor in issue.pull["requested_reviewers"]:  # a review answers the request
-            issue.pull["requested_reviewers"].remove(actor)
+        if actor in issue.pr["requested_reviewers"]:  # a review answers the request
+            issue.pr["requested_reviewers"].remove(actor)
         issue.updated_at = now
         self._announce(repo, "pull_request_review", "submitted", issue.number,
                        {"sender": actor, "review": review})
@@ -787,7 +796,7 @@ class Hub:
                     dismiss_stale: bool = False) -> None:
         """The head branch moved (a push, or the refs API): ``synchronize``."""
         issue = self.pull(repo, number)
-        before, issue.pull["head_sha"] = issue.pull["head_sha"], after
+        before, issue.pr["head_sha"] = issue.pr["head_sha"], after
         issue.updated_at = now
         if dismiss_stale:
             self.dismiss_stale_approvals(repo, number)
@@ -800,7 +809,7 @@ class Hub:
         the pull request is closed and merged; open issues in ``closes`` (closing keywords,
         when the base is the default branch) are closed as completed by the merge commit."""
         issue = self.pull(repo, number)
-        issue.pull.update(merged=True, merged_at=now, merged_by=actor,
+        issue.pr.update(merged=True, merged_at=now, merged_by=actor,
                           merge_commit_sha=merge_sha, head_sha=head_sha, base_sha=base_sha)
         issue.state, issue.closed_at, issue.closed_by, issue.updated_at = \
             "closed", now, actor, now
@@ -817,12 +826,13 @@ class Hub:
 
     # ------------------------------------------------------------ branch protection
 
-    def set_protection(self, repo: Repo, actor: str, branch: str, rule: dict) -> dict:
+    def set_protection(self, repo: Repo, actor: str, branch: str,
+                       rule: dict[str, Any]) -> dict[str, Any]:
         self._require_admin(repo, actor)
         repo.protections[branch] = rule
         return rule
 
-    def protection(self, repo: Repo, actor: str, branch: str) -> dict:
+    def protection(self, repo: Repo, actor: str, branch: str) -> dict[str, Any]:
         self._require_admin(repo, actor)
         rule = repo.protections.get(branch)
         if rule is None:
@@ -995,7 +1005,8 @@ class Hub:
 
     # ------------------------------------------------------------ webhooks
 
-    def create_hook(self, repo: Repo, actor: str, now: int, doc: dict[str, Any]) -> dict:
+    def create_hook(self, repo: Repo, actor: str, now: int,
+                    doc: dict[str, Any]) -> dict[str, Any]:
         self._require_push(repo, actor)
         config = doc.get("config")
         if not isinstance(config, dict) or not isinstance(config.get("url"), str) \
@@ -1006,12 +1017,13 @@ class Hub:
         if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
             raise HubError(422, "Validation Failed",
                            [{"resource": "Hook", "code": "invalid", "field": "events"}])
-        hook = {"id": self.new_id(), "name": "web", "active": bool(doc.get("active", True)),
+        hook_id = self.new_id()
+        hook = {"id": hook_id, "name": "web", "active": bool(doc.get("active", True)),
                 "events": events, "config": {
                     "url": config["url"], "content_type": config.get("content_type", "json"),
                     "secret": config.get("secret"), "insecure_ssl": str(config.get("insecure_ssl", "0"))},
                 "created_at": now, "updated_at": now}
-        repo.hooks[hook["id"]] = hook
+        repo.hooks[hook_id] = hook
         return hook
 
     def delete_hook(self, repo: Repo, actor: str, hook_id: int) -> None:

@@ -26,7 +26,7 @@ class Delivery:
 
 @dataclass
 class DeliveryLog:
-    deliveries: deque = field(default_factory=lambda: deque(maxlen=MAX_DELIVERIES))
+    deliveries: deque[Delivery] = field(default_factory=lambda: deque(maxlen=MAX_DELIVERIES))
 
     def new(self, delivery_id: int, hook_id: int, event: str, action: str | None,
             body: bytes, guid: str | None = None) -> Delivery:

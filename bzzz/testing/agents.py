@@ -15,17 +15,13 @@ from ..identity import load_or_create
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-@dataclass
-class AgentProc:
-    name: str
-    proc: subprocess.Popen
-    api: str
-    data_dir: Path
-    log: Path
-    addr: str
+class _Stoppable:
+    """A process of ours that stops when asked, and is killed when it does not."""
+
+    proc: subprocess.Popen[bytes]
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc.poll() is None:
@@ -35,6 +31,16 @@ class AgentProc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(10)
+
+
+@dataclass
+class AgentProc(_Stoppable):
+    name: str
+    proc: subprocess.Popen[bytes]
+    api: str
+    data_dir: Path
+    log: Path
+    addr: str
 
 
 def start(root: Path, name: str, hub_url: str, token: str, repos: str, *,
@@ -60,16 +66,13 @@ def start(root: Path, name: str, hub_url: str, token: str, repos: str, *,
 
 
 @dataclass
-class MonitorProc:
-    proc: subprocess.Popen
+class MonitorProc(_Stoppable):
+    proc: subprocess.Popen[bytes]
     url: str
     data_dir: Path
     log: Path
     addr: str
     token: str
-
-    def stop(self, timeout: float = 20) -> int:
-        return AgentProc.stop(self, timeout)  # type: ignore[arg-type]
 
 
 def start_monitor(root: Path, hub_url: str, token: str, repos: str, *, bootstrap: str = "",

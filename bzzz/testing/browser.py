@@ -153,9 +153,13 @@ def watched_page(browser: Any, *, viewport: dict[str, int] | None = None,
     # test blocks, and would slow every request of a benchmark.
     context.route(LEAVES_LOOPBACK, refuse)
     page.on("request", lambda request: watched.requests.append(request.url))
-    page.on("websocket", lambda ws: (watched.requests.append(ws.url),
-                                     None if is_loopback_url(ws.url)
-                                     else watched.blocked.append(ws.url)))
+
+    def websocket(ws: Any) -> None:
+        watched.requests.append(ws.url)
+        if not is_loopback_url(ws.url):
+            watched.blocked.append(ws.url)
+
+    page.on("websocket", websocket)
 
     def console(message: Any) -> None:
         if message.type == "error" and not any(re.search(p, message.text)

@@ -56,12 +56,17 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..asgi import http_request, serve_app
+from .asgitypes import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
 
 VERSION = "0.12.6"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -108,7 +113,7 @@ class FakeOllama:
 
     # --- configuration -------------------------------------------------------------------
 
-    def set_models(self, models: dict[str, FakeModel | list[str] | dict]) -> None:
+    def set_models(self, models: Mapping[str, FakeModel | list[str] | dict[str, Any]]) -> None:
         out: dict[str, FakeModel] = {}
         for name, m in models.items():
             if isinstance(m, list):
@@ -128,7 +133,7 @@ class FakeOllama:
         self.openai_only = False
         self.api_key: str | None = None
         self.burst = False
-        self._burst_cache: dict[tuple, bytes] = {}
+        self._burst_cache: dict[tuple[object, ...], bytes] = {}
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
         self.streams_open = 0
@@ -155,12 +160,13 @@ class FakeOllama:
         """The JSON body of the last request to ``path``."""
         for req in reversed(self.requests):
             if req["path"] == path:
-                return req["body"]
+                body: dict[str, Any] | None = req["body"]
+                return body
         return None
 
     # --- ASGI ----------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return
         method, path = request.method, request.path
@@ -212,19 +218,19 @@ class FakeOllama:
 
     # --- replies -------------------------------------------------------------------------
 
-    async def _start(self, send, status: int, ctype: str) -> None:
+    async def _start(self, send: Send, status: int, ctype: str) -> None:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", ctype.encode())]})
 
-    async def _json(self, send, status: int, doc: Any) -> None:
+    async def _json(self, send: Send, status: int, doc: Any) -> None:
         await self._start(send, status, "application/json; charset=utf-8")
         await send({"type": "http.response.body", "body": _dumps(doc)})
 
-    async def _text(self, send, status: int, text: str) -> None:
+    async def _text(self, send: Send, status: int, text: str) -> None:
         await self._start(send, status, "text/plain")
         await send({"type": "http.response.body", "body": text.encode()})
 
-    async def _error(self, send, status: int, message: str, v1: bool) -> None:
+    async def _error(self, send: Send, status: int, message: str, v1: bool) -> None:
         if not v1:
             return await self._json(send, status, {"error": message})
         kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
@@ -244,7 +250,7 @@ class FakeOllama:
             name = ""
         return name, self.models.get(full_name(name)) if name else None
 
-    async def _show(self, send, body: dict[str, Any]) -> None:
+    async def _show(self, send: Send, body: dict[str, Any]) -> None:
         name, m = self._model(body)
         if not name:
             return await self._error(send, 400, "model is required", False)
@@ -287,12 +293,13 @@ class FakeOllama:
                        if isinstance(msg, dict))
         return max(1, len(text) // 4)
 
-    async def _chat(self, receive, send, body: dict[str, Any]) -> None:
+    async def _chat(self, receive: Receive, send: Send, body: dict[str, Any]) -> None:
         checked = self._chat_check(body)
         if isinstance(checked[0], int):
             return await self._error(send, checked[0], checked[1], False)
         name, m = checked
-        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        given = body.get("options")
+        options = given if isinstance(given, dict) else {}
         chunks, reason = self._chunks(m, options.get("num_predict"))
         started = time.perf_counter_ns()
 
@@ -323,7 +330,7 @@ class FakeOllama:
                            lambda: [_dumps(final()) + b"\n"], error_line,
                            ("chat", name, len(chunks), reason))
 
-    async def _openai_chat(self, receive, send, body: dict[str, Any]) -> None:
+    async def _openai_chat(self, receive: Receive, send: Send, body: dict[str, Any]) -> None:
         checked = self._chat_check(body)
         if isinstance(checked[0], int):
             return await self._error(send, checked[0], checked[1], True)
@@ -378,8 +385,9 @@ class FakeOllama:
         if self.first_token_delay > 0:
             await trio.sleep(self.first_token_delay)
 
-    async def _stream(self, receive, send, ctype, chunks, line, tail, error_line,
-                      key: tuple) -> None:
+    async def _stream(self, receive: Receive, send: Send, ctype: str, chunks: list[str],
+                      line: Callable[[str], bytes], tail: Callable[[], list[bytes]],
+                      error_line: Callable[[], bytes], key: tuple[object, ...]) -> None:
         """Send ``chunks`` (one write each, paced) and the tail, noticing a client that goes
         away: the sender is cancelled and the disconnect counted. In burst mode the stream
         for ``key`` is built once and reused (its timestamps are stale: it is for benches)."""
@@ -435,7 +443,7 @@ class FakeOllama:
     # --- running -------------------------------------------------------------------------
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0,
-                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    task_status: TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; ``task_status.started`` gets the base URL."""
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(

@@ -42,13 +42,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from . import procs
-from .netns import wait_for
+from .wait import wait_for
+
+if TYPE_CHECKING:
+    from ..devhub import DevHubThread
+    from .podman import PodmanService
 
 OWNER_TOKEN = "t-owner-hostile"
 REPO = "owner/tasks"
@@ -59,7 +65,7 @@ NOBODY = 65534
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _alnum(n: int) -> str:
@@ -78,7 +84,7 @@ class Setup:
     name: str
     sandbox: str
     uid: int | None = None
-    podman: object | None = None
+    podman: PodmanService | None = None
 
     @property
     def gid(self) -> int | None:
@@ -122,7 +128,8 @@ def python_for(uid: int) -> list[str] | None:
     return found
 
 
-def _with_staged_copy(candidates: list[list[str]], systems: list[str], sites: str, repo: str):
+def _with_staged_copy(candidates: list[list[str]], systems: list[str], sites: str,
+                      repo: str) -> Iterator[list[str]]:
     """The candidates, then (only if none of them ran) the system's python over a copy of
     the site-packages and of the bzzz package in a directory every user can enter: a clone
     inside a private directory (a 0700 temporary directory, say) is out of the user's reach
@@ -329,7 +336,7 @@ def corpus(t: Target) -> list[Hostile]:
         tag = f"PWNED-{i}-{t.run_tag}"
         items.append(Hostile(name, "write", cmd.replace("TAG", tag).replace("NAME", f"pwned-{i}"),
                              tag=tag))
-    leaves = [
+    leaves: list[tuple[str, str | Callable[[str], str]]] = [
         ("nohup", "nohup sleep {0} >/dev/null 2>&1 &\nexit 0"),
         ("setsid", "setsid sleep {0} >/dev/null 2>&1 &\nexit 0"),
         ("subshell", "(sleep {0} >/dev/null 2>&1 &)\nexit 0"),
@@ -345,9 +352,9 @@ def corpus(t: Target) -> list[Hostile]:
             "    if os.fork() == 0:\n"
             "        os.execvp('sleep', ['sleep', '{0}'])\n".replace("{0}", n)) + "\nexit 0"),
     ]
-    for name, cmd in leaves:
+    for name, make in leaves:
         n = procs.unique_seconds()
-        text = cmd(n) if callable(cmd) else cmd.replace("{0}", n)
+        text = make(n) if callable(make) else make.replace("{0}", n)
         items.append(Hostile(f"leave-{name}", "leave", text, sleeps=(n,)))
     kills = [
         ("kill-ppid", "kill -9 $PPID; kill -9 1; echo still-here"),
@@ -376,7 +383,8 @@ class AgentProcess:
     setup's uid, with the secrets of ``secrets`` to protect."""
 
     def __init__(self, setup: Setup, base: Path, hub_url: str, secrets: Secrets,
-                 node: str = "hostile", max_tasks: int = 3, extra_env: dict | None = None,
+                 node: str = "hostile", max_tasks: int = 3,
+                 extra_env: dict[str, str] | None = None,
                  workroot: Path | None = None) -> None:
         self.setup = setup
         self.base = base
@@ -392,7 +400,7 @@ class AgentProcess:
         self.api_token_file = run_secret_path(base)
         self.log_path = base / f"{node}.log"
         self.api_port = 0
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def prepare(self) -> None:
@@ -434,9 +442,11 @@ class AgentProcess:
             "BZZZ_HELP_REQUESTS": "off", "BZZZ_LOG_FORMAT": "json",
             "HOSTILE_MARKER": self.secrets.marker,
         })
-        if self.setup.podman is not None:
-            e.update({"BZZZ_DOCKER_HOST": self.setup.podman.docker_host,
-                      "BZZZ_TASK_IMAGE": self.setup.podman.image, "BZZZ_TASK_NETWORK": "none"})
+        podman = self.setup.podman
+        if podman is not None:
+            assert podman.image is not None, "the container sandbox runs the task image"
+            e.update({"BZZZ_DOCKER_HOST": podman.docker_host,
+                      "BZZZ_TASK_IMAGE": podman.image, "BZZZ_TASK_NETWORK": "none"})
         e.update(self.extra_env)
         return e
 
@@ -445,22 +455,23 @@ class AgentProcess:
             self.prepare()
         self.starts += 1
         log = open(self.log_path, "ab")
-        kw: dict = {}
+        kw: dict[str, Any] = {}
         argv = [sys.executable, "-m", "bzzz"]
         if self.setup.uid is not None:
-            argv = python_for(self.setup.uid)
-            if argv is None:
+            found = python_for(self.setup.uid)
+            if found is None:
                 raise RuntimeError(f"no python that uid {self.setup.uid} can run bzzz with")
+            argv = found
             kw = {"user": self.setup.uid, "group": self.setup.gid, "extra_groups": []}
         try:
-            self.proc = subprocess.Popen(argv + ["run"], env=self.env(), stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         cwd=str(self.base), **kw)
+            self.proc = proc = subprocess.Popen(
+                argv + ["run"], env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, cwd=str(self.base), **kw)
         finally:
             log.close()
-        wait_for(lambda: self.healthz() or self.proc.poll() is not None, 60, what="agent up")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"{self.setup.name}: the agent exited {self.proc.returncode} at "
+        wait_for(lambda: self.healthz() or proc.poll() is not None, 60, what="agent up")
+        if proc.poll() is not None:
+            raise RuntimeError(f"{self.setup.name}: the agent exited {proc.returncode} at "
                                f"start:\n{self.log_text()[-3000:]}")
         if not self.secrets.identity:
             self.secrets.identity = (self.data_dir / "identity.key").read_bytes()
@@ -569,7 +580,7 @@ class Report:
             "secret": bool(t.reached), "kill": t.killed_agent, "leave": bool(t.left),
             "tamper": bool(t.tampered)}[what])
 
-    def metrics(self) -> list[dict]:
+    def metrics(self) -> list[dict[str, Any]]:
         params = {"sandbox": self.setup, "tasks": len(self.tasks),
                   "refused": sum(t.outcome == "refused" for t in self.tasks)}
         rows = []
@@ -602,9 +613,9 @@ class HostileRun:
         self.base = Path(base or tempfile.mkdtemp(prefix="bzzz-hostile-"))
         self.secrets = Secrets()
         self.node = node or f"hostile-{setup.name}-{_secrets.token_hex(2)}"
-        self.hub = None
-        self.owner: httpx.Client | None = None
-        self.agent: AgentProcess | None = None
+        self._hub: DevHubThread | None = None
+        self._owner: httpx.Client | None = None
+        self._agent: AgentProcess | None = None
         self.problems: list[str] = []
         self.results: list[TaskResult] = []
         self.planted_path: Path | None = None
@@ -612,21 +623,37 @@ class HostileRun:
 
     def __enter__(self) -> "HostileRun":
         from ..devhub import DevHubThread
-        self.hub = DevHubThread(seed=seed(bot_token=self.secrets.token)).__enter__()
-        self.owner = owner_client(self.hub)
-        self.agent = AgentProcess(self.setup, self.base, self.hub.url, self.secrets,
-                                  node=self.node)
+        self._hub = hub = DevHubThread(seed=seed(bot_token=self.secrets.token)).__enter__()
+        self._owner = owner_client(hub)
+        self._agent = AgentProcess(self.setup, self.base, hub.url, self.secrets,
+                                   node=self.node)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.cleanup()
         finally:
-            if self.owner is not None:
-                self.owner.close()
-            if self.hub is not None:
-                self.hub.__exit__(None, None, None)
+            if self._owner is not None:
+                self._owner.close()
+            if self._hub is not None:
+                self._hub.__exit__(None, None, None)
             shutil.rmtree(self.base, ignore_errors=True)
+
+    # what __enter__ made: a run is used inside its with block
+    @property
+    def hub(self) -> DevHubThread:
+        assert self._hub is not None, "a HostileRun is used inside its with block"
+        return self._hub
+
+    @property
+    def owner(self) -> httpx.Client:
+        assert self._owner is not None, "a HostileRun is used inside its with block"
+        return self._owner
+
+    @property
+    def agent(self) -> AgentProcess:
+        assert self._agent is not None, "a HostileRun is used inside its with block"
+        return self._agent
 
     # GitHub side
     def open_issue(self, h: Hostile) -> TaskResult:
@@ -676,6 +703,7 @@ class HostileRun:
             for t in pending:
                 t.killed_agent = True
                 self.close_issue(t)
+            assert self.agent.proc is not None, "the agent was started (run)"
             self.problems.append(f"the agent died (exit {self.agent.proc.returncode}) "
                                  f"during {[t.hostile.name for t in pending]}")
             try:
@@ -757,14 +785,15 @@ class HostileRun:
                                    include_planted=t.hostile.kind != "plant")
         by_issue = {t.number: t for t in self.results}
         for number, text in self.pull_texts():  # what was pushed and proposed: published too
-            t = by_issue.get(number)
-            if t is not None:
-                t.reached |= s.found_in(text, include_planted=t.hostile.kind != "plant")
+            hit = by_issue.get(number)
+            if hit is not None:
+                hit.reached |= s.found_in(text, include_planted=hit.hostile.kind != "plant")
         for entry in self.decision_entries():
-            t = by_issue.get(entry.get("issue"))
-            if t is not None:
-                t.reached |= s.found_in(json.dumps(entry),
-                                        include_planted=t.hostile.kind != "plant")
+            issue = entry.get("issue")
+            hit = by_issue.get(issue) if isinstance(issue, int) else None
+            if hit is not None:
+                hit.reached |= s.found_in(json.dumps(entry),
+                                          include_planted=hit.hostile.kind != "plant")
 
     def pull_texts(self) -> list[tuple[int, str]]:
         """(task issue, body and diff) of every pull request the agents opened."""
@@ -781,7 +810,7 @@ class HostileRun:
             out.append((int(ref[5:].split("-", 1)[0]), (pr.get("body") or "") + "\n" + diff))
         return out
 
-    def decision_entries(self) -> list[dict]:
+    def decision_entries(self) -> list[dict[str, Any]]:
         from ..hyperlog.store import read_entries
         return list(read_entries(self.agent.data_dir / "log"))
 
@@ -844,8 +873,8 @@ class HostileRun:
             self.problems.append("the decision log does not verify")
 
     def cleanup(self) -> None:
-        if self.agent is not None:
-            self.agent.terminate(10)
+        if self._agent is not None:
+            self._agent.terminate(10)
         for t in self.results:
             for n in t.hostile.sleeps:
                 procs.kill_all(n)
@@ -860,14 +889,14 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def containers_of(podman, node: str) -> list[str]:
+def containers_of(podman: PodmanService, node: str) -> list[str]:
     """The ``bzzz.task`` labels of the containers of ``node`` (running or not)."""
     r = podman.podman("ps", "-a", "--filter", f"label=bzzz.node={node}",
                       "--format", '{{index .Labels "bzzz.task"}}')
     return r.stdout.decode().split()
 
 
-def seed(owner_token: str = OWNER_TOKEN, bot_token: str = "t-bot") -> dict:
+def seed(owner_token: str = OWNER_TOKEN, bot_token: str = "t-bot") -> dict[str, Any]:
     """devhub's users and repository: ``owner`` (a writer) files the issues, ``bot`` is the
     agent."""
     return {"users": [{"login": "owner", "token": owner_token},
@@ -875,7 +904,7 @@ def seed(owner_token: str = OWNER_TOKEN, bot_token: str = "t-bot") -> dict:
             "repos": [{"full_name": REPO, "push": ["bot"]}]}
 
 
-def owner_client(hub) -> httpx.Client:
+def owner_client(hub: DevHubThread) -> httpx.Client:
     return httpx.Client(base_url=hub.url, headers={"Authorization": f"token {OWNER_TOKEN}"},
                         timeout=10)
 

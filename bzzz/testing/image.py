@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .podman import PodmanError, PodmanService
 
@@ -184,8 +185,9 @@ def image_size(podman: PodmanService, tag: str) -> int:
     return int(out.strip())
 
 
-def inspect(podman: PodmanService, tag: str) -> dict:
-    return json.loads(podman.podman("image", "inspect", tag).stdout)[0]
+def inspect(podman: PodmanService, tag: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = json.loads(podman.podman("image", "inspect", tag).stdout)
+    return found[0]
 
 
 @dataclass
@@ -224,14 +226,15 @@ class AgentContainer:
             args += ["--group-add", str(gid)]
         self.id = self.podman.podman(*args, self.image, *self.command).stdout.decode().strip()
 
-    def state(self) -> dict:
-        return json.loads(self.podman.podman("inspect", "--format", "{{json .State}}",
-                                             self.id).stdout)
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads(self.podman.podman(
+            "inspect", "--format", "{{json .State}}", self.id).stdout)
+        return state
 
     def running(self) -> bool:
         return bool(self.state().get("Running"))
 
-    def exec(self, *cmd: str) -> subprocess.CompletedProcess:
+    def exec(self, *cmd: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["podman", "exec", self.id, *cmd], env=self.podman.env,
                               capture_output=True, text=True, timeout=60)
 
@@ -278,6 +281,7 @@ class AgentContainer:
 def get_healthz(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status == 200
+            status: int = r.status
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False

@@ -47,7 +47,7 @@ def available() -> tuple[bool, str]:
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 class LlamaServerError(RuntimeError):
@@ -66,13 +66,13 @@ class LlamaServer:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike[str],
         alias: str = "tiny",
         n_ctx: int = 2048,
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
-        log_path: str | os.PathLike | None = None,
+        log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         extra_args: tuple[str, ...] = (),
@@ -89,7 +89,7 @@ class LlamaServer:
         self.python = python
         self._own_log = log_path is None
         self.log_path = Path(log_path) if log_path is not None else None
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -128,7 +128,7 @@ class LlamaServer:
             os.close(fd)
             self.log_path = Path(name)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = proc = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -136,18 +136,18 @@ class LlamaServer:
                 start_new_session=True,  # its own process group, for stop()
             )
         try:
-            self._wait_ready()
+            self._wait_ready(proc)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer yet"
         with httpx.Client(timeout=2.0, trust_env=False) as client:
             while True:
-                code = self.proc.poll()
+                code = proc.poll()
                 if code is not None:
                     raise LlamaServerError(
                         f"llama_cpp.server exited with code {code} before serving "
@@ -186,7 +186,7 @@ class LlamaServer:
             self.log_path = None
 
     @staticmethod
-    def _signal(proc: subprocess.Popen, sig: int) -> None:
+    def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -195,7 +195,7 @@ class LlamaServer:
     def __enter__(self) -> "LlamaServer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     async def __aenter__(self) -> "LlamaServer":
@@ -203,7 +203,7 @@ class LlamaServer:
 
         return await trio.to_thread.run_sync(self.start)
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         import trio
 
         await trio.to_thread.run_sync(self.stop)

@@ -36,6 +36,7 @@ from urllib.parse import unquote
 import trio
 
 from ..asgi import headers, http_request, read_body, respond, serve_app
+from .asgitypes import Receive, Scope, Send
 
 STATIC = Path(__file__).resolve().parent.parent / "monitor" / "static"
 
@@ -149,13 +150,13 @@ class StubMonitor:
         self.posted: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.next_issue = 5000
-        self.streams: dict[int, trio.MemorySendChannel] = {}
+        self.streams: dict[int, trio.MemorySendChannel[bytes | None]] = {}  # None: drop
         self.stream_ids = 0
         self.log_tails: dict[str, dict[str, Any]] = {}
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (request := await http_request(scope, receive, send)) is None:
             return
         path, method, query = request.path, request.method, request.query
@@ -167,7 +168,8 @@ class StubMonitor:
         except (ValueError, KeyError, TypeError) as exc:
             await self._json(send, 400, {"error": f"bad request: {exc}"})
 
-    async def _route(self, scope, receive, send, method, path, query) -> None:
+    async def _route(self, scope: Scope, receive: Receive, send: Send, method: str, path: str,
+                     query: dict[str, str]) -> None:
         if method == "GET" and path == "/":
             await self._file(send, "index.html")
         elif method == "GET" and path.startswith("/static/"):
@@ -193,13 +195,13 @@ class StubMonitor:
             await self._json(send, 404, {"error": "not found"})
 
     @staticmethod
-    async def _reply(send, status: int, body: bytes, content_type: str) -> None:
+    async def _reply(send: Send, status: int, body: bytes, content_type: str) -> None:
         await respond(send, status, body, content_type, [(b"cache-control", b"no-store")])
 
-    async def _json(self, send, status: int, doc: Any) -> None:
+    async def _json(self, send: Send, status: int, doc: Any) -> None:
         await self._reply(send, status, json.dumps(doc).encode(), "application/json")
 
-    async def _file(self, send, name: str) -> None:
+    async def _file(self, send: Send, name: str) -> None:
         target = (self.static / name).resolve()
         if not target.is_file() or not target.is_relative_to(self.static):
             await self._json(send, 404, {"error": "not found"})
@@ -229,7 +231,7 @@ class StubMonitor:
                 return i, a
         return None
 
-    async def _task_detail(self, send, rest: str) -> None:
+    async def _task_detail(self, send: Send, rest: str) -> None:
         parts = rest.split("/")
         if len(parts) != 3 or not parts[2].isdigit():
             await self._json(send, 404, {"error": "not found"})
@@ -250,15 +252,16 @@ class StubMonitor:
         start = task["updated"] - 40.0
         pick = [agents[(task["issue"] + k) % len(agents)] for k in range(3)]
         repo, issue = task["repo"], task["issue"]
-        steps = [(0, 0.0, "claimed", {"lease": 60}), (1, 0.2, "contention_lost",
-                                                       {"reason": "ref exists"}),
-                 (0, 20.0, "renewed", {"generation": 1}),
-                 (0, 22.0, "help_requested", {"needs": ["python"], "request": "r1"}),
-                 (2, 22.3, "help_offered", {"request": "r1"}),
-                 (0, 25.3, "help_handed_over", {"helper": pick[2]["peer_id"]}),
-                 (2, 25.4, "help_adopted", {"origin": pick[0]["peer_id"]}),
-                 (2, 38.0, "result", {"status": "success", "exit_code": 0}),
-                 (2, 39.0, "reported", {"status": "success"})]
+        steps: list[tuple[int, float, str, dict[str, Any]]] = [
+            (0, 0.0, "claimed", {"lease": 60}), (1, 0.2, "contention_lost",
+                                                  {"reason": "ref exists"}),
+            (0, 20.0, "renewed", {"generation": 1}),
+            (0, 22.0, "help_requested", {"needs": ["python"], "request": "r1"}),
+            (2, 22.3, "help_offered", {"request": "r1"}),
+            (0, 25.3, "help_handed_over", {"helper": pick[2]["peer_id"]}),
+            (2, 25.4, "help_adopted", {"origin": pick[0]["peer_id"]}),
+            (2, 38.0, "result", {"status": "success", "exit_code": 0}),
+            (2, 39.0, "reported", {"status": "success"})]
         out = []
         for seq, (who, dt, kind, extra) in enumerate(steps):
             agent = pick[who]
@@ -268,7 +271,7 @@ class StubMonitor:
                                  "title": task["title"], **extra}})
         return out
 
-    async def _agent_log(self, send, peer: str, query: dict[str, str]) -> None:
+    async def _agent_log(self, send: Send, peer: str, query: dict[str, str]) -> None:
         found = self._agent(peer)
         if found is None:
             await self._json(send, 404, {"error": "no such agent"})
@@ -279,7 +282,7 @@ class StubMonitor:
         before = min(int(query.get("before", length)), length)
         q, kind = query.get("q", "").lower(), query.get("type", "")
         extra = self.log_tails.get(peer, {}).get("entries", [])
-        entries = []
+        entries: list[dict[str, Any]] = []
         seq = before - 1
         # newest first; the made-up entries are scanned lazily, at most a bounded number
         scanned = 0
@@ -301,7 +304,7 @@ class StubMonitor:
 
     # -- acting ---------------------------------------------------------------------------
 
-    async def _post_task(self, scope, receive, send) -> None:
+    async def _post_task(self, scope: Scope, receive: Receive, send: Send) -> None:
         auth = headers(scope).get("authorization", "")
         scheme, _, given = auth.partition(" ")
         body = await read_body(receive, 256 * 1024)
@@ -339,11 +342,11 @@ class StubMonitor:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def _events(self, receive, send) -> None:
+    async def _events(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"),
                                 (b"cache-control", b"no-store")]})
-        sender, stream = trio.open_memory_channel(1000)
+        sender, stream = trio.open_memory_channel[bytes | None](1000)
         self.stream_ids += 1
         sid = self.stream_ids
         self.streams[sid] = sender
@@ -380,7 +383,7 @@ class StubMonitor:
             except trio.WouldBlock:
                 pass
 
-    async def _control(self, receive, send, method, path) -> None:
+    async def _control(self, receive: Receive, send: Send, method: str, path: str) -> None:
         if method == "GET" and path == "/_stub/requests":
             await self._json(send, 200, {"requests": self.requests})
             return
@@ -420,7 +423,7 @@ class StubProcess:
                  token: str = "stub-token") -> None:
         self.args = ["--agents", str(agents), "--entries", str(entries), "--tasks", str(tasks)]
         self.token = token
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self._token_file: Path | None = None
 
@@ -455,7 +458,8 @@ class StubProcess:
             self._token_file.unlink(missing_ok=True)
 
     def state(self) -> dict[str, Any]:
-        return self.http.get("/_stub/state").json()
+        state: dict[str, Any] = self.http.get("/_stub/state").json()
+        return state
 
     def set_mesh(self, mesh: dict[str, Any]) -> None:
         self.http.post("/_stub/mesh", json=mesh).raise_for_status()
@@ -475,7 +479,8 @@ class StubProcess:
         self.http.post("/_stub/drop", json={}).raise_for_status()
 
     def requests(self) -> list[dict[str, Any]]:
-        return self.http.get("/_stub/requests").json()["requests"]
+        seen: list[dict[str, Any]] = self.http.get("/_stub/requests").json()["requests"]
+        return seen
 
 
 async def _serve(app: StubMonitor, host: str, port: int) -> None:

@@ -25,9 +25,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .wait import WaitTimeout, wait_for  # noqa: F401 -- re-exported for callers of netns
+# re-exported: benches wait through netns
+from .wait import WaitTimeout as WaitTimeout, wait_for as wait_for
+
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,9 +56,10 @@ def ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
 
 
-def in_netns(ns: str, fn: Callable[..., Any], *args: Any) -> Any:
+def in_netns(ns: str, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` in a thread that has joined namespace ``ns``; return its result."""
-    box: dict[str, Any] = {}
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
@@ -65,16 +69,16 @@ def in_netns(ns: str, fn: Callable[..., Any], *args: Any) -> Any:
                     raise OSError(ctypes.get_errno(), "setns failed")
             finally:
                 os.close(fd)
-            box["result"] = fn(*args)
+            results.append(fn(*args))
         except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def _http_get(host: str, port: int, path: str, timeout: float) -> tuple[int, bytes]:
@@ -109,7 +113,7 @@ class Agent:
     p2p_port: int
     env: dict[str, str]
     log_path: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     peer_id: str = ""
 
     @property
@@ -146,16 +150,19 @@ class Agent:
         import httpx
 
         def call() -> dict[str, Any]:
-            return httpx.post(f"http://{self.host.ip}:{self.api_port}/api/v1/help/probe",
-                              json={"needs": needs, "wait": wait}, timeout=timeout,
-                              headers={"Authorization": f"Bearer {self.api_token}"}).json()
+            answer: dict[str, Any] = httpx.post(
+                f"http://{self.host.ip}:{self.api_port}/api/v1/help/probe",
+                json={"needs": needs, "wait": wait}, timeout=timeout,
+                headers={"Authorization": f"Bearer {self.api_token}"}).json()
+            return answer
         return in_netns(self.host.ns, call)
 
     def status(self) -> dict[str, Any]:
         code, body = self.get("/api/v1/status")
         if code != 200:
             raise RuntimeError(f"status answered {code}")
-        return json.loads(body)
+        status: dict[str, Any] = json.loads(body)
+        return status
 
     def healthy(self) -> bool:
         try:

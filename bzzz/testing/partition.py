@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..identity import load_or_create
-from .netns import Lab, in_netns, ip, wait_for
+from .netns import Lab, in_netns, ip
+from .wait import wait_for
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
@@ -116,6 +117,7 @@ class Partition:
             ["ip", "netns", "exec", self.hub_host.ns, sys.executable, "-m", "bzzz", "devhub",
              "--host", "0.0.0.0", "--port", "8080", "--seed", str(seed)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.hub.stdout is not None  # stdout=PIPE
         line = self.hub.stdout.readline().strip()
         if not line.startswith("http://"):
             raise RuntimeError(f"devhub did not start: {line!r}")

@@ -62,7 +62,7 @@ class PodmanService:
         self.socket = self.dir / "podman.sock"
         self.docker_host = f"unix://{self.socket}"
         self.image = image
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         hard = 1048576 if hard == resource.RLIM_INFINITY else hard
         (self.dir / "containers.conf").write_text(
@@ -95,7 +95,7 @@ class PodmanService:
         self.close()
 
     def podman(self, *args: str, input: bytes | None = None, timeout: float = 60
-               ) -> subprocess.CompletedProcess:
+               ) -> subprocess.CompletedProcess[bytes]:
         result = subprocess.run(["podman", *args], env=self.env, input=input,
                                 capture_output=True, timeout=timeout)
         if result.returncode != 0:

@@ -93,7 +93,8 @@ def _vocab(pieces: list[str]) -> tuple[list[str], list[float], list[int], list[i
             types.append(T.NORMAL)
         ids.append(index[piece])
     # SentencePiece merges prefer higher scores: longer pieces first.
-    scores = [0.0 if ty != T.NORMAL else float(len(t)) - 100.0 for t, ty in zip(tokens, types)]
+    scores = [0.0 if ty != T.NORMAL else float(len(t)) - 100.0
+              for t, ty in zip(tokens, types, strict=True)]  # built side by side
     return tokens, scores, [int(t) for t in types], ids
 
 

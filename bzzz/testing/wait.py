@@ -50,7 +50,8 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
         time.sleep(interval)
 
 
-async def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
+async def wait_until(predicate: Callable[[], T],
+                     timeout: float = 10.0,  # noqa: ASYNC109 -- WaitTimeout names the wait
                      what: str = "condition", *, interval: float = 0.02,
                      retry: tuple[type[BaseException], ...] = ()) -> T:
     """Poll ``predicate`` (in trio) until it returns something truthy; return that."""
