@@ -30,7 +30,8 @@ from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
 from .render import Renderer
 from .apps import InstallationToken
-from .http import DOCS, Handler, Receive, Request, Response, Scope, Send, _page, _since
+from ..asgi import Receive, Scope, Send
+from .http import DOCS, Handler, Request, Response, _page, _since
 from .state import REACTIONS, ROLES, Comment, Hub, HubError, Repo, Review, ReviewComment
 from ..github.webhooks import sign
 from .webhooks import Delivery, DeliveryLog

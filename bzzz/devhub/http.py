@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
@@ -58,10 +58,6 @@ class Request:
         return self.login
 
 
-Scope = Mapping[str, Any]
-"""An ASGI connection scope, as the server (or an in-process transport) gives it."""
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-Send = Callable[[Any], Awaitable[None]]
 
 Response = tuple[int, Any, dict[str, str]]
 Handler = Callable[..., Response | Awaitable[Response]]

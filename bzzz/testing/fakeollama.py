@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..asgi import http_request, serve_app
-from .asgitypes import Receive, Scope, Send
+from ..asgi import Receive, Scope, Send
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

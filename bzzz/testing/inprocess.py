@@ -33,7 +33,7 @@ from ..devhub.app import DevHubApp
 from ..devhub.limits import RateLimits
 from ..devhub.server import DevHub
 from ..devhub.state import Hub
-from .asgitypes import App
+from ..asgi import App
 
 
 class SyncASGITransport(httpx.BaseTransport):

@@ -36,7 +36,7 @@ from urllib.parse import unquote
 import trio
 
 from ..asgi import headers, http_request, read_body, respond, serve_app
-from .asgitypes import Receive, Scope, Send
+from ..asgi import Receive, Scope, Send
 
 STATIC = Path(__file__).resolve().parent.parent / "monitor" / "static"
 
