@@ -62,8 +62,8 @@ async def sender(agent: Agent, receiver_id: str) -> None:
     agent.node.on_message(TOPIC, lambda s, d: True)
     await agent.node.subscribe(TOPIC)
     target = ID.from_base58(receiver_id)
-    while target not in agent.node.pubsub.peer_topics.get(TOPIC, ()):
-        await trio.sleep(0.01)
+    # as long as bench/mesh.py waits for the line below
+    await agent.node.pubsub.wait_for_subscription(target, TOPIC, timeout=60)
     say(event="ready", peer_id=agent.peer_id, pid=os.getpid())
     stdin = trio.lowlevel.FdStream(os.dup(0))
     buf = b""

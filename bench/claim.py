@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bzzz.github.client import GitHubClient  # noqa: E402
 from bzzz.claim.service import ClaimService, ClaimSettings  # noqa: E402
 from bzzz.decisions import MemoryDecisionLog  # noqa: E402
+from bzzz.testing.wait import wait_for, wait_until  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from devhub import start_devhub  # noqa: E402
@@ -59,6 +60,12 @@ def bot_requests(url: str) -> dict[str, int]:
     return httpx.get(url + "/_devhub/stats").json()["requests"].get("bot", {})
 
 
+def budget_left(url: str) -> int:
+    """The bot's rate-limit budget left, as devhub's /rate_limit says."""
+    return httpx.get(url + "/rate_limit",
+                     headers={"Authorization": "token t-bot"}).json()["rate"]["remaining"]
+
+
 def service(gh, node, tmp, poll, max_tasks=1, login="bot", peers=()) -> ClaimService:
     return ClaimService(gh, ClaimSettings(["owner/tasks"], node, f"12D3KooW{node}", login,
                                           max_tasks=max_tasks, poll_interval=poll,
@@ -67,30 +74,35 @@ def service(gh, node, tmp, poll, max_tasks=1, login="bot", peers=()) -> ClaimSer
                         peers=lambda: list(peers))
 
 
-async def finished(owner: httpx.Client, numbers: list[int]) -> bool:
-    issues = await trio.to_thread.run_sync(lambda: owner.get(
-        "/repos/owner/tasks/issues", params={"state": "all", "per_page": 100,
-                                             "labels": "bzzz:done"}).json())
+def finished(owner: httpx.Client, numbers: list[int]) -> bool:
+    issues = owner.get("/repos/owner/tasks/issues", params={
+        "state": "all", "per_page": 100, "labels": "bzzz:done"}).json()
     done = {i["number"] for i in issues}
     page = 2
     while len(issues) == 100:
-        issues = await trio.to_thread.run_sync(lambda: owner.get(
-            "/repos/owner/tasks/issues", params={"state": "all", "per_page": 100, "page": page,
-                                                 "labels": "bzzz:done"}).json())
+        issues = owner.get("/repos/owner/tasks/issues", params={
+            "state": "all", "per_page": 100, "page": page, "labels": "bzzz:done"}).json()
         done |= {i["number"] for i in issues}
         page += 1
     return set(numbers) <= done
 
 
+async def all_finished(
+        owner: httpx.Client, numbers: list[int],
+        timeout: float,  # noqa: ASYNC109 -- the wait runs in a thread: no cancel scope stops it
+        interval: float) -> None:
+    """Poll devhub (another process) in a worker thread until every task is done."""
+    await trio.to_thread.run_sync(lambda: wait_for(
+        lambda: finished(owner, numbers), timeout, interval, "every task done", retry=()))
+
+
 async def requests_per_task(url: str, tmp: str, count: int) -> None:
     owner = seed(url)
-    numbers = file_tasks(owner, count, "rpt")
-    httpx.delete(url + "/_devhub/stats")
+    numbers = await trio.to_thread.run_sync(file_tasks, owner, count, "rpt")
+    await trio.to_thread.run_sync(httpx.delete, url + "/_devhub/stats")
     async with GitHubClient(url, "t-bot") as gh, trio.open_nursery() as nursery:
         await nursery.start(service(gh, "solo", tmp, 0.2).run)
-        with trio.fail_after(300):
-            while not await finished(owner, numbers):
-                await trio.sleep(0.2)
+        await all_finished(owner, numbers, 300, 0.2)
         nursery.cancel_scope.cancel()
     stats = bot_requests(url)
     # polling: the task list and the comment commands (conditional, a 304 is free)
@@ -115,11 +127,11 @@ async def idle_budget(url: str, tmp: str, seconds: float) -> None:
         svc = service(gh, "idle", tmp, 0.25)
         await nursery.start(svc.run)
         await trio.sleep(1.0)  # the first polls
-        before = httpx.get(url + "/rate_limit", headers={"Authorization": "token t-bot"}).json()
+        before = await trio.to_thread.run_sync(budget_left, url)
         await trio.sleep(seconds)
-        after = httpx.get(url + "/rate_limit", headers={"Authorization": "token t-bot"}).json()
+        after = await trio.to_thread.run_sync(budget_left, url)
         nursery.cancel_scope.cancel()
-    spent = before["rate"]["remaining"] - after["rate"]["remaining"]
+    spent = before - after
     per_hour = round(spent * 3600 / seconds, 1)
     emit("idle_budget_per_hour", per_hour, "requests/h", "0 after the first poll",
          per_hour == 0, observed_seconds=seconds, polls=svc.feed.repos["owner/tasks"].polls,
@@ -142,10 +154,9 @@ async def issue_to_claim(url: str, tmp: str, poll: float, samples: int) -> None:
             await trio.sleep(phase)
             t0 = time.time()
             (n,) = await trio.to_thread.run_sync(file_tasks, owner, 1, f"lat{i}")
-            with trio.fail_after(poll * 4 + 10):
-                while not any(e["type"] == "claimed" and e.get("issue") == n
-                              for e in svc.decisions.entries):
-                    await trio.sleep(0.02)
+            await wait_until(lambda n=n: any(e["type"] == "claimed" and e.get("issue") == n
+                                             for e in svc.decisions.entries),
+                             poll * 4 + 10, f"issue {n} claimed")
             claimed = next(e["ts"] for e in svc.decisions.entries
                            if e["type"] == "claimed" and e.get("issue") == n)
             delays.append(claimed - t0)
@@ -177,10 +188,9 @@ async def issue_to_claim_webhook(url: str, tmp: str, samples: int) -> None:
         for i in range(samples):
             t0 = time.time()
             (n,) = await trio.to_thread.run_sync(file_tasks, owner, 1, f"hook{i}")
-            with trio.fail_after(30):
-                while not any(e["type"] == "claimed" and e.get("issue") == n
-                              for e in svc.decisions.entries):
-                    await trio.sleep(0.005)
+            await wait_until(lambda n=n: any(e["type"] == "claimed" and e.get("issue") == n
+                                             for e in svc.decisions.entries),
+                             30, f"issue {n} claimed", interval=0.005)
             delays.append(next(e["ts"] for e in svc.decisions.entries
                                if e["type"] == "claimed" and e.get("issue") == n) - t0)
         nursery.cancel_scope.cancel()
@@ -202,9 +212,7 @@ async def mesh_throughput(url: str, tmp: str, agents: int, count: int) -> None:
     async with trio.open_nursery() as nursery:
         for s in services:
             await nursery.start(s.run)
-        with trio.fail_after(600):
-            while not await finished(owner, numbers):
-                await trio.sleep(0.3)
+        await all_finished(owner, numbers, 600, 0.3)
         nursery.cancel_scope.cancel()
     elapsed = time.monotonic() - start
     for c in clients:

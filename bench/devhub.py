@@ -77,20 +77,20 @@ async def ref_race(url: str, rounds: int, clients: int = 50) -> None:
                                  timeout=60) as c:
         head = (await c.get("/repos/bench/tasks/git/ref/heads/main",
                             headers=headers[0])).json()["object"]["sha"]
+
+        async def create(i: int, ref: str, statuses: list[int]) -> None:
+            r = await c.post("/repos/bench/tasks/git/refs", headers=headers[i],
+                             json={"ref": ref, "sha": head})
+            statuses.append(r.status_code)
+
         bad_rounds = 0
         winners_total = 0
         start = time.perf_counter()
         for rnd in range(rounds):
             statuses: list[int] = []
-
-            async def create(i: int) -> None:
-                r = await c.post("/repos/bench/tasks/git/refs", headers=headers[i],
-                                 json={"ref": f"refs/bzzz/claims/{rnd}", "sha": head})
-                statuses.append(r.status_code)
-
             async with trio.open_nursery() as n:
                 for i in range(clients):
-                    n.start_soon(create, i)
+                    n.start_soon(create, i, f"refs/bzzz/claims/{rnd}", statuses)
             winners = statuses.count(201)
             winners_total += winners
             if winners != 1 or statuses.count(422) != clients - 1:

@@ -81,7 +81,8 @@ def claim_to_first_token(tmp: Path, samples: int) -> None:
                 n = owner.post("/repos/owner/tasks/issues", json={
                     "title": f"say {i}", "labels": ["bzzz"],
                     "body": f"```bzzz llm model={model} max_tokens=8\nSay it.\n```"}).json()["number"]
-                wait_for(lambda: labels(owner, n) & {"bzzz:done", "bzzz:failed"}, 60, what=f"task {n}")
+                wait_for(lambda n=n: labels(owner, n) & {"bzzz:done", "bzzz:failed"}, 60,
+                         what=f"task {n}")
                 numbers.append(n)
         finally:
             a.stop()
@@ -103,7 +104,7 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                              timeout=60)
         ports = [agents.free_port() for _ in range(2)]
         procs = []
-        for name, port in zip(("a", "b"), ports):
+        for name, port in zip(("a", "b"), ports, strict=True):
             procs.append(agents.start(
                 tmp / "ar", name, hub.url, "t-bot", "owner/tasks", BZZZ_SANDBOX="none",
                 BZZZ_GITHUB__WEBHOOK_LISTEN=f"127.0.0.1:{port}",
@@ -118,14 +119,15 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
             for i in range(samples):
                 n = owner.post("/repos/owner/tasks/issues", json={
                     "title": f"ask {i}", "labels": ["bzzz"], "body": ASK}).json()["number"]
-                wait_for(lambda: "bzzz:needs-input" in labels(owner, n), 60, what=f"question {n}")
+                wait_for(lambda n=n: "bzzz:needs-input" in labels(owner, n), 60,
+                         what=f"question {n}")
                 asker = next(p for p in procs if any(
                     e.get("type") == "asked" and e.get("issue") == n
                     for e in read_entries(p.data_dir / "log")))
                 other = b if asker is a else a
                 # the asker labels first, then releases the claim: let it finish that
-                wait_for(lambda: owner.get(f"/repos/owner/tasks/git/ref/bzzz/claims/{n}")
-                     .status_code == 404, 30, what=f"claim {n} released")
+                wait_for(lambda n=n: owner.get(f"/repos/owner/tasks/git/ref/bzzz/claims/{n}")
+                         .status_code == 404, 30, what=f"claim {n} released")
                 # the asker is busy elsewhere: it cannot take the answer itself
                 os.kill(asker.proc.pid, __import__("signal").SIGSTOP)
                 try:
@@ -133,7 +135,7 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                     owner.post(f"/repos/owner/tasks/issues/{n}/comments",
                                json={"body": "answer-given: left"})
                     try:
-                        got = wait_for(lambda: next((e["ts"] for e in read_entries(
+                        got = wait_for(lambda n=n, other=other: next((e["ts"] for e in read_entries(
                             other.data_dir / "log") if e.get("type") == "claimed"
                             and e.get("issue") == n), None), 60, what=f"resume {n}")
                     except TimeoutError:
@@ -143,7 +145,7 @@ def answer_to_resume(tmp: Path, samples: int) -> None:
                                 if e.get("issue") == n or e.get("type") == "command") + "\n")
                         raise
                     delays.append(got - t0)
-                    wait_for(lambda: "bzzz:done" in labels(owner, n), 60, what=f"done {n}")
+                    wait_for(lambda n=n: "bzzz:done" in labels(owner, n), 60, what=f"done {n}")
                 finally:
                     os.kill(asker.proc.pid, __import__("signal").SIGCONT)
         finally:

@@ -75,7 +75,7 @@ def line_latency(samples: int) -> None:
             with netns.Lab() as lab:
                 agents, ids = _line(lab, 10 + lines)
 
-                def only_the_line() -> bool:
+                def only_the_line(agents=agents) -> bool:
                     return all(sorted(p["node_id"] for p in a.status()["peers"]
                                       if p["connected"])
                                == [f"n{j}" for j in (i - 1, i + 1) if 0 <= j < 4]

@@ -70,7 +70,8 @@ def discovery(sizes: list[int]) -> None:
                 a.wait_healthy(60)
             t_healthy = time.monotonic()
             ids = {a.peer_id for a in agents}
-            netns.wait_for(lambda: all(a.peer_ids() == ids - {a.peer_id} for a in agents),
+            netns.wait_for(lambda agents=agents, ids=ids:
+                           all(a.peer_ids() == ids - {a.peer_id} for a in agents),
                            30, 0.02, "full mesh")
             t_mesh = time.monotonic()
         formation = round(t_mesh - t_healthy, 3)
@@ -127,7 +128,7 @@ def propagation(n: int, seconds: float) -> None:
             time.sleep(0.1)
         after = [_age_buckets(a) for a in agents]
     pooled: dict[float, float] = {}
-    for b0, b1 in zip(before, after):
+    for b0, b1 in zip(before, after, strict=True):
         for bound, count in b1.items():
             pooled[bound] = pooled.get(bound, 0.0) + count - b0.get(bound, 0.0)
     samples = int(pooled.get(float("inf"), 0))

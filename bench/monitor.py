@@ -98,12 +98,13 @@ def latency(tmp: Path, samples: int) -> dict:
         reader.start()
         time.sleep(0.5)  # the stream is open (its first mesh event is on the way)
         lat = []
-        for i in range(samples):
+        for _ in range(samples):
             before = len(seen)
             t0 = time.perf_counter()
             httpx.post(f"http://127.0.0.1:{api}/api/v1/help/probe",
                        json={"needs": ["nothing-has-this"], "wait": 0.05}, timeout=10)
-            wait_for(lambda: len(seen) > before, 10, interval=0.002, what="the entry event")
+            wait_for(lambda before=before: len(seen) > before, 10, interval=0.002,
+                     what="the entry event")
             lat.append(seen[f"n{before}"] - t0)
         lat.sort()
         pick = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 3)  # noqa: E731

@@ -34,6 +34,7 @@ from bzzz.agent import Agent  # noqa: E402
 from bzzz.config import Config  # noqa: E402
 from bzzz.testing import netns  # noqa: E402
 from bzzz.testing.agents import free_port  # noqa: E402
+from bzzz.testing.wait import wait_until  # noqa: E402
 
 INTERVAL = 1.0
 
@@ -54,12 +55,6 @@ def _config(root: Path, name: str, **more) -> Config:
                   capabilities=["shell"], announce_interval=INTERVAL, **more)
 
 
-async def _until(predicate, timeout: float) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
-
-
 async def _stall_rounds(rounds: int, root: Path) -> list[float]:
     took = []
     async with trio.open_nursery() as nursery:
@@ -69,17 +64,21 @@ async def _stall_rounds(rounds: int, root: Path) -> list[float]:
         await nursery.start(lambda task_status: b.run(task_status, handle_signals=False))
         key = a.decisions.log.key
         a.decisions.append({"type": "bench", "i": 0})
-        await _until(lambda: b.logsync._copied(key) == a.decisions.length, 30)
+        await wait_until(lambda: b.logsync._copied(key) == a.decisions.length, 30, "b's copy",
+                         interval=0.01)
         a.logsync.server._wake = lambda key: None  # the lost wake-up, from here on
         for r in range(rounds):
             rep = b.logsync.replicators[key]
-            await _until(lambda: "following" in rep.waiting_on, 30)  # noqa: B023
+            await wait_until(lambda rep=rep: "following" in rep.waiting_on, 30, "b following",
+                             interval=0.01)
             for i in range(3):
                 a.decisions.append({"type": "bench", "round": r, "i": i})
             target = a.decisions.length
-            await _until(lambda: b.mesh.announced_log_length(a.peer_id) >= target, 10)  # noqa: B023
+            await wait_until(lambda target=target: b.mesh.announced_log_length(a.peer_id)
+                             >= target, 10, "a's length announced", interval=0.01)
             t0 = trio.current_time()
-            await _until(lambda: b.logsync._copied(key) >= target, 30)  # noqa: B023
+            await wait_until(lambda target=target: b.logsync._copied(key) >= target, 30,
+                             "b's copy caught up", interval=0.01)
             took.append(trio.current_time() - t0)
         stalls = b.logsync.stalls
         nursery.cancel_scope.cancel()
@@ -117,8 +116,9 @@ def sigterm_departure(rounds: int) -> None:
             others = [a for a in agents if a is not victim]
             t0 = time.monotonic()
             victim.send_signal(signal.SIGTERM)
-            netns.wait_for(lambda: all(victim.peer_id not in o.peer_ids()  # noqa: B023
-                                       for o in others), 20, 0.01, "dropped")
+            netns.wait_for(lambda victim=victim, others=others:
+                           all(victim.peer_id not in o.peer_ids() for o in others),
+                           20, 0.01, "dropped")
             took.append(time.monotonic() - t0)
             victim.proc.wait(10)
             victim.start()

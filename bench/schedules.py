@@ -13,6 +13,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,14 +30,20 @@ from bzzz.schedule.runner import Schedule, Scheduler  # noqa: E402
 T0 = datetime(2026, 12, 2, 0, 0, 30, tzinfo=timezone.utc).timestamp()
 
 
+def skewed_clock(start: float, skew: float) -> Callable[[], float]:
+    """Wall-clock time as one agent sees it: trio's clock from ``start``, off by ``skew``."""
+    return lambda: start + skew + trio.current_time()
+
+
 async def one_run(agents: int, slots: int, seed: int) -> dict:
     rng = random.Random(seed)
     hub = MemoryHub(delay=rng.uniform(0.1, 2.0), rng=rng)
     sched = Schedule("tick", Cron("* * * * *"), "o/r", "Tick {slot}", command="echo tick")
     start = T0 - trio.current_time()
+    skews = [rng.uniform(-4, 4) for _ in range(agents)]  # each agent's clock is off by its own
     schedulers = [Scheduler([sched], {"o/r": MemorySlotStore(hub)}, MemoryDecisionLog(), f"a{i}",
-                            clock=(lambda s=rng.uniform(-4, 4): start + s + trio.current_time()),
-                            jitter=2.0) for i in range(agents)]
+                            clock=skewed_clock(start, skew), jitter=2.0)
+                  for i, skew in enumerate(skews)]
     with trio.move_on_after(slots * 60 + 10):
         async with trio.open_nursery() as nursery:
             for s in schedulers:

@@ -306,7 +306,7 @@ class Soak:
             if i == 0:
                 wait_for(lambda: self.healthy("a0"), 60, what="a0 up")
         for i in range(self.n):
-            wait_for(lambda: self.healthy(f"a{i}"), 60, what=f"a{i} up")
+            wait_for(lambda i=i: self.healthy(f"a{i}"), 60, what=f"a{i} up")
         self.start_monitor()
         t0 = time.monotonic()
         stop = threading.Event()
@@ -405,7 +405,7 @@ class Soak:
         self.overlaps = []
         for n, hs in holds.items():
             hs.sort()
-            for i, (s, e, who) in enumerate(hs):
+            for i, (_start, e, who) in enumerate(hs):
                 self.overlaps += [{"issue": n, "agents": [who, w2],
                                    "overlap_s": round(min(e, e2) - s2, 3)}
                                   for s2, e2, w2 in hs[i + 1:] if s2 < e and w2 != who]

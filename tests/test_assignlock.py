@@ -1,6 +1,7 @@
 """claim_mode = "assign": the weaker lock for issues-only tokens (one login per agent)."""
 
 import httpx
+import pytest
 import trio
 
 from bzzz.claim.assignlock import (LeaseRecord, current_assignments, lease_body, live,
@@ -11,6 +12,8 @@ from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
 from bzzz.testing.wait import wait_until
+
+from .helpers import wait_until_async
 
 BOTS = [f"bot{i}" for i in range(4)]
 SEED = {"users": [{"login": "owner", "token": "t-owner"},
@@ -61,6 +64,20 @@ def test_lease_records_round_trip_and_garbage_is_ignored():
         assert parse_lease(bad) is None
 
 
+@pytest.fixture
+def hub():
+    with DevHubThread(seed=SEED) as the_hub:
+        yield the_hub
+
+
+@pytest.fixture
+async def owner(hub):
+    """The repository's owner, who files the tasks and reads what became of them."""
+    async with httpx.AsyncClient(base_url=hub.url,
+                                 headers={"Authorization": "token t-owner"}) as client:
+        yield client
+
+
 def _service(gh, login, tmp_path, log, **kw):
     settings = ClaimSettings(["owner/tasks"], f"n-{login}", f"12D3KooW{login}", login,
                              poll_interval=0.2, workroot=tmp_path / login, claim_mode="assign",
@@ -68,93 +85,85 @@ def _service(gh, login, tmp_path, log, **kw):
     return ClaimService(gh, settings, log, capabilities=lambda: ["shell"])
 
 
-async def test_four_agents_with_their_own_logins_run_each_task_once(tmp_path):
+async def test_four_agents_with_their_own_logins_run_each_task_once(tmp_path, hub, owner):
     runs = tmp_path / "runs"
-    with DevHubThread(seed=SEED) as hub:
-        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        numbers = [owner.post("/repos/owner/tasks/issues", json={
-            "title": f"t{i}", "body": f"```bzzz\necho {i} >> {runs}\n```",
-            "labels": ["bzzz"]}).json()["number"] for i in range(12)]
-        logs = {b: MemoryDecisionLog() for b in BOTS}
-        async with trio.open_nursery() as nursery:
-            clients = []
-            for b in BOTS:
-                gh = GitHubClient(hub.url, f"t-{b}")
-                clients.append(gh)
-                await nursery.start(_service(gh, b, tmp_path, logs[b], max_tasks=2).run)
+    numbers = [(await owner.post("/repos/owner/tasks/issues", json={
+        "title": f"t{i}", "body": f"```bzzz\necho {i} >> {runs}\n```",
+        "labels": ["bzzz"]})).json()["number"] for i in range(12)]
+    logs = {b: MemoryDecisionLog() for b in BOTS}
+    async with trio.open_nursery() as nursery:
+        clients = []
+        for b in BOTS:
+            gh = GitHubClient(hub.url, f"t-{b}")
+            clients.append(gh)
+            await nursery.start(_service(gh, b, tmp_path, logs[b], max_tasks=2).run)
 
-            def done():
-                issues = owner.get("/repos/owner/tasks/issues", params={
-                    "state": "all", "labels": "bzzz:done", "per_page": 100}).json()
-                return len(issues) == len(numbers)
+        async def done():
+            issues = (await owner.get("/repos/owner/tasks/issues", params={
+                "state": "all", "labels": "bzzz:done", "per_page": 100})).json()
+            return len(issues) == len(numbers)
 
-            with trio.fail_after(60):
-                while not done():
-                    await trio.sleep(0.1)
-            nursery.cancel_scope.cancel()
-        for gh in clients:
-            await gh.aclose()
-        assert sorted(runs.read_text().split(), key=int) == [str(i) for i in range(12)]
-        for n in numbers:
-            comments = owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
-            claims = [c for c in comments if "<!-- bzzz:claim:" in c["body"]]
-            results = [c for c in comments if "<!-- bzzz:result:" in c["body"]]
-            assert len(claims) == 1 and len(results) == 1
-            assert "state: released" in claims[0]["body"]
-            issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()
-            # the winner stays assigned (the visible marker), the losers took themselves off
-            assert [a["login"] for a in issue["assignees"]] == [claims[0]["user"]["login"]]
-        lost = sum(1 for b in BOTS for e in logs[b].entries if e["type"] == "contention_lost")
-        assert lost > 0  # they did compete
+        await wait_until_async(done, 60, "every task done", interval=0.1)
+        nursery.cancel_scope.cancel()
+    for gh in clients:
+        await gh.aclose()
+    assert sorted(runs.read_text().split(), key=int) == [str(i) for i in range(12)]
+    for n in numbers:
+        comments = (await owner.get(f"/repos/owner/tasks/issues/{n}/comments")).json()
+        claims = [c for c in comments if "<!-- bzzz:claim:" in c["body"]]
+        results = [c for c in comments if "<!-- bzzz:result:" in c["body"]]
+        assert len(claims) == 1 and len(results) == 1
+        assert "state: released" in claims[0]["body"]
+        issue = (await owner.get(f"/repos/owner/tasks/issues/{n}")).json()
+        # the winner stays assigned (the visible marker), the losers took themselves off
+        assert [a["login"] for a in issue["assignees"]] == [claims[0]["user"]["login"]]
+    lost = sum(1 for b in BOTS for e in logs[b].entries if e["type"] == "contention_lost")
+    assert lost > 0  # they did compete
 
 
-async def test_a_dead_holder_is_unassigned_and_taken_over_after_its_lease(tmp_path):
+async def test_a_dead_holder_is_unassigned_and_taken_over_after_its_lease(tmp_path, hub, owner):
     marker = tmp_path / "ran"
-    with DevHubThread(seed=SEED) as hub:
-        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        n = owner.post("/repos/owner/tasks/issues", json={
-            "title": "t", "body": f"```bzzz\necho x >> {marker}; sleep 300\n```",
-            "labels": ["bzzz"]}).json()["number"]
-        log_a, log_b = MemoryDecisionLog(), MemoryDecisionLog()
-        async with GitHubClient(hub.url, "t-bot0") as gh_a, GitHubClient(hub.url, "t-bot1") as gh_b:
-            async with trio.open_nursery() as nursery:
-                a = _service(gh_a, "bot0", tmp_path, log_a, lease=2.0, grace=0.5)
-                await nursery.start(a.run)
-                await wait_until(marker.exists, 15, "a runs the task", interval=0.05)
+    n = (await owner.post("/repos/owner/tasks/issues", json={
+        "title": "t", "body": f"```bzzz\necho x >> {marker}; sleep 300\n```",
+        "labels": ["bzzz"]})).json()["number"]
+    log_a, log_b = MemoryDecisionLog(), MemoryDecisionLog()
+    async with GitHubClient(hub.url, "t-bot0") as gh_a, GitHubClient(hub.url, "t-bot1") as gh_b:
+        async with trio.open_nursery() as nursery:
+            a = _service(gh_a, "bot0", tmp_path, log_a, lease=2.0, grace=0.5)
+            await nursery.start(a.run)
+            await wait_until(marker.exists, 15, "a runs the task", interval=0.05)
 
-                async def crash(*args, **kwargs):
-                    return False
-                a.locks["owner/tasks"].release = crash
-                nursery.cancel_scope.cancel()
-            owner.patch(f"/repos/owner/tasks/issues/{n}",
-                        json={"body": f"```bzzz\necho x >> {marker}\n```"})
-            async with trio.open_nursery() as nursery:
-                b = _service(gh_b, "bot1", tmp_path, log_b, lease=2.0, grace=0.5)
-                await nursery.start(b.run)
-                await wait_until(lambda: any(e["type"] == "reported" for e in log_b.entries)
-                                 and not b.running, 30, "b takes over and reports",
-                                 interval=0.05)
-                nursery.cancel_scope.cancel()
-        assert "taken_over" in [e["type"] for e in log_b.entries]
-        issue = owner.get(f"/repos/owner/tasks/issues/{n}").json()
-        assert [a["login"] for a in issue["assignees"]] == ["bot1"]
-        assert "bzzz:done" in {l["name"] for l in issue["labels"]}
+            async def crash(*args, **kwargs):
+                return False
+            a.locks["owner/tasks"].release = crash
+            nursery.cancel_scope.cancel()
+        await owner.patch(f"/repos/owner/tasks/issues/{n}",
+                          json={"body": f"```bzzz\necho x >> {marker}\n```"})
+        async with trio.open_nursery() as nursery:
+            b = _service(gh_b, "bot1", tmp_path, log_b, lease=2.0, grace=0.5)
+            await nursery.start(b.run)
+            await wait_until(lambda: any(e["type"] == "reported" for e in log_b.entries)
+                             and not b.running, 30, "b takes over and reports",
+                             interval=0.05)
+            nursery.cancel_scope.cancel()
+    assert "taken_over" in [e["type"] for e in log_b.entries]
+    issue = (await owner.get(f"/repos/owner/tasks/issues/{n}")).json()
+    assert [a["login"] for a in issue["assignees"]] == ["bot1"]
+    assert "bzzz:done" in {l["name"] for l in issue["labels"]}
 
 
-async def test_a_forged_lease_comment_from_another_login_holds_nothing(tmp_path):
-    with DevHubThread(seed=SEED) as hub:
-        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        n = owner.post("/repos/owner/tasks/issues", json={
-            "title": "t", "body": "```bzzz\necho hi\n```", "labels": ["bzzz"],
-            "assignees": ["bot2"]}).json()["number"]
-        # bot2 is assigned (long ago, as far as anyone can tell) and the owner posts a
-        # lease record in bot2's name that would hold the task for a day
-        forged = Claim(f"owner/tasks#{n}", "evil", "p", "bot2", 4_000_000_000.0)
-        owner.post(f"/repos/owner/tasks/issues/{n}/comments",
-                   json={"body": lease_body(forged, "evil:1")})
-        async with GitHubClient(hub.url, "t-bot0") as gh:
-            from bzzz.claim.assignlock import AssignLock
-            lock = AssignLock(gh, "owner/tasks", "n0", "p0", "bot0", settle=0.2,
-                              clock=lambda: 4_000_000_000.0 - 10)
-            got = await lock.acquire(n)
-        assert got.__class__.__name__ == "Held" and got.taken_over, got
+async def test_a_forged_lease_comment_from_another_login_holds_nothing(tmp_path, hub, owner):
+    n = (await owner.post("/repos/owner/tasks/issues", json={
+        "title": "t", "body": "```bzzz\necho hi\n```", "labels": ["bzzz"],
+        "assignees": ["bot2"]})).json()["number"]
+    # bot2 is assigned (long ago, as far as anyone can tell) and the owner posts a
+    # lease record in bot2's name that would hold the task for a day
+    forged = Claim(f"owner/tasks#{n}", "evil", "p", "bot2", 4_000_000_000.0)
+    await owner.post(f"/repos/owner/tasks/issues/{n}/comments",
+                     json={"body": lease_body(forged, "evil:1")})
+    async with GitHubClient(hub.url, "t-bot0") as gh:
+        from bzzz.claim.assignlock import AssignLock
+        lock = AssignLock(gh, "owner/tasks", "n0", "p0", "bot0", settle=0.2,
+                          clock=lambda: 4_000_000_000.0 - 10)
+        got = await lock.acquire(n)
+    assert got.__class__.__name__ == "Held" and got.taken_over, got

@@ -412,8 +412,8 @@ async def test_restart_and_a_crash_between_reservation_and_issue(tmp_path):
             nursery.cancel_scope.cancel()
 
 
-async def until_ok(http, body, timeout=10):
-    with trio.fail_after(timeout):
+async def until_ok(http, body):
+    with trio.fail_after(10):
         while True:
             r = await http.post("/enqueue", json=body)
             if r.status_code != 503:
@@ -649,8 +649,7 @@ async def test_enqueue_refuses_a_callback_to_a_private_network_unless_allowed(tm
                                        callback_secret_file=tmp_path / "tokens",
                                        callback_allow=allow)
                 bridge = EnqueueBridge.from_config(config, gh, tmp_path / f"state{len(allow)}")
-                bound = await nursery.start(lambda task_status: serve_app(
-                    bridge, "127.0.0.1", 0, task_status=task_status))
+                bound = await nursery.start(serve_app, bridge, "127.0.0.1", 0)
                 async with Bridge(bridge, bound[0], gh).http() as http:
                     r = await http.post("/enqueue", json=job(
                         f"private-{len(allow)}", callbackUrl="http://10.0.0.5:2375/x"))

@@ -126,7 +126,7 @@ async def test_read_only_except_the_workspace(box, place):
 
 async def test_kill_parent_and_everything_hits_only_the_container(box, place):
     tag = unique_seconds()
-    bystander = subprocess.Popen(["sleep", tag])
+    bystander = await trio.lowlevel.open_process(["sleep", tag])
     try:
         r = await sh(box, "kill -9 -1; kill -9 $PPID; echo still", place / "w")
         os.kill(os.getpid(), 0)
@@ -134,7 +134,7 @@ async def test_kill_parent_and_everything_hits_only_the_container(box, place):
         assert bystander.poll() is None, "a process outside the container was killed"
     finally:
         bystander.kill()
-        bystander.wait()
+        await bystander.wait()
 
 
 async def test_nothing_outlives_the_task(box, place, podman, node):
@@ -182,15 +182,15 @@ async def test_cancellation_kills_and_removes(box, place, podman, node):
 
 async def test_a_killed_agent_leaves_a_container_that_reap_removes(podman, node, place):
     tag = unique_seconds()
-    child = subprocess.Popen(
+    child = await trio.lowlevel.open_process(
         [sys.executable, "-c", CHILD, podman.docker_host, podman.image, node, str(place / "w"),
          f"sleep {tag}"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await wait_until(lambda: with_arg(tag) or child.poll() is not None, 20,
                          "the task to start")
-        assert child.poll() is None, child.stderr.read().decode()
+        assert child.poll() is None, (await child.stderr.receive_some()).decode()
         child.kill()
-        child.wait()
+        await child.wait()
         assert len(left(podman, node)) == 1  # the engine keeps it running
         box = await make_box(podman, node, place)
         try:
@@ -202,7 +202,7 @@ async def test_a_killed_agent_leaves_a_container_that_reap_removes(podman, node,
         assert await gone(tag)
     finally:
         child.kill()
-        child.wait()
+        await child.wait()
 
 
 CHILD = """

@@ -129,17 +129,19 @@ async def test_garbage_in_a_claim_ref_does_not_block_forever(hub):
 
 async def test_race_under_server_errors_and_latency(hub):
     n = new_issue(hub)
-    httpx.post(hub.url + "/_devhub/faults",
-               json={"pattern": "^(POST|PATCH|GET) /repos/owner/tasks/git/", "error_rate": 0.3,
-                     "error_status": 502, "latency_ms": [5, 30]})
     results = []
-    async with GitHubClient(hub.url, "t-bot", attempts=12, backoff=0.01) as gh:
+    async with httpx.AsyncClient(base_url=hub.url) as admin, \
+            GitHubClient(hub.url, "t-bot", attempts=12, backoff=0.01) as gh:
+        await admin.post("/_devhub/faults", json={
+            "pattern": "^(POST|PATCH|GET) /repos/owner/tasks/git/", "error_rate": 0.3,
+            "error_status": 502, "latency_ms": [5, 30]})
+
         async def claim(i):
             results.append(await lock(gh, f"f{i}").acquire(n))
         async with trio.open_nursery() as nursery:
             for i in range(10):
                 nursery.start_soon(claim, i)
-        httpx.delete(hub.url + "/_devhub/faults")
+        await admin.delete("/_devhub/faults")
         current = await lock(gh, "check").read(n)
     held = [r for r in results if isinstance(r, Held)]
     assert len(held) == 1 and current.sha == held[0].sha

@@ -1,5 +1,7 @@
 """Help requests: signature chains, hop limits, dedup, forgeries (the protocol core)."""
 
+from itertools import pairwise
+
 import msgpack
 import pytest
 
@@ -33,7 +35,7 @@ def chain(peers, names, req=None):
     """The request as it travels along ``names`` (O first)."""
     req = req or new_request(peers["O"][1], pid(peers, "O"), "node-o", TASK, "failed", NOW + 30,
                              1, NOW)
-    for a, b in zip(names, names[1:]):
+    for a, b in pairwise(names):
         req = add_hop(req, peers[a][1], pid(peers, a), pid(peers, b))
     return req
 

@@ -1,6 +1,7 @@
 """Help requests between in-process agents on loopback: probing, forwarding, hostile senders."""
 
 import time
+from itertools import pairwise
 
 import httpx
 import trio
@@ -10,7 +11,7 @@ from bzzz.help.service import HELP_PROTOCOL
 from bzzz.testing.wait import wait_until
 from libp2p.peer.id import ID
 
-from .helpers import start_agent
+from .helpers import start_agent, wait_until_async
 
 
 async def probe(agent, needs, wait=2.0):
@@ -31,8 +32,8 @@ async def start_line(nursery, tmp_path, caps):
         boot = [f"{agents[-1].node.addrs()[0]}/p2p/{agents[-1].peer_id}"] if agents else []
         agents.append(await start_agent(nursery, tmp_path, f"n{i}", bootstrap=boot,
                                         capabilities=["shell", *extra], **LINE))
-    for a, b in zip(agents, agents[1:]):
-        await wait_until(lambda: b.peer_id in a.node.connected_peers() and
+    for a, b in pairwise(agents):
+        await wait_until(lambda a=a, b=b: b.peer_id in a.node.connected_peers() and
                          b.peer_id in {e.announcement.peer_id for e in a.mesh.table.entries()},
                          15, "neighbours meet")
     return agents
@@ -162,9 +163,9 @@ async def test_junk_help_requests_are_counted_not_logged_and_never_relayed(tmp_p
                 await stream.write(len(data).to_bytes(4, "big") + data)
                 await stream.close()
             n = len(gossip_junk) + len(stream_junk)
-            with trio.fail_after(10):
-                while await dropped() < before_drops + n:
-                    await trio.sleep(0.05)
+            async def all_dropped():
+                return await dropped() >= before_drops + n
+            await wait_until_async(all_dropped, 10, "every junk message dropped", interval=0.05)
             assert await dropped() == before_drops + n
             assert await log_length() == before_log
             assert victim.decisions.length == before_log

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bzzz.hyperlog.replicate import (Channel, ChannelClosed, LogConflict, LogServer,
                                      PeerMisbehaved, Replicator)
 from bzzz.hyperlog.store import Hyperlog, export, verify_dir
+from bzzz.testing.wait import wait_until
 
 SEED = bytes(range(32))
 
@@ -256,9 +257,8 @@ async def test_following_a_growing_log(tmp_path):
         nursery.start_soon(lambda: replicate_from(server, rep, follow=True))
         for n in range(2, 6):
             w.append([b"more %d" % n])
-            with trio.fail_after(5):
-                while rep.log is None or rep.log.length < n:
-                    await trio.sleep(0.01)
+            await wait_until(lambda n=n: rep.log is not None and rep.log.length >= n, 5,
+                             f"entry {n} copied", interval=0.01)
         nursery.cancel_scope.cancel()
     assert rep.log.length == 5 and rep.log.head.length == 5
 
@@ -340,15 +340,13 @@ async def test_a_replica_wakes_its_own_followers_at_once(tmp_path, autojump_cloc
     async with trio.open_nursery() as nursery:
         nursery.start_soon(lambda: replicate_from(server_a, b, follow=True))
         nursery.start_soon(lambda: replicate_from(server_b, c, follow=True))
-        with trio.fail_after(5):
-            while c.log is None or c.log.length < 1:
-                await trio.sleep(0.001)
+        await wait_until(lambda: c.log is not None and c.log.length >= 1, 5, "c's replica",
+                         interval=0.001)
         for n in range(2, 6):
             start = trio.current_time()
             w.append([b"more %d" % n])
-            with trio.fail_after(5):
-                while c.log.length < n:
-                    await trio.sleep(0.001)
+            await wait_until(lambda n=n: c.log.length >= n, 5, f"entry {n} at c",
+                             interval=0.001)
             assert trio.current_time() - start < 0.5  # not a 1 s poll
         nursery.cancel_scope.cancel()
 

@@ -110,7 +110,8 @@ def test_sigterm_is_seen_by_every_peer_within_a_second_twenty_times(lab):
         others = [a for a in agents if a is not victim]
         t0 = time.monotonic()
         victim.send_signal(signal.SIGTERM)
-        wait_for(lambda: all(victim.peer_id not in o.peer_ids() for o in others), 1.0,
+        wait_for(lambda victim=victim, others=others:
+                 all(victim.peer_id not in o.peer_ids() for o in others), 1.0,
                  what=f"round {round_}: every peer drops {victim.name}")
         took.append(time.monotonic() - t0)
         assert victim.proc.wait(10) == 0

@@ -217,7 +217,8 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
         for round_ in range(20):
             victim = agents[round_ % 2]
             other = agents[1 - round_ % 2]
-            wait_for(lambda: _agent_status(other), 30, what="the other agent answers")
+            wait_for(lambda other=other: _agent_status(other), 30,
+                     what="the other agent answers")
             for _ in range(3):  # the survivor keeps writing while the victim is down
                 httpx.post(f"{other.api}/api/v1/help/probe",
                            json={"needs": ["nothing"], "wait": 0.05}, timeout=10)
@@ -231,7 +232,7 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
             agents[round_ % 2] = new
         lengths = {}
         for a in agents:
-            wait_for(lambda: _agent_status(a), 30, what=f"{a.name} answers")
+            wait_for(lambda a=a: _agent_status(a), 30, what=f"{a.name} answers")
 
         def complete():
             # each agent's length as it is now: a restarted agent may still log a gossip

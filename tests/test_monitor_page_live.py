@@ -50,7 +50,7 @@ def test_the_page_follows_a_real_mesh(tmp_path, workdir, chromium):
             page.evaluate("window.__sameDocument = true")
             peers = {}
             for name in ("a1", "a2"):
-                doc = wait_for(lambda: (agent_doc(mon, name) or {}).get("state") == "up"
+                doc = wait_for(lambda name=name: (agent_doc(mon, name) or {}).get("state") == "up"
                                and agent_doc(mon, name), 30, what=f"{name} up")
                 peers[name] = doc["peer_id"]
                 page.wait_for_selector(f"#agents tbody tr[data-peer='{doc['peer_id']}']",

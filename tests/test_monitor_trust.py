@@ -16,7 +16,7 @@ from bzzz.devhub import DevHubThread
 from bzzz.monitor.node import Monitor
 from bzzz.testing.wait import wait_until
 
-from .helpers import start_agent
+from .helpers import start_agent, wait_until_async
 from .test_bridge import Receiver, start_receiver
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
@@ -72,7 +72,6 @@ async def indexed(url, peer, n):
 
 async def test_only_the_claim_holder_speaks_for_a_task_and_github_wins(tmp_path):
     with DevHubThread(seed=SEED) as hub:
-        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         async with trio.open_nursery() as nursery:
             receiver = Receiver()
             hook = await start_receiver(nursery, receiver) + "/hook"
@@ -103,9 +102,8 @@ async def test_only_the_claim_holder_speaks_for_a_task_and_github_wins(tmp_path)
                      "status": "succeeded"}]:
                 evil.decisions.append(entry)
             length = evil.decisions.length
-            with trio.fail_after(30):
-                while not await indexed(url, peer, length - 1):  # less its "started"
-                    await trio.sleep(0.05)
+            await wait_until_async(lambda: indexed(url, peer, length - 1),  # less its "started"
+                                   30, "the peer's log indexed", interval=0.05)
             # the holder's decisions count: its job's callbacks go out
             await wait_until(lambda: [json.loads(b)["jobId"] for _, b in receiver.got
                                  ].count("held") == 2, 20, "the held job's callbacks")
@@ -128,21 +126,24 @@ async def test_only_the_claim_holder_speaks_for_a_task_and_github_wins(tmp_path)
             assert 'bzzz_mesh_decisions_refused_total{reason="future"} 1.0' in metrics
             assert 'bzzz_mesh_decisions_refused_total{reason="command"} 1.0' in metrics
             # GitHub says the held task failed: a later word of its holder does not undo it
-            r = owner.patch(f"/repos/owner/tasks/issues/{held}", json={
-                "state": "closed", "labels": ["bzzz", "bzzz:failed"]})
+            async with httpx.AsyncClient(base_url=hub.url,
+                                         headers={"Authorization": "token t-owner"}) as owner:
+                r = await owner.patch(f"/repos/owner/tasks/issues/{held}", json={
+                    "state": "closed", "labels": ["bzzz", "bzzz:failed"]})
             assert r.status_code == 200, r.text
 
             async def state(n):
                 return (await get(url, f"/api/v1/tasks/owner/tasks/{n}")).json()["task"]["state"]
-            with trio.fail_after(20):
-                while await state(held) != "failed":
-                    await trio.sleep(0.05)
+
+            async def held_failed():
+                return await state(held) == "failed"
+            await wait_until_async(held_failed, 20, "the monitor reads GitHub's failed",
+                                   interval=0.05)
             evil.decisions.append({"repo": "owner/tasks", "issue": held, "node": "evil",
                                    "type": "reported", "status": "succeeded",
                                    "ts": time.time() + 5})
-            with trio.fail_after(20):
-                while not await indexed(url, peer, length):
-                    await trio.sleep(0.05)
+            await wait_until_async(lambda: indexed(url, peer, length), 20,
+                                   "the late word indexed", interval=0.05)
             assert await state(held) == "failed"
             nursery.cancel_scope.cancel()
 
@@ -160,26 +161,30 @@ async def test_a_peer_cannot_announce_another_agents_log_as_its_own(tmp_path):
             async def docs():
                 r = await get(url, "/api/v1/mesh")
                 return {a["node_id"]: a for a in r.json()["agents"]}
-            with trio.fail_after(30):
-                while (await docs()).get("honest", {}).get("log", {}).get("indexed", 0) < 6:
-                    await trio.sleep(0.05)
+
+            async def honest_indexed():
+                return (await docs()).get("honest", {}).get("log", {}).get("indexed", 0) >= 6
+            await wait_until_async(honest_indexed, 30, "honest's log indexed", interval=0.05)
             # evil says honest's log is its own
             evil.mesh.log_key = honest_key
-            with trio.fail_after(20):
-                while (e := mon.mesh.table.get(evil.peer_id)) is None or \
-                        e.announcement.log_key != honest_key:
-                    await trio.sleep(0.05)
+            await wait_until(lambda: (e := mon.mesh.table.get(evil.peer_id)) is not None
+                             and e.announcement.log_key == honest_key, 20,
+                             "evil's announcement heard", interval=0.05)
             heard = mon.mesh.table.get(evil.peer_id).last_seen
-            with trio.fail_after(20):  # the monitor's page has taken that announcement in
-                while (await docs())["evil"]["last_seen"] < heard:
-                    await trio.sleep(0.05)
+
+            async def page_heard():
+                return (await docs())["evil"]["last_seen"] >= heard
+            # the monitor's page has taken that announcement in
+            await wait_until_async(page_heard, 20, "the page took it in", interval=0.05)
             assert (await docs())["evil"]["log"]["key"] == evil.decisions.key
             assert 'reason="log_key"} 1.0' in (await get(url, "/metrics")).text
             for i in range(5, 8):
                 honest.decisions.append({"type": "test", "i": i})
-            with trio.fail_after(20):
-                while (await docs())["honest"]["log"]["indexed"] < 9:
-                    await trio.sleep(0.05)
+
+            async def new_entries_indexed():
+                return (await docs())["honest"]["log"]["indexed"] >= 9
+            await wait_until_async(new_entries_indexed, 20, "honest's new entries",
+                                   interval=0.05)
             agents = await docs()
             assert agents["honest"]["log"]["key"] == honest_key
             assert agents["evil"]["log"]["key"] == evil.decisions.key

@@ -67,11 +67,11 @@ class _Raw:
         return ("127.0.0.1", 1)
 
 
-async def _talk(key_a, key_b, timeout=5.0):
+async def _talk(key_a, key_b, handshake_timeout=5.0):
     a, b = trio.testing.memory_stream_pair()
     sa, sb = PnetStats(), PnetStats()
-    ca = PnetConnection(_Raw(a), key_a, sa, timeout)
-    cb = PnetConnection(_Raw(b), key_b, sb, timeout)
+    ca = PnetConnection(_Raw(a), key_a, sa, handshake_timeout)
+    cb = PnetConnection(_Raw(b), key_b, sb, handshake_timeout)
     got = {}
 
     async def dialer():

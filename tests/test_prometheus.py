@@ -349,14 +349,14 @@ class Mesh:
                 self.agents.append(a)
                 if self.prom:  # scraped from the start: discovery takes a few seconds
                     self.prom.set_targets(AGENT_JOB, [hostport(x.api) for x in self.agents])
-                wait_for(lambda: a.proc.poll() is not None
+                wait_for(lambda a=a: a.proc.poll() is not None
                          or httpx.get(a.api + "/healthz").status_code == 200, 30,
                          what=f"agent {name} healthy")
                 assert a.proc.poll() is None, f"agent {name} exited: {a.log.read_text()[-500:]}"
             # each in the other's table: labelled series (pubsub, peer events) exist now
             for a in self.agents:
-                wait_for(lambda: re.search(r"^bzzz_peers 1\.0$", self.metrics(a), re.M), 30,
-                         what=f"{a.name} sees its peer")
+                wait_for(lambda a=a: re.search(r"^bzzz_peers 1\.0$", self.metrics(a), re.M),
+                         30, what=f"{a.name} sees its peer")
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise

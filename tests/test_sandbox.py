@@ -115,7 +115,7 @@ async def test_secrets_inside_a_bound_directory_are_masked(box, secrets):
 
 
 async def test_system_secrets_are_masked(box, secrets):
-    require(Path("/etc/shadow").exists(), "no /etc/shadow here")
+    require(await trio.Path("/etc/shadow").exists(), "no /etc/shadow here")
     r = await sh(box, "cat /etc/shadow; echo end", secrets.ws)
     assert "root:" not in r.output and "end" in r.output
 
@@ -148,7 +148,7 @@ async def test_kill_parent_and_everything_hits_only_the_sandbox(box, secrets):
     tag = unique_seconds()
     as_user = ({"user": box.user.uid, "group": box.user.gid, "extra_groups": []}
                if box.user else {})
-    bystander = subprocess.Popen(["sleep", tag], **as_user)
+    bystander = await trio.lowlevel.open_process(["sleep", tag], **as_user)
     try:
         # guard: only send kill -1 from inside a pid namespace (we are pid 2 there)
         r = await sh(box, '[ "$$" -le 3 ] || { echo "not in a pid namespace: $$"; exit 99; }; '
@@ -158,7 +158,7 @@ async def test_kill_parent_and_everything_hits_only_the_sandbox(box, secrets):
         assert bystander.poll() is None, "a process outside the sandbox was killed"
     finally:
         bystander.kill()
-        bystander.wait()
+        await bystander.wait()
 
 
 def escapees(tags: list[str]) -> str:
@@ -211,21 +211,21 @@ async def test_cancellation_kills_the_tree(box, secrets):
 async def test_a_killed_agent_takes_its_tasks_along(box, secrets):
     """SIGKILL to the agent process: --die-with-parent ends the sandbox and all in it."""
     tags = [unique_seconds() for _ in range(2)]
-    child = subprocess.Popen(
+    child = await trio.lowlevel.open_process(
         [sys.executable, "-c", CHILD, str(secrets.state), box.user.name if box.user else "",
          str(secrets.ws), f"setsid sleep {tags[0]} & nohup sleep {tags[1]} & wait"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await wait_until(lambda: all(with_arg(t) for t in tags) or child.poll() is not None,
                          20, "the task to start")
-        assert child.poll() is None, child.stderr.read().decode()
+        assert child.poll() is None, (await child.stderr.receive_some()).decode()
         child.kill()
-        child.wait()
+        await child.wait()
         for tag in tags:
             assert await gone(tag, 5), f"sleep {tag} outlived its killed agent"
     finally:
         child.kill()
-        child.wait()
+        await child.wait()
         for tag in tags:
             kill_all(tag)
 
@@ -250,10 +250,11 @@ trio.run(main)
 
 async def test_reap_kills_what_a_dead_agent_recorded(box, secrets):
     tag = unique_seconds()
-    leftover = subprocess.Popen(["sleep", tag], start_new_session=True)
+    leftover = await trio.lowlevel.open_process(["sleep", tag], start_new_session=True)
     _Records(secrets.state).add(leftover.pid)
     assert await box.reap() == 1
-    assert leftover.wait(5) == -9
+    with trio.fail_after(5):
+        assert await leftover.wait() == -9
     assert await box.reap() == 0
 
 

@@ -42,9 +42,10 @@ def test_checks_signature_dedups_and_counts():
 
 async def test_a_webhook_gets_a_task_claimed_long_before_the_next_poll(tmp_path):
     with DevHubThread(seed=SEED) as hub:
-        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         log = MemoryDecisionLog()
-        async with GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
+        async with httpx.AsyncClient(base_url=hub.url,
+                                     headers={"Authorization": "token t-owner"}) as owner, \
+                GitHubClient(hub.url, "t-bot") as gh, trio.open_nursery() as nursery:
             svc = ClaimService(gh, ClaimSettings(["owner/tasks"], "n1", "12D3KooWn1", "bot",
                                                  poll_interval=60, workroot=tmp_path),
                                log, capabilities=lambda: ["shell"])
@@ -53,14 +54,14 @@ async def test_a_webhook_gets_a_task_claimed_long_before_the_next_poll(tmp_path)
             port = free_port()
             await nursery.start(lambda task_status: serve_app(intake, "127.0.0.1", port,
                                                               task_status=task_status))
-            r = owner.post("/repos/owner/tasks/hooks", json={
+            r = await owner.post("/repos/owner/tasks/hooks", json={
                 "config": {"url": f"http://127.0.0.1:{port}/webhook", "secret": SECRET},
                 "events": ["issues", "issue_comment"]})
             assert r.status_code == 201
             await wait_until(lambda: svc.feed.repos["owner/tasks"].polls >= 1, 5,
                              "the service's first poll (empty repo)", interval=0.01)
             start = trio.current_time()
-            owner.post("/repos/owner/tasks/issues", json={
+            await owner.post("/repos/owner/tasks/issues", json={
                 "title": "hooked", "body": "```bzzz\necho hi\n```", "labels": ["bzzz"]})
             await wait_until(lambda: any(e["type"] == "claimed" for e in log.entries), 5,
                              "the task claimed", interval=0.01)
