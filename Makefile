@@ -38,6 +38,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check bzzz tests bench
+	$(BIN)/mypy
 
 # The linter, the whole suite, then a quick smoke run of every benchmark.
 test: install system-deps js-deps llm-deps lint

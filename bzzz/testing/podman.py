@@ -107,7 +107,8 @@ class PodmanService:
         self.proc = subprocess.Popen(
             ["podman", "system", "service", "--time=0", self.docker_host], env=self.env,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True,
+            cwd=self.dir)  # conmon writes an ``oom`` file into its working directory
         log.close()
         if self.image:
             self.build_busybox(self.image)
