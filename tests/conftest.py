@@ -1,5 +1,6 @@
 import os
 
+import httpx
 import pytest
 
 from bzzz.testing import netns
@@ -37,3 +38,12 @@ def workdir():
     os.chmod(path, 0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def owner(hub):
+    """The repository's owner (token ``t-owner``) on the test module's ``hub`` fixture: files
+    the tasks and reads what became of them."""
+    async with httpx.AsyncClient(base_url=hub.url,
+                                 headers={"Authorization": "token t-owner"}) as client:
+        yield client

@@ -2,6 +2,7 @@
 
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import trio
@@ -55,3 +56,20 @@ async def wait_until_async(
                 return value
             await trio.sleep(interval)
     raise WaitTimeout(f"timed out after {timeout} s waiting for {what}")
+
+
+async def unix_exchange(path: Path, data: bytes, *, until: bytes | None = None) -> bytes:
+    """Send ``data`` on a Unix socket and read the answer until the other side closes (or
+    the answer ends with ``until``): a task's side of its gateway route, in tests."""
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.connect(str(path))
+    stream = trio.SocketStream(sock)
+    await stream.send_all(data)
+    out = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            out += chunk
+            if until is not None and out.endswith(until):
+                break
+    await stream.aclose()
+    return out

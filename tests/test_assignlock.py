@@ -1,6 +1,5 @@
 """claim_mode = "assign": the weaker lock for issues-only tokens (one login per agent)."""
 
-import httpx
 import pytest
 import trio
 
@@ -65,17 +64,11 @@ def test_lease_records_round_trip_and_garbage_is_ignored():
 
 
 @pytest.fixture
-def hub():
+def hub():  # its owner client: tests/conftest.py ``owner``
     with DevHubThread(seed=SEED) as the_hub:
         yield the_hub
 
 
-@pytest.fixture
-async def owner(hub):
-    """The repository's owner, who files the tasks and reads what became of them."""
-    async with httpx.AsyncClient(base_url=hub.url,
-                                 headers={"Authorization": "token t-owner"}) as client:
-        yield client
 
 
 def _service(gh, login, tmp_path, log, **kw):

@@ -1,6 +1,5 @@
 """Claim, run and report end to end against devhub, with several nodes competing."""
 
-import httpx
 import pytest
 import trio
 
@@ -33,17 +32,11 @@ def body(cmd):
 
 
 @pytest.fixture
-def hub():
+def hub():  # its owner client: tests/conftest.py ``owner``
     with DevHubThread(seed=SEED) as the_hub:
         yield the_hub
 
 
-@pytest.fixture
-async def owner(hub):
-    """The repository's owner, who files the tasks and reads what became of them."""
-    async with httpx.AsyncClient(base_url=hub.url,
-                                 headers={"Authorization": "token t-owner"}) as client:
-        yield client
 
 
 async def test_every_task_is_run_once_and_reported_once(tmp_path, hub, owner):

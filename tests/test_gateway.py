@@ -4,10 +4,8 @@ sandbox whose network namespace holds nothing else."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import trio
@@ -16,6 +14,8 @@ from bzzz.gateway import forwarder
 from bzzz.gateway.allow import PRESETS, Allowlist, EgressError, Rule, parse
 from bzzz.gateway.policy import Egress, dialable
 from bzzz.gateway.proxy import Gateway
+
+from .helpers import unix_exchange
 
 # -- the allowlist -----------------------------------------------------------------------------
 
@@ -107,21 +107,6 @@ async def _origin(task_status=trio.TASK_STATUS_IGNORED):
     await trio.serve_listeners(handle, listeners)
 
 
-async def _ask(path: Path, data: bytes) -> bytes:
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await sock.connect(str(path))
-    stream = trio.SocketStream(sock)
-    await stream.send_all(data)
-    out = b""
-    with trio.fail_after(10):
-        while chunk := await stream.receive_some(65536):
-            out += chunk
-            if data.startswith(b"CONNECT") and out.endswith(b"pong"):
-                break
-    await stream.aclose()
-    return out
-
-
 async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path):
     async with trio.open_nursery() as nursery:
         port = await nursery.start(_origin)
@@ -130,14 +115,14 @@ async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path)
         async with gw.route("owner/repo#7", allow) as route:
             assert oct(route.socket_path.stat().st_mode & 0o777) == "0o666"
             # plain HTTP: forwarded once, in origin form, with the proxy's headers gone
-            out = await _ask(route.socket_path, (
+            out = await unix_exchange(route.socket_path, (
                 f"GET http://127.0.0.1:{port}/a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                 "Proxy-Authorization: Basic eA==\r\n\r\n").encode())
             assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"GET /a?b=1 HTTP/1.1\nclose")
             # a tunnel: bytes pass both ways untouched
-            out = await _ask(route.socket_path, (
+            out = await unix_exchange(route.socket_path, (
                 f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\nECHO\r\n\r\nping"
-                "pong").encode())
+                "pong").encode(), until=b"pong")
             assert out == b"HTTP/1.1 200 Connection Established\r\n\r\npingpong"
             # refused: not on the list, a name resolving to loopback, garbage
             for req, status, target in (
@@ -149,7 +134,7 @@ async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path)
                     ("GET https://example.org/ HTTP/1.1\r\n\r\n", b"400", None),
                     ("CONNECT @everyone:443 HTTP/1.1\r\n\r\n", b"400", "(not a host name)"),
                     ("\x16\x03\x01garbage\r\n\r\n", b"400", None)):
-                out = await _ask(route.socket_path, req.encode())
+                out = await unix_exchange(route.socket_path, req.encode())
                 assert out.split(b" ")[1] == status, (req, out)
                 assert b"X-Bzzz-Gateway: refused" in out
                 if target:

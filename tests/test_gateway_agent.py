@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -50,6 +51,41 @@ def _comments(owner, n):
     return owner.get(f"/repos/owner/tasks/issues/{n}/comments").json()
 
 
+def _agent_env(tmp_path, workdir, hub, **extra):
+    """A `bzzz run` environment: bubblewrap, task_network = "gateway", devhub's owner/tasks."""
+    (tmp_path / "token").write_text("t-bot\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
+    e.update({"BZZZ_NODE_ID": "gw", "BZZZ_DATA_DIR": str(tmp_path / "gw"),
+              "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_API_LISTEN": f"127.0.0.1:{free_port()}",
+              "BZZZ_MDNS": "off", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
+              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__REPOS": "owner/tasks",
+              "GITHUB_TOKEN_FILE": str(tmp_path / "token"), "BZZZ_HELP_REQUESTS": "off",
+              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, "gw"), "BZZZ_SANDBOX": "bwrap",
+              "BZZZ_TASK_NETWORK": "gateway", "BZZZ_GITHUB__URL": hub.url, **extra})
+    return e
+
+
+@contextmanager
+def _running(tmp_path, env):
+    """The agent, stopped (cleanly) at the end."""
+    proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=env,
+                            stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+def _result(owner, title, script, mark):
+    """File a task running ``script``; its comment holding ``mark``, once there."""
+    n = owner.post("/repos/owner/tasks/issues", json={
+        "title": title, "body": f"```bzzz\n{script}\n```", "labels": ["bzzz"]}).json()["number"]
+    wait_for(lambda: any(mark in c["body"] for c in _comments(owner, n)), 90,
+             what=f"the result comment of {title!r}")
+    return n, next(c["body"] for c in _comments(owner, n) if mark in c["body"])
+
+
 def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
     origin, denied = _serve(_Origin), _serve(_Origin)
     oport, dport = origin.server_address[1], denied.server_address[1]
@@ -73,27 +109,13 @@ def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
         "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
         f"s.sendto(b'x', ('127.0.0.1', {udp.getsockname()[1]})); print('udp-sent')\"",
     ])
-    (tmp_path / "token").write_text("t-bot\n")
-    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
-    e.update({"BZZZ_NODE_ID": "gw", "BZZZ_DATA_DIR": str(tmp_path / "gw"),
-              "BZZZ_LISTEN": f"/ip4/127.0.0.1/tcp/{p2p}", "BZZZ_API_LISTEN": f"127.0.0.1:{api}",
-              "BZZZ_MDNS": "off", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
-              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__REPOS": "owner/tasks",
-              "GITHUB_TOKEN_FILE": str(tmp_path / "token"), "BZZZ_HELP_REQUESTS": "off",
-              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, "gw"), "BZZZ_SANDBOX": "bwrap",
-              "BZZZ_TASK_NETWORK": "gateway", "BZZZ_TASK_EGRESS": f"127.0.0.1:{oport}"})
     with DevHubThread(seed=SEED) as hub:
-        e["BZZZ_GITHUB__URL"] = hub.url
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"], env=e,
-                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
-        try:
-            n = owner.post("/repos/owner/tasks/issues", json={
-                "title": "reach out", "body": f"```bzzz\n{script}\n```",
-                "labels": ["bzzz"]}).json()["number"]
-            wait_for(lambda: any("🌐" in c["body"] for c in _comments(owner, n)), 90,
-                     what="the result comment")
-            body = next(c["body"] for c in _comments(owner, n) if "🌐" in c["body"])
+        env = _agent_env(tmp_path, workdir, hub, BZZZ_LISTEN=f"/ip4/127.0.0.1/tcp/{p2p}",
+                         BZZZ_API_LISTEN=f"127.0.0.1:{api}",
+                         BZZZ_TASK_EGRESS=f"127.0.0.1:{oport}")
+        with _running(tmp_path, env):
+            _, body = _result(owner, "reach out", script, "🌐")
             assert "hello-through-the-gateway" in body, body
             for t in probes.split()[:-1] + [f"127.0.0.1:{oport}"]:
                 assert f"blocked {t}" in body, (t, body)  # no raw socket gets out
@@ -114,26 +136,10 @@ def test_a_hostile_task_gets_out_only_through_the_gateway(tmp_path, workdir):
             metrics = httpx.get(f"http://127.0.0.1:{api}/metrics").text
             assert 'bzzz_gateway_refused_total{host="127.0.0.1"} 1.0' in metrics, metrics
             assert 'bzzz_gateway_bytes_total{direction="in"}' in metrics
-        finally:
-            proc.terminate()
-            assert proc.wait(20) == 0
-            origin.shutdown()
-            denied.shutdown()
+    origin.shutdown()
+    denied.shutdown()
     log = (tmp_path / "gw.log").read_text()
     assert "only the task gateway" in log  # the start-up line says how tasks are confined
-
-
-def _agent_env(tmp_path, workdir, hub, **extra):
-    (tmp_path / "token").write_text("t-bot\n")
-    e = {k: v for k, v in os.environ.items() if not k.startswith("BZZZ_")}
-    e.update({"BZZZ_NODE_ID": "gw", "BZZZ_DATA_DIR": str(tmp_path / "gw"),
-              "BZZZ_LISTEN": "/ip4/127.0.0.1/tcp/0", "BZZZ_API_LISTEN": f"127.0.0.1:{free_port()}",
-              "BZZZ_MDNS": "off", "BZZZ_GITHUB__POLL_INTERVAL": "0.3",
-              "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__REPOS": "owner/tasks",
-              "GITHUB_TOKEN_FILE": str(tmp_path / "token"), "BZZZ_HELP_REQUESTS": "off",
-              "BZZZ_WORKSPACE_DIR": os.path.join(workdir, "gw"), "BZZZ_SANDBOX": "bwrap",
-              "BZZZ_TASK_NETWORK": "gateway", "BZZZ_GITHUB__URL": hub.url, **extra})
-    return e
 
 
 def test_model_routes_hold_the_key_and_a_refused_model_fails_the_run(tmp_path, workdir):
@@ -151,37 +157,20 @@ def test_model_routes_hold_the_key_and_a_refused_model_fails_the_run(tmp_path, w
         llm = json.dumps([{"url": fake.url, "kind": "openai", "name": "local",
                            "api_key_file": str(key)}])
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
-                                env=_agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm),
-                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
-        try:
-            n = owner.post("/repos/owner/tasks/issues", json={
-                "title": "ask the model", "body": f"```bzzz\n{ask}\n```",
-                "labels": ["bzzz"]}).json()["number"]
-            wait_for(lambda: any("🤖" in c["body"] for c in _comments(owner, n)), 90,
-                     what="the result comment")
-            body = next(c["body"] for c in _comments(owner, n) if "🤖" in c["body"])
+        with _running(tmp_path, _agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm)):
+            _, body = _result(owner, "ask the model", ask, "🤖")
             assert "chat.completion" in body and "✅ **succeeded**" in body, body
             assert "sk-the-real-one" not in body
             assert "\n0\n" in body  # no variable of the task holds the key
-            prompt = fake.app.requests[-1]
-            assert prompt["path"] == "/v1/chat/completions"
+            assert fake.app.requests[-1]["path"] == "/v1/chat/completions"
             assert "🤖 Model `local`: 1 requests" in body
             # the model now refuses the node's key: the command exits 0, the run is failed
             fake.app.api_key = "sk-rotated-elsewhere"
-            m = owner.post("/repos/owner/tasks/issues", json={
-                "title": "ask again", "body": f"```bzzz\n{ask}\n```",
-                "labels": ["bzzz"]}).json()["number"]
-            wait_for(lambda: any("🤖" in c["body"] for c in _comments(owner, m)), 90,
-                     what="the second result comment")
-            body = next(c["body"] for c in _comments(owner, m) if "🤖" in c["body"])
+            m, body = _result(owner, "ask again", ask, "🤖")
             assert "❌ **failed**" in body and "answered 401" in body, body
             wait_for(lambda: "bzzz:failed" in {
                 x["name"] for x in owner.get(f"/repos/owner/tasks/issues/{m}").json()["labels"]},
                 30, what="the failed label")
-        finally:
-            proc.terminate()
-            assert proc.wait(20) == 0
     assert "sk-the-real-one" not in (tmp_path / "gw.log").read_text()
 
 
@@ -194,26 +183,14 @@ def test_a_spent_budget_stops_the_task_and_the_issue_says_which(tmp_path, workdi
         fake.app.set_models({"llama3": [f"w{i} " for i in range(40)]})
         llm = json.dumps([{"url": fake.url, "kind": "openai", "name": "local"}])
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
-                                env=_agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
-                                               BZZZ_TASK_BUDGET__TOKENS="60"),
-                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
-        try:
-            n = owner.post("/repos/owner/tasks/issues", json={
-                "title": "spend", "body": f"```bzzz\n{ask}\n```",
-                "labels": ["bzzz"]}).json()["number"]
-            wait_for(lambda: any("⛔" in c["body"] for c in _comments(owner, n)), 60,
-                     what="the result comment with the stop")
-            body = next(c["body"] for c in _comments(owner, n) if "⛔" in c["body"])
+        with _running(tmp_path, _agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
+                                           BZZZ_TASK_BUDGET__TOKENS="60")):
+            _, body = _result(owner, "spend", ask, "⛔")
             assert "❌ **failed**" in body, body
             assert "the task's budget for model tokens spent" in body and "of 60" in body
             assert "not-stopped" not in body
             chats = [r for r in fake.app.requests if r["path"] == "/v1/chat/completions"]
             assert len(chats) == 2  # the second answer passed the budget: no third
-        finally:
-            proc.terminate()
-            assert proc.wait(20) == 0
-
 
 def _put_file(owner, path, text):
     """Commit one file to owner/tasks's main branch through the git data API."""
@@ -236,20 +213,10 @@ def test_a_repository_adds_egress_within_the_nodes_ceiling(tmp_path, workdir):
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         _put_file(owner, ".bzzz.toml",
                   f'[task]\negress = ["127.0.0.1:{port}", "evil.example"]\n')
-        proc = subprocess.Popen([sys.executable, "-m", "bzzz", "run"],
-                                env=_agent_env(tmp_path, workdir, hub,
-                                               BZZZ_TASK_EGRESS_MAX=f"127.0.0.1:{port}"),
-                                stdout=open(tmp_path / "gw.log", "ab"), stderr=subprocess.STDOUT)
-        try:
-            n = owner.post("/repos/owner/tasks/issues", json={
-                "title": "fetch", "body": f"```bzzz\ncurl -sS -m 10 http://127.0.0.1:{port}/; "
-                "echo\n```", "labels": ["bzzz"]}).json()["number"]
-            wait_for(lambda: any("🌐" in c["body"] for c in _comments(owner, n)), 90,
-                     what="the result comment")
-            body = next(c["body"] for c in _comments(owner, n) if "🌐" in c["body"])
+        env = _agent_env(tmp_path, workdir, hub, BZZZ_TASK_EGRESS_MAX=f"127.0.0.1:{port}")
+        with _running(tmp_path, env):
+            _, body = _result(owner, "fetch", f"curl -sS -m 10 http://127.0.0.1:{port}/; echo",
+                              "🌐")
             assert "hello-through-the-gateway" in body, body
             assert "`.bzzz.toml` asked for `evil.example`, beyond this node's" in body
-        finally:
-            proc.terminate()
-            assert proc.wait(20) == 0
-            wanted.shutdown()
+    wanted.shutdown()

@@ -6,7 +6,6 @@ the tokens the gateway counts are the servers' own, streams included."""
 import http.server
 import json
 import shutil
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +19,8 @@ from bzzz.gateway.models import ModelEndpoint, model_env
 from bzzz.gateway.proxy import Gateway
 from bzzz.gateway.usage import Meter
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
+
+from .helpers import unix_exchange
 
 REAL_KEY = "sk-real-key-held-by-the-agent"
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
@@ -203,19 +204,6 @@ async def test_official_clients_in_a_sandbox_use_the_agents_keys_through_the_gat
         claude.shutdown()
 
 
-async def _raw(path: Path, data: bytes) -> bytes:
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    await sock.connect(str(path))
-    stream = trio.SocketStream(sock)
-    await stream.send_all(data)
-    out = b""
-    with trio.fail_after(10):
-        while chunk := await stream.receive_some(65536):
-            out += chunk
-    await stream.aclose()
-    return out
-
-
 async def test_a_capability_works_for_its_own_task_only(tmp_path):
     with FakeOllamaThread() as fake:
         fake.app.api_key = REAL_KEY
@@ -224,16 +212,16 @@ async def test_a_capability_works_for_its_own_task_only(tmp_path):
         ask = "GET /llm/local/v1/models HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n"
         async with gw.route("a", Allowlist()) as a:
             async with gw.route("b", Allowlist()) as b:
-                assert (await _raw(b.socket_path, ask.format(b.capability).encode())
+                assert (await unix_exchange(b.socket_path, ask.format(b.capability).encode())
                         ).startswith(b"HTTP/1.1 200")
-                theirs = await _raw(b.socket_path, ask.format(a.capability).encode())
+                theirs = await unix_exchange(b.socket_path, ask.format(a.capability).encode())
                 assert theirs.startswith(b"HTTP/1.1 401"), theirs
                 assert REAL_KEY.encode() not in theirs
             assert not b.socket_path.exists()  # b ended: its way out, and key, are gone
         # a model that refuses the agent's key: the run is marked as failed
         fake.app.api_key = "another"
         async with gw.route("c", Allowlist()) as c:
-            out = await _raw(c.socket_path, ask.format(c.capability).encode())
+            out = await unix_exchange(c.socket_path, ask.format(c.capability).encode())
             assert out.startswith(b"HTTP/1.1 401")
             assert "answered 401" in (c.egress.model_failure or "")
         await gw.aclose()
@@ -272,24 +260,24 @@ async def test_a_budget_stops_a_stream_midway_and_a_repository_has_a_daily_ceili
                      budget=Budget(tokens=25), daily_budget=Budget(requests=3))
         told: list[str] = []
         async with gw.route("o/r#1", Allowlist(), repo="o/r", on_exceeded=told.append) as a:
-            out = await _raw(a.socket_path, _chat(a.capability, True))
+            out = await unix_exchange(a.socket_path, _chat(a.capability, True))
             assert out.startswith(b"HTTP/1.1 200")
             assert out.count(b"data: {") < len(reply)  # cut midway, not at the end
             assert told == [a.exceeded] and "model tokens spent" in a.exceeded
-            again = await _raw(a.socket_path, _chat(a.capability, False))
+            again = await unix_exchange(a.socket_path, _chat(a.capability, False))
             assert again.startswith(b"HTTP/1.1 429") and b"model tokens spent" in again
             assert a.egress.doc()["budget_exceeded"] == a.exceeded
         # the repository's day: 1 request spent above, 2 more for another task, then no more
         async with gw.route("o/r#2", Allowlist(), repo="o/r") as b:
             b.budget = Budget()  # this task alone has no limit of its own
             for _ in range(2):
-                assert (await _raw(b.socket_path, _chat(b.capability, False))
+                assert (await unix_exchange(b.socket_path, _chat(b.capability, False))
                         ).startswith(b"HTTP/1.1 200")
-            last = await _raw(b.socket_path, _chat(b.capability, False))
+            last = await unix_exchange(b.socket_path, _chat(b.capability, False))
             assert last.startswith(b"HTTP/1.1 429"), last[:200]
             assert b"the repository's daily budget for requests spent: 4 used of 3" in last
         async with gw.route("x/y#1", Allowlist(), repo="x/y") as c:  # another repository
             c.budget = Budget()
-            assert (await _raw(c.socket_path, _chat(c.capability, False))
+            assert (await unix_exchange(c.socket_path, _chat(c.capability, False))
                     ).startswith(b"HTTP/1.1 200")
         await gw.aclose()
