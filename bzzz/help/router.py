@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ..p2p.capabilities import PeerView, matches
 from .messages import MAX_FORWARDS, HelpDrop, HelpRequest, Verify, decode_request
@@ -28,9 +29,18 @@ def rank(req_needs: Sequence[str], candidates: Sequence[PeerView], exclude: set[
     return [c.peer_id for c in sorted(candidates, key=score) if c.peer_id not in exclude][:k]
 
 
+class Action(StrEnum):
+    """What a node does with a help request it received."""
+
+    DROP = "drop"  # junk, a duplicate or our own: not relayed, counted
+    OFFER = "offer"  # we can do it: offer to the origin
+    FORWARD = "forward"  # we cannot: pass it on (hops left)
+    DECLINE = "decline"  # we cannot, and nobody is left to ask
+
+
 @dataclass
 class Verdict:
-    action: str  # "drop", "offer", "forward", "decline"
+    action: Action
     request: HelpRequest | None = None
     reason: str = ""
     forward_to: tuple[str, ...] = ()
@@ -64,25 +74,25 @@ class HelpRouter:
             req = decode_request(data, self.me, sender, self.verify, now, broadcaster)
         except HelpDrop as exc:
             self.drops[exc.reason] += 1
-            return Verdict("drop", reason=str(exc))
+            return Verdict(Action.DROP, reason=str(exc))
         if req.id in self.seen:
             self.drops["duplicate"] += 1
-            return Verdict("drop", req, "duplicate")
+            return Verdict(Action.DROP, req, "duplicate")
         self.seen[req.id] = req.deadline
         self.counts["received"] += 1
         if req.origin == self.me:
             self.drops["own"] += 1
-            return Verdict("drop", req, "our own request")
+            return Verdict(Action.DROP, req, "our own request")
         if matches(req.needs, capabilities) and running < max_tasks:
             self.counts["offered"] += 1
-            return Verdict("offer", req)
+            return Verdict(Action.OFFER, req)
         why = "busy" if matches(req.needs, capabilities) else "lacks " + ", ".join(
             n for n in req.needs if not matches([n], capabilities))
         if req.forwards >= MAX_FORWARDS:
             self.drops["hop_limit"] += 1
-            return Verdict("decline", req, f"{why}; not forwarded (hop limit)")
+            return Verdict(Action.DECLINE, req, f"{why}; not forwarded (hop limit)")
         targets = rank(req.needs, candidates, set(req.path()) | {self.me}, self.fanout)
         if not targets:
-            return Verdict("decline", req, f"{why}; nobody left to forward to")
+            return Verdict(Action.DECLINE, req, f"{why}; nobody left to forward to")
         self.counts["forwarded"] += 1
-        return Verdict("forward", req, why, tuple(targets))
+        return Verdict(Action.FORWARD, req, why, tuple(targets))

@@ -32,7 +32,7 @@ from ..p2p.mesh import TOPIC_HELP
 from .keys import signer, verify_peer
 from .messages import (BROADCAST, MAX_MESSAGE, HelpDrop, HelpRequest, add_hop, decode_handoff,
                        decode_response, encode_response, message_type, new_request)
-from .router import HelpRouter, Verdict, rank
+from .router import Action, HelpRouter, Verdict, rank
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -197,7 +197,7 @@ class HelpService:
         verdict = self._receive(data, None, signer_peer)
         if verdict.request is None:
             return False  # junk: dropped and counted, never relayed
-        if verdict.action != "drop":
+        if verdict.action is not Action.DROP:
             self._nursery.start_soon(self._act, verdict)
         return True  # a valid request (ours or one seen already included) travels on
 
@@ -205,7 +205,7 @@ class HelpService:
         kind = message_type(data)
         if kind == "help_request":
             verdict = self._receive(data, sender, None)
-            if verdict.action != "drop":
+            if verdict.action is not Action.DROP:
                 await self._act(verdict)
         elif kind == "help_response":
             self._on_response(data, sender)
@@ -232,14 +232,14 @@ class HelpService:
         req = verdict.request
         assert req is not None
         task = f"{req.task['repo']}#{req.task['issue']}"
-        if verdict.action == "offer":
+        if verdict.action is Action.OFFER:
             self._decide(Decision.HELP_OFFERED, request=req.id, origin=req.origin, task=task,
                          hops=len(req.hops))
             await self._send(req.origin, encode_response(
                 self.sign, req.id, self.me, self.node_id, True, "can take it", self.clock(),
                 self.login(), self.node.addrs(), len(req.hops)), "response",
                 req.body.get("addrs", ()))
-        elif verdict.action == "forward":
+        elif verdict.action is Action.FORWARD:
             self._decide(Decision.HELP_FORWARDED, request=req.id, task=task, to=list(verdict.forward_to),
                          reason=verdict.reason)
             for peer in verdict.forward_to:
