@@ -17,7 +17,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries
-from bzzz.testing.fakeollama import FakeOllamaThread
+from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
 from .helpers import free_port
@@ -220,3 +220,35 @@ def test_a_repository_adds_egress_within_the_nodes_ceiling(tmp_path, workdir):
             assert "hello-through-the-gateway" in body, body
             assert "`.bzzz.toml` asked for `evil.example`, beyond this node's" in body
     wanted.shutdown()
+
+
+def _llm_result(tmp_path, workdir, hub, fake, mark, **env):
+    owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+    llm = json.dumps([{"url": fake.url, "name": "local"}])
+    with _running(tmp_path, _agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
+                                       BZZZ_DETECT_CAPABILITIES="off", **env)):
+        owner.post("/repos/owner/tasks/issues", json={
+            "title": "say it", "labels": ["bzzz"],
+            "body": "```bzzz llm model=llama3\nSay something.\n```"})
+        wait_for(lambda: any(mark in c["body"] for c in _comments(owner, 1)), 90,
+                 what="the llm task's result")
+        return next(c["body"] for c in _comments(owner, 1) if mark in c["body"])
+
+
+def test_the_llm_executors_own_calls_are_on_the_tasks_account(tmp_path, workdir):
+    with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
+        body = _llm_result(tmp_path, workdir, hub, fake, "🤖")
+        chat = [r for r in fake.app.requests if "chat" in r["path"]][-1]
+        served_in = FakeOllama._prompt_tokens(chat["body"])
+        served_out = len(fake.app.models["llama3:latest"].reply)
+        assert f"🤖 Model `llama3`: 0 requests, {served_in:,} tokens in, {served_out:,} out" \
+            in body, body
+
+
+def test_a_budget_stops_the_llm_executor_midway(tmp_path, workdir):
+    with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
+        fake.app.set_models({"llama3": [f"w{i} " for i in range(200)]})
+        fake.app.chunk_delay = 0.01
+        body = _llm_result(tmp_path, workdir, hub, fake, "⛔", BZZZ_TASK_BUDGET__TOKENS="50")
+        assert "❌ **failed**" in body and "model tokens spent" in body, body
+        assert fake.app.disconnects >= 1 or fake.app.streams_open == 0

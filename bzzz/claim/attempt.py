@@ -462,6 +462,7 @@ class Attempt:
         allow = Allowlist.build(self.s.egress, asked, self.s.egress_max)
         async with gateway.route(job.task_id, allow, repo=job.repo,
                                  on_exceeded=lambda _why: stop()) as route:
+            job.meter = route.meter  # the llm executor's own calls count here too
             yield route
 
     def account(self, route: Route) -> None:

@@ -45,6 +45,10 @@ class Job:
     read_only: list[Path]  # paths the sandbox shows read-only (the mirror, the inputs dir)
     timeout: float
     progress: Callable[[str], None] = lambda line: None  # the latest line, for people
+    # model tokens the executor itself spends (model, in, out), as they come: onto the task's
+    # account and budgets in the node's gateway (the llm executor; a sandboxed task's own
+    # model calls are counted by its gateway route)
+    meter: Callable[[str, int, int], None] = lambda model, tokens_in, tokens_out: None
 
 
 @dataclass

@@ -55,6 +55,7 @@ class Answer:
     first_token_s: float | None  # seconds from the request to the first text
     total_s: float
     model: str
+    prompt_tokens: int | None = None  # the prompt's tokens as the server counted them
 
 
 class LLMError(ExecError):
@@ -312,7 +313,7 @@ class _State:
     """What one stream has produced so far (kept on an object: the parsers update it)."""
 
     __slots__ = ("parts", "first", "finish", "tokens", "model", "done", "scope", "deadline",
-                 "on_delta", "t0")
+                 "on_delta", "t0", "prompt_tokens")
 
     def __init__(self, scope: trio.CancelScope, deadline: float,
                  on_delta: Callable[[str], None] | None, model: str, t0: float) -> None:
@@ -320,6 +321,7 @@ class _State:
         self.first: float | None = None
         self.finish: str | None = None
         self.tokens: int | None = None
+        self.prompt_tokens: int | None = None
         self.model = model
         self.done = False
         self.scope = scope
@@ -375,7 +377,7 @@ async def stream_chat(http: httpx.AsyncClient, ep: Endpoint, model: str,
         raise LLMError("stream", f"{_label(ep)}: the stream ended before the answer did",
                        partial="".join(st.parts))
     return Answer("".join(st.parts), st.finish, st.tokens, st.first,
-                  time.perf_counter() - t0, st.model)
+                  time.perf_counter() - t0, st.model, st.prompt_tokens)
 
 
 # reads a streamed answer into the state
@@ -511,6 +513,8 @@ async def _ollama_lines(resp: httpx.Response, st: _State, ep: Endpoint) -> None:
                 st.finish = doc.get("done_reason")
                 count = doc.get("eval_count")
                 st.tokens = count if isinstance(count, int) else None
+                prompt = doc.get("prompt_eval_count")
+                st.prompt_tokens = prompt if isinstance(prompt, int) else None
                 if isinstance(doc.get("model"), str):
                     st.model = doc["model"]
 
@@ -596,6 +600,9 @@ def _openai_chunk(doc: dict[str, Any], st: _State) -> bool:
         count = usage.get("completion_tokens")
         if isinstance(count, int):
             st.tokens = count
+        prompt = usage.get("prompt_tokens")
+        if isinstance(prompt, int):
+            st.prompt_tokens = prompt
     model = doc.get("model")
     if model and model.__class__ is str:
         st.model = model

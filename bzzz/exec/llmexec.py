@@ -22,6 +22,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -162,20 +163,23 @@ class LLMExecutor:
             return _failed(job, start, f"the issue and feedback need about "
                            f"{estimate_tokens(prompt)} tokens; {model}'s context is {context}", [])
         system = job.options.get("system") or DEFAULT_SYSTEM
-        first_at: list[float] = []
+        seen = _Streamed()
         try:
             answer = await stream_chat(
                 self.http, ep, model, [{"role": "user", "content": prompt}], system=system,
                 temperature=temperature, max_tokens=max_tokens,
                 connect_timeout=self.connect_timeout,
                 first_token_timeout=min(self.first_token_timeout, job.timeout),
-                total_timeout=job.timeout, on_delta=_progress(job, first_at))
+                total_timeout=job.timeout, on_delta=_progress(job, seen, model))
         except LLMError as exc:
             return _failed(job, start, f"{model} at {ep.name or 'its endpoint'}: {exc}",
                            [f"llm:{model}"] if exc.helpable else [],
                            status="timeout" if exc.kind == "timeout" else "failed")
+        # the server's own counts replace the one-per-piece estimate made while it streamed
+        job.meter(model, answer.prompt_tokens or 0,
+                  (answer.tokens if answer.tokens is not None else seen.pieces) - seen.pieces)
         await self._record(job, answer.text, _notes(left_out, answer.finish_reason, max_tokens))
-        return Outcome(_result(job, start, model, answer, first_at))
+        return Outcome(_result(job, start, model, answer, seen.first_at))
 
     async def _record(self, job: Job, text: str, notes: list[str]) -> None:
         """The answer into the job's output: a question it asks, or its summary (after its
@@ -228,14 +232,22 @@ def _sampling(options: Mapping[str, str]) -> tuple[float | None, int | None]:
     return temperature, max_tokens
 
 
-def _progress(job: Job, first_at: list[float]) -> Callable[[str], None]:
+@dataclass
+class _Streamed:
+    first_at: float | None = None  # wall-clock time of the first piece
+    pieces: int = 0  # pieces so far: what the meter was told (one token a piece)
+
+
+def _progress(job: Job, seen: _Streamed, model: str) -> Callable[[str], None]:
     """The stream's text as the job's progress (every eighth piece, its last 2000
-    characters); the wall-clock time of the first piece goes into ``first_at``."""
+    characters); each piece told to the job's meter, so a budget sees the answer grow."""
     pieces: list[str] = []
 
     def delta(text: str) -> None:
-        if not first_at:
-            first_at.append(time.time())
+        if seen.first_at is None:
+            seen.first_at = time.time()
+        seen.pieces += 1
+        job.meter(model, 0, 1)
         pieces.append(text)
         if len(pieces) % 8 == 0:
             job.progress("".join(pieces)[-2000:])
@@ -254,7 +266,7 @@ def _notes(left_out: list[str], finish_reason: str | None, max_tokens: int | Non
 
 
 def _result(job: Job, start: float, model: str, answer: Answer,
-            first_at: list[float]) -> Result:
+            first_at: float | None) -> Result:
     text = answer.text
     dur = round(trio.current_time() - start, 3)
     tail = text[-64 * 1024:]
@@ -262,4 +274,4 @@ def _result(job: Job, start: float, model: str, answer: Answer,
                   None, str(job.workspace),
                   {"executor": "llm", "model": model, "tokens": answer.tokens,
                    "first_token_s": answer.first_token_s,
-                   "first_token_at": first_at[0] if first_at else None})
+                   "first_token_at": first_at})

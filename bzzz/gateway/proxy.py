@@ -38,7 +38,7 @@ from . import forwarder, inside
 from .budget import Budget, Spend
 from .allow import Allowlist, Rule, normalize_host, valid_host
 from .models import ModelEndpoint, forward, model_env
-from .policy import Egress, HostUse, GatewayRefusal, dialable
+from .policy import Egress, GatewayRefusal, HostUse, ModelUse, dialable
 
 __all__ = ["Gateway", "Route"]
 
@@ -85,6 +85,14 @@ class Route:
                 log.info("task budget spent", extra={"task": self.task, "why": why})
                 self.on_exceeded(why)
         return self.exceeded
+
+    def meter(self, model: str, tokens_in: int, tokens_out: int) -> None:
+        """Tokens the node spent for this task outside the route (the llm executor's own
+        calls): on the same account and budgets."""
+        use = self.egress.models.setdefault(model, ModelUse())
+        use.tokens_in += tokens_in
+        use.tokens_out += tokens_out
+        self.charge(tokens=tokens_in + tokens_out)
 
     def check(self) -> None:
         """Refuse at once once a budget is spent."""
