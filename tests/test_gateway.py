@@ -98,7 +98,10 @@ async def _origin(task_status=trio.TASK_STATUS_IGNORED):
             while chunk := await stream.receive_some(4096):
                 await stream.send_all(chunk)
             return
-        body = line + b"\n" + (b"close" if b"connection: close" in buf.lower() else b"keep")
+        host = next((h.split(b":", 1)[1].strip() for h in buf.split(b"\r\n")[1:]
+                     if h.lower().startswith(b"host:")), b"")
+        body = line + b"\n" + host + b"\n" + (
+            b"close" if b"connection: close" in buf.lower() else b"keep")
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close"
                               b"\r\n\r\n%s" % (len(body), body))
 
@@ -116,9 +119,12 @@ async def test_the_proxy_forwards_what_is_allowed_and_refuses_the_rest(tmp_path)
             assert oct(route.socket_path.stat().st_mode & 0o777) == "0o666"
             # plain HTTP: forwarded once, in origin form, with the proxy's headers gone
             out = await unix_exchange(route.socket_path, (
-                f"GET http://127.0.0.1:{port}/a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"GET http://127.0.0.1:{port}/a?b=1 HTTP/1.1\r\nHost: evil.example\r\n"
                 "Proxy-Authorization: Basic eA==\r\n\r\n").encode())
-            assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"GET /a?b=1 HTTP/1.1\nclose")
+            # the Host is the URL's, whatever the task wrote: no asking an allowed server
+            # for another site
+            assert out.startswith(b"HTTP/1.1 200") and out.endswith(
+                f"GET /a?b=1 HTTP/1.1\n127.0.0.1:{port}\nclose".encode()), out
             # a tunnel: bytes pass both ways untouched
             out = await unix_exchange(route.socket_path, (
                 f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\nECHO\r\n\r\nping"

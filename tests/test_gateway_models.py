@@ -218,6 +218,15 @@ async def test_a_capability_works_for_its_own_task_only(tmp_path):
                 assert theirs.startswith(b"HTTP/1.1 401"), theirs
                 assert REAL_KEY.encode() not in theirs
             assert not b.socket_path.exists()  # b ended: its way out, and key, are gone
+        # only the model APIs: not the account's other business, however the path is spelt
+        async with gw.route("d", Allowlist()) as d:
+            for path in ("/llm/local/v1/files", "/llm/local/v1/../admin",
+                         "/llm/local/v1/models/..%2F..%2Fadmin", "/llm/local//v1/models"):
+                out = await unix_exchange(d.socket_path, ask.replace(
+                    "/llm/local/v1/models", path).format(d.capability).encode())
+                assert out.startswith(b"HTTP/1.1 403"), (path, out[:120])
+            assert len([r for r in fake.app.requests if "admin" in r["path"]
+                        or "files" in r["path"]]) == 0
         # a model that refuses the agent's key: the run is marked as failed
         fake.app.api_key = "another"
         async with gw.route("c", Allowlist()) as c:

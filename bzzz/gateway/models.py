@@ -85,6 +85,21 @@ def model_env(proxy: str, endpoints: list[ModelEndpoint], capability: str) -> di
     return env
 
 
+# the model APIs a task may call through a route (the key may grant more: an account's
+# files, fine-tuning or administration are not the task's business)
+MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings",
+               "/v1/models", "/v1/messages", "/api/chat", "/api/generate", "/api/embed",
+               "/api/embeddings", "/api/tags", "/api/show", "/api/version")
+
+
+def model_path(path: str) -> bool:
+    """Whether ``path`` (with its query) is one of MODEL_PATHS, or below ``/v1/models/``."""
+    bare = path.split("?", 1)[0]
+    if "/." in bare or "//" in bare or "%" in bare:
+        return False  # no dot segments or encodings that a server might resolve elsewhere
+    return bare in MODEL_PATHS or bare.startswith(("/v1/models/", "/v1/messages/count_tokens"))
+
+
 def _presented(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"x-api-key":
@@ -150,6 +165,9 @@ async def forward(client: trio.abc.Stream, http: httpx.AsyncClient, ep: ModelEnd
     mid-answer cuts it there."""
     egress, capability = route.egress, route.capability
     use = egress.models.setdefault(ep.name, ModelUse())
+    if not model_path(path):
+        use.refused += 1
+        raise GatewayRefusal(403, f"{path[:80]!r} is not a model API the gateway passes on")
     presented = _presented(headers)
     if ep.kind != "ollama" or presented is not None:  # Ollama's clients send no key
         if presented is None or not hmac.compare_digest(presented, capability):

@@ -236,10 +236,14 @@ class Gateway:
         upstream, use = await self._open(route, host, port)
         async with upstream:
             path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+            # the Host is the URL's: a task cannot name an allowed host and ask its server
+            # (a CDN, say) for another site
             kept = [h for h in headers.split(b"\r\n")
-                    if h and h.split(b":", 1)[0].strip().lower() not in HOP_HEADERS]
-            out = b"\r\n".join([f"{method} {path} HTTP/1.1".encode("latin-1"), *kept,
-                                b"Connection: close", b"", b""])
+                    if h and h.split(b":", 1)[0].strip().lower() not in HOP_HEADERS | {b"host"}]
+            netloc = f"[{host}]" if ":" in host else host
+            out = b"\r\n".join([f"{method} {path} HTTP/1.1".encode("latin-1"),
+                                f"Host: {netloc}{'' if port == 80 else f':{port}'}".encode(),
+                                *kept, b"Connection: close", b"", b""])
             use.requests += 1
             use.bytes_out += len(out) + len(rest)
             await upstream.send_all(out + rest)
