@@ -33,7 +33,7 @@ from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint
 from .exec.llmexec import LLMExecutor
-from .exec.sandbox import Limits, Sandbox, SandboxError, open_sandbox
+from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .github import credentials
 from .github.client import GitHubClient, GitHubError
@@ -432,7 +432,7 @@ class Agent:
                               cfg.github.webhook_secret_file, cfg.api_token_file, cfg.data_dir,
                               *(e.api_key_file for e in cfg.llm))
                   if p is not None]
-        if cfg.task_network == "gateway":
+        if cfg.task_network == "gateway" and cfg.sandbox != "none":
             # sockets and the forwarder where a task's user can reach its own socket by name
             self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")),
                                    models=self.model_routes(),
@@ -453,14 +453,18 @@ class Agent:
         if self.sandbox.kind == "none":
             log.warning("tasks run unconfined (sandbox = \"none\"): a task can read what this "
                         "agent's user can read, its token included")
-            if cfg.task_network == "gateway":
+            if "task_network" in cfg.model_fields_set and cfg.task_network == "gateway":
                 log.warning("task_network = \"gateway\" needs a sandbox: without one a task "
                             "reaches whatever this machine reaches")
         else:
             log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
                                                   "reaped": reaped})
+            if cfg.task_network in SHARED:
+                log.warning("tasks reach the network directly (task_network = \"%s\"), not "
+                            "only what task_egress allows through the task gateway",
+                            cfg.task_network)
         if self.sandbox.kind == "none" or (self.sandbox.kind == "bwrap"
-                                           and cfg.task_network == "bridge"):
+                                           and cfg.task_network in SHARED):
             # tasks share this machine's loopback: loopback is no proof of an operator, so
             # the acting endpoints need the API token
             self.api.require_token()

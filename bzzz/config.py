@@ -361,10 +361,11 @@ class Config(BaseModel):
     sandbox: Literal["auto", "container", "bwrap", "none"] = "auto"
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     task_image: str = "debian:bookworm-slim"  # the container executor's default image
-    # "bridge": the engine's network (bwrap: the host's); "none": loopback only;
     # "gateway": only the node's task gateway, which lets through what task_egress names
-    # (docs/gateway.md)
-    task_network: Literal["bridge", "none", "gateway"] = "bridge"
+    # (docs/gateway.md; containers: no network yet); "none": loopback only; "host" (or
+    # "bridge"): the network as the host has it (bwrap) or the engine's bridge (containers),
+    # an explicit opt-out the agent logs
+    task_network: Literal["gateway", "host", "bridge", "none"] = "gateway"
     # what a task may reach through the gateway: host, *.domain, host:port, @preset
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress

@@ -14,7 +14,8 @@ Three kinds, chosen once at start by :func:`open_sandbox`:
     SIGKILL: :meth:`ContainerSandbox.reap` at the next start removes every container
     labelled with this node (``bzzz.node=<node_id>``).
 ``bwrap``
-    bubblewrap: new user, pid, network (unless ``network="bridge"``, which shares the host's),
+    bubblewrap: new user, pid, network (unless ``network`` is "host" or "bridge", which share the
+    host's; "gateway" gives the task's gateway route only, bzzz/gateway/),
     ipc, uts and cgroup namespaces; only the system directories a build needs, read-only
     (``/usr``, ``/etc`` and the ``/bin``, ``/sbin``, ``/lib*`` links or directories), a
     private ``/tmp``, ``/dev`` and ``/proc``; the workspace (and ``output_dir``) the only
@@ -70,6 +71,9 @@ from .limits import TMP_SIZE, Status, TaskLimits, cgroup_root
 DRAIN = 0.25  # seconds to collect output left in the pipe after the task's main process ends
 CLEANUP = 20.0  # bound on removing a container after the task (engine may be slow)
 NOBODY = 65534
+# networks that reach what the host reaches (bubblewrap: the host's; containers: the engine's
+# bridge): the explicit opt-outs of the task gateway
+SHARED = ("host", "bridge")
 
 # Inside the bound system directories: files that carry secrets of the machine
 SYSTEM_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
@@ -466,12 +470,12 @@ class BwrapSandbox:
         writable = [ws] + ([output_dir] if output_dir else [])
         system = [Path(os.path.realpath(d)) for d in SYSTEM_DIRS if Path(d).is_dir()]
         args = [self.bwrap, "--unshare-all"]
-        if self.network == "bridge":
+        if self.network in SHARED:
             args.append("--share-net")
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  "--size", str(TMP_SIZE), "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc", *self._system_args()]
         resolv = Path(os.path.realpath("/etc/resolv.conf"))
-        if self.network == "bridge" and resolv.is_file() and not _under(resolv, system):
+        if self.network in SHARED and resolv.is_file() and not _under(resolv, system):
             args += ["--ro-bind", str(resolv), str(resolv)]  # e.g. systemd-resolved's, in /run
         if way_out is not None and self.gateway is not None:  # the route's socket, no DNS
             args += inside.bwrap_args(way_out, self.gateway.forwarder)
@@ -642,7 +646,7 @@ class ContainerSandbox:
                 "Memory": self.memory, "MemorySwap": self.memory,
                 "NanoCpus": int(self.limits.cpus * 1e9), "PidsLimit": self.limits.pids,
                 # "gateway": not offered in containers yet, so no network at all
-                "NetworkMode": "bridge" if self.network == "bridge" else "none",
+                "NetworkMode": "bridge" if self.network in SHARED else "none",
                 "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
                 "LogConfig": {"Type": "none"}, "AutoRemove": False, "Privileged": False,
             },
@@ -755,7 +759,7 @@ async def _engine(docker_host: str | None) -> Engine | None:
 
 async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, node_id: str,
                        hidden: Sequence[Path], state_dir: Path, docker_host: str | None,
-                       default_image: str, network: Literal["bridge", "none", "gateway"],
+                       default_image: str, network: Literal["gateway", "host", "bridge", "none"],
                        limits: Limits, user: RunAs | None, workspace_host_dir: Path | None = None,
                        workspace_root: Path | None = None, cgroup: str = "auto",
                        gateway: Gateway | None = None) -> Sandbox:
@@ -769,16 +773,17 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
     bzzz/exec/limits.py. Raises :class:`SandboxError`."""
     if mode not in ("auto", "container", "bwrap", "none"):
         raise SandboxError(f"sandbox {mode!r} unknown: use auto, container, bwrap or none")
-    if network not in ("bridge", "none", "gateway"):
-        raise SandboxError(f"sandbox network {network!r} unknown: use bridge, none or gateway")
-    if network == "gateway" and (gateway is None or not gateway.python):
-        raise SandboxError("task_network = \"gateway\" needs python3 in /usr/bin or "
-                           "/usr/local/bin (the forwarder inside each sandbox runs with it)")
+    if network not in ("gateway", "host", "bridge", "none"):
+        raise SandboxError(f"sandbox network {network!r} unknown: use gateway, host, bridge or "
+                           "none")
     parse_memory(limits.memory)
     parse_memory(limits.disk)
     state_dir = Path(state_dir)
     if mode == "none":
         return NoSandbox(user, state_dir)
+    if network == "gateway" and (gateway is None or not gateway.python):
+        raise SandboxError("task_network = \"gateway\" needs python3 in /usr/bin or "
+                           "/usr/local/bin (the forwarder inside each sandbox runs with it)")
     if mode in ("auto", "container"):
         engine = await _engine(docker_host)
         if engine is not None:

@@ -5,7 +5,7 @@ Inside the sandbox the standard variables point at the forwarder (bzzz/gateway/i
 
     OPENAI_BASE_URL  = http://127.0.0.1:3128/llm/<name>/v1   (also OPENAI_API_BASE)
     ANTHROPIC_BASE_URL = http://127.0.0.1:3128/llm/<name>
-    OLLAMA_HOST      = http://127.0.0.1:3128/llm/<name>
+    OLLAMA_HOST      = http://127.0.0.1:3128/llm/<name>   (also OLLAMA_API_BASE)
 
 and every key variable (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``) holds the task's
 capability: a random token of that route, good only on that task's socket and only while the
@@ -75,8 +75,8 @@ def model_env(proxy: str, endpoints: list[ModelEndpoint], capability: str) -> di
     if (ep := first["openai"]) is not None:
         env["OPENAI_BASE_URL"] = env["OPENAI_API_BASE"] = f"{proxy}/llm/{ep.name}/v1"
         env["OPENAI_API_KEY"] = capability
-    if (ep := first["ollama"]) is not None:
-        env["OLLAMA_HOST"] = f"{proxy}/llm/{ep.name}"
+    if (ep := first["ollama"]) is not None:  # Ollama's clients; LiteLLM's (Aider) name
+        env["OLLAMA_HOST"] = env["OLLAMA_API_BASE"] = f"{proxy}/llm/{ep.name}"
     if (ep := first["anthropic"]) is not None:
         env["ANTHROPIC_BASE_URL"] = f"{proxy}/llm/{ep.name}"
         env["ANTHROPIC_API_KEY"] = capability
