@@ -68,6 +68,9 @@ async def _boxed(gw: Gateway, route: Route, box: Path, argv: list[str],
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run", "--tmpfs", "/tmp",
            *inside.bwrap_args(route.socket_path, gw.forwarder),
+           # the test's own interpreter stays visible even when it lives under /tmp (a clone
+           # of the repository there, as CI may make)
+           "--ro-bind", sys.prefix, sys.prefix,
            "--bind", str(box), str(box), "--chdir", str(cwd or box), "--",
            *inside.wrap_argv(gw.python, argv)]
     full = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(box), "LANG": "C.UTF-8",
