@@ -1,7 +1,6 @@
 """In-process helpers: agents and raw nodes on loopback, and condition waits."""
 
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,7 +10,6 @@ from bzzz.agent import Agent
 from bzzz.config import Config
 from bzzz.identity import load_or_create
 from bzzz.p2p.node import P2PNode
-from bzzz.testing.wait import WaitTimeout
 
 T = TypeVar("T")
 
@@ -40,22 +38,6 @@ async def start_node(nursery, tmp_path, name: str, **kw) -> P2PNode:
     node = P2PNode(load_or_create(tmp_path / name), ["/ip4/127.0.0.1/tcp/0"], mdns=False, **kw)
     await nursery.start(node.run)
     return node
-
-
-async def wait_until_async(
-        check: Callable[[], Awaitable[T]],
-        timeout: float,  # noqa: ASYNC109 -- as wait_until's: the deadline is part of the wait
-        what: str = "condition", *, interval: float = 0.02) -> T:
-    """``bzzz.testing.wait.wait_until`` for a condition read by awaiting (a server's HTTP
-    answer): await ``check()`` until it returns something truthy and return that; at the
-    deadline raise ``WaitTimeout``. Errors from ``check`` are not retried."""
-    with trio.move_on_after(timeout):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await trio.sleep(interval)
-    raise WaitTimeout(f"timed out after {timeout} s waiting for {what}")
 
 
 async def unix_exchange(path: Path, data: bytes, *, until: bytes | None = None) -> bytes:

@@ -10,9 +10,7 @@ from bzzz.claim.lease import Claim
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
-from bzzz.testing.wait import wait_until
-
-from .helpers import wait_until_async
+from bzzz.testing.wait import wait_until, wait_until_async
 
 BOTS = [f"bot{i}" for i in range(4)]
 SEED = {"users": [{"login": "owner", "token": "t-owner"},

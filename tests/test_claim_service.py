@@ -7,9 +7,7 @@ from bzzz.github.client import GitHubClient
 from bzzz.claim.service import ClaimService, ClaimSettings
 from bzzz.decisions import MemoryDecisionLog
 from bzzz.devhub import DevHubThread
-from bzzz.testing.wait import wait_until
-
-from .helpers import wait_until_async
+from bzzz.testing.wait import wait_until, wait_until_async
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}

@@ -8,10 +8,10 @@ import trio
 
 from bzzz.help.messages import add_hop, new_request
 from bzzz.help.service import HELP_PROTOCOL
-from bzzz.testing.wait import wait_until
+from bzzz.testing.wait import wait_until, wait_until_async
 from libp2p.peer.id import ID
 
-from .helpers import start_agent, wait_until_async
+from .helpers import start_agent
 
 
 async def probe(agent, needs, wait=2.0):

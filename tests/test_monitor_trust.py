@@ -14,9 +14,9 @@ from bzzz.claim.gitlock import ClaimLock
 from bzzz.config import Config
 from bzzz.devhub import DevHubThread
 from bzzz.monitor.node import Monitor
-from bzzz.testing.wait import wait_until
+from bzzz.testing.wait import wait_until, wait_until_async
 
-from .helpers import start_agent, wait_until_async
+from .helpers import start_agent
 from .test_bridge import Receiver, start_receiver
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from bzzz.testing.wait import WaitTimeout, wait_for, wait_until
+from bzzz.testing.wait import WaitTimeout, wait_for, wait_until, wait_until_async
 
 
 def test_wait_for_returns_the_truthy_value_and_retries_errors():
@@ -43,3 +43,18 @@ async def test_wait_until_lets_errors_out_unless_told_to_retry(autojump_clock):
         await wait_until(broken, 1)
     with pytest.raises(WaitTimeout, match="KeyError"):
         await wait_until(broken, 1, retry=(KeyError,))
+
+
+async def test_wait_until_async_awaits_its_condition(autojump_clock):
+    n = itertools.count()
+
+    async def check():
+        return next(n) >= 3 and "ready"
+
+    assert await wait_until_async(check, 5) == "ready"
+
+    async def never():
+        return None
+
+    with pytest.raises(WaitTimeout, match="waiting for the answer"):
+        await wait_until_async(never, 1, what="the answer")

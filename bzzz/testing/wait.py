@@ -15,7 +15,7 @@ state is a bug to see at once).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
@@ -55,11 +55,22 @@ async def wait_until(predicate: Callable[[], T],
                      what: str = "condition", *, interval: float = 0.02,
                      retry: tuple[type[BaseException], ...] = ()) -> T:
     """Poll ``predicate`` (in trio) until it returns something truthy; return that."""
+    async def read() -> T:
+        return predicate()
+    return await wait_until_async(read, timeout, what, interval=interval, retry=retry)
+
+
+async def wait_until_async(check: Callable[[], Awaitable[T]],
+                           timeout: float = 10.0,  # noqa: ASYNC109 -- as wait_until's
+                           what: str = "condition", *, interval: float = 0.02,
+                           retry: tuple[type[BaseException], ...] = ()) -> T:
+    """``wait_until`` for a condition read by awaiting (a server's HTTP answer): await
+    ``check()`` until it returns something truthy and return that."""
     last_exc: BaseException | None = None
     with trio.move_on_after(timeout):
         while True:
             try:
-                value = predicate()
+                value = await check()
                 if value:
                     return value
             except retry as exc:
