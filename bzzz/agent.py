@@ -31,7 +31,7 @@ from .decisions import open_data_dir
 from .errors import SetupError
 from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
-from .exec.llm import Endpoint
+from .exec.llm import Endpoint, root_url
 from .exec.llmexec import LLMExecutor
 from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
@@ -132,6 +132,7 @@ class Agent:
                                                        self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
         self.work: RepoWork | None = None
+        self._llm_keys: dict[Path, credentials.SecretFile] = {}
         endpoints = self._llm_endpoints()
         self.llm: LLMExecutor | None = LLMExecutor(
             endpoints, first_token_timeout=config.llm_first_token_timeout) if endpoints else None
@@ -493,17 +494,23 @@ class Agent:
             self.decisions.close()
             self.datalease.release()
 
+    def _llm_key(self, path: Path | None) -> credentials.SecretFile | None:
+        """An [[llm]] key file, read once and re-read when it changes (the key rotates
+        without a restart); the llm executor and the gateway's model routes share it."""
+        if path is None:
+            return None
+        if path not in self._llm_keys:
+            self._llm_keys[path] = _secret_file(path, "llm api_key_file")
+        return self._llm_keys[path]
+
     def _llm_endpoints(self) -> list[Endpoint]:
         cfg = self.config
         out = []
         for e in cfg.llm:
             if e.kind == "anthropic":
                 continue  # for coding agents, through the gateway (model_routes)
-            # re-read when the file changes: the key rotates without a restart
-            key = (_secret_file(e.api_key_file, "llm api_key_file")
-                   if e.api_key_file is not None else None)
             out.append(Endpoint(e.url.rstrip("/"), e.kind, list(e.models), e.name or e.url,
-                                key, e.context))
+                                self._llm_key(e.api_key_file), e.context))
         if not out and (cfg.ollama_url or cfg.detect_capabilities):
             url = (cfg.ollama_url or caps_mod.DEFAULT_OLLAMA_URL).rstrip("/")
             out.append(Endpoint(url, "ollama", [], "ollama"))
@@ -516,9 +523,8 @@ class Agent:
         for i, e in enumerate(self.config.llm, 1):
             name = "".join(c if c.isalnum() or c in "-_." else "-" for c in e.name)[:40] \
                 or f"llm{i}"
-            secret = (_secret_file(e.api_key_file, "llm api_key_file")
-                      if e.api_key_file is not None else None)
-            out.append(ModelEndpoint(name, e.url.strip().rstrip("/").removesuffix("/v1"), e.kind,
+            secret = self._llm_key(e.api_key_file)
+            out.append(ModelEndpoint(name, root_url(e.url), e.kind,
                                      secret.get if secret is not None else lambda: None,
                                      e.price_in, e.price_out))
         return out

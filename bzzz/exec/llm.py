@@ -94,7 +94,7 @@ def estimate_tokens(text: str) -> int:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def _base(url: str) -> str:
+def root_url(url: str) -> str:
     """The server's root: no trailing slash, no ``/v1`` (OpenAI base URLs often carry it)."""
     base = url.strip().rstrip("/")
     if base.endswith("/v1"):
@@ -113,7 +113,7 @@ def _shown(url: str) -> str:
 
 
 def _label(ep: Endpoint) -> str:
-    return ep.name or _shown(_base(ep.url))
+    return ep.name or _shown(root_url(ep.url))
 
 
 def _secs(value: float) -> str:
@@ -219,7 +219,7 @@ async def probe(http: httpx.AsyncClient, ep: Endpoint,
     what answers speaks neither API."""
     if ep.kind not in KINDS:
         raise ValueError(f"unknown endpoint kind {ep.kind!r}")
-    base = _base(ep.url)
+    base = root_url(ep.url)
     headers = _headers(ep)
     kind = ep.kind
     if kind == "auto" and ep.url.strip().rstrip("/").endswith("/v1"):
@@ -288,7 +288,7 @@ async def context_length(http: httpx.AsyncClient, ep: Endpoint, model: str,
     if ep.kind != "ollama":
         return None
     try:
-        resp = await http.post(_base(ep.url) + "/api/show", json={"model": model},
+        resp = await http.post(root_url(ep.url) + "/api/show", json={"model": model},
                                headers=_headers(ep), timeout=timeout)
     except httpx.HTTPError as exc:
         raise _probe_down(ep, exc, timeout) from None
@@ -392,7 +392,7 @@ def _chat_request(ep: Endpoint, model: str, messages: list[dict[str, Any]],
     msgs = list(messages)
     if system is not None:
         msgs.insert(0, {"role": "system", "content": system})
-    base = _base(ep.url)
+    base = root_url(ep.url)
     if ep.kind == "ollama":
         body: dict[str, Any] = {"model": model, "messages": msgs, "stream": True}
         options: dict[str, Any] = {}

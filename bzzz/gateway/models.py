@@ -179,9 +179,8 @@ async def forward(client: trio.abc.Stream, http: httpx.AsyncClient, ep: ModelEnd
     out.update(ep.credential())
     out["accept-encoding"] = "identity"  # so the answer can be read for its usage
     use.requests += 1
-    egress.use(f"llm:{ep.name}", 0).requests += 1
-    if route.charge(requests=1, bytes_=len(body)):
-        raise GatewayRefusal(429, route.charge() or "a budget is spent")
+    if why := route.charge(requests=1, bytes_=len(body)):
+        raise GatewayRefusal(429, why)
     request = http.build_request(method, ep.root + path, headers=out, content=body)
     try:
         answer = await http.send(request, stream=True)

@@ -68,7 +68,6 @@ class Route:
     spend: Spend = field(default_factory=Spend)
     daily_budget: Budget = field(default_factory=Budget)  # the repository's, today
     daily: Spend = field(default_factory=Spend)  # shared by the repository's tasks today
-    exceeded: str | None = None  # the budget passed, as a sentence: nothing more goes out
     on_exceeded: Callable[[str], None] = lambda why: None  # the task is stopped
 
     def charge(self, *, tokens: int = 0, requests: int = 0, bytes_: int = 0,
@@ -80,11 +79,15 @@ class Route:
             why = self.spend.over(self.budget, "the task's") or self.daily.over(
                 self.daily_budget, "the repository's daily")
             if why is not None:
-                self.exceeded = why
                 self.egress.budget_exceeded = why
                 log.info("task budget spent", extra={"task": self.task, "why": why})
                 self.on_exceeded(why)
         return self.exceeded
+
+    @property
+    def exceeded(self) -> str | None:
+        """The budget passed, as a sentence (on the task's account): nothing more goes out."""
+        return self.egress.budget_exceeded
 
     def meter(self, model: str, tokens_in: int, tokens_out: int) -> None:
         """Tokens the node spent for this task outside the route (the llm executor's own
@@ -95,11 +98,11 @@ class Route:
         self.charge(tokens=tokens_in + tokens_out)
 
     def check(self) -> None:
-        """Refuse at once once a budget is spent."""
-        if self.exceeded is None:
-            self.charge()  # nothing spent: another task may have used up the day's budget
-        if self.exceeded is not None:
-            raise GatewayRefusal(429, self.exceeded)
+        """Refuse at once once a budget is spent (another task may have used up the
+        repository's day)."""
+        why = self.charge()
+        if why is not None:
+            raise GatewayRefusal(429, why)
 
     def env(self) -> dict[str, str]:
         """What the task's environment gets: the proxy, and its model routes."""
@@ -277,8 +280,8 @@ class Gateway:
         rule = route.allow.allows(host, port)
         if rule is None:
             raise GatewayRefusal(403, f"{target} is not on this task's allowlist", target)
-        if route.charge(requests=1):
-            raise GatewayRefusal(429, route.exceeded or "a budget is spent")
+        if why := route.charge(requests=1):
+            raise GatewayRefusal(429, why)
         addrs = await _resolve(rule, host, port)
         if not addrs:
             raise GatewayRefusal(403, f"{target} resolves to no address the gateway may dial",
