@@ -55,3 +55,15 @@ async def unix_exchange(path: Path, data: bytes, *, until: bytes | None = None) 
                 break
     await stream.aclose()
     return out
+
+
+async def read_request_head(stream: trio.abc.ReceiveStream) -> bytes | None:
+    """What a test's HTTP server reads first: bytes up to and past the blank line after the
+    head (None: the client closed before it)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    return buf

@@ -15,7 +15,8 @@ from bzzz.gateway.allow import PRESETS, Allowlist, EgressError, Rule, parse
 from bzzz.gateway.policy import Egress, dialable
 from bzzz.gateway.proxy import Gateway
 
-from .helpers import unix_exchange
+from .conftest import require
+from .helpers import read_request_head, unix_exchange
 
 # -- the allowlist -----------------------------------------------------------------------------
 
@@ -85,12 +86,9 @@ async def _origin(task_status=trio.TASK_STATUS_IGNORED):
     echoes whatever follows a line 'ECHO'."""
 
     async def handle(stream):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                return
-            buf += chunk
+        buf = await read_request_head(stream)
+        if buf is None:
+            return
         line = buf.split(b"\r\n", 1)[0]
         if line == b"ECHO":
             rest = buf.split(b"\r\n\r\n", 1)[1]
@@ -184,11 +182,11 @@ print(" ".join(out))
 """
 
 
-@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
 async def test_in_a_sandbox_the_gateway_is_the_only_way_out(tmp_path):
     """A raw socket to the host's loopback (v4 and v6), link-local or the LAN fails in the
     sandbox's own network namespace, DNS does not resolve, and the proxy variables' address
     reaches the gateway."""
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
     python = SYSTEM_PYTHON
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)

@@ -20,13 +20,16 @@ from bzzz.hyperlog.store import read_entries
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
+from .conftest import require
 from .helpers import free_port
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap") or not shutil.which("curl"),
-                                reason="needs bubblewrap and curl")
+@pytest.fixture(autouse=True)
+def _tools():
+    require(shutil.which("bwrap") is not None and shutil.which("curl") is not None,
+            "needs bubblewrap and curl")
 
 
 class _Origin(http.server.BaseHTTPRequestHandler):

@@ -24,7 +24,12 @@ from bzzz.gateway import inside
 from bzzz.gateway.allow import Allowlist
 from bzzz.gateway.proxy import Gateway, Route
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
+from .conftest import require
+from .helpers import read_request_head
+
+@pytest.fixture(autouse=True)
+def _bwrap():
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
 
 RUN_LIMIT = 60  # seconds for one client in its sandbox
 
@@ -38,12 +43,9 @@ async def _serve(files: dict[str, tuple[str, bytes]], seen: list[str],
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:
-            buf = b""
-            while b"\r\n\r\n" not in buf:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                buf += chunk
+            buf = await read_request_head(stream)
+            if buf is None:
+                return
             method, path, _ = buf.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
             seen.append(path)
             found = files.get(path.split("?", 1)[0])
@@ -91,8 +93,7 @@ def box(tmp_path):
 @pytest.fixture
 def gw(tmp_path):
     gateway = Gateway(tmp_path / "gw")
-    if not gateway.python:
-        pytest.skip("no system python3 for the forwarder")
+    require(bool(gateway.python), "no system python3 for the forwarder")
     return gateway
 
 
@@ -137,8 +138,8 @@ def _pip_python() -> str | None:
 PIP_PYTHON = _pip_python()
 
 
-@pytest.mark.skipif(PIP_PYTHON is None, reason="pip is not installed")
 async def test_pip_installs_from_an_allowed_index_and_is_refused_by_one_not_allowed(gw, box):
+    require(PIP_PYTHON is not None, "pip is not installed")
     python = PIP_PYTHON
     wheel_name, wheel = _wheel("gwprobe", "1.0")
     digest = hashlib.sha256(wheel).hexdigest()
@@ -202,8 +203,8 @@ def _npm_package(name: str, version: str) -> bytes:
 NPM = shutil.which("npm")
 
 
-@pytest.mark.skipif(NPM is None, reason="npm is not installed")
 async def test_npm_installs_from_an_allowed_registry(gw, box):
+    require(NPM is not None, "npm is not installed")
     tgz = _npm_package("gwprobe", "1.0.0")
     seen: list[str] = []
     files: dict[str, tuple[str, bytes]] = {}
@@ -251,10 +252,10 @@ def hub():
         yield d
 
 
-@pytest.mark.skipif(not shutil.which("git"), reason="git is not installed")
 async def test_git_clones_over_http_from_an_allowed_host(gw, box, hub):
     """A private repository: git's first request gets devhub's 401, its second carries the
     token from the URL, and the pack comes: all pass the gateway as they are."""
+    require(shutil.which("git") is not None, "git is not installed")
     port = int(hub.url.rsplit(":", 1)[1])
     remote = f"http://x-access-token:t-alice@127.0.0.1:{port}/alice/notes.git"
     async with gw.route("git", Allowlist.build([f"127.0.0.1:{port}"])) as route:

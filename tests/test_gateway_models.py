@@ -4,13 +4,13 @@ reach scripted model servers with the keys the gateway holds; the sandbox never 
 the tokens the gateway counts are the servers' own, streams included."""
 
 import http.server
+import importlib.util
 import json
 import shutil
 import sys
 import threading
 from pathlib import Path
 
-import pytest
 import trio
 
 from bzzz.gateway import forwarder, inside
@@ -20,6 +20,7 @@ from bzzz.gateway.proxy import Gateway
 from bzzz.gateway.usage import Meter
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 
+from .conftest import require
 from .helpers import unix_exchange
 
 REAL_KEY = "sk-real-key-held-by-the-agent"
@@ -153,11 +154,10 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
 async def test_official_clients_in_a_sandbox_use_the_agents_keys_through_the_gateway(tmp_path):
-    pytest.importorskip("openai")
-    pytest.importorskip("anthropic")
-    pytest.importorskip("ollama")
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    require(all(importlib.util.find_spec(m) for m in ("openai", "anthropic", "ollama")),
+            "the openai, anthropic and ollama clients are not installed (the test extras)")
     _Anthropic.served = []
     claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Anthropic)
     threading.Thread(target=claude.serve_forever, daemon=True).start()
