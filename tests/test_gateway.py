@@ -4,6 +4,7 @@ sandbox whose network namespace holds nothing else."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from bzzz.gateway import forwarder
 from bzzz.gateway.allow import PRESETS, Allowlist, EgressError, Rule, parse
 from bzzz.gateway.policy import Egress, dialable
 from bzzz.gateway.proxy import Gateway
+from bzzz.testing.wait import wait_until
 
 from .conftest import require
 from .helpers import read_request_head, unix_exchange
@@ -215,3 +217,29 @@ def test_the_forwarder_passes_the_exit_status(tmp_path):
                            str(tmp_path / "none"), "--", sys.executable, "-c",
                            "raise SystemExit(7)"]).returncode
     assert code == 7
+
+
+async def test_a_task_cannot_hold_more_than_its_share_of_connections(tmp_path):
+    """Each connection holds descriptors of the agent's: past MAX_CONNECTIONS at once a task's
+    next ones are closed at once and counted, and the route serves again when they go."""
+    from bzzz.gateway.proxy import MAX_CONNECTIONS
+    gw = Gateway(tmp_path / "gw")
+    async with gw.route("t", Allowlist()) as route:
+        held = []
+        for _ in range(MAX_CONNECTIONS):  # silent: each waits for a request head
+            sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            await sock.connect(str(route.socket_path))
+            held.append(trio.SocketStream(sock))
+        await wait_until(lambda: route.connections == MAX_CONNECTIONS, 10,
+                         what="the held connections served")
+        extra = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await extra.connect(str(route.socket_path))
+        with trio.fail_after(10):
+            assert await extra.recv(100) == b""  # closed at once, nothing read
+        extra.close()
+        assert "(too many connections)" in route.egress.refused
+        for stream in held:
+            await stream.aclose()
+        await wait_until(lambda: route.connections == 0, 10, what="the connections gone")
+        out = await unix_exchange(route.socket_path, b"CONNECT x.org:443 HTTP/1.1\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 403")

@@ -26,7 +26,7 @@ from ..kinds import Decision
 from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
 from ..exec.shell import Result
-from ..gateway.allow import REPO_FILE, Allowlist, EgressError, repo_entries
+from ..gateway.allow import REPO_FILE, REPO_FILE_MAX, Allowlist, EgressError, repo_entries
 from ..gateway.proxy import Route
 from ..github.client import GitHubError, Unavailable
 from ..github.markers import find_markers
@@ -455,7 +455,8 @@ class Attempt:
         path = job.workspace / REPO_FILE
         try:
             if path.is_file() and not path.is_symlink():
-                asked = repo_entries(path.read_text(errors="replace")[:65536])
+                with path.open("rb") as f:  # a repository's file: read no more than needed
+                    asked = repo_entries(f.read(REPO_FILE_MAX).decode(errors="replace"))
         except (EgressError, OSError) as exc:
             log.warning("the repository's egress settings are not used", extra={
                 "task": job.task_id, "error": str(exc)})

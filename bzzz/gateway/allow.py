@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
-__all__ = ["PRESETS", "REPO_FILE", "Allowlist", "EgressError", "Rule", "WEB_PORTS", "parse",
+__all__ = ["PRESETS", "REPO_FILE", "REPO_FILE_MAX", "Allowlist", "EgressError", "Rule", "WEB_PORTS", "parse",
            "parse_all", "repo_entries"]
 
 WEB_PORTS = frozenset({80, 443})
@@ -41,6 +41,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 # a repository's own settings for its tasks, at its root: ``[task] egress = ["@npm"]``
 REPO_FILE = ".bzzz.toml"
+REPO_FILE_MAX = 64 * 1024  # bytes of it read
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 

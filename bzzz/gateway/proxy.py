@@ -48,6 +48,7 @@ HEAD_LIMIT = 16 * 1024  # bytes of a request's head
 HEAD_TIMEOUT = 10.0  # seconds for a client to send its request's head
 CONNECT_TIMEOUT = 10.0  # seconds to reach an allowed host
 CHUNK = 64 * 1024
+MAX_CONNECTIONS = 64  # a task's connections open at once (each holds agent descriptors)
 HOSTS_COUNTED = 200  # distinct refused hosts the node's metrics name
 MODEL_TIMEOUT = 600.0  # seconds a model may think before its answer's next bytes
 HOP_HEADERS = {b"proxy-connection", b"proxy-authorization", b"connection", b"keep-alive"}
@@ -69,6 +70,7 @@ class Route:
     daily_budget: Budget = field(default_factory=Budget)  # the repository's, today
     daily: Spend = field(default_factory=Spend)  # shared by the repository's tasks today
     on_exceeded: Callable[[str], None] = lambda why: None  # the task is stopped
+    connections: int = 0  # open on the socket now
 
     def charge(self, *, tokens: int = 0, requests: int = 0, bytes_: int = 0,
                cost: float = 0.0) -> str | None:
@@ -191,24 +193,36 @@ class Gateway:
 
     async def _serve(self, client: trio.abc.Stream, route: Route) -> None:
         async with client:
+            if route.connections >= MAX_CONNECTIONS:  # the agent's descriptors are not the
+                self._refused(route, "(too many connections)",  # task's to use up
+                              f"more than {MAX_CONNECTIONS} connections at once")
+                return
+            route.connections += 1
             try:
                 head, rest = await _read_head(client)
                 await self._dispatch(client, route, head, rest)
             except GatewayRefusal as refused:
                 if refused.counted:
-                    route.egress.refuse(refused.counted, refused.why)
-                    host = refused.counted.rsplit(":", 1)[0]
-                    if host not in self.refused_by_host and \
-                            len(self.refused_by_host) >= HOSTS_COUNTED:
-                        host = "(other)"  # a task inventing names cannot grow the metrics
-                    self.refused_by_host[host] += 1
-                    log.info("task egress refused", extra={
-                        "task": route.task, "target": refused.counted, "why": refused.why})
+                    self._refused(route, refused.counted, refused.why)
                 with closing_quietly(log, "a refused request"):
                     await _answer(client, refused.status, refused.why)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 log.debug("a task's connection ended", extra={
                     "task": route.task, "error": type(exc).__name__})
+            finally:
+                route.connections -= 1
+
+    def _refused(self, route: Route, target: str, why: str) -> None:
+        """Count a refusal on the task's account and the node's metrics; logged the first
+        time a task is refused a target (a task retrying in a loop cannot flood the log)."""
+        if target not in route.egress.refused:
+            log.info("task egress refused", extra={"task": route.task, "target": target,
+                                                   "why": why})
+        route.egress.refuse(target, why)
+        host = target.rsplit(":", 1)[0]
+        if host not in self.refused_by_host and len(self.refused_by_host) >= HOSTS_COUNTED:
+            host = "(other)"  # a task inventing names cannot grow the metrics
+        self.refused_by_host[host] += 1
 
     async def _dispatch(self, client: trio.abc.Stream, route: Route, head: bytes,
                         rest: bytes) -> None:
