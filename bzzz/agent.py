@@ -435,7 +435,14 @@ class Agent:
                   if p is not None]
         if cfg.task_network == "gateway" and cfg.sandbox != "none":
             # sockets and the forwarder where a task's user can reach its own socket by name
-            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")),
+            # the engine mounts a container task's socket from the host's side: an agent in
+            # a container keeps the sockets under its workspace root, which the host shares
+            # (bzzz/exec/sidecar.py)
+            place = (self.workroot if cfg.sandbox == "container" or cfg.task_workspace_host_dir
+                     else None)
+            if place is not None:
+                place.mkdir(parents=True, exist_ok=True)
+            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-", dir=place)),
                                    models=self.model_routes(),
                                    budget=Budget(**cfg.task_budget.model_dump()),
                                    daily_budget=Budget(**cfg.task_budget_daily.model_dump()))
@@ -447,7 +454,8 @@ class Agent:
                 limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids,
                               disk=cfg.task_disk),
                 user=self.task_user, workspace_host_dir=cfg.task_workspace_host_dir,
-                workspace_root=self.workroot, cgroup=cfg.task_cgroup, gateway=self.gateway)
+                workspace_root=self.workroot, cgroup=cfg.task_cgroup, gateway=self.gateway,
+                gateway_image=cfg.gateway_image)
         except SandboxError as exc:
             raise AgentError(f"sandbox: {exc}") from None
         reaped = await self.sandbox.reap()
@@ -460,6 +468,11 @@ class Agent:
         else:
             log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
                                                   "reaped": reaped})
+            note = getattr(self.sandbox, "gateway_note", "")
+            if cfg.task_network == "gateway" and note:
+                log.warning("container tasks get no network at all: the task gateway cannot "
+                            "be offered (%s); set gateway_image to an image with python3 "
+                            "(the agent's own image has one)", note)
             if cfg.task_network in SHARED:
                 log.warning("tasks reach the network directly (task_network = \"%s\"), not "
                             "only what task_egress allows through the task gateway",

@@ -362,10 +362,14 @@ class Config(BaseModel):
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     task_image: str = "debian:bookworm-slim"  # the container executor's default image
     # "gateway": only the node's task gateway, which lets through what task_egress names
-    # (docs/gateway.md; containers: no network yet); "none": loopback only; "host" (or
+    # (docs/gateway.md); "none": loopback only; "host" (or
     # "bridge"): the network as the host has it (bwrap) or the engine's bridge (containers),
     # an explicit opt-out the agent logs
     task_network: Literal["gateway", "host", "bridge", "none"] = "gateway"
+    # container tasks: the image of the side container that offers a task its gateway (any
+    # image with python3, e.g. the agent's own; default: task_image). Without python3 in it,
+    # container tasks get no network at all (the start-up line says so).
+    gateway_image: str | None = None
     # what a task may reach through the gateway: host, *.domain, host:port, @preset
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress
