@@ -228,9 +228,9 @@ def test_a_repository_adds_egress_within_the_nodes_ceiling(tmp_path, workdir):
     wanted.shutdown()
 
 
-def _llm_result(tmp_path, workdir, hub, fake, mark, **env):
+def _llm_result(tmp_path, workdir, hub, fake, mark, price=None, **env):
     owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-    llm = json.dumps([{"url": fake.url, "name": "local"}])
+    llm = json.dumps([{"url": fake.url, "name": "local", **(price or {})}])
     with _running(tmp_path, _agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
                                        BZZZ_DETECT_CAPABILITIES="off", **env)):
         owner.post("/repos/owner/tasks/issues", json={
@@ -243,12 +243,14 @@ def _llm_result(tmp_path, workdir, hub, fake, mark, **env):
 
 def test_the_llm_executors_own_calls_are_on_the_tasks_account(tmp_path, workdir):
     with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
-        body = _llm_result(tmp_path, workdir, hub, fake, "🤖")
+        body = _llm_result(tmp_path, workdir, hub, fake, "🤖",
+                           price={"price_in": 3.0, "price_out": 15.0})
         chat = [r for r in fake.app.requests if "chat" in r["path"]][-1]
         served_in = FakeOllama._prompt_tokens(chat["body"])
         served_out = len(fake.app.models["llama3:latest"].reply)
-        assert f"🤖 Model `llama3`: 0 requests, {served_in:,} tokens in, {served_out:,} out" \
-            in body, body
+        cost = (served_in * 3.0 + served_out * 15.0) / 1e6  # priced as the endpoint says
+        assert (f"🤖 Model `llama3`: 0 requests, {served_in:,} tokens in, {served_out:,} out, "
+                f"about ${cost:,.4f}.") in body, body
 
 
 def test_a_budget_stops_the_llm_executor_midway(tmp_path, workdir):

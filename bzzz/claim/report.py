@@ -59,6 +59,7 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"🤖 Model `{name}`: {int(use.get('requests', 0))} requests, "
                      f"{int(use.get('tokens_in', 0)):,} tokens in, "
                      f"{int(use.get('tokens_out', 0)):,} out"
+                     + (f", about ${float(use['cost']):,.4f}" if use.get("cost") else "")
                      + (f", {int(use['refused'])} refused" if use.get("refused") else "") + ".")
     if doc.get("budget_exceeded"):
         lines.append(f"⛔ Stopped: {doc['budget_exceeded']}.")

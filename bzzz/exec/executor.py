@@ -48,7 +48,8 @@ class Job:
     # model tokens the executor itself spends (model, in, out), as they come: onto the task's
     # account and budgets in the node's gateway (the llm executor; a sandboxed task's own
     # model calls are counted by its gateway route)
-    meter: Callable[[str, int, int], None] = lambda model, tokens_in, tokens_out: None
+    # (model, tokens in, tokens out, the endpoint's root URL: its price)
+    meter: Callable[[str, int, int, str], None] = lambda model, tokens_in, tokens_out, root: None
 
 
 @dataclass

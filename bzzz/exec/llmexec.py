@@ -31,7 +31,8 @@ import trio
 
 from ..redact import redact
 from .executor import Job, Outcome
-from .llm import Answer, Endpoint, LLMError, context_length, estimate_tokens, probe, stream_chat
+from .llm import (Answer, Endpoint, LLMError, context_length, estimate_tokens, probe,
+                  root_url, stream_chat)
 from .shell import Result
 
 DEFAULT_SYSTEM = ("You are a careful software engineer working in a repository. Answer the "
@@ -170,14 +171,15 @@ class LLMExecutor:
                 temperature=temperature, max_tokens=max_tokens,
                 connect_timeout=self.connect_timeout,
                 first_token_timeout=min(self.first_token_timeout, job.timeout),
-                total_timeout=job.timeout, on_delta=_progress(job, seen, model))
+                total_timeout=job.timeout, on_delta=_progress(job, seen, model, root_url(ep.url)))
         except LLMError as exc:
             return _failed(job, start, f"{model} at {ep.name or 'its endpoint'}: {exc}",
                            [f"llm:{model}"] if exc.helpable else [],
                            status="timeout" if exc.kind == "timeout" else "failed")
         # the server's own counts replace the one-per-piece estimate made while it streamed
         job.meter(model, answer.prompt_tokens or 0,
-                  (answer.tokens if answer.tokens is not None else seen.pieces) - seen.pieces)
+                  (answer.tokens if answer.tokens is not None else seen.pieces) - seen.pieces,
+                  root_url(ep.url))
         await self._record(job, answer.text, _notes(left_out, answer.finish_reason, max_tokens))
         return Outcome(_result(job, start, model, answer, seen.first_at))
 
@@ -238,7 +240,7 @@ class _Streamed:
     pieces: int = 0  # pieces so far: what the meter was told (one token a piece)
 
 
-def _progress(job: Job, seen: _Streamed, model: str) -> Callable[[str], None]:
+def _progress(job: Job, seen: _Streamed, model: str, root: str) -> Callable[[str], None]:
     """The stream's text as the job's progress (every eighth piece, its last 2000
     characters); each piece told to the job's meter, so a budget sees the answer grow."""
     pieces: list[str] = []
@@ -247,7 +249,7 @@ def _progress(job: Job, seen: _Streamed, model: str) -> Callable[[str], None]:
         if seen.first_at is None:
             seen.first_at = time.time()
         seen.pieces += 1
-        job.meter(model, 0, 1)
+        job.meter(model, 0, 1, root)
         pieces.append(text)
         if len(pieces) % 8 == 0:
             job.progress("".join(pieces)[-2000:])
