@@ -386,7 +386,8 @@ class Agent:
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
             keep_workspaces=cfg.keep_workspaces, input_timeout=cfg.github.input_timeout,
-            progress_interval=cfg.progress_interval, gateway=self.gateway,
+            progress_interval=cfg.progress_interval, waiting_notice=cfg.waiting_notice,
+            gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))

@@ -343,6 +343,9 @@ class Config(BaseModel):
     llm_first_token_timeout: float = Field(default=120.0, gt=0)
     # a long llm or agent run keeps one comment updated at most this often (seconds; 0: off)
     progress_interval: float = Field(default=30.0, ge=0)
+    # seconds a task no live node can take waits before the mesh says so on the issue (one
+    # comment naming what is missing, and the bzzz:waiting label; 0: never)
+    waiting_notice: float = Field(default=30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the

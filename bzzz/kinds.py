@@ -43,6 +43,7 @@ class Decision(StrEnum):
     ATTEMPT_FAILED = "attempt_failed"
     ATTEMPT_CRASHED = "attempt_crashed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # no live node can take the task: the mesh said so on the issue
     # what a task ends in
     RESULT = "result"
     PULL_REQUEST = "pull_request"

@@ -293,7 +293,8 @@ class Attempt:
         task, svc, s = self.task, self.svc, self.s
         # it runs: no longer waiting (the PATCH below replaces the labels from this read)
         self.fresh["labels"] = [x for x in self.fresh.get("labels") or [] if not (
-            isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
+            isinstance(x, dict) and x.get("name") in (STATE_LABELS["needs-approval"],
+                                                      STATE_LABELS["waiting"]))]
         self.key, self.generation = f"{s.node_id}:{held.claim.generation}", held.claim.generation
         svc._decide(Decision.TAKEN_OVER if held.taken_over else Decision.CLAIMED, task,
                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,

@@ -71,7 +71,8 @@ class Reporter:
 
     async def finish_labels(self, task: Task, state_label: str) -> None:
         labels = sorted((task.labels - FINISHED
-                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
+                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"],
+                            STATE_LABELS["waiting"]})
                         | {state_label})
         await self.svc.ops[task.repo].set_labels(task.number, labels)
 
