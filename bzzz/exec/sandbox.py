@@ -59,7 +59,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import trio
 
@@ -285,13 +285,10 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str],
     tail = Tail(max_output)
     start = time.monotonic()
     try:
-        proc = await trio.lowlevel.open_process(
-            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        proc = _Child.start(argv, cwd=cwd, env=env, popen=popen)
     except (OSError, ValueError, UnicodeError, subprocess.SubprocessError) as exc:
         return _refused(f"could not start the task: {exc}")
     output = proc.stdout
-    assert output is not None  # stdout=PIPE
     record = records.add(proc.pid) if records else None
     finished = False
     try:
@@ -308,7 +305,48 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str],
                    tail.total, tail.truncated)
 
 
-async def _supervise(proc: trio.Process, output: trio.abc.ReceiveStream, tail: Tail,
+class _Child:
+    """A task's process, started from the trio thread itself (not from a worker thread, as
+    ``trio.lowlevel.open_process`` does): bubblewrap's ``--die-with-parent`` is tied to the
+    *thread* that started it, and trio ends an idle worker thread after 10 s, which killed
+    every bubblewrap task at 10 s. Started here, the parent thread lives as long as the agent.
+    Waited for through a pidfd, its output read as a trio stream."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        assert popen.stdout is not None  # stdout=PIPE
+        self.stdout = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
+        popen.stdout.close()
+        self._pidfd = os.pidfd_open(popen.pid)
+
+    @classmethod
+    def start(cls, argv: list[str], *, cwd: Path, env: dict[str, str],
+              popen: PopenOptions) -> "_Child":
+        # a fork and an exec: milliseconds in the trio thread, once per task
+        proc = subprocess.Popen(
+            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, text=False, **popen)
+        return cls(cast("subprocess.Popen[bytes]", proc))  # text=False: bytes
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        if self.popen.returncode is None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+            self.popen.wait()
+            os.close(self._pidfd)
+            self._pidfd = -1
+        return self.popen.returncode
+
+    def __del__(self) -> None:
+        if getattr(self, "_pidfd", -1) >= 0:
+            os.close(self._pidfd)
+
+
+async def _supervise(proc: _Child, output: trio.abc.ReceiveStream, tail: Tail,
                      on_output: Callable[[bytes], None] | None,
                      timeout: float,  # noqa: ASYNC109 - the task's limit: ends as "timeout"
                      kill_grace: float) -> str:
@@ -345,7 +383,7 @@ async def _read_output(output: trio.abc.ReceiveStream, tail: Tail,
     done.set()
 
 
-async def _stop(proc: trio.Process, kill_grace: float) -> None:
+async def _stop(proc: _Child, kill_grace: float) -> None:
     """SIGTERM the process's group, SIGKILL it after ``kill_grace``; shielded."""
     with trio.CancelScope(shield=True):
         _kill_group(proc.pid, signal.SIGTERM)
