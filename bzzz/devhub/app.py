@@ -384,11 +384,11 @@ class DevHubApp(PullsAPI):
     # ------------------------------------------------------------------ users and repos
 
     def get_user(self, req: Request) -> Response:
-        return 200, self._r(req).user(req.actor()), {}
+        return 200, self._r(req).user_detail(req.actor(), private=True), {}
 
     def get_named_user(self, req: Request, login: str) -> Response:
         self.hub.user(login)
-        return 200, self._r(req).user(login), {}
+        return 200, self._r(req).user_detail(login, private=False), {}
 
     def get_rate_limit(self, req: Request) -> Response:
         key = f"token:{req.headers.get('authorization', '').partition(' ')[2].strip()}" \
@@ -396,7 +396,13 @@ class DevHubApp(PullsAPI):
         b = self.limits.budget(key, req.login is not None, self.clock.time())
         core = {"limit": b.limit, "remaining": b.remaining, "reset": b.reset, "used": b.used,
                 "resource": "core"}
-        return 200, {"resources": {"core": core}, "rate": core}, {}
+        # devhub limits only the core budget; the others are reported full, as GitHub's
+        # shapes require them (search and graphql always; the rest when the token has them)
+        others = {name: {"limit": limit, "remaining": limit, "reset": b.reset, "used": 0,
+                         "resource": name}
+                  for name, limit in (("search", 30), ("graphql", 5000),
+                                      ("code_search", 10), ("integration_manifest", 5000))}
+        return 200, {"resources": {"core": core, **others}, "rate": core}, {}
 
     def get_repo(self, req: Request, owner: str, repo: str) -> Response:
         return 200, self._r(req).repo(self._repo(req, owner, repo), req.login), {}
@@ -728,9 +734,21 @@ class DevHubApp(PullsAPI):
         return {"type": "Repository", "id": hook["id"], "name": "web", "active": hook["active"],
                 "events": hook["events"], "config": config, "url": url,
                 "test_url": f"{url}/test", "ping_url": f"{url}/pings",
-                "deliveries_url": f"{url}/deliveries",
+                "deliveries_url": f"{url}/deliveries", "last_response": self._last_response(
+                    hook["id"]),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["created_at"])),
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["updated_at"]))}
+
+    def _last_response(self, hook_id: int) -> dict[str, Any]:
+        """GitHub's ``last_response`` of a hook: its latest delivery's outcome."""
+        last = next((d for d in reversed(self.deliveries.deliveries) if d.hook_id == hook_id),
+                    None)
+        if last is None or (last.status_code is None and last.error is None):
+            return {"code": None, "status": "unused", "message": None}
+        if last.status_code is not None and last.status_code < 300:
+            return {"code": last.status_code, "status": "active", "message": "OK"}
+        return {"code": last.status_code, "status": "failed",
+                "message": last.error or f"Invalid HTTP Response: {last.status_code}"}
 
     def _hook(self, r: Repo, hook_id: str) -> dict[str, Any]:
         hook = r.hooks.get(self._number(hook_id))
@@ -760,8 +778,11 @@ class DevHubApp(PullsAPI):
         r = self._writable(req, owner, repo)
         hook = self._hook(r, id)
         out = [{"id": d.id, "guid": d.guid, "event": d.event, "action": d.action,
+                "delivered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.at)),
                 "status_code": d.status_code or 0, "redelivery": d.redelivery,
-                "duration": d.duration, "status": "OK" if d.status_code and d.status_code < 300
+                "duration": d.duration or 0.0, "installation_id": None,
+                "repository_id": r.id, "throttled_at": None,
+                "status": "OK" if d.status_code and d.status_code < 300
                 else (d.error or "pending")}
                for d in reversed(self.deliveries.deliveries) if d.hook_id == hook["id"]]
         return 200, out, {}
@@ -809,8 +830,9 @@ class DevHubApp(PullsAPI):
                 payload["comment"] = render.comment(r, extra["comment"])
             elif isinstance(extra.get("comment"), ReviewComment):
                 payload["comment"] = render.review_comment(r, extra["comment"])
-            if isinstance(extra.get("review"), Review):
+            if isinstance(extra.get("review"), Review):  # a webhook's review state is lower case
                 payload["review"] = render.review(r, extra["review"])
+                payload["review"]["state"] = payload["review"]["state"].lower()
             for key in ("changes", "before", "after"):
                 if key in extra:
                     payload[key] = extra[key]
@@ -997,7 +1019,7 @@ class DevHubApp(PullsAPI):
                              "html_url": f"{req.base}/{r.full_name}/commit/{p}"}
                             for p in c["parents"]],
                 "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                                 "payload": None}}
+                                 "payload": None, "verified_at": None}}
 
     async def create_commit(self, req: Request, owner: str, repo: str) -> Response:
         r = self._writable(req, owner, repo)

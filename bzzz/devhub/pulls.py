@@ -607,7 +607,10 @@ class PullsAPI:
 
     async def get_branch(self, req: Request, owner: str, repo: str, branch: str) -> Response:
         r, sha = await self._branch(req, owner, repo, branch)
-        return 200, self._r(req).branch(r, branch, sha, True), {}
+        render = self._r(req)
+        doc = render.branch(r, branch, sha, True)
+        doc["commit"] = render.commit(r, await self.git.read_commit(r.full_name, sha))
+        return 200, doc, {}
 
     async def get_protection(self, req: Request, owner: str, repo: str, branch: str) -> Response:
         r, _ = await self._branch(req, owner, repo, branch)

@@ -12,6 +12,30 @@ from .state import (REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, R
 from .protection import FLAGS
 
 
+REPO_URLS = {
+    "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
+    "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
+    "collaborators_url": "/collaborators{/collaborator}",
+    "comments_url": "/comments{/number}", "commits_url": "/commits{/sha}",
+    "compare_url": "/compare/{base}...{head}", "contents_url": "/contents/{+path}",
+    "contributors_url": "/contributors", "deployments_url": "/deployments",
+    "downloads_url": "/downloads", "events_url": "/events", "forks_url": "/forks",
+    "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}",
+    "git_tags_url": "/git/tags{/sha}", "hooks_url": "/hooks",
+    "issue_comment_url": "/issues/comments{/number}",
+    "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}",
+    "keys_url": "/keys{/key_id}", "labels_url": "/labels{/name}",
+    "languages_url": "/languages", "merges_url": "/merges",
+    "milestones_url": "/milestones{/number}",
+    "notifications_url": "/notifications{?since,all,participating}",
+    "pulls_url": "/pulls{/number}", "releases_url": "/releases{/id}",
+    "stargazers_url": "/stargazers", "statuses_url": "/statuses/{sha}",
+    "subscribers_url": "/subscribers", "subscription_url": "/subscription",
+    "tags_url": "/tags", "teams_url": "/teams", "trees_url": "/git/trees{/sha}",
+}
+"""Every URL template of GitHub's repository document, after the repository's API URL."""
+
+
 def ts(t: int | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -52,25 +76,58 @@ class Renderer:
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base}/repos/{repo.full_name}"
 
+    def user_detail(self, login: str, private: bool) -> dict[str, Any]:
+        """``GET /users/{login}`` (GitHub's public-user) or, for oneself at ``GET /user``,
+        the private-user (its counts and plan fields too)."""
+        doc = self.user(login)
+        user = self.hub.users.get(login)
+        created = ts(0)
+        owned = [r for r in self.hub.repos.values() if r.owner == login]
+        doc.update({"name": None, "company": None, "blog": "", "location": None,
+                    "email": None, "hireable": None, "bio": None, "twitter_username": None,
+                    "public_repos": sum(1 for r in owned if not r.private), "public_gists": 0,
+                    "followers": 0, "following": 0, "created_at": created,
+                    "updated_at": created})
+        if private:
+            doc.update({"private_gists": 0, "owned_private_repos": sum(
+                1 for r in owned if r.private), "total_private_repos": sum(
+                1 for r in owned if r.private), "disk_usage": 0, "collaborators": 0,
+                "two_factor_authentication": False, "user_view_type": "private"})
+        else:
+            doc["user_view_type"] = "public"
+        if user is None:
+            doc["id"] = 0
+        return doc
+
     def repo(self, repo: Repo, viewer: str | None) -> dict[str, Any]:
+        """GitHub's full repository (every URL template it sends, pointing at devhub)."""
         url = self.repo_url(repo)
-        return {
+        html = f"{self.base}/{repo.full_name}"
+        host = self.base.split("://", 1)[-1]
+        open_issues = sum(1 for i in repo.issues.values() if i.state == "open")
+        doc: dict[str, Any] = {
             "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
             "full_name": repo.full_name, "private": repo.private,
             "visibility": "private" if repo.private else "public",
-            "owner": self.user(repo.owner), "html_url": f"{self.base}/{repo.full_name}",
-            "description": None, "fork": False, "url": url,
-            "issues_url": f"{url}/issues{{/number}}", "labels_url": f"{url}/labels{{/name}}",
-            "git_refs_url": f"{url}/git/refs{{/sha}}", "pulls_url": f"{url}/pulls{{/number}}",
-            "hooks_url": f"{url}/hooks",
-            "clone_url": f"{self.base}/{repo.full_name}.git",
-            "default_branch": repo.default_branch, "has_issues": True, "archived": False,
-            "disabled": False, "open_issues_count": sum(
-                1 for i in repo.issues.values() if i.state == "open"),
+            "owner": self.user(repo.owner), "html_url": html, "description": None,
+            "fork": False, "url": url, "homepage": None, "language": None,
+            "clone_url": f"{html}.git", "git_url": f"git://{host}/{repo.full_name}.git",
+            "ssh_url": f"git@{host}:{repo.full_name}.git", "svn_url": html,
+            "mirror_url": None, "default_branch": repo.default_branch,
+            "has_issues": True, "has_projects": False, "has_wiki": False, "has_pages": False,
+            "has_downloads": False, "has_discussions": False, "archived": False,
+            "disabled": False, "is_template": False, "allow_forking": True,
+            "web_commit_signoff_required": False, "topics": [], "license": None,
+            "forks": 0, "forks_count": 0, "stargazers_count": 0, "watchers": 0,
+            "watchers_count": 0, "size": 0, "open_issues": open_issues,
+            "open_issues_count": open_issues, "network_count": 0, "subscribers_count": 0,
             "created_at": ts(repo.created_at), "updated_at": ts(repo.created_at),
             "pushed_at": ts(repo.created_at),
             "permissions": self.permissions(repo, viewer),
         }
+        for key, tail in REPO_URLS.items():
+            doc[key] = url + tail
+        return doc
 
     @staticmethod
     def permissions(repo: Repo, login: str | None) -> dict[str, bool]:
@@ -156,7 +213,7 @@ class Renderer:
             "id": e.id, "node_id": node_id("Event", e.id),
             "url": f"{self.repo_url(repo)}/issues/events/{e.id}", "actor": self.user(e.actor),
             "event": e.event, "commit_id": None, "commit_url": None,
-            "created_at": ts(e.created_at),
+            "created_at": ts(e.created_at), "performed_via_github_app": None,
         }
         if e.assignee is not None:
             doc["assignee"] = self.user(e.assignee)
@@ -287,7 +344,8 @@ class Renderer:
                        "tree": {"sha": c["tree"], "url": f"{rurl}/git/trees/{c['tree']}"},
                        "comment_count": 0,
                        "verification": {"verified": False, "reason": "unsigned",
-                                        "signature": None, "payload": None}},
+                                        "signature": None, "payload": None,
+                                        "verified_at": None}},
             "author": self.user(self.login_of(c["author"]["name"], c["author"]["email"])),
             "committer": self.user(self.login_of(c["committer"]["name"],
                                                  c["committer"]["email"])),
