@@ -28,7 +28,9 @@ from .clock import Clock
 from .gitstore import GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
-from .render import Renderer
+from .checks_api import ChecksAPI
+from . import graphql as gql
+from .render import Renderer, node_id
 from .apps import InstallationToken
 from ..asgi import Receive, Scope, Send
 from .http import DOCS, Handler, Request, Response, _page, _since
@@ -47,7 +49,7 @@ _SMART_HTTP = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
 
 
-class DevHubApp(PullsAPI):
+class DevHubApp(PullsAPI, ChecksAPI):
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
                  on_change: Callable[[], None] | None = None,
                  git_root: str | None = None, clock: Clock | None = None) -> None:
@@ -86,6 +88,7 @@ class DevHubApp(PullsAPI):
         self._repo_routes()
         self._pull_routes()
         self._git_routes()
+        self._check_routes()
 
     def _user_routes(self) -> None:
         r = self.route
@@ -196,6 +199,24 @@ class DevHubApp(PullsAPI):
         r("GET", R + "/git/matching-refs/{ref*}", self.matching_refs)
         r("PATCH", R + "/git/refs/{ref*}", self.update_ref)
         r("DELETE", R + "/git/refs/{ref*}", self.delete_ref)
+
+    def _check_routes(self) -> None:
+        """Commit statuses, check runs and suites (checks_api.py), and GraphQL's one
+        mutation (graphql.py)."""
+        r = self.route
+        R = "/repos/{owner}/{repo}"
+        r("POST", R + "/statuses/{sha}", self.create_status)
+        r("GET", R + "/commits/{ref}/statuses", self.list_statuses)
+        r("GET", R + "/commits/{ref}/status", self.combined_status)
+        r("GET", R + "/commits/{ref}/check-runs", self.list_check_runs_for_ref)
+        r("GET", R + "/commits/{ref}/check-suites", self.list_check_suites_for_ref)
+        r("POST", R + "/check-runs", self.create_check_run)
+        r("GET", R + "/check-runs/{id}", self.get_check_run)
+        r("PATCH", R + "/check-runs/{id}", self.update_check_run)
+        r("GET", R + "/check-runs/{id}/annotations", self.list_annotations)
+        r("GET", R + "/check-suites/{id}", self.get_check_suite)
+        r("GET", R + "/check-suites/{id}/check-runs", self.list_suite_check_runs)
+        r("POST", "/graphql", self.graphql)
 
     # ------------------------------------------------------------------ ASGI
 
@@ -406,6 +427,45 @@ class DevHubApp(PullsAPI):
 
     def get_repo(self, req: Request, owner: str, repo: str) -> Response:
         return 200, self._r(req).repo(self._repo(req, owner, repo), req.login), {}
+
+    # ------------------------------------------------------------------ GraphQL
+
+    async def graphql(self, req: Request) -> Response:
+        """``POST /graphql``: ``markPullRequestReadyForReview`` only (graphql.py)."""
+        req.actor()  # 401 without a token, as GitHub's GraphQL API
+        doc = req.obj()
+        try:
+            mutation = gql.parse(doc.get("query"), doc.get("variables"))
+            node = mutation.args["input"]["pullRequestId"]
+            found = self._pull_by_node(req, node)
+            if found is None:
+                raise gql.GraphQLError(f"Could not resolve to a node with the global id of "
+                                       f"'{node}'.", "NOT_FOUND", [gql.MUTATION])
+            r, issue = found
+            try:
+                self.hub.mark_ready(r, issue.number, req.actor(), req.now)
+            except HubError as err:
+                raise gql.GraphQLError(err.message, "FORBIDDEN" if err.status == 403
+                                       else "UNPROCESSABLE", [gql.MUTATION]) from None
+            pull = await self.pull_doc(self._r(req), r, issue, req.login, detail=False)
+            values = {"clientMutationId": mutation.args["input"].get("clientMutationId"),
+                      "pullRequest": ("PullRequest", _graphql_pull(pull, r))}
+            data = gql.select(mutation.selections, values,
+                              "MarkPullRequestReadyForReviewPayload", [mutation.alias])
+        except gql.GraphQLError as err:
+            return 200, {"data": None if err.kind != "NOT_FOUND" else {gql.MUTATION: None},
+                         "errors": [err.doc()]}, {}
+        return 200, {"data": {mutation.alias: data}}, {}
+
+    def _pull_by_node(self, req: Request, node: str) -> tuple[Repo, Any] | None:
+        ident = gql.pull_request_id(node)
+        for r in self.hub.repos.values():
+            if not r.can_read(req.login):
+                continue
+            for issue in r.issues.values():
+                if issue.pull is not None and issue.pull["id"] == ident:
+                    return r, issue
+        return None
 
     # ------------------------------------------------------------------ labels
 
@@ -836,12 +896,17 @@ class DevHubApp(PullsAPI):
             for key in ("changes", "before", "after"):
                 if key in extra:
                     payload[key] = extra[key]
-            body = json.dumps(payload).encode()
-            for hook in r.hooks.values():
-                if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
-                    delivery = self.deliveries.new(self.hub.new_id(), hook["id"], event, action,
-                                                   body)
-                    self._send_delivery(hook, delivery)
+            self._deliver(r, event, action, payload)
+
+    def _deliver(self, r: Repo, event: str, action: str | None,
+                 payload: dict[str, Any]) -> None:
+        """A webhook payload to every active hook of ``r`` that subscribed to ``event``."""
+        body = json.dumps(payload).encode()
+        for hook in r.hooks.values():
+            if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
+                delivery = self.deliveries.new(self.hub.new_id(), hook["id"], event, action,
+                                               body)
+                self._send_delivery(hook, delivery)
 
     def _send_delivery(self, hook: dict[str, Any], delivery: Delivery) -> None:
         if self.nursery is not None:
@@ -1222,3 +1287,18 @@ class DevHubApp(PullsAPI):
             self.limits.force_secondary(key, int(doc["secondary_burst"]))
         return 200, {"hourly": self.limits.hourly,
                      "secondary_per_minute": self.limits.secondary_per_minute}, {}
+
+
+def _graphql_pull(pull: dict[str, Any], r: Repo) -> dict[str, Any]:
+    """A pull request's GraphQL fields, from its REST document."""
+    state = "MERGED" if pull["merged"] else pull["state"].upper()
+    return {"id": pull["node_id"], "databaseId": pull["id"], "number": pull["number"],
+            "isDraft": pull["draft"], "state": state, "closed": pull["state"] == "closed",
+            "merged": pull["merged"], "title": pull["title"], "body": pull["body"],
+            "url": pull["html_url"], "permalink": pull["html_url"],
+            "headRefName": pull["head"]["ref"], "headRefOid": pull["head"]["sha"],
+            "baseRefName": pull["base"]["ref"], "baseRefOid": pull["base"]["sha"],
+            "createdAt": pull["created_at"], "updatedAt": pull["updated_at"],
+            "author": ("User", {"login": pull["user"]["login"]}),
+            "repository": ("Repository", {"id": node_id("Repository", r.id), "name": r.name,
+                                          "nameWithOwner": r.full_name})}

@@ -140,6 +140,11 @@ def required_permission(method: str, template: str) -> tuple[str, ...] | None:
         return ("contents",)
     if rest.startswith("/hooks"):
         return ("repository_hooks",)
+    if rest.startswith("/statuses/") or re.fullmatch(r"/commits/\{ref\}/status(es)?", rest):
+        return ("statuses",)
+    if rest.startswith(("/check-runs", "/check-suites")) or re.fullmatch(
+            r"/commits/\{ref\}/check-(runs|suites)", rest):
+        return ("checks",)
     return ("metadata",)
 
 

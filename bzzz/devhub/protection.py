@@ -128,18 +128,29 @@ def refusals(rule: dict[str, Any] | None, deleting: bool, forcing: bool) -> list
     return reasons
 
 
+def required_contexts(protection: dict[str, Any] | None) -> list[str]:
+    """The status checks (contexts or check run names) a rule requires."""
+    return list(((protection or {}).get("required_status_checks") or {}).get("contexts")
+                or [])
+
+
 def approvals_needed(protection: dict[str, Any] | None, role: str | None,
-                     latest: dict[str, str], writers: set[str]) -> str | None:
+                     latest: dict[str, str], writers: set[str],
+                     checks: dict[str, str] | None = None) -> str | None:
     """Why a merge into the protected branch is not allowed yet (None: it may go ahead).
 
     ``latest`` is each reviewer's latest approving, change-requesting or dismissed review
-    state; only reviewers with write access count, as on GitHub.
+    state; only reviewers with write access count, as on GitHub. ``checks`` is each required
+    context's state on the head (bzzz/devhub/checks.py required_states): every one must be
+    ``success``.
     """
     if protection is None or not binds(protection, role):
         return None
-    contexts = (protection["required_status_checks"] or {}).get("contexts") or []
-    if contexts:
-        return f'Required status check "{contexts[0]}" is expected.'
+    for context in required_contexts(protection):
+        state = (checks or {}).get(context, "expected")
+        if state != "success":
+            what = {"failure": "failing", "pending": "in progress"}.get(state, "expected")
+            return f'Required status check "{context}" is {what}.'
     reviews = protection["required_pull_request_reviews"]
     if reviews is None:
         return None
