@@ -41,6 +41,13 @@ ALIASES = {
 NOT_REST = {"/graphql"}  # GitHub's GraphQL API has its own schema (tested in test_devhub_checks)
 
 
+# Where the description's inline schema contradicts itself: GET /app/installations' items
+# require ``account`` to be a user and an enterprise at once (allOf of both; the single
+# installation's schema says anyOf). Its items are validated as ``installation`` instead.
+OVERRIDES = {("GET", "/app/installations", 200): {
+    "type": "array", "items": {"$ref": "urn:gh-rest#/components/schemas/installation"}}}
+
+
 def _nullable(node: Any) -> Any:
     """OpenAPI 3.0 -> JSON Schema: ``nullable: true`` becomes ``anyOf [schema, null]``."""
     if isinstance(node, list):
@@ -106,11 +113,17 @@ class Description:
 
     def check_response(self, method: str, template: str, status: int, body: Any) -> list[str]:
         """What is wrong with devhub's answer (empty: it validates)."""
+        override = OVERRIDES.get((method, template, status))
+        if override is not None:
+            return self._validate_schema(override, body)
         found = self.operation(method, template)
         if found is None:
             return [f"{method} {template} is not in GitHub's description"]
         path, op = found
         resp = self._response(op, status)
+        if resp is None and status >= 400:  # an error the operation does not list (GitHub
+            # sends them: 401, 403, 5xx on every route): its common shape
+            return self._validate("urn:gh-rest#/components/schemas/basic-error", body)
         if resp is None:
             return [f"{method} {path} has no {status} answer in GitHub's description "
                     f"(it has {', '.join(op['responses'])})"]
@@ -139,6 +152,11 @@ class Description:
         ref = "urn:gh-hooks#" + _pointer("webhooks", key, "post", "requestBody", "content",
                                          "application/json", "schema")
         return self._validate(ref, body)
+
+
+    def _validate_schema(self, schema: dict[str, Any], doc: Any) -> list[str]:
+        validator = self.jsonschema.Draft202012Validator(schema, registry=self.registry)
+        return [_explain(e) for e in list(validator.iter_errors(doc))[:8]]
 
 
 def _explain(err: Any) -> str:
@@ -202,13 +220,28 @@ class Walk:
         if expect is not None:
             assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
         match = self.hub.app._match(method, path.split("?")[0])
+        template = match[2] if match else _app_template(method, path.split("?")[0])
         body = r.json() if r.content and r.headers.get("content-type", "").startswith(
             "application/json") else None
-        self.calls.append(Call(method, path, match[2] if match else "?", r.status_code, body))
+        self.calls.append(Call(method, path, template, r.status_code, body))
         return body
 
     def __call__(self, method: str, path: str, expect: int | None = None, **kw: Any) -> Any:
         return self.as_("alice", method, path, expect, **kw)
+
+
+# served by bzzz/devhub/apps.py (a GitHub App's JWT) outside the router's table
+APP_ROUTES = [("GET", "/app"), ("GET", "/app/installations"),
+              ("GET", "/app/installations/{installation_id}"),
+              ("POST", "/app/installations/{installation_id}/access_tokens"),
+              ("DELETE", "/installation/token")]
+
+
+def _app_template(method: str, path: str) -> str:
+    for m, template in APP_ROUTES:
+        if m == method and re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+            return template
+    return "?"
 
 
 def _b64(text: str) -> str:
@@ -359,8 +392,8 @@ def walk_pulls(w: Walk, head: str) -> int:
     return int(n)
 
 
-def app_token(hub: InProcessDevHub, slug: str, permissions: dict[str, str]) -> str:
-    """An installation token of a new GitHub App installed on alice's repositories."""
+def new_app(hub: Any, slug: str, permissions: dict[str, str]) -> tuple[str, int]:
+    """A new GitHub App installed on alice's repositories: a JWT of it, its installation."""
     import time
 
     from cryptography.hazmat.primitives import serialization
@@ -377,9 +410,27 @@ def app_token(hub: InProcessDevHub, slug: str, permissions: dict[str, str]) -> s
                                             "permissions": permissions}).json()
         inst = c.post(f"/_devhub/apps/{app['id']}/installations",
                       json={"account": "alice"}).json()["id"]
-    jwt = make_jwt(app["id"], key, time.time())
+    return make_jwt(app["id"], key, time.time()), int(inst)
+
+
+def app_token(hub: Any, slug: str, permissions: dict[str, str]) -> str:
+    """An installation token of a new GitHub App installed on alice's repositories."""
+    jwt, inst = new_app(hub, slug, permissions)
     with hub.client(headers={"Authorization": f"Bearer {jwt}"}) as c:
         return str(c.post(f"/app/installations/{inst}/access_tokens").json()["token"])
+
+
+def walk_app(w: Walk) -> None:
+    """The App API (a JWT), and an installation token revoking itself."""
+    jwt, inst = new_app(w.hub, "walker", {"issues": "write"})
+    bearer = {"headers": {"Authorization": f"Bearer {jwt}"}}
+    w.as_(None, "GET", "/app", 200, **bearer)
+    w.as_(None, "GET", "/app/installations", 200, **bearer)
+    w.as_(None, "GET", f"/app/installations/{inst}", 200, **bearer)
+    token = w.as_(None, "POST", f"/app/installations/{inst}/access_tokens", 201,
+                  json={"permissions": {"issues": "read"}}, **bearer)["token"]
+    w.as_(None, "DELETE", "/installation/token", 204,
+          headers={"Authorization": f"token {token}"})
 
 
 def walk_checks(w: Walk, head: str) -> None:
@@ -417,6 +468,16 @@ def walk_graphql(w: Walk, n: int) -> None:
         "variables": {"id": pr["node_id"]}})
 
 
+def walk_errors(w: Walk) -> None:
+    """GitHub's error answers where its description has a schema for them."""
+    w("POST", R + "/labels", 422, json={"name": "bzzz"})
+    w("GET", R + "/issues/999", 404)
+    w("POST", R + "/issues", 422, json={"body": "no title"})
+    w.as_("carol", "POST", R + "/labels", 403, json={"name": "nope"})
+    w("POST", R + "/check-runs", 403, json={"name": "x", "head_sha": "0" * 40})
+    w("GET", R + "/commits/nothing/status", 404)
+
+
 def walk_merge(w: Walk, n: int) -> None:
     w("GET", f"{R}/pulls/{n}/merge", 404)
     w("PUT", f"{R}/pulls/{n}/merge", 200, json={"merge_method": "merge"})
@@ -436,6 +497,8 @@ def run_walk() -> Walk:
         walk_checks(w, head)
         walk_graphql(w, n)
         walk_merge(w, n)
+        walk_errors(w)
+        walk_app(w)
         walk_hooks_end(w, hook_id)
         w.deliveries = [(d.event, d.action, json.loads(d.body))
                         for d in hub.app.deliveries.deliveries]
@@ -449,7 +512,8 @@ def walk() -> Walk:
 
 def test_every_route_is_walked(walk: Walk) -> None:
     walked = {(c.method, c.template) for c in walk.calls}
-    missing = [f"{m} {t}" for m, _, _, t in walk.hub.app.routes if (m, t) not in walked]
+    served = [(m, t) for m, _, _, t in walk.hub.app.routes] + APP_ROUTES
+    missing = [f"{m} {t}" for m, t in served if (m, t) not in walked]
     assert not missing, "routes the conformance walk does not call:\n" + "\n".join(missing)
 
 
@@ -457,7 +521,7 @@ def conformance(walk: Walk, description: Description) -> tuple[dict[str, list[st
     """Each walked route (method and template) or webhook (event.action): its problems."""
     found: dict[str, list[str]] = {}
     for c in walk.calls:
-        if c.status >= 400 and c.status != 404 or c.template in NOT_REST:
+        if c.template in NOT_REST:
             continue
         key = f"{c.method} {c.template} {c.status}"
         found.setdefault(key, []).extend(

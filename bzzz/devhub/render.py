@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any, overload
 from urllib.parse import quote
@@ -10,6 +9,9 @@ from urllib.parse import quote
 from .state import (REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo,
                     Review, ReviewComment)
 from .protection import FLAGS
+from .userdoc import node_id, user_doc
+
+__all__ = ["REPO_URLS", "Renderer", "node_id", "ts", "user_doc"]
 
 
 REPO_URLS = {
@@ -40,10 +42,6 @@ def ts(t: int | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-def node_id(kind: str, ident: int) -> str:
-    return base64.b64encode(f"{kind}:{ident}".encode()).decode().rstrip("=")
-
-
 class Renderer:
     def __init__(self, hub: Hub, base: str) -> None:
         self.hub = hub
@@ -60,18 +58,7 @@ class Renderer:
         if login is None:
             return None
         user = self.hub.users.get(login)
-        uid = user.id if user else 0
-        url = f"{self.base}/users/{login}"
-        return {
-            "login": login, "id": uid, "node_id": node_id("User", uid),
-            "avatar_url": "", "gravatar_id": "", "url": url, "html_url": f"{self.base}/{login}",
-            "followers_url": f"{url}/followers", "following_url": f"{url}/following{{/other_user}}",
-            "gists_url": f"{url}/gists{{/gist_id}}", "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
-            "subscriptions_url": f"{url}/subscriptions", "organizations_url": f"{url}/orgs",
-            "repos_url": f"{url}/repos", "events_url": f"{url}/events{{/privacy}}",
-            "received_events_url": f"{url}/received_events", "type": "User",
-            "site_admin": bool(user and user.site_admin),
-        }
+        return user_doc(self.base, login, user.id if user else 0, bool(user and user.site_admin))
 
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base}/repos/{repo.full_name}"
