@@ -2,8 +2,9 @@
 payload it sends, validates against the schema GitHub publishes for that operation.
 
 The description is npm's ``@octokit/openapi`` (``generated/api.github.com.json``, OpenAPI 3.0)
-and ``@octokit/openapi-webhooks`` (OpenAPI 3.1, one schema per event and action), installed
-by ``make test`` in tests/js. The test converts 3.0's ``nullable`` into JSON Schema and
+and ``@octokit/openapi-webhooks`` (OpenAPI 3.1, one schema per event and action): ``make
+test`` keeps those two files in a cache outside the repository (.ci/github-description.sh,
+which prints where). The test converts 3.0's ``nullable`` into JSON Schema and
 validates with ``jsonschema`` (draft 2020-12): strict types, no coercion, so a string where
 GitHub sends an integer fails, as it would in a client generated from the description.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +29,11 @@ from bzzz.testing.inprocess import InProcessDevHub
 
 from .conftest import require
 
-JS = Path(__file__).parent / "js" / "node_modules" / "@octokit"
-REST = JS / "openapi" / "generated" / "api.github.com.json"
-HOOKS = JS / "openapi-webhooks" / "generated" / "api.github.com.json"
+CACHE = Path(os.environ.get("BZZZ_DESCRIPTION_CACHE")
+             or Path.home() / ".cache" / "bzzz" / "github-description")
+DESCRIPTION = CACHE / "openapi-23.0.2+webhooks-12.1.0"  # as .ci/github-description.sh
+REST = DESCRIPTION / "rest.json"
+HOOKS = DESCRIPTION / "webhooks.json"
 
 # devhub routes GitHub answers under another template (older aliases it still serves)
 ALIASES = {
@@ -172,7 +176,7 @@ def _explain(err: Any) -> str:
 @pytest.fixture(scope="module")
 def description() -> Description:
     require(REST.exists() and HOOKS.exists(),
-            "GitHub's REST description (npm @octokit/openapi in tests/js: make js-deps)")
+            "GitHub's REST description (bash .ci/github-description.sh; make test runs it)")
     require(_has_jsonschema(), "jsonschema (pip install -e '.[test]')")
     return Description(REST, HOOKS)
 
