@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bzzz.devhub.checks import combined_state, required_states, suite_progress
 from bzzz.devhub.protection import approvals_needed
@@ -273,3 +275,42 @@ def test_the_cores_rules():
             "required_status_checks": {"contexts": ["t"]}}
     assert approvals_needed(rule, "admin", {}, set(), {}) is None  # admins bypass
     assert approvals_needed(rule, "write", {}, set(), {"t": "success"}) is None
+
+
+KEYS = ["state", "context", "description", "target_url", "name", "head_sha", "status",
+        "conclusion", "output", "title", "summary", "text", "annotations", "path",
+        "start_line", "end_line", "annotation_level", "message", "details_url",
+        "external_id", "started_at", "query", "variables", "input", "pullRequestId", "x"]
+hostile = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=20)
+    | st.sampled_from(["success", "failure", "completed", "in_progress", "failure",
+                       "mutation { markPullRequestReadyForReview(input: {}) { x } }"]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(KEYS), c, max_size=6),
+    max_leaves=16)
+
+
+@pytest.fixture(scope="module")
+def fuzzed():
+    with InProcessDevHub(seed=SEED) as h:
+        sha = commit_on(h, "feature", "one")
+        ci = app_token(h, "ci", {"checks": "write", "statuses": "write"})
+        run = call(h, "POST", f"{R}/check-runs", token=ci, expect=201,
+                   json={"name": "t", "head_sha": sha})
+        yield h, sha, ci, run["id"]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=hostile, which=st.integers(0, 4))
+def test_hostile_bodies_are_4xx_never_500(fuzzed, body, which):
+    hub, sha, ci, run_id = fuzzed
+    method, path, token = [("POST", f"{R}/statuses/{sha}", "t-alice"),
+                           ("POST", f"{R}/statuses/{sha}", ci),
+                           ("POST", f"{R}/check-runs", ci),
+                           ("PATCH", f"{R}/check-runs/{run_id}", ci),
+                           ("POST", "/graphql", "t-alice")][which]
+    with hub.client(headers={"Authorization": f"token {token}"}) as c:
+        r = c.request(method, path, content=json.dumps(body))
+    assert r.status_code < 500, (method, path, body, r.text)
+    if isinstance(body, dict) and isinstance(body.get("head_sha"), str) and r.status_code == 201:
+        assert r.json()["head_sha"] == body["head_sha"]

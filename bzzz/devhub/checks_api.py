@@ -51,7 +51,7 @@ class ChecksAPI:
 
     async def _sha(self, r: Repo, ref: str) -> str:
         """A commit's sha from a sha, a branch or a tag name (404 when it names nothing)."""
-        for name in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+        for name in (f"refs/heads/{ref}", f"refs/tags/{ref}"):
             sha = await self.git.resolve(r.full_name, name)
             if sha is not None:
                 return sha
@@ -63,7 +63,7 @@ class ChecksAPI:
         """A full commit sha for a status or a check run (422 when not a commit here)."""
         if await self.git.object_type(r.full_name, sha) != "commit":
             raise HubError(422, f"No commit found for SHA: {sha}")
-        return (await self.git.resolve(r.full_name, sha)) or sha
+        return sha
 
     def _branches_at(self, tips: dict[str, str], sha: str) -> list[str]:
         return sorted(name for name, tip in tips.items() if tip == sha)
