@@ -290,6 +290,7 @@ def walk_users_and_issues(w: Walk) -> None:
     w("GET", R + "/issues/events", 200)
     w("DELETE", f"{R}/issues/comments/{c['id']}", 204)
     w("PATCH", R + "/issues/1", 200, json={"state": "closed"})
+    w("PATCH", R + "/issues/1", 200, json={"state": "open"})
 
 
 def walk_repo(w: Walk) -> None:
@@ -350,6 +351,11 @@ def walk_git(w: Walk) -> tuple[str, str]:
     return base, head
 
 
+def _push(w: Walk, sha: str) -> None:
+    """The feature branch moves (its pull request's ``synchronize``)."""
+    w("PATCH", R + "/git/refs/heads/feature", 200, json={"sha": sha})
+
+
 def walk_protection(w: Walk) -> None:
     w("PUT", R + "/branches/main/protection", 200, json={
         "required_status_checks": {"strict": False, "contexts": ["ci/test"]},
@@ -364,12 +370,19 @@ def walk_protection_end(w: Walk) -> None:
 
 def walk_pulls(w: Walk, head: str) -> int:
     pr = w("POST", R + "/pulls", 201, json={"title": "feature", "head": "feature",
-                                            "base": "main", "body": "Fixes #1"})
+                                            "base": "main", "body": "Fixes #1",
+                                            "draft": True})
     n = pr["number"]
     P = f"{R}/pulls/{n}"
     w("GET", R + "/pulls", 200)
     w("GET", P, 200)
     w("PATCH", P, 200, json={"body": "Fixes #1, really"})
+    w("POST", f"{R}/issues/{n}/labels", 200, json={"labels": ["bzzz"]})
+    w("POST", f"{R}/issues/{n}/assignees", 201, json={"assignees": ["bob"]})
+    w("DELETE", f"{R}/issues/{n}/assignees", 200, json={"assignees": ["bob"]})
+    w("DELETE", f"{R}/issues/{n}/labels/bzzz", 200)
+    w("PATCH", P, 200, json={"state": "closed"})
+    w("PATCH", P, 200, json={"state": "open"})
     w("GET", P + "/commits", 200)
     w("GET", P + "/files", 200)
     w("POST", P + "/requested_reviewers", 201, json={"reviewers": ["bob"]})
@@ -466,6 +479,7 @@ def walk_checks(w: Walk, head: str) -> None:
 
 def walk_graphql(w: Walk, n: int) -> None:
     pr = w("GET", f"{R}/pulls/{n}", 200)
+    assert pr["draft"] is True
     w("POST", "/graphql", 200, json={
         "query": "mutation($id: ID!) { markPullRequestReadyForReview(input: "
                  "{pullRequestId: $id}) { pullRequest { isDraft number } } }",
@@ -491,15 +505,16 @@ def walk_merge(w: Walk, n: int) -> None:
 def run_walk() -> Walk:
     with InProcessDevHub(seed=SEED) as hub:
         w = Walk(hub)
+        hook_id = walk_hooks_start(w)
         walk_users_and_issues(w)
         walk_repo(w)
-        hook_id = walk_hooks_start(w)
         _, head = walk_git(w)
         walk_protection(w)
         walk_protection_end(w)
         n = walk_pulls(w, head)
         walk_checks(w, head)
         walk_graphql(w, n)
+        _push(w, _commit(w, {"README.md": "shop\nmore\nagain\n"}, [head], "again"))
         walk_merge(w, n)
         walk_errors(w)
         walk_app(w)

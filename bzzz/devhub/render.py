@@ -192,6 +192,7 @@ class Renderer:
             "user": self.user(c.user), "created_at": ts(c.created_at),
             "updated_at": ts(c.updated_at),
             "author_association": self.hub.association(repo, c.user),
+            "performed_via_github_app": None,
             "reactions": self.reaction_summary(repo, f"comment:{c.id}", f"{url}/reactions"),
         }
 
