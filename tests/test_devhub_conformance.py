@@ -157,7 +157,6 @@ class Description:
                                          "application/json", "schema")
         return self._validate(ref, body)
 
-
     def _validate_schema(self, schema: dict[str, Any], doc: Any) -> list[str]:
         validator = self.jsonschema.Draft202012Validator(schema, registry=self.registry)
         return [_explain(e) for e in list(validator.iter_errors(doc))[:8]]
@@ -557,3 +556,22 @@ def test_devhub_answers_as_githubs_description(walk: Walk, description: Descript
     report = "\n".join(f"{k}:\n  " + "\n  ".join(list(dict.fromkeys(v))[:8])
                        for k, v in sorted(bad.items()))
     assert not bad, f"{total - len(bad)} of {total} validate; the others:\n{report}"
+
+
+def test_the_validator_catches_what_github_would_refuse(walk: Walk,
+                                                        description: Description) -> None:
+    """The check is not vacuous: a missing field, a wrong type, a wrong enum value fail."""
+    issue = next(c for c in walk.calls if c.template.endswith("/issues/{number}")
+                 and c.method == "GET" and c.status == 200)
+    t = issue.template
+    assert description.check_response("GET", t, 200, issue.body) == []
+    missing = {k: v for k, v in issue.body.items() if k != "number"}
+    assert any("'number' is a required property" in e
+               for e in description.check_response("GET", t, 200, missing))
+    assert description.check_response("GET", t, 200, {**issue.body, "id": str(issue.body["id"])})
+    hook = next(b for e, a, b in walk.deliveries if e == "check_run")
+    assert description.check_webhook("check_run", hook["action"], hook) == []
+    wrong = {**hook, "check_run": {**hook["check_run"], "status": "done"}}
+    assert description.check_webhook("check_run", hook["action"], wrong)
+    assert description.check_response("GET", "/nowhere", 200, {}) == [
+        "GET /nowhere is not in GitHub's description"]
