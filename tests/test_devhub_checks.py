@@ -172,6 +172,8 @@ def test_required_checks_hold_the_merge_until_they_pass(hub):
         "enforce_admins": True, "required_pull_request_reviews": None, "restrictions": None})
     got = call(hub, "GET", f"{R}/branches/main/protection", expect=200)
     assert got["required_status_checks"]["contexts"] == ["test", "ci/lint"]
+    assert got["required_status_checks"]["checks"] == [{"context": "test", "app_id": None},
+                                                       {"context": "ci/lint", "app_id": None}]
     pr = call(hub, "POST", f"{R}/pulls", expect=201,
               json={"title": "t", "head": "feature", "base": "main"})
     sha = pr["head"]["sha"]
@@ -204,6 +206,30 @@ def graphql(hub: InProcessDevHub, query: str, token: str = "t-alice",
             **variables: Any) -> Any:
     return call(hub, "POST", "/graphql", token=token, expect=200,
                 json={"query": query, "variables": variables})
+
+
+def test_a_required_check_bound_to_an_app(hub):
+    commit_on(hub, "feature", "one")
+    pr = call(hub, "POST", f"{R}/pulls", expect=201,
+              json={"title": "t", "head": "feature", "base": "main"})
+    impostor = app_token(hub, "impostor", {"checks": "write"})
+    ci = app_token(hub, "ci", {"checks": "write"})
+    apps = {a["slug"]: a["id"] for a in call(hub, "GET", "/_devhub/apps", expect=200)}
+    call(hub, "PUT", f"{R}/branches/main/protection", expect=200, json={
+        "required_status_checks": {"strict": False,
+                                   "checks": [{"context": "test", "app_id": apps["ci"]}]},
+        "enforce_admins": True, "required_pull_request_reviews": None, "restrictions": None})
+    branch = call(hub, "GET", f"{R}/branches/main", expect=200)
+    assert branch["protection"]["required_status_checks"]["checks"] == [
+        {"context": "test", "app_id": apps["ci"]}]
+    merge = f"{R}/pulls/{pr['number']}/merge"
+    body = {"name": "test", "head_sha": pr["head"]["sha"], "conclusion": "success"}
+    call(hub, "POST", f"{R}/check-runs", token=impostor, expect=201, json=body)
+    call(hub, "POST", f"{R}/statuses/{pr['head']['sha']}", expect=201,
+         json={"state": "success", "context": "test"})
+    assert call(hub, "PUT", merge, expect=405)["message"].endswith("is expected.")
+    call(hub, "POST", f"{R}/check-runs", token=ci, expect=201, json=body)
+    assert call(hub, "PUT", merge, expect=200)["merged"] is True
 
 
 def test_graphql_marks_a_draft_ready_for_review(hub):
@@ -271,6 +297,11 @@ def test_the_cores_rules():
     states = required_states([status(1, "a", "success"), status(2, "a", "error")], [run],
                              "s", ["a", "t", "z"])
     assert states == {"a": "failure", "t": "success", "z": "expected"}
+    other = {**run, "id": 3, "app_id": 2, "conclusion": "failure"}
+    assert required_states([], [run, other], "s", ["t"]) == {"t": "failure"}  # the newest
+    assert required_states([], [run, other], "s", ["t"], {"t": 1}) == {"t": "success"}
+    assert required_states([status(1, "t", "success")], [], "s", ["t"], {"t": 1}) == {
+        "t": "expected"}  # bound to an app: a status of that name does not count
     rule = {"enforce_admins": False, "required_pull_request_reviews": None,
             "required_status_checks": {"contexts": ["t"]}}
     assert approvals_needed(rule, "admin", {}, set(), {}) is None  # admins bypass

@@ -220,16 +220,18 @@ def suite_progress(runs: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 
 def required_states(statuses: list[dict[str, Any]], runs: list[dict[str, Any]], sha: str,
-                    contexts: list[str]) -> dict[str, str]:
+                    contexts: list[str], apps: dict[str, int] | None = None) -> dict[str, str]:
     """Each required context's state on a commit: ``success``, ``failure``, ``pending`` or
     ``expected`` (nothing reported). A check run of that name counts as a status: passing
-    when it completed success, neutral or skipped."""
+    when it completed success, neutral or skipped. A context bound to an app (``apps``:
+    context -> app id) counts only that app's check runs."""
+    apps = apps or {}
     states: dict[str, str] = {c: "expected" for c in contexts}
     for s in latest_statuses(statuses, sha):
-        if s["context"] in states:
+        if s["context"] in states and s["context"] not in apps:
             states[s["context"]] = "failure" if s["state"] == "error" else s["state"]
-    for run in latest_runs(runs, sha):
-        if run["name"] in states:
+    for run in reversed(latest_runs(runs, sha)):  # oldest first: the newest run decides
+        if run["name"] in states and apps.get(run["name"], run["app_id"]) == run["app_id"]:
             if run["status"] != "completed":
                 states[run["name"]] = "pending"
             else:

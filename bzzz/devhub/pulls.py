@@ -99,7 +99,7 @@ class PullsAPI:
                        head: str | None = None) -> str | None:
         rule = r.protections.get(issue.pr["base"])
         states = required_states(r.statuses, r.check_runs, head or issue.pr["head_sha"] or "",
-                                 protect.required_contexts(rule))
+                                 protect.required_contexts(rule), protect.required_apps(rule))
         return protect.approvals_needed(rule, r.role(actor),
                                         self.hub.latest_reviews(r, issue.number),
                                         {r.owner} | r.push, states)

@@ -372,9 +372,16 @@ class Renderer:
                                    "html": f"{self.base}/{repo.full_name}/tree/{quote(name)}"},
                         "protection": {"enabled": rule is not None, "required_status_checks": {
                             "enforcement_level": level, "contexts": contexts,
-                            "checks": [{"context": x, "app_id": None} for x in contexts]}},
+                            "checks": self._checks(rule)}},
                         "protection_url": f"{url}/protection"})
         return doc
+
+    @staticmethod
+    def _checks(rule: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """A rule's required checks, each with the app bound to it (or null)."""
+        checks = (rule or {}).get("required_status_checks") or {}
+        apps = checks.get("apps") or {}
+        return [{"context": x, "app_id": apps.get(x)} for x in checks.get("contexts") or []]
 
     def protection(self, repo: Repo, name: str, rule: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.repo_url(repo)}/branches/{quote(name)}/protection"
@@ -385,7 +392,7 @@ class Renderer:
                 "url": f"{url}/required_status_checks", "strict": checks["strict"],
                 "contexts": checks["contexts"],
                 "contexts_url": f"{url}/required_status_checks/contexts",
-                "checks": [{"context": x, "app_id": None} for x in checks["contexts"]]}
+                "checks": self._checks(rule)}
         reviews = rule["required_pull_request_reviews"]
         if reviews is not None:
             doc["required_pull_request_reviews"] = {
