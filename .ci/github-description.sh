@@ -15,6 +15,9 @@ set -euo pipefail
 
 REST_PKG=@octokit/openapi@23.0.2
 HOOKS_PKG=@octokit/openapi-webhooks@12.1.0
+# the published tarballs' integrity (npm's dist.integrity), pinned like a lock file would
+REST_SHA512=pV8M7L9GY23AybNvTmo2nyjmpmnt6+2sRE/tqr0ZLQcPS4lnw7u5eZGNmwRNkBC3D7gZXbFx5AHzLUVRBXGDhg==
+HOOKS_SHA512=Z5eDsLCUNbx1zHpZb1LNQirADqdMTvWJQ/deahi0ws+tWWnwHXB+Pr4jfmM9OrETS9Y5iW8ZRu1fdbudObhLrg==
 CACHE="${BZZZ_DESCRIPTION_CACHE:-$HOME/.cache/bzzz/github-description}"
 DIR="$CACHE/openapi-23.0.2+webhooks-12.1.0"
 
@@ -28,6 +31,16 @@ WORK=$(mktemp -d "$CACHE/.fetch.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 # npm pack fetches the published tarballs through npm's own cache and checks their integrity
 (cd "$WORK" && npm pack --silent "$REST_PKG" "$HOOKS_PKG" >/dev/null)
+check() {
+    local got
+    got=$(openssl dgst -sha512 -binary "$1" | base64 -w0)
+    if [ "$got" != "$2" ]; then
+        echo "github-description: $1 does not have the pinned sha512" >&2
+        exit 1
+    fi
+}
+check "$WORK"/octokit-openapi-23.0.2.tgz "$REST_SHA512"
+check "$WORK"/octokit-openapi-webhooks-12.1.0.tgz "$HOOKS_SHA512"
 tar -xzf "$WORK"/octokit-openapi-23.0.2.tgz -C "$WORK" package/generated/api.github.com.json
 mv "$WORK/package/generated/api.github.com.json" "$WORK/rest.json"
 tar -xzf "$WORK"/octokit-openapi-webhooks-12.1.0.tgz -C "$WORK" \
