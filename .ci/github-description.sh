@@ -33,7 +33,8 @@ trap 'rm -rf "$WORK"' EXIT
 (cd "$WORK" && npm pack --silent "$REST_PKG" "$HOOKS_PKG" >/dev/null)
 check() {
     local got
-    got=$(openssl dgst -sha512 -binary "$1" | base64 -w0)
+    got=$(python3 -c 'import base64, hashlib, sys
+print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$1")
     if [ "$got" != "$2" ]; then
         echo "github-description: $1 does not have the pinned sha512" >&2
         exit 1
