@@ -243,8 +243,12 @@ def glob_regex(glob: str) -> re.Pattern[str]:
     while g.startswith("./"):
         g = g[2:]
     g = g.lstrip("/")
+    g = g[:500]
+    tail = ""
+    if g.endswith("/**"):  # "src/**": the directory itself and everything below it
+        g, tail = g[:-3], "(?:/.*)?"
     try:
-        return re.compile(_translate(g[:500]) + r"\Z")
+        return re.compile(_translate(g) + tail + r"\Z")
     except re.error:
         return re.compile(r"(?!)")  # matches nothing
 

@@ -249,8 +249,11 @@ async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, priv
             changed = await git.out(["--git-dir", str(mirror), "diff-tree", "-r", "-z",
                                      "--name-only", "--no-renames", spare.start, start],
                                     what="diff-tree")
+            # the spare's files were handed to the task user after its index was written:
+            # their owner is not a change (without this, a file changed since fails the
+            # merge as "not uptodate")
             await git.run([*co._git(), "read-tree", "-m", "-u", spare.start, start],
-                          what="checkout", env=co._env())
+                          what="checkout", env=co._env(), config=[("core.checkStat", "minimal")])
             if owner is not None:
                 await trio.to_thread.run_sync(_chown_paths, ws, changed.split("\0"),
                                               owner[0], owner[1])
