@@ -85,13 +85,15 @@ def _read_token(config: Config) -> CredentialProvider | None:
     return provider
 
 
-def setup_cache(config: Config) -> SetupCache | None:
-    """Where repositories' setups are cached (data_dir/setup-cache; None: setup_cache "0")."""
+def setup_cache(config: Config, workroot: Path) -> SetupCache | None:
+    """Where repositories' setups are cached (data_dir/setup-cache; None: setup_cache "0"),
+    their next copies written ahead beside the workspaces (workroot/.setup-spare)."""
     total = parse_memory(config.setup_cache)
     if total <= 0:
         return None
     return SetupCache(config.data_dir / "setup-cache", max_total=total,
-                      max_entry=min(total, parse_memory(config.setup_cache_entry)))
+                      max_entry=min(total, parse_memory(config.setup_cache_entry)),
+                      spare_root=workroot / ".setup-spare")
 
 
 def _secret_file(path: Path, field: str) -> credentials.SecretFile:
@@ -399,7 +401,7 @@ class Agent:
             progress_interval=cfg.progress_interval, waiting_notice=cfg.waiting_notice,
             gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
-            setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg),
+            setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None

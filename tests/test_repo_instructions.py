@@ -258,3 +258,36 @@ async def test_read_from_a_commit_not_from_the_working_tree(tmp_path):
     assert "r0" in text and "r2" in text
     assert "`CLAUDE.md`: the same text as `AGENTS.md`" in text
     assert tree.text("AGENTS.md", 100) == "base rules" and tree.text("CLAUDE.md", 100) is None
+
+
+# ------------------------------------------------------------------ what executors get
+
+
+def _job(tmp_path, **kw):
+    from bzzz.exec.executor import Job
+    fields = dict(task_id="o/r#1", repo="o/r", issue=1, title="T", body="do it", executor="agent",
+                  options={}, code=None, workspace=tmp_path, output_dir=tmp_path,
+                  feedback="", feedback_file=tmp_path / "feedback.md", env={}, read_only=[],
+                  timeout=60)
+    fields.update(kw)
+    return Job(**fields)
+
+
+def test_the_agent_executors_instructions_end_with_the_repositorys(tmp_path):
+    from bzzz.exec.executor import instructions
+    said = _gather(TREE).render("`main` at abc")
+    text = instructions(_job(tmp_path, repo_instructions=said, feedback="fix the typo"))
+    assert text.index("do it") < text.index("fix the typo") < text.index(
+        "# The repository's own instructions") and "root rules" in text
+    assert "repository's own" not in instructions(_job(tmp_path))
+
+
+def test_the_llm_system_prompt_holds_them_within_a_third_of_the_context(tmp_path):
+    from bzzz.exec.llmexec import DEFAULT_SYSTEM, system_prompt
+    assert system_prompt(_job(tmp_path), 100) == (DEFAULT_SYSTEM, [])
+    system, cut = system_prompt(_job(tmp_path, repo_instructions="rules " * 50), 1000)
+    assert system.startswith(DEFAULT_SYSTEM) and system.endswith("rules") and cut == []
+    system, cut = system_prompt(_job(tmp_path, repo_instructions="r" * 10_000,
+                                     options={"system": "mine"}), 500)
+    assert system.startswith("mine\n\n") and len(system) < 2100 and "(cut)" in system
+    assert "past their first 1,960 characters (of 10,000" in cut[0]

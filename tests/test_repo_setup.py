@@ -255,3 +255,49 @@ def test_bounded_entries_and_least_recently_used_eviction(tmp_path):
     assert "a" in left and "d" in left and "b" not in left
     with pytest.raises(CacheError):
         cache.path("../x")
+
+
+def _made(tmp_path):
+    cache = SetupCache(tmp_path / "cache", spare_root=tmp_path / "spare")
+    ws = _ws(tmp_path, "made")
+    (ws / "node_modules" / "a").mkdir(parents=True)
+    (ws / "node_modules" / "a" / "i.js").write_text("a\n")
+    (ws / "web" / "node_modules").mkdir(parents=True)
+    (ws / "web" / "node_modules" / "w.js").write_text("w\n")
+    cache.save("k", ws, ["node_modules/", "web/node_modules/"])
+    return cache
+
+
+def test_a_spare_written_ahead_is_moved_in_at_once(tmp_path):
+    cache = _made(tmp_path)
+    assert cache.take_spare("k", tmp_path) is None  # none written yet
+    assert cache.make_spare("k", (os.getuid(), os.getgid()))
+    assert not cache.make_spare("k", None)  # one is there already
+    assert oct((tmp_path / "spare").stat().st_mode & 0o777) == "0o700"
+    ws = _ws(tmp_path, "task")
+    (ws / "web").mkdir()
+    assert cache.take_spare("k", ws) == ["node_modules", "web/node_modules"]
+    assert (ws / "node_modules" / "a" / "i.js").read_text() == "a\n"
+    assert (ws / "web" / "node_modules" / "w.js").read_text() == "w\n"
+    assert cache.take_spare("k", _ws(tmp_path, "next")) is None  # taken: gone
+    assert [p.name for p in (tmp_path / "spare").iterdir()] == []
+
+
+def test_a_spare_is_not_moved_through_a_link_or_over_what_the_checkout_has(tmp_path):
+    cache = _made(tmp_path)
+    cache.make_spare("k", None)
+    ws = _ws(tmp_path, "task")
+    outside = _ws(tmp_path, "outside")
+    (ws / "web").symlink_to(outside)  # the checkout's own link: nothing goes through it
+    (ws / "node_modules").mkdir()
+    assert cache.take_spare("k", ws) == []
+    assert list(outside.iterdir()) == [] and list((ws / "node_modules").iterdir()) == []
+
+
+def test_eviction_takes_the_spare_and_the_list_with_the_entry(tmp_path):
+    cache = _made(tmp_path)
+    cache.make_spare("k", None)
+    cache.max_total = 0
+    cache.evict()
+    assert cache.lookup("k") is None and cache.paths("k") == []
+    assert not (tmp_path / "spare" / "k").exists()

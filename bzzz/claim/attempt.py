@@ -34,7 +34,7 @@ from ..repo.workspace import Checkout, remove
 from . import report
 from .delivery import PullRef, prior_pull, read_handed_back
 from .repofiles import RepoFiles, read_repo_files
-from .setup import run_setup
+from .setup import refill, run_setup
 from .gitlock import Held, Lost
 from .lease import renewal_due
 from .report import marker_authors
@@ -487,6 +487,9 @@ class Attempt:
                                git=work.git, co=co, cache=s.setup_cache, owner=s.sandbox_owner,
                                required=files.settings.setup_required, timeout=s.setup_timeout)
         self.setup_doc = doc = done.doc()
+        if s.setup_cache is not None and done.cache.startswith(("restored", "saved")) and \
+                self.svc._nursery is not None:  # the next task's copy, written meanwhile
+            self.svc._nursery.start_soon(refill, s.setup_cache, files.setup_key, s.sandbox_owner)
         self.svc._decide(Decision.SETUP, self.task, **{
             k: v for k, v in doc.items() if k != "failed_output"})
         if done.failed and done.required:

@@ -37,7 +37,7 @@ from ..repo.workspace import Checkout
 
 log = logging.getLogger("bzzz.claim")
 
-__all__ = ["SetupRun", "StepRun", "run_setup", "untracked"]
+__all__ = ["SetupRun", "StepRun", "refill", "run_setup", "untracked"]
 
 STEP_OUTPUT = 16 * 1024  # bytes of each step's output kept (its tail)
 SHOWN_OUTPUT = 1500  # characters of a failed step's output in the result comment
@@ -105,14 +105,25 @@ def _chown(ws: Path, names: Sequence[str], owner: tuple[int, int]) -> None:
 
 async def _restore(cache: SetupCache, key: str, ws: Path,
                    owner: tuple[int, int] | None) -> str:
-    def work() -> int:
-        names = cache.restore(key, ws)  # restore as the agent, then hand to the task user
+    def work() -> str:
+        moved = cache.take_spare(key, ws)  # written ahead of time: a rename per path
+        if moved is not None and len(moved) == len(cache.paths(key)):
+            return f"restored (spare, {len(moved)} paths)"
+        names = cache.restore(key, ws)  # as the agent, then handed to the task user
         if owner is not None:
             _chown(ws, names, owner)
-        return len(names)
+        return f"restored ({len(names)} paths)"
 
-    count = await trio.to_thread.run_sync(work)
-    return f"restored ({count} paths)"
+    return await trio.to_thread.run_sync(work)
+
+
+async def refill(cache: SetupCache, key: str, owner: tuple[int, int] | None) -> None:
+    """The next task's copy of the setup of ``key``, written ahead of time (a background
+    job: a failure only means the next task restores from the tar file)."""
+    try:
+        await trio.to_thread.run_sync(cache.make_spare, key, owner)
+    except (CacheError, OSError) as exc:
+        log.info("no spare setup", extra={"key": key, "error": str(exc)[:200]})
 
 
 async def _save(cache: SetupCache, key: str, git: Git, co: Checkout) -> str:

@@ -13,11 +13,20 @@ each member's real destination), no devices, no set-uid bits; a link's own targe
 anywhere (a virtualenv's ``bin/python`` points at the system's) since it is never followed
 here; a path the checkout already has is left as it is. Each entry is at most
 ``max_entry`` bytes; the oldest-used entries go once all of them pass ``max_total``.
+
+A warm task starts at once: writing thousands of files from a tar file takes seconds on a
+busy disk, so after each setup the agent writes the entry out ahead of time, in the
+background, into a spare directory only it can reach (``spare_root``, on the workspaces'
+file system, already handed to the task user), as it does for checkouts
+(bzzz/repo/workspace.py). The next task with the key renames the saved paths into its
+checkout (one rename each); without a spare it restores from the tar file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tarfile
 import time
 from collections.abc import Sequence
@@ -58,9 +67,13 @@ def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
 
 
 class SetupCache:
-    def __init__(self, root: Path, *, max_entry: int = 2 << 30, max_total: int = 8 << 30) -> None:
+    def __init__(self, root: Path, *, max_entry: int = 2 << 30, max_total: int = 8 << 30,
+                 spare_root: Path | None = None, max_spares: int = 4) -> None:
         self.root = Path(root)
         self.max_entry, self.max_total = max_entry, max_total
+        self.spare_root, self.max_spares = spare_root, max_spares
+        if spare_root is not None:  # an earlier run's: its owner may have changed since
+            shutil.rmtree(spare_root, ignore_errors=True)
 
     def path(self, key: str) -> Path:
         if not key.isalnum():
@@ -98,6 +111,7 @@ class SetupCache:
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
                 for rel in paths:
                     tar.add(ws / rel, arcname=rel.rstrip("/"), recursive=True, filter=bounded)
+            self.root.joinpath(f"{key}.paths").write_text(json.dumps(list(paths)))
             os.replace(tmp, final)
         except _TooLarge:
             raise CacheError(f"over {self.max_entry:,} bytes: not cached") from None
@@ -144,6 +158,78 @@ class SetupCache:
             if p == keep:
                 continue
             p.unlink(missing_ok=True)
+            p.with_suffix(".paths").unlink(missing_ok=True)
+            if self.spare_root is not None:
+                shutil.rmtree(self.spare_root / p.stem, ignore_errors=True)
             total -= st.st_size
             gone.append(p)
         return gone
+
+    # ---------------------------------------------------------------- spares
+
+    def paths(self, key: str) -> list[str]:
+        try:
+            doc = json.loads(self.path(key).with_suffix(".paths").read_text())
+        except (OSError, ValueError):
+            return []
+        return [p for p in doc if isinstance(p, str)] if isinstance(doc, list) else []
+
+    def make_spare(self, key: str, owner: tuple[int, int] | None) -> bool:
+        """Write the entry of ``key`` out ahead of time (False: no entry, or a spare is
+        there already). Raises CacheError as restore does."""
+        if self.spare_root is None or self.lookup(key) is None:
+            return False
+        final = self.spare_root / key
+        if final.exists():
+            return False
+        self.spare_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.spare_root, 0o700)
+        tmp = self.spare_root / f".{key}.{os.getpid()}.{time.monotonic_ns()}"
+        try:
+            tmp.mkdir()
+            names = self.restore(key, tmp)
+            if owner is not None:
+                for name in names:
+                    os.lchown(tmp / name, *owner)
+            os.rename(tmp, final)
+        except OSError:
+            return False  # another task's spare of the same key got there first
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._trim_spares(keep=final)
+        return True
+
+    def _trim_spares(self, keep: Path) -> None:
+        assert self.spare_root is not None
+        spares = sorted((p for p in self.spare_root.iterdir() if not p.name.startswith(".")),
+                        key=lambda p: p.stat().st_mtime)
+        for p in spares[:max(0, len(spares) - self.max_spares)]:
+            if p != keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def take_spare(self, key: str, ws: Path) -> list[str] | None:
+        """Move the spare of ``key`` into ``ws``: the saved paths moved (None: no spare).
+        A path the checkout already has, or whose directory in ``ws`` is not a plain one
+        (a link the checkout holds), is not moved: a restore fills those in."""
+        if self.spare_root is None:
+            return None
+        spare = self.spare_root / key
+        taking = self.spare_root / f".{key}.taking.{os.getpid()}.{time.monotonic_ns()}"
+        try:
+            os.rename(spare, taking)  # this task's alone from now on
+        except OSError:
+            return None
+        moved, real_ws = [], os.path.realpath(ws)
+        try:
+            for rel in self.paths(key):
+                rel = rel.rstrip("/")
+                src, dst = taking / rel, ws / rel
+                parent = os.path.dirname(rel)
+                if not os.path.lexists(src) or os.path.lexists(dst) or \
+                        os.path.realpath(dst.parent) != os.path.join(real_ws, parent).rstrip("/"):
+                    continue
+                os.rename(src, dst)
+                moved.append(rel)
+        finally:
+            shutil.rmtree(taking, ignore_errors=True)
+        return moved
