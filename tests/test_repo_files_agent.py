@@ -15,6 +15,7 @@ from bzzz.hyperlog.store import read_entries
 from bzzz.testing.fakeollama import FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
+from .test_repo_work import file_on
 from .test_gateway_agent import SEED, _agent_env, _comments, _running, _serve, _tools  # noqa: F401
 
 
@@ -122,12 +123,15 @@ def test_setup_runs_first_through_the_allowlist_is_cached_and_a_failure_is_repor
     task = "cat node_modules/pkg/index.js && echo task-ran"
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-        _put_files(owner, {".bzzz/setup.sh": setup, ".gitignore": "node_modules/\n",
-                           "package-lock.json": "{}\n"})
+        # no .gitignore: what the setup made is the task's environment, never its work
+        _put_files(owner, {".bzzz/setup.sh": setup, "package-lock.json": "{}\n"})
         env = _agent_env(tmp_path, workdir, hub, BZZZ_TASK_EGRESS=f"127.0.0.1:{port}")
         with _running(tmp_path, env):
-            body = _task(owner, "first", task)
+            body = _task(owner, "first", task + " && echo work > work.txt")
             assert "pkg-from-the-index" in body and "task-ran" in body, body
+            (pr,) = owner.get("/repos/owner/tasks/pulls").json()
+            assert file_on(owner, pr["head"]["ref"], "work.txt") == "work\n"
+            assert file_on(owner, pr["head"]["ref"], "node_modules/pkg/index.js") is None
             assert "🧰 Setup: `.bzzz/setup.sh`, 1 step in" in body, body
             assert f"`127.0.0.1:{dport}`" in body  # the setup's refusal, on the task's account
             assert len([p for p in _Index.served if p == "/pkg.js"]) == 1

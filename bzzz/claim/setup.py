@@ -126,11 +126,7 @@ async def refill(cache: SetupCache, key: str, owner: tuple[int, int] | None) -> 
         log.info("no spare setup", extra={"key": key, "error": str(exc)[:200]})
 
 
-async def _save(cache: SetupCache, key: str, git: Git, co: Checkout) -> str:
-    try:
-        paths = await untracked(git, co)
-    except GitError as exc:
-        return f"not saved: {exc}"[:200]
+async def _save(cache: SetupCache, key: str, co: Checkout, paths: list[str]) -> str:
     if not paths:
         return "saved (nothing to keep)"
     try:
@@ -169,14 +165,21 @@ async def run_setup(plan: SetupPlan, key: str, job: Job, sandbox: Sandbox | None
     if cache is not None and key and cache.lookup(key) is not None:
         try:
             run.cache = await _restore(cache, key, job.workspace, owner)
+            co.environment = [p.rstrip("/") for p in cache.paths(key)]
             run.seconds = time.monotonic() - started
             return run
         except CacheError as exc:
             run.notes.append(str(exc))
     box = sandbox if sandbox is not None else NoSandbox(user)
     run.steps = await _run_steps(plan, job, box, timeout)
+    try:  # what it made is the task's environment: cached, and never delivered
+        made = await untracked(git, co)
+    except GitError as exc:
+        made = []
+        run.notes.append(f"what the setup made is not known: {exc}"[:300])
+    co.environment = [p.rstrip("/") for p in made]
     if cache is not None and key:
         run.cache = "miss: a step failed, not saved" if run.failed else \
-            await _save(cache, key, git, co)
+            await _save(cache, key, co, made)
     run.seconds = time.monotonic() - started
     return run

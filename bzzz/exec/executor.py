@@ -114,8 +114,10 @@ def instructions(job: Job) -> str:
 
 class AgentExecutor:
     """A coding-agent CLI the node is configured with (``agent_command``), run in the
-    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file) and on
-    standard input is nothing; ``{instructions}`` in the command is replaced by that path.
+    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file, the
+    repository's own instructions at its end; they are also alone in
+    ``$BZZZ_REPO_INSTRUCTIONS``) and on standard input is nothing; ``{instructions}`` in the
+    command is replaced by that path.
     Operator configuration, so the Guardian does not judge it; the sandbox contains it."""
 
     name = "agent"

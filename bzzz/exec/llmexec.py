@@ -9,7 +9,9 @@
   help request carries ``llm:<model>``).
 - **Prompt**: the issue's title and body, the block, the feedback so far, and the files
   named by ``files=`` from the checkout, within the model's context size: what does not fit
-  is left out and the result says which.
+  is left out and the result says which. The system prompt ends with the repository's own
+  instructions (``Job.repo_instructions``: docs/repository-files.md), within a third of
+  the context.
 - **Answer**: streamed (progress shows its last lines); it becomes ``summary.md`` (the
   result comment), and a unified diff in it is applied to the checkout with ``git apply``,
   so it ends as a pull request like any change. The model's own question (an answer that
