@@ -402,6 +402,7 @@ class Agent:
             gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
             setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),
+            test_timeout=cfg.test_timeout,
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None

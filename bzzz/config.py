@@ -398,6 +398,9 @@ class Config(BaseModel):
     setup_timeout: float = Field(default=900.0, gt=0)
     setup_cache: str = Field(default="8g", pattern=r"^[0-9]+[kmg]?$")
     setup_cache_entry: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
+    # a repository's own check (.bzzz/test.sh, or test = "…" in its .bzzz.toml) after the
+    # executor: at most this many seconds a run
+    test_timeout: float = Field(default=600.0, gt=0)
     # bwrap tasks get a cgroup each (memory.max, pids.max) under this delegated cgroup v2
     # directory: "auto" (the agent's own cgroup, when delegated), "off", or a path; without
     # one, resource limits stand in (see docs and bzzz/exec/limits.py)

@@ -160,3 +160,44 @@ def test_setup_runs_first_through_the_allowlist_is_cached_and_a_failure_is_repor
             assert kinds[-2:] == [(True, False), (True, True)], kinds
     index.shutdown()
     denied.shutdown()
+
+
+AGENT = ("sh -c 'cat \"$BZZZ_REPO_INSTRUCTIONS\"; if grep -q \"check\" \"$BZZZ_FEEDBACK\"; "
+         "then echo fixed > hello.txt; else echo broken > hello.txt; fi'")
+
+
+def test_the_repositorys_check_gives_a_failure_back_once_and_the_pull_request_says(
+        tmp_path, workdir):
+    """#23 item 4: .bzzz/test.sh runs after the executor; a failure goes back to the agent
+    once as feedback before anything is pushed; the result is in the pull request's body.
+    The agent executor also gets the base branch's AGENTS.md ($BZZZ_REPO_INSTRUCTIONS)."""
+    check = "grep -q fixed hello.txt || { echo 'hello.txt is not fixed yet'; exit 1; }\n"
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        _put_files(owner, {".bzzz/test.sh": check, "AGENTS.md": "RULE-FOR-AGENTS-5\n"})
+        env = _agent_env(tmp_path, workdir, hub, BZZZ_AGENT_COMMAND=AGENT)
+        with _running(tmp_path, env):
+            n = owner.post("/repos/owner/tasks/issues", json={
+                "title": "make hello", "body": "Write hello.txt.", "labels": ["bzzz"]}
+            ).json()["number"]
+            wait_for(lambda: owner.get("/repos/owner/tasks/pulls").json(), 90,
+                     what="the pull request")
+            (pr,) = owner.get("/repos/owner/tasks/pulls").json()
+            assert file_on(owner, pr["head"]["ref"], "hello.txt") == "fixed\n"
+            assert "🧪 Check `.bzzz/test.sh` passed after one more round with its failure " \
+                "as feedback" in pr["body"], pr["body"]
+            body = next(c["body"] for c in _comments(owner, n) if "<!-- bzzz:result:" in
+                        c["body"])
+            assert "RULE-FOR-AGENTS-5" in body and "🧪 Check" in body, body
+            # a shell task is not run again: its check's failure is reported as it is
+            _put_files(owner, {".bzzz/test.sh": "echo still-red; exit 4\n"})
+            body = _task(owner, "shell work", "echo work > work.txt")
+            assert "🧪 Check `.bzzz/test.sh` failed (exit 4)." in body, body
+            assert "still-red" in body and "one more round" not in body
+            log = tmp_path / "gw" / "log"
+            wait_for(lambda: len([d for d in read_entries(log)
+                                  if d.get("type") == "self_check"]) == 2, 30,
+                     what="two self_check decisions")
+            checks = [(d["passed"], d["retried"]) for d in read_entries(log)
+                      if d.get("type") == "self_check"]
+            assert checks == [(True, True), (False, False)], checks

@@ -301,3 +301,64 @@ def test_eviction_takes_the_spare_and_the_list_with_the_entry(tmp_path):
     cache.evict()
     assert cache.lookup("k") is None and cache.paths("k") == []
     assert not (tmp_path / "spare" / "k").exists()
+
+
+# ------------------------------------------------------------------ the glue, on real git
+
+
+def _git(repo, *args):
+    import subprocess
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _commit(repo, files):
+    for path, text in files.items():
+        p = repo / path
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+async def test_a_review_round_reads_the_base_and_touches_what_its_pull_request_changed(tmp_path):
+    from bzzz.claim.repofiles import read_repo_files
+    from bzzz.repo.git import Git
+    from bzzz.repo.workspace import Checkout
+    repo = tmp_path / "r"
+    _git(tmp_path, "init", "-q", str(repo))
+    base = _commit(repo, {
+        "AGENTS.md": "base rules\n", ".bzzz.toml": 'test = "make check"\n',
+        ".github/instructions/py.instructions.md": "---\napplyTo: '**/*.py'\n---\npy rules\n",
+        COPILOT_SETUP: "jobs:\n  copilot-setup-steps:\n    steps:\n      - run: make deps\n",
+        "package-lock.json": "{}\n"})
+    head = _commit(repo, {"AGENTS.md": "head rules\n", "src/x.py": "x = 1\n",
+                          ".bzzz.toml": '[setup]\nrequired = true\n', SETUP_SH: "evil\n",
+                          "package-lock.json": '{"changed": 1}\n'})
+    co = Checkout("o/r", repo, tmp_path / "private", repo / ".git", head, "bzzz/1-x")
+    files = await read_repo_files(Git(), co, "main", base, ["no paths here"])
+    assert "base rules" in files.instructions and "head rules" not in files.instructions
+    assert "py rules" in files.instructions  # src/x.py changed in the pull request
+    assert files.check is not None and files.check.script == "make check"
+    assert not files.settings.setup_required  # the head's .bzzz.toml does not count
+    assert files.setup.source == COPILOT_SETUP and files.setup.steps[0].script == "make deps"
+    fresh = Checkout("o/r", repo, tmp_path / "private", repo / ".git", base, "bzzz/1-x")
+    again = await read_repo_files(Git(), fresh, "main", base, [])
+    assert "py rules" not in again.instructions
+    assert again.setup_key != files.setup_key  # the lockfile of the checkout's own commit
+
+
+def test_the_check_in_words():
+    from bzzz.claim.report import check_lines
+    from bzzz.claim.selfcheck import check_feedback
+    from bzzz.claim.setup import StepRun
+    failed = StepRun("test.sh", ".bzzz/test.sh", "failed", 2, 0.5, "x" * 5000 + "\nboom ```")
+    text = check_feedback(failed, ".bzzz/test.sh")
+    assert "failed (exit 2)" in text and "boom" in text and len(text) < 3400
+    assert "``\u200b`" in text  # the output cannot close the fence
+    assert check_lines(None) == []
+    lines = "\n".join(check_lines({"source": "s", "passed": False, "retried": True,
+                                   "runs": [{"status": "timeout", "exit_code": None}],
+                                   "output": "late"}))
+    assert "failed (timeout) after one more round" in lines and "late" in lines

@@ -34,6 +34,7 @@ from ..repo.workspace import Checkout, remove
 from . import report
 from .delivery import PullRef, prior_pull, read_handed_back
 from .repofiles import RepoFiles, read_repo_files
+from .selfcheck import self_check
 from .setup import refill, run_setup
 from .gitlock import Held, Lost
 from .lease import renewal_due
@@ -191,6 +192,7 @@ class Attempt:
         self.outcome: Outcome | None = None  # None: cancelled before the executor ended
         self.files: RepoFiles | None = None  # what the base branch says (instructions, setup)
         self.setup_doc: dict[str, Any] | None = None  # how the repository's setup went
+        self.check_doc: dict[str, Any] | None = None  # what the repository's check said
 
     @property
     def workdirs(self) -> Workdirs:
@@ -458,7 +460,7 @@ class Attempt:
                     async with self.way_out(job, budget.cancel) as route:
                         self.outcome = await self.setup(job)  # an outcome: it stops the task
                         if self.outcome is None:
-                            self.outcome = await executor.run(job)
+                            self.outcome = await self.checked(job, await executor.run(job))
                 if budget.cancelled_caught and route is not None and route.exceeded:
                     self.outcome = Outcome(Result(
                         "failed", output=f"[bzzz] stopped: {route.exceeded}"),
@@ -467,6 +469,8 @@ class Attempt:
         run.scope = None
         if self.outcome is not None and self.setup_doc is not None:
             self.outcome.result.extra["setup"] = self.setup_doc
+        if self.outcome is not None and self.check_doc is not None:
+            self.outcome.result.extra["check"] = self.check_doc
         if route is not None:
             self.account(route)
         result = self.outcome.result if self.outcome is not None else None
@@ -498,6 +502,21 @@ class Attempt:
                 f"([setup] required = true): the task did not run\n{doc['failed_output']}")),
                 reason="setup failed")
         return None
+
+    async def checked(self, job: Job, outcome: Outcome) -> Outcome:
+        """The repository's own check after an executor that succeeded
+        (bzzz/claim/selfcheck.py): a failure goes back to the executor once."""
+        files, s = self.files, self.s
+        if files is None or files.check is None or outcome.result.status != "succeeded":
+            return outcome
+        self.run.progress = "running the repository's check"
+        outcome, done = await self_check(files.check, job, outcome, s.sandbox, user=s.user,
+                                         executor=self.chosen.name, again=self.chosen.run,
+                                         timeout=s.test_timeout)
+        self.check_doc = doc = done.doc()
+        self.svc._decide(Decision.SELF_CHECK, self.task, **{
+            k: v for k, v in doc.items() if k != "output"})
+        return outcome
 
     @asynccontextmanager
     async def way_out(self, job: Job, stop: Callable[[], None]

@@ -20,10 +20,12 @@ from ..repo.basefiles import BaseTree
 from ..repo.git import Git, GitError
 from ..repo.instructions import INSTRUCTIONS_DIR, MAX_TOUCHED, candidates, gather, mentioned_paths
 from ..repo.setupfiles import (MAX_SETUP_FILE, REPO_SETTINGS, SETUP_SOURCES, RepoSettings,
-                               SetupPlan, cache_key, is_lockfile, parse_settings, plan)
+                               SetupPlan, Step, cache_key, is_lockfile, parse_settings, plan)
 from ..repo.workspace import Checkout, changed_files
 
 log = logging.getLogger("bzzz.claim")
+
+CHECK_SH = ".bzzz/test.sh"  # the repository's own check (bzzz/claim/selfcheck.py)
 
 __all__ = ["RepoFiles", "read_repo_files", "touched_paths"]
 
@@ -38,6 +40,7 @@ class RepoFiles:
     setup: SetupPlan = field(default_factory=SetupPlan)
     setup_key: str = ""  # the setup cache's key ("" without setup)
     sources: list[str] = field(default_factory=list)  # the instruction files used
+    check: Step | None = None  # the repository's own check (.bzzz/test.sh, or test = "…")
 
 
 def touched_paths(texts: Sequence[str], files_option: str = "",
@@ -70,8 +73,8 @@ async def read_repo_files(git: Git, co: Checkout, base: str, base_commit: str,
     tree = BaseTree(git, co.mirror, base_commit)
     out = RepoFiles(base, base_commit)
     try:
-        listing = await tree.fetch([*candidates(touched), REPO_SETTINGS, *SETUP_SOURCES],
-                                   recursive=[INSTRUCTIONS_DIR])
+        listing = await tree.fetch([*candidates(touched), REPO_SETTINGS, *SETUP_SOURCES,
+                                    CHECK_SH], recursive=[INSTRUCTIONS_DIR])
     except GitError as exc:
         log.warning("the repository's own files are not read", extra={"error": str(exc)})
         return out
@@ -80,6 +83,11 @@ async def read_repo_files(git: Git, co: Checkout, base: str, base_commit: str,
     out.sources = [s.path for s in found.sources]
     out.settings_text = tree.text(REPO_SETTINGS, REPO_FILE_MAX)
     out.settings = parse_settings(out.settings_text)
+    script = tree.text(CHECK_SH, MAX_SETUP_FILE)
+    if script is not None and script.strip():
+        out.check = Step("test.sh", CHECK_SH, script)
+    elif out.settings.test:
+        out.check = Step("test", f"{REPO_SETTINGS} test", out.settings.test)
     sources = {s: tree.text(s, MAX_SETUP_FILE) for s in SETUP_SOURCES if s in tree.entries}
     out.setup = plan(sources)
     if out.setup.empty:

@@ -96,6 +96,7 @@ class ClaimSettings:
     egress_max: list[str] = field(default_factory=list)  # task_egress_max
     setup_timeout: float = 900.0  # seconds for all of a repository's setup steps together
     setup_cache: SetupCache | None = None  # where setups' results are kept (None: nowhere)
+    test_timeout: float = 600.0  # seconds for one run of a repository's own check
 
 
 class ClaimService:

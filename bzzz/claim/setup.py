@@ -37,7 +37,7 @@ from ..repo.workspace import Checkout
 
 log = logging.getLogger("bzzz.claim")
 
-__all__ = ["SetupRun", "StepRun", "refill", "run_setup", "untracked"]
+__all__ = ["SetupRun", "StepRun", "refill", "run_setup", "task_env_for", "untracked"]
 
 STEP_OUTPUT = 16 * 1024  # bytes of each step's output kept (its tail)
 SHOWN_OUTPUT = 1500  # characters of a failed step's output in the result comment
@@ -80,7 +80,8 @@ class SetupRun:
                                        if s.status != "succeeded"), "")}
 
 
-def _env(job: Job, kind: str) -> dict[str, str]:
+def task_env_for(job: Job, kind: str) -> dict[str, str]:
+    """The task's own environment, as its executor gets it."""
     env = task_env(str(job.workspace.resolve()), dict(job.env))
     if kind == "container" and "PATH" not in job.env:
         env["PATH"] = CONTAINER_PATH
@@ -138,7 +139,7 @@ async def _save(cache: SetupCache, key: str, co: Checkout, paths: list[str]) -> 
 
 async def _run_steps(plan: SetupPlan, job: Job, box: Sandbox,
                      timeout: float) -> list[StepRun]:  # noqa: ASYNC109 -- shared by the steps
-    env, out = _env(job, box.kind), []
+    env, out = task_env_for(job, box.kind), []
     deadline = trio.current_time() + timeout
     for step in plan.steps:
         left = deadline - trio.current_time()
