@@ -33,7 +33,7 @@ from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint, root_url
 from .exec.llmexec import LLMExecutor
-from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox
+from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox, parse_memory
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .github import credentials
 from .github.client import GitHubClient, GitHubError
@@ -48,6 +48,7 @@ from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
 from .redact import register as register_secret
 from .repo.git import Git
+from .repo.setupcache import SetupCache
 from .repo.workspace import Mirrors
 
 if TYPE_CHECKING:
@@ -82,6 +83,17 @@ def _read_token(config: Config) -> CredentialProvider | None:
         except credentials.CredentialError as exc:
             raise AgentError(str(exc)) from None
     return provider
+
+
+def setup_cache(config: Config, workroot: Path) -> SetupCache | None:
+    """Where repositories' setups are cached (data_dir/setup-cache; None: setup_cache "0"),
+    their next copies written ahead beside the workspaces (workroot/.setup-spare)."""
+    total = parse_memory(config.setup_cache)
+    if total <= 0:
+        return None
+    return SetupCache(config.data_dir / "setup-cache", max_total=total,
+                      max_entry=min(total, parse_memory(config.setup_cache_entry)),
+                      spare_root=workroot / ".setup-spare")
 
 
 def _secret_file(path: Path, field: str) -> credentials.SecretFile:
@@ -389,6 +401,8 @@ class Agent:
             progress_interval=cfg.progress_interval, waiting_notice=cfg.waiting_notice,
             gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
+            setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),
+            test_timeout=cfg.test_timeout,
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None

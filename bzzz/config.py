@@ -391,6 +391,16 @@ class Config(BaseModel):
     task_pids: int = Field(default=512, ge=16, le=1_000_000)
     # the largest file a task may write (bwrap: RLIMIT_FSIZE)
     task_disk: str = Field(default="10g", pattern=r"^[0-9]+[kmg]?$")
+    # a repository's own setup (.bzzz/setup.sh, copilot-setup-steps.yml, devcontainer's
+    # postCreateCommand; docs/repository-files.md) runs before each task in its sandbox: at
+    # most this many seconds for all its steps, and its result is cached per node, at most
+    # setup_cache in all (the oldest-used go first; "0": no cache) and setup_cache_entry each
+    setup_timeout: float = Field(default=900.0, gt=0)
+    setup_cache: str = Field(default="8g", pattern=r"^[0-9]+[kmg]?$")
+    setup_cache_entry: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
+    # a repository's own check (.bzzz/test.sh, or test = "…" in its .bzzz.toml) after the
+    # executor: at most this many seconds a run
+    test_timeout: float = Field(default=600.0, gt=0)
     # bwrap tasks get a cgroup each (memory.max, pids.max) under this delegated cgroup v2
     # directory: "auto" (the agent's own cgroup, when delegated), "off", or a path; without
     # one, resource limits stand in (see docs and bzzz/exec/limits.py)

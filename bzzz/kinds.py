@@ -37,6 +37,8 @@ class Decision(StrEnum):
     LLM_ANSWER = "llm_answer"
     GUARDIAN_REFUSED = "guardian_refused"
     EGRESS = "egress"  # what the task reached through the gateway, and what was refused
+    SETUP = "setup"  # the repository's own setup before the executor: its steps, the cache
+    SELF_CHECK = "self_check"  # the repository's own check after the executor (#23)
     NEEDS_INPUT = "needs_input"
     ASKED = "asked"
     INPUT_TIMED_OUT = "input_timed_out"

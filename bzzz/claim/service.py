@@ -31,6 +31,7 @@ from ..decisions import DecisionLog
 from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
+from ..repo.setupcache import SetupCache
 from ..exec.shell import RunAs
 from ..gateway.proxy import Gateway
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
@@ -93,6 +94,9 @@ class ClaimSettings:
     gateway: Gateway | None = None  # task_network = "gateway": each task's only way out
     egress: list[str] = field(default_factory=list)  # task_egress
     egress_max: list[str] = field(default_factory=list)  # task_egress_max
+    setup_timeout: float = 900.0  # seconds for all of a repository's setup steps together
+    setup_cache: SetupCache | None = None  # where setups' results are kept (None: nowhere)
+    test_timeout: float = 600.0  # seconds for one run of a repository's own check
 
 
 class ClaimService:

@@ -50,6 +50,10 @@ class Job:
     # model calls are counted by its gateway route)
     # (model, tokens in, tokens out, the endpoint's root URL: its price)
     meter: Callable[[str, int, int, str], None] = lambda model, tokens_in, tokens_out, root: None
+    # the repository's own instructions for coding agents (AGENTS.md, CLAUDE.md, Copilot's),
+    # from the base branch, rendered with a heading per source (bzzz/repo/instructions.py);
+    # also in the file $BZZZ_REPO_INSTRUCTIONS names. Text to show a model, never to run.
+    repo_instructions: str = ""
 
 
 @dataclass
@@ -97,19 +101,23 @@ INSTRUCTIONS = "instructions.md"
 
 
 def instructions(job: Job) -> str:
-    """What a coding agent is asked: the block, or the whole issue when there is none, and
-    the feedback so far."""
+    """What a coding agent is asked: the block, or the whole issue when there is none, the
+    feedback so far, and the repository's own instructions under their heading."""
     text = job.code if job.code and job.code.strip() else f"# {job.title}\n\n{job.body}"
     if job.feedback.strip():
         text += ("\n\n---\n\nFeedback so far (questions, answers and review comments, oldest "
                  f"first):\n\n{job.feedback}")
+    if job.repo_instructions.strip():
+        text += f"\n\n---\n\n{job.repo_instructions.strip()}\n"
     return text
 
 
 class AgentExecutor:
     """A coding-agent CLI the node is configured with (``agent_command``), run in the
-    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file) and on
-    standard input is nothing; ``{instructions}`` in the command is replaced by that path.
+    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file, the
+    repository's own instructions at its end; they are also alone in
+    ``$BZZZ_REPO_INSTRUCTIONS``) and on standard input is nothing; ``{instructions}`` in the
+    command is replaced by that path.
     Operator configuration, so the Guardian does not judge it; the sandbox contains it."""
 
     name = "agent"
