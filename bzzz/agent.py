@@ -399,6 +399,7 @@ class Agent:
             workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
             keep_workspaces=cfg.keep_workspaces, input_timeout=cfg.github.input_timeout,
             progress_interval=cfg.progress_interval, waiting_notice=cfg.waiting_notice,
+            ci_rounds=cfg.ci_rounds, ci_wait=cfg.ci_wait, ci_settle=cfg.ci_settle,
             gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
             setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),

@@ -346,6 +346,12 @@ class Config(BaseModel):
     # seconds a task no live node can take waits before the mesh says so on the issue (one
     # comment naming what is missing, and the bzzz:waiting label; 0: never)
     waiting_notice: float = Field(default=30.0, ge=0)
+    # CI rounds (bzzz/claim/ciround.py): a red head gets this many more rounds on its branch
+    # with what failed as feedback; pending checks count as failed after ci_wait seconds; a
+    # head with no checks at all is green after ci_settle seconds
+    ci_rounds: int = Field(default=2, ge=0)
+    ci_wait: float = Field(default=1800.0, gt=0)
+    ci_settle: float = Field(default=30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the

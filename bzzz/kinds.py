@@ -55,6 +55,10 @@ class Decision(StrEnum):
     REPORT_DROPPED = "report_dropped"
     MERGED = "merged"
     PULL_CLOSED = "pull_closed"
+    # CI rounds on the agents' pull requests (bzzz/claim/ciround.py)
+    CI_GREEN = "ci_green"
+    CI_ROUND = "ci_round"
+    CI_FAILED = "ci_failed"
     # help
     HELP_REQUESTED = "help_requested"
     HELP_OFFERED = "help_offered"

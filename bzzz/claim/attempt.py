@@ -32,6 +32,7 @@ from ..github.client import GitHubError, Unavailable
 from ..github.markers import find_markers
 from ..repo.workspace import Checkout, remove
 from . import report
+from .ciround import feedback_of as ci_feedback
 from .delivery import PullRef, prior_pull, read_handed_back
 from .repofiles import RepoFiles, read_repo_files
 from .selfcheck import self_check
@@ -425,9 +426,11 @@ class Attempt:
         if self.prior is not None:
             n = self.prior.number
             for c in await ops.comments(n):
-                if not find_markers(c.get("body") or ""):
-                    items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
-                                  "on the pull request", c.get("body") or ""))
+                body, who = c.get("body") or "", (c.get("user") or {}).get("login", "?")
+                if not find_markers(body):
+                    items.append((c.get("created_at") or "", who, "on the pull request", body))
+                elif (failed := ci_feedback(body)) is not None:  # a CI round's (ciround.py)
+                    items.append((c.get("created_at") or "", who, "from CI", failed))
             for r in await ops.pull_list(n, "reviews"):
                 if (r.get("body") or "").strip() or r.get("state") == "CHANGES_REQUESTED":
                     state = (r.get("state") or "").lower().replace("_", " ")

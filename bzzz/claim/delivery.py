@@ -40,7 +40,8 @@ from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
 
-PR_MODES = ("draft", "ready", "none")
+# ready-when-green: a draft until the head's CI is green, then ready (bzzz/claim/ciround.py)
+PR_MODES = ("draft", "ready", "none", "ready-when-green")
 MAX_SUMMARY = 60_000
 MAX_FOLLOW_UPS = 10
 MAX_FOLLOW_UP_DEPTH = 3  # a follow-up of a follow-up of a follow-up files no more

@@ -34,12 +34,15 @@ from ..exec.sandbox import Sandbox
 from ..repo.setupcache import SetupCache
 from ..exec.shell import RunAs
 from ..gateway.proxy import Gateway
+from ..github.checks import CI_SETTLE
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from ..github.issues import IssueOps
 from ..github.pulls import PullInfo, PullWatch
 from ..p2p.capabilities import PeerView
 from . import report
 from .attempt import Attempt, Phase, Running, Stop, StopReason
+from .ciround import CI_ROUNDS, CI_WAIT
+from .ciwatch import CiWatch
 from .commands import Commands
 from .delivery import RepoWork
 from .feed import TaskFeed
@@ -91,6 +94,9 @@ class ClaimSettings:
     input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
     progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
     waiting_notice: float = NOTICE_AFTER  # a task nobody can take says so after this (0: off)
+    ci_rounds: int = CI_ROUNDS  # CI rounds on a pull request before a person is asked
+    ci_wait: float = CI_WAIT
+    ci_settle: float = CI_SETTLE
     gateway: Gateway | None = None  # task_network = "gateway": each task's only way out
     egress: list[str] = field(default_factory=list)  # task_egress
     egress_max: list[str] = field(default_factory=list)  # task_egress_max
@@ -122,6 +128,7 @@ class ClaimService:
         self.on_load = on_load
         self.helper = helper  # bzzz.help.service.HelpService, or None (help off)
         self.handoff = Handoff(self)
+        self.ci = CiWatch(self)
         self.reporter = Reporter(self)
         if helper is not None:
             helper.on_handoff = self.handoff.adopt
@@ -253,6 +260,7 @@ class ClaimService:
             # so "the pull request moved" cannot tell a review from the push just before it
             for review in await self.pulls.new_reviews(repo, pr.number):
                 await self.intake.take_review(repo, pr.number, review)
+            await self.ci.check(task, pr)
 
     async def _pull_closed(self, info: PullInfo) -> None:
         """A pull request of ours closed. Merged: GitHub closed the issue (``Fixes #n``);
