@@ -78,6 +78,7 @@ class CiApp:
         self.url, self.repo, self.owner = url.rstrip("/"), repo, owner
         self.judge, self.name, self.interval = judge, name, interval
         self.judged: dict[str, str] = {}  # head sha -> conclusion
+        self.completed_at: dict[str, float] = {}  # head sha -> time.time() of its verdict
         self.token = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -121,6 +122,7 @@ class CiApp:
                     "output": {"title": j.title, "summary": j.summary, "text": j.text,
                                "annotations": j.annotations}}).raise_for_status()
                 self.judged[sha] = j.conclusion
+                self.completed_at[sha] = time.time()
                 judged += 1
         return judged
 
