@@ -11,6 +11,7 @@ No GitHub account and no network are needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .devhub import DevHubThread
+from .devhub.ciapp import CiApp, forbid
 from .identity import load_or_create
 
 REPO = "demo/tasks"
@@ -46,7 +48,17 @@ SAMPLE_TASKS = [
     ("Build the container image", "echo 'built image demo:latest'", "normal", ["docker"]),
     ("Summarise the changelog", "echo 'summary: 3 features, 2 fixes'", "normal", ["ollama"]),
     ("Hotfix smoke check", "echo 'hotfix ok'", "critical", []),
-    ("Lint the docs", "echo 'docs lint clean'", "low", []),
+    # demo-ci (the demo's CI, bzzz/devhub/ciapp.py) fails the first push for its FIXME; the
+    # agents' CI round reads the annotation in $BZZZ_FEEDBACK and fixes it; ready when green
+    ("Write the release notes",
+     "if grep -q 'FIXME left in' \"$BZZZ_FEEDBACK\"; then\n"
+     "  printf '# Release notes\\n\\n0.2.0: tasks end as pull requests that pass CI.\\n'"
+     " > RELEASE_NOTES.md\n"
+     "  echo 'Finished the release notes (CI found a FIXME).' > \"$BZZZ_OUTPUT/summary.md\"\n"
+     "else\n"
+     "  printf '# Release notes\\n\\nFIXME: say what changed.\\n' > RELEASE_NOTES.md\n"
+     "  echo 'Drafted the release notes.' > \"$BZZZ_OUTPUT/summary.md\"\n"
+     "fi", "low", []),
     ("Flaky integration test", "echo 'assertion failed' >&2; exit 3", "normal", []),
     ("Clean the build machine", "sudo rm -rf /var/cache", "high", []),
     ("Count the sources", "ls -a | wc -l", "normal", []),
@@ -55,6 +67,9 @@ SAMPLE_TASKS = [
     ("Compute the checksum", "python3 -c 'print(sum(range(1000)))'", "normal", ["python"]),
     ("Record the git version", "git --version || echo 'git missing'", "low", ["git"]),
 ]
+# a block's info string beyond the executor, by task
+BLOCK_INFO = {"Write the release notes": "pr=ready-when-green"}
+CI_TASK = "Write the release notes"
 FINAL = {"bzzz:review": "pull request", "bzzz:done": "done", "bzzz:failed": "failed",
          "bzzz:needs-input": "needs input"}
 DEMO_FILES = {
@@ -184,13 +199,15 @@ def _file_tasks(hub_url: str, count: int) -> dict[int, tuple[str, str]]:
     with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"}) as c:
         for i in range(count):
             title, command, priority, needs = SAMPLE_TASKS[i % len(SAMPLE_TASKS)]
+            info = BLOCK_INFO.get(title, "")
             if i >= len(SAMPLE_TASKS):
                 title = f"{title} ({i // len(SAMPLE_TASKS) + 1})"
             labels = ["bzzz"] + ([f"priority:{priority}"] if priority != "normal" else [])
             labels += [f"needs:{n}" for n in needs]
             doc = c.post(f"/repos/{REPO}/issues", json={
                 "title": title, "labels": labels,
-                "body": f"Filed by the demo.\n\n```bzzz\n{command}\n```\n"}).json()
+                "body": f"Filed by the demo.\n\n```bzzz{' ' + info if info else ''}\n"
+                        f"{command}\n```\n"}).json()
             filed[doc["number"]] = (title, priority)
     return filed
 
@@ -221,13 +238,20 @@ def _claimers(hub_url: str, number: int) -> list[str]:
 
 
 def _claim_counts(hub_url: str, number: int) -> tuple[int, int]:
-    """(duplicate claims, handovers): claims beyond the first that no handover explains (a
-    helper taking a task handed to it through the claim is a new claim comment, not a
-    second holder)."""
-    bodies = _comments(hub_url, number)
-    claims = sum(1 for b in bodies if "<!-- bzzz:claim:" in b)
-    handovers = sum(1 for b in bodies if "<!-- bzzz:handover:" in b)
-    return max(0, claims - handovers - 1), handovers
+    """(duplicate claims, handovers): a claim while another attempt still held the task (a
+    helper taking a task handed to it is a new claim after the handover, and a new round
+    after a result, e.g. a CI round, a new claim after that result: neither is a second
+    holder)."""
+    duplicates = handovers = 0
+    held = False
+    for b in _comments(hub_url, number):
+        if "<!-- bzzz:claim:" in b:
+            duplicates += held
+            held = True
+        elif "<!-- bzzz:handover:" in b or "<!-- bzzz:result:" in b:
+            handovers += "<!-- bzzz:handover:" in b
+            held = False
+    return duplicates, handovers
 
 
 def _seed_repository(hub_url: str) -> None:
@@ -298,6 +322,7 @@ def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: Text
             "sandbox; install it, e.g. apt-get install bubblewrap, to see them sandboxed)")
     t0 = time.monotonic()
     stamp: Callable[[], str] = lambda: f"[{time.monotonic() - t0:5.2f}s]"  # noqa: E731
+    stack = contextlib.ExitStack()
     try:
         bootstrap = [a.addr for a in mesh]
         monitor.start(bootstrap, github)
@@ -309,6 +334,10 @@ def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: Text
         say(f"\nMesh formed in {time.monotonic() - t0:.2f} s: every agent sees the other "
             f"{agents - 1}.")
         _seed_repository(hub.url)
+        ci = CiApp(hub.url, REPO, "demo", forbid("FIXME"), name="demo-ci", interval=0.3)
+        stack.enter_context(ci)
+        say("  demo-ci, the demo's own CI (a GitHub App on devhub), checks every pull "
+            "request's head and fails one that still says FIXME")
         filed = _file_tasks(hub.url, tasks) if tasks else {}
         if filed:
             say(f"\nFiled {len(filed)} task issues in {REPO} (as N8N or a person would):")
@@ -316,6 +345,8 @@ def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: Text
                 say(f"  #{n:<3} {title} [{prio}]")
             say("")
         order = _follow_tasks(hub.url, filed, say, stamp, timeout)
+        if any(title == CI_TASK for title, _ in filed.values()):
+            _follow_ci(hub.url, ci, say, stamp, timeout)
         if filed and not _summarize(hub, monitor, filed, order, say, root):
             return 1
         if exit_after:
@@ -329,6 +360,7 @@ def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: Text
         say("\nstopping")
         return 0
     finally:
+        stack.close()
         codes = [a.stop() for a in mesh]
         monitor.stop()
         if all(c == 0 for c in codes):
@@ -343,7 +375,9 @@ def _agent_env(hub_url: str, root: Path, work: Path) -> dict[str, str]:
     return {"BZZZ_GITHUB__URL": hub_url, "BZZZ_GITHUB__REPOS": REPO,
             "GITHUB_TOKEN_FILE": str(root / "token"), "BZZZ_GITHUB__POLL_INTERVAL": "0.5",
             "BZZZ_GITHUB__WRITE_INTERVAL": "0", "BZZZ_GITHUB__LEASE": "30",
-            "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox()}
+            "BZZZ_WORKSPACE_DIR": str(work), "BZZZ_SANDBOX": _demo_sandbox(),
+            # demo-ci reports within a second: a head it passed need not wait 30 s more
+            "BZZZ_CI_SETTLE": "2"}
 
 
 def _mesh_formed(mesh: list[_Agent], names: dict[str, str], say: Callable[[str], None],
@@ -404,6 +438,36 @@ def _follow_tasks(hub_url: str, filed: dict[int, tuple[str, str]], say: Callable
             break
         time.sleep(0.3)
     return order
+
+
+def _follow_ci(hub_url: str, ci: CiApp, say: Callable[[str], None], stamp: Callable[[], str],
+               timeout: float) -> bool:
+    """Tell demo-ci's verdicts as they come, until a pull request it failed passes and is
+    ready for review (the agents' CI round), or ``timeout``; whether it did."""
+    import httpx
+
+    shown, failed = 0, set()
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=hub_url, headers={"Authorization": f"token {OWNER_TOKEN}"},
+                      timeout=30) as c:
+        while time.monotonic() < deadline:
+            for pr, sha, conclusion, title in ci.events[shown:]:
+                shown += 1
+                if conclusion != "success":
+                    failed.add(pr)
+                    say(f"  {stamp()} demo-ci: pull request #{pr} at {sha[:7]} failed "
+                        f"({title}): the agents start a CI round with its annotations")
+                elif pr in failed:
+                    say(f"  {stamp()} demo-ci: pull request #{pr} at {sha[:7]} passed")
+            for pr in sorted(failed):
+                if any(p == pr and k == "success" for p, _, k, _ in ci.events) and \
+                        not c.get(f"/repos/{REPO}/pulls/{pr}").json().get("draft"):
+                    say(f"  {stamp()} pull request #{pr} is green and ready for review "
+                        "(pr=ready-when-green)")
+                    return True
+            time.sleep(0.3)
+    say("  demo-ci's round did not finish in time")
+    return False
 
 
 def _summarize(hub: DevHubThread, monitor: _Monitor, filed: dict[int, tuple[str, str]],

@@ -79,6 +79,8 @@ class CiApp:
         self.judge, self.name, self.interval = judge, name, interval
         self.judged: dict[str, str] = {}  # head sha -> conclusion
         self.completed_at: dict[str, float] = {}  # head sha -> time.time() of its verdict
+        # (pull request, head sha, conclusion, title) in the order judged, for a live view
+        self.events: list[tuple[int, str, str, str]] = []
         self.token = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,6 +125,7 @@ class CiApp:
                                "annotations": j.annotations}}).raise_for_status()
                 self.judged[sha] = j.conclusion
                 self.completed_at[sha] = time.time()
+                self.events.append((int(pr["number"]), sha, j.conclusion, j.title))
                 judged += 1
         return judged
 

@@ -16,7 +16,17 @@ const CATEGORY = {
   reported: 'report', report_failed: 'failure', report_dropped: 'failure',
   asked: 'input', needs_input: 'input', input_timed_out: 'input',
   egress: 'network',
+  ci_round: 'ci', ci_green: 'ci', ci_failed: 'failure', waiting: 'input',
 };
+
+// One line for a CI event on the task's pull request: the round, what failed, ready or not.
+function ciLine(type, d) {
+  const parts = [`PR #${d.pr ?? '?'}`];
+  if (type === 'ci_round') parts.push(`round ${d.round ?? '?'}`);
+  if ((d.failed ?? []).length) parts.push(`failed: ${d.failed.join(', ')}`);
+  if (type === 'ci_green') parts.push(d.ready ? 'green, marked ready' : 'green');
+  return ` · ${parts.join(' · ')}`;
+}
 
 // One line for a task's use of its gateway: hosts, refusals, tokens, a budget stop.
 function egressLine(d) {
@@ -132,7 +142,9 @@ export class TaskView {
                                     style: `grid-row:${r};grid-column:${lane + 2}`,
                                     dataset: {type, category: category(type)}},
         h('summary', {}, type, h('span', {class: 'seq'}, ` #${e.seq ?? ''}`),
-          type === 'egress' ? h('span', {class: 'muted'}, egressLine(e.data ?? {})) : null),
+          type === 'egress' ? h('span', {class: 'muted'}, egressLine(e.data ?? {})) : null,
+          category(type) === 'ci' || type === 'ci_failed'
+            ? h('span', {class: 'muted'}, ciLine(type, e.data ?? {})) : null),
         h('pre', {}, JSON.stringify(e.data ?? {}, null, 1)));
       grid.appendChild(details);
     });
