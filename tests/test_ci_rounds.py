@@ -91,17 +91,17 @@ def test_a_check_that_keeps_failing_stops_at_ci_rounds_with_a_comment(tmp_path, 
                                                                      owner):
     file_task(owner, "Notes", NEVER)
     with CiApp(hub.url, "owner/tasks", "owner", forbid("FIXME"), interval=0.2) as ci, \
-            running_agent(tmp_path, hub, workdir, BZZZ_CI_SETTLE="1", BZZZ_CI_ROUNDS="1"):
+            running_agent(tmp_path, hub, workdir, BZZZ_CI_SETTLE="1"):
         wait_for(lambda: pulls(owner), 60, what="the pull request")
         (pr,) = pulls(owner)
         wait_for(lambda: any("<!-- bzzz:ci-final:" in c["body"]
                              for c in comments(owner, pr["number"])), 120,
                  what="the final CI comment")
         bodies = [c["body"] for c in comments(owner, pr["number"])]
-        assert rounds_done(bodies, pr["number"]) == 1  # one round, then a person
+        assert rounds_done(bodies, pr["number"]) == 2  # ci_rounds (2), then a person
         final = next(b for b in bodies if "<!-- bzzz:ci-final:" in b)
-        assert "after 1 CI round" in final and "FIXME" in final
-        assert list(ci.judged.values()) == ["failure", "failure"]
+        assert "after 2 CI rounds" in final and "FIXME" in final
+        assert list(ci.judged.values()) == ["failure"] * 3  # the third failure stops it
         assert owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()["draft"]
 
 
