@@ -372,7 +372,8 @@ class Attempt:
                    output_dir=dirs.out_dir, feedback=feedback, feedback_file=feedback_file,
                    env=env, read_only=[dirs.in_dir] + ([self.co.mirror] if self.co else []),
                    timeout=task_timeout(spec, self.s.exec_timeout),
-                   progress=lambda line: setattr(self.run, "progress", line[-500:]))
+                   progress=lambda line: setattr(self.run, "progress", line[-500:]),
+                   needs=task.needs)
 
     async def feedback(self) -> str:
         """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull

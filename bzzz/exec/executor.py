@@ -49,6 +49,8 @@ class Job:
     # account and budgets in the node's gateway (the llm executor; a sandboxed task's own
     # model calls are counted by its gateway route)
     meter: Callable[[str, int, int], None] = lambda model, tokens_in, tokens_out: None
+    needs: frozenset[str] = frozenset()  # the task's needs:<capability> labels
+    repo_instructions: str = ""
 
 
 @dataclass

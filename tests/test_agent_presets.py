@@ -1,0 +1,178 @@
+"""The coding-agent presets (bzzz/exec/agents/): each real CLI (installed by
+.ci/agent-clis.sh) run by the ``agent`` executor in a bubblewrap sandbox whose only way out
+is its task gateway route, against a scripted model server speaking that CLI's API
+(bzzz/testing/scriptedmodel.py) whose answers make the CLI edit README.md with its own
+tools. A model answering 401 fails the run (whatever the CLI's exit status), and the CLI is
+stopped at once rather than after its retries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from bzzz.exec.agents import PRESETS, Route, resolve
+from bzzz.exec.agents.runner import HOME, PresetExecutor, fingerprint
+from bzzz.exec.executor import Job
+from bzzz.exec.sandbox import Limits, open_sandbox
+from bzzz.exec.shell import task_identity
+from bzzz.gateway.allow import Allowlist
+from bzzz.gateway.models import ModelEndpoint
+from bzzz.gateway.proxy import Gateway
+from bzzz.testing.agentclis import cli_bin, cli_path
+from bzzz.testing.scriptedmodel import Edit, ScriptedModelThread
+
+from .conftest import require
+
+OLD, NEW = "hello old world", "hello new world"
+EDIT = Edit("README.md", OLD, NEW, final="Changed old to new in README.md.")
+# preset -> (its executable, the [[llm]] kind of its route)
+CLIS = {"claude-code": ("claude", "anthropic"), "aider": ("aider", "openai"),
+        "codex": ("codex", "openai"), "opencode": ("opencode", "openai")}
+RUN_LIMIT = 240.0  # seconds for one CLI run on a loaded machine
+
+
+@pytest.fixture(autouse=True)
+def _bwrap():
+    require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+
+
+def _cli(name: str) -> None:
+    require(cli_path(CLIS[name][0]) is not None,
+            f"{CLIS[name][0]} is not installed (bash .ci/agent-clis.sh)")
+
+
+def _checkout(root: Path, owner: tuple[int, int] | None) -> tuple[Path, Path, Path]:
+    """A workspace holding a one-commit repository, the output and the inputs directory."""
+    ws, out, inp = root / "ws", root / "out", root / "in"
+    for d in (ws, out, inp):
+        d.mkdir(parents=True)
+        os.chmod(d, 0o755)
+    (ws / "README.md").write_text(OLD + "\n")
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(ws)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "start"], check=True)
+    (inp / "feedback.md").write_text("")
+    if owner is not None:
+        for d in (ws, out):
+            subprocess.run(["chown", "-R", f"{owner[0]}:{owner[1]}", str(d)], check=True)
+    return ws, out, inp
+
+
+async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions: str = ""):
+    """Run preset ``name`` once as the agent would: (outcome, the model's record, the
+    workspace, the seconds the executor took)."""
+    kind = CLIS[name][1]
+    gw = Gateway(root / "gw")
+    require(bool(gw.python), "no system python3 for the gateway's forwarder")
+    with ScriptedModelThread(EDIT, refuse=refuse) as server:
+        gw.models = [ModelEndpoint("local", server.url, kind)]
+        box = await open_sandbox("bwrap", node_id="t", hidden=[], state_dir=root / "state",
+                                 docker_host=None, default_image="-", network="gateway",
+                                 limits=Limits(memory="2g", pids=512),
+                                 user=task_identity(None), gateway=gw)
+        found, why = resolve([name], {"": "scripted"}, [Route("local", kind, ("scripted",))],
+                             [cli_bin()])
+        assert name in found, why
+        ws, out, inp = _checkout(root, box.owner)
+        job = Job(task_id="owner/tasks#1", repo="owner/tasks", issue=1,
+                  title="Say new instead of old", body="In README.md, change old to new.",
+                  executor="agent", options={}, code=None, workspace=ws, output_dir=out,
+                  feedback="", feedback_file=inp / "feedback.md", env={}, read_only=[inp],
+                  timeout=RUN_LIMIT, needs=frozenset({f"agent:{name}"}),
+                  repo_instructions=repo_instructions)
+        executor = PresetExecutor(found, box, max_turns=8)
+        start = time.monotonic()
+        async with gw.route(job.task_id, Allowlist.build([])) as route:
+            outcome = await executor.run(job)
+        took = time.monotonic() - start
+        await gw.aclose()
+        outcome.result.extra["egress"] = route.egress.doc()
+        return outcome, server.model, ws, out, took
+
+
+def _pr_files(ws: Path, leftovers) -> list[str]:
+    """What a delivery would commit: the changed files, the preset's leftovers aside."""
+    git = ["git", "-c", "safe.directory=*", "-C", str(ws)]
+    subprocess.run([*git, "add", "-A", "--", ".",
+                    *(f":(exclude,glob){p}" for p in leftovers),
+                    *(f":(exclude,glob){p}/**" for p in leftovers)], check=True,
+                   capture_output=True)
+    return subprocess.run([*git, "diff", "--cached", "--name-only"],
+                          check=True, capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize("name", list(CLIS))
+def test_each_cli_edits_the_file_through_the_gateway(name, workdir):
+    _cli(name)
+    outcome, model, ws, out, took = trio.run(_run, name, Path(workdir))
+    result = outcome.result
+    print(f"{name}: {took:.1f} s\n{result.output}")
+    assert result.status == "succeeded", (outcome.reason, result.output)
+    assert (ws / "README.md").read_text() == NEW + "\n"
+    assert _pr_files(ws, PRESETS[name].leftovers) == ["README.md"]
+    assert result.extra["agent"] == name and result.extra["edits"] >= 1
+    assert model.requests, "the CLI reached the model through the gateway"
+    keys = {r["headers"].get("x-api-key") or r["headers"].get("Authorization") for r in
+            model.requests if r["body"] is not None}
+    assert not any(k and "bzzz-task-" in k for k in keys), "the gateway replaced the capability"
+    # the CLI's own files stayed in its HOME, outside the checkout
+    assert (out / HOME).is_dir()
+    if name != "aider":  # it has no last message apart from its edits
+        assert (out / "summary.md").read_text().strip() == EDIT.final
+
+
+@pytest.mark.parametrize("name", list(CLIS))
+def test_a_refused_key_fails_the_run_at_once(name, workdir):
+    _cli(name)
+    outcome, model, ws, _, took = trio.run(
+        lambda: _run(name, Path(workdir), refuse=True))
+    print(f"{name}: {took:.1f} s\n{outcome.result.output}")
+    assert outcome.result.status == "failed"
+    assert outcome.reason == "the model refused its key (401)", outcome.reason
+    assert (ws / "README.md").read_text() == OLD + "\n"
+    assert took < 60, "stopped at the first refusal, not after the CLI's retries"
+
+
+def test_the_repository_instructions_reach_the_model(workdir):
+    _cli("claude-code")
+    rule = "Always answer in haiku (a rule of AGENTS.md)."
+    outcome, model, _, _, _ = trio.run(
+        lambda: _run("claude-code", Path(workdir), repo_instructions=rule))
+    assert outcome.result.status == "succeeded", outcome.result.output
+    asked = [r for r in model.model_requests("/v1/messages") if r["body"].get("tools")]
+    assert rule in str(asked[0]["body"].get("system"))
+
+
+# -------------------------------------------------------------------- no CLI needed
+
+def test_fingerprint_sees_changes_but_not_leftovers_or_git(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "a.txt").write_text("a")
+    before = fingerprint(tmp_path, (".aider*", ".claude/projects"))
+    (tmp_path / ".git" / "x").write_text("x")
+    (tmp_path / ".aider.chat.history.md").write_text("x")
+    (tmp_path / ".claude" / "projects").mkdir(parents=True)
+    (tmp_path / ".claude" / "projects" / "s.jsonl").write_text("x")
+    assert fingerprint(tmp_path, (".aider*", ".claude/projects")) == before
+    (tmp_path / "b.txt").write_text("b")
+    assert fingerprint(tmp_path, (".aider*",)) != before
+
+
+def test_resolve_says_why_a_preset_cannot_run(tmp_path):
+    routes = [Route("claude", "anthropic", ("sonnet",)), Route("local", "openai", ())]
+    found, why = resolve(["claude-code", "codex", "nope"], {"": "sonnet"}, routes,
+                         [tmp_path])
+    assert "nope" in why and "no such preset" in why["nope"]
+    for name in ("claude-code", "codex"):
+        assert name in found or "not installed" in why[name]
+    found, why = resolve(["claude-code"], {"": "m"}, [Route("local", "openai", ())], [])
+    assert "no [[llm]] endpoint of kind anthropic" in why["claude-code"]
+    found, why = resolve(["aider"], {}, routes, [])
+    assert why["aider"] == "no model: set agent_model"
