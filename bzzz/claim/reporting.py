@@ -200,7 +200,8 @@ class Reporter:
             return await self.svc.work.deliver(
                 co, task, task.spec, key, summary or result.output[-3000:],
                 status is Status.SUCCEEDED, prior,
-                fresh.get("html_url") or f"#{task.number}"), None
+                fresh.get("html_url") or f"#{task.number}",
+                leftovers=result.extra.get("leftovers") or ()), None
         except DeliveryError as exc:
             return None, str(exc)
 
