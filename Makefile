@@ -7,7 +7,7 @@ JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test unit lint system-deps js-deps llm-deps bench bench-quick clean
+.PHONY: all install demo test unit lint system-deps js-deps llm-deps agent-clis bench bench-quick clean
 
 all: install
 
@@ -33,6 +33,11 @@ js-deps: system-deps $(JSSTAMP)
 llm-deps: install
 	@bash .ci/llama-wheel.sh $(VENV) >/dev/null
 
+# the coding-agent CLIs the agent presets run (Claude Code, Codex, opencode from npm; Aider
+# in a virtual environment of its own), cached outside the repository (~1 min, ~2 GB, once)
+agent-clis: system-deps
+	@bash .ci/agent-clis.sh >/dev/null
+
 demo: install
 	$(BIN)/bzzz demo
 
@@ -41,7 +46,7 @@ lint: install
 	$(BIN)/mypy
 
 # The linter, the whole suite, then a quick smoke run of every benchmark.
-test: install system-deps js-deps llm-deps lint
+test: install system-deps js-deps llm-deps agent-clis lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 

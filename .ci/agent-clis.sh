@@ -79,8 +79,9 @@ aider() {
     say "installing aider-chat==$AIDER_VERSION"
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv"
+    # (pip's notes on configured index locations that do not exist here are left out)
     "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-        "aider-chat==$AIDER_VERSION" >&2
+        "aider-chat==$AIDER_VERSION" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
     chmod -R a+rX "$venv"
     echo "$AIDER_VERSION" >"$CACHE/.aider"
     link aider ../aider/bin/aider

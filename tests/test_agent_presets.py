@@ -116,6 +116,9 @@ def test_each_cli_edits_the_file_through_the_gateway(name, workdir):
     print(f"{name}: {took:.1f} s\n{result.output}")
     assert result.status == "succeeded", (outcome.reason, result.output)
     assert (ws / "README.md").read_text() == NEW + "\n"
+    print("left in the checkout:", sorted(os.listdir(ws)), result.extra["egress"]["refused"])
+    if name == "aider":  # its leftovers are there, and stay out of the commit
+        assert any(p.startswith(".aider") for p in os.listdir(ws))
     assert _pr_files(ws, PRESETS[name].leftovers) == ["README.md"]
     assert result.extra["agent"] == name and result.extra["edits"] >= 1
     assert model.requests, "the CLI reached the model through the gateway"
@@ -176,3 +179,71 @@ def test_resolve_says_why_a_preset_cannot_run(tmp_path):
     assert "no [[llm]] endpoint of kind anthropic" in why["claude-code"]
     found, why = resolve(["aider"], {}, routes, [])
     assert why["aider"] == "no model: set agent_model"
+
+
+def _feed(parser, lines):
+    shown = [s for line in lines for s in parser.feed(line)]
+    return shown, parser.finish()
+
+
+def test_claude_codes_success_with_a_failed_edit_is_a_failure():
+    """Claude Code's result says success after an Edit whose tool result is an error."""
+    lines = [
+        '{"type":"system","subtype":"init","model":"m"}',
+        '{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t1","name":"Edit",'
+        '"input":{"file_path":"/w/a.py","old_string":"x","new_string":"y"}}]}}',
+        '{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1",'
+        '"is_error":true,"content":"<tool_use_error>String to replace not found in file.'
+        '</tool_use_error>"}]}}',
+        '{"type":"result","subtype":"success","is_error":false,"num_turns":2,'
+        '"result":"Done.","usage":{"input_tokens":10,"output_tokens":3}}']
+    shown, verdict = _feed(PRESETS["claude-code"].parser(), lines)
+    assert verdict.failure and verdict.failure.startswith("its edits failed (/w/a.py")
+    assert verdict.turns == 2 and verdict.tokens_in == 10 and "🔧 Edit /w/a.py" in shown
+    # the same file edited again, successfully: the run stands
+    ok = lines[:3] + [lines[1].replace('"t1"', '"t2"'),
+                      '{"type":"user","message":{"content":[{"type":"tool_result",'
+                      '"tool_use_id":"t2","content":"updated"}]}}', lines[3]]
+    assert _feed(PRESETS["claude-code"].parser(), ok)[1].failure is None
+
+
+def test_claude_codes_turn_limit_and_usage_limit():
+    turns = '{"type":"result","subtype":"error_max_turns","is_error":true,"num_turns":8}'
+    assert "turn limit" in _feed(PRESETS["claude-code"].parser(), [turns])[1].failure
+    limit = ('{"type":"result","subtype":"success","is_error":true,"api_error_status":429,'
+             '"result":"Rate limited"}')
+    assert "usage or rate limit" in _feed(PRESETS["claude-code"].parser(), [limit])[1].failure
+
+
+def test_aider_exits_0_on_a_refused_key_and_its_edits_that_never_applied():
+    _, verdict = _feed(PRESETS["aider"].parser(), [
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect"])
+    assert verdict.failure == "the model refused its key (401)" and verdict.fatal
+    _, verdict = _feed(PRESETS["aider"].parser(), [
+        "The LLM did not conform to the edit format.",
+        "## SearchReplaceNoExactMatch: This SEARCH block failed to exactly match lines in",
+        "Only 3 reflections allowed, stopping."])
+    assert verdict.failure == "its edits never applied (three tries)"
+    _, verdict = _feed(PRESETS["aider"].parser(), [
+        "litellm.RateLimitError: You exceeded your current quota"])
+    assert verdict.failure == "the model's usage or rate limit was reached"
+
+
+def test_codex_and_opencode_failures():
+    _, verdict = _feed(PRESETS["codex"].parser(), [
+        '{"type":"turn.started"}',
+        '{"type":"item.completed","item":{"type":"file_change","status":"failed",'
+        '"changes":[{"path":"/w/a.py","kind":"update"}]}}',
+        '{"type":"turn.completed","usage":{"input_tokens":5,"output_tokens":1}}'])
+    assert verdict.failure.startswith("its edits failed (/w/a.py")
+    _, verdict = _feed(PRESETS["codex"].parser(), [
+        '{"type":"turn.failed","error":{"message":"You\'ve hit your usage limit."}}'])
+    assert verdict.failure == "the model's usage or rate limit was reached"
+    _, verdict = _feed(PRESETS["opencode"].parser(), [
+        '{"type":"tool_use","part":{"tool":"edit","state":{"status":"error",'
+        '"input":{"filePath":"/w/a.py"},"error":"oldString not found"}}}'])
+    assert verdict.failure.startswith("its edits failed (/w/a.py: oldString not found")
+    _, verdict = _feed(PRESETS["opencode"].parser(), [
+        '{"type":"error","error":{"name":"APIError","data":{"statusCode":403,'
+        '"message":"Forbidden"}}}'])
+    assert verdict.failure == "the model refused its key (403)" and verdict.fatal

@@ -76,6 +76,17 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             assert paths == {"README.md"}, paths  # none of the CLI's own files
             result = next(c["body"] for c in _comments(owner, n) if "bzzz:result:" in c["body"])
             assert "🔧 Edit" in result, result
+            # a review comment: a second round, a second commit on the same pull request
+            owner.post(f"/repos/owner/tasks/issues/{pr['number']}/comments",
+                       json={"body": "/bzzz say it once more"})
+            wait_for(lambda: owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()
+                     ["head"]["sha"] != pr["head"]["sha"], 120, what="a second commit")
+            wait_for(lambda: "bzzz:review" in _labels(owner, n), 120, what="round two done")
+            head = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()["head"]["sha"]
+            assert {e["path"] for e in _tree(owner, head)} == {"README.md"}
+            asked = [r for r in model.model.model_requests("/v1/messages")
+                     if r["body"].get("tools")]
+            assert "say it once more" in json.dumps(asked[-1]["body"]["messages"])
 
             m = _file(owner, "Who keeps the tasks, by Aider", ("bzzz", "needs:agent:aider"))
             wait_for(lambda: "bzzz:review" in _labels(owner, m), 120, what="aider's PR")
