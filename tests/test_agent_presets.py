@@ -65,20 +65,25 @@ def _checkout(root: Path, owner: tuple[int, int] | None) -> tuple[Path, Path, Pa
     return ws, out, inp
 
 
-async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions: str = ""):
+async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions: str = "",
+               dead_first: bool = False):
     """Run preset ``name`` once as the agent would: (outcome, the model's record, the
-    workspace, the seconds the executor took)."""
+    workspace, the seconds the executor took). ``dead_first``: the node's first endpoint of
+    the CLI's kind answers nothing; the model is on the second."""
     kind = CLIS[name][1]
     gw = Gateway(root / "gw")
     require(bool(gw.python), "no system python3 for the gateway's forwarder")
     with ScriptedModelThread(EDIT, refuse=refuse) as server:
         gw.models = [ModelEndpoint("local", server.url, kind)]
+        routes = [Route("local", kind, ("scripted",))]
+        if dead_first:
+            gw.models.insert(0, ModelEndpoint("dead", "http://127.0.0.1:9", kind))
+            routes.insert(0, Route("dead", kind, ("other",)))
         box = await open_sandbox("bwrap", node_id="t", hidden=[], state_dir=root / "state",
                                  docker_host=None, default_image="-", network="gateway",
                                  limits=Limits(memory="2g", pids=512),
                                  user=task_identity(None), gateway=gw)
-        found, why = resolve([name], {"": "scripted"}, [Route("local", kind, ("scripted",))],
-                             [cli_bin()])
+        found, why = resolve([name], {"": "scripted"}, routes, [cli_bin()])
         assert name in found, why
         ws, out, inp = _checkout(root, box.owner)
         job = Job(task_id="owner/tasks#1", repo="owner/tasks", issue=1,
@@ -151,6 +156,15 @@ def test_the_repository_instructions_reach_the_model(workdir):
     assert outcome.result.status == "succeeded", outcome.result.output
     asked = [r for r in model.model_requests("/v1/messages") if r["body"].get("tools")]
     assert rule in str(asked[0]["body"].get("system"))
+
+
+@pytest.mark.parametrize("name", ["claude-code", "codex"])
+def test_a_cli_talks_to_the_endpoint_serving_its_model(name, workdir):
+    """Not the node's first endpoint of that kind (which the task's variables name)."""
+    _cli(name)
+    outcome, model, ws, _, _ = trio.run(lambda: _run(name, Path(workdir), dead_first=True))
+    assert outcome.result.status == "succeeded", outcome.result.output
+    assert (ws / "README.md").read_text() == NEW + "\n"
 
 
 # -------------------------------------------------------------------- no CLI needed

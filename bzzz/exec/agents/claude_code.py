@@ -5,8 +5,8 @@ Anthropic route.
 instructions on standard input; ``--permission-mode bypassPermissions`` (the sandbox is the
 boundary: without it no command, tests included, could run unattended) with ``IS_SANDBOX=1``
 (so that a task running as root may use it). The repository's instructions go in with
-``--append-system-prompt``. ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_KEY`` come from the
-task's gateway route.
+``--append-system-prompt``. ``ANTHROPIC_API_KEY`` comes from the task's gateway route, the
+route's URL in ``--settings`` (``env.ANTHROPIC_BASE_URL``).
 
 Its stream (one JSON object a line): ``system``/``init``; ``system``/``api_retry`` with
 ``error_status`` (a 401 or 403 there is final: it would retry ten times over three minutes);
@@ -19,6 +19,7 @@ still calls a ``success``); and the ``result`` (``subtype``: ``success``,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failures, json_line,
@@ -38,9 +39,12 @@ class ClaudeCode:
                  ".claude/plugins")
 
     def invocation(self, setup: Setup) -> Invocation:
+        # the route in its settings too: they win over the task's ANTHROPIC_BASE_URL, which
+        # names the node's first Anthropic endpoint, not necessarily the one of this model
         argv = ["-p", "--output-format", "stream-json", "--verbose",
                 "--permission-mode", "bypassPermissions",
-                "--max-turns", str(setup.max_turns), "--model", setup.model]
+                "--max-turns", str(setup.max_turns), "--model", setup.model,
+                "--settings", json.dumps({"env": {"ANTHROPIC_BASE_URL": setup.base_url}})]
         if setup.repo_instructions.strip():
             argv += ["--append-system-prompt", setup.repo_instructions]
         return Invocation(argv, {
