@@ -261,3 +261,12 @@ def test_codex_and_opencode_failures():
         '{"type":"error","error":{"name":"APIError","data":{"statusCode":403,'
         '"message":"Forbidden"}}}'])
     assert verdict.failure == "the model refused its key (403)" and verdict.fatal
+
+
+def test_presets_and_a_command_are_one_or_the_other():
+    from bzzz.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="agent_command: set one of them"):
+        load_config(env={"BZZZ_AGENT": "aider", "BZZZ_AGENT_COMMAND": "aider"})
+    cfg = load_config(env={"BZZZ_AGENT": "claude-code,aider", "BZZZ_AGENT_MODEL": "m",
+                           "BZZZ_AGENT_MAX_TURNS": "5"})
+    assert cfg.agent == ["claude-code", "aider"] and cfg.agent_max_turns == 5
