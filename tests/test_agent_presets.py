@@ -66,14 +66,14 @@ def _checkout(root: Path, owner: tuple[int, int] | None) -> tuple[Path, Path, Pa
 
 
 async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions: str = "",
-               dead_first: bool = False):
+               dead_first: bool = False, idle: bool = False, edit: Edit = EDIT):
     """Run preset ``name`` once as the agent would: (outcome, the model's record, the
     workspace, the seconds the executor took). ``dead_first``: the node's first endpoint of
     the CLI's kind answers nothing; the model is on the second."""
     kind = CLIS[name][1]
     gw = Gateway(root / "gw")
     require(bool(gw.python), "no system python3 for the gateway's forwarder")
-    with ScriptedModelThread(EDIT, refuse=refuse) as server:
+    with ScriptedModelThread(edit, refuse=refuse, idle=idle) as server:
         gw.models = [ModelEndpoint("local", server.url, kind)]
         routes = [Route("local", kind, ("scripted",))]
         if dead_first:
@@ -146,6 +146,28 @@ def test_a_refused_key_fails_the_run_at_once(name, workdir):
     assert outcome.reason == "the model refused its key (401)", outcome.reason
     assert (ws / "README.md").read_text() == OLD + "\n"
     assert took < 60, "stopped at the first refusal, not after the CLI's retries"
+
+
+@pytest.mark.parametrize("name", list(CLIS))
+def test_an_edit_that_never_applies_fails_the_run(name, workdir):
+    """The model's edit names text the file does not hold: the CLI's tool refuses it, the
+    CLI may still call the run a success."""
+    _cli(name)
+    absent = Edit("README.md", "a line that is not there", "x", final="Done, I think.")
+    outcome, _, ws, _, _ = trio.run(lambda: _run(name, Path(workdir), edit=absent))
+    print(f"{name}: {outcome.reason}\n{outcome.result.output}")
+    assert outcome.result.status == "failed"
+    assert outcome.reason and (outcome.reason.startswith(("its edits", "it made no change"))), \
+        outcome.reason
+    assert (ws / "README.md").read_text() == OLD + "\n"
+
+
+@pytest.mark.parametrize("name", ["claude-code", "aider", "codex"])
+def test_a_run_that_changes_nothing_fails(name, workdir):
+    _cli(name)
+    outcome, _, _, _, _ = trio.run(lambda: _run(name, Path(workdir), idle=True))
+    assert outcome.result.status == "failed"
+    assert outcome.reason == "it made no change", (outcome.reason, outcome.result.output)
 
 
 def test_the_repository_instructions_reach_the_model(workdir):

@@ -17,7 +17,8 @@ It speaks the three APIs the CLIs use, streamed (SSE) or whole, as each asks:
   tool, or a function, or a ``shell`` command running ``apply_patch``, whichever the client
   offers), then a message.
 
-``refuse`` answers every model request 401 (a key the provider does not take), in each
+``idle`` answers every request with the final text (no edit is ever asked for); ``refuse``
+answers every model request 401 (a key the provider does not take), in each
 API's error shape. ``requests`` records what came (path, headers, JSON body); ``served_in``
 and ``served_out`` count the tokens its usage fields reported.
 
@@ -54,6 +55,7 @@ class Edit:
 class ScriptedModel:
     edit: Edit
     refuse: bool = False
+    idle: bool = False  # answer every request with the final text: no edit at all
     requests: list[dict[str, Any]] = field(default_factory=list)
     served_in: int = 0
     served_out: int = 0
@@ -305,6 +307,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _messages(self, doc: dict[str, Any]) -> None:
         edit = self.server.model.edit
         blocks, stop = anthropic_blocks(edit, doc)
+        if self.server.model.idle:
+            blocks, stop = [{"type": "text", "text": edit.final}], "end_turn"
         tin, tout = _tokens(json.dumps(doc.get("messages"))), _tokens(json.dumps(blocks))
         self.server.model.usage(tin, tout)
         if doc.get("stream"):
@@ -317,6 +321,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _chat(self, doc: dict[str, Any]) -> None:
         text, calls = chat_answer(self.server.model.edit, doc)
+        if self.server.model.idle:
+            text, calls = self.server.model.edit.final, []
         tin, tout = _tokens(json.dumps(doc.get("messages"))), _tokens(text + json.dumps(calls))
         self.server.model.usage(tin, tout)
         finish = "tool_calls" if calls else "stop"
@@ -347,6 +353,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _responses(self, doc: dict[str, Any]) -> None:
         items = responses_items(self.server.model.edit, doc)
+        if self.server.model.idle:
+            items = responses_items(self.server.model.edit, {"input": [
+                {"type": "function_call_output"}]})
         tin, tout = _tokens(json.dumps(doc.get("input"))), _tokens(json.dumps(items))
         self.server.model.usage(tin, tout)
         rid = f"resp_{uuid.uuid4().hex[:16]}"
@@ -379,8 +388,8 @@ class _Server(http.server.ThreadingHTTPServer):
 class ScriptedModelThread:
     """The server in a background thread, on loopback."""
 
-    def __init__(self, edit: Edit, *, refuse: bool = False) -> None:
-        self.model = ScriptedModel(edit, refuse=refuse)
+    def __init__(self, edit: Edit, *, refuse: bool = False, idle: bool = False) -> None:
+        self.model = ScriptedModel(edit, refuse=refuse, idle=idle)
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.model = self.model
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,

@@ -63,6 +63,9 @@ class CodexStream:
     def feed(self, line: str) -> list[str]:
         doc = json_line(line)
         if doc is None:
+            if "apply_patch verification failed" in line:  # its log, on standard error
+                err = line.split("apply_patch verification failed", 1)[1].lstrip(": ")
+                self.verdict.failed_edits["(a patch)"] = err or "verification failed"
             return [short(line)] if line.strip() and "WARN" not in line else []
         v, kind = self.verdict, doc.get("type")
         if kind == "turn.started":
