@@ -75,6 +75,7 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             paths = {e["path"] for e in _tree(owner, pr["head"]["sha"])}
             assert paths == {"README.md"}, paths  # none of the CLI's own files
             result = next(c["body"] for c in _comments(owner, n) if "bzzz:result:" in c["body"])
+            print(result)
             assert "🔧 Edit" in result, result
             # a review comment: a second round, a second commit on the same pull request
             owner.post(f"/repos/owner/tasks/issues/{pr['number']}/comments",

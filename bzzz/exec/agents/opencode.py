@@ -24,7 +24,10 @@ from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failu
 EDIT_TOOLS = frozenset({"edit", "write", "patch", "multiedit"})
 QUIET = {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
          "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-         "OPENCODE_DISABLE_SHARE": "1"}
+         "OPENCODE_DISABLE_SHARE": "1",
+         # the plugins it would install with npm at start (the gateway refuses the registry
+         # anyway): offline, at once, instead of after npm's retries
+         "npm_config_offline": "true", "npm_config_fetch_retries": "0"}
 
 
 class OpenCode:
@@ -46,6 +49,7 @@ class OpenCode:
         prepend = (f"The repository's instructions:\n\n{setup.repo_instructions.strip()}\n\n"
                    "---\n\n") if setup.repo_instructions.strip() else ""
         return Invocation(["run", "--pure", "--format", "json", "--auto",
+                           "--title", "bzzz task",  # no model call to make one up
                            "-m", f"bzzz/{setup.model}"],
                           {**QUIET, "OPENCODE_CONFIG_CONTENT": json.dumps(config)},
                           stdin=True, prepend=prepend)

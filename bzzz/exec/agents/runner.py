@@ -173,8 +173,10 @@ class PresetExecutor:
         pending = bytearray()
         stop = trio.CancelScope()
 
-        def take(line: bytes) -> None:
-            shown = parser.feed(line.decode("utf-8", "replace"))
+        here = str(job.workspace.resolve()) + "/"
+
+        def take(line: bytes) -> None:  # paths in the checkout shown relative to it
+            shown = [s.replace(here, "") for s in parser.feed(line.decode("utf-8", "replace"))]
             if shown:
                 lines.extend(shown)
                 del lines[:-TRANSCRIPT]
