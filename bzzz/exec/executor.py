@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import trio
+
 from .guardian import Policy
 from .sandbox import Sandbox, Tail
 from .shell import RunAs, Result, run_shell, task_env
@@ -107,6 +109,23 @@ def instructions(job: Job) -> str:
     return text
 
 
+async def keep_spawner_alive() -> None:
+    """A stopgap while a long task runs in bubblewrap. trio starts a process from a worker
+    thread, and a worker idle for 10 s ends; bubblewrap's ``--die-with-parent`` is a
+    parent-death signal, which Linux ties to the thread that forked, so the sandbox is
+    SIGKILLed 10 s after that thread ends (a CLI working for minutes, or a shell task's
+    ``sleep 15``, died at 10 s). Reusing the most recently idle worker (trio's cache hands
+    out the newest first) keeps that thread alive; the fix belongs in
+    bzzz/exec/sandbox.py (start tasks from a thread that lives as long as they do)."""
+    while True:
+        await trio.sleep(1.0)
+        await trio.to_thread.run_sync(_nothing)
+
+
+def _nothing() -> None:
+    return None
+
+
 class AgentExecutor:
     """A coding-agent CLI the node is configured with (``agent_command``), run in the
     sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file) and on
@@ -139,10 +158,13 @@ class AgentExecutor:
             recent.add(chunk)
             job.progress(recent.text())
 
-        out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
-                                     max_output=self.max_output, kill_grace=2.0,
-                                     task_id=job.task_id, output_dir=job.output_dir,
-                                     read_only=job.read_only, on_output=seen)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_spawner_alive)
+            out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
+                                         max_output=self.max_output, kill_grace=2.0,
+                                         task_id=job.task_id, output_dir=job.output_dir,
+                                         read_only=job.read_only, on_output=seen)
+            nursery.cancel_scope.cancel()
         extra = {"sandbox": self.sandbox.kind, "executor": "agent"}
         if out.note:
             extra["note"] = out.note

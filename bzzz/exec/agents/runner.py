@@ -26,7 +26,7 @@ from pathlib import Path
 
 import trio
 
-from ..executor import INSTRUCTIONS, Job, Outcome, instructions
+from ..executor import INSTRUCTIONS, Job, Outcome, instructions, keep_spawner_alive
 from ..sandbox import Sandbox
 from ..shell import Result, task_env
 from . import Installed
@@ -71,23 +71,6 @@ def fingerprint(root: Path, leftovers: Sequence[str] = ()) -> Fingerprint:
             if len(out) > MAX_ENTRIES:
                 return out
     return out
-
-
-async def _keep_spawner_alive() -> None:
-    """A stopgap while the CLI runs. trio starts a process from a worker thread, and a
-    worker idle for 10 s ends; bubblewrap's ``--die-with-parent`` is a parent-death signal,
-    which Linux ties to the thread that forked, so the sandbox is SIGKILLed 10 s after that
-    thread ends (a CLI working for minutes died at ~10 s). Reusing the most recently idle
-    worker (trio's cache hands out the newest first) keeps that thread alive; the fix
-    belongs in bzzz/exec/sandbox.py (start tasks from a thread that lives as long as they
-    do)."""
-    while True:
-        await trio.sleep(1.0)
-        await trio.to_thread.run_sync(_nothing)
-
-
-def _nothing() -> None:
-    return None
 
 
 class PresetExecutor:
@@ -194,7 +177,7 @@ class PresetExecutor:
         result: Result | None = None
         with stop:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_keep_spawner_alive)
+                nursery.start_soon(keep_spawner_alive)
                 out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
                                              max_output=self.max_output, kill_grace=2.0,
                                              task_id=job.task_id, output_dir=job.output_dir,
