@@ -292,3 +292,26 @@ def test_presets_and_a_command_are_one_or_the_other():
     cfg = load_config(env={"BZZZ_AGENT": "claude-code,aider", "BZZZ_AGENT_MODEL": "m",
                            "BZZZ_AGENT_MAX_TURNS": "5"})
     assert cfg.agent == ["claude-code", "aider"] and cfg.agent_max_turns == 5
+
+
+def test_a_long_agent_command_outlives_trios_idle_worker_threads(workdir):
+    """bubblewrap's parent-death signal follows the thread that started it; trio's worker
+    threads end after 10 s idle: without the executor's stopgap this run is SIGKILLed at
+    10 s."""
+    from bzzz.exec.executor import AgentExecutor
+
+    async def main():
+        root = Path(workdir)
+        box = await open_sandbox("bwrap", node_id="t", hidden=[], state_dir=root / "state",
+                                 docker_host=None, default_image="-", network="none",
+                                 limits=Limits(), user=task_identity(None))
+        ws, out, inp = _checkout(root, box.owner)
+        job = Job(task_id="owner/tasks#2", repo="owner/tasks", issue=2, title="t", body="b",
+                  executor="agent", options={}, code=None, workspace=ws, output_dir=out,
+                  feedback="", feedback_file=inp / "feedback.md", env={}, read_only=[inp],
+                  timeout=RUN_LIMIT)
+        return await AgentExecutor(["/bin/sh", "-c", "sleep 12; echo slept"], box).run(job)
+
+    outcome = trio.run(main)
+    assert outcome.result.status == "succeeded", outcome.result.output
+    assert "slept" in outcome.result.output
