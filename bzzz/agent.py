@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from functools import partial
+import shlex
 import shutil
 import tempfile
 import time
@@ -403,7 +404,9 @@ class Agent:
         self.work = work
         executors: dict[str, Executor] = {}
         if cfg.agent_command and self.sandbox is not None:
-            executors["agent"] = AgentExecutor(cfg.agent_command, self.sandbox, env=cfg.agent_env)
+            executors["agent"] = AgentExecutor(
+                cfg.agent_command, self.sandbox, env=cfg.agent_env,
+                leftovers=agent_presets.leftovers_of(shlex.split(cfg.agent_command)))
         if self.presets and self.sandbox is not None:
             executors["agent"] = PresetExecutor(self.presets, self.sandbox,
                                                 max_turns=cfg.agent_max_turns, env=cfg.agent_env)

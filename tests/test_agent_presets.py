@@ -285,6 +285,13 @@ def test_codex_and_opencode_failures():
     assert verdict.failure == "the model refused its key (403)" and verdict.fatal
 
 
+def test_the_leftovers_of_a_command_running_a_known_cli():
+    from bzzz.exec.agents import leftovers_of
+    assert leftovers_of(["aider", "--yes-always"]) == (".aider*",)
+    assert ".claude.json" in leftovers_of(["/opt/clis/bin/claude", "-p"])
+    assert leftovers_of(["my-agent", "--fix"]) == ()
+
+
 def test_presets_and_a_command_are_one_or_the_other():
     from bzzz.config import ConfigError, load_config
     with pytest.raises(ConfigError, match="agent_command: set one of them"):

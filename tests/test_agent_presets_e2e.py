@@ -102,3 +102,21 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             assert _pull_for(owner, k) == []
             result = next(c["body"] for c in _comments(owner, k) if "bzzz:result:" in c["body"])
             assert "refused its key (401)" in result, result
+
+
+def test_an_agent_commands_known_cli_leaves_its_files_out_of_the_pull_request(tmp_path,
+                                                                               workdir):
+    """The issue's first complaint: Aider as a plain agent_command left its history files,
+    and they were committed. A command running a CLI a preset knows leaves them out."""
+    command = ("/bin/sh -c 'echo \"kept by agents\" >> README.md; "
+               "echo history > .aider.chat.history.md; echo input > .aider.input.history' aider")
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"},
+                             timeout=30)
+        env = _agent_env(tmp_path, workdir, hub, BZZZ_AGENT_COMMAND=command,
+                         BZZZ_DETECT_CAPABILITIES="off", BZZZ_PROGRESS_INTERVAL="0")
+        with _running(tmp_path, env):
+            n = _file(owner, "Who keeps the tasks")
+            wait_for(lambda: "bzzz:review" in _labels(owner, n), 120, what="the PR")
+            (pr,) = _pull_for(owner, n)
+            assert {e["path"] for e in _tree(owner, pr["head"]["sha"])} == {"README.md"}

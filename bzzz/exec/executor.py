@@ -135,8 +135,10 @@ class AgentExecutor:
     name = "agent"
 
     def __init__(self, command: str | Sequence[str], sandbox: Sandbox, *,
-                 env: Mapping[str, str] | None = None, max_output: int = 64 * 1024) -> None:
+                 env: Mapping[str, str] | None = None, max_output: int = 64 * 1024,
+                 leftovers: Sequence[str] = ()) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        self.leftovers = list(leftovers)  # globs of the CLI's own files: never committed
         if not self.argv:
             raise ValueError("agent_command is empty")
         self.sandbox = sandbox
@@ -165,9 +167,11 @@ class AgentExecutor:
                                          task_id=job.task_id, output_dir=job.output_dir,
                                          read_only=job.read_only, on_output=seen)
             nursery.cancel_scope.cancel()
-        extra = {"sandbox": self.sandbox.kind, "executor": "agent"}
+        extra: dict[str, object] = {"sandbox": self.sandbox.kind, "executor": "agent"}
         if out.note:
             extra["note"] = out.note
+        if self.leftovers:
+            extra["leftovers"] = self.leftovers
         result = Result(out.status, out.exit_code, out.duration, out.output, out.output_bytes,
                         out.truncated, None, str(job.workspace), extra)
         reason, missing = _shell_reason(result)

@@ -25,7 +25,7 @@ from .claude_code import ClaudeCode
 from .codex import Codex
 from .opencode import OpenCode
 
-__all__ = ["PRESETS", "Installed", "Route", "resolve"]
+__all__ = ["PRESETS", "Installed", "Route", "leftovers_of", "resolve"]
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (ClaudeCode(), Codex(), Aider(), OpenCode())}
 
@@ -58,6 +58,13 @@ class Installed:
     @property
     def name(self) -> str:
         return self.preset.name
+
+
+def leftovers_of(argv: Sequence[str]) -> tuple[str, ...]:
+    """The leftovers of the known CLIs a command runs (an ``agent_command`` of ``aider …``
+    leaves Aider's files, which never belong in a pull request either)."""
+    names = {Path(word).name for word in argv}
+    return tuple(g for p in PRESETS.values() if p.executable in names for g in p.leftovers)
 
 
 def install_root(real: Path) -> Path | None:

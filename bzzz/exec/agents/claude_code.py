@@ -26,6 +26,7 @@ from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failu
                    limit_failure, short)
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
+MAX_PROMPT_ARG = 100_000  # characters of the repository's instructions
 
 
 class ClaudeCode:
@@ -45,8 +46,8 @@ class ClaudeCode:
                 "--permission-mode", "bypassPermissions",
                 "--max-turns", str(setup.max_turns), "--model", setup.model,
                 "--settings", json.dumps({"env": {"ANTHROPIC_BASE_URL": setup.base_url}})]
-        if setup.repo_instructions.strip():
-            argv += ["--append-system-prompt", setup.repo_instructions]
+        if setup.repo_instructions.strip():  # one argument: at most 128 KiB (Linux)
+            argv += ["--append-system-prompt", setup.repo_instructions[:MAX_PROMPT_ARG]]
         return Invocation(argv, {
             "ANTHROPIC_BASE_URL": setup.base_url, "IS_SANDBOX": "1",
             "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",

@@ -38,6 +38,7 @@ HOME = ".agent-home"
 SUMMARY = "summary.md"
 MAX_ENTRIES = 200_000
 TRANSCRIPT = 400  # lines kept for the result
+MAX_LINE = 16 << 20  # bytes of one line of the CLI's output read whole
 Fingerprint = dict[str, tuple[int, int, int]]
 
 
@@ -173,6 +174,9 @@ class PresetExecutor:
                 line = bytes(pending[:i])
                 del pending[:i + 1]
                 take(line)
+            if len(pending) > MAX_LINE:  # no line at all: shown cut, never held whole
+                take(bytes(pending[:1024]))
+                pending.clear()
 
         result: Result | None = None
         with stop:
