@@ -7,7 +7,8 @@ JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test unit lint system-deps js-deps llm-deps agent-clis bench bench-quick clean
+.PHONY: all install demo test unit lint system-deps js-deps llm-deps github-description agent-clis \
+	bench bench-quick clean
 
 all: install
 
@@ -45,8 +46,13 @@ lint: install
 	$(BIN)/ruff check bzzz tests bench
 	$(BIN)/mypy
 
+# GitHub's REST description, which devhub's conformance test validates against (two files
+# of two npm packages, kept in a cache outside the repository)
+github-description: system-deps
+	@bash .ci/github-description.sh >/dev/null
+
 # The linter, the whole suite, then a quick smoke run of every benchmark.
-test: install system-deps js-deps llm-deps agent-clis lint
+test: install system-deps js-deps llm-deps github-description agent-clis lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 

@@ -36,7 +36,7 @@ from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint, root_url
 from .exec.llmexec import LLMExecutor
-from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox
+from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox, parse_memory
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .github import credentials
 from .github.client import GitHubClient, GitHubError
@@ -51,6 +51,7 @@ from .p2p.node import P2PNode
 from .p2p.pnet import load_psk
 from .redact import register as register_secret
 from .repo.git import Git
+from .repo.setupcache import SetupCache
 from .repo.workspace import Mirrors
 
 if TYPE_CHECKING:
@@ -85,6 +86,17 @@ def _read_token(config: Config) -> CredentialProvider | None:
         except credentials.CredentialError as exc:
             raise AgentError(str(exc)) from None
     return provider
+
+
+def setup_cache(config: Config, workroot: Path) -> SetupCache | None:
+    """Where repositories' setups are cached (data_dir/setup-cache; None: setup_cache "0"),
+    their next copies written ahead beside the workspaces (workroot/.setup-spare)."""
+    total = parse_memory(config.setup_cache)
+    if total <= 0:
+        return None
+    return SetupCache(config.data_dir / "setup-cache", max_total=total,
+                      max_entry=min(total, parse_memory(config.setup_cache_entry)),
+                      spare_root=workroot / ".setup-spare")
 
 
 def _secret_file(path: Path, field: str) -> credentials.SecretFile:
@@ -390,8 +402,12 @@ class Agent:
             policy=Policy.allow_list(cfg.guardian_allow) if cfg.guardian_allow else None,
             workroot=self.workroot, user=self.task_user, sandbox=self.sandbox,
             keep_workspaces=cfg.keep_workspaces, input_timeout=cfg.github.input_timeout,
-            progress_interval=cfg.progress_interval, gateway=self.gateway,
+            progress_interval=cfg.progress_interval, waiting_notice=cfg.waiting_notice,
+            ci_rounds=cfg.ci_rounds, ci_wait=cfg.ci_wait, ci_settle=cfg.ci_settle,
+            gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
+            setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),
+            test_timeout=cfg.test_timeout,
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None
@@ -444,7 +460,14 @@ class Agent:
                   if p is not None]
         if cfg.task_network == "gateway" and cfg.sandbox != "none":
             # sockets and the forwarder where a task's user can reach its own socket by name
-            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-")),
+            # the engine mounts a container task's socket from the host's side: an agent in
+            # a container keeps the sockets under its workspace root, which the host shares
+            # (bzzz/exec/sidecar.py)
+            place = (self.workroot if cfg.sandbox == "container" or cfg.task_workspace_host_dir
+                     else None)
+            if place is not None:
+                place.mkdir(parents=True, exist_ok=True)
+            self.gateway = Gateway(Path(tempfile.mkdtemp(prefix="bzzz-gateway-", dir=place)),
                                    models=self.model_routes(),
                                    budget=Budget(**cfg.task_budget.model_dump()),
                                    daily_budget=Budget(**cfg.task_budget_daily.model_dump()))
@@ -456,7 +479,8 @@ class Agent:
                 limits=Limits(memory=cfg.task_memory, cpus=cfg.task_cpus, pids=cfg.task_pids,
                               disk=cfg.task_disk),
                 user=self.task_user, workspace_host_dir=cfg.task_workspace_host_dir,
-                workspace_root=self.workroot, cgroup=cfg.task_cgroup, gateway=self.gateway)
+                workspace_root=self.workroot, cgroup=cfg.task_cgroup, gateway=self.gateway,
+                gateway_image=cfg.gateway_image)
         except SandboxError as exc:
             raise AgentError(f"sandbox: {exc}") from None
         reaped = await self.sandbox.reap()
@@ -469,6 +493,11 @@ class Agent:
         else:
             log.info("tasks run sandboxed", extra={"sandbox": self.sandbox.describe(),
                                                   "reaped": reaped})
+            note = getattr(self.sandbox, "gateway_note", "")
+            if cfg.task_network == "gateway" and note:
+                log.warning("container tasks get no network at all: the task gateway cannot "
+                            "be offered (%s); set gateway_image to an image with python3 "
+                            "(the agent's own image has one)", note)
             if cfg.task_network in SHARED:
                 log.warning("tasks reach the network directly (task_network = \"%s\"), not "
                             "only what task_egress allows through the task gateway",
@@ -545,8 +574,9 @@ class Agent:
         if not cfg.agent:
             return {}
         if self.gateway is None or self.sandbox is None or self.sandbox.kind != "bwrap":
-            log.warning("agent presets reach their models only through the task gateway "
-                        "(task_network = \"gateway\", bubblewrap): none are run here")
+            log.warning("agent presets run in bubblewrap behind the task gateway (task_network "
+                        "= \"gateway\"; a task container does not see the node's CLIs): none "
+                        "are run here")
             return {}
         routes = [agent_presets.Route(_route_name(e.name, i), e.kind, tuple(e.models))
                   for i, e in enumerate(cfg.llm, 1)]

@@ -351,6 +351,15 @@ class Config(BaseModel):
     llm_first_token_timeout: float = Field(default=120.0, gt=0)
     # a long llm or agent run keeps one comment updated at most this often (seconds; 0: off)
     progress_interval: float = Field(default=30.0, ge=0)
+    # seconds a task no live node can take waits before the mesh says so on the issue (one
+    # comment naming what is missing, and the bzzz:waiting label; 0: never)
+    waiting_notice: float = Field(default=30.0, ge=0)
+    # CI rounds (bzzz/claim/ciround.py): a red head gets this many more rounds on its branch
+    # with what failed as feedback; pending checks count as failed after ci_wait seconds; a
+    # head with no checks at all is green after ci_settle seconds
+    ci_rounds: int = Field(default=2, ge=0)
+    ci_wait: float = Field(default=1800.0, gt=0)
+    ci_settle: float = Field(default=30.0, ge=0)
     # ask peers for help with a failed task (and hand it over); off: report the failure
     help_requests: bool = True
     # whom a help request goes to first: every peer of the capability table, or only the
@@ -370,10 +379,14 @@ class Config(BaseModel):
     docker_host: str | None = None  # default: DOCKER_HOST, else unix:///var/run/docker.sock
     task_image: str = "debian:bookworm-slim"  # the container executor's default image
     # "gateway": only the node's task gateway, which lets through what task_egress names
-    # (docs/gateway.md; containers: no network yet); "none": loopback only; "host" (or
+    # (docs/gateway.md); "none": loopback only; "host" (or
     # "bridge"): the network as the host has it (bwrap) or the engine's bridge (containers),
     # an explicit opt-out the agent logs
     task_network: Literal["gateway", "host", "bridge", "none"] = "gateway"
+    # container tasks: the image of the side container that offers a task its gateway (any
+    # image with python3, e.g. the agent's own; default: task_image). Without python3 in it,
+    # container tasks get no network at all (the start-up line says so).
+    gateway_image: str | None = None
     # what a task may reach through the gateway: host, *.domain, host:port, @preset
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress
@@ -392,6 +405,16 @@ class Config(BaseModel):
     task_pids: int = Field(default=512, ge=16, le=1_000_000)
     # the largest file a task may write (bwrap: RLIMIT_FSIZE)
     task_disk: str = Field(default="10g", pattern=r"^[0-9]+[kmg]?$")
+    # a repository's own setup (.bzzz/setup.sh, copilot-setup-steps.yml, devcontainer's
+    # postCreateCommand; docs/repository-files.md) runs before each task in its sandbox: at
+    # most this many seconds for all its steps, and its result is cached per node, at most
+    # setup_cache in all (the oldest-used go first; "0": no cache) and setup_cache_entry each
+    setup_timeout: float = Field(default=900.0, gt=0)
+    setup_cache: str = Field(default="8g", pattern=r"^[0-9]+[kmg]?$")
+    setup_cache_entry: str = Field(default="2g", pattern=r"^[0-9]+[kmg]?$")
+    # a repository's own check (.bzzz/test.sh, or test = "…" in its .bzzz.toml) after the
+    # executor: at most this many seconds a run
+    test_timeout: float = Field(default=600.0, gt=0)
     # bwrap tasks get a cgroup each (memory.max, pids.max) under this delegated cgroup v2
     # directory: "auto" (the agent's own cgroup, when delegated), "off", or a path; without
     # one, resource limits stand in (see docs and bzzz/exec/limits.py)

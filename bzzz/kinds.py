@@ -37,12 +37,15 @@ class Decision(StrEnum):
     LLM_ANSWER = "llm_answer"
     GUARDIAN_REFUSED = "guardian_refused"
     EGRESS = "egress"  # what the task reached through the gateway, and what was refused
+    SETUP = "setup"  # the repository's own setup before the executor: its steps, the cache
+    SELF_CHECK = "self_check"  # the repository's own check after the executor (#23)
     NEEDS_INPUT = "needs_input"
     ASKED = "asked"
     INPUT_TIMED_OUT = "input_timed_out"
     ATTEMPT_FAILED = "attempt_failed"
     ATTEMPT_CRASHED = "attempt_crashed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # no live node can take the task: the mesh said so on the issue
     # what a task ends in
     RESULT = "result"
     PULL_REQUEST = "pull_request"
@@ -52,6 +55,10 @@ class Decision(StrEnum):
     REPORT_DROPPED = "report_dropped"
     MERGED = "merged"
     PULL_CLOSED = "pull_closed"
+    # CI rounds on the agents' pull requests (bzzz/claim/ciround.py)
+    CI_GREEN = "ci_green"
+    CI_ROUND = "ci_round"
+    CI_FAILED = "ci_failed"
     # help
     HELP_REQUESTED = "help_requested"
     HELP_OFFERED = "help_offered"

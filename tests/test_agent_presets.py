@@ -302,9 +302,8 @@ def test_presets_and_a_command_are_one_or_the_other():
 
 
 def test_a_long_agent_command_outlives_trios_idle_worker_threads(workdir):
-    """bubblewrap's parent-death signal follows the thread that started it; trio's worker
-    threads end after 10 s idle: without the executor's stopgap this run is SIGKILLed at
-    10 s."""
+    """bubblewrap's parent-death signal follows the thread that started it, and trio's
+    worker threads end after 10 s idle: a task started from one was SIGKILLed at 10 s."""
     from bzzz.exec.executor import AgentExecutor
 
     async def main():

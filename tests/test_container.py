@@ -17,11 +17,15 @@ import trio
 from bzzz.exec.container import Engine
 from bzzz.exec.sandbox import ContainerSandbox, Limits, SandboxError, open_sandbox
 from bzzz.exec.shell import run_shell, task_identity
+from bzzz.gateway.allow import Allowlist
+from bzzz.gateway.proxy import Gateway
+from bzzz.testing import image as image_helper
 from bzzz.testing import podman as podman_helper
 from bzzz.testing.procs import gone, kill_all, unique_seconds, with_arg
 from bzzz.testing.wait import wait_until
 
 from .conftest import require
+from .helpers import read_request_head
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"PATH": "/bin", "LANG": "C.UTF-8"}
@@ -350,3 +354,101 @@ async def test_the_output_directory_is_writable_too(box, place):
                       kill_grace=1, task_id="t", output_dir=out)
     assert r.status == "succeeded", r.output
     assert (out / "summary.md").read_text() == "done it\n"
+
+
+# -- the task gateway in containers (bzzz/exec/sidecar.py) ------------------------------------
+
+@pytest.fixture(scope="module")
+def python_image(podman) -> str:
+    """An image with python3 for the gateway's side container: the suite's Debian base (the
+    task image stays busybox, which has none)."""
+    tag, _digest = image_helper.load_base(podman)
+    return tag
+
+
+async def _origin(task_status=trio.TASK_STATUS_IGNORED):
+    """An HTTP origin on the host's loopback, answering with the request line."""
+    async def handle(stream):
+        head = await read_request_head(stream)
+        if head is None:
+            return
+        body = head.split(b"\r\n", 1)[0]
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close"
+                              b"\r\n\r\n%s" % (len(body), body))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+HOSTILE = """
+wget -q -O - http://127.0.0.1:{port}/via; echo
+# (busybox's wget may crash when it cannot connect: the subshell waits and keeps it quiet)
+(unset http_proxy HTTP_PROXY; wget -q -T 3 -O - http://127.0.0.1:{port}/direct; exit $?) \
+  >/dev/null 2>&1 && echo reached-direct || echo blocked-direct
+for target in "127.0.0.1 {api}" "::1 {api}" "169.254.169.254 80" "10.0.0.1 80"; do
+  (echo x | nc -w 2 $target) >/dev/null 2>&1 && echo "reached:${{target% *}}" \
+    || echo "blocked:${{target% *}}"
+done
+nslookup example.org >/dev/null 2>&1 && echo resolved || echo no-dns
+cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '
+cat /proc/[0-9]*/comm 2>/dev/null | grep -c python | sed 's/^/pythons:/'
+"""
+
+
+async def test_a_container_task_has_only_its_gateway(podman, node, place, python_image,
+                                                     tmp_path):
+    """A busybox task (no python) gets the gateway through a side container: what the
+    allowlist names passes and is counted; a raw socket to the host's loopback (v4, v6),
+    link-local or the LAN, the proxy variables unset, DNS: none gets through; the side
+    container is invisible to the task and gone after it."""
+    gw = Gateway(tmp_path / "gw")
+    box = await make_box(podman, node, place, network="gateway", gateway=gw,
+                         gateway_image=python_image)
+    assert box.gateway_image == python_image and "side container" in box.describe()
+    try:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(_origin)
+            api = await nursery.start(_origin)  # stands in for the agent's API
+            async with gw.route("t1", Allowlist.build([f"127.0.0.1:{port}"])) as route:
+                r = await sh(box, HOSTILE.format(port=port, api=api), place / "w",
+                             task_id="t1")
+                assert left(podman, node) == []  # the task's and the side container
+            nursery.cancel_scope.cancel()
+    finally:
+        await box.aclose()
+    words = r.output.split()
+    assert r.status == "succeeded", r.output
+    assert words[:3] == ["GET", "/via", "HTTP/1.1"], words
+    assert words[3:] == ["blocked-direct", "blocked:127.0.0.1", "blocked:::1",
+                         "blocked:169.254.169.254", "blocked:10.0.0.1", "no-dns", "lo",
+                         "pythons:0"], words
+    assert route.egress.doc()["hosts"][f"127.0.0.1:{port}"]["requests"] == 1
+
+
+async def test_a_gateway_image_without_python_means_no_network(podman, node, place, tmp_path):
+    gw = Gateway(tmp_path / "gw")
+    box = await make_box(podman, node, place, network="gateway", gateway=gw,
+                         gateway_image=podman.image)  # busybox: no python3
+    try:
+        assert box.gateway_image is None and "python3" in box.gateway_note
+        assert "no network" in box.describe() and podman.image in box.describe()
+        async with gw.route("t1", Allowlist()):
+            r = await sh(box, "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '",
+                         place / "w", task_id="t1")
+        assert r.output.split() == ["lo"], r.output
+    finally:
+        await box.aclose()
+
+
+async def test_a_side_container_left_by_a_killed_agent_is_reaped(podman, node, place,
+                                                                  python_image, tmp_path):
+    gw = Gateway(tmp_path / "gw")
+    box = await make_box(podman, node, place, network="gateway", gateway=gw,
+                         gateway_image=python_image)
+    try:
+        async with gw.route("t1", Allowlist()) as route:
+            await box._side(route.socket_path, "t1", f"bzzz-{node}-left")
+            assert len(left(podman, node)) == 1
+        assert await box.reap() == 1 and left(podman, node) == []
+    finally:
+        await box.aclose()

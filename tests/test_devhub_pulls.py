@@ -331,8 +331,9 @@ def test_reviews(hub, hooks):
                             if p["pull_request"]["number"] == n]) == 3, "review webhooks")
     submitted = [p for p in hooks.payloads("pull_request_review", "submitted")
                  if p["pull_request"]["number"] == n]
+    # a webhook's review state is lower case (GitHub's), the REST answer's upper case
     assert sorted((p["review"]["user"]["login"], p["review"]["state"]) for p in submitted) == [
-        ("bob", "COMMENTED"), ("carol", "COMMENTED"), ("erin", "APPROVED")]
+        ("bob", "commented"), ("carol", "commented"), ("erin", "approved")]
 
 
 def test_review_comments_and_conversation_comments(hub, hooks):

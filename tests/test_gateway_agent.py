@@ -17,6 +17,8 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries
+from bzzz.testing import image as image_helper
+from bzzz.testing import podman as podman_helper
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
@@ -27,9 +29,10 @@ SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "toke
         "repos": [{"full_name": "owner/tasks", "push": ["bot"]}]}
 
 @pytest.fixture(autouse=True)
-def _tools():
-    require(shutil.which("bwrap") is not None and shutil.which("curl") is not None,
-            "needs bubblewrap and curl")
+def _tools(request):
+    if "podman" not in request.fixturenames:
+        require(shutil.which("bwrap") is not None and shutil.which("curl") is not None,
+                "needs bubblewrap and curl")
 
 
 class _Origin(http.server.BaseHTTPRequestHandler):
@@ -225,9 +228,9 @@ def test_a_repository_adds_egress_within_the_nodes_ceiling(tmp_path, workdir):
     wanted.shutdown()
 
 
-def _llm_result(tmp_path, workdir, hub, fake, mark, **env):
+def _llm_result(tmp_path, workdir, hub, fake, mark, price=None, **env):
     owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
-    llm = json.dumps([{"url": fake.url, "name": "local"}])
+    llm = json.dumps([{"url": fake.url, "name": "local", **(price or {})}])
     with _running(tmp_path, _agent_env(tmp_path, workdir, hub, BZZZ_LLM=llm,
                                        BZZZ_DETECT_CAPABILITIES="off", **env)):
         owner.post("/repos/owner/tasks/issues", json={
@@ -240,12 +243,14 @@ def _llm_result(tmp_path, workdir, hub, fake, mark, **env):
 
 def test_the_llm_executors_own_calls_are_on_the_tasks_account(tmp_path, workdir):
     with FakeOllamaThread() as fake, DevHubThread(seed=SEED) as hub:
-        body = _llm_result(tmp_path, workdir, hub, fake, "🤖")
+        body = _llm_result(tmp_path, workdir, hub, fake, "🤖",
+                           price={"price_in": 3.0, "price_out": 15.0})
         chat = [r for r in fake.app.requests if "chat" in r["path"]][-1]
         served_in = FakeOllama._prompt_tokens(chat["body"])
         served_out = len(fake.app.models["llama3:latest"].reply)
-        assert f"🤖 Model `llama3`: 0 requests, {served_in:,} tokens in, {served_out:,} out" \
-            in body, body
+        cost = (served_in * 3.0 + served_out * 15.0) / 1e6  # priced as the endpoint says
+        assert (f"🤖 Model `llama3`: 0 requests, {served_in:,} tokens in, {served_out:,} out, "
+                f"about ${cost:,.4f}.") in body, body
 
 
 def test_a_budget_stops_the_llm_executor_midway(tmp_path, workdir):
@@ -255,3 +260,54 @@ def test_a_budget_stops_the_llm_executor_midway(tmp_path, workdir):
         body = _llm_result(tmp_path, workdir, hub, fake, "⛔", BZZZ_TASK_BUDGET__TOKENS="50")
         assert "❌ **failed**" in body and "model tokens spent" in body, body
         assert fake.app.disconnects >= 1 or fake.app.streams_open == 0
+
+
+# -- the container sandbox: the gateway through a side container (bzzz/exec/sidecar.py) ----
+
+@pytest.fixture(scope="module")
+def podman():
+    ok, reason = podman_helper.available()
+    require(ok, reason)
+    with podman_helper.PodmanService() as service:
+        image_helper.load_base(service)  # the side container's python3
+        yield service
+
+
+def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, workdir, podman):
+    """The same hostile task in the container sandbox (a busybox image with no python, an
+    agent running as root, the task as nobody): the allowlist's host through the proxy, and
+    nothing else, the proxy variables unset included; refusals listed on the issue."""
+    origin, denied = _serve(_Origin), _serve(_Origin)
+    oport, dport = origin.server_address[1], denied.server_address[1]
+    api, p2p = free_port(), free_port()
+    probes = [f"127.0.0.1 {api}", f"::1 {api}", "169.254.169.254 80", f"127.0.0.1 {p2p}",
+              f"127.0.0.1 {oport}"]
+    script = "\n".join([
+        f"wget -q -O - http://127.0.0.1:{oport}/allowed; echo",
+        *[f"(echo x | nc -w 2 {t}; exit $?) >/dev/null 2>&1 && echo 'reached {t}' "
+          f"|| echo 'blocked {t}'" for t in probes],
+        f"(unset http_proxy HTTP_PROXY; wget -q -T 3 -O - http://127.0.0.1:{api}/healthz; "
+        "exit $?) >/dev/null 2>&1 && echo reached-unset || echo blocked-unset",
+        f"wget -q -O - http://127.0.0.1:{dport}/ 2>&1; echo",
+        "nslookup example.org >/dev/null 2>&1 && echo resolved || echo no-dns",
+    ])
+    with DevHubThread(seed=SEED) as hub:
+        owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        env = _agent_env(tmp_path, workdir, hub, BZZZ_LISTEN=f"/ip4/127.0.0.1/tcp/{p2p}",
+                         BZZZ_API_LISTEN=f"127.0.0.1:{api}", BZZZ_SANDBOX="container",
+                         BZZZ_DOCKER_HOST=podman.docker_host, BZZZ_TASK_IMAGE=podman.image,
+                         BZZZ_GATEWAY_IMAGE=image_helper.BASE_TAG,
+                         BZZZ_TASK_EGRESS=f"127.0.0.1:{oport}")
+        with _running(tmp_path, env):
+            _, body = _result(owner, "reach out from a container", script, "🌐")
+            assert "hello-through-the-gateway" in body, body
+            for t in probes:
+                assert f"blocked {t}" in body, (t, body)
+            for word in ("blocked-unset", "no-dns", "not on this task's allowlist"):
+                assert word in body, (word, body)
+            assert f"`127.0.0.1:{dport}`" in body and "🚫 Refused" in body
+            assert httpx.get(f"http://127.0.0.1:{api}/healthz").status_code == 200
+            assert podman.containers("bzzz.node=gw") == []  # task and side container gone
+    origin.shutdown()
+    denied.shutdown()
+    assert "its forwarder in a side container" in (tmp_path / "gw.log").read_text()

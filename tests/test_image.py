@@ -126,14 +126,20 @@ def test_the_agent_in_the_image_runs_a_task_in_a_sibling_container(podman, built
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"},
                              timeout=30)
+        port = hub.url.rsplit(":", 1)[1].strip("/")
+        # its only way out: the node's gateway, through a side container of the agent's
+        # own image (bzzz/exec/sidecar.py); the allowed host answers, a raw socket fails
         script = ("busybox | head -n 1; test -d /opt/bzzz || echo no-agent-files-here; "
-                  "id -u")
+                  f"id -u; wget -S -q -O /dev/null http://127.0.0.1:{port}/ 2>&1 | head -n 1; "
+                  f"(echo x | nc -w 2 127.0.0.1 {port}; exit $?) >/dev/null 2>&1 "
+                  "&& echo raw-reached || echo raw-blocked")
         n = owner.post("/repos/owner/tasks/issues", json={
             "title": "Sibling", "labels": ["bzzz"],
             "body": f"```bzzz\n{script}\n```"}).json()["number"]
         api = free_port()
         env = agent_env(place, api, hub.url, BZZZ_SANDBOX="container",
-                        BZZZ_TASK_IMAGE=podman.image, BZZZ_TASK_NETWORK="none",
+                        BZZZ_TASK_IMAGE=podman.image, BZZZ_GATEWAY_IMAGE=built.tag,
+                        BZZZ_TASK_EGRESS=f"127.0.0.1:{port}",
                         BZZZ_GITHUB__CLOSE_ON_SUCCESS="off")
         mounts += [(str(place / d), str(place / d)) for d in ("data", "work", "secrets")]
         with image.AgentContainer(podman, built.tag, env=env, mounts=mounts,
@@ -157,6 +163,8 @@ def test_the_agent_in_the_image_runs_a_task_in_a_sibling_container(podman, built
             # busybox answered: the task ran in the task image, not in the agent's image
             assert "BusyBox v" in results[0] and "no-agent-files-here" in results[0]
             assert str(UID) in results[0].split()  # as the agent's user, not root
+            assert "HTTP/1.1" in results[0] and "raw-blocked" in results[0], results[0]
+            assert "its forwarder in a side container" in logs
             assert "t-bot" not in logs  # the token never reaches the logs
             code, secs = agent.stop(timeout=20)
             assert code == 0 and secs < 10, (code, secs)

@@ -193,6 +193,17 @@ async def test_timeout_kills_the_tree(box, secrets):
         assert await gone(tag)
 
 
+async def test_a_task_outlives_the_worker_threads_idle_timeout(box, secrets, monkeypatch):
+    """bubblewrap's --die-with-parent follows the *thread* that started it: a task started
+    from one of trio's worker threads was killed when that thread retired, idle (10 s). The
+    idle timeout shortened here, a 2-second task must still succeed."""
+    import trio._core._thread_cache as thread_cache  # trio's knob, to make 10 s short
+    monkeypatch.setattr(thread_cache, "IDLE_TIMEOUT", 0.2)
+    await trio.to_thread.run_sync(lambda: None)  # a worker thread exists, then idles
+    r = await sh(box, "sleep 2; echo lived", secrets.ws, timeout=30)
+    assert r.status == "succeeded" and "lived" in r.output, (r.status, r.output)
+
+
 async def test_cancellation_kills_the_tree(box, secrets):
     tags = [unique_seconds() for _ in range(2)]
     results = []

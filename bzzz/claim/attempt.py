@@ -26,13 +26,17 @@ from ..kinds import Decision
 from ..errors import ClaimError, RepoError
 from ..exec.executor import Executor, Job, Outcome
 from ..exec.shell import Result
-from ..gateway.allow import REPO_FILE, REPO_FILE_MAX, Allowlist, EgressError, repo_entries
+from ..gateway.allow import Allowlist, EgressError, repo_entries
 from ..gateway.proxy import Route
 from ..github.client import GitHubError, Unavailable
 from ..github.markers import find_markers
 from ..repo.workspace import Checkout, remove
 from . import report
+from .ciround import feedback_of as ci_feedback
 from .delivery import PullRef, prior_pull, read_handed_back
+from .repofiles import RepoFiles, read_repo_files
+from .selfcheck import self_check
+from .setup import refill, run_setup
 from .gitlock import Held, Lost
 from .lease import renewal_due
 from .report import marker_authors
@@ -187,6 +191,9 @@ class Attempt:
         self.prior: PullRef | None = None  # the pull request of an earlier round
         self.comments: list[dict[str, Any]] = []
         self.outcome: Outcome | None = None  # None: cancelled before the executor ended
+        self.files: RepoFiles | None = None  # what the base branch says (instructions, setup)
+        self.setup_doc: dict[str, Any] | None = None  # how the repository's setup went
+        self.check_doc: dict[str, Any] | None = None  # what the repository's check said
 
     @property
     def workdirs(self) -> Workdirs:
@@ -293,7 +300,8 @@ class Attempt:
         task, svc, s = self.task, self.svc, self.s
         # it runs: no longer waiting (the PATCH below replaces the labels from this read)
         self.fresh["labels"] = [x for x in self.fresh.get("labels") or [] if not (
-            isinstance(x, dict) and x.get("name") == STATE_LABELS["needs-approval"])]
+            isinstance(x, dict) and x.get("name") in (STATE_LABELS["needs-approval"],
+                                                      STATE_LABELS["waiting"]))]
         self.key, self.generation = f"{s.node_id}:{held.claim.generation}", held.claim.generation
         svc._decide(Decision.TAKEN_OVER if held.taken_over else Decision.CLAIMED, task,
                     generation=held.claim.generation, lease_expires=held.claim.lease_expires,
@@ -365,6 +373,13 @@ class Attempt:
                "BZZZ_FEEDBACK": str(feedback_file.resolve())}
         if self.co is not None:
             env["BZZZ_BRANCH"] = self.co.branch
+        self.files = await self.repo_files(feedback)
+        said = self.files.instructions if self.files is not None else ""
+        if said:
+            path = dirs.in_dir / "repo-instructions.md"
+            path.write_text(said)
+            os.chmod(path, 0o644)
+            env["BZZZ_REPO_INSTRUCTIONS"] = str(path.resolve())
         return Job(task_id=task.key, repo=task.repo, issue=task.number, title=task.title,
                    body=task.body, executor=self.chosen.name,
                    options=dict(spec.options) if spec else {},
@@ -373,7 +388,24 @@ class Attempt:
                    env=env, read_only=[dirs.in_dir] + ([self.co.mirror] if self.co else []),
                    timeout=task_timeout(spec, self.s.exec_timeout),
                    progress=lambda line: setattr(self.run, "progress", line[-500:]),
-                   needs=task.needs)
+                   needs=task.needs, repo_instructions=said)
+
+    async def repo_files(self, feedback: str) -> RepoFiles | None:
+        """The base branch's instructions, setup and settings for this task (None: no
+        checkout, or its base branch is gone: nothing is read from a pull request's head)."""
+        work, co, task = self.svc.work, self.co, self.task
+        if work is None or co is None:
+            return None
+        base = work.base_of(task, task.spec, self.prior)
+        commit = co.start if self.prior is None else await work.mirrors.resolve(
+            co.mirror, f"refs/heads/{base}")
+        if commit is None:
+            return None
+        box = self.s.sandbox.kind if self.s.sandbox is not None else "none"
+        return await read_repo_files(
+            work.git, co, base, commit, [task.title, task.body, task.spec.code if task.spec
+                                         else "", feedback],
+            files_option=task.spec.options.get("files", "") if task.spec else "", sandbox=box)
 
     async def feedback(self) -> str:
         """``$BZZZ_FEEDBACK``: writers' ``/bzzz`` comments on the issue, and on its pull
@@ -394,9 +426,11 @@ class Attempt:
         if self.prior is not None:
             n = self.prior.number
             for c in await ops.comments(n):
-                if not find_markers(c.get("body") or ""):
-                    items.append((c.get("created_at") or "", (c.get("user") or {}).get("login", "?"),
-                                  "on the pull request", c.get("body") or ""))
+                body, who = c.get("body") or "", (c.get("user") or {}).get("login", "?")
+                if not find_markers(body):
+                    items.append((c.get("created_at") or "", who, "on the pull request", body))
+                elif (failed := ci_feedback(body)) is not None:  # a CI round's (ciround.py)
+                    items.append((c.get("created_at") or "", who, "from CI", failed))
             for r in await ops.pull_list(n, "reviews"):
                 if (r.get("body") or "").strip() or r.get("state") == "CHANGES_REQUESTED":
                     state = (r.get("state") or "").lower().replace("_", " ")
@@ -427,13 +461,19 @@ class Attempt:
                 run.scope = scope
                 with trio.CancelScope() as budget:
                     async with self.way_out(job, budget.cancel) as route:
-                        self.outcome = await executor.run(job)
+                        self.outcome = await self.setup(job)  # an outcome: it stops the task
+                        if self.outcome is None:
+                            self.outcome = await self.checked(job, await executor.run(job))
                 if budget.cancelled_caught and route is not None and route.exceeded:
                     self.outcome = Outcome(Result(
                         "failed", output=f"[bzzz] stopped: {route.exceeded}"),
                         reason="budget spent")
             watchers.cancel_scope.cancel()
         run.scope = None
+        if self.outcome is not None and self.setup_doc is not None:
+            self.outcome.result.extra["setup"] = self.setup_doc
+        if self.outcome is not None and self.check_doc is not None:
+            self.outcome.result.extra["check"] = self.check_doc
         if route is not None:
             self.account(route)
         result = self.outcome.result if self.outcome is not None else None
@@ -442,23 +482,60 @@ class Attempt:
                         tokens=result.extra.get("tokens"), status=result.status,
                         first_token_at=result.extra.get("first_token_at"))
 
+    async def setup(self, job: Job) -> Outcome | None:
+        """The repository's setup (bzzz/claim/setup.py), in the task's sandbox and route;
+        an Outcome when it failed and the repository requires it (the executor then does
+        not run), else None."""
+        files, co, work, s = self.files, self.co, self.svc.work, self.s
+        if files is None or files.setup.empty or co is None or work is None:
+            return None
+        self.run.progress = "running the repository's setup"
+        done = await run_setup(files.setup, files.setup_key, job, s.sandbox, user=s.user,
+                               git=work.git, co=co, cache=s.setup_cache, owner=s.sandbox_owner,
+                               required=files.settings.setup_required, timeout=s.setup_timeout)
+        self.setup_doc = doc = done.doc()
+        if s.setup_cache is not None and done.cache.startswith(("restored", "saved")) and \
+                self.svc._nursery is not None:  # the next task's copy, written meanwhile
+            self.svc._nursery.start_soon(refill, s.setup_cache, files.setup_key, s.sandbox_owner)
+        self.svc._decide(Decision.SETUP, self.task, **{
+            k: v for k, v in doc.items() if k != "failed_output"})
+        if done.failed and done.required:
+            return Outcome(Result("failed", duration=done.seconds, output=(
+                "[bzzz] the repository's setup failed and its .bzzz.toml requires it "
+                f"([setup] required = true): the task did not run\n{doc['failed_output']}")),
+                reason="setup failed")
+        return None
+
+    async def checked(self, job: Job, outcome: Outcome) -> Outcome:
+        """The repository's own check after an executor that succeeded
+        (bzzz/claim/selfcheck.py): a failure goes back to the executor once."""
+        files, s = self.files, self.s
+        if files is None or files.check is None or outcome.result.status != "succeeded":
+            return outcome
+        self.run.progress = "running the repository's check"
+        outcome, done = await self_check(files.check, job, outcome, s.sandbox, user=s.user,
+                                         executor=self.chosen.name, again=self.chosen.run,
+                                         timeout=s.test_timeout)
+        self.check_doc = doc = done.doc()
+        self.svc._decide(Decision.SELF_CHECK, self.task, **{
+            k: v for k, v in doc.items() if k != "output"})
+        return outcome
+
     @asynccontextmanager
     async def way_out(self, job: Job, stop: Callable[[], None]
                       ) -> AsyncIterator[Route | None]:
         """The task's route through the node's gateway while it runs (None: no gateway).
-        What it may reach: the node's task_egress, plus what the repository's REPO_FILE asks
-        for within task_egress_max."""
+        What it may reach: the node's task_egress, plus what the repository's REPO_FILE (on
+        its base branch: bzzz/claim/repofiles.py) asks for within task_egress_max."""
         gateway = self.s.gateway
         if gateway is None:
             yield None
             return
         asked: list[str] = []
-        path = job.workspace / REPO_FILE
-        try:
-            if path.is_file() and not path.is_symlink():
-                with path.open("rb") as f:  # a repository's file: read no more than needed
-                    asked = repo_entries(f.read(REPO_FILE_MAX).decode(errors="replace"))
-        except (EgressError, OSError) as exc:
+        text = self.files.settings_text if self.files is not None else None
+        try:  # the base branch's, never the checkout's (a pull request's head may be there)
+            asked = repo_entries(text) if text else []
+        except EgressError as exc:
             log.warning("the repository's egress settings are not used", extra={
                 "task": job.task_id, "error": str(exc)})
         allow = Allowlist.build(self.s.egress, asked, self.s.egress_max)

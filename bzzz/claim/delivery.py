@@ -40,7 +40,8 @@ from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
 
-PR_MODES = ("draft", "ready", "none")
+# ready-when-green: a draft until the head's CI is green, then ready (bzzz/claim/ciround.py)
+PR_MODES = ("draft", "ready", "none", "ready-when-green")
 MAX_SUMMARY = 60_000
 MAX_FOLLOW_UPS = 10
 MAX_FOLLOW_UP_DEPTH = 3  # a follow-up of a follow-up of a follow-up files no more
@@ -293,10 +294,12 @@ class RepoWork:
 
     async def deliver(self, co: Checkout, task: Task, spec: TaskSpec | None, key: str,
                       summary: str, succeeded: bool, prior: PullRef | None,
-                      issue_url: str, leftovers: Sequence[str] = ()) -> Delivered | None:
+                      issue_url: str, checked: str = "",
+                      leftovers: Sequence[str] = ()) -> Delivered | None:
         """Commit, push and (for a successful first round, unless ``pr=none``) open the pull
-        request. None: the task changed nothing. ``leftovers``: globs of what the executor's
-        tool leaves in the checkout (a coding agent's history files), never committed."""
+        request (``checked``: what the repository's own check said, for its body). None: the
+        task changed nothing. ``leftovers``: globs of what the executor's tool leaves in the
+        checkout (a coding agent's history files), never committed."""
         message = (f"{task.title.strip()[:200] or f'Task #{task.number}'}\n\n"
                    f"{summary.strip()[:2000]}\n\n".replace("\n\n\n", "\n\n")
                    + f"Bzzz-Issue: {task.repo}#{task.number}\nBzzz-Node: {self.node_id}\n")
@@ -322,7 +325,7 @@ class RepoWork:
         body = "\n".join([
             marker("task", f"{task.repo}#{task.number}"),
             f"Fixes #{task.number}", "", summary.strip()[:MAX_SUMMARY] or "(no summary)", "",
-            "---", f"🐝 Made by **{self.node_id}** for {issue_url} (attempt `{key}`). "
+            *([checked[:MAX_SUMMARY], ""] if checked else []), "---", f"🐝 Made by **{self.node_id}** for {issue_url} (attempt `{key}`). "
             "Review it here; a comment or review containing `/bzzz` from someone with write "
             "access starts another round on this branch."])
         try:

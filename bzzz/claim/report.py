@@ -59,6 +59,7 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"🤖 Model `{name}`: {int(use.get('requests', 0))} requests, "
                      f"{int(use.get('tokens_in', 0)):,} tokens in, "
                      f"{int(use.get('tokens_out', 0)):,} out"
+                     + (f", about ${float(use['cost']):,.4f}" if use.get("cost") else "")
                      + (f", {int(use['refused'])} refused" if use.get("refused") else "") + ".")
     if doc.get("budget_exceeded"):
         lines.append(f"⛔ Stopped: {doc['budget_exceeded']}.")
@@ -69,16 +70,64 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def setup_lines(doc: Mapping[str, Any] | None) -> list[str]:
+    """The result comment's lines about the setup."""
+    if not doc:
+        return []
+    steps = doc.get("steps") or []
+    where = f"`{doc.get('source')}`" if doc.get("source") else "the repository's setup"
+    if str(doc.get("cache", "")).startswith("restored"):
+        return ["", f"🧰 Setup: {where} restored from this node's cache in "
+                f"{doc.get('seconds', 0):.1f} s."]
+    bad = [s for s in steps if s.get("status") != "succeeded"]
+    head = (f"🧰 Setup: {where}, {len(steps)} step{'s' if len(steps) != 1 else ''} in "
+            f"{doc.get('seconds', 0):.1f} s")
+    if not bad:
+        return ["", head + "."]
+    lines = ["", head + ": " + ", ".join(
+        f"`{s.get('name')}` {s.get('status')}"
+        + (f" (exit {s['exit_code']})" if s.get("exit_code") is not None else "")
+        for s in bad[:5]) + (" — the task did not run (`[setup] required`)." if doc.get(
+            "required") else " — the task ran all the same.")]
+    tail = str(doc.get("failed_output") or "")[-1500:]
+    if tail.strip():
+        lines += ["", "<details><summary>the failed step's output</summary>", "",
+                  "```", tail.replace("```", "``\u200b`"), "```", "", "</details>"]
+    return lines
+
+
+def check_lines(doc: Mapping[str, Any] | None) -> list[str]:
+    """What the result comment and the pull request's body say about the check."""
+    if not doc:
+        return []
+    runs = doc.get("runs") or []
+    last = runs[-1] if runs else {}
+    again = " after one more round with its failure as feedback" if doc.get("retried") else ""
+    if doc.get("passed"):
+        return ["", f"🧪 Check `{doc.get('source')}` passed{again} "
+                f"({float(last.get('seconds') or 0):.1f} s)."]
+    code = f"exit {last['exit_code']}" if last.get("exit_code") is not None else \
+        str(last.get("status", "not run"))
+    lines = ["", f"🧪 Check `{doc.get('source')}` failed ({code}){again}."]
+    tail = str(doc.get("output") or "")[-1500:]
+    if tail.strip():
+        lines += ["", "<details><summary>the check's output</summary>", "", "```",
+                  tail.replace("```", "``\u200b`"), "```", "", "</details>"]
+    return lines
+
+
 def result_comment(key: str, node: str, status: str, duration: float, exit_code: int | None,
                    output: str, truncated: bool,
-                   egress: Mapping[str, Any] | None = None) -> Comment:
+                   egress: Mapping[str, Any] | None = None,
+                   setup: Mapping[str, Any] | None = None,
+                   check: Mapping[str, Any] | None = None) -> Comment:
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️", "cancelled": "🛑"}.get(status, "❔")
     tail = output[-OUTPUT_TAIL:]
     shown = "last part of the output" if truncated or len(output) > len(tail) else "output"
     lines = [marker("result", key),
              f"{icon} **{status}** on **{node}** in {duration:.1f} s"
              + (f" (exit status {exit_code})" if exit_code is not None else "") + ".",
-             *egress_lines(egress),
+             *egress_lines(egress), *setup_lines(setup), *check_lines(check),
              "", f"<details><summary>{shown}</summary>", "", _fence(tail or "(no output)"), "",
              "</details>"]
     return Comment("result", key, "\n".join(lines))
@@ -162,7 +211,9 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
                  delivery_error: str | None = None,
                  follow_ups: Sequence[tuple[str, int]] = (),
                  follow_up_error: str | None = None, filed_keys: Sequence[str] = (),
-                 egress: Mapping[str, Any] | None = None) -> Comment:
+                 egress: Mapping[str, Any] | None = None,
+                 setup: Mapping[str, Any] | None = None,
+                 check: Mapping[str, Any] | None = None) -> Comment:
     """The result of a task that ran in a checkout: what it changed and where it went."""
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "❔")
     lines = [marker("result", key)]
@@ -189,7 +240,7 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
         lines += ["", "Follow-ups filed: " + ", ".join(f"#{n} ({t[:60]})" for t, n in follow_ups)]
     if follow_up_error:
         lines += ["", f"⚠️ Follow-ups not filed: {follow_up_error}"]
-    lines += egress_lines(egress)
+    lines += egress_lines(egress) + setup_lines(setup) + check_lines(check)
     if summary:
         lines += ["", summary.strip()[:OUTPUT_TAIL * 2]]
     tail = output[-OUTPUT_TAIL:]

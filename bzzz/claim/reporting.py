@@ -71,7 +71,8 @@ class Reporter:
 
     async def finish_labels(self, task: Task, state_label: str) -> None:
         labels = sorted((task.labels - FINISHED
-                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"]})
+                         - {STATE_LABELS["claimed"], STATE_LABELS["needs-approval"],
+                            STATE_LABELS["waiting"]})
                         | {state_label})
         await self.svc.ops[task.repo].set_labels(task.number, labels)
 
@@ -124,7 +125,8 @@ class Reporter:
                         output=result.output)  # the tail; the log keeps long ones by hash
             comment = report.result_comment(
                 key, self.s.node_id, status.value, result.duration, result.exit_code,
-                result.output, result.truncated, egress=result.extra.get("egress"))
+                result.output, result.truncated, egress=result.extra.get("egress"),
+                setup=result.extra.get("setup"), check=result.extra.get("check"))
             label = finished_label(status)
         if await self._comment(run, task, comment) and await self._conclude(
                 run, task, key, label, status,
@@ -176,7 +178,8 @@ class Reporter:
             base=svc.work.base_of(task, task.spec, prior),
             files=len(delivered.files) if delivered else 0, new_round=prior is not None,
             delivery_error=error, follow_ups=[(i.title, n) for i, n in filed],
-            follow_up_error=fu_error, filed_keys=filed_keys, egress=result.extra.get("egress"))
+            follow_up_error=fu_error, filed_keys=filed_keys, egress=result.extra.get("egress"),
+            setup=result.extra.get("setup"), check=result.extra.get("check"))
         if not await self._comment(run, task, comment):
             return
         await self._round_answer(run, task, key, delivered, prior, summary)
@@ -201,6 +204,7 @@ class Reporter:
                 co, task, task.spec, key, summary or result.output[-3000:],
                 status is Status.SUCCEEDED, prior,
                 fresh.get("html_url") or f"#{task.number}",
+                checked="\n".join(report.check_lines(result.extra.get("check"))).strip(),
                 leftovers=result.extra.get("leftovers") or ()), None
         except DeliveryError as exc:
             return None, str(exc)

@@ -31,14 +31,18 @@ from ..decisions import DecisionLog
 from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
+from ..repo.setupcache import SetupCache
 from ..exec.shell import RunAs
 from ..gateway.proxy import Gateway
+from ..github.checks import CI_SETTLE
 from ..github.client import GitHubClient, GitHubError, RateLimited, Unavailable
 from ..github.issues import IssueOps
 from ..github.pulls import PullInfo, PullWatch
 from ..p2p.capabilities import PeerView
 from . import report
 from .attempt import Attempt, Phase, Running, Stop, StopReason
+from .ciround import CI_ROUNDS, CI_WAIT
+from .ciwatch import CiWatch
 from .commands import Commands
 from .delivery import RepoWork
 from .feed import TaskFeed
@@ -49,6 +53,7 @@ from .reporting import Reporter
 from .task import FINISHED, STATE_LABELS, Task, choose, label_names
 from .trust import (Approval, approval_state, comment_views, inherited_from, task_digest,
                     voices)
+from .waiting import NOTICE_AFTER, due, speaker, unmet, waiting_comment
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -88,9 +93,16 @@ class ClaimSettings:
     keep_workspaces: bool = False  # leave each attempt's directories behind (debugging, tests)
     input_timeout: float = 72 * 3600.0  # a question unanswered this long fails the task
     progress_interval: float = 30.0  # seconds between updates of a long run's progress comment
+    waiting_notice: float = NOTICE_AFTER  # a task nobody can take says so after this (0: off)
+    ci_rounds: int = CI_ROUNDS  # CI rounds on a pull request before a person is asked
+    ci_wait: float = CI_WAIT
+    ci_settle: float = CI_SETTLE
     gateway: Gateway | None = None  # task_network = "gateway": each task's only way out
     egress: list[str] = field(default_factory=list)  # task_egress
     egress_max: list[str] = field(default_factory=list)  # task_egress_max
+    setup_timeout: float = 900.0  # seconds for all of a repository's setup steps together
+    setup_cache: SetupCache | None = None  # where setups' results are kept (None: nowhere)
+    test_timeout: float = 600.0  # seconds for one run of a repository's own check
 
 
 class ClaimService:
@@ -116,6 +128,7 @@ class ClaimService:
         self.on_load = on_load
         self.helper = helper  # bzzz.help.service.HelpService, or None (help off)
         self.handoff = Handoff(self)
+        self.ci = CiWatch(self)
         self.reporter = Reporter(self)
         if helper is not None:
             helper.on_handoff = self.handoff.adopt
@@ -139,6 +152,7 @@ class ClaimService:
         self.running: dict[str, Running] = {}
         self.not_before: dict[str, float] = {}  # task key -> when to look at it again
         self.first_seen: dict[str, float] = {}
+        self.waiting_said: set[str] = set()  # notices this node made or found (waiting.py)
         # the latest finished attempts (bounded: a daemon runs for months) and all, by status
         self.completed: deque[dict[str, Any]] = deque(maxlen=1000)
         self.finished: Counter[str] = Counter()
@@ -217,6 +231,7 @@ class ClaimService:
                 log.warning("polling failed", extra={"repo": repo, "error": str(exc)})
         self._cancel_vanished(polled)
         self._schedule()
+        await self._say_waiting()
 
     async def _route(self, repo: str, number: int) -> int | None:
         """The task a command on ``number`` is about: the issue itself, or the issue whose
@@ -245,6 +260,7 @@ class ClaimService:
             # so "the pull request moved" cannot tell a review from the push just before it
             for review in await self.pulls.new_reviews(repo, pr.number):
                 await self.intake.take_review(repo, pr.number, review)
+            await self.ci.check(task, pr)
 
     async def _pull_closed(self, info: PullInfo) -> None:
         """A pull request of ours closed. Merged: GitHub closed the issue (``Fixes #n``);
@@ -336,6 +352,41 @@ class ClaimService:
             self.on_load(len(self.running))
             assert self._nursery is not None
             self._nursery.start_soon(self._attempt, task)
+
+    async def _say_waiting(self, at_most: int = 5) -> None:
+        """Tasks no live node can take: one comment for the whole mesh and the label
+        (bzzz/claim/waiting.py); a few a tick, the rest on the next ones."""
+        if not self.taking or not self.s.waiting_notice:
+            return
+        peers = list(self.peers())
+        if not speaker(self.s.peer_id or self.s.node_id, peers):
+            return
+        now, mine = self.clock(), list(self.capabilities())
+        for task in self.feed.all_tasks():
+            if at_most <= 0:
+                return
+            if task.key in self.running or not due(self.first_seen.get(task.key, now), now,
+                                                   self.s.waiting_notice):
+                continue
+            u = unmet(task, self.s.node_id, mine, peers)
+            if u is None or u.key in self.waiting_said:
+                continue
+            at_most -= 1
+            ops, note = self.ops[task.repo], waiting_comment(u)
+            try:
+                said = await ops.has_comment(task.number, note)
+                if not said:
+                    await ops.comment_once(task.number, note)
+                if STATE_LABELS["waiting"] not in task.labels:
+                    await ops.add_labels(task.number, [STATE_LABELS["waiting"]])
+            except GitHubError as exc:  # Unavailable included: next tick
+                log.warning("could not say a task is waiting", extra={
+                    "task": task.key, "error": str(exc)})
+                continue
+            self.waiting_said.add(u.key)
+            if not said:
+                self._decide(Decision.WAITING, task, needs=list(u.needs),
+                             missing=list(u.missing), nodes=len(u.offers))
 
     # ------------------------------------------------------------------ one attempt
 

@@ -35,7 +35,9 @@ TASK_LABEL = "bzzz"
 PRIORITIES = ("critical", "high", "normal", "low")
 STATE_LABELS = {"claimed": "bzzz:claimed", "done": "bzzz:done", "failed": "bzzz:failed",
                 "needs-input": "bzzz:needs-input", "needs-approval": "bzzz:needs-approval",
-                "review": "bzzz:review"}
+                "review": "bzzz:review",
+                # no live node offers what the task needs (bzzz/claim/waiting.py)
+                "waiting": "bzzz:waiting"}
 # not claimable until someone acts (a retry, an answer, review feedback)
 FINISHED = {STATE_LABELS["done"], STATE_LABELS["failed"], STATE_LABELS["needs-input"],
             STATE_LABELS["review"]}
@@ -245,19 +247,35 @@ def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
     # that an expired lease (a crashed holder) is taken over; the lock decides.
     caps = list(capabilities)
     try:
-        spec = task.spec
+        missing = sorted(n for n in required(task) if not capability_met(n, caps))
     except TaskError as exc:
         return f"malformed task ({exc})"
+    if missing:
+        return "needs " + ", ".join(missing)
+    return None
+
+
+def required(task: Task) -> set[str]:
+    """What a node must offer to run ``task``: its ``needs:`` labels, the executor its block
+    names (container, llm, agent), and an llm block's model itself. Raises TaskError for a
+    malformed block."""
+    spec = task.spec
     needs = set(task.needs)
     if spec is not None and spec.executor != "shell":
         needs.add(spec.executor)  # container, llm, agent: a node that has that executor
     if spec is not None and spec.executor == "llm" and spec.options.get("model"):
         needs.discard("llm")
         needs.add(f"llm:{spec.options['model']}")  # the model itself
-    missing = sorted(n for n in needs if not capability_met(n, caps))
-    if missing:
-        return "needs " + ", ".join(missing)
-    return None
+    return needs
+
+
+def able(task: Task, capabilities: Iterable[str]) -> bool:
+    """Whether a node offering ``capabilities`` could run ``task`` (a malformed one: no)."""
+    caps = list(capabilities)
+    try:
+        return all(capability_met(n, caps) for n in required(task))
+    except TaskError:
+        return False
 
 
 @dataclass
@@ -296,9 +314,9 @@ def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max
         window = {t.key for t in eligible[:size]}
 
         def owner(t: Task) -> str:
-            able = [who] + [p.peer_id for p in peers if p.max_tasks > 0 and all(
-                capability_met(n, p.capabilities) for n in t.needs)]
-            return max(able, key=lambda n: _h(n, t))
+            nodes = [who] + [p.peer_id for p in peers
+                             if p.max_tasks > 0 and able(t, p.capabilities)]
+            return max(nodes, key=lambda n: _h(n, t))
 
         def spread(t: Task) -> tuple[int, int, tuple[int, float, str, int] | bytes]:
             prio = PRIORITIES.index(t.priority)
@@ -315,7 +333,7 @@ def choose(tasks: Sequence[Task], capabilities: Sequence[str], running: int, max
             better = [p for p in peers
                       if p.max_tasks > p.running
                       and p.running / p.max_tasks < my_load
-                      and all(capability_met(n, p.capabilities) for n in task.needs)]
+                      and able(task, p.capabilities)]
             seen = first_seen.get(task.key, now)
             if better and now - seen < defer_window:
                 reason = f"deferred to less-loaded peer {better[0].peer_id[:16]}"

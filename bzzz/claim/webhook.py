@@ -26,7 +26,8 @@ from ..github.webhooks import verify
 
 log = logging.getLogger("bzzz.webhook")
 SEEN_DELIVERIES = 10_000
-EVENTS = {"issues", "issue_comment", "ping"}
+# check_run, check_suite and status: a CI result on an agents' pull request (ciwatch.py)
+EVENTS = {"issues", "issue_comment", "ping", "check_run", "check_suite", "status"}
 _SIGNATURE = re.compile(r"sha256=[0-9a-fA-F]{64}")
 
 

@@ -28,7 +28,9 @@ from .clock import Clock
 from .gitstore import GitStore, Identity
 from .limits import Fault, Faults, RateLimits
 from .pulls import PullsAPI
-from .render import Renderer
+from .checks_api import ChecksAPI
+from . import graphql as gql
+from .render import Renderer, node_id
 from .apps import InstallationToken
 from ..asgi import Receive, Scope, Send
 from .http import DOCS, Handler, Request, Response, _page, _since
@@ -47,7 +49,7 @@ _SMART_HTTP = re.compile(
     r"^/(?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?/(?P<rest>info/refs|git-upload-pack|git-receive-pack)$")
 
 
-class DevHubApp(PullsAPI):
+class DevHubApp(PullsAPI, ChecksAPI):
     def __init__(self, hub: Hub | None = None, limits: RateLimits | None = None,
                  on_change: Callable[[], None] | None = None,
                  git_root: str | None = None, clock: Clock | None = None) -> None:
@@ -86,6 +88,7 @@ class DevHubApp(PullsAPI):
         self._repo_routes()
         self._pull_routes()
         self._git_routes()
+        self._check_routes()
 
     def _user_routes(self) -> None:
         r = self.route
@@ -196,6 +199,24 @@ class DevHubApp(PullsAPI):
         r("GET", R + "/git/matching-refs/{ref*}", self.matching_refs)
         r("PATCH", R + "/git/refs/{ref*}", self.update_ref)
         r("DELETE", R + "/git/refs/{ref*}", self.delete_ref)
+
+    def _check_routes(self) -> None:
+        """Commit statuses, check runs and suites (checks_api.py), and GraphQL's one
+        mutation (graphql.py)."""
+        r = self.route
+        R = "/repos/{owner}/{repo}"
+        r("POST", R + "/statuses/{sha}", self.create_status)
+        r("GET", R + "/commits/{ref}/statuses", self.list_statuses)
+        r("GET", R + "/commits/{ref}/status", self.combined_status)
+        r("GET", R + "/commits/{ref}/check-runs", self.list_check_runs_for_ref)
+        r("GET", R + "/commits/{ref}/check-suites", self.list_check_suites_for_ref)
+        r("POST", R + "/check-runs", self.create_check_run)
+        r("GET", R + "/check-runs/{id}", self.get_check_run)
+        r("PATCH", R + "/check-runs/{id}", self.update_check_run)
+        r("GET", R + "/check-runs/{id}/annotations", self.list_annotations)
+        r("GET", R + "/check-suites/{id}", self.get_check_suite)
+        r("GET", R + "/check-suites/{id}/check-runs", self.list_suite_check_runs)
+        r("POST", "/graphql", self.graphql)
 
     # ------------------------------------------------------------------ ASGI
 
@@ -384,11 +405,11 @@ class DevHubApp(PullsAPI):
     # ------------------------------------------------------------------ users and repos
 
     def get_user(self, req: Request) -> Response:
-        return 200, self._r(req).user(req.actor()), {}
+        return 200, self._r(req).user_detail(req.actor(), private=True), {}
 
     def get_named_user(self, req: Request, login: str) -> Response:
         self.hub.user(login)
-        return 200, self._r(req).user(login), {}
+        return 200, self._r(req).user_detail(login, private=False), {}
 
     def get_rate_limit(self, req: Request) -> Response:
         key = f"token:{req.headers.get('authorization', '').partition(' ')[2].strip()}" \
@@ -396,10 +417,55 @@ class DevHubApp(PullsAPI):
         b = self.limits.budget(key, req.login is not None, self.clock.time())
         core = {"limit": b.limit, "remaining": b.remaining, "reset": b.reset, "used": b.used,
                 "resource": "core"}
-        return 200, {"resources": {"core": core}, "rate": core}, {}
+        # devhub limits only the core budget; the others are reported full, as GitHub's
+        # shapes require them (search and graphql always; the rest when the token has them)
+        others = {name: {"limit": limit, "remaining": limit, "reset": b.reset, "used": 0,
+                         "resource": name}
+                  for name, limit in (("search", 30), ("graphql", 5000),
+                                      ("code_search", 10), ("integration_manifest", 5000))}
+        return 200, {"resources": {"core": core, **others}, "rate": core}, {}
 
     def get_repo(self, req: Request, owner: str, repo: str) -> Response:
         return 200, self._r(req).repo(self._repo(req, owner, repo), req.login), {}
+
+    # ------------------------------------------------------------------ GraphQL
+
+    async def graphql(self, req: Request) -> Response:
+        """``POST /graphql``: ``markPullRequestReadyForReview`` only (graphql.py)."""
+        req.actor()  # 401 without a token, as GitHub's GraphQL API
+        doc = req.obj()
+        try:
+            mutation = gql.parse(doc.get("query"), doc.get("variables"))
+            node = mutation.args["input"]["pullRequestId"]
+            found = self._pull_by_node(req, node)
+            if found is None:
+                raise gql.GraphQLError(f"Could not resolve to a node with the global id of "
+                                       f"'{node}'.", "NOT_FOUND", [gql.MUTATION])
+            r, issue = found
+            try:
+                self.hub.mark_ready(r, issue.number, req.actor(), req.now)
+            except HubError as err:
+                raise gql.GraphQLError(err.message, "FORBIDDEN" if err.status == 403
+                                       else "UNPROCESSABLE", [gql.MUTATION]) from None
+            pull = await self.pull_doc(self._r(req), r, issue, req.login, detail=False)
+            values = {"clientMutationId": mutation.args["input"].get("clientMutationId"),
+                      "pullRequest": ("PullRequest", _graphql_pull(pull, r))}
+            data = gql.select(mutation.selections, values,
+                              "MarkPullRequestReadyForReviewPayload", [mutation.alias])
+        except gql.GraphQLError as err:
+            return 200, {"data": None if err.kind != "NOT_FOUND" else {gql.MUTATION: None},
+                         "errors": [err.doc()]}, {}
+        return 200, {"data": {mutation.alias: data}}, {}
+
+    def _pull_by_node(self, req: Request, node: str) -> tuple[Repo, Any] | None:
+        ident = gql.pull_request_id(node)
+        for r in self.hub.repos.values():
+            if not r.can_read(req.login):
+                continue
+            for issue in r.issues.values():
+                if issue.pull is not None and issue.pull["id"] == ident:
+                    return r, issue
+        return None
 
     # ------------------------------------------------------------------ labels
 
@@ -728,9 +794,21 @@ class DevHubApp(PullsAPI):
         return {"type": "Repository", "id": hook["id"], "name": "web", "active": hook["active"],
                 "events": hook["events"], "config": config, "url": url,
                 "test_url": f"{url}/test", "ping_url": f"{url}/pings",
-                "deliveries_url": f"{url}/deliveries",
+                "deliveries_url": f"{url}/deliveries", "last_response": self._last_response(
+                    hook["id"]),
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["created_at"])),
                 "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(hook["updated_at"]))}
+
+    def _last_response(self, hook_id: int) -> dict[str, Any]:
+        """GitHub's ``last_response`` of a hook: its latest delivery's outcome."""
+        last = next((d for d in reversed(self.deliveries.deliveries) if d.hook_id == hook_id),
+                    None)
+        if last is None or (last.status_code is None and last.error is None):
+            return {"code": None, "status": "unused", "message": None}
+        if last.status_code is not None and last.status_code < 300:
+            return {"code": last.status_code, "status": "active", "message": "OK"}
+        return {"code": last.status_code, "status": "failed",
+                "message": last.error or f"Invalid HTTP Response: {last.status_code}"}
 
     def _hook(self, r: Repo, hook_id: str) -> dict[str, Any]:
         hook = r.hooks.get(self._number(hook_id))
@@ -760,8 +838,11 @@ class DevHubApp(PullsAPI):
         r = self._writable(req, owner, repo)
         hook = self._hook(r, id)
         out = [{"id": d.id, "guid": d.guid, "event": d.event, "action": d.action,
+                "delivered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.at)),
                 "status_code": d.status_code or 0, "redelivery": d.redelivery,
-                "duration": d.duration, "status": "OK" if d.status_code and d.status_code < 300
+                "duration": d.duration or 0.0, "installation_id": None,
+                "repository_id": r.id, "throttled_at": None,
+                "status": "OK" if d.status_code and d.status_code < 300
                 else (d.error or "pending")}
                for d in reversed(self.deliveries.deliveries) if d.hook_id == hook["id"]]
         return 200, out, {}
@@ -809,17 +890,23 @@ class DevHubApp(PullsAPI):
                 payload["comment"] = render.comment(r, extra["comment"])
             elif isinstance(extra.get("comment"), ReviewComment):
                 payload["comment"] = render.review_comment(r, extra["comment"])
-            if isinstance(extra.get("review"), Review):
+            if isinstance(extra.get("review"), Review):  # a webhook's review state is lower case
                 payload["review"] = render.review(r, extra["review"])
+                payload["review"]["state"] = payload["review"]["state"].lower()
             for key in ("changes", "before", "after"):
                 if key in extra:
                     payload[key] = extra[key]
-            body = json.dumps(payload).encode()
-            for hook in r.hooks.values():
-                if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
-                    delivery = self.deliveries.new(self.hub.new_id(), hook["id"], event, action,
-                                                   body)
-                    self._send_delivery(hook, delivery)
+            self._deliver(r, event, action, payload)
+
+    def _deliver(self, r: Repo, event: str, action: str | None,
+                 payload: dict[str, Any]) -> None:
+        """A webhook payload to every active hook of ``r`` that subscribed to ``event``."""
+        body = json.dumps(payload).encode()
+        for hook in r.hooks.values():
+            if hook["active"] and (event in hook["events"] or "*" in hook["events"]):
+                delivery = self.deliveries.new(self.hub.new_id(), hook["id"], event, action,
+                                               body)
+                self._send_delivery(hook, delivery)
 
     def _send_delivery(self, hook: dict[str, Any], delivery: Delivery) -> None:
         if self.nursery is not None:
@@ -997,7 +1084,7 @@ class DevHubApp(PullsAPI):
                              "html_url": f"{req.base}/{r.full_name}/commit/{p}"}
                             for p in c["parents"]],
                 "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                                 "payload": None}}
+                                 "payload": None, "verified_at": None}}
 
     async def create_commit(self, req: Request, owner: str, repo: str) -> Response:
         r = self._writable(req, owner, repo)
@@ -1200,3 +1287,18 @@ class DevHubApp(PullsAPI):
             self.limits.force_secondary(key, int(doc["secondary_burst"]))
         return 200, {"hourly": self.limits.hourly,
                      "secondary_per_minute": self.limits.secondary_per_minute}, {}
+
+
+def _graphql_pull(pull: dict[str, Any], r: Repo) -> dict[str, Any]:
+    """A pull request's GraphQL fields, from its REST document."""
+    state = "MERGED" if pull["merged"] else pull["state"].upper()
+    return {"id": pull["node_id"], "databaseId": pull["id"], "number": pull["number"],
+            "isDraft": pull["draft"], "state": state, "closed": pull["state"] == "closed",
+            "merged": pull["merged"], "title": pull["title"], "body": pull["body"],
+            "url": pull["html_url"], "permalink": pull["html_url"],
+            "headRefName": pull["head"]["ref"], "headRefOid": pull["head"]["sha"],
+            "baseRefName": pull["base"]["ref"], "baseRefOid": pull["base"]["sha"],
+            "createdAt": pull["created_at"], "updatedAt": pull["updated_at"],
+            "author": ("User", {"login": pull["user"]["login"]}),
+            "repository": ("Repository", {"id": node_id("Repository", r.id), "name": r.name,
+                                          "nameWithOwner": r.full_name})}

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import HubError
 from .roles import ROLES
+from .userdoc import user_doc
 
 if TYPE_CHECKING:
     from .state import Hub, Repo
@@ -140,6 +141,11 @@ def required_permission(method: str, template: str) -> tuple[str, ...] | None:
         return ("contents",)
     if rest.startswith("/hooks"):
         return ("repository_hooks",)
+    if rest.startswith("/statuses/") or re.fullmatch(r"/commits/\{ref\}/status(es)?", rest):
+        return ("statuses",)
+    if rest.startswith(("/check-runs", "/check-suites")) or re.fullmatch(
+            r"/commits/\{ref\}/check-(runs|suites)", rest):
+        return ("checks",)
     return ("metadata",)
 
 
@@ -331,9 +337,9 @@ class Apps:
     # ------------------------------------------------------------ the /app API (JWT)
 
     def _account_doc(self, base: str, login: str) -> dict[str, Any]:
+        """The account as GitHub's simple user document."""
         user = self.hub.users.get(login)
-        return {"login": login, "id": user.id if user else 0, "type": "User",
-                "url": f"{base}/users/{login}", "html_url": f"{base}/{login}"}
+        return user_doc(base, login, user.id if user else 0, bool(user and user.site_admin))
 
     def app_doc(self, base: str, app: App) -> dict[str, Any]:
         return {"id": app.id, "slug": app.slug, "node_id": f"A_{app.id}",

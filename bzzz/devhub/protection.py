@@ -54,16 +54,22 @@ def normalize(doc: Any) -> dict[str, Any]:
         if not isinstance(checks.get("strict"), bool):
             raise _invalid('"strict" wasn\'t supplied.')
         contexts = checks.get("contexts")
+        apps: dict[str, int] = {}  # a check bound to the app that must report it
         if "checks" in checks and checks["checks"] is not None:
             if not isinstance(checks["checks"], list) or not all(
                     isinstance(c, dict) and isinstance(c.get("context"), str)
+                    and (c.get("app_id") is None or (isinstance(c["app_id"], int)
+                                                     and not isinstance(c["app_id"], bool)))
                     for c in checks["checks"]):
                 raise _invalid("For 'properties/checks', each check needs a context.")
             contexts = [c["context"] for c in checks["checks"]]
+            apps = {c["context"]: c["app_id"] for c in checks["checks"]
+                    if c.get("app_id") is not None}
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             raise _invalid('"contexts" wasn\'t supplied.')
         out["required_status_checks"] = {"strict": checks["strict"],
-                                         "contexts": list(dict.fromkeys(contexts))}
+                                         "contexts": list(dict.fromkeys(contexts)),
+                                         "apps": apps}
     reviews = doc["required_pull_request_reviews"]
     if reviews is None:
         out["required_pull_request_reviews"] = None
@@ -128,18 +134,34 @@ def refusals(rule: dict[str, Any] | None, deleting: bool, forcing: bool) -> list
     return reasons
 
 
+def required_contexts(protection: dict[str, Any] | None) -> list[str]:
+    """The status checks (contexts or check run names) a rule requires."""
+    return list(((protection or {}).get("required_status_checks") or {}).get("contexts")
+                or [])
+
+
+def required_apps(protection: dict[str, Any] | None) -> dict[str, int]:
+    """Required checks bound to one app (by its id): only that app's run counts."""
+    return dict(((protection or {}).get("required_status_checks") or {}).get("apps") or {})
+
+
 def approvals_needed(protection: dict[str, Any] | None, role: str | None,
-                     latest: dict[str, str], writers: set[str]) -> str | None:
+                     latest: dict[str, str], writers: set[str],
+                     checks: dict[str, str] | None = None) -> str | None:
     """Why a merge into the protected branch is not allowed yet (None: it may go ahead).
 
     ``latest`` is each reviewer's latest approving, change-requesting or dismissed review
-    state; only reviewers with write access count, as on GitHub.
+    state; only reviewers with write access count, as on GitHub. ``checks`` is each required
+    context's state on the head (bzzz/devhub/checks.py required_states): every one must be
+    ``success``.
     """
     if protection is None or not binds(protection, role):
         return None
-    contexts = (protection["required_status_checks"] or {}).get("contexts") or []
-    if contexts:
-        return f'Required status check "{contexts[0]}" is expected.'
+    for context in required_contexts(protection):
+        state = (checks or {}).get(context, "expected")
+        if state != "success":
+            what = {"failure": "failing", "pending": "in progress"}.get(state, "expected")
+            return f'Required status check "{context}" is {what}.'
     reviews = protection["required_pull_request_reviews"]
     if reviews is None:
         return None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import protection as protect
+from .checks import required_states
 from .gitstore import GitStore, Identity
 from .http import Request, Response, _page, _since
 from .render import Renderer
@@ -94,10 +95,14 @@ class PullsAPI:
             tips = await self.git.branch_tips(r.full_name)
         return tips.get(pull["head"], pull["head_sha"]), tips.get(pull["base"], pull["base_sha"])
 
-    def _merge_blocker(self, r: Repo, issue: Issue, actor: str | None) -> str | None:
-        return protect.approvals_needed(r.protections.get(issue.pr["base"]), r.role(actor),
+    def _merge_blocker(self, r: Repo, issue: Issue, actor: str | None,
+                       head: str | None = None) -> str | None:
+        rule = r.protections.get(issue.pr["base"])
+        states = required_states(r.statuses, r.check_runs, head or issue.pr["head_sha"] or "",
+                                 protect.required_contexts(rule), protect.required_apps(rule))
+        return protect.approvals_needed(rule, r.role(actor),
                                         self.hub.latest_reviews(r, issue.number),
-                                        {r.owner} | r.push)
+                                        {r.owner} | r.push, states)
 
     async def _detail(self, r: Repo, issue: Issue, head: str | None,
                       base: str | None) -> dict[str, Any]:
@@ -110,7 +115,8 @@ class PullsAPI:
             if issue.state == "open":
                 mergeable = await self.git.merge_trees(r.full_name, base, head) is not None
                 state = ("draft" if issue.pr["draft"] else "dirty" if not mergeable
-                         else "blocked" if self._merge_blocker(r, issue, None) else "clean")
+                         else "blocked" if self._merge_blocker(r, issue, None, head)
+                         else "clean")
         return {"commits": len(commits), "additions": sum(f["additions"] for f in files),
                 "deletions": sum(f["deletions"] for f in files), "changed_files": len(files),
                 "mergeable": mergeable, "rebaseable": mergeable, "mergeable_state": state}
@@ -289,7 +295,7 @@ class PullsAPI:
             raise HubError(405, "Pull Request is not mergeable")
         if doc.get("sha") and doc["sha"] != head:
             raise HubError(409, "Head branch was modified. Review and try the merge again.")
-        blocker = self._merge_blocker(r, issue, actor)
+        blocker = self._merge_blocker(r, issue, actor, head)
         if blocker:
             raise HubError(405, blocker)
         return head, base
@@ -607,7 +613,10 @@ class PullsAPI:
 
     async def get_branch(self, req: Request, owner: str, repo: str, branch: str) -> Response:
         r, sha = await self._branch(req, owner, repo, branch)
-        return 200, self._r(req).branch(r, branch, sha, True), {}
+        render = self._r(req)
+        doc = render.branch(r, branch, sha, True)
+        doc["commit"] = render.commit(r, await self.git.read_commit(r.full_name, sha))
+        return 200, doc, {}
 
     async def get_protection(self, req: Request, owner: str, repo: str, branch: str) -> Response:
         r, _ = await self._branch(req, owner, repo, branch)

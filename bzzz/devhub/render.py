@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any, overload
 from urllib.parse import quote
@@ -10,14 +9,37 @@ from urllib.parse import quote
 from .state import (REACTIONS, WRITE_ROLES, Comment, Event, Hub, Issue, Label, Reaction, Repo,
                     Review, ReviewComment)
 from .protection import FLAGS
+from .userdoc import node_id, user_doc
+
+__all__ = ["REPO_URLS", "Renderer", "node_id", "ts", "user_doc"]
+
+
+REPO_URLS = {
+    "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
+    "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
+    "collaborators_url": "/collaborators{/collaborator}",
+    "comments_url": "/comments{/number}", "commits_url": "/commits{/sha}",
+    "compare_url": "/compare/{base}...{head}", "contents_url": "/contents/{+path}",
+    "contributors_url": "/contributors", "deployments_url": "/deployments",
+    "downloads_url": "/downloads", "events_url": "/events", "forks_url": "/forks",
+    "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}",
+    "git_tags_url": "/git/tags{/sha}", "hooks_url": "/hooks",
+    "issue_comment_url": "/issues/comments{/number}",
+    "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}",
+    "keys_url": "/keys{/key_id}", "labels_url": "/labels{/name}",
+    "languages_url": "/languages", "merges_url": "/merges",
+    "milestones_url": "/milestones{/number}",
+    "notifications_url": "/notifications{?since,all,participating}",
+    "pulls_url": "/pulls{/number}", "releases_url": "/releases{/id}",
+    "stargazers_url": "/stargazers", "statuses_url": "/statuses/{sha}",
+    "subscribers_url": "/subscribers", "subscription_url": "/subscription",
+    "tags_url": "/tags", "teams_url": "/teams", "trees_url": "/git/trees{/sha}",
+}
+"""Every URL template of GitHub's repository document, after the repository's API URL."""
 
 
 def ts(t: int | None) -> str | None:
     return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def node_id(kind: str, ident: int) -> str:
-    return base64.b64encode(f"{kind}:{ident}".encode()).decode().rstrip("=")
 
 
 class Renderer:
@@ -36,41 +58,63 @@ class Renderer:
         if login is None:
             return None
         user = self.hub.users.get(login)
-        uid = user.id if user else 0
-        url = f"{self.base}/users/{login}"
-        return {
-            "login": login, "id": uid, "node_id": node_id("User", uid),
-            "avatar_url": "", "gravatar_id": "", "url": url, "html_url": f"{self.base}/{login}",
-            "followers_url": f"{url}/followers", "following_url": f"{url}/following{{/other_user}}",
-            "gists_url": f"{url}/gists{{/gist_id}}", "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
-            "subscriptions_url": f"{url}/subscriptions", "organizations_url": f"{url}/orgs",
-            "repos_url": f"{url}/repos", "events_url": f"{url}/events{{/privacy}}",
-            "received_events_url": f"{url}/received_events", "type": "User",
-            "site_admin": bool(user and user.site_admin),
-        }
+        return user_doc(self.base, login, user.id if user else 0, bool(user and user.site_admin))
 
     def repo_url(self, repo: Repo) -> str:
         return f"{self.base}/repos/{repo.full_name}"
 
+    def user_detail(self, login: str, private: bool) -> dict[str, Any]:
+        """``GET /users/{login}`` (GitHub's public-user) or, for oneself at ``GET /user``,
+        the private-user (its counts and plan fields too)."""
+        doc = self.user(login)
+        user = self.hub.users.get(login)
+        created = ts(0)
+        owned = [r for r in self.hub.repos.values() if r.owner == login]
+        doc.update({"name": None, "company": None, "blog": "", "location": None,
+                    "email": None, "hireable": None, "bio": None, "twitter_username": None,
+                    "public_repos": sum(1 for r in owned if not r.private), "public_gists": 0,
+                    "followers": 0, "following": 0, "created_at": created,
+                    "updated_at": created})
+        if private:
+            doc.update({"private_gists": 0, "owned_private_repos": sum(
+                1 for r in owned if r.private), "total_private_repos": sum(
+                1 for r in owned if r.private), "disk_usage": 0, "collaborators": 0,
+                "two_factor_authentication": False, "user_view_type": "private"})
+        else:
+            doc["user_view_type"] = "public"
+        if user is None:
+            doc["id"] = 0
+        return doc
+
     def repo(self, repo: Repo, viewer: str | None) -> dict[str, Any]:
+        """GitHub's full repository (every URL template it sends, pointing at devhub)."""
         url = self.repo_url(repo)
-        return {
+        html = f"{self.base}/{repo.full_name}"
+        host = self.base.split("://", 1)[-1]
+        open_issues = sum(1 for i in repo.issues.values() if i.state == "open")
+        doc: dict[str, Any] = {
             "id": repo.id, "node_id": node_id("Repository", repo.id), "name": repo.name,
             "full_name": repo.full_name, "private": repo.private,
             "visibility": "private" if repo.private else "public",
-            "owner": self.user(repo.owner), "html_url": f"{self.base}/{repo.full_name}",
-            "description": None, "fork": False, "url": url,
-            "issues_url": f"{url}/issues{{/number}}", "labels_url": f"{url}/labels{{/name}}",
-            "git_refs_url": f"{url}/git/refs{{/sha}}", "pulls_url": f"{url}/pulls{{/number}}",
-            "hooks_url": f"{url}/hooks",
-            "clone_url": f"{self.base}/{repo.full_name}.git",
-            "default_branch": repo.default_branch, "has_issues": True, "archived": False,
-            "disabled": False, "open_issues_count": sum(
-                1 for i in repo.issues.values() if i.state == "open"),
+            "owner": self.user(repo.owner), "html_url": html, "description": None,
+            "fork": False, "url": url, "homepage": None, "language": None,
+            "clone_url": f"{html}.git", "git_url": f"git://{host}/{repo.full_name}.git",
+            "ssh_url": f"git@{host}:{repo.full_name}.git", "svn_url": html,
+            "mirror_url": None, "default_branch": repo.default_branch,
+            "has_issues": True, "has_projects": False, "has_wiki": False, "has_pages": False,
+            "has_downloads": False, "has_discussions": False, "archived": False,
+            "disabled": False, "is_template": False, "allow_forking": True,
+            "web_commit_signoff_required": False, "topics": [], "license": None,
+            "forks": 0, "forks_count": 0, "stargazers_count": 0, "watchers": 0,
+            "watchers_count": 0, "size": 0, "open_issues": open_issues,
+            "open_issues_count": open_issues, "network_count": 0, "subscribers_count": 0,
             "created_at": ts(repo.created_at), "updated_at": ts(repo.created_at),
             "pushed_at": ts(repo.created_at),
             "permissions": self.permissions(repo, viewer),
         }
+        for key, tail in REPO_URLS.items():
+            doc[key] = url + tail
+        return doc
 
     @staticmethod
     def permissions(repo: Repo, login: str | None) -> dict[str, bool]:
@@ -148,6 +192,7 @@ class Renderer:
             "user": self.user(c.user), "created_at": ts(c.created_at),
             "updated_at": ts(c.updated_at),
             "author_association": self.hub.association(repo, c.user),
+            "performed_via_github_app": None,
             "reactions": self.reaction_summary(repo, f"comment:{c.id}", f"{url}/reactions"),
         }
 
@@ -156,7 +201,7 @@ class Renderer:
             "id": e.id, "node_id": node_id("Event", e.id),
             "url": f"{self.repo_url(repo)}/issues/events/{e.id}", "actor": self.user(e.actor),
             "event": e.event, "commit_id": None, "commit_url": None,
-            "created_at": ts(e.created_at),
+            "created_at": ts(e.created_at), "performed_via_github_app": None,
         }
         if e.assignee is not None:
             doc["assignee"] = self.user(e.assignee)
@@ -287,7 +332,8 @@ class Renderer:
                        "tree": {"sha": c["tree"], "url": f"{rurl}/git/trees/{c['tree']}"},
                        "comment_count": 0,
                        "verification": {"verified": False, "reason": "unsigned",
-                                        "signature": None, "payload": None}},
+                                        "signature": None, "payload": None,
+                                        "verified_at": None}},
             "author": self.user(self.login_of(c["author"]["name"], c["author"]["email"])),
             "committer": self.user(self.login_of(c["committer"]["name"],
                                                  c["committer"]["email"])),
@@ -326,9 +372,16 @@ class Renderer:
                                    "html": f"{self.base}/{repo.full_name}/tree/{quote(name)}"},
                         "protection": {"enabled": rule is not None, "required_status_checks": {
                             "enforcement_level": level, "contexts": contexts,
-                            "checks": [{"context": x, "app_id": None} for x in contexts]}},
+                            "checks": self._checks(rule)}},
                         "protection_url": f"{url}/protection"})
         return doc
+
+    @staticmethod
+    def _checks(rule: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """A rule's required checks, each with the app bound to it (or null)."""
+        checks = (rule or {}).get("required_status_checks") or {}
+        apps = checks.get("apps") or {}
+        return [{"context": x, "app_id": apps.get(x)} for x in checks.get("contexts") or []]
 
     def protection(self, repo: Repo, name: str, rule: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.repo_url(repo)}/branches/{quote(name)}/protection"
@@ -339,7 +392,7 @@ class Renderer:
                 "url": f"{url}/required_status_checks", "strict": checks["strict"],
                 "contexts": checks["contexts"],
                 "contexts_url": f"{url}/required_status_checks/contexts",
-                "checks": [{"context": x, "app_id": None} for x in checks["contexts"]]}
+                "checks": self._checks(rule)}
         reviews = rule["required_pull_request_reviews"]
         if reviews is not None:
             doc["required_pull_request_reviews"] = {

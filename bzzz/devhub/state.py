@@ -154,6 +154,9 @@ class Repo:
     reviews: dict[int, Review] = field(default_factory=dict)
     review_comments: dict[int, ReviewComment] = field(default_factory=dict)
     protections: dict[str, dict[str, Any]] = field(default_factory=dict)  # branch -> protection.normalize()
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # commit statuses (checks.py)
+    check_runs: list[dict[str, Any]] = field(default_factory=list)
+    check_suites: list[dict[str, Any]] = field(default_factory=list)
     next_number: int = 1
     created_at: int = 0
     default_branch: str = "main"
@@ -525,6 +528,23 @@ class Hub:
                               "sha": {"from": issue.pr["base_sha"]}}
             issue.pr["base"], issue.pr["base_sha"] = base, base_sha
         return self.update_issue(repo, number, actor, now, allowed, edited=edited)
+
+    def mark_ready(self, repo: Repo, number: int, actor: str, now: int) -> Issue:
+        """A draft pull request becomes ready for review (GitHub's GraphQL mutation
+        ``markPullRequestReadyForReview``): its author or a writer, while it is open; a
+        ``ready_for_review`` event and webhook. Already ready: nothing changes."""
+        issue = self.pull(repo, number)
+        if actor != issue.user and not repo.can_push(actor):
+            raise HubError(403, f"{actor} does not have the correct permissions to execute "
+                                "`MarkPullRequestReadyForReview`")
+        if issue.state != "open":
+            raise HubError(422, "Pull request is closed")
+        if issue.pr["draft"]:
+            issue.pr["draft"] = False
+            issue.updated_at = now
+            self._event(repo, issue, "ready_for_review", actor, now, announce=False)
+            self._announce(repo, "pull_request", "ready_for_review", number, {"sender": actor})
+        return issue
 
     # ------------------------------------------------------------ review requests
 
@@ -1100,6 +1120,9 @@ class Hub:
             repo.review_comments = {x["id"]: ReviewComment(**x)
                                     for x in d.get("review_comments", [])}
             repo.protections = dict(d.get("protections", {}))
+            repo.statuses = list(d.get("statuses", []))
+            repo.check_runs = list(d.get("check_runs", []))
+            repo.check_suites = list(d.get("check_suites", []))
             hub.repos[repo.full_name.lower()] = repo
         hub.apps.load(doc.get("apps"))
         hub._ids = itertools.count(doc["next_id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class Delivery:
     duration: float | None = None
     error: str | None = None
     redelivery: bool = False
+    at: float = field(default_factory=time.time)  # when it was queued (delivered_at)
 
 
 @dataclass

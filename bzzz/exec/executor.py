@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import trio
-
 from .guardian import Policy
 from .sandbox import Sandbox, Tail
 from .shell import RunAs, Result, run_shell, task_env
@@ -50,7 +48,11 @@ class Job:
     # model tokens the executor itself spends (model, in, out), as they come: onto the task's
     # account and budgets in the node's gateway (the llm executor; a sandboxed task's own
     # model calls are counted by its gateway route)
-    meter: Callable[[str, int, int], None] = lambda model, tokens_in, tokens_out: None
+    # (model, tokens in, tokens out, the endpoint's root URL: its price)
+    meter: Callable[[str, int, int, str], None] = lambda model, tokens_in, tokens_out, root: None
+    # the repository's own instructions for coding agents (AGENTS.md, CLAUDE.md, Copilot's),
+    # from the base branch, rendered with a heading per source (bzzz/repo/instructions.py);
+    # also in the file $BZZZ_REPO_INSTRUCTIONS names. Text to show a model, never to run.
     needs: frozenset[str] = frozenset()  # the task's needs:<capability> labels
     repo_instructions: str = ""
 
@@ -100,36 +102,23 @@ INSTRUCTIONS = "instructions.md"
 
 
 def instructions(job: Job) -> str:
-    """What a coding agent is asked: the block, or the whole issue when there is none, and
-    the feedback so far."""
+    """What a coding agent is asked: the block, or the whole issue when there is none, the
+    feedback so far, and the repository's own instructions under their heading."""
     text = job.code if job.code and job.code.strip() else f"# {job.title}\n\n{job.body}"
     if job.feedback.strip():
         text += ("\n\n---\n\nFeedback so far (questions, answers and review comments, oldest "
                  f"first):\n\n{job.feedback}")
+    if job.repo_instructions.strip():
+        text += f"\n\n---\n\n{job.repo_instructions.strip()}\n"
     return text
-
-
-async def keep_spawner_alive() -> None:
-    """A stopgap while a long task runs in bubblewrap. trio starts a process from a worker
-    thread, and a worker idle for 10 s ends; bubblewrap's ``--die-with-parent`` is a
-    parent-death signal, which Linux ties to the thread that forked, so the sandbox is
-    SIGKILLed 10 s after that thread ends (a CLI working for minutes, or a shell task's
-    ``sleep 15``, died at 10 s). Reusing the most recently idle worker (trio's cache hands
-    out the newest first) keeps that thread alive; the fix belongs in
-    bzzz/exec/sandbox.py (start tasks from a thread that lives as long as they do)."""
-    while True:
-        await trio.sleep(1.0)
-        await trio.to_thread.run_sync(_nothing)
-
-
-def _nothing() -> None:
-    return None
 
 
 class AgentExecutor:
     """A coding-agent CLI the node is configured with (``agent_command``), run in the
-    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file) and on
-    standard input is nothing; ``{instructions}`` in the command is replaced by that path.
+    sandbox in the checkout: the instructions are in ``$BZZZ_INSTRUCTIONS`` (a file, the
+    repository's own instructions at its end; they are also alone in
+    ``$BZZZ_REPO_INSTRUCTIONS``) and on standard input is nothing; ``{instructions}`` in the
+    command is replaced by that path.
     Operator configuration, so the Guardian does not judge it; the sandbox contains it."""
 
     name = "agent"
@@ -160,13 +149,10 @@ class AgentExecutor:
             recent.add(chunk)
             job.progress(recent.text())
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_spawner_alive)
-            out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
-                                         max_output=self.max_output, kill_grace=2.0,
-                                         task_id=job.task_id, output_dir=job.output_dir,
-                                         read_only=job.read_only, on_output=seen)
-            nursery.cancel_scope.cancel()
+        out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
+                                     max_output=self.max_output, kill_grace=2.0,
+                                     task_id=job.task_id, output_dir=job.output_dir,
+                                     read_only=job.read_only, on_output=seen)
         extra: dict[str, object] = {"sandbox": self.sandbox.kind, "executor": "agent"}
         if out.note:
             extra["note"] = out.note

@@ -9,7 +9,9 @@
   help request carries ``llm:<model>``).
 - **Prompt**: the issue's title and body, the block, the feedback so far, and the files
   named by ``files=`` from the checkout, within the model's context size: what does not fit
-  is left out and the result says which.
+  is left out and the result says which. The system prompt ends with the repository's own
+  instructions (``Job.repo_instructions``: docs/repository-files.md), within a third of
+  the context.
 - **Answer**: streamed (progress shows its last lines); it becomes ``summary.md`` (the
   result comment), and a unified diff in it is applied to the checkout with ``git apply``,
   so it ends as a pull request like any change. The model's own question (an answer that
@@ -31,7 +33,8 @@ import trio
 
 from ..redact import redact
 from .executor import Job, Outcome
-from .llm import Answer, Endpoint, LLMError, context_length, estimate_tokens, probe, stream_chat
+from .llm import (Answer, Endpoint, LLMError, context_length, estimate_tokens, probe,
+                  root_url, stream_chat)
 from .shell import Result
 
 DEFAULT_SYSTEM = ("You are a careful software engineer working in a repository. Answer the "
@@ -41,6 +44,23 @@ DEFAULT_SYSTEM = ("You are a careful software engineer working in a repository. 
 MAX_FILE = 256 * 1024
 _DIFF_BLOCK = re.compile(r"```(?:diff|patch)[^\n]*\n(?P<diff>.*?)\n```", re.S)
 _QUESTION = re.compile(r"^\s*QUESTION:\s*(?P<q>.+)$", re.S)
+
+
+def system_prompt(job: Job, room: int) -> tuple[str, list[str]]:
+    """The system prompt: the task's own (``system=``) or the default, then the
+    repository's instructions (bzzz/repo/instructions.py), cut to about ``room`` tokens;
+    and what was cut, for the summary."""
+    system = job.options.get("system") or DEFAULT_SYSTEM
+    extra = job.repo_instructions.strip()
+    if not extra:
+        return system, []
+    cut: list[str] = []
+    if estimate_tokens(extra) > room:
+        keep = max(0, room * 4 - 40)
+        cut.append(f"the repository's instructions past their first {keep:,} characters "
+                   f"(of {len(extra):,}: over a third of the model's context)")
+        extra = extra[:keep] + "\n… (cut)"
+    return f"{system}\n\n{extra}", cut
 
 
 def extract_diff(answer: str) -> str | None:
@@ -158,11 +178,13 @@ class LLMExecutor:
             return _failed(job, start, "temperature= and max_tokens= must be numbers", [])
         context = (await context_length(self.http, ep, model)) or ep.context or self.default_context
         budget = max(256, context - (max_tokens or 512) - 200)
+        system, cut = system_prompt(job, budget // 3)
+        budget -= estimate_tokens(system) - estimate_tokens(DEFAULT_SYSTEM)
         prompt, left_out = self._prompt(job, budget)
+        left_out += cut
         if estimate_tokens(prompt) > budget:
             return _failed(job, start, f"the issue and feedback need about "
                            f"{estimate_tokens(prompt)} tokens; {model}'s context is {context}", [])
-        system = job.options.get("system") or DEFAULT_SYSTEM
         seen = _Streamed()
         try:
             answer = await stream_chat(
@@ -170,14 +192,15 @@ class LLMExecutor:
                 temperature=temperature, max_tokens=max_tokens,
                 connect_timeout=self.connect_timeout,
                 first_token_timeout=min(self.first_token_timeout, job.timeout),
-                total_timeout=job.timeout, on_delta=_progress(job, seen, model))
+                total_timeout=job.timeout, on_delta=_progress(job, seen, model, root_url(ep.url)))
         except LLMError as exc:
             return _failed(job, start, f"{model} at {ep.name or 'its endpoint'}: {exc}",
                            [f"llm:{model}"] if exc.helpable else [],
                            status="timeout" if exc.kind == "timeout" else "failed")
         # the server's own counts replace the one-per-piece estimate made while it streamed
         job.meter(model, answer.prompt_tokens or 0,
-                  (answer.tokens if answer.tokens is not None else seen.pieces) - seen.pieces)
+                  (answer.tokens if answer.tokens is not None else seen.pieces) - seen.pieces,
+                  root_url(ep.url))
         await self._record(job, answer.text, _notes(left_out, answer.finish_reason, max_tokens))
         return Outcome(_result(job, start, model, answer, seen.first_at))
 
@@ -238,7 +261,7 @@ class _Streamed:
     pieces: int = 0  # pieces so far: what the meter was told (one token a piece)
 
 
-def _progress(job: Job, seen: _Streamed, model: str) -> Callable[[str], None]:
+def _progress(job: Job, seen: _Streamed, model: str, root: str) -> Callable[[str], None]:
     """The stream's text as the job's progress (every eighth piece, its last 2000
     characters); each piece told to the job's meter, so a budget sees the answer grow."""
     pieces: list[str] = []
@@ -247,7 +270,7 @@ def _progress(job: Job, seen: _Streamed, model: str) -> Callable[[str], None]:
         if seen.first_at is None:
             seen.first_at = time.time()
         seen.pieces += 1
-        job.meter(model, 0, 1)
+        job.meter(model, 0, 1, root)
         pieces.append(text)
         if len(pieces) % 8 == 0:
             job.progress("".join(pieces)[-2000:])

@@ -59,12 +59,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import trio
 
 from ..gateway import inside
 from ..gateway.proxy import Gateway
+from . import sidecar
 from .container import Engine, EngineError, resolve_host
 from .limits import TMP_SIZE, Status, TaskLimits, cgroup_root
 
@@ -284,13 +285,10 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str],
     tail = Tail(max_output)
     start = time.monotonic()
     try:
-        proc = await trio.lowlevel.open_process(
-            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        proc = _Child.start(argv, cwd=cwd, env=env, popen=popen)
     except (OSError, ValueError, UnicodeError, subprocess.SubprocessError) as exc:
         return _refused(f"could not start the task: {exc}")
     output = proc.stdout
-    assert output is not None  # stdout=PIPE
     record = records.add(proc.pid) if records else None
     finished = False
     try:
@@ -307,7 +305,48 @@ async def _run_process(argv: list[str], *, cwd: Path, env: dict[str, str],
                    tail.total, tail.truncated)
 
 
-async def _supervise(proc: trio.Process, output: trio.abc.ReceiveStream, tail: Tail,
+class _Child:
+    """A task's process, started from the trio thread itself (not from a worker thread, as
+    ``trio.lowlevel.open_process`` does): bubblewrap's ``--die-with-parent`` is tied to the
+    *thread* that started it, and trio ends an idle worker thread after 10 s, which killed
+    every bubblewrap task at 10 s. Started here, the parent thread lives as long as the agent.
+    Waited for through a pidfd, its output read as a trio stream."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        assert popen.stdout is not None  # stdout=PIPE
+        self.stdout = trio.lowlevel.FdStream(os.dup(popen.stdout.fileno()))
+        popen.stdout.close()
+        self._pidfd = os.pidfd_open(popen.pid)
+
+    @classmethod
+    def start(cls, argv: list[str], *, cwd: Path, env: dict[str, str],
+              popen: PopenOptions) -> "_Child":
+        # a fork and an exec: milliseconds in the trio thread, once per task
+        proc = subprocess.Popen(
+            argv, cwd=str(cwd), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, text=False, **popen)
+        return cls(cast("subprocess.Popen[bytes]", proc))  # text=False: bytes
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        if self.popen.returncode is None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+            self.popen.wait()
+            os.close(self._pidfd)
+            self._pidfd = -1
+        return self.popen.returncode
+
+    def __del__(self) -> None:
+        if getattr(self, "_pidfd", -1) >= 0:
+            os.close(self._pidfd)
+
+
+async def _supervise(proc: _Child, output: trio.abc.ReceiveStream, tail: Tail,
                      on_output: Callable[[bytes], None] | None,
                      timeout: float,  # noqa: ASYNC109 - the task's limit: ends as "timeout"
                      kill_grace: float) -> str:
@@ -344,7 +383,7 @@ async def _read_output(output: trio.abc.ReceiveStream, tail: Tail,
     done.set()
 
 
-async def _stop(proc: trio.Process, kill_grace: float) -> None:
+async def _stop(proc: _Child, kill_grace: float) -> None:
     """SIGTERM the process's group, SIGKILL it after ``kill_grace``; shielded."""
     with trio.CancelScope(shield=True):
         _kill_group(proc.pid, signal.SIGTERM)
@@ -575,7 +614,8 @@ class ContainerSandbox:
     def __init__(self, engine: Engine, *, node_id: str, hidden: Sequence[Path],
                  default_image: str, network: str, limits: Limits, user: RunAs | None,
                  chown_to: RunAs | None, workspace_map: tuple[Path, Path] | None,
-                 podman: bool = False) -> None:
+                 podman: bool = False, gateway: Gateway | None = None,
+                 gateway_image: str | None = None, gateway_note: str = "") -> None:
         self.engine = engine
         self.node_id = node_id
         self.hidden = [Path(p) for p in hidden]
@@ -587,14 +627,22 @@ class ContainerSandbox:
         self.chown_to = chown_to  # who gets the workspace (root agents only)
         self.workspace_map = workspace_map
         self.podman = podman
+        # network "gateway": each task's route, through a side container of gateway_image
+        # (None: no usable image, so no network at all; gateway_note says why)
+        self.gateway = gateway
+        self.gateway_image = gateway_image
+        self.gateway_note = gateway_note
 
     @property
     def owner(self) -> tuple[int, int] | None:
         return (self.chown_to.uid, self.chown_to.gid) if self.chown_to else None
 
     def describe(self) -> str:
-        net = {"none": "no network", "gateway": "no network (the task gateway is offered to "
-               "bubblewrap tasks only, for now)"}.get(self.network, "bridge network")
+        net = {"none": "no network",
+               "gateway": (f"only the task gateway (its forwarder in a side container of "
+                           f"{self.gateway_image})" if self.gateway_image else
+                           f"no network: the task gateway cannot be offered "
+                           f"({self.gateway_note})")}.get(self.network, "bridge network")
         u = self.user
         return (f"container (engine {self.engine.host}; image {self.default_image} unless the "
                 f"task names one; {net}; memory {self.limits.memory}, {self.limits.cpus:g} "
@@ -619,7 +667,10 @@ class ContainerSandbox:
                                "cannot mount it") from None
 
     def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
-             output_dir: Path | None, read_only: Sequence[Path] = ()) -> dict[str, Any]:
+             output_dir: Path | None, read_only: Sequence[Path] = (),
+             side: str | None = None) -> dict[str, Any]:
+        """The task's container; ``side``: the gateway's side container, whose network
+        namespace (only a loopback, the forwarder on it) the task joins."""
         mounts = [{"Type": "bind", "Source": self._host_path(p), "Target": str(p),
                    "ReadOnly": False} for p in [ws] + ([output_dir] if output_dir else [])]
         mounts += [{"Type": "bind", "Source": self._host_path(Path(p).resolve()),
@@ -633,11 +684,13 @@ class ContainerSandbox:
                 else:
                     mounts.append({"Type": "bind", "Source": "/dev/null", "Target": str(p),
                                    "ReadOnly": True})
-        uid = f"{self.user.uid}:{self.user.gid}" if self.user else f"{NOBODY}:{NOBODY}"
+        network = f"container:{side}" if side else (
+            "bridge" if self.network in SHARED else "none")
         return {
             "Image": image, "Entrypoint": argv[:1], "Cmd": list(argv[1:]),
             "Env": [f"{k}={v}" for k, v in env.items()],
-            "User": uid, "WorkingDir": str(ws), "Hostname": "bzzz-task",
+            "User": self.uid, "WorkingDir": str(ws),
+            **({} if side else {"Hostname": "bzzz-task"}),  # a joined namespace has its own
             "Labels": {"bzzz.node": self.node_id, "bzzz.task": task_id},
             "AttachStdout": True, "AttachStderr": True, "AttachStdin": False,
             "OpenStdin": False, "Tty": False,
@@ -645,12 +698,15 @@ class ContainerSandbox:
                 "Mounts": mounts, "Tmpfs": tmpfs, "ReadonlyRootfs": True,
                 "Memory": self.memory, "MemorySwap": self.memory,
                 "NanoCpus": int(self.limits.cpus * 1e9), "PidsLimit": self.limits.pids,
-                # "gateway": not offered in containers yet, so no network at all
-                "NetworkMode": "bridge" if self.network in SHARED else "none",
+                "NetworkMode": network,
                 "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
                 "LogConfig": {"Type": "none"}, "AutoRemove": False, "Privileged": False,
             },
         }
+
+    @property
+    def uid(self) -> str:
+        return f"{self.user.uid}:{self.user.gid}" if self.user else f"{NOBODY}:{NOBODY}"
 
     async def reap(self) -> int:
         count = 0
@@ -672,14 +728,22 @@ class ContainerSandbox:
         ws, out, _ = _prepare(workspace, output_dir, self.chown_to)
         start = time.monotonic()
         name = f"bzzz-{_name_part(self.node_id)}-{_name_part(task_id)}-{secrets.token_hex(3)}"
-        try:
-            body = self.body(argv, ws, env, image, task_id, out, read_only)
-        except SandboxError as exc:
-            return _refused(str(exc))
+        route = self.gateway.routes.get(task_id) if self.gateway is not None else None
+        if route is not None and self.network == "gateway" and self.gateway_image:
+            env = {**env, **route.env()}
+        else:
+            route = None
         tail = Tail(max_output)
         cid: str | None = None
+        side: str | None = None
         status, code, note = "failed", None, ""
         try:
+            try:
+                if route is not None:
+                    side = await self._side(route.socket_path, task_id, name)
+                body = self.body(argv, ws, env, image, task_id, out, read_only, side)
+            except (SandboxError, sidecar.SideError) as exc:
+                return _refused(str(exc))
             try:
                 cid = await self.engine.create(body, name)
             except EngineError as exc:
@@ -697,11 +761,23 @@ class ContainerSandbox:
                     await self._quietly(self.engine.stop(cid, kill_grace))
             raise
         finally:
-            if cid is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP):
-                    await self._quietly(self.engine.remove(cid))
+            with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP):
+                for c in (cid, side):  # the task's first: it holds the side's namespace
+                    if c is not None:
+                        await self._quietly(self.engine.remove(c))
         return Outcome(status, code, round(time.monotonic() - start, 3), tail.text(),
                        tail.total, tail.truncated, note)
+
+    async def _side(self, socket_path: Path, task_id: str, name: str) -> str:
+        """The gateway's side container for this task (bzzz/exec/sidecar.py), listening."""
+        assert self.gateway is not None and self.gateway_image
+        body = sidecar.side_body(
+            image=self.gateway_image, user=self.uid,
+            socket_source=self._host_path(socket_path),
+            forwarder_source=self._host_path(self.gateway.forwarder),
+            labels={"bzzz.node": self.node_id, "bzzz.task": task_id, "bzzz.role": "gateway"},
+            cpus=self.limits.cpus)
+        return await sidecar.start_side(self.engine, body, f"{name}-gateway")
 
     async def _attach_and_wait(self, cid: str, tail: Tail,
                                timeout: float,  # noqa: ASYNC109 - the task's limit, as in run
@@ -762,7 +838,8 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
                        default_image: str, network: Literal["gateway", "host", "bridge", "none"],
                        limits: Limits, user: RunAs | None, workspace_host_dir: Path | None = None,
                        workspace_root: Path | None = None, cgroup: str = "auto",
-                       gateway: Gateway | None = None) -> Sandbox:
+                       gateway: Gateway | None = None, gateway_image: str | None = None
+                       ) -> Sandbox:
     """The sandbox to run every task in (see the module docstring), checked to work here.
 
     ``user`` is who tasks run as (``shell.task_identity``: None unless the agent is root).
@@ -770,7 +847,9 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
     secret, data dir). ``state_dir``: where the sandbox records what :meth:`reap` must clean
     up after an agent killed mid-task. ``cgroup``: where bubblewrap tasks get a cgroup each
     (``auto``: the agent's own, when delegated; ``off``; or a delegated directory), see
-    bzzz/exec/limits.py. Raises :class:`SandboxError`."""
+    bzzz/exec/limits.py. ``gateway_image``: the container kind's image for the gateway's side
+    container (bzzz/exec/sidecar.py; default: ``default_image``). Raises
+    :class:`SandboxError`."""
     if mode not in ("auto", "container", "bwrap", "none"):
         raise SandboxError(f"sandbox {mode!r} unknown: use auto, container, bwrap or none")
     if network not in ("gateway", "host", "bridge", "none"):
@@ -781,9 +860,6 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
     state_dir = Path(state_dir)
     if mode == "none":
         return NoSandbox(user, state_dir)
-    if network == "gateway" and (gateway is None or not gateway.python):
-        raise SandboxError("task_network = \"gateway\" needs python3 in /usr/bin or "
-                           "/usr/local/bin (the forwarder inside each sandbox runs with it)")
     if mode in ("auto", "container"):
         engine = await _engine(docker_host)
         if engine is not None:
@@ -791,11 +867,15 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
                                     default_image=default_image, network=network,
                                     limits=limits, user=user,
                                     workspace_host_dir=workspace_host_dir,
-                                    workspace_root=workspace_root)
+                                    workspace_root=workspace_root, gateway=gateway,
+                                    gateway_image=gateway_image or default_image)
         if mode == "container":
             raise SandboxError(f"sandbox = \"container\": no container engine answers at "
                                f"{resolve_host(docker_host)}: set docker_host (or DOCKER_HOST) "
                                "or mount the engine's socket there")
+    if network == "gateway" and (gateway is None or not gateway.python):
+        raise SandboxError("task_network = \"gateway\" needs python3 in /usr/bin or "
+                           "/usr/local/bin (the forwarder inside each sandbox runs with it)")
     box = BwrapSandbox(hidden=hidden, state_dir=state_dir, network=network, user=user,
                        limits=limits, cgroup=cgroup_root(cgroup), gateway=gateway)
     why = await box.probe()
@@ -810,8 +890,8 @@ async def open_sandbox(mode: Literal["auto", "container", "bwrap", "none"], *, n
 
 async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
                      default_image: str, network: str, limits: Limits, user: RunAs | None,
-                     workspace_host_dir: Path | None, workspace_root: Path | None
-                     ) -> ContainerSandbox:
+                     workspace_host_dir: Path | None, workspace_root: Path | None,
+                     gateway: Gateway | None, gateway_image: str) -> ContainerSandbox:
     try:
         podman = await engine.is_podman()
         if not await engine.image_exists(default_image):
@@ -836,6 +916,14 @@ async def _container(engine: Engine, *, node_id: str, hidden: Sequence[Path],
         user, chown_to = RunAs("agent", os.geteuid(), os.getegid()), None
     else:
         user = chown_to = user or RunAs("nobody", NOBODY, NOBODY)
-    return ContainerSandbox(engine, node_id=node_id, hidden=hidden, default_image=default_image,
-                            network=network, limits=limits, user=user, chown_to=chown_to,
-                            workspace_map=wmap, podman=podman)
+    box = ContainerSandbox(engine, node_id=node_id, hidden=hidden, default_image=default_image,
+                           network=network, limits=limits, user=user, chown_to=chown_to,
+                           workspace_map=wmap, podman=podman, gateway=gateway)
+    if network == "gateway":
+        if gateway is None:
+            box.gateway_note = "the agent has no gateway"
+        else:
+            why = await sidecar.probe_image(engine, gateway_image, box.uid)
+            box.gateway_image = None if why else gateway_image
+            box.gateway_note = why or ""
+    return box

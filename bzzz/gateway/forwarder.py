@@ -12,6 +12,10 @@ Standard library only, and no import from bzzz: the sandbox runs it from a read-
 with the system's python3::
 
     python3 forwarder.py --port 3128 --socket /run/bzzz/gateway.sock -- CMD ARGS...
+
+A container task runs it the other way round (bzzz/exec/sandbox.py): in a side container of
+its own, whose network namespace the task's container joins, with no command (``--serve``):
+it says ``READY`` on standard output once it listens, and serves until it is stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 CHUNK = 64 * 1024
+READY = "bzzz-forwarder: listening"
 
 
 async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -64,9 +69,26 @@ async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         w.close()
 
 
+async def _listen(port: int, path: str) -> asyncio.Server:
+    return await asyncio.start_server(lambda r, w: _keep(_carry(r, w, path)) and None,
+                                      "127.0.0.1", port, reuse_address=True, limit=CHUNK)
+
+
+async def _serve(port: int, path: str) -> int:
+    """No command: serve until SIGTERM (a container task's side container)."""
+    server = await _listen(port, path)
+    print(READY, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    return 0
+
+
 async def _main(port: int, path: str, command: list[str]) -> int:
-    server = await asyncio.start_server(lambda r, w: _keep(_carry(r, w, path)) and None,
-                                        "127.0.0.1", port, reuse_address=True, limit=CHUNK)
+    server = await _listen(port, path)
     proc = await asyncio.create_subprocess_exec(*command)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -84,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--port", type=int, default=3128)
     parser.add_argument("--socket", required=True)
-    parser.add_argument("command", nargs="+")
+    parser.add_argument("--serve", action="store_true", help="no command: serve until stopped")
+    parser.add_argument("command", nargs="*")
     args = parser.parse_args(argv)
+    if args.serve:
+        return asyncio.run(_serve(args.port, args.socket))
+    if not args.command:
+        parser.error("a command to run, or --serve")
     return asyncio.run(_main(args.port, args.socket, args.command))  # exits from _main
 
 

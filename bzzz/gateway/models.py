@@ -216,5 +216,6 @@ def _count(use: ModelUse, meter: Meter, ep: ModelEndpoint, route: Charged,
     more_in, more_out = meter.growth()
     use.tokens_in += more_in
     use.tokens_out += more_out
-    return route.charge(tokens=more_in + more_out, bytes_=size,
-                        cost=ep.cost(more_in, more_out))
+    cost = ep.cost(more_in, more_out)
+    use.cost += cost
+    return route.charge(tokens=more_in + more_out, bytes_=size, cost=cost)

@@ -64,10 +64,12 @@ class ModelUse:
     tokens_in: int = 0
     tokens_out: int = 0
     refused: int = 0  # requests the gateway or the model refused (401/403, a budget)
+    cost: float = 0.0  # estimated, USD (the endpoint's price_in / price_out)
 
-    def doc(self) -> dict[str, int]:
+    def doc(self) -> dict[str, float]:
         return {"requests": self.requests, "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out, "refused": self.refused}
+                "tokens_out": self.tokens_out, "refused": self.refused,
+                "cost": round(self.cost, 6)}
 
 
 @dataclass

@@ -91,13 +91,17 @@ class Route:
         """The budget passed, as a sentence (on the task's account): nothing more goes out."""
         return self.egress.budget_exceeded
 
-    def meter(self, model: str, tokens_in: int, tokens_out: int) -> None:
+    def meter(self, model: str, tokens_in: int, tokens_out: int, root: str = "") -> None:
         """Tokens the node spent for this task outside the route (the llm executor's own
-        calls): on the same account and budgets."""
+        calls to the endpoint at ``root``): on the same account and budgets, priced as that
+        endpoint's route prices them."""
+        ep = next((m for m in self.models if m.root == root), None)
+        cost = ep.cost(tokens_in, tokens_out) if ep is not None else 0.0
         use = self.egress.models.setdefault(model, ModelUse())
         use.tokens_in += tokens_in
         use.tokens_out += tokens_out
-        self.charge(tokens=tokens_in + tokens_out)
+        use.cost += cost
+        self.charge(tokens=tokens_in + tokens_out, cost=cost)
 
     def check(self) -> None:
         """Refuse at once once a budget is spent (another task may have used up the

@@ -88,7 +88,8 @@ class IssueOps:
                 return c.get("id")
         return None
 
-    async def _has_marker(self, number: int, comment: Comment) -> bool:
+    async def has_comment(self, number: int, comment: Comment) -> bool:
+        """Whether a comment carrying ``comment``'s marker is on the issue already."""
         return any((comment.kind, comment.key) in find_markers(c.get("body", ""))
                    for c in await self.comments(number))
 
@@ -101,7 +102,7 @@ class IssueOps:
         for _ in range(attempts):
             try:
                 if mark in self._uncertain:
-                    if await self._has_marker(number, comment):
+                    if await self.has_comment(number, comment):
                         self._uncertain.discard(mark)
                         return
                 await self.gh.request("POST", self._path(number, "/comments"), retry=False,

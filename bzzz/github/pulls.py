@@ -35,6 +35,9 @@ class PullInfo:
     state: str  # open | closed
     merged: bool
     updated: float
+    head_sha: str = ""  # the head commit (CI rounds watch its checks)
+    node_id: str = ""  # GraphQL's id (marking a draft ready)
+    draft: bool = False
 
 
 def iso_time(text: object) -> float:
@@ -67,7 +70,8 @@ def pull_info(repo: str, doc: dict[str, Any], login: str) -> PullInfo | None:
         return None
     return PullInfo(repo, number, issue, head["ref"], (base or {}).get("ref") or "",
                     doc.get("state") or "open", bool(doc.get("merged_at") or doc.get("merged")),
-                    iso_time(doc.get("updated_at")))
+                    iso_time(doc.get("updated_at")), str(head.get("sha") or ""),
+                    str(doc.get("node_id") or ""), bool(doc.get("draft")))
 
 
 class PullWatch:

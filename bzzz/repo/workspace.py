@@ -28,7 +28,7 @@ import shutil
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -38,6 +38,7 @@ from .git import GIT_TIMEOUT, Git, GitError
 
 MAX_FILE = 100 * 1024 * 1024  # GitHub refuses a pushed file over 100 MB
 MAX_ENTRIES = 200_000
+MAX_EXCLUDED = 1000  # paths of the task's environment kept out of its commit
 
 
 
@@ -143,6 +144,9 @@ class Checkout:
     mirror: Path
     start: str  # the commit the task starts from (base, or the pull request's head)
     branch: str  # the task's local branch name
+    # what the repository's setup made (bzzz/claim/setup.py): the task's environment, never
+    # part of its work, so never delivered whatever the repository's .gitignore says
+    environment: list[str] = field(default_factory=list)
 
     @property
     def index(self) -> Path:
@@ -249,8 +253,11 @@ async def checkout(git: Git, mirror: Path, repo: str, start: str, ws: Path, priv
             changed = await git.out(["--git-dir", str(mirror), "diff-tree", "-r", "-z",
                                      "--name-only", "--no-renames", spare.start, start],
                                     what="diff-tree")
+            # the spare's files were handed to the task user after its index was written:
+            # their owner is not a change (without this, a file changed since fails the
+            # merge as "not uptodate")
             await git.run([*co._git(), "read-tree", "-m", "-u", spare.start, start],
-                          what="checkout", env=co._env())
+                          what="checkout", env=co._env(), config=[("core.checkStat", "minimal")])
             if owner is not None:
                 await trio.to_thread.run_sync(_chown_paths, ws, changed.split("\0"),
                                               owner[0], owner[1])
@@ -304,8 +311,10 @@ async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str]
     Paths matching ``exclude`` stay as they were at the start."""
     await trio.to_thread.run_sync(_scan, co.path)
     env = co._env()
-    await git.run([*co._git(), "add", "-A", "--", ".", *leave_out(exclude)], what="add",
-                  env=env, cwd=co.path, timeout=GIT_TIMEOUT)
+    kept_out = [f":(exclude,literal){p}" for p in co.environment[:MAX_EXCLUDED]] + \
+        leave_out(exclude)
+    await git.run([*co._git(), "add", "-A", *(["--", ".", *kept_out] if kept_out else [])],
+                  what="add", env=env, cwd=co.path, timeout=GIT_TIMEOUT)
     tree = await git.out(["--git-dir", str(co.mirror), "write-tree"], what="write-tree",
                          env=env)
     start_tree = await git.out(["--git-dir", str(co.mirror), "rev-parse",

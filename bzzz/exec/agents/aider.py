@@ -4,7 +4,7 @@
 answering yes to everything, committing nothing (the agent commits the checkout's files),
 with its chat and input histories in its HOME rather than in the checkout. It has no turn
 limit of its own (one message, at most three reflections on edits that did not apply).
-The repository's instructions go in ahead of the message.
+The repository's instructions end the message.
 
 It prints text only, and exits 0 whatever happened, so its lines are read for the verdict:
 ``Applied edit to <file>`` for each edit made; ``litellm.AuthenticationError`` (the key
@@ -47,11 +47,9 @@ class Aider:
                 "--chat-history-file", str(home / "aider.chat.history.md"),
                 "--input-history-file", str(home / "aider.input.history"),
                 "--message-file", str(setup.instructions)]
-        prepend = (f"The repository's instructions:\n\n{setup.repo_instructions.strip()}\n\n"
-                   "---\n\n") if setup.repo_instructions.strip() else ""
         # the model prices litellm would fetch from the network: its bundled copy
         return Invocation(argv, {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                                 "AIDER_ANALYTICS": "false"}, prepend=prepend)
+                                 "AIDER_ANALYTICS": "false"})
 
     def parser(self) -> AiderText:
         return AiderText()

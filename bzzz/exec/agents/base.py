@@ -43,8 +43,9 @@ class Invocation:
     env: dict[str, str] = field(default_factory=dict)
     stdin: bool = False  # the instructions on standard input (else named in argv)
     files: dict[str, str] = field(default_factory=dict)  # HOME-relative path -> text
-    prepend: str = ""  # put ahead of the instructions (the repository's, for a CLI without
-    # a flag of its own for them)
+    # the repository's instructions went to the CLI its own way (a system prompt flag), so
+    # the prompt leaves them out; otherwise they end the prompt (bzzz/exec/executor.py)
+    repo_instructions_given: bool = False
 
 
 @dataclass

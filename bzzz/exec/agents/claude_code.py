@@ -46,13 +46,14 @@ class ClaudeCode:
                 "--permission-mode", "bypassPermissions",
                 "--max-turns", str(setup.max_turns), "--model", setup.model,
                 "--settings", json.dumps({"env": {"ANTHROPIC_BASE_URL": setup.base_url}})]
-        if setup.repo_instructions.strip():  # one argument: at most 128 KiB (Linux)
+        given = bool(setup.repo_instructions.strip())
+        if given:  # one argument: at most 128 KiB (Linux)
             argv += ["--append-system-prompt", setup.repo_instructions[:MAX_PROMPT_ARG]]
         return Invocation(argv, {
             "ANTHROPIC_BASE_URL": setup.base_url, "IS_SANDBOX": "1",
             "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
             "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
-            stdin=True)
+            stdin=True, repo_instructions_given=given)
 
     def parser(self) -> ClaudeStream:
         return ClaudeStream()

@@ -7,8 +7,7 @@ boundary, and Codex's own needs namespaces a sandboxed task does not get). Its H
 ``CODEX_HOME`` are the task's own; ``CODEX_HOME/config.toml`` names the route as a model
 provider (``base_url``, ``env_key = "OPENAI_API_KEY"``: the task's capability, never
 written down) with one retry. It has no turn limit of its own: the gateway's budget is the
-limit. The repository's instructions go in ahead of the message (it also reads AGENTS.md
-itself).
+limit. The repository's instructions end the message (it also reads AGENTS.md itself).
 
 Its ``--json`` stream: ``thread.started``, ``turn.started``, ``item.started``/``completed``
 (``agent_message``, ``file_change`` with ``status`` completed or failed,
@@ -44,13 +43,11 @@ class Codex:
             f"base_url = {_toml(setup.base_url)}", 'env_key = "OPENAI_API_KEY"',
             'wire_api = "responses"', "request_max_retries = 1", "stream_max_retries = 1",
             ""])
-        prepend = (f"The repository's instructions:\n\n{setup.repo_instructions.strip()}\n\n"
-                   "---\n\n") if setup.repo_instructions.strip() else ""
         return Invocation(
             ["exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
              "--skip-git-repo-check", "--color", "never", "-m", setup.model, "-"],
             {"CODEX_HOME": str(setup.home / ".codex")}, stdin=True,
-            files={".codex/config.toml": config}, prepend=prepend)
+            files={".codex/config.toml": config})
 
     def parser(self) -> CodexStream:
         return CodexStream()

@@ -6,7 +6,7 @@ standard input. Its configuration comes whole in ``OPENCODE_CONFIG_CONTENT``: th
 a provider (``@ai-sdk/openai-compatible``, ``baseURL``, ``apiKey = {env:OPENAI_API_KEY}``:
 the task's capability, never written down) and the turn limit (the build agent's
 ``steps``); what it would fetch on its own (the models list, updates, plugins, language
-servers) is switched off. The repository's instructions go in ahead of the message.
+servers) is switched off. The repository's instructions end the message.
 
 Its ``--format json`` stream: ``step_start``, ``tool_use`` (``part.tool``: read, edit,
 write, bash …; ``part.state.status`` completed or error), ``text``, ``step_finish``
@@ -46,13 +46,11 @@ class OpenCode:
             "model": f"bzzz/{setup.model}",
             "agent": {"build": {"steps": setup.max_turns}},
             "autoupdate": False, "share": "disabled"}
-        prepend = (f"The repository's instructions:\n\n{setup.repo_instructions.strip()}\n\n"
-                   "---\n\n") if setup.repo_instructions.strip() else ""
         return Invocation(["run", "--pure", "--format", "json", "--auto",
                            "--title", "bzzz task",  # no model call to make one up
                            "-m", f"bzzz/{setup.model}"],
                           {**QUIET, "OPENCODE_CONFIG_CONTENT": json.dumps(config)},
-                          stdin=True, prepend=prepend)
+                          stdin=True)
 
     def parser(self) -> OpenCodeStream:
         return OpenCodeStream()

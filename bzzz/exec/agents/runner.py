@@ -5,8 +5,8 @@ For each task: the preset the task needs (``needs:agent:<name>``), else the node
 the CLI's HOME is a directory of the task's output directory (so nothing of the CLI's own
 lands in the checkout, and it goes when the task's directories go); the files the preset
 writes there (a configuration naming the gateway's model route); the instructions (the
-block or the issue, the feedback so far, the repository's instructions where the CLI takes
-them in the prompt) in ``$BZZZ_INSTRUCTIONS``, given as the CLI expects. The CLI's
+block or the issue, the feedback so far, and the repository's instructions unless the
+preset gives them to the CLI its own way) in ``$BZZZ_INSTRUCTIONS``, given as the CLI expects. The CLI's
 installation is shown read-only in the sandbox. Its output is read line by line as it
 comes: a person sees what it does (the progress comment), and a refused key stops it at
 once instead of after its retries.
@@ -22,11 +22,12 @@ import fnmatch
 import os
 import stat
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import trio
 
-from ..executor import INSTRUCTIONS, Job, Outcome, instructions, keep_spawner_alive
+from ..executor import INSTRUCTIONS, Job, Outcome, instructions
 from ..sandbox import Sandbox
 from ..shell import Result, task_env
 from . import Installed
@@ -132,7 +133,8 @@ class PresetExecutor:
                       getattr(job, "repo_instructions", "") or "")
         inv = preset.invocation(setup)
         self._home(job, inv.files)
-        prompt.write_text(inv.prepend + instructions(job))
+        asked = replace(job, repo_instructions="") if inv.repo_instructions_given else job
+        prompt.write_text(instructions(asked))
         prompt.chmod(0o644)
         path = os.pathsep.join([str(agent.executable.parent), "/usr/local/bin", "/usr/bin",
                                 "/bin"])
@@ -180,13 +182,10 @@ class PresetExecutor:
 
         result: Result | None = None
         with stop:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(keep_spawner_alive)
-                out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
-                                             max_output=self.max_output, kill_grace=2.0,
-                                             task_id=job.task_id, output_dir=job.output_dir,
-                                             read_only=read_only, on_output=seen)
-                nursery.cancel_scope.cancel()
+            out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
+                                         max_output=self.max_output, kill_grace=2.0,
+                                         task_id=job.task_id, output_dir=job.output_dir,
+                                         read_only=read_only, on_output=seen)
             result = Result(out.status, out.exit_code, out.duration, out.output,
                             out.output_bytes, out.truncated, None, str(job.workspace),
                             {"note": out.note} if out.note else {})
