@@ -7,8 +7,8 @@ JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all install demo test unit lint system-deps js-deps llm-deps github-description bench \
-	bench-quick clean
+.PHONY: all install demo test unit lint system-deps js-deps llm-deps github-description agent-clis \
+	bench bench-quick clean
 
 all: install
 
@@ -34,6 +34,11 @@ js-deps: system-deps $(JSSTAMP)
 llm-deps: install
 	@bash .ci/llama-wheel.sh $(VENV) >/dev/null
 
+# the coding-agent CLIs the agent presets run (Claude Code, Codex, opencode from npm; Aider
+# in a virtual environment of its own), cached outside the repository (~1 min, ~2 GB, once)
+agent-clis: system-deps
+	@bash .ci/agent-clis.sh >/dev/null
+
 demo: install
 	$(BIN)/bzzz demo
 
@@ -47,7 +52,7 @@ github-description: system-deps
 	@bash .ci/github-description.sh >/dev/null
 
 # The linter, the whole suite, then a quick smoke run of every benchmark.
-test: install system-deps js-deps llm-deps github-description lint
+test: install system-deps js-deps llm-deps github-description agent-clis lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 

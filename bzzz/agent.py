@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from functools import partial
+import shlex
 import shutil
 import tempfile
 import time
@@ -29,6 +30,8 @@ from .claim.service import ClaimService, ClaimSettings
 from .config import Config
 from .decisions import open_data_dir
 from .errors import SetupError
+from .exec import agents as agent_presets
+from .exec.agents.runner import PresetExecutor
 from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint, root_url
@@ -140,6 +143,7 @@ class Agent:
         self.workroot = config.workspace_dir or config.data_dir / "work"
         self.sandbox: Sandbox | None = None  # opened in run() (it may ask a container engine)
         self.gateway: Gateway | None = None  # task_network = "gateway": made in open_sandbox
+        self.presets: dict[str, agent_presets.Installed] = {}  # found in open_sandbox
         self.datalease, self.decisions = open_data_dir(config, self.peer_id,
                                                        self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
@@ -416,7 +420,12 @@ class Agent:
         self.work = work
         executors: dict[str, Executor] = {}
         if cfg.agent_command and self.sandbox is not None:
-            executors["agent"] = AgentExecutor(cfg.agent_command, self.sandbox, env=cfg.agent_env)
+            executors["agent"] = AgentExecutor(
+                cfg.agent_command, self.sandbox, env=cfg.agent_env,
+                leftovers=agent_presets.leftovers_of(shlex.split(cfg.agent_command)))
+        if self.presets and self.sandbox is not None:
+            executors["agent"] = PresetExecutor(self.presets, self.sandbox,
+                                                max_turns=cfg.agent_max_turns, env=cfg.agent_env)
         if self.llm is not None:
             self.llm.git = work.git if work is not None else Git()
             executors["llm"] = self.llm
@@ -498,8 +507,10 @@ class Agent:
             # tasks share this machine's loopback: loopback is no proof of an operator, so
             # the acting endpoints need the API token
             self.api.require_token()
+        self.presets = self.find_presets()
         extra = (["container"] if self.sandbox.kind == "container" else []) + \
-            (["agent"] if cfg.agent_command else [])
+            (["agent"] if cfg.agent_command or self.presets else []) + \
+            [f"agent:{name}" for name in self.presets]
         if any(c not in self.capabilities for c in extra):
             self.capabilities += [c for c in extra if c not in self.capabilities]
             self.mesh.set_capabilities(self.capabilities)
@@ -550,13 +561,33 @@ class Agent:
         (bzzz/gateway/models.py)."""
         out = []
         for i, e in enumerate(self.config.llm, 1):
-            name = "".join(c if c.isalnum() or c in "-_." else "-" for c in e.name)[:40] \
-                or f"llm{i}"
             secret = self._llm_key(e.api_key_file)
-            out.append(ModelEndpoint(name, root_url(e.url), e.kind,
+            out.append(ModelEndpoint(_route_name(e.name, i), root_url(e.url), e.kind,
                                      secret.get if secret is not None else lambda: None,
                                      e.price_in, e.price_out))
         return out
+
+    def find_presets(self) -> dict[str, agent_presets.Installed]:
+        """The coding-agent presets (``agent``) this node can run: each CLI found, with its
+        model route through the task gateway; why the others cannot is logged."""
+        cfg = self.config
+        if not cfg.agent:
+            return {}
+        if self.gateway is None or self.sandbox is None or self.sandbox.kind != "bwrap":
+            log.warning("agent presets run in bubblewrap behind the task gateway (task_network "
+                        "= \"gateway\"; a task container does not see the node's CLIs): none "
+                        "are run here")
+            return {}
+        routes = [agent_presets.Route(_route_name(e.name, i), e.kind, tuple(e.models))
+                  for i, e in enumerate(cfg.llm, 1)]
+        models = {"": cfg.agent_model or "", **cfg.agent_models}
+        found, why = agent_presets.resolve(cfg.agent, models, routes, cfg.agent_path)
+        for name, reason in why.items():
+            log.warning("agent preset not run", extra={"preset": name, "why": reason})
+        for name, agent in found.items():
+            log.info("agent preset", extra={"preset": name, "cli": str(agent.executable),
+                                            "model": agent.model, "route": agent.route})
+        return found
 
     async def _refresh_llm(self) -> None:
         """Probe the LLM endpoints; announce their models as llm:<model> (ollama:<model>)."""
@@ -620,3 +651,8 @@ class Agent:
         if self.claims is not None:
             self.claims.stop_taking()
         await leave(self.mesh, self.node, SHUTDOWN_BUDGET)
+
+
+def _route_name(name: str, index: int) -> str:
+    """The task gateway's name of the ``index``-th [[llm]] endpoint (its ``/llm/<name>/``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:40] or f"llm{index}"

@@ -337,6 +337,14 @@ class Config(BaseModel):
     # $BZZZ_INSTRUCTIONS), e.g. "aider --yes-always --no-auto-commits --message-file {instructions}"
     agent_command: str | None = None
     agent_env: dict[str, str] = Field(default_factory=dict)  # e.g. OLLAMA_API_BASE
+    # coding-agent presets instead of agent_command (bzzz/exec/agents/, docs/agents.md):
+    # "claude-code", "codex", "aider", "opencode"; several: a task's needs:agent:<name>
+    # picks one, else the first. Each talks to an [[llm]] endpoint through the task gateway.
+    agent: StrList = Field(default_factory=list)
+    agent_model: str | None = None  # a model of an [[llm]] endpoint, for every preset
+    agent_models: dict[str, str] = Field(default_factory=dict)  # preset -> its own model
+    agent_max_turns: int = Field(default=30, ge=1, le=10_000)  # where the CLI has a limit
+    agent_path: StrList = Field(default_factory=list)  # searched for the CLIs before PATH
     # LLM endpoints for the llm executor ([[llm]] in TOML; BZZZ_LLM as a JSON list); with
     # none, Ollama at ollama_url (or localhost:11434) is used when it answers
     llm: list[LLMConfig] = Field(default_factory=list)
@@ -480,6 +488,12 @@ class Config(BaseModel):
                 raise ValueError(f"schedule name {s.name!r} is used twice")
             seen.add(s.name)
         return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_agent(self) -> "Config":
+        if self.agent and self.agent_command:
+            raise ValueError("agent (presets) and agent_command: set one of them")
+        return self
 
     @model_validator(mode="after")
     def _schedules_need_a_token(self) -> "Config":

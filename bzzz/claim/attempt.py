@@ -388,7 +388,7 @@ class Attempt:
                    env=env, read_only=[dirs.in_dir] + ([self.co.mirror] if self.co else []),
                    timeout=task_timeout(spec, self.s.exec_timeout),
                    progress=lambda line: setattr(self.run, "progress", line[-500:]),
-                   repo_instructions=said)
+                   needs=task.needs, repo_instructions=said)
 
     async def repo_files(self, feedback: str) -> RepoFiles | None:
         """The base branch's instructions, setup and settings for this task (None: no

@@ -294,15 +294,17 @@ class RepoWork:
 
     async def deliver(self, co: Checkout, task: Task, spec: TaskSpec | None, key: str,
                       summary: str, succeeded: bool, prior: PullRef | None,
-                      issue_url: str, checked: str = "") -> Delivered | None:
+                      issue_url: str, checked: str = "",
+                      leftovers: Sequence[str] = ()) -> Delivered | None:
         """Commit, push and (for a successful first round, unless ``pr=none``) open the pull
         request (``checked``: what the repository's own check said, for its body). None: the
-        task changed nothing."""
+        task changed nothing. ``leftovers``: globs of what the executor's tool leaves in the
+        checkout (a coding agent's history files), never committed."""
         message = (f"{task.title.strip()[:200] or f'Task #{task.number}'}\n\n"
                    f"{summary.strip()[:2000]}\n\n".replace("\n\n\n", "\n\n")
                    + f"Bzzz-Issue: {task.repo}#{task.number}\nBzzz-Node: {self.node_id}\n")
         try:
-            commit = await snapshot(self.git, co, message, self.author())
+            commit = await snapshot(self.git, co, message, self.author(), exclude=leftovers)
         except GitError as exc:
             raise DeliveryError(f"could not commit the changes: {exc}") from None
         except RepoError as exc:

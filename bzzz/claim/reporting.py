@@ -204,7 +204,8 @@ class Reporter:
                 co, task, task.spec, key, summary or result.output[-3000:],
                 status is Status.SUCCEEDED, prior,
                 fresh.get("html_url") or f"#{task.number}",
-                checked="\n".join(report.check_lines(result.extra.get("check"))).strip()), None
+                checked="\n".join(report.check_lines(result.extra.get("check"))).strip(),
+                leftovers=result.extra.get("leftovers") or ()), None
         except DeliveryError as exc:
             return None, str(exc)
 

@@ -53,6 +53,7 @@ class Job:
     # the repository's own instructions for coding agents (AGENTS.md, CLAUDE.md, Copilot's),
     # from the base branch, rendered with a heading per source (bzzz/repo/instructions.py);
     # also in the file $BZZZ_REPO_INSTRUCTIONS names. Text to show a model, never to run.
+    needs: frozenset[str] = frozenset()  # the task's needs:<capability> labels
     repo_instructions: str = ""
 
 
@@ -123,8 +124,10 @@ class AgentExecutor:
     name = "agent"
 
     def __init__(self, command: str | Sequence[str], sandbox: Sandbox, *,
-                 env: Mapping[str, str] | None = None, max_output: int = 64 * 1024) -> None:
+                 env: Mapping[str, str] | None = None, max_output: int = 64 * 1024,
+                 leftovers: Sequence[str] = ()) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        self.leftovers = list(leftovers)  # globs of the CLI's own files: never committed
         if not self.argv:
             raise ValueError("agent_command is empty")
         self.sandbox = sandbox
@@ -150,9 +153,11 @@ class AgentExecutor:
                                      max_output=self.max_output, kill_grace=2.0,
                                      task_id=job.task_id, output_dir=job.output_dir,
                                      read_only=job.read_only, on_output=seen)
-        extra = {"sandbox": self.sandbox.kind, "executor": "agent"}
+        extra: dict[str, object] = {"sandbox": self.sandbox.kind, "executor": "agent"}
         if out.note:
             extra["note"] = out.note
+        if self.leftovers:
+            extra["leftovers"] = self.leftovers
         result = Result(out.status, out.exit_code, out.duration, out.output, out.output_bytes,
                         out.truncated, None, str(job.workspace), extra)
         reason, missing = _shell_reason(result)

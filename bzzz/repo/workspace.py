@@ -27,7 +27,7 @@ import re
 import shutil
 import stat
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,12 +299,20 @@ def _scan(root: Path) -> None:
                                 "over 100 MB")
 
 
+def leave_out(globs: Sequence[str]) -> list[str]:
+    """Pathspecs that keep ``globs`` (repository-relative, e.g. a coding agent's leftovers
+    ``.aider*``) and everything under them out of ``git add``."""
+    return [spec for g in globs for spec in (f":(exclude,glob){g}", f":(exclude,glob){g}/**")]
+
+
 async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str],
-                   when: int | None = None) -> str | None:
-    """One commit of the task's working files on top of ``co.start``; None: no changes."""
+                   when: int | None = None, exclude: Sequence[str] = ()) -> str | None:
+    """One commit of the task's working files on top of ``co.start``; None: no changes.
+    Paths matching ``exclude`` stay as they were at the start."""
     await trio.to_thread.run_sync(_scan, co.path)
     env = co._env()
-    kept_out = [f":(exclude,literal){p}" for p in co.environment[:MAX_EXCLUDED]]
+    kept_out = [f":(exclude,literal){p}" for p in co.environment[:MAX_EXCLUDED]] + \
+        leave_out(exclude)
     await git.run([*co._git(), "add", "-A", *(["--", ".", *kept_out] if kept_out else [])],
                   what="add", env=env, cwd=co.path, timeout=GIT_TIMEOUT)
     tree = await git.out(["--git-dir", str(co.mirror), "write-tree"], what="write-tree",

@@ -1,0 +1,218 @@
+"""The ``agent`` executor with presets: a coding-agent CLI run in the sandbox on the task's
+checkout, judged by what it says rather than by its exit status.
+
+For each task: the preset the task needs (``needs:agent:<name>``), else the node's first;
+the CLI's HOME is a directory of the task's output directory (so nothing of the CLI's own
+lands in the checkout, and it goes when the task's directories go); the files the preset
+writes there (a configuration naming the gateway's model route); the instructions (the
+block or the issue, the feedback so far, and the repository's instructions unless the
+preset gives them to the CLI its own way) in ``$BZZZ_INSTRUCTIONS``, given as the CLI expects. The CLI's
+installation is shown read-only in the sandbox. Its output is read line by line as it
+comes: a person sees what it does (the progress comment), and a refused key stops it at
+once instead of after its retries.
+
+The run failed when the CLI's verdict says so (the key refused, a limit, an edit that never
+applied, an error result), when it exits non-zero, or when it changed nothing in the
+checkout. Its last message becomes the task's ``summary.md`` unless the task wrote one.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import trio
+
+from ..executor import INSTRUCTIONS, Job, Outcome, instructions
+from ..sandbox import Sandbox
+from ..shell import Result, task_env
+from . import Installed
+from .base import Parser, Setup, Verdict
+
+__all__ = ["PresetExecutor", "fingerprint"]
+
+HOME = ".agent-home"
+SUMMARY = "summary.md"
+MAX_ENTRIES = 200_000
+TRANSCRIPT = 400  # lines kept for the result
+MAX_LINE = 16 << 20  # bytes of one line of the CLI's output read whole
+Fingerprint = dict[str, tuple[int, int, int]]
+
+
+def _left_over(rel: str, patterns: Sequence[str]) -> bool:
+    """Whether ``rel`` or a directory above it matches one of the preset's globs."""
+    parts = rel.split("/")
+    heads = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(h, p) for h in heads for p in patterns)
+
+
+def fingerprint(root: Path, leftovers: Sequence[str] = ()) -> Fingerprint:
+    """Each file's (mode, size, mtime) under ``root``, ``.git`` and the leftovers aside: two
+    that differ mean the checkout changed."""
+    out: Fingerprint = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if not rel_dir and ".git" in dirnames:
+            dirnames.remove(".git")
+        dirnames[:] = [d for d in dirnames if not _left_over(rel_dir + d, leftovers)]
+        for name in filenames:
+            rel = rel_dir + name
+            if _left_over(rel, leftovers):
+                continue
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            out[rel] = (stat.S_IFMT(st.st_mode) | (st.st_mode & 0o111), st.st_size,
+                        st.st_mtime_ns)
+            if len(out) > MAX_ENTRIES:
+                return out
+    return out
+
+
+class PresetExecutor:
+    """``agent``: the node's coding-agent presets (bzzz/exec/agents/__init__.py resolve)."""
+
+    name = "agent"
+
+    def __init__(self, presets: Mapping[str, Installed], sandbox: Sandbox, *,
+                 max_turns: int = 30, env: Mapping[str, str] | None = None,
+                 max_output: int = 64 * 1024) -> None:
+        if not presets:
+            raise ValueError("no agent preset to run")
+        self.presets = dict(presets)
+        self.sandbox = sandbox
+        self.max_turns = max_turns
+        self.env = {k.upper(): v for k, v in (env or {}).items()}
+        self.max_output = max_output
+
+    def choose(self, job: Job) -> Installed:
+        """The preset the task asks for (``needs:agent:<name>``), else the first."""
+        for need in sorted(job.needs):
+            kind, _, name = need.partition(":")
+            if kind == "agent" and name in self.presets:
+                return self.presets[name]
+        return next(iter(self.presets.values()))
+
+    def _home(self, job: Job, files: Mapping[str, str]) -> Path:
+        home = job.output_dir / HOME
+        home.mkdir(mode=0o755, exist_ok=True)
+        made = [home]
+        for rel, text in files.items():
+            path = home / rel
+            for parent in reversed(path.relative_to(home).parents[:-1]):
+                (home / parent).mkdir(mode=0o755, exist_ok=True)
+                made.append(home / parent)
+            path.write_text(text)
+            path.chmod(0o644)
+            made.append(path)
+        owner = self.sandbox.owner
+        if owner is not None:
+            for p in made:
+                os.chown(p, *owner)
+        return home
+
+    def _argv(self, agent: Installed, args: list[str], stdin: bool) -> list[str]:
+        if not stdin:
+            return [str(agent.executable), *args]
+        return ["/bin/sh", "-c", 'exec "$@" < "$BZZZ_INSTRUCTIONS"', "bzzz-agent",
+                str(agent.executable), *args]
+
+    async def run(self, job: Job) -> Outcome:
+        agent = self.choose(job)
+        preset = agent.preset
+        prompt = job.feedback_file.parent / INSTRUCTIONS
+        home = job.output_dir / HOME
+        setup = Setup(agent.model, agent.base_url, home.resolve() if home.exists() else home,
+                      job.workspace.resolve(), prompt, self.max_turns,
+                      getattr(job, "repo_instructions", "") or "")
+        inv = preset.invocation(setup)
+        self._home(job, inv.files)
+        asked = replace(job, repo_instructions="") if inv.repo_instructions_given else job
+        prompt.write_text(instructions(asked))
+        prompt.chmod(0o644)
+        path = os.pathsep.join([str(agent.executable.parent), "/usr/local/bin", "/usr/bin",
+                                "/bin"])
+        env = task_env(str(job.workspace.resolve()), {
+            **self.env, **job.env, "BZZZ_INSTRUCTIONS": str(prompt), **inv.env,
+            "HOME": str(home.resolve()), "PATH": path, "BZZZ_AGENT": preset.name})
+        read_only = [*job.read_only, *([agent.install_root] if agent.install_root else [])]
+        before = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
+        parser = preset.parser()
+        out, lines = await self._watch(job, agent, env, read_only, parser,
+                                       self._argv(agent, inv.argv, inv.stdin))
+        verdict = parser.finish()
+        after = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
+        return self._outcome(job, agent, out, verdict, lines, changed=before != after)
+
+    async def _watch(self, job: Job, agent: Installed, env: dict[str, str],
+                     read_only: list[Path], parser: Parser, argv: list[str]
+                     ) -> tuple[Result | None, list[str]]:
+        """Run the CLI, reading its lines as they come; stopped at once when its verdict
+        is final (a refused key). None: it was stopped so."""
+        lines: list[str] = []
+        pending = bytearray()
+        stop = trio.CancelScope()
+
+        here = str(job.workspace.resolve()) + "/"
+
+        def take(line: bytes) -> None:  # paths in the checkout shown relative to it
+            shown = [s.replace(here, "") for s in parser.feed(line.decode("utf-8", "replace"))]
+            if shown:
+                lines.extend(shown)
+                del lines[:-TRANSCRIPT]
+                job.progress("\n".join(lines[-20:]))
+            if parser.verdict.fatal:
+                stop.cancel()
+
+        def seen(chunk: bytes) -> None:
+            pending.extend(chunk)
+            while (i := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:i])
+                del pending[:i + 1]
+                take(line)
+            if len(pending) > MAX_LINE:  # no line at all: shown cut, never held whole
+                take(bytes(pending[:1024]))
+                pending.clear()
+
+        result: Result | None = None
+        with stop:
+            out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
+                                         max_output=self.max_output, kill_grace=2.0,
+                                         task_id=job.task_id, output_dir=job.output_dir,
+                                         read_only=read_only, on_output=seen)
+            result = Result(out.status, out.exit_code, out.duration, out.output,
+                            out.output_bytes, out.truncated, None, str(job.workspace),
+                            {"note": out.note} if out.note else {})
+        if pending:
+            take(bytes(pending))
+        return result, lines
+
+    def _outcome(self, job: Job, agent: Installed, out: Result | None, verdict: Verdict,
+                 lines: list[str], *, changed: bool) -> Outcome:
+        result = out or Result("failed", workspace=str(job.workspace))
+        reason = verdict.failure
+        if reason is None and result.status == "failed":
+            reason = f"exit status {result.exit_code}"
+        elif reason is None and result.status == "succeeded" and not changed:
+            reason = "it made no change"
+        if reason is not None and result.status in ("succeeded", "failed"):
+            result.status = "failed"
+        elif result.status == "timeout":
+            reason = "timed out"
+        transcript = "\n".join(lines)
+        if reason is not None:
+            transcript += f"\n[bzzz] {agent.name} failed: {reason}"
+        result.output = transcript.strip()[-self.max_output:]
+        result.extra.update({
+            "sandbox": self.sandbox.kind, "executor": "agent", "agent": agent.name,
+            "model": agent.model, "turns": verdict.turns, "edits": verdict.edits,
+            "leftovers": list(agent.preset.leftovers)})
+        if verdict.message.strip() and not (job.output_dir / SUMMARY).exists():
+            (job.output_dir / SUMMARY).write_text(verdict.message.strip() + "\n")
+        return Outcome(result, [], reason)
