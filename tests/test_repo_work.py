@@ -122,6 +122,10 @@ def test_a_task_that_edits_a_file_ends_as_one_pull_request(tmp_path, workdir, hu
     commit = owner.get(f"/repos/owner/tasks/git/commits/{pr['head']['sha']}").json()
     assert commit["author"]["name"] == "Bzzz a"
     assert f"Bzzz-Issue: owner/tasks#{n}" in commit["message"]
+    assert commit["message"].startswith("Add a line to the README\n\nAdded a line")
+    owner_id = owner.get("/user").json()["id"]  # the issue's author, credited as co-author
+    assert commit["message"].rstrip("\n").endswith(
+        f"Co-authored-by: owner <{owner_id}+owner@users.noreply.github.com>")
     everything = json.dumps([comments(owner, n), pulls(owner)])
     assert "t-bot" not in everything
     assert "t-bot" not in (tmp_path / "a.log").read_text()

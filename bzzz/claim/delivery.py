@@ -72,6 +72,23 @@ class Delivered:
     reviewers: list[str] = field(default_factory=list)
 
 
+def commit_message(task: Task, summary: str, node: str, login: str) -> str:
+    """The commit a person would write: the issue's title, the agent's summary, and the
+    trailers: the issue, the node, and the issue's author as co-author (GitHub credits them
+    through their no-reply address; not for the agents' own login, e.g. a follow-up)."""
+    title = " ".join(task.title.split())[:200] or f"Task #{task.number}"
+    body = summary.strip()[:2000]
+    trailers = [f"Bzzz-Issue: {task.repo}#{task.number}", f"Bzzz-Node: {node}"]
+    author = task.author
+    if author and author.lower() != login.lower() and _LOGIN.fullmatch(author):
+        address = (f"{task.author_id}+{author}" if task.author_id else author)
+        trailers.append(f"Co-authored-by: {author} <{address}@users.noreply.github.com>")
+    return f"{title}\n\n" + (f"{body}\n\n" if body else "") + "\n".join(trailers) + "\n"
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+
+
 def pr_mode(spec: TaskSpec | None) -> str:
     mode = (spec.options.get("pr") if spec else None) or "draft"
     return mode if mode in PR_MODES else "draft"
@@ -300,9 +317,7 @@ class RepoWork:
         request (``checked``: what the repository's own check said, for its body). None: the
         task changed nothing. ``leftovers``: globs of what the executor's tool leaves in the
         checkout (a coding agent's history files), never committed."""
-        message = (f"{task.title.strip()[:200] or f'Task #{task.number}'}\n\n"
-                   f"{summary.strip()[:2000]}\n\n".replace("\n\n\n", "\n\n")
-                   + f"Bzzz-Issue: {task.repo}#{task.number}\nBzzz-Node: {self.node_id}\n")
+        message = commit_message(task, summary, self.node_id, self.login)
         try:
             commit = await snapshot(self.git, co, message, self.author(), exclude=leftovers)
         except GitError as exc:

@@ -165,6 +165,7 @@ class Task:
     assignees: tuple[str, ...] = ()
     is_pull: bool = False
     author: str = ""
+    author_id: int = 0  # GitHub's user id (a co-author's no-reply address needs it)
 
     @property
     def key(self) -> str:
@@ -230,7 +231,13 @@ def parse_issue(repo: str, doc: Mapping[str, Any]) -> Task:
         assignees=tuple(a.get("login", "") for a in assignees if isinstance(a, Mapping)),
         is_pull="pull_request" in doc,
         author=str(user.get("login", "")) if isinstance(user := doc.get("user"), Mapping) else "",
+        author_id=_user_id(doc.get("user")),
     )
+
+
+def _user_id(user: object) -> int:
+    uid = user.get("id") if isinstance(user, Mapping) else None
+    return uid if isinstance(uid, int) and not isinstance(uid, bool) and uid > 0 else 0
 
 
 def ineligible_reason(task: Task, capabilities: Iterable[str]) -> str | None:
