@@ -15,13 +15,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import InputError
+
 MUTATION = "markPullRequestReadyForReview"
 _TOKEN = re.compile(r'\s+|,|#[^\n]*|"(?:[^"\\]|\\.)*"|\.\.\.|[{}()\[\]:!$=@]|'
                     r'-?\d+(?:\.\d+)?|[_A-Za-z][_0-9A-Za-z]*')
 
 
-class GraphQLError(Exception):
-    """A request GitHub answers with ``errors`` (the message, and GitHub's ``type``)."""
+class GraphQLError(InputError):
+    """A request GitHub answers with ``errors`` (the message, and GitHub's ``type``): bad
+    input from the client, in bzzz/errors.py's tree."""
 
     def __init__(self, message: str, kind: str | None = None,
                  path: list[str] | None = None) -> None:
