@@ -44,57 +44,10 @@ from bzzz.exec.shell import task_identity  # noqa: E402
 from bzzz.gateway.allow import Allowlist  # noqa: E402
 from bzzz.gateway.models import ModelEndpoint  # noqa: E402
 from bzzz.gateway.proxy import Gateway  # noqa: E402
+from bzzz.testing.fakeanthropic import anthropic_handler  # noqa: E402
 from bzzz.testing.fakeollama import FakeModel, FakeOllama, FakeOllamaThread  # noqa: E402
 
 KEY = "sk-bench-real-key"
-
-
-# -- a scripted Anthropic Messages server ------------------------------------------------------
-
-class Anthropic(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    served: list[tuple[int, int]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 -- http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        words = [f" w{i}" for i in range(random.randint(1, 40))]
-        tokens_in = 5 + len(json.dumps(body["messages"])) // 4
-        type(self).served.append((tokens_in, len(words)))
-        if not body.get("stream"):
-            data = json.dumps({"id": "m", "type": "message", "role": "assistant",
-                               "model": body["model"],
-                               "content": [{"type": "text", "text": "".join(words)}],
-                               "stop_reason": "end_turn", "stop_sequence": None,
-                               "usage": {"input_tokens": tokens_in,
-                                         "output_tokens": len(words)}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return
-        events: list[tuple[str, dict[str, Any]]] = [("message_start", {
-            "type": "message_start", "message": {
-                "id": "m", "type": "message", "role": "assistant", "content": [],
-                "model": body["model"], "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": tokens_in, "output_tokens": 1}}})]
-        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": w}})
-                   for w in words]
-        events += [("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": "end_turn"},
-                                      "usage": {"output_tokens": len(words)}}),
-                   ("message_stop", {"type": "message_stop"})]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        for name, doc in events:
-            self.wfile.write(f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode())
-        self.close_connection = True
-
-    def log_message(self, *args: object) -> None:
-        return
 
 
 # -- tokens ---------------------------------------------------------------------------------
@@ -105,9 +58,9 @@ def _prompt() -> list[dict[str, str]]:
 
 async def tokens(rounds: int, tmp: Path) -> dict[str, Any]:
     """Requests in every dialect through one route; the account against the servers'."""
-    claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Anthropic)
+    claude_handler = anthropic_handler(words=lambda: [f" w{i}" for i in range(random.randint(1, 40))])
+    claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), claude_handler)
     threading.Thread(target=claude.serve_forever, daemon=True).start()
-    Anthropic.served = []
     replies = {f"m{i}": FakeModel([f"t{j} " for j in range(random.randint(1, 60))])
                for i in range(4)}
     try:
@@ -133,8 +86,8 @@ async def tokens(rounds: int, tmp: Path) -> dict[str, Any]:
                     served_out += len(fake.app.models[r["body"]["model"] + ":latest"].reply)
     finally:
         claude.shutdown()
-    served_in += sum(i for i, _ in Anthropic.served)
-    served_out += sum(o for _, o in Anthropic.served)
+    served_in += sum(i for i, _ in claude_handler.served)
+    served_out += sum(o for _, o in claude_handler.served)
     accounted_in = sum(int(m["tokens_in"]) for m in models.values())
     accounted_out = sum(int(m["tokens_out"]) for m in models.values())
     served = served_in + served_out

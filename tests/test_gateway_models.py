@@ -18,6 +18,7 @@ from bzzz.gateway.allow import Allowlist
 from bzzz.gateway.models import ModelEndpoint, model_env
 from bzzz.gateway.proxy import Gateway
 from bzzz.gateway.usage import Meter
+from bzzz.testing.fakeanthropic import anthropic_handler
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 
 from .conftest import require
@@ -65,61 +66,6 @@ def test_the_task_sees_capabilities_never_keys():
     assert REAL_KEY not in json.dumps(env)
 
 
-# -- a scripted Anthropic Messages server -----------------------------------------------------
-
-class _Anthropic(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    served: list = []  # (input, output) per answer
-
-    def do_POST(self):  # noqa: N802 -- http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if self.headers.get("x-api-key") != REAL_KEY or self.headers.get("authorization"):
-            return self._send(401, "application/json", json.dumps({
-                "type": "error", "error": {"type": "authentication_error",
-                                           "message": "invalid x-api-key"}}).encode())
-        words = ["Hello", " from", " the", " scripted", " server"]
-        tokens_in = 10 + len(json.dumps(body["messages"])) // 10
-        type(self).served.append((tokens_in, len(words)))
-        if not body.get("stream"):
-            return self._send(200, "application/json", json.dumps({
-                "id": "msg_1", "type": "message", "role": "assistant", "model": body["model"],
-                "content": [{"type": "text", "text": "".join(words)}],
-                "stop_reason": "end_turn", "stop_sequence": None,
-                "usage": {"input_tokens": tokens_in, "output_tokens": len(words)}}).encode())
-        events = [("message_start", {"type": "message_start", "message": {
-            "id": "msg_2", "type": "message", "role": "assistant", "content": [],
-            "model": body["model"], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": tokens_in, "output_tokens": 1}}}),
-            ("content_block_start", {"type": "content_block_start", "index": 0,
-                                     "content_block": {"type": "text", "text": ""}})]
-        events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                            "delta": {"type": "text_delta", "text": w}})
-                   for w in words]
-        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                   ("message_delta", {"type": "message_delta", "delta": {
-                       "stop_reason": "end_turn", "stop_sequence": None},
-                       "usage": {"output_tokens": len(words)}}),
-                   ("message_stop", {"type": "message_stop"})]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        for name, doc in events:
-            self.wfile.write(f"event: {name}\ndata: {json.dumps(doc)}\n\n".encode())
-            self.wfile.flush()
-        self.close_connection = True
-
-    def _send(self, status, ctype, data):
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        return  # quiet
-
-
 CLIENTS = r"""
 import json, os, sys
 import anthropic, ollama, openai
@@ -158,8 +104,8 @@ async def test_official_clients_in_a_sandbox_use_the_agents_keys_through_the_gat
     require(shutil.which("bwrap") is not None, "bubblewrap is not installed")
     require(all(importlib.util.find_spec(m) for m in ("openai", "anthropic", "ollama")),
             "the openai, anthropic and ollama clients are not installed (the test extras)")
-    _Anthropic.served = []
-    claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Anthropic)
+    anthropic_server = anthropic_handler(key=REAL_KEY)
+    claude = http.server.ThreadingHTTPServer(("127.0.0.1", 0), anthropic_server)
     threading.Thread(target=claude.serve_forever, daemon=True).start()
     script = tmp_path / "clients.py"
     script.write_text(CLIENTS)
@@ -196,7 +142,7 @@ async def test_official_clients_in_a_sandbox_use_the_agents_keys_through_the_gat
                 served[0][0] + served[1][0], served[0][1] + served[1][1])
             assert (models["native"]["tokens_in"], models["native"]["tokens_out"]) == served[2]
             assert (models["claude"]["tokens_in"], models["claude"]["tokens_out"]) == (
-                sum(i for i, _ in _Anthropic.served), sum(o for _, o in _Anthropic.served))
+                sum(i for i, _ in anthropic_server.served), sum(o for _, o in anthropic_server.served))
             assert models["local"]["requests"] == 2 and models["local"]["refused"] == 1  # the guess
             assert route.egress.model_failure is None
             await gw.aclose()

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import checks as core
-from .gitstore import GitStore
+from .handlers import Handlers
 from .http import Request, Response, _page
 from .render import Renderer, node_id, ts
-from .state import Hub, HubError, Repo
+from .state import HubError, Repo
 
 if TYPE_CHECKING:
     from .apps import App
@@ -26,20 +26,10 @@ if TYPE_CHECKING:
 GITHUB_APP_ONLY = "You must authenticate via a GitHub App."
 
 
-class ChecksAPI:
+class ChecksAPI(Handlers):
     """Handlers for DevHubApp, which provides _repo, _r, _number and _deliver."""
 
-    hub: Hub
-    git: GitStore
-
-    if TYPE_CHECKING:  # DevHubApp's (app.py)
-        def _repo(self, req: Request, owner: str, repo: str) -> Repo: ...
-
-        def _r(self, req: Request) -> Renderer: ...
-
-        @staticmethod
-        def _number(value: str) -> int: ...
-
+    if TYPE_CHECKING:  # DevHubApp's (app.py), beside Handlers'
         def _deliver(self, r: Repo, event: str, action: str | None,
                      payload: dict[str, Any]) -> None: ...
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import protection as protect
 from .checks import required_states
-from .gitstore import GitStore, Identity
+from .handlers import Handlers
+from .gitstore import Identity
 from .http import Request, Response, _page, _since
 from .render import Renderer
-from .state import Hub, HubError, Issue, Repo, ReviewComment, closing_references
+from .state import HubError, Issue, Repo, ReviewComment, closing_references
 
 MERGE_METHODS = ("merge", "squash", "rebase")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
@@ -67,20 +68,10 @@ def _int_field(doc: dict[str, Any], name: str) -> int | None:
     return value
 
 
-class PullsAPI:
+class PullsAPI(Handlers):
     """Handlers for DevHubApp, which provides _repo, _r, _number and refresh_contributors."""
 
-    hub: Hub
-    git: GitStore
-
-    if TYPE_CHECKING:  # DevHubApp's (app.py)
-        def _repo(self, req: Request, owner: str, repo: str) -> Repo: ...
-
-        def _r(self, req: Request) -> Renderer: ...
-
-        @staticmethod
-        def _number(value: str) -> int: ...
-
+    if TYPE_CHECKING:  # DevHubApp's (app.py), beside Handlers'
         async def refresh_contributors(self, r: Repo) -> None: ...
 
     # ------------------------------------------------------------------ rendering
