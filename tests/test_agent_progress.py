@@ -133,3 +133,85 @@ def test_usage_comes_from_the_cli_and_the_gateway() -> None:
     body = report.result_comment("n:1", "node", "failed", 3.0, 1, "out", False,
                                  usage=usage).body
     assert line in body
+
+
+# ---------------------------------------------------------------- the runner, with a fake CLI
+
+
+class _FakeBox:
+    """A sandbox whose 'CLI' prints the given stream (and edits the checkout)."""
+
+    kind, owner = "fake", None
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    async def run(self, argv, workspace, env, *, timeout,  # noqa: ASYNC109 - the protocol's
+                  max_output, kill_grace, task_id,
+                  image=None, output_dir=None, read_only=(), on_output=None):
+        from bzzz.exec.sandbox import Outcome as BoxOutcome
+
+        (workspace / "README.md").write_text("edited\n")
+        for chunk in self.chunks:
+            on_output(chunk)
+        return BoxOutcome("succeeded", 0, 0.1, "", sum(map(len, self.chunks)), False)
+
+
+def _claude_lines(secret):
+    import json
+
+    def tool(i, name, **args):
+        return json.dumps({"type": "assistant", "message": {"content": [
+            {"type": "tool_use", "id": str(i), "name": name, "input": args}]}})
+
+    return [
+        json.dumps({"type": "system", "subtype": "init", "model": "m"}),
+        tool(1, "Read", file_path="README.md"),
+        tool(2, "Bash", command="curl -H 'Authorization: token " + secret + "' x" + "y" * 200),
+        tool(3, "Edit", file_path="README.md"),
+        "garbage " * 10_000,
+        json.dumps({"type": "assistant", "message": {"content": [
+            {"type": "text", "text": "done, key ghp_" + "a" * 36 + " and " + secret}]}}),
+        json.dumps({"type": "result", "subtype": "success", "num_turns": 3, "result": "ok"}),
+    ]
+
+
+def test_the_runner_reports_a_redacted_bounded_checklist(tmp_path):
+    import trio
+
+    from bzzz.exec.agents import PRESETS, Installed
+    from bzzz.exec.agents.runner import PresetExecutor
+    from bzzz.exec.executor import Job
+    from bzzz.redact import register, unregister
+
+    secret = "s3cr3t-value-of-the-node-1234"
+    register(secret)
+    try:
+        data = "\n".join(_claude_lines(secret)).encode() + b"\n"
+        chunks = [data[i:i + 777] for i in range(0, len(data), 777)]
+        agent = Installed(PRESETS["claude-code"], tmp_path / "claude", None, "m", "claude",
+                          "http://gw/llm/claude")
+        ex = PresetExecutor({"claude-code": agent}, _FakeBox(chunks))
+        ws, out, inp = tmp_path / "ws", tmp_path / "out", tmp_path / "in"
+        for d in (ws, out, inp):
+            d.mkdir()
+        (ws / "README.md").write_text("old\n")
+        (inp / "feedback.md").write_text("")
+        seen = []
+        job = Job(task_id="t#1", repo="o/r", issue=1, title="t", body="b", executor="agent",
+                  options={}, code=None, workspace=ws, output_dir=out, feedback="",
+                  feedback_file=inp / "feedback.md", env={}, read_only=[], timeout=60,
+                  progress=seen.append)
+        outcome = trio.run(ex.run, job)
+    finally:
+        unregister(secret)
+    assert outcome.result.status == "succeeded", outcome
+    assert outcome.result.extra["route"] == "claude"
+    assert seen and all(secret not in p and "ghp_" not in p for p in seen)
+    assert secret not in outcome.result.output
+    final = checklist_markdown(seen[-1].splitlines(), final=True)
+    assert final.splitlines()[0] == "- [x] Read `README.md`"
+    assert final.splitlines()[1].startswith("- [x] Ran `curl -H 'Authorization: token [redacted]")
+    assert "[redacted]" in final and "- [x] Edited `README.md`" in final
+    assert "- [x] Done: ok" in final
+    assert max(len(p) for p in seen) < 8000

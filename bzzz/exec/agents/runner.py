@@ -32,6 +32,7 @@ from pathlib import Path
 
 import trio
 
+from ...redact import redact
 from ..executor import INSTRUCTIONS, Job, Outcome, instructions
 from ..sandbox import Sandbox
 from ..shell import Result, task_env
@@ -46,6 +47,7 @@ SUMMARY = "summary.md"
 MAX_ENTRIES = 200_000
 TRANSCRIPT = 400  # lines kept for the result
 MAX_LINE = 16 << 20  # bytes of one line of the CLI's output read whole
+REDACT_WHOLE = 1 << 16  # characters of a line redacted before it is parsed
 Fingerprint = dict[str, tuple[int, int, int]]
 
 
@@ -174,7 +176,11 @@ class PresetExecutor:
         here = str(job.workspace.resolve()) + "/"
 
         def take(line: bytes) -> None:  # paths in the checkout shown relative to it
-            shown = [s.replace(here, "") for s in parser.feed(line.decode("utf-8", "replace"))]
+            text = line.decode("utf-8", "replace")
+            # secrets out before the parser cuts lines short (a cut one would escape the
+            # redactor later); a huge line (a file the CLI read) is only ever shown cut
+            text = redact(text) if len(text) <= REDACT_WHOLE else text
+            shown = [redact(s.replace(here, "")) for s in parser.feed(text)]
             if shown:
                 lines.extend(shown)
                 del lines[:-TRANSCRIPT]
