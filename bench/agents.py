@@ -7,9 +7,20 @@
                        behind the same task gateway, medians of the same run. What the preset
                        adds: its HOME and configuration, reading the stream into a verdict,
                        the checkout's fingerprint before and after. Target 0.3 s.
+  claim_to_cli_s       a real agent (`bzzz run`, bubblewrap, the task gateway, devhub, the
+                       claude-code preset, the scripted model): from the task's ``claimed``
+                       decision (its log's timestamp) to the CLI's first model request (the
+                       scripted model's clock, the same machine's): the checkout, the
+                       repository's files, its setup restored from the node's cache, the
+                       sandbox, and the CLI starting until it asks the model (Claude Code's
+                       own start, node.js loading it, is in it). The first task fills the
+                       setup cache; the figure is the median of the next ones (setup
+                       restored). Target 2 s. The steps: claimed → running (checkout and the
+                       repository's files), running → the CLI's first request (setup
+                       restored, the CLI's start).
 
 Needs bubblewrap and the CLI (.ci/agent-clis.sh); reports a skipped line without them.
-Run as `python bench/agents.py [--quick]`.
+Run as `python bench/agents.py [--quick] [--only claim_to_cli|preset_overhead]`.
 """
 
 from __future__ import annotations
@@ -22,7 +33,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -38,7 +52,11 @@ from bzzz.exec.shell import task_identity  # noqa: E402
 from bzzz.gateway.allow import Allowlist  # noqa: E402
 from bzzz.gateway.models import ModelEndpoint  # noqa: E402
 from bzzz.gateway.proxy import Gateway  # noqa: E402
+from bzzz.devhub import DevHubThread  # noqa: E402
+from bzzz.hyperlog.store import read_entries  # noqa: E402
+from bzzz.testing import agents as agent_procs  # noqa: E402
 from bzzz.testing.agentclis import cli_bin, cli_path  # noqa: E402
+from bzzz.testing.wait import wait_for  # noqa: E402
 from bzzz.testing.scriptedmodel import Edit, ScriptedModelThread  # noqa: E402
 
 TARGET = 0.3
@@ -145,7 +163,126 @@ def _setup(agent: Installed) -> Setup:
                  Path("/nonexistent"), 8)
 
 
+CLAIM_TARGET = 2.0
+SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot0", "token": "t-bot0"}],
+        "repos": [{"full_name": "owner/tasks", "push": ["bot0"]}]}
+CLI_EDIT = Edit("README.md", "# tasks", "# tasks, kept by agents", final="Done.")
+SETUP = "set -e\nmkdir -p node_modules/pkg\necho 'module.exports = 1' > node_modules/pkg/index.js\n"
+
+
+def _put_files(owner: Any, files: dict[str, str]) -> None:
+    """Commit files to main of owner/tasks through the git data API."""
+    head = owner.get("/repos/owner/tasks/git/ref/heads/main").json()["object"]["sha"]
+    tree = owner.get(f"/repos/owner/tasks/git/commits/{head}").json()["tree"]["sha"]
+    entries = [{"path": path, "mode": "100644", "type": "blob",
+                "sha": owner.post("/repos/owner/tasks/git/blobs", json={
+                    "content": text, "encoding": "utf-8"}).json()["sha"]}
+               for path, text in files.items()]
+    new_tree = owner.post("/repos/owner/tasks/git/trees", json={
+        "base_tree": tree, "tree": entries}).json()["sha"]
+    commit = owner.post("/repos/owner/tasks/git/commits", json={
+        "message": "setup", "tree": new_tree, "parents": [head]}).json()["sha"]
+    owner.patch("/repos/owner/tasks/git/refs/heads/main", json={"sha": commit, "force": True})
+
+
+def _labels(owner: Any, n: int) -> set[str]:
+    return {x["name"] for x in owner.get(f"/repos/owner/tasks/issues/{n}").json()["labels"]}
+
+
+def _done(owner: Any, n: int, agent: Any) -> bool:
+    if agent.proc.poll() is not None:
+        raise RuntimeError(f"the agent exited ({agent.proc.returncode})")
+    return bool(_labels(owner, n) & {"bzzz:review", "bzzz:failed"})
+
+
+def claim_to_cli(quick: bool) -> None:
+    """claim_to_cli_s: see the module's docstring."""
+    import httpx
+
+    tasks = 3 if quick else 6
+    if shutil.which("bwrap") is None or cli_path("claude") is None:
+        emit("claim_to_cli_s", None, "s", CLAIM_TARGET, None,
+             skipped="needs bubblewrap and claude (bash .ci/agent-clis.sh)")
+        return
+    work = Path(tempfile.mkdtemp(prefix="bzzz-bench-claim-cli-"))
+    os.chmod(work, 0o755)  # the task's user goes through it to its checkout
+    asked: list[float] = []  # when the CLI's model requests came (with tools: the agent's)
+    lock = threading.Lock()
+    try:
+        with ScriptedModelThread(CLI_EDIT) as model, DevHubThread(seed=SEED) as hub:
+            record = model.model.record
+
+            def timed(path: str, headers: dict[str, str], body: Any) -> None:
+                if path.startswith("/v1/messages") and "count_tokens" not in path:
+                    with lock:
+                        asked.append(time.time())
+                record(path, headers, body)
+
+            model.model.record = timed  # type: ignore[method-assign]
+            owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"},
+                                 timeout=30)
+            _put_files(owner, {".bzzz/setup.sh": SETUP, "package-lock.json": "{}\n",
+                               ".gitignore": "node_modules/\n"})
+            llm = json.dumps([{"url": model.url, "kind": "anthropic", "name": "claude",
+                               "models": ["scripted"]}])
+            agent = agent_procs.start(
+                work, "bot0", hub.url, "t-bot0", "owner/tasks", BZZZ_SANDBOX="bwrap",
+                BZZZ_TASK_NETWORK="gateway", BZZZ_LLM=llm, BZZZ_AGENT="claude-code",
+                BZZZ_AGENT_MODEL="scripted", BZZZ_AGENT_PATH=str(cli_bin()),
+                BZZZ_DETECT_CAPABILITIES="off", BZZZ_GITHUB__POLL_INTERVAL="0.3",
+                BZZZ_GITHUB__WRITE_INTERVAL="0", BZZZ_HELP_REQUESTS="off",
+                BZZZ_PROGRESS_INTERVAL="0")
+            numbers = []
+            try:
+                for i in range(tasks):
+                    n = owner.post("/repos/owner/tasks/issues", json={
+                        "title": f"Who keeps the tasks {i}", "labels": ["bzzz"],
+                        "body": "Say in the README who keeps the tasks."}).json()["number"]
+                    wait_for(lambda n=n: _done(owner, n, agent), 120, what=f"task {n} done")
+                    numbers.append(n)
+            except BaseException:
+                for log in work.glob("*.log"):
+                    sys.stderr.write(log.read_text(errors="replace")[-4000:])
+                raise
+            finally:
+                agent.stop()
+            _claim_figure(read_entries(agent.data_dir / "log"), numbers, asked, quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _claim_figure(entries: list[dict[str, Any]], numbers: list[int], asked: list[float],
+                  quick: bool) -> None:
+    at: dict[int, dict[str, Any]] = {}
+    for e in entries:
+        if e.get("issue") in numbers and e.get("type") in ("claimed", "running", "setup"):
+            at.setdefault(e["issue"], {}).setdefault(e["type"], e)
+    rows = []
+    for n in numbers:
+        claimed = at[n]["claimed"]["ts"]
+        first = min((t for t in asked if t >= claimed), default=None)
+        if first is None:
+            raise RuntimeError(f"task {n}: the CLI never asked the model")
+        rows.append({"issue": n, "total": round(first - claimed, 3),
+                     "to_running": round(at[n]["running"]["ts"] - claimed, 3),
+                     "running_to_cli": round(first - at[n]["running"]["ts"], 3),
+                     "setup": str((at[n].get("setup") or {}).get("cache", "none"))})
+    warm = rows[1:]
+    p50 = round(statistics.median(r["total"] for r in warm), 3)
+    emit("claim_to_cli_s", p50, "s", CLAIM_TARGET, p50 <= CLAIM_TARGET, samples=len(warm),
+         cli="claude-code", end="the CLI's first model request", quick=quick,
+         to_running_p50=round(statistics.median(r["to_running"] for r in warm), 3),
+         running_to_cli_p50=round(statistics.median(r["running_to_cli"] for r in warm), 3),
+         setup=[r["setup"] for r in rows], cold=rows[0]["total"],
+         max=max(r["total"] for r in warm))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few samples (a smoke run)")
-    trio.run(main, parser.parse_args().quick)
+    parser.add_argument("--only", choices=("claim_to_cli", "preset_overhead"))
+    args = parser.parse_args()
+    if args.only != "claim_to_cli":
+        trio.run(main, args.quick)
+    if args.only != "preset_overhead":
+        claim_to_cli(args.quick)

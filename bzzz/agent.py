@@ -31,6 +31,7 @@ from .config import Config
 from .decisions import open_data_dir
 from .errors import SetupError
 from .exec import agents as agent_presets
+from .exec.agents import versions as preset_versions
 from .exec.agents.runner import PresetExecutor
 from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
@@ -144,6 +145,8 @@ class Agent:
         self.sandbox: Sandbox | None = None  # opened in run() (it may ask a container engine)
         self.gateway: Gateway | None = None  # task_network = "gateway": made in open_sandbox
         self.presets: dict[str, agent_presets.Installed] = {}  # found in open_sandbox
+        self.preset_problems: dict[str, str] = {}  # configured presets that cannot run: why
+        self.preset_versions: dict[str, str] = {}  # their CLIs' versions, once asked
         self.datalease, self.decisions = open_data_dir(config, self.peer_id,
                                                        self.identity.seed, AgentError)
         self.claims: ClaimService | None = None
@@ -286,6 +289,8 @@ class Agent:
             "peers": peers,
             "connections": len(self.node.connected_peers()) if self.node.started.is_set() else 0,
             "tasks": self.claims.status() if self.claims else [],
+            "agent_presets": preset_versions.describe(self.presets, self.preset_versions,
+                                                      self.preset_problems),
             "log": {"key": self.mesh.log_key, "length": self.decisions.length,
                     **self.logsync.status()},
             "github": self._github_status(),
@@ -582,12 +587,20 @@ class Agent:
                   for i, e in enumerate(cfg.llm, 1)]
         models = {"": cfg.agent_model or "", **cfg.agent_models}
         found, why = agent_presets.resolve(cfg.agent, models, routes, cfg.agent_path)
+        self.preset_problems = why
         for name, reason in why.items():
             log.warning("agent preset not run", extra={"preset": name, "why": reason})
         for name, agent in found.items():
             log.info("agent preset", extra={"preset": name, "cli": str(agent.executable),
                                             "model": agent.model, "route": agent.route})
         return found
+
+    async def _probe_presets(self) -> None:
+        """Each preset's CLI version (``<cli> --version``, once, in worker threads): in the
+        status document and, as one line a preset, in the capability announcement."""
+        self.preset_versions = await preset_versions.probe(self.presets)
+        self.mesh.set_presets(preset_versions.announced(self.presets, self.preset_versions))
+        log.info("agent preset versions", extra=dict(self.preset_versions))
 
     async def _refresh_llm(self) -> None:
         """Probe the LLM endpoints; announce their models as llm:<model> (ollama:<model>)."""
@@ -619,6 +632,8 @@ class Agent:
             await nursery.start(self.mesh.run)
             await nursery.start(self.api.run, host, port)
             nursery.start_soon(heap.trim_every, self.maintenance_interval)
+            if self.presets:
+                nursery.start_soon(self._probe_presets)
             if self.config.github.repos:
                 if self.llm is not None:
                     await self._refresh_llm()

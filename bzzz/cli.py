@@ -117,6 +117,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"version   {status.get('version')}")
     print(f"addrs     {', '.join(status.get('addrs', []))}")
     print(f"offers    {', '.join(status.get('capabilities', []))}")
+    for line in preset_lines(status.get("agent_presets") or []):
+        print(line)
     peers = status.get("peers", [])
     print(f"peers     {len(peers)}")
     for p in peers:
@@ -129,6 +131,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     for t in tasks:
         print(f"  {t.get('repo')}#{t.get('issue')}  {t.get('state')}")
     return 0
+
+
+def preset_lines(presets: list[Any]) -> list[str]:
+    """``bzzz status``'s lines about the node's coding-agent presets (its status document's
+    ``agent_presets``): CLI version, model and route, or why one cannot run."""
+    out = [f"agents    {len(presets)}"] if presets else []
+    for p in presets[:32]:
+        if not isinstance(p, dict):
+            continue
+        if p.get("error"):
+            out.append(f"  {p.get('preset', '?'):12} not run: {p['error']}")
+            continue
+        out.append(f"  {p.get('preset', '?'):12} {p.get('version') or 'version not yet known'}"
+                   f"  model {p.get('model')} via {p.get('route')}  ({p.get('cli')})")
+    return out
 
 
 def cmd_devhub(args: argparse.Namespace) -> int:

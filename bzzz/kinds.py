@@ -35,6 +35,7 @@ class Decision(StrEnum):
     CHECKOUT_FAILED = "checkout_failed"
     RUNNING = "running"
     LLM_ANSWER = "llm_answer"
+    PROGRESS = "progress"  # a long run's latest lines (an agent's steps), bounded, rate-limited
     GUARDIAN_REFUSED = "guardian_refused"
     EGRESS = "egress"  # what the task reached through the gateway, and what was refused
     SETUP = "setup"  # the repository's own setup before the executor: its steps, the cache

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..kinds import Decision
 from ..errors import ClaimError, RepoError
+from ..exec.agents.checklist import checklist_markdown
 from ..exec.executor import Executor, Job, Outcome
 from ..exec.shell import Result
 from ..gateway.allow import Allowlist, EgressError, repo_entries
@@ -131,6 +132,8 @@ SHUTTING_DOWN = StopReason(Stop.SHUTDOWN)
 
 MAX_QUESTION = 16 * 1024
 PROGRESS_EXECUTORS = ("llm", "agent")  # the long, quiet ones
+PROGRESS_MAX = 8000  # characters of an executor's progress kept (an agent's checklist)
+PROGRESS_LINES, PROGRESS_LINE = 40, 240  # of it in a progress decision
 SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
@@ -387,7 +390,7 @@ class Attempt:
                    output_dir=dirs.out_dir, feedback=feedback, feedback_file=feedback_file,
                    env=env, read_only=[dirs.in_dir] + ([self.co.mirror] if self.co else []),
                    timeout=task_timeout(spec, self.s.exec_timeout),
-                   progress=lambda line: setattr(self.run, "progress", line[-500:]),
+                   progress=lambda line: setattr(self.run, "progress", line[-PROGRESS_MAX:]),
                    needs=task.needs, repo_instructions=said)
 
     async def repo_files(self, feedback: str) -> RepoFiles | None:
@@ -643,23 +646,56 @@ class Attempt:
 
     async def show_progress(self) -> None:
         """A long LLM or agent run keeps one comment up to date (at most every
-        ``progress_interval`` seconds): how long it has run and its last lines."""
+        ``progress_interval`` seconds): how long it has run and what it did (an agent's
+        steps as a checklist, bzzz/exec/agents/checklist.py; else its last lines), and the
+        log gets the same lines as a ``progress`` decision when they changed (bounded: the
+        Visualizer's task page shows the latest). When the run ends, a comment already
+        posted is edited once more to its final state; a short run posts none, since its
+        result comment follows at once with the whole transcript."""
+        shown = _Shown(self.svc.clock())
+        try:
+            while True:
+                await trio.sleep(self.s.progress_interval)
+                await self._progress_once(shown, final=False)
+        finally:
+            if shown.comment_id is not None or shown.logged:
+                with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                    await self._progress_once(shown, final=True)
+
+    async def _progress_once(self, shown: _Shown, *, final: bool) -> None:
         svc, task = self.svc, self.run.task
-        started, comment_id = svc.clock(), None
-        while True:
-            await trio.sleep(self.s.progress_interval)
-            lines = "\n".join(self.run.progress.strip().splitlines()[-12:])
-            body = report.progress_comment(self.key, self.s.node_id, svc.clock() - started,
-                                           lines)
-            try:
-                if comment_id is None:
-                    await self.ops.comment_once(task.number, body)
-                    comment_id = await self.ops.comment_id(task.number, body)
-                else:
-                    await svc.gh.request("PATCH", f"/repos/{task.repo}/issues/comments/"
-                                         f"{comment_id}", json={"body": body.body})
-            except (GitHubError, Unavailable) as exc:  # progress is a courtesy
-                log.info("progress not shown", extra={"task": task.key, "error": str(exc)})
+        text = self.run.progress.strip()
+        steps = checklist_markdown(text.splitlines(), final=final) \
+            if self.executor is not None and self.executor.name == "agent" else ""
+        elapsed = svc.clock() - shown.started
+        if text != shown.logged:
+            shown.logged = text
+            svc._decide(Decision.PROGRESS, task, generation=self.generation,
+                        elapsed=round(elapsed, 1), final=final,
+                        lines=[ln[:PROGRESS_LINE] for ln in text.splitlines()[-PROGRESS_LINES:]])
+        body = report.progress_comment(self.key, self.s.node_id, elapsed,
+                                       "\n".join(text.splitlines()[-12:]), checklist=steps,
+                                       final=final)
+        try:
+            if shown.comment_id is None:
+                if final:
+                    return
+                await self.ops.comment_once(task.number, body)
+                shown.comment_id = await self.ops.comment_id(task.number, body)
+            else:
+                await svc.gh.request("PATCH", f"/repos/{task.repo}/issues/comments/"
+                                     f"{shown.comment_id}", json={"body": body.body})
+        except (GitHubError, Unavailable) as exc:  # progress is a courtesy
+            log.info("progress not shown", extra={"task": task.key, "error": str(exc)})
+
+
+@dataclass
+class _Shown:
+    """What show_progress has shown so far."""
+
+    started: float
+    comment_id: int | None = None
+    logged: str = ""  # the progress text last written to the log
 
 
 def _fresh_dir(path: Path, owner: tuple[int, int] | None) -> None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..github.markers import Comment, find_markers, marker
+from ..github.markers import Comment, defuse_markers, find_markers, marker
 
 OUTPUT_TAIL = 3000
 
@@ -70,6 +70,47 @@ def egress_lines(doc: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def usage_of(extra: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What a coding agent used (None when no preset ran): its preset, model and model
+    route, its turns (from the CLI's own output), and the tokens and cost the gateway
+    counted for the task (bzzz/gateway/: exactly what the model server answered), summed
+    over the models it reached. In the result comment and in the ``result`` decision."""
+    if not extra or not extra.get("agent"):
+        return None
+    models = ((extra.get("egress") or {}).get("models") or {}) if isinstance(
+        extra.get("egress"), Mapping) else {}
+    uses = [u for u in models.values() if isinstance(u, Mapping)]
+    doc: dict[str, Any] = {"agent": str(extra["agent"]), "model": str(extra.get("model") or ""),
+                           "turns": int(extra.get("turns") or 0)}
+    if extra.get("route"):
+        doc["route"] = str(extra["route"])
+    if uses:
+        doc.update(tokens_in=sum(int(u.get("tokens_in") or 0) for u in uses),
+                   tokens_out=sum(int(u.get("tokens_out") or 0) for u in uses),
+                   requests=sum(int(u.get("requests") or 0) for u in uses),
+                   cost=round(sum(float(u.get("cost") or 0) for u in uses), 6))
+    return doc
+
+
+def usage_lines(usage: Mapping[str, Any] | None) -> list[str]:
+    """The result comment's line about what the coding agent used."""
+    if not usage:
+        return []
+    model = str(usage.get("model") or "").replace("`", "'")
+    line = (f"🧑‍💻 {usage.get('agent')}" + (f" (`{model}`)" if model else "")
+            + f": {int(usage.get('turns') or 0)} turn{'s' if usage.get('turns') != 1 else ''}")
+    if "tokens_in" in usage:
+        line += (f", {int(usage['tokens_in']):,} tokens in, {int(usage['tokens_out']):,} out"
+                 + (f", about {_dollars(float(usage['cost']))}" if usage.get("cost") else ""))
+    else:
+        line += " (no model use counted: the task ran without the gateway)"
+    return ["", line + "."]
+
+
+def _dollars(cost: float) -> str:
+    return f"${cost:,.2f}" if cost >= 0.01 else f"${cost:.4f}"
+
+
 def setup_lines(doc: Mapping[str, Any] | None) -> list[str]:
     """The result comment's lines about the setup."""
     if not doc:
@@ -120,14 +161,16 @@ def result_comment(key: str, node: str, status: str, duration: float, exit_code:
                    output: str, truncated: bool,
                    egress: Mapping[str, Any] | None = None,
                    setup: Mapping[str, Any] | None = None,
-                   check: Mapping[str, Any] | None = None) -> Comment:
+                   check: Mapping[str, Any] | None = None,
+                   usage: Mapping[str, Any] | None = None) -> Comment:
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️", "cancelled": "🛑"}.get(status, "❔")
     tail = output[-OUTPUT_TAIL:]
     shown = "last part of the output" if truncated or len(output) > len(tail) else "output"
     lines = [marker("result", key),
              f"{icon} **{status}** on **{node}** in {duration:.1f} s"
              + (f" (exit status {exit_code})" if exit_code is not None else "") + ".",
-             *egress_lines(egress), *setup_lines(setup), *check_lines(check),
+             *usage_lines(usage), *egress_lines(egress), *setup_lines(setup),
+             *check_lines(check),
              "", f"<details><summary>{shown}</summary>", "", _fence(tail or "(no output)"), "",
              "</details>"]
     return Comment("result", key, "\n".join(lines))
@@ -213,7 +256,8 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
                  follow_up_error: str | None = None, filed_keys: Sequence[str] = (),
                  egress: Mapping[str, Any] | None = None,
                  setup: Mapping[str, Any] | None = None,
-                 check: Mapping[str, Any] | None = None) -> Comment:
+                 check: Mapping[str, Any] | None = None,
+                 usage: Mapping[str, Any] | None = None) -> Comment:
     """The result of a task that ran in a checkout: what it changed and where it went."""
     icon = {"succeeded": "✅", "failed": "❌", "timeout": "⏱️"}.get(status, "❔")
     lines = [marker("result", key)]
@@ -240,7 +284,7 @@ def work_comment(key: str, node: str, status: str, duration: float, exit_code: i
         lines += ["", "Follow-ups filed: " + ", ".join(f"#{n} ({t[:60]})" for t, n in follow_ups)]
     if follow_up_error:
         lines += ["", f"⚠️ Follow-ups not filed: {follow_up_error}"]
-    lines += egress_lines(egress) + setup_lines(setup) + check_lines(check)
+    lines += usage_lines(usage) + egress_lines(egress) + setup_lines(setup) + check_lines(check)
     if summary:
         lines += ["", summary.strip()[:OUTPUT_TAIL * 2]]
     tail = output[-OUTPUT_TAIL:]
@@ -289,9 +333,16 @@ def input_timeout_comment(key: str, node: str, hours: float) -> Comment:
                    "run it again.")
 
 
-def progress_comment(key: str, node: str, elapsed: float, lines: str) -> Comment:
+def progress_comment(key: str, node: str, elapsed: float, lines: str, *,
+                     checklist: str = "", final: bool = False) -> Comment:
+    """The one comment a long run keeps up to date: how long it has run, and what it did
+    (an agent's checklist: bzzz/exec/agents/checklist.py) or its last lines; ``final``:
+    the run is over (its result comment follows)."""
     minutes, seconds = divmod(int(elapsed), 60)
-    shown = f"\n\n{_fence(lines)}" if lines.strip() else ""
-    return Comment("progress", key,
-                   f"{marker('progress', key)}\n⏳ Running on **{node}** for {minutes} min "
-                   f"{seconds:02d} s.{shown}")
+    if checklist.strip():
+        shown = f"\n\n{checklist}"
+    else:
+        shown = f"\n\n{_fence(defuse_markers(lines))}" if lines.strip() else ""
+    head = (f"🏁 Ran on **{node}** for {minutes} min {seconds:02d} s." if final else
+            f"⏳ Running on **{node}** for {minutes} min {seconds:02d} s.")
+    return Comment("progress", key, f"{marker('progress', key)}\n{head}{shown}")

@@ -120,13 +120,15 @@ class Reporter:
             comment = report.refusal_comment(key, self.s.node_id, reasons)
             label = STATE_LABELS["failed"]
         else:
+            usage = report.usage_of(result.extra)
             svc._decide(Decision.RESULT, task, status=status.value, exit_code=result.exit_code,
                         duration=result.duration, output_bytes=result.output_bytes,
-                        output=result.output)  # the tail; the log keeps long ones by hash
+                        output=result.output,  # the tail; the log keeps long ones by hash
+                        **({"usage": usage} if usage else {}))
             comment = report.result_comment(
                 key, self.s.node_id, status.value, result.duration, result.exit_code,
                 result.output, result.truncated, egress=result.extra.get("egress"),
-                setup=result.extra.get("setup"), check=result.extra.get("check"))
+                setup=result.extra.get("setup"), check=result.extra.get("check"), usage=usage)
             label = finished_label(status)
         if await self._comment(run, task, comment) and await self._conclude(
                 run, task, key, label, status,
@@ -165,11 +167,13 @@ class Reporter:
         filed, fu_error, filed_keys = await self.follow_ups(task, out_dir, comments)
         if error and status is Status.SUCCEEDED:
             status = Status.FAILED  # the work did not reach GitHub
+        usage = report.usage_of(result.extra)
         svc._decide(Decision.RESULT, task, status=status.value, exit_code=result.exit_code,
                     duration=result.duration, output_bytes=result.output_bytes,
                     output=result.output, commit=delivered.commit if delivered else None,
                     branch=delivered.branch if delivered else None,
-                    pr=delivered.pr if delivered else None, delivery_error=error)
+                    pr=delivered.pr if delivered else None, delivery_error=error,
+                    **({"usage": usage} if usage else {}))
         comment = report.work_comment(
             key, self.s.node_id, status.value, result.duration, result.exit_code, result.output,
             result.truncated, summary=summary,
@@ -179,7 +183,7 @@ class Reporter:
             files=len(delivered.files) if delivered else 0, new_round=prior is not None,
             delivery_error=error, follow_ups=[(i.title, n) for i, n in filed],
             follow_up_error=fu_error, filed_keys=filed_keys, egress=result.extra.get("egress"),
-            setup=result.extra.get("setup"), check=result.extra.get("check"))
+            setup=result.extra.get("setup"), check=result.extra.get("check"), usage=usage)
         if not await self._comment(run, task, comment):
             return
         await self._round_answer(run, task, key, delivered, prior, summary)

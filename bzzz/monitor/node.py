@@ -274,7 +274,8 @@ class Monitor:
                    "load": {"running": a.load[0], "max": a.load[1]},
                    "addrs": list(a.addrs), "last_seen": e.last_seen, "log_key": log_key,
                    "peers": list(a.peers),
-                   "version": a.version or (known or {}).get("version"), "up": True}
+                   "version": a.version or (known or {}).get("version"), "up": True,
+                   "presets": list(a.presets)}
             if known != doc:
                 if known is None or any(known.get(k) != doc[k] for k in doc if k != "last_seen"):
                     changed = True
@@ -529,6 +530,7 @@ class Monitor:
                 "models": sorted({c.split(":", 1)[1] for c in caps
                                   if c.startswith(("llm:", "ollama:")) and ":" in c}),
                 "state": "up" if a["up"] else "gone", "load": a["load"],
+                "presets": a.get("presets") or [],
                 "tasks": holding.get(peer, []), "last_seen": a["last_seen"],
                 "addrs": a.get("addrs", []),
                 "log": {"key": key, "length": replica.length if replica else 0,

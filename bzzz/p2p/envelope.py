@@ -21,6 +21,7 @@ MAX_CAPABILITIES = 256
 MAX_ADDRS = 32
 MAX_STR = 512
 MAX_PEERS = 64
+MAX_PRESETS = 16  # coding-agent presets a node announces
 
 TYPE_ANNOUNCE = "capabilities"
 TYPE_DEPART = "departure"
@@ -52,6 +53,9 @@ class Announcement:
     version: str = ""
     # optional: how many entries its own log held (followers see when they fall behind)
     log_length: int = 0
+    # optional: the coding-agent presets it runs, one line each ("claude-code 2.0.14 · model
+    # m via route"), for people (bzzz/exec/agents/versions.py); left out when there are none
+    presets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ def encode_announcement(a: Announcement) -> bytes:
         "node_id": a.node_id, "capabilities": list(a.capabilities), "addrs": list(a.addrs),
         "log_key": a.log_key, "load": list(a.load), "seq": a.seq,
         "peers": list(a.peers[:MAX_PEERS]), "version": a.version, "log_length": a.log_length,
+        **({"presets": list(a.presets[:MAX_PRESETS])} if a.presets else {}),
     })
 
 
@@ -147,6 +152,7 @@ def parse_announcement(m: dict[str, Any]) -> Announcement:
         peers=_str_list(m, "peers", MAX_PEERS) if "peers" in m else (),
         version=_str(m, "version", 64, empty_ok=True) if "version" in m else "",
         log_length=_count(m, "log_length") if "log_length" in m else 0,
+        presets=_str_list(m, "presets", MAX_PRESETS) if "presets" in m else (),
     )
 
 

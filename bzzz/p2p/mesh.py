@@ -58,6 +58,7 @@ class Mesh:
         self.max_tasks = max_tasks
         self.running_tasks = 0
         self.log_key = log_key
+        self.presets: list[str] = []  # bzzz/exec/agents/versions.py announced
         self.log_length = log_length  # our own log's length, told in each announcement
         self.metrics = metrics or Metrics()
         self.table = PeerTable(timeout=SILENT_INTERVALS * interval)
@@ -139,7 +140,14 @@ class Mesh:
             capabilities=tuple(self.capabilities), addrs=tuple(self.node.addrs()),
             log_key=self.log_key, load=(self.running_tasks, self.max_tasks), seq=self._seq,
             peers=tuple(sorted(str(p) for p in self.node.connected_peers())[:envelope.MAX_PEERS]),
-            version=__version__, log_length=self.log_length())
+            version=__version__, log_length=self.log_length(), presets=tuple(self.presets))
+
+    def set_presets(self, presets: list[str]) -> None:
+        """The coding-agent presets this node runs, one line each (announced if any)."""
+        presets = list(presets)[:envelope.MAX_PRESETS]
+        if presets != self.presets:
+            self.presets = presets
+            self._changed.set()
 
     def set_capabilities(self, capabilities: list[str]) -> None:
         if list(capabilities) != self.capabilities:

@@ -269,7 +269,8 @@ class StubMonitor:
                         "node_id": agent["node_id"], "seq": 100 + seq, "type": kind,
                         "data": {"type": kind, "repo": repo, "issue": issue,
                                  "title": task["title"], **extra}})
-        return out
+        # a test may add its own decisions about the task (``extra_timeline``)
+        return out + list(task.get("extra_timeline") or [])
 
     async def _agent_log(self, send: Send, peer: str, query: dict[str, str]) -> None:
         found = self._agent(peer)

@@ -14,6 +14,11 @@ once instead of after its retries.
 The run failed when the CLI's verdict says so (the key refused, a limit, an edit that never
 applied, an error result), when it exits non-zero, or when it changed nothing in the
 checkout. Its last message becomes the task's ``summary.md`` unless the task wrote one.
+
+What a person follows while it runs is the job's progress: the transcript's steps as
+bzzz/exec/agents/checklist.py keeps them (bounded), reported as each line comes and once
+more, final, when the CLI has ended. The result says which preset, model and model route
+ran, and how many turns the CLI took; the gateway adds the tokens and cost it counted.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from pathlib import Path
 
 import trio
 
+from ...redact import redact
 from ..executor import INSTRUCTIONS, Job, Outcome, instructions
 from ..sandbox import Sandbox
 from ..shell import Result, task_env
 from . import Installed
 from .base import Parser, Setup, Verdict
+from .checklist import Checklist
 
 __all__ = ["PresetExecutor", "fingerprint"]
 
@@ -40,6 +47,7 @@ SUMMARY = "summary.md"
 MAX_ENTRIES = 200_000
 TRANSCRIPT = 400  # lines kept for the result
 MAX_LINE = 16 << 20  # bytes of one line of the CLI's output read whole
+REDACT_WHOLE = 1 << 16  # characters of a line redacted before it is parsed
 Fingerprint = dict[str, tuple[int, int, int]]
 
 
@@ -143,16 +151,22 @@ class PresetExecutor:
             "HOME": str(home.resolve()), "PATH": path, "BZZZ_AGENT": preset.name})
         read_only = [*job.read_only, *([agent.install_root] if agent.install_root else [])]
         before = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
-        parser = preset.parser()
-        out, lines = await self._watch(job, agent, env, read_only, parser,
+        parser, steps = preset.parser(), Checklist()
+        out, lines = await self._watch(job, agent, env, read_only, parser, steps,
                                        self._argv(agent, inv.argv, inv.stdin))
         verdict = parser.finish()
         after = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
-        return self._outcome(job, agent, out, verdict, lines, changed=before != after)
+        outcome = self._outcome(job, agent, out, verdict, lines, changed=before != after)
+        if outcome.reason is not None:
+            steps.feed(f"[bzzz] {agent.name} failed: {outcome.reason}")
+        elif steps.ended is None:
+            steps.ended = "finished"
+        job.progress("\n".join(steps.lines()))  # the checklist's final state
+        return outcome
 
     async def _watch(self, job: Job, agent: Installed, env: dict[str, str],
-                     read_only: list[Path], parser: Parser, argv: list[str]
-                     ) -> tuple[Result | None, list[str]]:
+                     read_only: list[Path], parser: Parser, steps: Checklist,
+                     argv: list[str]) -> tuple[Result | None, list[str]]:
         """Run the CLI, reading its lines as they come; stopped at once when its verdict
         is final (a refused key). None: it was stopped so."""
         lines: list[str] = []
@@ -162,11 +176,17 @@ class PresetExecutor:
         here = str(job.workspace.resolve()) + "/"
 
         def take(line: bytes) -> None:  # paths in the checkout shown relative to it
-            shown = [s.replace(here, "") for s in parser.feed(line.decode("utf-8", "replace"))]
+            text = line.decode("utf-8", "replace")
+            # secrets out before the parser cuts lines short (a cut one would escape the
+            # redactor later); a huge line (a file the CLI read) is only ever shown cut
+            text = redact(text) if len(text) <= REDACT_WHOLE else text
+            shown = [redact(s.replace(here, "")) for s in parser.feed(text)]
             if shown:
                 lines.extend(shown)
                 del lines[:-TRANSCRIPT]
-                job.progress("\n".join(lines[-20:]))
+                for s in shown:
+                    steps.feed(s)
+                job.progress("\n".join(steps.lines()))
             if parser.verdict.fatal:
                 stop.cancel()
 
@@ -211,7 +231,8 @@ class PresetExecutor:
         result.output = transcript.strip()[-self.max_output:]
         result.extra.update({
             "sandbox": self.sandbox.kind, "executor": "agent", "agent": agent.name,
-            "model": agent.model, "turns": verdict.turns, "edits": verdict.edits,
+            "model": agent.model, "route": agent.route, "turns": verdict.turns,
+            "edits": verdict.edits,
             "leftovers": list(agent.preset.leftovers)})
         if verdict.message.strip() and not (job.output_dir / SUMMARY).exists():
             (job.output_dir / SUMMARY).write_text(verdict.message.strip() + "\n")

@@ -41,6 +41,7 @@ function agentRow(a, app) {
   const logState = LOG_LABEL[log.state] ? log.state : 'syncing';
   const caps = Array.isArray(a.capabilities) ? a.capabilities : [];
   const models = Array.isArray(a.models) ? a.models : [];
+  const presets = Array.isArray(a.presets) ? a.presets.slice(0, 16) : [];
   const tasks = Array.isArray(a.tasks) ? a.tasks : [];
   const length = Number(log.length) || 0;
   const replicated = Number(log.replicated ?? length) || 0;
@@ -53,7 +54,9 @@ function agentRow(a, app) {
     h('td', {}, String(a.version ?? '')),
     h('td', {class: 'caps'},
       caps.map((c) => h('span', {class: 'chip'}, String(c))),
-      models.map((m) => h('span', {class: 'chip model', title: 'model'}, String(m)))),
+      models.map((m) => h('span', {class: 'chip model', title: 'model'}, String(m))),
+      presets.map((p) => h('span', {class: 'chip preset', title: 'coding agent: CLI version, model, route'},
+                           String(p)))),
     h('td', {class: 'current'}, tasks.length ? tasks.map((t) =>
       h('a', {class: 'task-link', href: taskHref(t.repo, t.issue)}, `${t.repo}#${t.issue}`))
       : h('span', {class: 'muted'}, 'idle')),

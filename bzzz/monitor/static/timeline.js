@@ -15,7 +15,7 @@ const CATEGORY = {
   attempt_crashed: 'failure', checkout_failed: 'failure', guardian_refused: 'failure',
   reported: 'report', report_failed: 'failure', report_dropped: 'failure',
   asked: 'input', needs_input: 'input', input_timed_out: 'input',
-  egress: 'network',
+  egress: 'network', progress: 'progress',
   ci_round: 'ci', ci_green: 'ci', ci_failed: 'failure', waiting: 'input',
 };
 
@@ -37,6 +37,43 @@ function egressLine(d) {
   if (d.budget_exceeded) parts.push('stopped: budget');
   if (d.model_failure) parts.push('model refused');
   return ` · ${parts.join(' · ')}`;
+}
+
+// One line for what a coding agent used (the result's usage: bzzz/claim/report.py).
+export function usageLine(u) {
+  if (!u || typeof u !== 'object') return '';
+  const parts = [`${String(u.agent ?? 'agent')} (${String(u.model ?? '?')})`];
+  if (u.turns !== undefined) parts.push(`${Number(u.turns) || 0} turns`);
+  if (u.tokens_in !== undefined) {
+    parts.push(`${(Number(u.tokens_in) || 0).toLocaleString('en')} tokens in, ` +
+               `${(Number(u.tokens_out) || 0).toLocaleString('en')} out`);
+  }
+  if (Number(u.cost) > 0) parts.push(`about $${Number(u.cost).toFixed(Number(u.cost) >= 0.01 ? 2 : 4)}`);
+  return ` · ${parts.join(' · ')}`;
+}
+
+// The latest `progress` decision: a running agent's steps, shown live above the timeline.
+export function latestProgress(events) {
+  let last = null;
+  for (const e of events) {
+    if (String(e.type ?? '') !== 'progress') continue;
+    if (!last || (Number(e.ts) || 0) > (Number(last.ts) || 0) ||
+        ((Number(e.ts) || 0) === (Number(last.ts) || 0) && Number(e.seq) > Number(last.seq))) {
+      last = e;
+    }
+  }
+  return last;
+}
+
+function summaryOf(type, d) {
+  if (type === 'egress') return h('span', {class: 'muted'}, egressLine(d));
+  if (type === 'result' && d.usage) return h('span', {class: 'muted usage'}, usageLine(d.usage));
+  if (type === 'progress') {
+    const lines = Array.isArray(d.lines) ? d.lines : [];
+    return h('span', {class: 'muted'}, ` · ${lines.length} lines${d.final ? ' · final' : ''}`);
+  }
+  if (category(type) === 'ci' || type === 'ci_failed') return h('span', {class: 'muted'}, ciLine(type, d));
+  return null;
 }
 
 export function category(type) {
@@ -85,8 +122,10 @@ export class TaskView {
       return;
     }
     if (generation !== this.generation) return;
+    const events = Array.isArray(doc.timeline) ? doc.timeline : [];
     this.renderHead(doc.task || {});
-    this.renderTimeline(Array.isArray(doc.timeline) ? doc.timeline : []);
+    this.renderTranscript(latestProgress(events));
+    this.renderTimeline(events);
   }
 
   renderHead(t) {
@@ -102,6 +141,18 @@ export class TaskView {
         ' · updated ', relTime(Number(t.updated)),
         ' · ', t.issue_url ? extLink(t.issue_url, 'issue') : 'issue',
         t.pr ? [' · ', extLink(t.pr_url, `PR #${t.pr}`)] : null));
+  }
+
+  // The agent's transcript as its latest progress decision has it (live while it runs).
+  renderTranscript(e) {
+    if (!e) return;
+    const d = e.data ?? {};
+    const lines = (Array.isArray(d.lines) ? d.lines : []).slice(-40).map((l) => String(l));
+    this.head.appendChild(h('section', {id: 'transcript', class: 'transcript',
+                                        dataset: {final: d.final ? '1' : '0'}},
+      h('h3', {}, d.final ? 'Transcript (final)' : 'Transcript (live)',
+        h('span', {class: 'muted'}, ` · ${String(e.node_id ?? '')} · +${Number(d.elapsed) || 0} s`)),
+      h('pre', {class: 'mono'}, lines.join('\n'))));
   }
 
   renderTimeline(events) {
@@ -142,9 +193,7 @@ export class TaskView {
                                     style: `grid-row:${r};grid-column:${lane + 2}`,
                                     dataset: {type, category: category(type)}},
         h('summary', {}, type, h('span', {class: 'seq'}, ` #${e.seq ?? ''}`),
-          type === 'egress' ? h('span', {class: 'muted'}, egressLine(e.data ?? {})) : null,
-          category(type) === 'ci' || type === 'ci_failed'
-            ? h('span', {class: 'muted'}, ciLine(type, e.data ?? {})) : null),
+          summaryOf(type, e.data ?? {})),
         h('pre', {}, JSON.stringify(e.data ?? {}, null, 1)));
       grid.appendChild(details);
     });
