@@ -133,7 +133,7 @@ SHUTTING_DOWN = StopReason(Stop.SHUTDOWN)
 MAX_QUESTION = 16 * 1024
 PROGRESS_EXECUTORS = ("llm", "agent")  # the long, quiet ones
 PROGRESS_MAX = 8000  # characters of an executor's progress kept (an agent's checklist)
-PROGRESS_LINES, PROGRESS_LINE = 40, 240  # of it in a progress decision
+PROGRESS_LINES, PROGRESS_LINE = 20, 160  # of it in a progress decision (at most ~3 KB)
 SHUTDOWN_GRACE = 5.0  # seconds a stopping agent spends telling GitHub and releasing
 
 
