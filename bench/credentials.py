@@ -11,7 +11,7 @@
                                  p50 and p95
 
 devhub runs as its own process (`bzzz devhub`), as the agents would see it.
-Run as `python bench/credentials.py [--quick]` (--quick: about 30 s). Timings on a shared
+Run as `python bench/credentials.py [--quick]` (--quick: about 15 s). Timings on a shared
 machine are indicative only.
 """
 
@@ -151,7 +151,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    seconds = 12.0 if args.quick else 300.0
+    seconds = 6.0 if args.quick else 300.0  # quick: two refreshes, six revocations
     lifetime = 3 if args.quick else 10
     workers = 4
     with tempfile.TemporaryDirectory(prefix="bench-creds-") as tmp:

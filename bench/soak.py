@@ -1,7 +1,7 @@
 """Soak (issue #14, "staying up"): agents, a monitor, devhub and a steady stream of tasks (one
 every 6 s, every 2 s with --quick; one GitHub login per agent), failing tasks (each one's help
 requests), and agent restarts (SIGTERM and SIGKILL in turn), for
-``--duration`` seconds (3600 by default; ``--quick``: under 3 minutes in all).
+``--duration`` seconds (3600 by default; ``--quick``: 45 s of load, about a minute in all).
 
 Every few seconds the RSS, open files, threads and log sizes (the signed log on disk and the
 process's own output) of every agent process are sampled. Agent 0 is never restarted, so one
@@ -455,7 +455,7 @@ def growth(life: Incarnation, warmup: float) -> dict | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="about 2.5 minutes in all")
+    ap.add_argument("--quick", action="store_true", help="45 s of load with three restarts, about a minute in all")
     ap.add_argument("--duration", type=float, default=None, help="seconds of load (3600)")
     ap.add_argument("--agents", type=int, default=3)
     ap.add_argument("--samples", type=Path, default=None, metavar="FILE",
@@ -467,11 +467,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.agents < 1:
         ap.error("--agents must be at least 1")
-    duration = args.duration or (100.0 if args.quick else 3600.0)
+    duration = args.duration or (45.0 if args.quick else 3600.0)
     if duration <= 0:
         ap.error("--duration must be positive")
     warmup = min(30.0, duration / 4) if args.quick else min(300.0, duration / 6)
-    restart_every = 20.0 if args.quick else 120.0
+    restart_every = 10.0 if args.quick else 120.0
     root = Path(tempfile.mkdtemp(prefix="bzzz-soak-"))
     os.chmod(root, 0o755)  # tasks run as nobody when the agent is root: they enter it
     task_every = args.task_every or (2.0 if args.quick else 6.0)
@@ -542,7 +542,7 @@ def report(soak: Soak, args, info: dict, duration: float, warmup: float, t: floa
          overlaps=soak.overlaps[:10], **params)
     emit("soak_decisions", soak.decision_counts(), "count", "", None, **params)
     emit("soak_wall_seconds", round(time.monotonic() - t, 1), "s",
-         "<= 180" if args.quick else "", None, **params)
+         "<= 90" if args.quick else "", None, **params)
     # overlapping holds read from the logs fail the full run; a quick run (minutes, often on
     # a loaded machine) reports them with their details but fails only on lost or doubled work
     soak.failed = bool(lost or twice or (holds and not args.quick))
