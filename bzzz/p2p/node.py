@@ -320,12 +320,18 @@ class P2PNode:
             await trio.lowlevel.checkpoint()
 
     async def close_connections(self) -> None:
-        for peer in list(self.host.get_connected_peers()):
-            with trio.move_on_after(1):
-                try:
-                    await self.host.disconnect(peer)
-                except Exception:  # shutting down: one connection's trouble stops no other
-                    log.debug("disconnecting %s failed", peer, exc_info=True)
+        """Close every connection, all at once (py-libp2p spends about 0.2 s closing each:
+        one after the other, an agent with many peers took seconds to stop)."""
+        async with trio.open_nursery() as nursery:
+            for peer in list(self.host.get_connected_peers()):
+                nursery.start_soon(self._disconnect, peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        with trio.move_on_after(1):
+            try:
+                await self.host.disconnect(peer)
+            except Exception:  # shutting down: one connection's trouble stops no other
+                log.debug("disconnecting %s failed", peer, exc_info=True)
 
     async def _drain(self, sub: ISubscriptionAPI) -> None:
         async for _ in sub:
