@@ -38,8 +38,7 @@ def test_forty_tasks_four_strangers_default_settings(tmp_path, workdir):
                 time.sleep(0.5)
             took = time.monotonic() - start
         finally:
-            for p in procs:
-                p.stop()
+            agents.stop_all(procs)
         assert done == TASKS, f"{done} of {TASKS} done in {took:.0f} s"
         # the figure is <= 60 s (bench/backlog.py); a loaded test machine gets twice that
         assert took <= 120, took

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bzzz.devhub import DevHubThread
-from bzzz.testing.agents import start, start_monitor
+from bzzz.testing.agents import start, start_monitor, stop_all
 from bzzz.testing.wait import wait_for
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"},
@@ -74,8 +74,7 @@ def mesh_of_two(tmp_path, workdir):
             wait_for(lambda: _up(mon), 30, what="the monitor answers")
             yield hub, (a1, a2), mon
         finally:
-            for p in (mon, a2, a1):
-                p.stop()
+            stop_all((mon, a2, a1))
 
 
 def _up(mon):
@@ -253,8 +252,7 @@ def test_replication_survives_twenty_restarts_while_agents_write(tmp_path):
             raise
         assert all(n > 20 for _, n in lengths.values()), lengths
     finally:
-        for p in [mon] + agents:
-            p.stop()
+        stop_all([mon] + agents)
 
 
 class _Receiver:

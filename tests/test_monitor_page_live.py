@@ -11,7 +11,7 @@ import pytest
 
 from bzzz.devhub import DevHubThread
 from bzzz.testing import browser
-from bzzz.testing.agents import start, start_monitor
+from bzzz.testing.agents import start, start_monitor, stop_all
 from bzzz.testing.wait import wait_for
 
 from .conftest import require
@@ -109,6 +109,4 @@ def test_the_page_follows_a_real_mesh(tmp_path, workdir, chromium):
                 browser.screenshot(w.page, "live-final")
             finally:
                 w.close()
-                mon.stop()
-                for a in agents:
-                    a.stop()
+                stop_all([mon, *agents])

@@ -366,8 +366,8 @@ class Mesh:
         return httpx.get(agent.api + "/metrics", timeout=10).text
 
     def __exit__(self, *exc):
+        agents.stop_all(self.agents)
         for a in self.agents:
-            a.stop()
             if exc[0] is not None:
                 print(f"--- {a.name} log tail ---\n{a.log.read_text()[-3000:]}")
         self.hub.__exit__(None, None, None)

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,21 @@ class _Stoppable:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(10)
+
+
+def stop_all(procs: Iterable[_Stoppable], timeout: float = 20) -> None:
+    """Stop processes together: each is asked at once, then each is waited for (killed
+    when it does not stop in ``timeout`` seconds). Agents take most of a second to leave."""
+    procs = list(procs)
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.terminate()  # once: a second SIGTERM would cut a leaving agent short
+    for p in procs:
+        try:
+            p.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+            p.proc.wait(10)
 
 
 @dataclass
