@@ -97,7 +97,9 @@ def test_wait_follows_real_tasks_to_each_end(tmp_path, workdir):
     with DevHubThread(seed=SEED) as hub:
         agent = procs.start(Path(workdir), "w1", hub.url, "t-bot", "owner/tasks",
                             BZZZ_GITHUB__POLL_INTERVAL="0.3", BZZZ_GITHUB__WRITE_INTERVAL="0",
-                            BZZZ_MAX_TASKS="2")
+                            BZZZ_MAX_TASKS="2",
+                            # a failed task still asks for help (three times): briefly
+                            BZZZ_HELP_WAIT="0.5")
         try:
             ok = bzzz(hub, tmp_path, "--title", "ok", "--command", "echo fine", "--wait",
                       "--job-id", "ok-1", "--interval", "0.3", "--timeout", "90")
