@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bzzz.hyperlog.store import read_entries
-from bzzz.testing.netns import in_netns
+from bzzz.testing.netns import in_netns, stop_all
 from bzzz.testing.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -100,8 +100,7 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab, target):
                 "<!-- bzzz:handover:" in b or "<!-- bzzz:review:" in b for b in comments())
         wait_for(ended, 60, what="the task ends")
         bodies = comments()
-        for x in agents:
-            x.stop()
+        stop_all(agents)
         logs = {x.name: read_entries(x.data_dir / "log") for x in agents}
         first = next(e["request"] for e in logs["a"] if e["type"] == "help_requested")
         if target != "f":

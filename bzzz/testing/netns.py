@@ -206,6 +206,21 @@ class Agent:
             return ""
 
 
+def stop_all(agents: list[Agent], timeout: float = 10.0) -> None:
+    """SIGTERM to every agent at once, then wait for each (killed after ``timeout``): one
+    signal each, as a second SIGTERM would cut a leaving agent short."""
+    for agent in agents:
+        agent.send_signal(signal.SIGTERM)
+    for agent in agents:
+        if agent.proc is None:
+            continue
+        try:
+            agent.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            agent.proc.kill()
+            agent.proc.wait()
+
+
 @dataclass
 class Lab:
     """Owns namespaces and agent processes; ``close()`` (or the context manager) removes all."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..identity import load_or_create
-from .netns import Lab, in_netns, ip
+from .netns import Lab, in_netns, ip, stop_all
 from .wait import wait_for
 
 SEED = {"users": [{"login": "owner", "token": "t-owner"}, {"login": "bot", "token": "t-bot"}],
@@ -274,9 +274,7 @@ class Partition:
         }
 
     def close(self) -> None:
-        for a in self.all_agents():
-            if a.proc is not None and a.proc.poll() is None:
-                a.stop()
+        stop_all([a for a in self.all_agents() if a.proc is not None and a.proc.poll() is None])
         if getattr(self, "hub", None) is not None and self.hub.poll() is None:
             self.hub.terminate()
             try:
