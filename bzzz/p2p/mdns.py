@@ -9,6 +9,7 @@ next announcement repeats). Discovery only reports peers; the connector dials th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 SERVICE_TYPE = "_bzzz._udp.local."
 MAX_TXT_ADDRS = 8
+REGISTER_TIMEOUT = 5.0  # seconds zeroconf's loop may take to register the service
 
 log = logging.getLogger("bzzz.mdns")
 
@@ -97,8 +99,13 @@ class MdnsDiscovery:
             properties=txt_properties(addrs),
             server=f"bzzz-{self.peer_id[-16:].lower()}.local.",
         )
-        # Instance names are peer ids, unique by construction: skip the ~1 s name probe.
-        self._zc.register_service(self._info, cooperating_responders=True)
+        # Instance names are peer ids, unique by construction: skip the ~1 s name probe. The
+        # service answers queries once registered; its two announcements (0.45 s) go out on
+        # zeroconf's loop while the agent starts (register_service would wait for them).
+        assert self._zc.loop is not None  # zeroconf starts its loop in its constructor
+        asyncio.run_coroutine_threadsafe(
+            self._zc.async_register_service(self._info, cooperating_responders=True),
+            self._zc.loop).result(REGISTER_TIMEOUT)
         self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[self._on_change])
 
     def _stop_blocking(self) -> None:
