@@ -108,11 +108,18 @@ class _Process:
     """A ``bzzz`` process the demo started, stopped as Docker would (SIGTERM, then kill)."""
 
     proc: subprocess.Popen[bytes] | None = None
+    _asked = False
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM, once (a second one would cut the leaving process short)."""
+        if self.proc is not None and self.proc.poll() is None and not self._asked:
+            self.proc.send_signal(signal.SIGTERM)
+            self._asked = True
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
+        self.ask_to_stop()
         try:
             return self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -361,6 +368,8 @@ def _run(hub: DevHubThread, agents: int, tasks: int, exit_after: bool, out: Text
         return 0
     finally:
         stack.close()
+        for p in (*mesh, monitor):  # all leave together: each takes most of a second
+            p.ask_to_stop()
         codes = [a.stop() for a in mesh]
         monitor.stop()
         if all(c == 0 for c in codes):
