@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from bzzz.hyperlog.store import read_entries
+from bzzz.identity import load_or_create
 from bzzz.testing.netns import in_netns, stop_all
 from bzzz.testing.wait import wait_for
 
@@ -55,6 +56,8 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab, target):
         token = lab.workdir / "token"
         token.write_text("t-bot\n")
         agents = []
+        # every identity made before any agent starts: then all start at once
+        ids = [load_or_create(lab.workdir / name).peer_id.to_base58() for name in names]
         for i, name in enumerate(names):
             # the tool the task needs: only the last node of the line has it
             bindir = lab.workdir / f"bin-{name}"
@@ -77,11 +80,11 @@ def test_line_forwarding_handoff_and_failure_after_three_requests(lab, target):
                    "GITHUB_TOKEN_FILE": str(token), "BZZZ_GITHUB__WRITE_INTERVAL": "0",
                    # only a takes tasks from GitHub; the others only ever get them handed over
                    "BZZZ_GITHUB__POLL_INTERVAL": "0.5" if name == "a" else "3600"}
-            if agents:
-                env["BZZZ_BOOTSTRAP"] = f"/ip4/10.77.0.{i}/tcp/4001/p2p/{agents[-1].peer_id}"
-            agent = lab.agent(name, host, env=env).start()
+            if i:  # the previous node, by the id its data directory holds
+                env["BZZZ_BOOTSTRAP"] = f"/ip4/10.77.0.{i}/tcp/4001/p2p/{ids[i - 1]}"
+            agents.append(lab.agent(name, host, env=env, data_dir=lab.workdir / name).start())
+        for agent in agents:
             agent.wait_healthy(30)
-            agents.append(agent)
         # everyone heard of everyone through gossip, but each is connected to its neighbours
         wait_for(lambda: all(len(x.status()["peers"]) == len(names) - 1 for x in agents), 30,
                  what="announcements crossed the line")
