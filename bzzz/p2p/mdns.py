@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,7 @@ class MdnsDiscovery:
         self._browser: ServiceBrowser | None = None
         self._info: ServiceInfo | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        self._announcing: Awaitable[object] | None = None
         self.dropped = 0
 
     # zeroconf thread
@@ -103,7 +104,8 @@ class MdnsDiscovery:
         # service answers queries once registered; its two announcements (0.45 s) go out on
         # zeroconf's loop while the agent starts (register_service would wait for them).
         assert self._zc.loop is not None  # zeroconf starts its loop in its constructor
-        asyncio.run_coroutine_threadsafe(
+        # (the announcing task is kept: an event loop holds its tasks only weakly)
+        self._announcing = asyncio.run_coroutine_threadsafe(
             self._zc.async_register_service(self._info, cooperating_responders=True),
             self._zc.loop).result(REGISTER_TIMEOUT)
         self._browser = ServiceBrowser(self._zc, SERVICE_TYPE, handlers=[self._on_change])
