@@ -106,5 +106,6 @@ def test_a_long_agent_run_keeps_one_progress_comment_up_to_date(tmp_path, workdi
             a.wait(15)
         shown = [c for c in comments(owner, n) if "<!-- bzzz:progress:" in c["body"]]
         assert len(shown) == 1  # one comment, edited
-        assert "Running on **a**" in shown[0]["body"] and "step-" in shown[0]["body"]
+        # edited once more when the run ended: its final state
+        assert "🏁 Ran on **a**" in shown[0]["body"] and "step-6" in shown[0]["body"]
         assert shown[0]["updated_at"] >= shown[0]["created_at"]
