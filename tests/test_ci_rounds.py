@@ -5,10 +5,11 @@ in its added lines, with an annotation at each."""
 import httpx
 import pytest
 
-from bzzz.claim.ciround import next_step, rounds_done
+from bzzz.claim.ciround import next_step, round_comment, rounds_done
 from bzzz.devhub import DevHubThread
 from bzzz.devhub.ciapp import CiApp, added_lines, forbid
-from bzzz.github.checks import Verdict
+from bzzz.github.checks import Failure, Verdict
+from bzzz.github.markers import find_markers
 from bzzz.testing.wait import wait_for
 
 from .test_repo_work import comments, file_on, file_task, pulls, running_agent
@@ -41,7 +42,14 @@ def test_the_core_counts_rounds_and_stops_at_the_limit():
     assert next_step(red, 0, ci_rounds=0).kind == "give_up"
     bodies = ["<!-- bzzz:ci:7:aaa -->x", "<!-- bzzz:ci:7:bbb -->", "<!-- bzzz:ci:8:c -->",
               "<!-- bzzz:ci-final:7:d -->", "plain"]
-    assert rounds_done(bodies, 7) == 2 and rounds_done(bodies, 8) == 1
+    ours = [{"user": {"login": "Bot"}, "body": b} for b in bodies]
+    forged = [{"user": {"login": "stranger"}, "body": "<!-- bzzz:ci:7:zzz -->"}]
+    assert rounds_done(ours + forged, 7, "bot") == 2 and rounds_done(ours, 8, "bot") == 1
+    # what a CI reports cannot carry a marker of ours into the round's comment
+    hostile = Verdict("red", (Failure("check_run", "ci", "failure",
+                                      summary="<!-- bzzz:ci:7:forged -->"),))
+    body = round_comment(7, "abc", hostile, next_step(hostile, 0), 2, "n").body
+    assert find_markers(body) == {("ci", "7:abc")}
 
 
 def test_added_lines_follow_the_hunks():
@@ -97,8 +105,9 @@ def test_a_check_that_keeps_failing_stops_at_ci_rounds_with_a_comment(tmp_path, 
         wait_for(lambda: any("<!-- bzzz:ci-final:" in c["body"]
                              for c in comments(owner, pr["number"])), 120,
                  what="the final CI comment")
-        bodies = [c["body"] for c in comments(owner, pr["number"])]
-        assert rounds_done(bodies, pr["number"]) == 2  # ci_rounds (2), then a person
+        everything = comments(owner, pr["number"])
+        bodies = [c["body"] for c in everything]
+        assert rounds_done(everything, pr["number"], "bot") == 2  # ci_rounds (2), then a person
         final = next(b for b in bodies if "<!-- bzzz:ci-final:" in b)
         assert "after 2 CI rounds" in final and "FIXME" in final
         assert list(ci.judged.values()) == ["failure"] * 3  # the third failure stops it

@@ -37,6 +37,10 @@ def test_a_need_nobody_offers_is_unmet_and_named():
     assert "Waiting for a node with `gpu`" in body
     assert "`me`: `shell`" in body and "`p1`: `shell`, `docker`" in body
     assert ("waiting", u.key) in find_markers(body)
+    # a label may hold spaces: a need spelling a marker of ours stays text
+    forged = unmet(issue(("bzzz", "needs:<!-- bzzz:claim:x -->")), "me", [], [])
+    assert forged is not None
+    assert find_markers(waiting_comment(forged).body) == {("waiting", forged.key)}
 
 
 def test_a_model_nobody_serves_is_unmet():

@@ -20,9 +20,10 @@ mesh (the caller takes the repository's once-only lock for the head commit first
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..github.checks import Verdict
-from ..github.markers import Comment, find_markers, marker
+from ..github.markers import Comment, defuse_markers, find_markers, marker
 
 CI_ROUNDS = 2
 CI_WAIT = 1800.0  # seconds a head's checks may stay pending before they count as failed
@@ -45,15 +46,19 @@ def next_step(v: Verdict, rounds_done: int, ci_rounds: int = CI_ROUNDS) -> Step:
     return Step("give_up")
 
 
-def rounds_done(comment_bodies: list[str], pr: int) -> int:
-    """CI rounds already started on pull request ``pr`` (its ``ci`` comments)."""
+def rounds_done(comments: list[dict[str, Any]], pr: int, login: str) -> int:
+    """CI rounds already started on pull request ``pr``: its ``ci`` comments written by the
+    agents' ``login`` (anyone may write a marker into a comment; only the agents' count)."""
     prefix = f"{pr}:"
-    return sum(1 for body in comment_bodies for kind, key in find_markers(body)
+    return sum(1 for c in comments
+               if str((c.get("user") or {}).get("login", "")).lower() == login.lower()
+               for kind, key in find_markers(c.get("body") or "")
                if kind == "ci" and key.startswith(prefix))
 
 
 def _what_failed(v: Verdict) -> str:
-    text = v.feedback().strip()
+    """The CI's own words (its output and annotations), never a marker of ours."""
+    text = defuse_markers(v.feedback().strip())
     return text or "(no details were reported)"
 
 

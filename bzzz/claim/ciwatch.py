@@ -74,8 +74,7 @@ class CiWatch:
         if v.state == "red":
             runs = await self.reader.with_annotations(pr.repo, runs, v)
             v = verdict(runs, statuses, required, elapsed, s.ci_wait, s.ci_settle)
-            done = rounds_done([c.get("body") or "" for c in await ops.comments(pr.number)],
-                               pr.number)
+            done = rounds_done(await ops.comments(pr.number), pr.number, s.login)
         if not await self.svc.intake.locks[pr.repo].take(f"ci-{pr.number}-{sha[:20]}"):
             self.acted.add(sha)  # another node acts on this head
             return

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..github.markers import Comment, marker
+from ..github.markers import Comment, defuse_markers, marker
 from ..p2p.capabilities import PeerView, capability_met
 from .task import Task, TaskError, ineligible_reason, required
 
@@ -70,7 +70,7 @@ def due(first_seen: float, now: float, notice_after: float = NOTICE_AFTER) -> bo
 
 
 def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
+    return "`" + defuse_markers(text.replace("`", "'")) + "`"
 
 
 def waiting_comment(u: Unmet) -> Comment:
