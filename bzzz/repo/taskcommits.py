@@ -28,16 +28,16 @@ on the start commit as before, with one log line saying why.
 
 Kept commits are replayed, not copied: each one's tree goes through a replay index the
 agent owns (``read-tree``; the task's environment and the CLI's leftovers set back to the
-start, as ``snapshot`` leaves them; ``write-tree``) with the quarantine as an alternate, and
-``commit-tree`` makes it the agent's commit: the agent's identity as author and committer,
-and its clock (the task's author line is only the task's word: it becomes a
+start, as ``snapshot_tree`` leaves them; ``write-tree``) with the quarantine as an
+alternate, and ``commit-tree`` makes it the agent's commit: the agent's identity as author
+and committer, and its clock (the task's author line is only the task's word: it becomes a
 ``Co-authored-by:`` trailer when well-formed), the task's message without control
 characters, at most ``MAX_MESSAGE`` characters, followed by the delivery's trailers. A
 commit that changed only what is left out is dropped. The objects the replayed commits need
 and the mirror lacks are then moved from the quarantine into the mirror, and the mirror is
 checked to hold every object from the start commit on (``rev-list --objects``). The working
-files, as ``snapshot`` makes them, follow as one more commit when they differ from the last
-kept one.
+files, as ``snapshot_tree`` makes them, follow as one more commit when they differ from the
+last kept one.
 """
 
 from __future__ import annotations

@@ -341,16 +341,6 @@ async def commit_tree(git: Git, mirror: Path, tree: str, parent: str, message: s
                          what="commit-tree", env=who, stdin=message.encode())
 
 
-async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str],
-                   when: int | None = None, exclude: Sequence[str] = ()) -> str | None:
-    """One commit of the task's working files on top of ``co.start``; None: no changes.
-    Paths matching ``exclude`` stay as they were at the start."""
-    tree, start_tree = await snapshot_tree(git, co, exclude)
-    if tree == start_tree:
-        return None
-    return await commit_tree(git, co.mirror, tree, co.start, message, author, when)
-
-
 async def changed_files(git: Git, mirror: Path, old: str, new: str) -> list[str]:
     """The paths that differ, as they are (``-z``: never quoted or escaped, whatever bytes a
     name holds, so a protected-path check sees the real name)."""
