@@ -331,6 +331,8 @@ class Agent:
             return None
         return {"pull_requests_opened": work.prs_opened, "git_commands": work.git.runs,
                 "spare_checkouts_used": work.spares_used,
+                "task_commits_kept": work.commits_kept,
+                "task_commits_declined": work.commits_declined,
                 "spare_checkouts_ready": sorted(work.spares),
                 "git_seconds": round(work.git.seconds, 3),
                 "git_steps": {k: {"runs": n, "seconds": round(t, 3)}

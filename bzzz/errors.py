@@ -36,7 +36,8 @@ that seam, with the original as ``__cause__``::
     │   ├── EngineError                       bzzz/exec/container.py
     │   ├── LLMError                          bzzz/exec/llm.py
     │   └── Budget                            bzzz/exec/guardian/budgets.py (a check ran out)
-    ├── RepoError           bzzz/repo/workspace.py; GitError in bzzz/repo/git.py
+    ├── RepoError           bzzz/repo/workspace.py; GitError in bzzz/repo/git.py, NotKept in
+    │                       bzzz/repo/taskcommits.py (the task's commits fall back)
     ├── ClaimError          DeliveryError (bzzz/claim/delivery.py), IllegalTransition
     │                       (bzzz/claim/attempt.py: a bug, also a RuntimeError)
     └── HubError            devhub's answers (bzzz/devhub/errors.py); GitStoreError

@@ -107,9 +107,14 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
 def test_an_agent_commands_known_cli_leaves_its_files_out_of_the_pull_request(tmp_path,
                                                                                workdir):
     """The issue's first complaint: Aider as a plain agent_command left its history files,
-    and they were committed. A command running a CLI a preset knows leaves them out."""
+    and they were committed. A command running a CLI a preset knows leaves them out. The
+    commit it makes itself (with its history files in it) is kept, as the agent's, under
+    the delivery's commit of what it left uncommitted (bzzz/repo/taskcommits.py)."""
     command = ("/bin/sh -c 'echo \"kept by agents\" >> README.md; "
-               "echo history > .aider.chat.history.md; echo input > .aider.input.history' aider")
+               "echo history > .aider.chat.history.md; git add -A; "
+               "git -c user.name=Aider -c user.email=aider@example.com commit -qm \"Say who "
+               "keeps the tasks\"; echo tested >> README.md; "
+               "echo input > .aider.input.history' aider")
     with DevHubThread(seed=SEED) as hub:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"},
                              timeout=30)
@@ -120,3 +125,13 @@ def test_an_agent_commands_known_cli_leaves_its_files_out_of_the_pull_request(tm
             wait_for(lambda: "bzzz:review" in _labels(owner, n), 120, what="the PR")
             (pr,) = _pull_for(owner, n)
             assert {e["path"] for e in _tree(owner, pr["head"]["sha"])} == {"README.md"}
+            commits = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}/commits").json()
+            assert [c["commit"]["message"].split("\n")[0] for c in commits] == [
+                "Say who keeps the tasks", "Who keeps the tasks"], commits
+            kept, final = commits
+            assert kept["commit"]["author"]["name"] == "Bzzz gw"
+            assert "Co-authored-by: Aider <aider@example.com>" in kept["commit"]["message"]
+            assert {e["path"] for e in _tree(owner, kept["sha"])} == {"README.md"}
+            assert final["parents"][0]["sha"] == kept["sha"]
+            work = httpx.get(f"http://{env['BZZZ_API_LISTEN']}/api/v1/status").json()
+            assert work["github"]["checkouts"]["task_commits_kept"] == 1

@@ -78,9 +78,12 @@ def pulls(owner, **params):
 
 
 def file_on(owner, ref, path):
-    """A file's text at ``ref``, read through the git data API (None: not there)."""
+    """A file's text at ``ref`` (a branch, or a commit's id), read through the git data API
+    (None: not there)."""
     import base64
-    sha = owner.get(f"/repos/owner/tasks/git/ref/heads/{ref}").json()["object"]["sha"]
+    import re
+    sha = ref if re.fullmatch("[0-9a-f]{40}", ref) else \
+        owner.get(f"/repos/owner/tasks/git/ref/heads/{ref}").json()["object"]["sha"]
     tree = owner.get(f"/repos/owner/tasks/git/commits/{sha}").json()["tree"]["sha"]
     *dirs, name = path.split("/")
     for d in dirs:
@@ -253,10 +256,13 @@ def test_a_delivery_that_changes_workflows_is_refused_unless_allowed(tmp_path, w
                                                                      owner, dev):
     """GitHub runs a pushed branch's workflows with the repository's secrets: a task that
     changes `.github/workflows/` pushes nothing and fails, naming the paths, unless the
-    operator allows it for the repository."""
+    operator allows it for the repository. A path changed in a commit of the task's own
+    (every commit is pushed) counts, though the working files no longer have it."""
     n = file_task(owner, "Add CI", "```bzzz\nmkdir -p .github/workflows\n"
                   "echo 'on: push' > .github/workflows/ci.yml\n"
+                  "git add -A && git -c user.name=T -c user.email=t@example.com commit -qm CI\n"
                   "echo 'on: push' > .github/workflows/\u00e9t\u00e9.yml\n"
+                  "rm .github/workflows/ci.yml\n"
                   "echo ok > fine.txt\n```")
     with running_agent(tmp_path, hub, workdir, BZZZ_HELP_REQUESTS="off"):
         wait_for(lambda: "bzzz:failed" in labels(owner, n), 60, what="the task failed")
@@ -272,7 +278,10 @@ def test_a_delivery_that_changes_workflows_is_refused_unless_allowed(tmp_path, w
         dev.post(f"/repos/owner/tasks/issues/{n}/comments", json={"body": "/bzzz retry"})
         wait_for(lambda: "bzzz:review" in labels(owner, n), 60, what="delivered when allowed")
     (pr,) = pulls(owner)
-    assert file_on(owner, pr["head"]["ref"], ".github/workflows/ci.yml") == "on: push\n"
+    assert file_on(owner, pr["head"]["ref"], ".github/workflows/\u00e9t\u00e9.yml") == "on: push\n"
+    assert file_on(owner, pr["head"]["ref"], ".github/workflows/ci.yml") is None
+    kept, _ = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}/commits").json()
+    assert file_on(owner, kept["sha"], ".github/workflows/ci.yml") == "on: push\n"
 
 
 def test_closing_the_pull_request_unmerged_ends_the_task(tmp_path, workdir, hub, owner, dev):

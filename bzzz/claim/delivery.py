@@ -2,7 +2,8 @@
 
 Before: the node's mirror of the repository is fetched (incrementally) and the task gets a
 fresh checkout at the base branch (``base=``, else the default branch) or, in a review
-round, at its pull request's branch. After: the working files become one commit by
+round, at its pull request's branch. After: the task's own commits, where they are
+safe to keep (bzzz/repo/taskcommits.py), then the working files as one more commit by
 ``Bzzz <node>`` with the issue in a trailer, pushed (never forced) to
 ``bzzz/<issue>-<slug>`` (``-2``, ``-3``… when that name is taken), and a pull request is
 opened (draft unless ``pr=ready``) whose body says ``Fixes #<issue>``, with review asked of
@@ -34,8 +35,9 @@ from ..errors import ClaimError, RepoError
 from ..github.client import GitHubClient, GitHubError
 from ..github.markers import defuse_markers, find_markers, marker
 from ..repo.git import Git, GitError
+from ..repo.taskcommits import snapshot_keeping
 from ..repo.workspace import (Checkout, Mirrors, Spare, branch_name, changed_files, checkout,
-                              make_spare, snapshot)
+                              make_spare, touched_files)
 from .task import Task, TaskSpec
 
 log = logging.getLogger("bzzz.delivery")
@@ -66,6 +68,7 @@ class Delivered:
     commit: str
     branch: str
     files: list[str]
+    kept: int = 0  # the task's own commits kept under ``commit`` (bzzz/repo/taskcommits.py)
     pr: int | None = None
     pr_url: str | None = None
     opened: bool = False  # a new pull request (not a new round on an old one)
@@ -74,16 +77,23 @@ class Delivered:
 
 def commit_message(task: Task, summary: str, node: str, login: str) -> str:
     """The commit a person would write: the issue's title, the agent's summary, and the
-    trailers: the issue, the node, and the issue's author as co-author (GitHub credits them
-    through their no-reply address; not for the agents' own login, e.g. a follow-up)."""
+    trailers (``commit_trailers``)."""
     title = " ".join(task.title.split())[:200] or f"Task #{task.number}"
     body = summary.strip()[:2000]
+    trailers = commit_trailers(task, node, login)
+    return f"{title}\n\n" + (f"{body}\n\n" if body else "") + "\n".join(trailers) + "\n"
+
+
+def commit_trailers(task: Task, node: str, login: str) -> list[str]:
+    """The issue, the node, and the issue's author as co-author (GitHub credits them
+    through their no-reply address; not for the agents' own login, e.g. a follow-up): they
+    end the delivery's commit and each of the task's own commits kept."""
     trailers = [f"Bzzz-Issue: {task.repo}#{task.number}", f"Bzzz-Node: {node}"]
     author = task.author
     if author and author.lower() != login.lower() and _LOGIN.fullmatch(author):
         address = (f"{task.author_id}+{author}" if task.author_id else author)
         trailers.append(f"Co-authored-by: {author} <{address}@users.noreply.github.com>")
-    return f"{title}\n\n" + (f"{body}\n\n" if body else "") + "\n".join(trailers) + "\n"
+    return trailers
 
 
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
@@ -223,6 +233,8 @@ class RepoWork:
         self.owner = owner
         self._repo_docs: dict[str, dict[str, Any]] = {}
         self.prs_opened = 0
+        self.commits_kept = 0  # the tasks' own commits delivered (bzzz/repo/taskcommits.py)
+        self.commits_declined = 0  # deliveries whose task's commits were not safe to keep
         # one checkout of each repository's default branch written ahead of time
         self.spare_dir = self.workroot / ".spare"
         shutil.rmtree(self.spare_dir, ignore_errors=True)  # a killed agent's half-made one
@@ -319,18 +331,25 @@ class RepoWork:
         checkout (a coding agent's history files), never committed."""
         message = commit_message(task, summary, self.node_id, self.login)
         try:
-            commit = await snapshot(self.git, co, message, self.author(), exclude=leftovers)
+            made = await snapshot_keeping(
+                self.git, co, message, self.author(), exclude=leftovers,
+                trailers=commit_trailers(task, self.node_id, self.login))
         except GitError as exc:
             raise DeliveryError(f"could not commit the changes: {exc}") from None
         except RepoError as exc:
             raise DeliveryError(str(exc)) from None
-        if commit is None:
+        if made is None:
             return None
+        commit = made.head
         files = await changed_files(self.git, co.mirror, co.start, commit)
-        self._refuse_protected(task, files)
+        # every commit pushed counts: one of the task's may change a path a later one restores
+        self._refuse_protected(task, await touched_files(self.git, co.mirror, co.start, commit)
+                               if made.kept else files)
         url = (await self.repo_doc(task.repo))["clone_url"]
         branch = await self._push(co, task, commit, url, prior)
-        done = Delivered(commit, branch, files)
+        done = Delivered(commit, branch, files, made.kept)
+        self.commits_kept += made.kept
+        self.commits_declined += bool(made.declined)
         base = self.base_of(task, spec, prior)
         if prior is not None:
             done.pr, done.pr_url = prior.number, self._pr_url(task.repo, prior.number)

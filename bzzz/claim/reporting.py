@@ -173,6 +173,7 @@ class Reporter:
                     output=result.output, commit=delivered.commit if delivered else None,
                     branch=delivered.branch if delivered else None,
                     pr=delivered.pr if delivered else None, delivery_error=error,
+                    **({"kept_commits": delivered.kept} if delivered and delivered.kept else {}),
                     **({"usage": usage} if usage else {}))
         comment = report.work_comment(
             key, self.s.node_id, status.value, result.duration, result.exit_code, result.output,

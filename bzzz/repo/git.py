@@ -8,8 +8,9 @@ configuration; git's own messages are redacted before they reach an error or a l
 
 The agent never runs git on a repository a task controlled: a task's ``.git`` (hooks,
 ``core.fsmonitor``, filters, object files) is the task's, and git would run what it names.
-Delivery reads only the task's working files, through the agent's own index and mirror
-(``workspace.py``).
+Delivery reads the task's working files through the agent's own index and mirror
+(``workspace.py``), and the commits the task made by reading its ``.git`` without git
+(``taskcommits.py``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,13 @@
   before, so it is as pristine as a fresh checkout.
 - **Snapshot**: after the task, the agent adds the working files (``.git`` excluded, as git
   always does) to its private index against the mirror and writes one commit on top of the
-  start commit. It never reads the task's ``.git``: hooks, filters and ``core.fsmonitor``
-  there are the task's, so commits the task made arrive as the files they left.
+  start commit. It never runs git on the task's ``.git``: hooks, filters and
+  ``core.fsmonitor`` there are the task's. Commits the task made are kept where safe
+  (bzzz/repo/taskcommits.py reads them without git: HEAD's first-parent chain back to the
+  start within 50 commits, no merge, every object valid, the same paths left out): each is
+  replayed as the agent's commit, with the working files' commit on top when they differ
+  from the last. Anything else (history rewritten, a merge, a link for a ref, a corrupt or
+  packed object, too many commits) falls back to the one snapshot commit, logged with why.
 """
 
 from __future__ import annotations
@@ -299,34 +304,40 @@ def _scan(root: Path) -> None:
                                 "over 100 MB")
 
 
-def leave_out(globs: Sequence[str]) -> list[str]:
-    """Pathspecs that keep ``globs`` (repository-relative, e.g. a coding agent's leftovers
-    ``.aider*``) and everything under them out of ``git add``."""
-    return [spec for g in globs for spec in (f":(exclude,glob){g}", f":(exclude,glob){g}/**")]
+def kept_out(co: Checkout, exclude: Sequence[str], *, magic: str = "exclude,") -> list[str]:
+    """Pathspecs of what never becomes part of a commit: the task's environment (literal
+    paths) and the ``exclude`` globs (e.g. a coding agent's leftovers ``.aider*``) with
+    everything under them. ``magic="exclude,"`` keeps them out of ``git add``; ``magic=""``
+    names them (``git rm --cached``, bzzz/repo/taskcommits.py)."""
+    return [f":({magic}literal){p}" for p in co.environment[:MAX_EXCLUDED]] + \
+        [spec for g in exclude for spec in (f":({magic}glob){g}", f":({magic}glob){g}/**")]
 
 
-async def snapshot(git: Git, co: Checkout, message: str, author: tuple[str, str],
-                   when: int | None = None, exclude: Sequence[str] = ()) -> str | None:
-    """One commit of the task's working files on top of ``co.start``; None: no changes.
-    Paths matching ``exclude`` stay as they were at the start."""
+async def snapshot_tree(git: Git, co: Checkout, exclude: Sequence[str] = ()) -> tuple[str, str]:
+    """The tree of the task's working files, added to the agent's private index against the
+    mirror (paths matching ``exclude`` stay as they were at the start), and the start
+    commit's tree."""
     await trio.to_thread.run_sync(_scan, co.path)
-    env = co._env()
-    kept_out = [f":(exclude,literal){p}" for p in co.environment[:MAX_EXCLUDED]] + \
-        leave_out(exclude)
-    await git.run([*co._git(), "add", "-A", *(["--", ".", *kept_out] if kept_out else [])],
-                  what="add", env=env, cwd=co.path, timeout=GIT_TIMEOUT)
+    specs = kept_out(co, exclude)
+    await git.run([*co._git(), "add", "-A", *(["--", ".", *specs] if specs else [])],
+                  what="add", env=co._env(), cwd=co.path, timeout=GIT_TIMEOUT)
     tree = await git.out(["--git-dir", str(co.mirror), "write-tree"], what="write-tree",
-                         env=env)
+                         env=co._env())
     start_tree = await git.out(["--git-dir", str(co.mirror), "rev-parse",
                                 f"{co.start}^{{tree}}"], what="rev-parse")
-    if tree == start_tree:
-        return None
+    return tree, start_tree
+
+
+async def commit_tree(git: Git, mirror: Path, tree: str, parent: str, message: str,
+                      author: tuple[str, str], when: int | None = None,
+                      env: dict[str, str] | None = None) -> str:
+    """A commit of ``tree`` on ``parent`` in the mirror, by ``author`` (as committer too)."""
     name, email = author
     who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email, **(env or {})}
     if when is not None:
         who["GIT_AUTHOR_DATE"] = who["GIT_COMMITTER_DATE"] = f"{when} +0000"
-    return await git.out(["--git-dir", str(co.mirror), "commit-tree", tree, "-p", co.start],
+    return await git.out(["--git-dir", str(mirror), "commit-tree", tree, "-p", parent],
                          what="commit-tree", env=who, stdin=message.encode())
 
 
@@ -336,6 +347,15 @@ async def changed_files(git: Git, mirror: Path, old: str, new: str) -> list[str]
     proc = await git.run(["--git-dir", str(mirror), "diff", "--name-only", "-z", "--no-renames",
                           old, new], what="diff")
     return [name for name in proc.stdout.decode("utf-8", "replace").split("\0") if name]
+
+
+async def touched_files(git: Git, mirror: Path, old: str, new: str) -> list[str]:
+    """Every path some commit from ``old`` (excluded) to ``new`` changed, once each: each of
+    those commits is pushed, so a path changed and changed back counts too."""
+    proc = await git.run(["--git-dir", str(mirror), "log", "--format=", "--name-only", "-z",
+                          "--no-renames", f"{old}..{new}"], what="log")
+    names = proc.stdout.decode("utf-8", "replace").split("\0")
+    return list(dict.fromkeys(name for name in names if name))
 
 
 def remove(co: Checkout | None, *paths: Path) -> None:
