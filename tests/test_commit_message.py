@@ -1,6 +1,9 @@
 """The commit a delivery writes (bzzz/claim/delivery.py commit_message)."""
 
 from bzzz.claim.delivery import commit_message
+from bzzz.devhub.state import closing_references
+from bzzz.github.markers import defuse_closing
+from bzzz.repo.taskcommits import clean_message
 from bzzz.claim.task import parse_issue
 
 
@@ -23,3 +26,17 @@ def test_no_co_author_for_the_agents_own_login_or_a_strange_one():
     m = commit_message(task(uid=0), "", "n1", "bot")  # no id: the older address
     assert m.endswith("Co-authored-by: alice <alice@users.noreply.github.com>\n")
     assert m.startswith("Fix the typo\n\nBzzz-Issue")  # no empty summary paragraph
+
+
+def test_the_tasks_words_close_no_issue_when_merged():
+    """A task's summary (or a kept commit's message) saying ``Fixes #3`` would close issue 3
+    when a person merges the pull request: it is defused to a mention, by the same reading
+    devhub closes issues with (GitHub's closing keywords)."""
+    words = ("Fixes #3, closes: o/r#4 and resolved https://github.com/o/r/issues/5; "
+             "FIX #6. See #8, prefix#9.")
+    assert closing_references([words], "o/r") == [3, 4, 5, 6]
+    m = commit_message(task(), words, "n1", "bot")
+    assert closing_references([m], "o/r") == []
+    assert "Fixes issue #3" in m and "See #8" in m
+    assert closing_references([defuse_closing(words)], "o/r") == []
+    assert clean_message(words.encode()) == defuse_closing(words)

@@ -33,7 +33,7 @@ import trio
 
 from ..errors import ClaimError, RepoError
 from ..github.client import GitHubClient, GitHubError
-from ..github.markers import defuse_markers, find_markers, marker
+from ..github.markers import defuse_closing, defuse_markers, find_markers, marker
 from ..repo.git import Git, GitError
 from ..repo.taskcommits import snapshot_keeping
 from ..repo.workspace import (Checkout, Mirrors, Spare, branch_name, changed_files, checkout,
@@ -79,7 +79,7 @@ def commit_message(task: Task, summary: str, node: str, login: str) -> str:
     """The commit a person would write: the issue's title, the agent's summary, and the
     trailers (``commit_trailers``)."""
     title = " ".join(task.title.split())[:200] or f"Task #{task.number}"
-    body = summary.strip()[:2000]
+    body = defuse_closing(summary.strip()[:2000])
     trailers = commit_trailers(task, node, login)
     return f"{title}\n\n" + (f"{body}\n\n" if body else "") + "\n".join(trailers) + "\n"
 
@@ -358,7 +358,8 @@ class RepoWork:
             return done
         body = "\n".join([
             marker("task", f"{task.repo}#{task.number}"),
-            f"Fixes #{task.number}", "", summary.strip()[:MAX_SUMMARY] or "(no summary)", "",
+            f"Fixes #{task.number}", "",
+            defuse_closing(summary.strip()[:MAX_SUMMARY]) or "(no summary)", "",
             *([checked[:MAX_SUMMARY], ""] if checked else []), "---", f"🐝 Made by **{self.node_id}** for {issue_url} (attempt `{key}`). "
             "Review it here; a comment or review containing `/bzzz` from someone with write "
             "access starts another round on this branch."])

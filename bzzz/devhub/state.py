@@ -9,11 +9,11 @@ wins); issue events have 1 s timestamps and increasing ids.
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..github.markers import CLOSING
 from .errors import HubError
 from .roles import ROLES, SEED_ROLE_KEYS, TRIAGE_ROLES, WRITE_ROLES
 
@@ -1162,19 +1162,13 @@ def pull_defaults(pull: dict[str, Any]) -> dict[str, Any]:
     return pull
 
 
-_CLOSING = re.compile(
-    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?::[ \t]*|[ \t]+)"
-    r"(?:(?P<repo>[\w.-]+/[\w.-]+)#|https?://[^\s/]+/(?P<url_repo>[\w.-]+/[\w.-]+)/issues/|#)"
-    r"(?P<number>\d+)\b", re.IGNORECASE)
-
-
 def closing_references(texts: list[str | None], full_name: str) -> list[int]:
     """Issue numbers of ``full_name`` that GitHub's closing keywords name in ``texts``:
     close/closes/closed, fix/fixes/fixed, resolve/resolves/resolved, an optional colon, then
     ``#N``, ``owner/repo#N`` or the issue's URL (case-insensitive)."""
     found: list[int] = []
     for text in texts:
-        for m in _CLOSING.finditer(text or ""):
+        for m in CLOSING.finditer(text or ""):
             other = m.group("repo") or m.group("url_repo")
             if other is None or other.lower() == full_name.lower():
                 found.append(int(m.group("number")))

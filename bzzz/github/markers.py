@@ -29,6 +29,21 @@ def defuse_markers(text: str) -> str:
     return text.replace("<!-- bzzz:", "<!-- bzzz :")
 
 
+# GitHub's closing keywords: close/closes/closed, fix/fixes/fixed, resolve/resolves/resolved,
+# an optional colon, then ``#N``, ``owner/repo#N`` or an issue's URL (case-insensitive)
+CLOSING = re.compile(
+    r"\b(?P<keyword>close[sd]?|fix(?:e[sd])?|resolve[sd]?)(?P<gap>:[ \t]*|[ \t]+)"
+    r"(?P<ref>(?:(?P<repo>[\w.-]+/[\w.-]+)#|https?://[^\s/]+/(?P<url_repo>[\w.-]+/[\w.-]+)"
+    r"/issues/|#)(?P<number>\d+)\b)", re.IGNORECASE)
+
+
+def defuse_closing(text: str) -> str:
+    """Text from a task (its summary, its commits' messages), made unable to close issues
+    when the pull request is merged: ``Fixes #7`` becomes ``Fixes issue #7``, which GitHub
+    reads as a mention. Only the delivery's own ``Fixes #<issue>`` closes an issue."""
+    return CLOSING.sub(lambda m: f"{m['keyword']}{m['gap']}issue {m['ref']}", text)
+
+
 @dataclass(frozen=True)
 class Comment:
     kind: str

@@ -57,6 +57,7 @@ from typing import BinaryIO
 
 import trio
 
+from ..github.markers import defuse_closing
 from ..errors import RepoError
 from .git import Git
 from .workspace import (MAX_ENTRIES, MAX_FILE, Checkout, commit_tree, kept_out,
@@ -325,9 +326,11 @@ def parse_commit(sha: str, data: bytes) -> TaskCommit:
 
 def clean_message(raw: bytes) -> str:
     """A commit message of the task's, fit to show: control and direction characters out,
-    lines' trailing blanks out, at most ``MAX_MESSAGE`` characters."""
+    lines' trailing blanks out, closing keywords defused (a kept commit never closes an
+    issue: bzzz/github/markers.py), at most ``MAX_MESSAGE`` characters."""
     text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
     text = "\n".join(line.rstrip() for line in _CONTROL.sub("", text).split("\n")).strip("\n")
+    text = defuse_closing(text)
     if len(text) > MAX_MESSAGE:
         text = text[:MAX_MESSAGE].rstrip() + "\n… (cut)"
     return text or "(no message)"
