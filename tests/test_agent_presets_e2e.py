@@ -97,6 +97,7 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             assert before and before <= set(re.findall(r"toolu_[0-9a-f]{20}", asked[second]))
             results = [c["body"] for c in _comments(owner, n) if "bzzz:result:" in c["body"]]
             assert len(results) == 2 and "↩ resumed session" in results[-1], results[-1]
+            print(results[-1])
             assert "; it resumed session `" in results[-1]  # on its usage line
             # kept on the node for a next round, until the pull request closes
             kept = SessionStore(tmp_path / "gw" / "agent-sessions").task_dir("owner/tasks", n)
