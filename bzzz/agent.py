@@ -33,6 +33,8 @@ from .errors import SetupError
 from .exec import agents as agent_presets
 from .exec.agents import versions as preset_versions
 from .exec.agents.runner import PresetExecutor
+from .exec.agents.sessions import MAX_ENTRY as MAX_SESSION
+from .exec.agents.sessions import SessionStore
 from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint, root_url
@@ -98,6 +100,16 @@ def setup_cache(config: Config, workroot: Path) -> SetupCache | None:
     return SetupCache(config.data_dir / "setup-cache", max_total=total,
                       max_entry=min(total, parse_memory(config.setup_cache_entry)),
                       spare_root=workroot / ".setup-spare")
+
+
+def agent_sessions(config: Config) -> SessionStore | None:
+    """Where the coding-agent CLIs' sessions are kept between a task's rounds
+    (data_dir/agent-sessions, which no task sees; None: agent_sessions "0", or no preset)."""
+    total = parse_memory(config.agent_sessions)
+    if total <= 0 or not config.agent:
+        return None
+    return SessionStore(config.data_dir / "agent-sessions", max_total=total,
+                        max_entry=min(total, MAX_SESSION))
 
 
 def _secret_file(path: Path, field: str) -> credentials.SecretFile:
@@ -398,6 +410,7 @@ class Agent:
                 await trio.sleep(delay)
                 delay = min(60.0, delay * 2)
         cfg = self.config
+        sessions = agent_sessions(cfg) if self.presets else None
         settings = ClaimSettings(
             repos=cfg.github.repos, node_id=cfg.node_id, peer_id=self.peer_id, login=login,
             max_tasks=cfg.max_tasks, poll_interval=cfg.github.poll_interval,
@@ -414,7 +427,7 @@ class Agent:
             gateway=self.gateway,
             egress=list(cfg.task_egress), egress_max=list(cfg.task_egress_max),
             setup_timeout=cfg.setup_timeout, setup_cache=setup_cache(cfg, self.workroot),
-            test_timeout=cfg.test_timeout,
+            test_timeout=cfg.test_timeout, agent_sessions=sessions,
             sandbox_owner=self.sandbox.owner if self.sandbox else (
                 (self.task_user.uid, self.task_user.gid) if self.task_user else None))
         work = None
@@ -432,7 +445,8 @@ class Agent:
                 leftovers=agent_presets.leftovers_of(shlex.split(cfg.agent_command)))
         if self.presets and self.sandbox is not None:
             executors["agent"] = PresetExecutor(self.presets, self.sandbox,
-                                                max_turns=cfg.agent_max_turns, env=cfg.agent_env)
+                                                max_turns=cfg.agent_max_turns, env=cfg.agent_env,
+                                                sessions=sessions)
         if self.llm is not None:
             self.llm.git = work.git if work is not None else Git()
             executors["llm"] = self.llm

@@ -345,6 +345,10 @@ class Config(BaseModel):
     agent_models: dict[str, str] = Field(default_factory=dict)  # preset -> its own model
     agent_max_turns: int = Field(default=30, ge=1, le=10_000)  # where the CLI has a limit
     agent_path: StrList = Field(default_factory=list)  # searched for the CLIs before PATH
+    # a review round on this node resumes the CLI's session of the task's last round: the
+    # sessions kept, at most this much in all (data_dir/agent-sessions; "0": none kept, each
+    # round starts afresh), 20 MiB a task and preset, 200 tasks, 14 days
+    agent_sessions: str = Field(default="256m", pattern=r"^[0-9]+[kmg]?$")
     # LLM endpoints for the llm executor ([[llm]] in TOML; BZZZ_LLM as a JSON list); with
     # none, Ollama at ollama_url (or localhost:11434) is used when it answers
     llm: list[LLMConfig] = Field(default_factory=list)

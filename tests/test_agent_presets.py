@@ -7,17 +7,22 @@ stopped at once rather than after its retries."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import trio
 
 from bzzz.exec.agents import PRESETS, Route, resolve
-from bzzz.exec.agents.runner import HOME, PresetExecutor, fingerprint
+from bzzz.exec.agents.checklist import checklist_markdown
+from bzzz.exec.agents.runner import HOME, PresetExecutor, fingerprint, resumed_instructions
+from bzzz.exec.agents.sessions import SessionError, SessionStore, Stored
 from bzzz.exec.executor import Job
 from bzzz.exec.sandbox import Limits, open_sandbox
 from bzzz.exec.shell import task_identity
@@ -66,10 +71,12 @@ def _checkout(root: Path, owner: tuple[int, int] | None) -> tuple[Path, Path, Pa
 
 
 async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions: str = "",
-               dead_first: bool = False, idle: bool = False, edit: Edit = EDIT):
+               dead_first: bool = False, idle: bool = False, edit: Edit = EDIT,
+               sessions: SessionStore | None = None, feedback: str = ""):
     """Run preset ``name`` once as the agent would: (outcome, the model's record, the
     workspace, the seconds the executor took). ``dead_first``: the node's first endpoint of
-    the CLI's kind answers nothing; the model is on the second."""
+    the CLI's kind answers nothing; the model is on the second. ``sessions``: the node's
+    store of sessions, ``feedback`` the round's."""
     kind = CLIS[name][1]
     gw = Gateway(root / "gw")
     require(bool(gw.python), "no system python3 for the gateway's forwarder")
@@ -89,10 +96,10 @@ async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions
         job = Job(task_id="owner/tasks#1", repo="owner/tasks", issue=1,
                   title="Say new instead of old", body="In README.md, change old to new.",
                   executor="agent", options={}, code=None, workspace=ws, output_dir=out,
-                  feedback="", feedback_file=inp / "feedback.md", env={}, read_only=[inp],
-                  timeout=RUN_LIMIT, needs=frozenset({f"agent:{name}"}),
+                  feedback=feedback, feedback_file=inp / "feedback.md", env={},
+                  read_only=[inp], timeout=RUN_LIMIT, needs=frozenset({f"agent:{name}"}),
                   repo_instructions=repo_instructions)
-        executor = PresetExecutor(found, box, max_turns=8)
+        executor = PresetExecutor(found, box, max_turns=8, sessions=sessions)
         start = time.monotonic()
         async with gw.route(job.task_id, Allowlist.build([])) as route:
             outcome = await executor.run(job)
@@ -187,6 +194,65 @@ def test_a_cli_talks_to_the_endpoint_serving_its_model(name, workdir):
     outcome, model, ws, _, _ = trio.run(lambda: _run(name, Path(workdir), dead_first=True))
     assert outcome.result.status == "succeeded", outcome.result.output
     assert (ws / "README.md").read_text() == NEW + "\n"
+
+
+CALL_ID = re.compile(r"\b(?:toolu|call)_[0-9a-f]{12,}")
+SAID = "## 2026-01-01T00:00:00Z @owner on the pull request\n\nSay it once more.\n\n"
+
+
+def _asked(model) -> list[dict]:
+    """The bodies of the CLI's requests that offered tools (its turns, not a title's)."""
+    return [r["body"] for r in model.requests if r["body"] and r["body"].get("tools")]
+
+
+def _calls(model) -> set[str]:
+    return set(CALL_ID.findall(json.dumps(_asked(model))))
+
+
+@pytest.mark.parametrize("name", ["claude-code", "codex"])
+def test_a_review_round_resumes_the_clis_session(name, workdir):
+    """Rounds of one task on one node, each in a checkout of its own: the second resumes the
+    first's session (its first request to the model holds the first round's conversation)
+    and is given the feedback since; a session the CLI does not know runs the round afresh."""
+    _cli(name)
+    root = Path(workdir)
+    store = SessionStore(root / "sessions")
+    first, model1, *_ = trio.run(lambda: _run(name, root / "r1", sessions=store))
+    assert first.result.status == "succeeded", first.result.output
+    kept = store.load("owner/tasks", 1, name, "scripted")
+    assert kept is not None and first.result.extra["session"] == {
+        "resumed": None, "kept": True, "id": kept.session, "bytes": kept.bytes}
+    assert 0 < kept.bytes <= store.max_entry
+    assert store.load("owner/tasks", 1, "aider" if name == "codex" else "codex",
+                      "scripted") is None, "kept for its preset only"
+    assert store.load("owner/tasks", 1, name, "another-model") is None
+
+    second, model2, *_ = trio.run(lambda: _run(name, root / "r2", sessions=store,
+                                               feedback=SAID))
+    print(second.result.output)
+    assert second.result.status == "succeeded", second.result.output
+    assert second.result.output.startswith(f"↩ resumed session {kept.session}")
+    resumed = json.dumps(_asked(model2)[0])
+    assert _calls(model1) and _calls(model1) <= set(CALL_ID.findall(resumed)), \
+        "the second round's first request holds the first round's conversation"
+    assert "Say it once more." in resumed
+    assert second.result.extra["session"]["id"] == kept.session  # the same session, on
+
+    # the CLI does not know the session it is asked to resume: afresh, in the same round
+    entry = store.entry("owner/tasks", 1, name) / "session.json"
+    unknown = str(uuid.uuid4())
+    entry.write_text(json.dumps({**json.loads(entry.read_text()), "session": unknown}))
+    again = SAID + "## 2026-01-02T00:00:00Z @owner on the pull request\n\nAnd again.\n\n"
+    third, model3, *_ = trio.run(lambda: _run(name, root / "r3", sessions=store,
+                                              feedback=again))
+    print(third.result.output)
+    assert third.result.status == "succeeded", third.result.output
+    assert third.result.output.startswith(f"↩ session {unknown} is unknown to {name}")
+    assert third.result.extra["session"]["unknown"] == unknown
+    fresh = json.dumps(_asked(model3)[-1])
+    assert not (_calls(model1) | _calls(model2)) & set(CALL_ID.findall(fresh))
+    assert "In README.md, change old to new." in fresh  # the whole instructions again
+    assert store.load("owner/tasks", 1, name, "scripted").session not in (unknown, None)
 
 
 # -------------------------------------------------------------------- no CLI needed
@@ -321,3 +387,103 @@ def test_a_long_agent_command_outlives_trios_idle_worker_threads(workdir):
     outcome = trio.run(main)
     assert outcome.result.status == "succeeded", outcome.result.output
     assert "slept" in outcome.result.output
+
+
+def _stored(repo="owner/tasks", issue=1, preset="claude-code", session="s-1", cwd="/w/a"):
+    given, digest = SessionStore.given("")
+    return Stored(repo, issue, preset, "m", session, cwd, given, digest, 0.0, 0, 0)
+
+
+def test_the_session_store_follows_no_link_and_is_bounded(tmp_path):
+    """A HOME comes from a sandboxed task: only its regular files and directories are kept,
+    nothing is read or written through a link, and an entry over its bound is not kept."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key").write_text("the node's secret")
+    home = tmp_path / "home"
+    projects = home / ".claude" / "projects" / "-w-a"
+    projects.mkdir(parents=True)
+    (projects / "s-1.jsonl").write_text('{"kept": true}\n')
+    (projects / "leak.jsonl").symlink_to(secret / "key")
+    (projects / "linked").symlink_to(secret)
+    os.mkfifo(projects / "pipe")
+    os.link(secret / "key", projects / "hard.jsonl")
+    store = SessionStore(tmp_path / "store", max_entry=1000)
+    done = store.save(_stored(), home, [".claude/projects", ".claude.json", "../secret"])
+    assert (done.files, done.bytes) == (1, len('{"kept": true}\n'))
+    assert oct(os.stat(store.root).st_mode & 0o777) == "0o700"
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    stored = store.load("owner/tasks", 1, "claude-code", "m")
+    moved = PRESETS["claude-code"].relocate("/w/a", "/w/b-2")
+    assert moved == {".claude/projects/-w-a": ".claude/projects/-w-b-2"}
+    assert store.restore(stored, fresh, moved, None) == 1
+    assert [str(p.relative_to(fresh)) for p in sorted(fresh.rglob("*")) if p.is_file()] == \
+        [".claude/projects/-w-b-2/s-1.jsonl"]
+
+    # a HOME whose session directory is itself a link: nothing is kept
+    (home / ".claude" / "projects").rename(home / "elsewhere")
+    (home / ".claude" / "projects").symlink_to(home / "elsewhere")
+    assert store.save(_stored(), home, [".claude/projects"]).files == 0
+    # nor restored through a link in the new HOME
+    (home / ".claude" / "projects").unlink()
+    (home / "elsewhere").rename(home / ".claude" / "projects")
+    assert store.save(_stored(), home, [".claude/projects"]).files == 1
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    (trap / ".claude").symlink_to(secret)
+    with pytest.raises(SessionError):
+        store.restore(store.load("owner/tasks", 1, "claude-code", "m"), trap, {}, None)
+    assert sorted(os.listdir(secret)) == ["key"]
+
+    # over its bound: not kept, and the earlier entry goes too
+    (projects / "big").write_text("x" * 2000)
+    with pytest.raises(SessionError, match="not kept"):
+        store.save(_stored(), home, [".claude/projects"])
+    assert store.load("owner/tasks", 1, "claude-code", "m") is None
+
+
+def test_the_session_store_forgets_old_many_and_closed_tasks(tmp_path):
+    now = [1000.0]
+    home = tmp_path / "home"
+    (home / ".codex" / "sessions").mkdir(parents=True)
+    (home / ".codex" / "sessions" / "r.jsonl").write_text("x" * 100)
+    store = SessionStore(tmp_path / "store", max_tasks=2, max_total=250, max_age=50,
+                         clock=lambda: now[0])
+    for issue in (1, 2, 3):  # three tasks: the oldest goes
+        now[0] += 1
+        store.save(_stored(issue=issue, preset="codex"), home, [".codex/sessions"])
+    assert [store.load("owner/tasks", n, "codex", "m") is not None for n in (1, 2, 3)] == \
+        [False, True, True]
+    store.save(_stored(issue=3, preset="claude-code"), home, [".codex/sessions"])
+    assert store.load("owner/tasks", 2, "codex", "m") is None, "over max_total: the oldest go"
+    assert store.load("owner/tasks", 3, "claude-code", "m") is not None
+    store.forget("owner/tasks", 3)  # its pull request closed
+    assert store.tasks() == []
+
+    store.save(_stored(issue=4, preset="codex"), home, [".codex/sessions"])
+    now[0] += 51
+    assert store.load("owner/tasks", 4, "codex", "m") is None, "too old"
+    assert len(store.evict()) == 1 and store.tasks() == []
+    with pytest.raises(SessionError):
+        store.save(_stored(session="--not-an-id"), home, [".codex/sessions"])
+
+
+def test_a_resumed_round_is_given_the_feedback_since():
+    said = "## t1 @o on the pull request\n\nfix the typo\n\n"
+    given, digest = SessionStore.given(said)
+    stored = Stored("o/r", 1, "codex", "m", "s", "/w", given, digest, 0.0, 0, 0)
+    assert stored.new_feedback(said + "## t2 @o\n\nand the test\n\n") == "## t2 @o\n\nand the test\n\n"
+    assert stored.new_feedback("## t0 something else") is None
+    job = Job(task_id="o/r#1", repo="o/r", issue=1, title="Fix it", body="The whole issue.",
+              executor="agent", options={}, code=None, workspace=Path("/w"),
+              output_dir=Path("/o"), feedback="", feedback_file=Path("/i/f"), env={},
+              read_only=[], timeout=1, repo_instructions="Use tabs.")
+    text = resumed_instructions(job, "and the test")
+    assert text.startswith("# Fix it\n") and "and the test" in text and "Use tabs." in text
+    assert "The whole issue." not in text
+    lines = ["↩ resumed session s (codex, this task's last round on this node)",
+             "🔧 Edit a.py", "■ done"]
+    md = checklist_markdown(lines, final=True)
+    assert md.startswith("↩ resumed session s (codex") and "- [x] Edited `a.py`" in md

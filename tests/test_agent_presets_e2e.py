@@ -1,16 +1,18 @@
 """Coding-agent presets end to end: a real `bzzz run` agent (bubblewrap, the task gateway)
 with the real Claude Code and Aider CLIs against a scripted model, on devhub. An issue with
-no block becomes a draft pull request holding the CLI's edit and none of its own files; a
-task needing `agent:aider` goes to Aider; a model refusing the key fails the task and opens
+no block becomes a draft pull request holding the CLI's edit and none of its own files, and
+a review round on it resumes the CLI's session; a task needing `agent:aider` goes to Aider; a model refusing the key fails the task and opens
 no pull request, although the CLI ran."""
 
 import json
+import re
 import shutil
 
 import httpx
 import pytest
 
 from bzzz.devhub import DevHubThread
+from bzzz.exec.agents.sessions import SessionStore
 from bzzz.testing.agentclis import cli_bin, cli_path
 from bzzz.testing.scriptedmodel import Edit, ScriptedModelThread
 from bzzz.testing.wait import wait_for
@@ -85,9 +87,23 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             wait_for(lambda: "bzzz:review" in _labels(owner, n), 120, what="round two done")
             head = owner.get(f"/repos/owner/tasks/pulls/{pr['number']}").json()["head"]["sha"]
             assert {e["path"] for e in _tree(owner, head)} == {"README.md"}
-            asked = [r for r in model.model.model_requests("/v1/messages")
+            asked = [json.dumps(r["body"]) for r in model.model.model_requests("/v1/messages")
                      if r["body"].get("tools")]
-            assert "say it once more" in json.dumps(asked[-1]["body"]["messages"])
+            assert "say it once more" in asked[-1]
+            # the second round resumed the first's session: its first request to the model
+            # holds the first round's conversation (its tool calls), not only the feedback
+            second = next(i for i, body in enumerate(asked) if "say it once more" in body)
+            before = set(re.findall(r"toolu_[0-9a-f]{20}", "".join(asked[:second])))
+            assert before and before <= set(re.findall(r"toolu_[0-9a-f]{20}", asked[second]))
+            results = [c["body"] for c in _comments(owner, n) if "bzzz:result:" in c["body"]]
+            assert len(results) == 2 and "↩ resumed session" in results[-1], results[-1]
+            print(results[-1])
+            assert "; it resumed session `" in results[-1]  # on its usage line
+            # kept on the node for a next round, until the pull request closes
+            kept = SessionStore(tmp_path / "gw" / "agent-sessions").task_dir("owner/tasks", n)
+            assert (kept / "claude-code" / "session.json").is_file()
+            assert owner.patch(f"/repos/owner/tasks/pulls/{pr['number']}",
+                               json={"state": "closed"}).status_code == 200
 
             m = _file(owner, "Who keeps the tasks, by Aider", ("bzzz", "needs:agent:aider"))
             wait_for(lambda: "bzzz:review" in _labels(owner, m), 120, what="aider's PR")
@@ -102,6 +118,7 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             assert _pull_for(owner, k) == []
             result = next(c["body"] for c in _comments(owner, k) if "bzzz:result:" in c["body"])
             assert "refused its key (401)" in result, result
+            wait_for(lambda: not kept.exists(), 30, what="the closed task's session forgotten")
 
 
 def test_an_agent_commands_known_cli_leaves_its_files_out_of_the_pull_request(tmp_path,

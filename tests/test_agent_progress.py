@@ -125,6 +125,11 @@ def test_usage_comes_from_the_cli_and_the_gateway() -> None:
     assert report.usage_of({"executor": "shell"}) is None
     bare = report.usage_of({"agent": "aider", "model": "m", "turns": 1})
     assert report.usage_lines(bare)[1].startswith("🧑‍💻 aider (`m`): 1 turn (no model use")
+    resumed = report.usage_of({**extra, "session": {"resumed": "3fea2f4d-b06d", "kept": True}})
+    assert resumed is not None and resumed["resumed"] == "3fea2f4d-b06d"
+    assert report.usage_lines(resumed)[1].endswith(
+        "; it resumed session `3fea2f4d-b06d` of this task's last round.")
+    assert "resumed" not in report.usage_of({**extra, "session": {"resumed": "`x` @all"}})
     small = report.usage_lines({**usage, "cost": 0.00012})[1]
     assert small.endswith("about $0.0001.")
     body = report.work_comment("n:1", "node", "succeeded", 3.0, 0, "out", False,

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..exec.agents.sessions import valid_session
 from ..github.markers import Comment, defuse_markers, find_markers, marker
 
 OUTPUT_TAIL = 3000
@@ -84,6 +85,9 @@ def usage_of(extra: Mapping[str, Any] | None) -> dict[str, Any] | None:
                            "turns": int(extra.get("turns") or 0)}
     if extra.get("route"):
         doc["route"] = str(extra["route"])
+    session = extra.get("session")
+    if isinstance(session, Mapping) and valid_session(session.get("resumed")):
+        doc["resumed"] = str(session["resumed"])  # the CLI's session of the last round
     if uses:
         doc.update(tokens_in=sum(int(u.get("tokens_in") or 0) for u in uses),
                    tokens_out=sum(int(u.get("tokens_out") or 0) for u in uses),
@@ -104,6 +108,8 @@ def usage_lines(usage: Mapping[str, Any] | None) -> list[str]:
                  + (f", about {_dollars(float(usage['cost']))}" if usage.get("cost") else ""))
     else:
         line += " (no model use counted: the task ran without the gateway)"
+    if valid_session(usage.get("resumed")):
+        line += f"; it resumed session `{usage['resumed']}` of this task's last round"
     return ["", line + "."]
 
 

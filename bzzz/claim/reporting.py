@@ -167,6 +167,8 @@ class Reporter:
         filed, fu_error, filed_keys = await self.follow_ups(task, out_dir, comments)
         if error and status is Status.SUCCEEDED:
             status = Status.FAILED  # the work did not reach GitHub
+        if error and self.s.agent_sessions is not None:  # nor does a session that made it
+            await trio.to_thread.run_sync(self.s.agent_sessions.forget, task.repo, task.number)
         usage = report.usage_of(result.extra)
         svc._decide(Decision.RESULT, task, status=status.value, exit_code=result.exit_code,
                     duration=result.duration, output_bytes=result.output_bytes,

@@ -31,6 +31,7 @@ from ..decisions import DecisionLog
 from ..exec.executor import Executor, ShellExecutor
 from ..exec.guardian import Policy
 from ..exec.sandbox import Sandbox
+from ..exec.agents.sessions import SessionStore
 from ..repo.setupcache import SetupCache
 from ..exec.shell import RunAs
 from ..gateway.proxy import Gateway
@@ -103,6 +104,8 @@ class ClaimSettings:
     setup_timeout: float = 900.0  # seconds for all of a repository's setup steps together
     setup_cache: SetupCache | None = None  # where setups' results are kept (None: nowhere)
     test_timeout: float = 600.0  # seconds for one run of a repository's own check
+    # the coding-agent CLIs' sessions kept between a task's rounds (None: none kept)
+    agent_sessions: SessionStore | None = None
 
 
 class ClaimService:
@@ -264,7 +267,10 @@ class ClaimService:
 
     async def _pull_closed(self, info: PullInfo) -> None:
         """A pull request of ours closed. Merged: GitHub closed the issue (``Fixes #n``);
-        it is labelled done. Closed unmerged: the users said no; the task ends."""
+        it is labelled done. Closed unmerged: the users said no; the task ends. Either way
+        the CLIs' sessions this node kept for it go."""
+        if self.s.agent_sessions is not None:
+            await trio.to_thread.run_sync(self.s.agent_sessions.forget, info.repo, info.issue)
         ops = self.ops[info.repo]
         try:
             doc = await ops.get(info.issue)

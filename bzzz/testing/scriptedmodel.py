@@ -17,6 +17,9 @@ It speaks the three APIs the CLIs use, streamed (SSE) or whole, as each asks:
   tool, or a function, or a ``shell`` command running ``apply_patch``, whichever the client
   offers), then a message.
 
+Steps are counted from the conversation's latest prompt (a user message that is not a tool's
+result), so a resumed conversation gets the whole script again.
+
 ``idle`` answers every request with the final text (no edit is ever asked for); ``refuse``
 answers every model request 401 (a key the provider does not take), in each
 API's error shape. ``requests`` records what came (path, headers, JSON body); ``served_in``
@@ -93,19 +96,29 @@ def _cwd(doc: dict[str, Any]) -> str:
     for m in doc.get("messages") or doc.get("input") or []:
         if isinstance(m, dict):
             texts.append(_text_of(m.get("content")))
-    for t in texts:
-        found = _CWD.search(t)
-        if found:
-            return found.group(1).rstrip(".,)")
-    return ""
+    found = [m for t in texts for m in _CWD.finditer(t)]  # the latest: a resumed
+    return found[-1].group(1).rstrip(".,)") if found else ""  # session's new checkout
 
 
 # -------------------------------------------------------------------- Anthropic Messages
 
+def _since_prompt(items: list[Any], is_prompt: Any) -> list[Any]:
+    """The items after the latest prompt."""
+    last = max((i for i, m in enumerate(items) if isinstance(m, dict) and is_prompt(m)),
+               default=-1)
+    return items[last + 1:]
+
+
+def _anthropic_prompt(m: dict[str, Any]) -> bool:
+    content = m.get("content")
+    return m.get("role") == "user" and not (isinstance(content, list) and any(
+        isinstance(c, dict) and c.get("type") == "tool_result" for c in content))
+
+
 def _anthropic_steps(doc: dict[str, Any]) -> int:
-    """How many tool calls the conversation holds already."""
+    """How many tool calls the conversation holds since its latest prompt."""
     n = 0
-    for m in doc.get("messages") or []:
+    for m in _since_prompt(doc.get("messages") or [], _anthropic_prompt):
         if m.get("role") == "assistant" and isinstance(m.get("content"), list):
             n += sum(1 for c in m["content"] if isinstance(c, dict) and c.get("type") == "tool_use")
     return n
@@ -176,8 +189,9 @@ def chat_answer(edit: Edit, doc: dict[str, Any]) -> tuple[str, list[dict[str, An
         block = (f"{edit.path}\n```\n<<<<<<< SEARCH\n{edit.old}\n=======\n{edit.new}\n"
                  ">>>>>>> REPLACE\n```\n")
         return f"Here is the change.\n\n{block}\n{edit.final}", []
-    steps = sum(len(m.get("tool_calls") or []) for m in doc.get("messages") or []
-                if m.get("role") == "assistant")
+    steps = sum(len(m.get("tool_calls") or []) for m in _since_prompt(
+        doc.get("messages") or [], lambda m: m.get("role") == "user")
+        if m.get("role") == "assistant")
     path = f"{_cwd(doc).rstrip('/')}/{edit.path}" if _cwd(doc) else edit.path
     read, change = _chat_tool(tools, "read", "Read"), _chat_tool(tools, "edit", "Edit")
     call = f"call_{uuid.uuid4().hex[:16]}"
@@ -204,8 +218,9 @@ def _patch(edit: Edit) -> str:
 
 def responses_items(edit: Edit, doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The output items of the next answer."""
+    since = _since_prompt(doc.get("input") or [], lambda i: i.get("role") == "user")
     done = any(isinstance(i, dict) and i.get("type") in (
-        "function_call_output", "custom_tool_call_output") for i in doc.get("input") or [])
+        "function_call_output", "custom_tool_call_output") for i in since)
     if done:
         return [{"type": "message", "id": f"msg_{uuid.uuid4().hex[:16]}", "role": "assistant",
                  "status": "completed", "content": [

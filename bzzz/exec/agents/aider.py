@@ -36,6 +36,9 @@ class Aider:
     executable = "aider"
     dialect: Dialect = "openai"
     leftovers: tuple[str, ...] = (".aider*",)  # .aider.chat.history.md, .aider.input.history, tags cache
+    # not resumed: it names no session (its Markdown chat history is not one); each round
+    # starts afresh with the feedback
+    session_paths: tuple[str, ...] = ()
 
     def invocation(self, setup: Setup) -> Invocation:
         home = setup.home
@@ -50,6 +53,9 @@ class Aider:
         # the model prices litellm would fetch from the network: its bundled copy
         return Invocation(argv, {"LITELLM_LOCAL_MODEL_COST_MAP": "True",
                                  "AIDER_ANALYTICS": "false"})
+
+    def relocate(self, old_cwd: str, new_cwd: str) -> dict[str, str]:
+        return {}
 
     def parser(self) -> AiderText:
         return AiderText()

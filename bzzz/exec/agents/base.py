@@ -5,7 +5,12 @@ where it takes the instructions, its model and base-URL variables, its turn limi
 prints as it works (:meth:`Preset.parser`: its structured output read line by line into
 lines a person can follow and a :class:`Verdict`), and the files it leaves in the checkout
 that never belong in a pull request (:attr:`Preset.leftovers`, repository-relative globs
-that bzzz/repo/workspace.py's snapshot leaves out).
+that bzzz/repo/workspace.py's snapshot leaves out), and how it resumes a session: the
+HOME-relative paths holding its sessions (:attr:`Preset.session_paths`, kept between rounds
+by bzzz/exec/agents/sessions.py; none: it cannot resume), where a session kept from another
+checkout goes (:meth:`Preset.relocate`), and the invocation given ``Setup.resume``; its
+parser says the session's id (``Verdict.session``) and whether the CLI knew the session it
+was asked to resume (``Verdict.unknown_session``).
 
 A run is judged by its verdict, not its exit status: Aider exits 0 after its model refused
 the key, and Claude Code's result says ``success`` after an edit that failed.
@@ -35,6 +40,7 @@ class Setup:
     instructions: Path  # the file holding the prompt
     max_turns: int
     repo_instructions: str = ""  # the repository's own instructions (AGENTS.md ...)
+    resume: str | None = None  # the session to resume (its files are in home already)
 
 
 @dataclass
@@ -60,6 +66,8 @@ class Verdict:
     turns: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    session: str | None = None  # the CLI's session id, as it said it
+    unknown_session: bool = False  # asked to resume a session, the CLI knew none such
 
     def fail(self, why: str, *, fatal: bool = False) -> None:
         if self.failure is None:
@@ -84,10 +92,16 @@ class Preset(Protocol):
     executable: str  # looked up on agent_path, then PATH
     dialect: Dialect
     leftovers: tuple[str, ...]
+    session_paths: tuple[str, ...]  # HOME-relative: what holds its sessions (none: no resume)
 
     def invocation(self, setup: Setup) -> Invocation: ...
 
     def parser(self) -> Parser: ...
+
+    def relocate(self, old_cwd: str, new_cwd: str) -> dict[str, str]:
+        """HOME-relative paths of a session kept from a run in ``old_cwd`` and where they
+        go for a run in ``new_cwd`` (a CLI that files sessions by their checkout)."""
+        ...
 
 
 def short(text: str, limit: int = 160) -> str:

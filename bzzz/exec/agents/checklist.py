@@ -3,7 +3,8 @@
 The presets' parsers (bzzz/exec/agents/claude_code.py and its siblings) turn a CLI's stream
 into transcript lines: ``🔧 Read README.md``, ``🔧 Bash pytest -q``, ``  ✖ Edit: …``,
 ``✏️ src/x.py`` (Codex, Aider), ``$ make (exit 0)`` (Codex), ``💬 <message>``,
-``■ <result>``. :class:`Checklist` reads them back into what the agent did (files read,
+``■ <result>``, and the runner's ``↩ resumed session …`` (bzzz/exec/agents/runner.py).
+:class:`Checklist` reads them back into what the agent did (files read,
 searched and edited, commands and tests run, its last message) and renders that as the
 Markdown of the progress comment (bzzz/claim/report.py ``progress_comment``).
 
@@ -63,6 +64,7 @@ class Checklist:
     ended: str | None = None  # its result line, once the CLI has ended
     failed: str | None = None  # why the run failed, once known
     last: Step | None = None
+    resumed: str = ""  # the runner's word on the session it resumed (shown first)
 
     def feed(self, line: str) -> None:
         text = " ".join(str(line).split())
@@ -89,6 +91,8 @@ class Checklist:
             self.message = rest
         elif head == "■":
             self.ended = rest
+        elif head == "↩":
+            self.resumed = rest
         elif head == "⋯" and rest.isdigit():
             self.more += int(rest)
         elif head == "[bzzz]" and " failed: " in rest:
@@ -125,7 +129,9 @@ class Checklist:
         ended (a run stopped from outside never says)."""
         shown = list(self.steps.values())[-MAX_SHOWN:]
         hidden = len(self.steps) - len(shown) + self.more
-        lines = [f"- … {hidden} earlier step{'s' if hidden != 1 else ''}"] if hidden else []
+        lines = [f"↩ {_quote(self.resumed, 200)}", ""] if self.resumed else []
+        if hidden:
+            lines.append(f"- … {hidden} earlier step{'s' if hidden != 1 else ''}")
         lines += [_item(s) for s in shown]
         if self.failed is not None:
             lines.append(f"- [ ] Failed: {_quote(self.failed, 200)}")
@@ -142,8 +148,9 @@ class Checklist:
     def lines(self) -> list[str]:
         """Transcript lines that feed a new checklist into this one's state (what the
         executor reports as its progress: bounded, and readable as they are)."""
-        out = [f"⋯ {len(self.steps) - MAX_SHOWN + self.more}"] \
-            if len(self.steps) > MAX_SHOWN or self.more else []
+        out = [f"↩ {_clip(self.resumed, 200)}"] if self.resumed else []
+        if len(self.steps) > MAX_SHOWN or self.more:
+            out.append(f"⋯ {len(self.steps) - MAX_SHOWN + self.more}")
         for s in list(self.steps.values())[-MAX_SHOWN:]:
             tool = {"read": "Read", "search": "Grep", "edit": "Edit", "run": "Bash",
                     "test": "Bash"}.get(s.kind, "")

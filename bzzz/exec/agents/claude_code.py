@@ -14,7 +14,16 @@ Its stream (one JSON object a line): ``system``/``init``; ``system``/``api_retry
 ``tool_result`` of each call (``is_error`` on a failed Edit, which the final ``result``
 still calls a ``success``); and the ``result`` (``subtype``: ``success``,
 ``error_max_turns``, ``error_during_execution``; ``is_error``, ``api_error_status``,
-``num_turns``, ``usage``, ``result``: the last message).
+``num_turns``, ``usage``, ``result``: the last message). ``init`` and ``result`` carry the
+``session_id``.
+
+A review round on this node resumes the session: ``--resume <id>``, its transcript
+(``~/.claude/projects/<the checkout's path, each character not a letter or digit made
+"-">/<id>.jsonl``) restored from the last round and moved under the new checkout's name
+(:meth:`ClaudeCode.relocate`; a name over 200 characters gets a hash Claude Code computes
+with Bun's, so it stays where it was: this version finds a session by its id in any
+project). A session it does not know: ``No conversation found with session ID: <id>`` on
+standard error, and an ``error_during_execution`` result.
 """
 
 from __future__ import annotations
@@ -27,6 +36,14 @@ from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failu
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 MAX_PROMPT_ARG = 100_000  # characters of the repository's instructions
+PROJECTS = ".claude/projects"
+MAX_PROJECT_NAME = 200  # longer names get Claude Code's hash of the path
+UNKNOWN_SESSION = "No conversation found with session ID"
+
+
+def project_name(cwd: str) -> str:
+    """Claude Code's directory name for the sessions of a checkout."""
+    return "".join(c if c.isascii() and c.isalnum() else "-" for c in cwd)
 
 
 class ClaudeCode:
@@ -38,6 +55,7 @@ class ClaudeCode:
                  ".claude/projects", ".claude/backups", ".claude/todos",
                  ".claude/shell-snapshots", ".claude/statsig", ".claude/sessions",
                  ".claude/plugins")
+    session_paths: tuple[str, ...] = (PROJECTS,)
 
     def invocation(self, setup: Setup) -> Invocation:
         # the route in its settings too: they win over the task's ANTHROPIC_BASE_URL, which
@@ -46,6 +64,8 @@ class ClaudeCode:
                 "--permission-mode", "bypassPermissions",
                 "--max-turns", str(setup.max_turns), "--model", setup.model,
                 "--settings", json.dumps({"env": {"ANTHROPIC_BASE_URL": setup.base_url}})]
+        if setup.resume:
+            argv += ["--resume", setup.resume]
         given = bool(setup.repo_instructions.strip())
         if given:  # one argument: at most 128 KiB (Linux)
             argv += ["--append-system-prompt", setup.repo_instructions[:MAX_PROMPT_ARG]]
@@ -58,6 +78,12 @@ class ClaudeCode:
     def parser(self) -> ClaudeStream:
         return ClaudeStream()
 
+    def relocate(self, old_cwd: str, new_cwd: str) -> dict[str, str]:
+        old, new = project_name(old_cwd), project_name(new_cwd)
+        if old == new or max(len(old), len(new)) > MAX_PROJECT_NAME:
+            return {}
+        return {f"{PROJECTS}/{old}": f"{PROJECTS}/{new}"}
+
 
 class ClaudeStream:
     def __init__(self) -> None:
@@ -67,7 +93,12 @@ class ClaudeStream:
     def feed(self, line: str) -> list[str]:
         doc = json_line(line)
         if doc is None:
+            if UNKNOWN_SESSION in line:
+                self.verdict.unknown_session = True
+                self.verdict.fail("the session to resume is unknown to it")
             return [short(line)] if line.strip() else []
+        if isinstance(doc.get("session_id"), str) and doc.get("type") in ("system", "result"):
+            self.verdict.session = doc["session_id"]
         kind = doc.get("type")
         if kind == "system":
             return self._system(doc)

@@ -13,7 +13,11 @@ Its ``--json`` stream: ``thread.started``, ``turn.started``, ``item.started``/``
 (``agent_message``, ``file_change`` with ``status`` completed or failed,
 ``command_execution`` with ``exit_code``, ``error``), ``error`` (``Reconnecting... 1/5
 (unexpected status 401 Unauthorized ...)``), ``turn.failed`` and ``turn.completed`` with
-``usage``.
+``usage``. ``thread.started`` names the session (``thread_id``).
+
+A review round on this node resumes it: ``codex exec resume <id> -``, its rollout
+(``$CODEX_HOME/sessions/YYYY/MM/DD/rollout-…-<id>.jsonl``) restored from the last round. A
+session it does not know: ``no rollout found for thread id <id>`` on standard error.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failu
                    limit_failure, short)
 
 
+UNKNOWN_SESSION = "no rollout found for thread id"
+
+
 def _toml(text: str) -> str:
     return json.dumps(text)  # a JSON string is a TOML basic string
 
@@ -34,6 +41,7 @@ class Codex:
     executable = "codex"
     dialect: Dialect = "openai"
     leftovers: tuple[str, ...] = (".codex",)
+    session_paths: tuple[str, ...] = (".codex/sessions",)
 
     def invocation(self, setup: Setup) -> Invocation:
         config = "\n".join([
@@ -43,14 +51,20 @@ class Codex:
             f"base_url = {_toml(setup.base_url)}", 'env_key = "OPENAI_API_KEY"',
             'wire_api = "responses"', "request_max_retries = 1", "stream_max_retries = 1",
             ""])
+        flags = ["--json", "--dangerously-bypass-approvals-and-sandbox",
+                 "--skip-git-repo-check", "-m", setup.model]
+        argv = ["exec", "--color", "never", *(
+            ["resume", *flags, setup.resume] if setup.resume else flags), "-"]
         return Invocation(
-            ["exec", "--json", "--dangerously-bypass-approvals-and-sandbox",
-             "--skip-git-repo-check", "--color", "never", "-m", setup.model, "-"],
+            argv,
             {"CODEX_HOME": str(setup.home / ".codex")}, stdin=True,
             files={".codex/config.toml": config})
 
     def parser(self) -> CodexStream:
         return CodexStream()
+
+    def relocate(self, old_cwd: str, new_cwd: str) -> dict[str, str]:
+        return {}  # its sessions are filed by date, not by checkout
 
 
 class CodexStream:
@@ -60,12 +74,17 @@ class CodexStream:
     def feed(self, line: str) -> list[str]:
         doc = json_line(line)
         if doc is None:
+            if UNKNOWN_SESSION in line:
+                self.verdict.unknown_session = True
+                self.verdict.fail("the session to resume is unknown to it")
             if "apply_patch verification failed" in line:  # its log, on standard error
                 err = line.split("apply_patch verification failed", 1)[1].lstrip(": ")
                 self.verdict.failed_edits["(a patch)"] = err or "verification failed"
             return [short(line)] if line.strip() and "WARN" not in line else []
         v, kind = self.verdict, doc.get("type")
-        if kind == "turn.started":
+        if kind == "thread.started" and isinstance(doc.get("thread_id"), str):
+            v.session = doc["thread_id"]
+        elif kind == "turn.started":
             v.turns += 1
         elif kind == "item.completed":
             return self._item(doc.get("item") or {})

@@ -35,6 +35,9 @@ class OpenCode:
     executable = "opencode"
     dialect: Dialect = "openai"
     leftovers: tuple[str, ...] = (".opencode/node_modules", ".opencode/bun.lock", ".opencode/package-lock.json")
+    # not resumed: its sessions live in a SQLite database beside a snapshot repository of
+    # the checkout (~/.local/share/opencode), each round starts afresh with the feedback
+    session_paths: tuple[str, ...] = ()
 
     def invocation(self, setup: Setup) -> Invocation:
         config = {
@@ -51,6 +54,9 @@ class OpenCode:
                            "-m", f"bzzz/{setup.model}"],
                           {**QUIET, "OPENCODE_CONFIG_CONTENT": json.dumps(config)},
                           stdin=True)
+
+    def relocate(self, old_cwd: str, new_cwd: str) -> dict[str, str]:
+        return {}
 
     def parser(self) -> OpenCodeStream:
         return OpenCodeStream()

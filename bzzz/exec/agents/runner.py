@@ -19,11 +19,22 @@ What a person follows while it runs is the job's progress: the transcript's step
 bzzz/exec/agents/checklist.py keeps them (bounded), reported as each line comes and once
 more, final, when the CLI has ended. The result says which preset, model and model route
 ran, and how many turns the CLI took; the gateway adds the tokens and cost it counted.
+
+A review round resumes the CLI's session where the preset can (``session_paths``) and this
+node kept it (bzzz/exec/agents/sessions.py): the same task, preset and model, after a round
+that succeeded here. Its files go into the new HOME (moved to the new checkout's name where
+the CLI files sessions by checkout), the CLI is asked to resume it, and the instructions are
+the feedback given since that round (all of it when it does not continue what that round
+had). The transcript's first line says ``↩ resumed session …``. A CLI that does not know the
+session runs again at once, afresh with the whole instructions, as every round did before.
+After a run that succeeded its session is kept for the next round; after one that failed it
+is forgotten.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -39,8 +50,11 @@ from ..shell import Result, task_env
 from . import Installed
 from .base import Parser, Setup, Verdict
 from .checklist import Checklist
+from .sessions import SessionError, SessionStore, Stored, valid_session
 
-__all__ = ["PresetExecutor", "fingerprint"]
+__all__ = ["PresetExecutor", "fingerprint", "resumed_instructions"]
+
+log = logging.getLogger("bzzz.exec")
 
 HOME = ".agent-home"
 SUMMARY = "summary.md"
@@ -49,6 +63,18 @@ TRANSCRIPT = 400  # lines kept for the result
 MAX_LINE = 16 << 20  # bytes of one line of the CLI's output read whole
 REDACT_WHOLE = 1 << 16  # characters of a line redacted before it is parsed
 Fingerprint = dict[str, tuple[int, int, int]]
+
+
+def resumed_instructions(job: Job, new_feedback: str) -> str:
+    """What a resumed CLI is asked: the task's title, and what people said since the round
+    it resumes (the session holds the task and what it did), then the repository's own
+    instructions as :func:`bzzz.exec.executor.instructions` gives them."""
+    text = (f"# {job.title}\n\nA new round of this task, which you worked on earlier in this "
+            "session; your work so far is in the checkout. Address what people said since "
+            f"(oldest first):\n\n{new_feedback.strip()}\n")
+    if job.repo_instructions.strip():
+        text += f"\n---\n\n{job.repo_instructions.strip()}\n"
+    return text
 
 
 def _left_over(rel: str, patterns: Sequence[str]) -> bool:
@@ -90,7 +116,7 @@ class PresetExecutor:
 
     def __init__(self, presets: Mapping[str, Installed], sandbox: Sandbox, *,
                  max_turns: int = 30, env: Mapping[str, str] | None = None,
-                 max_output: int = 64 * 1024) -> None:
+                 max_output: int = 64 * 1024, sessions: SessionStore | None = None) -> None:
         if not presets:
             raise ValueError("no agent preset to run")
         self.presets = dict(presets)
@@ -98,6 +124,7 @@ class PresetExecutor:
         self.max_turns = max_turns
         self.env = {k.upper(): v for k, v in (env or {}).items()}
         self.max_output = max_output
+        self.sessions = sessions  # where sessions are kept between rounds (None: nowhere)
 
     def choose(self, job: Job) -> Installed:
         """The preset the task asks for (``needs:agent:<name>``), else the first."""
@@ -133,16 +160,32 @@ class PresetExecutor:
 
     async def run(self, job: Job) -> Outcome:
         agent = self.choose(job)
+        stored = await self._restore(job, agent)
+        outcome, verdict = await self._once(job, agent, stored)
+        if stored is not None and verdict.unknown_session:
+            note = (f"↩ session {stored.session[:40]} is unknown to {agent.name}: "
+                    "started afresh")
+            outcome, verdict = await self._once(job, agent, None, note=note)
+            outcome.result.extra["session"]["unknown"] = stored.session
+        await self._keep(job, agent, outcome, verdict)
+        return outcome
+
+    async def _once(self, job: Job, agent: Installed, stored: Stored | None, *,
+                    note: str = "") -> tuple[Outcome, Verdict]:
+        """One run of the CLI (``stored``: resuming that session)."""
         preset = agent.preset
         prompt = job.feedback_file.parent / INSTRUCTIONS
         home = job.output_dir / HOME
         setup = Setup(agent.model, agent.base_url, home.resolve() if home.exists() else home,
                       job.workspace.resolve(), prompt, self.max_turns,
-                      getattr(job, "repo_instructions", "") or "")
+                      getattr(job, "repo_instructions", "") or "",
+                      resume=stored.session if stored is not None else None)
         inv = preset.invocation(setup)
         self._home(job, inv.files)
         asked = replace(job, repo_instructions="") if inv.repo_instructions_given else job
-        prompt.write_text(instructions(asked))
+        new = stored.new_feedback(job.feedback) if stored is not None else None
+        prompt.write_text(resumed_instructions(asked, new) if new and new.strip()
+                          else instructions(asked))
         prompt.chmod(0o644)
         path = os.pathsep.join([str(agent.executable.parent), "/usr/local/bin", "/usr/bin",
                                 "/bin"])
@@ -152,17 +195,71 @@ class PresetExecutor:
         read_only = [*job.read_only, *([agent.install_root] if agent.install_root else [])]
         before = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
         parser, steps = preset.parser(), Checklist()
+        if stored is not None:
+            note = (f"↩ resumed session {stored.session[:40]} ({agent.name}, this task's "
+                    "last round on this node)")
+        first = [note] if note else []
+        for line in first:
+            steps.feed(line)
         out, lines = await self._watch(job, agent, env, read_only, parser, steps,
                                        self._argv(agent, inv.argv, inv.stdin))
         verdict = parser.finish()
         after = await trio.to_thread.run_sync(fingerprint, job.workspace, preset.leftovers)
-        outcome = self._outcome(job, agent, out, verdict, lines, changed=before != after)
+        outcome = self._outcome(job, agent, out, verdict, first + lines,
+                                changed=before != after)
+        outcome.result.extra["session"] = {
+            "resumed": stored.session if stored is not None else None}
         if outcome.reason is not None:
             steps.feed(f"[bzzz] {agent.name} failed: {outcome.reason}")
         elif steps.ended is None:
             steps.ended = "finished"
         job.progress("\n".join(steps.lines()))  # the checklist's final state
-        return outcome
+        return outcome, verdict
+
+    async def _restore(self, job: Job, agent: Installed) -> Stored | None:
+        """The task's kept session with this preset and model, its files in the task's
+        HOME (None: none kept, or it could not be restored: the round starts afresh)."""
+        preset, store = agent.preset, self.sessions
+        if store is None or not preset.session_paths:
+            return None
+        stored = await trio.to_thread.run_sync(store.load, job.repo, job.issue, preset.name,
+                                               agent.model)
+        if stored is None:
+            return None
+        self._home(job, {})
+        renames = preset.relocate(stored.cwd, str(job.workspace.resolve()))
+        try:
+            await trio.to_thread.run_sync(store.restore, stored, job.output_dir / HOME,
+                                          renames, self.sandbox.owner)
+        except (SessionError, OSError) as exc:
+            log.warning("a kept session was not restored: the round starts afresh", extra={
+                "task": job.task_id, "agent": preset.name, "error": str(exc)})
+            return None
+        return stored
+
+    async def _keep(self, job: Job, agent: Installed, outcome: Outcome,
+                    verdict: Verdict) -> None:
+        """After a run that succeeded, its session for the next round; after one that
+        failed, none."""
+        preset, store, result = agent.preset, self.sessions, outcome.result
+        if store is None or not preset.session_paths:
+            return
+        session = valid_session(verdict.session)
+        if outcome.reason is not None or result.status != "succeeded" or session is None:
+            await trio.to_thread.run_sync(store.forget, job.repo, job.issue, preset.name)
+            return
+        given, digest = SessionStore.given(job.feedback)
+        kept = Stored(job.repo, job.issue, preset.name, agent.model, session,
+                      str(job.workspace.resolve()), given, digest, 0.0, 0, 0)
+        try:
+            done = await trio.to_thread.run_sync(store.save, kept, job.output_dir / HOME,
+                                                 preset.session_paths)
+        except SessionError as exc:
+            log.warning("the session was not kept: the next round starts afresh", extra={
+                "task": job.task_id, "agent": preset.name, "error": str(exc)})
+            result.extra["session"]["kept"] = False
+            return
+        result.extra["session"].update(kept=True, id=session, bytes=done.bytes)
 
     async def _watch(self, job: Job, agent: Installed, env: dict[str, str],
                      read_only: list[Path], parser: Parser, steps: Checklist,
