@@ -347,6 +347,17 @@ async def test_a_review_round_reads_the_base_and_touches_what_its_pull_request_c
     again = await read_repo_files(Git(), fresh, "main", base, [])
     assert "py rules" not in again.instructions
     assert again.setup_key != files.setup_key  # the lockfile of the checkout's own commit
+    # a workspace package's lockfile counts; a vendored one, or one too deep, does not
+    keys = {}
+    for name, changes in (("nested", {"packages/web/yarn.lock": "a\n"}),
+                          ("nested2", {"packages/web/yarn.lock": "b\n"}),
+                          ("vendored", {"node_modules/x/yarn.lock": "c\n"}),
+                          ("deep", {"a/b/c/d/yarn.lock": "d\n"})):
+        commit = _commit(repo, changes)
+        co_n = Checkout("o/r", repo, tmp_path / "private", repo / ".git", commit, "bzzz/1-x")
+        keys[name] = (await read_repo_files(Git(), co_n, "main", base, [])).setup_key
+    assert len({keys["nested"], keys["nested2"], again.setup_key}) == 3
+    assert keys["vendored"] == keys["nested2"] == keys["deep"]
 
 
 def test_the_check_in_words():

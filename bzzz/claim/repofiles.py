@@ -92,11 +92,10 @@ async def read_repo_files(git: Git, co: Checkout, base: str, base_commit: str,
     out.setup = plan(sources)
     if out.setup.empty:
         return out
-    try:  # the lockfiles of the checkout's own commit: what the setup installs from
-        root = await BaseTree(git, co.mirror, co.start).list_root()
+    try:  # the lockfiles of the checkout's own commit (a workspace's packages too)
+        locks = await BaseTree(git, co.mirror, co.start).find(is_lockfile)
     except GitError as exc:
         log.info("no lockfiles known", extra={"error": str(exc)})
-        root = []
-    locks = {e.path: e.sha for e in root if e.kind == "file" and is_lockfile(e.path)}
+        locks = {}
     out.setup_key = cache_key(co.repo, sandbox, out.setup, sources, locks)
     return out

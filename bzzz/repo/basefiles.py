@@ -11,7 +11,7 @@ as its target (bzzz/repo/instructions.py follows it inside the tree, once).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,10 @@ MAX_BLOB = 256 * 1024  # bytes of one file read (a larger one is left out, and s
 MAX_PATHS = 2000  # paths asked for at once
 MAX_BELOW = 256  # entries read under a directory listed recursively
 _ENV = {"GIT_LITERAL_PATHSPECS": "1"}
+LOCK_DEPTH = 3  # directories below the root where a lockfile still counts (packages/web/…)
+MAX_FOUND = 200
+VENDORED = frozenset({"node_modules", "vendor", ".git", "third_party", "target", "dist",
+                      "build", ".venv", "venv"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,25 @@ class BaseTree:
     async def list_root(self) -> list[TreeEntry]:
         """The entries at the root of the tree."""
         return await self._ls_tree([])
+
+    async def find(self, wanted: Callable[[str], bool], *, max_depth: int = LOCK_DEPTH,
+                   skip: frozenset[str] = VENDORED) -> dict[str, str]:
+        """Path -> blob id of each file of the whole tree whose name ``wanted`` accepts, at
+        most ``max_depth`` directories deep, outside vendored directories (``node_modules``
+        ...); at most ``MAX_FOUND`` of them. One ``ls-tree -r`` without sizes."""
+        out = await self.git.run(["--git-dir", str(self.mirror), "ls-tree", "-r", "-z",
+                                  "--full-tree", self.commit], what="ls-tree", env=_ENV)
+        found: dict[str, str] = {}
+        for rec in out.stdout.split(b"\0"):
+            meta, _, raw = rec.partition(b"\t")
+            parts = raw.decode("utf-8", "surrogateescape").split("/")
+            if not raw or len(parts) > max_depth + 1 or not wanted(parts[-1]) \
+                    or skip.intersection(parts[:-1]) or not meta.startswith(b"100"):
+                continue
+            found["/".join(parts)] = meta.split()[2].decode()
+            if len(found) >= MAX_FOUND:
+                break
+        return found
 
     async def ls(self, paths: Sequence[str], *, recursive: bool = False) -> list[TreeEntry]:
         """The entries at exactly these paths (a directory's own entry), or with

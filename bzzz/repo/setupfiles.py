@@ -17,7 +17,8 @@ fails the task before the executor) and ``test = "…"`` (read by the caller).
 
 The cache key (:func:`cache_key`) is a digest of what a setup's result depends on: the
 repository, the sandbox kind and image, the setup sources' text, and the blob ids of the
-lockfiles at the checkout's root (git's blob id is a hash of the content).
+lockfiles of the checkout's commit, at its root or up to three directories below it outside
+vendored directories (git's blob id is a hash of the content).
 """
 
 from __future__ import annotations
