@@ -88,7 +88,9 @@ async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions
             routes.insert(0, Route("dead", kind, ("other",)))
         box = await open_sandbox("bwrap", node_id="t", hidden=[], state_dir=root / "state",
                                  docker_host=None, default_image="-", network="gateway",
-                                 limits=Limits(memory="2g", pids=512),
+                                 # above 2g: opencode (bun) under RLIMIT_DATA = 2g runs 3-7x
+                                 # slower (docs/agents.md)
+                                 limits=Limits(memory="4g", pids=512),
                                  user=task_identity(None), gateway=gw)
         found, why = resolve([name], {"": "scripted"}, routes, [cli_bin()])
         assert name in found, why
