@@ -272,6 +272,17 @@ def test_fingerprint_sees_changes_but_not_leftovers_or_git(tmp_path):
     assert fingerprint(tmp_path, (".aider*",)) != before
 
 
+def test_a_task_container_cannot_be_given_a_cli_outside_the_workspace_root(tmp_path):
+    """An agent that is itself in a container names host paths only under its workspace
+    root: a CLI installed elsewhere cannot be given to a task's container."""
+    from bzzz.exec.sandbox import ContainerSandbox
+    box = ContainerSandbox(None, node_id="t", hidden=[], default_image="-",
+                           network="gateway", limits=Limits(), user=None, chown_to=None,
+                           workspace_map=(tmp_path / "work", Path("/srv/work")))
+    assert box.unmountable(tmp_path / "work" / "clis") is None
+    assert "is not under workspace_root" in (box.unmountable(tmp_path / "clis") or "")
+
+
 def test_resolve_says_why_a_preset_cannot_run(tmp_path):
     routes = [Route("claude", "anthropic", ("sonnet",)), Route("local", "openai", ())]
     found, why = resolve(["claude-code", "codex", "nope"], {"": "sonnet"}, routes,
