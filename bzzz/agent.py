@@ -39,7 +39,8 @@ from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
 from .exec.llm import Endpoint, root_url
 from .exec.llmexec import LLMExecutor
-from .exec.sandbox import SHARED, Limits, Sandbox, SandboxError, open_sandbox, parse_memory
+from .exec.sandbox import (SHARED, ContainerSandbox, Limits, Sandbox, SandboxError, open_sandbox,
+                           parse_memory)
 from .exec.shell import RunAs, TaskUserError, reachable_by, task_identity
 from .github import credentials
 from .github.client import GitHubClient, GitHubError
@@ -446,7 +447,7 @@ class Agent:
         if self.presets and self.sandbox is not None:
             executors["agent"] = PresetExecutor(self.presets, self.sandbox,
                                                 max_turns=cfg.agent_max_turns, env=cfg.agent_env,
-                                                sessions=sessions)
+                                                sessions=sessions, image=cfg.agent_image)
         if self.llm is not None:
             self.llm.git = work.git if work is not None else Git()
             executors["llm"] = self.llm
@@ -594,15 +595,22 @@ class Agent:
         cfg = self.config
         if not cfg.agent:
             return {}
-        if self.gateway is None or self.sandbox is None or self.sandbox.kind != "bwrap":
-            log.warning("agent presets run in bubblewrap behind the task gateway (task_network "
-                        "= \"gateway\"; a task container does not see the node's CLIs): none "
-                        "are run here")
+        blocked = self._presets_blocked()
+        if blocked:
+            log.warning("agent presets run sandboxed behind the task gateway (task_network "
+                        "= \"gateway\"): none are run here: %s", blocked)
             return {}
         routes = [agent_presets.Route(_route_name(e.name, i), e.kind, tuple(e.models))
                   for i, e in enumerate(cfg.llm, 1)]
         models = {"": cfg.agent_model or "", **cfg.agent_models}
         found, why = agent_presets.resolve(cfg.agent, models, routes, cfg.agent_path)
+        if isinstance(self.sandbox, ContainerSandbox):
+            for name in list(found):
+                root = found[name].install_root
+                problem = self.sandbox.unmountable(root) if root is not None else None
+                if problem:  # the task's container could not be given the CLI
+                    why[name] = problem
+                    del found[name]
         self.preset_problems = why
         for name, reason in why.items():
             log.warning("agent preset not run", extra={"preset": name, "why": reason})
@@ -610,6 +618,17 @@ class Agent:
             log.info("agent preset", extra={"preset": name, "cli": str(agent.executable),
                                             "model": agent.model, "route": agent.route})
         return found
+
+    def _presets_blocked(self) -> str | None:
+        """Why this node's sandbox cannot run a preset, or None. Bubblewrap shows the CLI's
+        installation read-only; a task container gets it as a read-only bind mount and its
+        way out through the gateway's side container (bzzz/exec/sidecar.py)."""
+        if self.gateway is None or self.sandbox is None or self.sandbox.kind == "none":
+            return "no sandbox with the task gateway"
+        if isinstance(self.sandbox, ContainerSandbox) and not self.sandbox.gateway_image:
+            return (f"the container sandbox cannot offer the task gateway "
+                    f"({self.sandbox.gateway_note})")
+        return None
 
     async def _probe_presets(self) -> None:
         """Each preset's CLI version (``<cli> --version``, once, in worker threads): in the

@@ -391,6 +391,10 @@ class Config(BaseModel):
     # image with python3, e.g. the agent's own; default: task_image). Without python3 in it,
     # container tasks get no network at all (the start-up line says so).
     gateway_image: str | None = None
+    # container tasks: the image a coding-agent preset (`agent`) runs in, its CLI's
+    # installation bind-mounted read-only: it needs what the CLI needs (docs/agents.md;
+    # default: task_image)
+    agent_image: str | None = None
     # what a task may reach through the gateway: host, *.domain, host:port, @preset
     task_egress: StrList = Field(default_factory=list)
     # the most a repository's own configuration may add to task_egress

@@ -88,7 +88,9 @@ async def _run(name: str, root: Path, *, refuse: bool = False, repo_instructions
             routes.insert(0, Route("dead", kind, ("other",)))
         box = await open_sandbox("bwrap", node_id="t", hidden=[], state_dir=root / "state",
                                  docker_host=None, default_image="-", network="gateway",
-                                 limits=Limits(memory="2g", pids=512),
+                                 # above 2g: opencode (bun) under RLIMIT_DATA = 2g runs 3-7x
+                                 # slower (docs/agents.md)
+                                 limits=Limits(memory="4g", pids=512),
                                  user=task_identity(None), gateway=gw)
         found, why = resolve([name], {"": "scripted"}, routes, [cli_bin()])
         assert name in found, why
@@ -268,6 +270,17 @@ def test_fingerprint_sees_changes_but_not_leftovers_or_git(tmp_path):
     assert fingerprint(tmp_path, (".aider*", ".claude/projects")) == before
     (tmp_path / "b.txt").write_text("b")
     assert fingerprint(tmp_path, (".aider*",)) != before
+
+
+def test_a_task_container_cannot_be_given_a_cli_outside_the_workspace_root(tmp_path):
+    """An agent that is itself in a container names host paths only under its workspace
+    root: a CLI installed elsewhere cannot be given to a task's container."""
+    from bzzz.exec.sandbox import ContainerSandbox
+    box = ContainerSandbox(None, node_id="t", hidden=[], default_image="-",
+                           network="gateway", limits=Limits(), user=None, chown_to=None,
+                           workspace_map=(tmp_path / "work", Path("/srv/work")))
+    assert box.unmountable(tmp_path / "work" / "clis") is None
+    assert "is not under workspace_root" in (box.unmountable(tmp_path / "clis") or "")
 
 
 def test_resolve_says_why_a_preset_cannot_run(tmp_path):

@@ -19,6 +19,8 @@ from bzzz.devhub import DevHubThread
 from bzzz.hyperlog.store import read_entries
 from bzzz.testing import image as image_helper
 from bzzz.testing import podman as podman_helper
+from bzzz.testing.agentclis import cli_bin, cli_path
+from bzzz.testing.scriptedmodel import Edit, ScriptedModelThread
 from bzzz.testing.fakeollama import FakeOllama, FakeOllamaThread
 from bzzz.testing.wait import wait_for
 
@@ -276,7 +278,11 @@ def podman():
 def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, workdir, podman):
     """The same hostile task in the container sandbox (a busybox image with no python, an
     agent running as root, the task as nobody): the allowlist's host through the proxy, and
-    nothing else, the proxy variables unset included; refusals listed on the issue."""
+    nothing else, the proxy variables unset included; refusals listed on the issue. The same
+    agent runs a coding-agent preset (Claude Code, a native binary) in a container of the
+    base image (python3 and git): its installation bind-mounted read-only, its model reached
+    through the side container, a pull request opened."""
+    require(cli_path("claude") is not None, "claude is not installed (bash .ci/agent-clis.sh)")
     origin, denied = _serve(_Origin), _serve(_Origin)
     oport, dport = origin.server_address[1], denied.server_address[1]
     api, p2p = free_port(), free_port()
@@ -291,14 +297,28 @@ def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, wo
         f"wget -q -O - http://127.0.0.1:{dport}/ 2>&1; echo",
         "nslookup example.org >/dev/null 2>&1 && echo resolved || echo no-dns",
     ])
-    with DevHubThread(seed=SEED) as hub:
+    with DevHubThread(seed=SEED) as hub, ScriptedModelThread(
+            Edit("README.md", "# tasks", "# tasks, kept by agents")) as model:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
+        llm = json.dumps([{"url": model.url, "kind": "anthropic", "name": "claude",
+                           "models": ["scripted"]}])
         env = _agent_env(tmp_path, workdir, hub, BZZZ_LISTEN=f"/ip4/127.0.0.1/tcp/{p2p}",
                          BZZZ_API_LISTEN=f"127.0.0.1:{api}", BZZZ_SANDBOX="container",
                          BZZZ_DOCKER_HOST=podman.docker_host, BZZZ_TASK_IMAGE=podman.image,
                          BZZZ_GATEWAY_IMAGE=image_helper.BASE_TAG,
-                         BZZZ_TASK_EGRESS=f"127.0.0.1:{oport}")
+                         BZZZ_TASK_EGRESS=f"127.0.0.1:{oport}", BZZZ_MAX_TASKS="2",
+                         BZZZ_AGENT="claude-code", BZZZ_AGENT_MODEL="scripted",
+                         BZZZ_AGENT_IMAGE=image_helper.BASE_TAG,
+                         BZZZ_AGENT_PATH=str(cli_bin()), BZZZ_LLM=llm,
+                         BZZZ_DETECT_CAPABILITIES="off", BZZZ_PROGRESS_INTERVAL="0")
         with _running(tmp_path, env):
+            # the preset's task (in agent_image) beside the hostile one
+            wait_for(lambda: "agent:claude-code" in httpx.get(
+                f"http://127.0.0.1:{api}/api/v1/status").json()["capabilities"], 60,
+                what="the preset announced")
+            edit = owner.post("/repos/owner/tasks/issues", json={
+                "title": "Who keeps the tasks", "body": "Say it in the README.",
+                "labels": ["bzzz"]}).json()["number"]
             _, body = _result(owner, "reach out from a container", script, "🌐")
             assert "hello-through-the-gateway" in body, body
             for t in probes:
@@ -307,6 +327,14 @@ def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, wo
                 assert word in body, (word, body)
             assert f"`127.0.0.1:{dport}`" in body and "🚫 Refused" in body
             assert httpx.get(f"http://127.0.0.1:{api}/healthz").status_code == 200
+            wait_for(lambda: any("bzzz:result:" in c["body"] for c in _comments(owner, edit)),
+                     90, what="the preset's result")
+            result = next(c["body"] for c in _comments(owner, edit)
+                          if "bzzz:result:" in c["body"])
+            assert "opened pull request" in result and "🔧 Edit" in result, result
+            assert "🧑‍💻 claude-code (`scripted`)" in result, result
+            keys = {r["headers"].get("x-api-key") for r in model.model.requests if r["body"]}
+            assert keys and not any(k and "bzzz-task-" in k for k in keys), keys
             assert podman.containers("bzzz.node=gw") == []  # task and side container gone
     origin.shutdown()
     denied.shutdown()

@@ -666,6 +666,15 @@ class ContainerSandbox:
             raise SandboxError(f"{path} is not under workspace_root {root}: the engine "
                                "cannot mount it") from None
 
+    def unmountable(self, path: Path) -> str | None:
+        """Why the engine cannot bind-mount ``path`` into a task's container, or None (an
+        agent in a container: only what is under its workspace root has a host path)."""
+        try:
+            self._host_path(Path(path).resolve())
+        except SandboxError as exc:
+            return str(exc)
+        return None
+
     def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
              output_dir: Path | None, read_only: Sequence[Path] = (),
              side: str | None = None) -> dict[str, Any]:

@@ -116,11 +116,13 @@ class PresetExecutor:
 
     def __init__(self, presets: Mapping[str, Installed], sandbox: Sandbox, *,
                  max_turns: int = 30, env: Mapping[str, str] | None = None,
-                 max_output: int = 64 * 1024, sessions: SessionStore | None = None) -> None:
+                 max_output: int = 64 * 1024, sessions: SessionStore | None = None,
+                 image: str | None = None) -> None:
         if not presets:
             raise ValueError("no agent preset to run")
         self.presets = dict(presets)
         self.sandbox = sandbox
+        self.image = image  # the container sandbox's image for the CLI (None: its default)
         self.max_turns = max_turns
         self.env = {k.upper(): v for k, v in (env or {}).items()}
         self.max_output = max_output
@@ -302,7 +304,8 @@ class PresetExecutor:
             out = await self.sandbox.run(argv, job.workspace, env, timeout=job.timeout,
                                          max_output=self.max_output, kill_grace=2.0,
                                          task_id=job.task_id, output_dir=job.output_dir,
-                                         read_only=read_only, on_output=seen)
+                                         read_only=read_only, on_output=seen,
+                                         image=self.image)
             result = Result(out.status, out.exit_code, out.duration, out.output,
                             out.output_bytes, out.truncated, None, str(job.workspace),
                             {"note": out.note} if out.note else {})
