@@ -6,6 +6,11 @@ STAMP  := $(VENV)/.installed
 JS     := tests/js
 JSSTAMP := $(JS)/node_modules/.installed
 PYTEST_ARGS ?=
+# the suite runs in TEST_JOBS processes (pytest-xdist), a test file to one process: most of
+# its time is spent waiting on agents, devhub and CLIs, not computing (`make test TEST_JOBS=0`
+# runs it in one process); the quick benches run BENCH_JOBS at a time
+TEST_JOBS ?= 2
+BENCH_JOBS ?= 2
 
 .PHONY: all install demo test unit lint system-deps js-deps llm-deps github-description agent-clis \
 	bench bench-quick clean
@@ -53,14 +58,14 @@ github-description: system-deps
 
 # The linter, the whole suite, then a quick smoke run of every benchmark.
 test: install system-deps js-deps llm-deps github-description agent-clis lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory bench-quick
 
 unit: install
 	$(BIN)/python -m pytest -q -m "not netns and not js" $(PYTEST_ARGS)
 
 bench-quick: install
-	@for b in bench/[!_]*.py; do echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
+	@BENCH_JOBS=$(BENCH_JOBS) PYTHON=$(BIN)/python bash .ci/bench-quick.sh
 
 bench: install system-deps llm-deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

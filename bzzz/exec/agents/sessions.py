@@ -87,8 +87,8 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(SessionError):
+    """Raised deep in the copy; copy_tree says it in one SessionError with the bounds."""
 
 
 def copy_tree(src: Path, rels: Sequence[str], dst: Path, *, max_bytes: int,
