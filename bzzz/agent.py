@@ -530,6 +530,8 @@ class Agent:
             # the acting endpoints need the API token
             self.api.require_token()
         self.presets = self.find_presets()
+        if isinstance(self.sandbox, ContainerSandbox):
+            await self._probe_presets_in_image(self.sandbox)
         extra = (["container"] if self.sandbox.kind == "container" else []) + \
             (["agent"] if cfg.agent_command or self.presets else []) + \
             [f"agent:{name}" for name in self.presets]
@@ -618,6 +620,17 @@ class Agent:
             log.info("agent preset", extra={"preset": name, "cli": str(agent.executable),
                                             "model": agent.model, "route": agent.route})
         return found
+
+    async def _probe_presets_in_image(self, box: ContainerSandbox) -> None:
+        """A preset whose CLI the task image cannot start (no node for an npm CLI, another
+        Python for Aider) is not run, nor announced: a task needing it would only fail here."""
+        for name, agent in list(self.presets.items()):
+            problem = await box.probe_cli(agent.executable, agent.install_root,
+                                          self.config.agent_image)
+            if problem:
+                self.preset_problems[name] = problem
+                del self.presets[name]
+                log.warning("agent preset not run", extra={"preset": name, "why": problem})
 
     def _presets_blocked(self) -> str | None:
         """Why this node's sandbox cannot run a preset, or None. Bubblewrap shows the CLI's

@@ -301,13 +301,15 @@ def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, wo
             Edit("README.md", "# tasks", "# tasks, kept by agents")) as model:
         owner = httpx.Client(base_url=hub.url, headers={"Authorization": "token t-owner"})
         llm = json.dumps([{"url": model.url, "kind": "anthropic", "name": "claude",
+                           "models": ["scripted"]},
+                          {"url": model.url, "kind": "openai", "name": "local",
                            "models": ["scripted"]}])
         env = _agent_env(tmp_path, workdir, hub, BZZZ_LISTEN=f"/ip4/127.0.0.1/tcp/{p2p}",
                          BZZZ_API_LISTEN=f"127.0.0.1:{api}", BZZZ_SANDBOX="container",
                          BZZZ_DOCKER_HOST=podman.docker_host, BZZZ_TASK_IMAGE=podman.image,
                          BZZZ_GATEWAY_IMAGE=image_helper.BASE_TAG,
                          BZZZ_TASK_EGRESS=f"127.0.0.1:{oport}", BZZZ_MAX_TASKS="2",
-                         BZZZ_AGENT="claude-code", BZZZ_AGENT_MODEL="scripted",
+                         BZZZ_AGENT="claude-code,codex", BZZZ_AGENT_MODEL="scripted",
                          BZZZ_AGENT_IMAGE=image_helper.BASE_TAG,
                          BZZZ_AGENT_PATH=str(cli_bin()), BZZZ_LLM=llm,
                          BZZZ_DETECT_CAPABILITIES="off", BZZZ_PROGRESS_INTERVAL="0")
@@ -316,6 +318,12 @@ def test_a_hostile_container_task_gets_out_only_through_the_gateway(tmp_path, wo
             wait_for(lambda: "agent:claude-code" in httpx.get(
                 f"http://127.0.0.1:{api}/api/v1/status").json()["capabilities"], 60,
                 what="the preset announced")
+            # Codex's launcher needs node, which the image lacks: probed at start, not run
+            # and not announced, the reason in the status document
+            status = httpx.get(f"http://127.0.0.1:{api}/api/v1/status").json()
+            assert "agent:codex" not in status["capabilities"], status["capabilities"]
+            assert "cannot run codex" in json.dumps(status["agent_presets"]), \
+                status["agent_presets"]
             edit = owner.post("/repos/owner/tasks/issues", json={
                 "title": "Who keeps the tasks", "body": "Say it in the README.",
                 "labels": ["bzzz"]}).json()["number"]

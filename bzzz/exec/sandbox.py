@@ -675,6 +675,18 @@ class ContainerSandbox:
             return str(exc)
         return None
 
+    async def probe_cli(self, executable: Path, install_root: Path | None,
+                        image: str | None) -> str | None:
+        """None when ``image`` (default: the task image) runs ``<executable> --version``
+        with the CLI's installation mounted as a task would get it, else why not (a CLI whose
+        interpreter the image lacks: Codex's launcher needs node)."""
+        mounts = [{"Type": "bind", "Source": self._host_path(install_root),  # resolved
+                   "Target": str(install_root), "ReadOnly": True}] \
+            if install_root is not None else []
+        return await sidecar.probe_run(self.engine, image or self.default_image, self.uid,
+                                       [str(executable), "--version"], executable.name,
+                                       "preset", mounts)
+
     def body(self, argv: list[str], ws: Path, env: dict[str, str], image: str, task_id: str,
              output_dir: Path | None, read_only: Sequence[Path] = (),
              side: str | None = None) -> dict[str, Any]:

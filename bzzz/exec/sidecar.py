@@ -20,6 +20,7 @@ Measured here with podman: the side container is listening about 0.15 s after it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -109,14 +110,23 @@ async def remove_quietly(engine: Engine, cid: str) -> None:
 async def probe_image(engine: Engine, image: str, user: str) -> str | None:
     """None when ``image`` can hold the forwarder (``python3`` with what it imports), else
     why not, in a few words."""
+    return await probe_run(engine, image, user, ["python3", "-I", "-c", PROBE], "python3",
+                           "gateway")
+
+
+async def probe_run(engine: Engine, image: str, user: str, argv: list[str], what: str,
+                    label: str, mounts: Sequence[dict[str, Any]] = ()) -> str | None:
+    """None when ``argv`` exits 0 in a container of ``image`` (no network, read-only root,
+    no capabilities, ``mounts`` added), else why not, in a few words naming ``what``."""
     try:
         if not await engine.image_exists(image):
             return f"the image {image} is not available on the container engine"
         cid = await engine.create({
-            "Image": image, "Entrypoint": ["python3"], "Cmd": ["-I", "-c", PROBE],
-            "User": user, "Labels": {"bzzz.probe": "gateway"},
+            "Image": image, "Entrypoint": argv[:1], "Cmd": argv[1:],
+            "User": user, "Labels": {"bzzz.probe": label},
             "HostConfig": {"NetworkMode": "none", "ReadonlyRootfs": True,
-                           "CapDrop": ["ALL"], "LogConfig": {"Type": "none"}}})
+                           "CapDrop": ["ALL"], "LogConfig": {"Type": "none"},
+                           "Mounts": list(mounts)}})
     except EngineError as exc:
         return f"the container engine refused a probe of {image}: {exc}"
     try:
@@ -124,10 +134,10 @@ async def probe_image(engine: Engine, image: str, user: str) -> str | None:
             await engine.start(cid)
             code = await engine.wait(cid)
         if scope.cancelled_caught:
-            return f"python3 in {image} did not answer within {READY_WITHIN:g} s"
-        return None if code == 0 else f"the image {image} has no usable python3 (exit {code})"
+            return f"{what} in {image} did not answer within {READY_WITHIN:g} s"
+        return None if code == 0 else f"the image {image} cannot run {what} (exit {code})"
     except EngineError as exc:
-        return f"the image {image} has no python3 ({exc})"
+        return f"the image {image} cannot run {what} ({exc})"
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(READY_WITHIN):
             await remove_quietly(engine, cid)
