@@ -31,6 +31,7 @@ from .config import Config
 from .decisions import open_data_dir
 from .errors import SetupError
 from .exec import agents as agent_presets
+from .exec.limits import TaskLimits
 from .exec.agents import versions as preset_versions
 from .exec.agents.runner import PresetExecutor
 from .exec.agents.sessions import MAX_ENTRY as MAX_SESSION
@@ -619,7 +620,20 @@ class Agent:
         for name, agent in found.items():
             log.info("agent preset", extra={"preset": name, "cli": str(agent.executable),
                                             "model": agent.model, "route": agent.route})
+            self._warn_data_floor(name, agent.preset.data_floor)
         return found
+
+    def _warn_data_floor(self, name: str, floor: int) -> None:
+        """A CLI that runs badly under the per-process data limit bubblewrap tasks get when
+        no cgroup limits their memory (bzzz/exec/limits.py) is said so at start."""
+        limits = getattr(self.sandbox, "limits", None)
+        if not floor or not isinstance(limits, TaskLimits) or limits.cgroup is not None \
+                or limits.memory >= floor:
+            return
+        log.warning("agent preset %s runs slowly under task_memory = %s: without a delegated "
+                    "cgroup it is each process's data limit, and the CLI wants %d GiB of it; "
+                    "set task_memory = \"%dg\" or delegate a cgroup (docs/agents.md)", name,
+                    self.config.task_memory, floor >> 30, floor >> 30)
 
     async def _probe_presets_in_image(self, box: ContainerSandbox) -> None:
         """A preset whose CLI the task image cannot start (no node for an npm CLI, another

@@ -500,3 +500,33 @@ def test_a_resumed_round_is_given_the_feedback_since():
              "🔧 Edit a.py", "■ done"]
     md = checklist_markdown(lines, final=True)
     assert md.startswith("↩ resumed session s (codex") and "- [x] Edited `a.py`" in md
+
+
+def test_a_cli_that_wants_more_data_than_the_limit_gives_is_said_so_at_start(caplog):
+    """opencode (Bun) runs 3-7 times slower under a 2g per-process data limit, which is what
+    task_memory is without a delegated cgroup: the agent says so once, at start, with the
+    setting to change; not with a cgroup, nor with enough memory, nor for other CLIs."""
+    import logging
+    from types import SimpleNamespace
+
+    from bzzz.agent import Agent
+    from bzzz.exec.agents import PRESETS
+    from bzzz.exec.limits import TaskLimits
+
+    def agent(memory, cgroup=None):
+        limits = TaskLimits(memory=memory, pids=256, disk=1 << 30, cgroup=cgroup,
+                            cgroup_note="", user=None)
+        return SimpleNamespace(sandbox=SimpleNamespace(limits=limits),
+                               config=SimpleNamespace(task_memory=f"{memory >> 30}g"))
+
+    floor = PRESETS["opencode"].data_floor
+    assert floor == 4 << 30 and PRESETS["claude-code"].data_floor == 0
+    with caplog.at_level(logging.WARNING, logger="bzzz.agent"):
+        Agent._warn_data_floor(agent(2 << 30), "opencode", floor)
+        assert 'set task_memory = "4g"' in caplog.text
+        caplog.clear()
+        Agent._warn_data_floor(agent(4 << 30), "opencode", floor)
+        Agent._warn_data_floor(agent(2 << 30, cgroup=Path("/sys/fs/cgroup/x")), "opencode",
+                               floor)
+        Agent._warn_data_floor(agent(2 << 30), "claude-code", 0)
+        assert caplog.text == ""

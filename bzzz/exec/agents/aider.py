@@ -35,6 +35,7 @@ class Aider:
     name = "aider"
     executable = "aider"
     dialect: Dialect = "openai"
+    data_floor = 0
     leftovers: tuple[str, ...] = (".aider*",)  # .aider.chat.history.md, .aider.input.history, tags cache
     # not resumed: it names no session (its Markdown chat history is not one); each round
     # starts afresh with the feedback

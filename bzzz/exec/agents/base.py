@@ -92,6 +92,9 @@ class Preset(Protocol):
     executable: str  # looked up on agent_path, then PATH
     dialect: Dialect
     leftovers: tuple[str, ...]
+    # the per-process data limit (RLIMIT_DATA, where no cgroup limits a task's memory) under
+    # which the CLI runs badly: a runtime reserving large heaps (opencode's Bun); 0: none
+    data_floor: int
     session_paths: tuple[str, ...]  # HOME-relative: what holds its sessions (none: no resume)
 
     def invocation(self, setup: Setup) -> Invocation: ...

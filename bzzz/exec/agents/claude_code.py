@@ -51,6 +51,7 @@ class ClaudeCode:
     executable = "claude"
     dialect: Dialect = "anthropic"
     # what it writes beside a project (its HOME is elsewhere, so these are only in case)
+    data_floor = 0
     leftovers: tuple[str, ...] = (".claude.json", ".claude.json.*", ".claude/settings.local.json",
                  ".claude/projects", ".claude/backups", ".claude/todos",
                  ".claude/shell-snapshots", ".claude/statsig", ".claude/sessions",

@@ -40,6 +40,7 @@ class Codex:
     name = "codex"
     executable = "codex"
     dialect: Dialect = "openai"
+    data_floor = 0
     leftovers: tuple[str, ...] = (".codex",)
     session_paths: tuple[str, ...] = (".codex/sessions",)
 

@@ -34,6 +34,7 @@ class OpenCode:
     name = "opencode"
     executable = "opencode"
     dialect: Dialect = "openai"
+    data_floor = 4 << 30  # 3-7 times slower under 2g (docs/agents.md)
     leftovers: tuple[str, ...] = (".opencode/node_modules", ".opencode/bun.lock", ".opencode/package-lock.json")
     # not resumed: its sessions live in a SQLite database beside a snapshot repository of
     # the checkout (~/.local/share/opencode), each round starts afresh with the feedback
