@@ -33,7 +33,8 @@ ONCE, TWICE = "# tasks\n\nKept by agents.\n", "# tasks\n\nKept by agents.\n\nKep
 # a line of each CLI's own, in the result comment's transcript (bzzz/exec/agents/)
 OWN_LINE = {"claude-code": "🔧 Edit", "aider": "Applied edit to README.md",
             "codex": "✏️ README.md", "opencode": "🔧 edit"}
-REVIEWED = ("claude-code", "codex")
+REVIEWED = ("claude-code", "codex", "aider", "opencode")
+RESUMED = ("claude-code", "codex")  # the others start afresh with the feedback
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +91,8 @@ def _review(owner, n, pr):
 def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_path, workdir):
     """All four presets on one agent: the four issues are filed together (four task slots),
     so the slowest CLI (opencode, a few seconds of its own start-up) runs while the others
-    and their review rounds go by."""
+    and their review rounds go by. Each gets a review round: a second commit on the same
+    pull request (Claude Code and Codex from their resumed sessions)."""
     with ScriptedModelThread(EDIT) as model, DevHubThread(seed=SEED) as hub:
         llm = json.dumps([
             {"url": model.url, "kind": "anthropic", "name": "claude", "models": ["scripted"]},
@@ -138,11 +140,18 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
                 head = _head(owner, prs[p]["number"])
                 assert {e["path"] for e in _tree(owner, head)} == {"README.md"}
                 assert _readme(owner, head) == TWICE, p
-                # the second round resumed the first's session, kept on the node for a
-                # next round until the pull request closes
                 results = [c["body"] for c in _comments(owner, issues[p])
                            if "bzzz:result:" in c["body"]]
-                assert len(results) == 2 and "↩ resumed session" in results[-1], results[-1]
+                assert len(results) == 2, (p, results)
+                if p not in RESUMED:
+                    assert "↩ resumed session" not in results[-1], results[-1]
+                    assert OWN_LINE[p] in results[-1], (p, results[-1])  # the CLI again
+                    owner.patch(f"/repos/owner/tasks/pulls/{prs[p]['number']}",
+                                json={"state": "closed"})
+                    continue
+                # the second round resumed the first's session, kept on the node for a
+                # next round until the pull request closes
+                assert "↩ resumed session" in results[-1], results[-1]
                 assert "; it resumed session `" in results[-1]  # on its usage line
                 kept = sessions.task_dir("owner/tasks", issues[p])
                 assert (kept / p / "session.json").is_file(), p
@@ -166,7 +175,7 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             result = _result(owner, k)
             assert "refused its key (401)" in result, result
             wait_for(lambda: not any(sessions.task_dir("owner/tasks", issues[p]).exists()
-                                     for p in REVIEWED), 30,
+                                     for p in RESUMED), 30,
                      what="the closed tasks' sessions forgotten")
 
 
