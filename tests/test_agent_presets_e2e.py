@@ -168,12 +168,16 @@ def test_presets_turn_issues_into_pull_requests_and_refusals_into_failures(tmp_p
             asked = model.model.model_requests("/v1/responses")
             assert "say it once more" in json.dumps(asked[-1]["body"]["input"])
 
+            # a model refusing the key: each CLI's task fails, with no pull request
             model.model.refuse = True
-            k = _file(owner, "Who keeps the tasks, refused")
-            wait_for(lambda: "bzzz:failed" in _labels(owner, k), 120, what="the failure")
-            assert _pull_for(owner, k) == []
-            result = _result(owner, k)
-            assert "refused its key (401)" in result, result
+            refused = {p: _file(owner, f"Who keeps the tasks, refused to {p}",
+                                ("bzzz", f"needs:agent:{p}")) for p in PRESETS}
+            for p, k in refused.items():
+                wait_for(lambda k=k: "bzzz:failed" in _labels(owner, k), 120,
+                         what=f"{p}'s failure")
+                assert _pull_for(owner, k) == [], p
+                result = _result(owner, k)
+                assert f"🧑‍💻 {p}" in result and "refused its key (401)" in result, result
             wait_for(lambda: not any(sessions.task_dir("owner/tasks", issues[p]).exists()
                                      for p in RESUMED), 30,
                      what="the closed tasks' sessions forgotten")
