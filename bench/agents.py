@@ -68,6 +68,18 @@ def emit(metric, value, unit, target, ok, **params) -> None:
                       "target": target, "ok": ok, "params": params}), flush=True)
 
 
+def work_dir(metric: str, target: float, prefix: str) -> Path | None:
+    """A directory the task's user can go through (to its checkout), or None (and a skipped
+    line for ``metric``) without bubblewrap or Claude Code."""
+    if shutil.which("bwrap") is None or cli_path("claude") is None:
+        emit(metric, None, "s", target, None,
+             skipped="needs bubblewrap and claude (bash .ci/agent-clis.sh)")
+        return None
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    return work
+
+
 def job(root: Path, owner: tuple[int, int] | None) -> Job:
     """A fresh one-commit checkout, its output and inputs directories, and the job."""
     shutil.rmtree(root, ignore_errors=True)
@@ -101,12 +113,9 @@ async def once(gw: Gateway, executor: Executor, root: Path,
 
 async def main(quick: bool) -> None:
     samples = 3 if quick else 10
-    if shutil.which("bwrap") is None or cli_path("claude") is None:
-        emit("preset_overhead_s", None, "s", TARGET, None,
-             skipped="needs bubblewrap and claude (bash .ci/agent-clis.sh)")
+    work = work_dir("preset_overhead_s", TARGET, "bzzz-bench-agents-")
+    if work is None:
         return
-    work = Path(tempfile.mkdtemp(prefix="bzzz-bench-agents-"))
-    os.chmod(work, 0o755)
     try:
         with ScriptedModelThread(EDIT) as server:
             gw = Gateway(work / "gw", models=[ModelEndpoint("m", server.url, "anthropic")])
@@ -200,12 +209,9 @@ def claim_to_cli(quick: bool) -> None:
     import httpx
 
     tasks = 3 if quick else 6
-    if shutil.which("bwrap") is None or cli_path("claude") is None:
-        emit("claim_to_cli_s", None, "s", CLAIM_TARGET, None,
-             skipped="needs bubblewrap and claude (bash .ci/agent-clis.sh)")
+    work = work_dir("claim_to_cli_s", CLAIM_TARGET, "bzzz-bench-claim-cli-")
+    if work is None:
         return
-    work = Path(tempfile.mkdtemp(prefix="bzzz-bench-claim-cli-"))
-    os.chmod(work, 0o755)  # the task's user goes through it to its checkout
     asked: list[float] = []  # when the CLI's model requests came (with tools: the agent's)
     lock = threading.Lock()
     try:

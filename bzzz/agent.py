@@ -31,13 +31,13 @@ from .config import Config
 from .decisions import open_data_dir
 from .errors import SetupError
 from .exec import agents as agent_presets
-from .exec.limits import TaskLimits
 from .exec.agents import versions as preset_versions
 from .exec.agents.runner import PresetExecutor
 from .exec.agents.sessions import MAX_ENTRY as MAX_SESSION
 from .exec.agents.sessions import SessionStore
 from .exec.executor import AgentExecutor, Executor
 from .exec.guardian import Policy
+from .exec.limits import TaskLimits
 from .exec.llm import Endpoint, root_url
 from .exec.llmexec import LLMExecutor
 from .exec.sandbox import (SHARED, ContainerSandbox, Limits, Sandbox, SandboxError, open_sandbox,

@@ -52,10 +52,6 @@ class BaseTree:
         self.entries: dict[str, TreeEntry] = {}
         self.blobs: dict[str, bytes] = {}  # sha -> bytes
 
-    async def list_root(self) -> list[TreeEntry]:
-        """The entries at the root of the tree."""
-        return await self._ls_tree([])
-
     async def find(self, wanted: Callable[[str], bool], *, max_depth: int = LOCK_DEPTH,
                    skip: frozenset[str] = VENDORED) -> dict[str, str]:
         """Path -> blob id of each file of the whole tree whose name ``wanted`` accepts, at

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 __all__ = ["Dialect", "Invocation", "Parser", "Preset", "Setup", "Verdict", "auth_failure",
-           "short"]
+           "short", "unknown_session"]
 
 Dialect = Literal["anthropic", "openai"]
 
@@ -145,6 +145,14 @@ def limit_failure(status: Any, text: str = "") -> str | None:
             or "quota" in low or "usage limit" in low:
         return "the model's usage or rate limit was reached"
     return None
+
+
+def unknown_session(verdict: Verdict, line: str, says: str) -> None:
+    """A line of the CLI's own (not its JSON) saying ``says``: the session it was asked to
+    resume is unknown to it (the runner then starts it afresh)."""
+    if says in line:
+        verdict.unknown_session = True
+        verdict.fail("the session to resume is unknown to it")
 
 
 EDIT_FAILED = "its edits failed"

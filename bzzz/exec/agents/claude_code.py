@@ -32,7 +32,7 @@ import json
 from typing import Any
 
 from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failures, json_line,
-                   limit_failure, short)
+                   limit_failure, short, unknown_session)
 
 EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
 MAX_PROMPT_ARG = 100_000  # characters of the repository's instructions
@@ -50,8 +50,8 @@ class ClaudeCode:
     name = "claude-code"
     executable = "claude"
     dialect: Dialect = "anthropic"
-    # what it writes beside a project (its HOME is elsewhere, so these are only in case)
     data_floor = 0
+    # what it writes beside a project (its HOME is elsewhere, so these are only in case)
     leftovers: tuple[str, ...] = (".claude.json", ".claude.json.*", ".claude/settings.local.json",
                  ".claude/projects", ".claude/backups", ".claude/todos",
                  ".claude/shell-snapshots", ".claude/statsig", ".claude/sessions",
@@ -94,9 +94,7 @@ class ClaudeStream:
     def feed(self, line: str) -> list[str]:
         doc = json_line(line)
         if doc is None:
-            if UNKNOWN_SESSION in line:
-                self.verdict.unknown_session = True
-                self.verdict.fail("the session to resume is unknown to it")
+            unknown_session(self.verdict, line, UNKNOWN_SESSION)
             return [short(line)] if line.strip() else []
         if isinstance(doc.get("session_id"), str) and doc.get("type") in ("system", "result"):
             self.verdict.session = doc["session_id"]

@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from .base import (Dialect, Invocation, Setup, Verdict, auth_failure, edit_failures, json_line,
-                   limit_failure, short)
+                   limit_failure, short, unknown_session)
 
 
 UNKNOWN_SESSION = "no rollout found for thread id"
@@ -75,9 +75,7 @@ class CodexStream:
     def feed(self, line: str) -> list[str]:
         doc = json_line(line)
         if doc is None:
-            if UNKNOWN_SESSION in line:
-                self.verdict.unknown_session = True
-                self.verdict.fail("the session to resume is unknown to it")
+            unknown_session(self.verdict, line, UNKNOWN_SESSION)
             if "apply_patch verification failed" in line:  # its log, on standard error
                 err = line.split("apply_patch verification failed", 1)[1].lstrip(": ")
                 self.verdict.failed_edits["(a patch)"] = err or "verification failed"
